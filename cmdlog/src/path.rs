@@ -1,0 +1,126 @@
+//! Lexical checks on the paths a log names: whether a path stays inside the
+//! work root, judged without touching the file system.
+//!
+//! Both `/` and `\` count as separators and both Unix and Windows absolute
+//! forms are recognised, because a log recorded on one platform may be
+//! audited on another. That is conservative: a Linux file name holding a
+//! backslash may be refused, never wrongly accepted. Symlinks are the
+//! policy's concern; this module only sees text.
+
+/// Why a path is not acceptable where it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathProblem {
+    /// The path is the empty string.
+    Empty,
+    /// The path is absolute where only a root-relative path may stand.
+    Absolute,
+    /// The path climbs above the work root with `..`.
+    Escapes,
+}
+
+/// Whether `path` is absolute on any platform a log may come from
+/// (`/x`, `\x`, `C:\x`, `C:x`, `\\server\share`).
+pub fn is_absolute(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    matches!(bytes.first(), Some(b'/' | b'\\'))
+        || (bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':')
+}
+
+/// Checks a path that must name something inside the work root: relative,
+/// and never above the root at any point as its components are followed.
+pub fn check_confined(path: &str) -> Result<(), PathProblem> {
+    if path.is_empty() {
+        return Err(PathProblem::Empty);
+    }
+    if is_absolute(path) {
+        return Err(PathProblem::Absolute);
+    }
+    let mut depth: u64 = 0;
+    for component in path.split(['/', '\\']) {
+        match component {
+            "" | "." => {}
+            ".." => depth = depth.checked_sub(1).ok_or(PathProblem::Escapes)?,
+            _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Checks an input path: absolute paths are allowed (the policy decides
+/// which), relative ones must stay inside the work root.
+pub fn check_input(path: &str) -> Result<(), PathProblem> {
+    if !path.is_empty() && is_absolute(path) {
+        return Ok(());
+    }
+    check_confined(path)
+}
+
+/// Joins root-relative `base` and a path relative to it, lexically, giving a
+/// root-relative path with `.` and `..` resolved and `/` as the separator,
+/// or `None` if the result leaves the root. `"."` is the root itself.
+pub fn normalize_under(base: &str, path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for component in base.split(['/', '\\']).chain(path.split(['/', '\\'])) {
+        match component {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    if parts.is_empty() {
+        Some(".".to_owned())
+    } else {
+        Some(parts.join("/"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confined_paths_accept_what_stays_inside() {
+        for ok in [
+            "a", "./a", "a/b", "a/../b", "a/./b/..", ".", "a//b", "..a", "a..",
+        ] {
+            assert_eq!(check_confined(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn confined_paths_refuse_what_leaves_or_is_absolute() {
+        for (bad, why) in [
+            ("", PathProblem::Empty),
+            ("/etc/passwd", PathProblem::Absolute),
+            ("\\windows", PathProblem::Absolute),
+            ("C:\\x", PathProblem::Absolute),
+            ("c:x", PathProblem::Absolute),
+            ("..", PathProblem::Escapes),
+            ("../a", PathProblem::Escapes),
+            ("a/../../b", PathProblem::Escapes),
+            // Leaving and coming back is still leaving: the tool would
+            // have looked outside the root on the way.
+            ("../root/a", PathProblem::Escapes),
+            ("a\\..\\..\\b", PathProblem::Escapes),
+        ] {
+            assert_eq!(check_confined(bad), Err(why), "{bad}");
+        }
+    }
+
+    #[test]
+    fn inputs_may_be_absolute_but_not_escape() {
+        assert_eq!(check_input("/usr/lib/libc.so"), Ok(()));
+        assert_eq!(check_input("../x"), Err(PathProblem::Escapes));
+        assert_eq!(check_input(""), Err(PathProblem::Empty));
+    }
+
+    #[test]
+    fn normalize_resolves_dots_and_refuses_escape() {
+        assert_eq!(normalize_under(".", "a/./b/../c").as_deref(), Some("a/c"));
+        assert_eq!(normalize_under("sub", "../x").as_deref(), Some("x"));
+        assert_eq!(normalize_under("sub", "../../x"), None);
+        assert_eq!(normalize_under(".", ".").as_deref(), Some("."));
+    }
+}

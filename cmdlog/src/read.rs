@@ -1,0 +1,752 @@
+//! The streaming reader: [`LogReader`] hands each command to a [`Visit`] as
+//! soon as it is parsed and keeps nothing of it.
+//!
+//! It is built on `serde_json`'s streaming deserializer with hand-written
+//! seeds rather than derived `Deserialize`, for three reasons: commands are
+//! handed out one at a time instead of collected; every value is checked as
+//! it arrives, so an error points at the value (line, column, byte, command,
+//! field); and the bytes a single command may occupy are capped by a metered
+//! reader underneath, so one huge argument cannot make the reader allocate
+//! without bound. Memory is therefore flat in the number of commands; the
+//! only state kept across commands is the previous id, which is why ids must
+//! strictly increase (that also detects duplicates without a set of ids).
+//!
+//! A document must list `format`, `version`, `producer` and `platform`
+//! before `commands`, so that a reader knows the header before the first
+//! command; [`crate::LogWriter`] writes them in that order.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, BufReader, Read};
+use std::ops::ControlFlow;
+use std::rc::Rc;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+use crate::error::{CommandRef, Field, Item, Location, Problem, ReadError};
+use crate::limits::{Limit, Limits};
+use crate::types::{Command, Document, Header, Platform, Producer, ToolKind, FORMAT, VERSION};
+use crate::validate::{self, List};
+
+/// Receives a log's header, then its commands one at a time, in order.
+pub trait Visit {
+    /// Called once, before the first command. `Break` stops reading.
+    fn header(&mut self, header: &Header) -> ControlFlow<()> {
+        let _ = header;
+        ControlFlow::Continue(())
+    }
+
+    /// Called for each command, in document order. `Break` stops reading.
+    fn command(&mut self, command: Command) -> ControlFlow<()>;
+}
+
+impl<F: FnMut(Command) -> ControlFlow<()>> Visit for F {
+    fn command(&mut self, command: Command) -> ControlFlow<()> {
+        self(command)
+    }
+}
+
+/// What a read saw, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The log's header.
+    pub header: Header,
+    /// Commands handed to the visitor.
+    pub commands: u64,
+    /// Bytes of the document read.
+    pub bytes: u64,
+    /// True if the visitor stopped the read; the rest of the log, and so
+    /// whether it ends well, was not read.
+    pub stopped: bool,
+}
+
+/// Reads a command log from a byte stream, one command at a time.
+pub struct LogReader<R> {
+    input: R,
+    limits: Limits,
+}
+
+impl<R: Read> LogReader<R> {
+    /// A reader of `input` with the default [`Limits`]; `input` is buffered
+    /// here, so pass a `File` as it is.
+    pub fn new(input: R) -> Self {
+        LogReader {
+            input,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The same reader with other limits.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        LogReader { limits, ..self }
+    }
+
+    /// Reads the whole log, handing the header and each command to `visit`.
+    ///
+    /// An `Ok` means the document was complete and valid (or that `visit`
+    /// stopped it: see [`Summary::stopped`]); commands handed out before an
+    /// error were valid on their own, but the log as a whole is not, so a
+    /// caller that acts on commands must read the log through once first.
+    pub fn read(self, visit: &mut impl Visit) -> Result<Summary, ReadError> {
+        let meter = Rc::new(Meter::new(&self.limits));
+        let input = Metered {
+            inner: BufReader::with_capacity(64 << 10, self.input),
+            meter: Rc::clone(&meter),
+        };
+        let mut de = serde_json::Deserializer::from_reader(input);
+        let mut state = State {
+            visit,
+            limits: self.limits,
+            meter: Rc::clone(&meter),
+            header: None,
+            commands: 0,
+            last_id: None,
+            command: None,
+            field: None,
+            problem: None,
+            stopped: false,
+        };
+        let parsed = DocumentSeed { state: &mut state }.deserialize(&mut de);
+        let result = match parsed {
+            Ok(()) => de.end().inspect_err(|e| {
+                state.command = None;
+                state.field = None;
+                if state.problem.is_none() && e.classify() == serde_json::error::Category::Syntax {
+                    state.problem = Some(Problem::TrailingData);
+                }
+            }),
+            Err(e) if state.stopped => {
+                drop(e);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                let header = state.header.take().ok_or_else(|| ReadError {
+                    problem: Problem::MissingField("commands"),
+                    location: meter.location(0, 0),
+                    command: None,
+                    field: None,
+                })?;
+                Ok(Summary {
+                    header,
+                    commands: state.commands,
+                    bytes: meter.consumed.get(),
+                    stopped: state.stopped,
+                })
+            }
+            Err(e) => Err(state.into_error(e)),
+        }
+    }
+}
+
+/// Reads a whole log into memory: for tests and small logs. Prefer
+/// [`LogReader`] where a log may be large.
+pub fn read_document(input: impl Read, limits: Limits) -> Result<Document, ReadError> {
+    let mut commands = Vec::new();
+    let summary = LogReader::new(input)
+        .with_limits(limits)
+        .read(&mut |command| {
+            commands.push(command);
+            ControlFlow::Continue(())
+        })?;
+    Ok(Document {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        producer: summary.header.producer,
+        platform: summary.header.platform,
+        commands,
+    })
+}
+
+/// Counts the bytes read and enforces the byte limits: the whole log, and a
+/// window that restarts at each command.
+struct Meter {
+    consumed: Cell<u64>,
+    max_total: u64,
+    window_start: Cell<u64>,
+    window_max: Cell<u64>,
+    exceeded: Cell<Option<Limit>>,
+}
+
+impl Meter {
+    fn new(limits: &Limits) -> Meter {
+        Meter {
+            consumed: Cell::new(0),
+            max_total: limits.max_log_bytes,
+            window_start: Cell::new(0),
+            window_max: Cell::new(limits.max_command_bytes),
+            exceeded: Cell::new(None),
+        }
+    }
+
+    /// Starts a new per-command window of `max` bytes.
+    fn restart_window(&self, max: u64) {
+        self.window_start.set(self.consumed.get());
+        self.window_max.set(max);
+    }
+
+    /// Where the reader is; serde_json gives no line for I/O errors (which
+    /// is how a passed limit surfaces), and then only the byte is known.
+    fn location(&self, line: usize, column: usize) -> Location {
+        Location {
+            line,
+            column,
+            offset: self.consumed.get(),
+        }
+    }
+}
+
+/// A reader that counts into a [`Meter`] and fails once a limit is passed.
+struct Metered<R> {
+    inner: R,
+    meter: Rc<Meter>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let m = &self.meter;
+        let n = self.inner.read(buf)?;
+        let consumed = m.consumed.get() + n as u64;
+        m.consumed.set(consumed);
+        let limit = if consumed > m.max_total {
+            Some(Limit::LogBytes)
+        } else if consumed - m.window_start.get() > m.window_max.get() {
+            Some(Limit::CommandBytes)
+        } else {
+            None
+        };
+        if let Some(limit) = limit {
+            m.exceeded.set(Some(limit));
+            return Err(io::Error::other(format!("too many {limit}")));
+        }
+        Ok(n)
+    }
+}
+
+/// Everything the seeds share while a document is parsed.
+struct State<'v, V> {
+    visit: &'v mut V,
+    limits: Limits,
+    meter: Rc<Meter>,
+    header: Option<Header>,
+    commands: u64,
+    last_id: Option<u64>,
+    /// The command being parsed, if any.
+    command: Option<CommandRef>,
+    /// The field being parsed, if any.
+    field: Option<Field>,
+    /// The typed problem behind the last error raised by a seed.
+    problem: Option<Problem>,
+    stopped: bool,
+}
+
+impl<V> State<'_, V> {
+    /// Records `problem` and returns the serde error that carries it up.
+    fn fail<E: de::Error>(&mut self, problem: Problem) -> E {
+        let error = E::custom(&problem);
+        self.problem = Some(problem);
+        error
+    }
+
+    fn at(&mut self, name: &'static str) {
+        self.field = Some(Field::named(name));
+    }
+
+    fn into_error(mut self, error: serde_json::Error) -> ReadError {
+        use serde_json::error::Category;
+        let problem = match (self.problem.take(), self.meter.exceeded.get()) {
+            (_, Some(limit)) => Problem::TooLarge {
+                limit,
+                max: limit.value(&self.limits),
+            },
+            (Some(problem), None) => problem,
+            (None, None) => match error.classify() {
+                Category::Eof => Problem::Truncated,
+                Category::Io => Problem::Io(error_without_position(&error)),
+                Category::Syntax => Problem::Syntax(message_without_position(&error)),
+                Category::Data => Problem::Shape(message_without_position(&error)),
+            },
+        };
+        ReadError {
+            problem,
+            location: self.meter.location(error.line(), error.column()),
+            command: self.command,
+            field: self.field,
+        }
+    }
+}
+
+/// serde_json appends " at line L column C" to its messages; the location
+/// is reported separately, so drop it from the message.
+fn message_without_position(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message,
+    }
+}
+
+fn error_without_position(error: &serde_json::Error) -> io::Error {
+    io::Error::new(
+        error.io_error_kind().unwrap_or(io::ErrorKind::Other),
+        message_without_position(error),
+    )
+}
+
+struct DocumentSeed<'s, 'v, V> {
+    state: &'s mut State<'v, V>,
+}
+
+impl<'de, V: Visit> DeserializeSeed<'de> for DocumentSeed<'_, '_, V> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, V: Visit> Visitor<'de> for DocumentSeed<'_, '_, V> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a replay command log (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let state = self.state;
+        let (mut format, mut version) = (false, false);
+        let (mut producer, mut platform) = (None::<Producer>, None::<Platform>);
+        let mut commands = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "format" => {
+                    once(state, format, "format")?;
+                    let value: String = map.next_value()?;
+                    if value != FORMAT {
+                        return Err(state.fail(Problem::WrongFormat(value)));
+                    }
+                    format = true;
+                }
+                "version" => {
+                    once(state, version, "version")?;
+                    let value: u64 = map.next_value()?;
+                    if value != u64::from(VERSION) {
+                        return Err(state.fail(Problem::WrongVersion(value)));
+                    }
+                    version = true;
+                }
+                "producer" => {
+                    once(state, producer.is_some(), "producer")?;
+                    let value: Producer = map.next_value()?;
+                    validate::producer(&value).map_err(|(f, p)| {
+                        state.field = Some(f);
+                        state.fail(p)
+                    })?;
+                    producer = Some(value);
+                }
+                "platform" => {
+                    once(state, platform.is_some(), "platform")?;
+                    let value: Platform = map.next_value()?;
+                    validate::platform(&value).map_err(|(f, p)| {
+                        state.field = Some(f);
+                        state.fail(p)
+                    })?;
+                    platform = Some(value);
+                }
+                "commands" => {
+                    once(state, commands, "commands")?;
+                    let header = match (format, version, producer.clone(), platform.clone()) {
+                        (true, true, Some(producer), Some(platform)) => {
+                            Header { producer, platform }
+                        }
+                        (format, version, producer, platform) => {
+                            let missing = [
+                                ("format", format),
+                                ("version", version),
+                                ("producer", producer.is_some()),
+                                ("platform", platform.is_some()),
+                            ]
+                            .into_iter()
+                            .find(|(_, seen)| !seen)
+                            .map_or("format", |(name, _)| name);
+                            return Err(state.fail(Problem::CommandsBeforeHeader(missing)));
+                        }
+                    };
+                    if state.visit.header(&header).is_break() {
+                        state.stopped = true;
+                        state.header = Some(header);
+                        return Err(de::Error::custom("stopped by the visitor"));
+                    }
+                    state.header = Some(header);
+                    map.next_value_seed(CommandsSeed { state: &mut *state })?;
+                    commands = true;
+                }
+                _ => {
+                    state.field = None;
+                    return Err(state.fail(Problem::UnknownField(key)));
+                }
+            }
+            state.field = None;
+        }
+        for (name, seen) in [
+            ("format", format),
+            ("version", version),
+            ("producer", producer.is_some()),
+            ("platform", platform.is_some()),
+            ("commands", commands),
+        ] {
+            if !seen {
+                return Err(state.fail(Problem::MissingField(name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fails with [`Problem::DuplicateField`] if the field was seen already, and
+/// otherwise notes that it is the field being parsed.
+fn once<V, E: de::Error>(
+    state: &mut State<'_, V>,
+    seen: bool,
+    name: &'static str,
+) -> Result<(), E> {
+    state.at(name);
+    if seen {
+        return Err(state.fail(Problem::DuplicateField(name)));
+    }
+    Ok(())
+}
+
+struct CommandsSeed<'s, 'v, V> {
+    state: &'s mut State<'v, V>,
+}
+
+impl<'de, V: Visit> DeserializeSeed<'de> for CommandsSeed<'_, '_, V> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, V: Visit> Visitor<'de> for CommandsSeed<'_, '_, V> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of commands")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let state = self.state;
+        while seq
+            .next_element_seed(CommandSeed { state: &mut *state })?
+            .is_some()
+        {
+            state.command = None;
+            state.field = None;
+        }
+        // Past the list only the closing brace and whitespace remain.
+        state.meter.restart_window(u64::MAX);
+        Ok(())
+    }
+}
+
+struct CommandSeed<'s, 'v, V> {
+    state: &'s mut State<'v, V>,
+}
+
+impl<'de, V: Visit> DeserializeSeed<'de> for CommandSeed<'_, '_, V> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let state = self.state;
+        state.command = Some(CommandRef {
+            position: state.commands + 1,
+            id: None,
+        });
+        state.field = None;
+        if state.commands >= state.limits.max_commands {
+            return Err(state.fail(Problem::TooLarge {
+                limit: Limit::Commands,
+                max: state.limits.max_commands,
+            }));
+        }
+        state.meter.restart_window(state.limits.max_command_bytes);
+        d.deserialize_map(CommandSeed { state })
+    }
+}
+
+impl<'de, V: Visit> Visitor<'de> for CommandSeed<'_, '_, V> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a command (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let state = self.state;
+        let mut id = None;
+        let mut tool = None;
+        let mut program = None;
+        let mut args = None;
+        let mut cwd = None;
+        let mut env = None;
+        let mut inputs = None;
+        let mut outputs = None;
+        let mut cache_key = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key {
+                FieldKey::Id => {
+                    once(state, id.is_some(), "id")?;
+                    let value: u64 = map.next_value()?;
+                    validate::id_after(value, state.last_id).map_err(|p| state.fail(p))?;
+                    if let Some(command) = &mut state.command {
+                        command.id = Some(value);
+                    }
+                    id = Some(value);
+                }
+                FieldKey::Tool => {
+                    once(state, tool.is_some(), "tool")?;
+                    let value: String = map.next_value()?;
+                    validate::name(&value).map_err(|p| state.fail(p))?;
+                    tool = Some(ToolKind::from_name(&value));
+                }
+                FieldKey::Program => {
+                    once(state, program.is_some(), "program")?;
+                    let value: String = map.next_value()?;
+                    validate::name(&value).map_err(|p| state.fail(p))?;
+                    program = Some(value);
+                }
+                FieldKey::Cwd => {
+                    once(state, cwd.is_some(), "cwd")?;
+                    let value: String = map.next_value()?;
+                    validate::confined(&value).map_err(|p| state.fail(p))?;
+                    cwd = Some(value);
+                }
+                FieldKey::Cache => {
+                    once(state, cache_key.is_some(), "cache_key")?;
+                    let value: Option<String> = map.next_value()?;
+                    if let Some(value) = &value {
+                        validate::text(value).map_err(|p| state.fail(p))?;
+                    }
+                    cache_key = Some(value);
+                }
+                FieldKey::Args => {
+                    once(state, args.is_some(), "args")?;
+                    args = Some(map.next_value_seed(ListSeed {
+                        state: &mut *state,
+                        list: List::Args,
+                    })?);
+                }
+                FieldKey::Inputs => {
+                    once(state, inputs.is_some(), "inputs")?;
+                    inputs = Some(map.next_value_seed(ListSeed {
+                        state: &mut *state,
+                        list: List::Inputs,
+                    })?);
+                }
+                FieldKey::Outputs => {
+                    once(state, outputs.is_some(), "outputs")?;
+                    outputs = Some(map.next_value_seed(ListSeed {
+                        state: &mut *state,
+                        list: List::Outputs,
+                    })?);
+                }
+                FieldKey::Env => {
+                    once(state, env.is_some(), "env")?;
+                    env = Some(map.next_value_seed(EnvSeed { state: &mut *state })?);
+                }
+                FieldKey::Unknown(name) => {
+                    state.field = None;
+                    return Err(state.fail(Problem::UnknownField(name)));
+                }
+            }
+            state.field = None;
+        }
+        let command = match (id, tool, program, args, cwd, env, inputs, outputs) {
+            (
+                Some(id),
+                Some(tool),
+                Some(program),
+                Some(args),
+                Some(cwd),
+                Some(env),
+                Some(inputs),
+                Some(outputs),
+            ) => Command {
+                id,
+                tool,
+                program,
+                args,
+                cwd,
+                env,
+                inputs,
+                outputs,
+                cache_key: cache_key.flatten(),
+            },
+            (id, tool, program, args, cwd, env, inputs, outputs) => {
+                let missing = [
+                    ("id", id.is_some()),
+                    ("tool", tool.is_some()),
+                    ("program", program.is_some()),
+                    ("args", args.is_some()),
+                    ("cwd", cwd.is_some()),
+                    ("env", env.is_some()),
+                    ("inputs", inputs.is_some()),
+                    ("outputs", outputs.is_some()),
+                ]
+                .into_iter()
+                .find(|(_, seen)| !seen)
+                .map_or("id", |(name, _)| name);
+                return Err(state.fail(Problem::MissingField(missing)));
+            }
+        };
+        state.last_id = Some(command.id);
+        state.commands += 1;
+        if state.visit.command(command).is_break() {
+            state.stopped = true;
+            return Err(de::Error::custom("stopped by the visitor"));
+        }
+        Ok(())
+    }
+}
+
+/// The fields of a command; unknown names are kept for the error.
+enum FieldKey {
+    Id,
+    Tool,
+    Program,
+    Args,
+    Cwd,
+    Env,
+    Inputs,
+    Outputs,
+    Cache,
+    Unknown(String),
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = FieldKey;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<FieldKey, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed {
+    type Value = FieldKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldKey, E> {
+        Ok(match v {
+            "id" => FieldKey::Id,
+            "tool" => FieldKey::Tool,
+            "program" => FieldKey::Program,
+            "args" => FieldKey::Args,
+            "cwd" => FieldKey::Cwd,
+            "env" => FieldKey::Env,
+            "inputs" => FieldKey::Inputs,
+            "outputs" => FieldKey::Outputs,
+            "cache_key" => FieldKey::Cache,
+            other => FieldKey::Unknown(other.to_owned()),
+        })
+    }
+}
+
+/// `args`, `inputs` or `outputs`: strings, each checked as it arrives.
+struct ListSeed<'s, 'v, V> {
+    state: &'s mut State<'v, V>,
+    list: List,
+}
+
+impl<'de, V> DeserializeSeed<'de> for ListSeed<'_, '_, V> {
+    type Value = Vec<String>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<String>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, V> Visitor<'de> for ListSeed<'_, '_, V> {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of strings")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let (state, list) = (self.state, self.list);
+        let name = list.field_name();
+        let mut items = Vec::new();
+        loop {
+            let index = items.len() as u64;
+            state.field = Some(Field {
+                name,
+                item: Some(Item::Index(index)),
+            });
+            let Some(item) = seq.next_element::<String>()? else {
+                break;
+            };
+            if let Some((limit, max)) = list.max_len(&state.limits) {
+                if index >= max {
+                    state.field = Some(Field::named(name));
+                    return Err(state.fail(Problem::TooLarge { limit, max }));
+                }
+            }
+            list.check(&item, &state.limits)
+                .map_err(|p| state.fail(p))?;
+            items.push(item);
+        }
+        state.at(name);
+        Ok(items)
+    }
+}
+
+/// `env`: a map of names to values, each checked as it arrives.
+struct EnvSeed<'s, 'v, V> {
+    state: &'s mut State<'v, V>,
+}
+
+impl<'de, V> DeserializeSeed<'de> for EnvSeed<'_, '_, V> {
+    type Value = BTreeMap<String, String>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, V> Visitor<'de> for EnvSeed<'_, '_, V> {
+    type Value = BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of environment variable names to string values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let state = self.state;
+        let mut env = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            state.field = Some(Field {
+                name: "env",
+                item: Some(Item::Key(name.clone())),
+            });
+            validate::env_name(&name).map_err(|p| state.fail(p))?;
+            if env.contains_key(&name) {
+                return Err(state.fail(Problem::DuplicateKey(name)));
+            }
+            let value: String = map.next_value()?;
+            validate::text(&value).map_err(|p| state.fail(p))?;
+            env.insert(name, value);
+        }
+        state.at("env");
+        Ok(env)
+    }
+}

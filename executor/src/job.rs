@@ -1,0 +1,116 @@
+//! A [`Job`]: the log a run reads, the work root its paths are relative to,
+//! and the policy that judges it, each checked to exist before anything
+//! else happens.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use cmdlog::{LogReader, ReadError, Summary};
+
+/// The files a `replay` run is about, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The command log.
+    pub log: PathBuf,
+    /// The work root: every path in the log is relative to it (canonical).
+    pub root: PathBuf,
+    /// The policy file.
+    pub policy: PathBuf,
+}
+
+/// Why a job's files are not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The log cannot be opened.
+    #[error("cannot open the log `{}`", path.display())]
+    Log {
+        /// The log's path as given.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The policy cannot be opened.
+    #[error("cannot open the policy `{}`", path.display())]
+    Policy {
+        /// The policy's path as given.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The work root is not a usable directory.
+    #[error("the work root `{}` is not a directory", path.display())]
+    Root {
+        /// The root as given or derived from the log.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The log is not a valid v1 log.
+    #[error("the log `{}` is not a valid command log", path.display())]
+    Malformed {
+        /// The log's path.
+        path: PathBuf,
+        /// What and where.
+        #[source]
+        source: Box<ReadError>,
+    },
+}
+
+impl Job {
+    /// A job for `log` judged by `policy`, its work root `root` or, by
+    /// default, the directory that holds the log.
+    pub fn new(log: &Path, root: Option<&Path>, policy: &Path) -> Result<Job, JobError> {
+        File::open(log).map_err(|source| JobError::Log {
+            path: log.to_owned(),
+            source,
+        })?;
+        File::open(policy).map_err(|source| JobError::Policy {
+            path: policy.to_owned(),
+            source,
+        })?;
+        let root = match root {
+            Some(root) => root.to_owned(),
+            None => match log.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+                _ => PathBuf::from("."),
+            },
+        };
+        let canonical = root
+            .canonicalize()
+            .and_then(|canonical| {
+                if canonical.is_dir() {
+                    Ok(canonical)
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        "not a directory",
+                    ))
+                }
+            })
+            .map_err(|source| JobError::Root { path: root, source })?;
+        Ok(Job {
+            log: log.to_owned(),
+            root: canonical,
+            policy: policy.to_owned(),
+        })
+    }
+
+    /// Reads the whole log through once, checking its format, and keeps
+    /// nothing of it but the summary.
+    pub fn scan_log(&self) -> Result<Summary, JobError> {
+        let file = File::open(&self.log).map_err(|source| JobError::Log {
+            path: self.log.clone(),
+            source,
+        })?;
+        LogReader::new(file)
+            .read(&mut |_| std::ops::ControlFlow::Continue(()))
+            .map_err(|source| JobError::Malformed {
+                path: self.log.clone(),
+                source: Box::new(source),
+            })
+    }
+}

@@ -1,0 +1,12 @@
+//! `replay`: check every command of a compiler's command log against an
+//! allowlist policy, then run the tools one at a time, sandboxed and
+//! measured.
+//!
+//! The binary is a thin clap layer over this library. The foundation gives
+//! [`job`] (the log, its work root and the policy a run is about); the
+//! validation pass, the runner, the sandbox, the memory monitor, the journal
+//! and the reporters are the later issues'.
+
+pub mod job;
+
+pub use cmdlog::exit_codes::ReplayExitCode;
