@@ -14,16 +14,18 @@ pub struct Location {
     pub line: usize,
     /// 1-based column within the line, or 0 where the parser gave none.
     pub column: usize,
-    /// Bytes of the document read when the error was found.
+    /// Bytes read from the input when the error was found; the parser reads
+    /// a few bytes ahead, so this may be a little past the error.
     pub offset: u64,
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "line {}, column {}, ", self.line, self.column)?;
+            write!(f, "line {}, column {}", self.line, self.column)
+        } else {
+            write!(f, "byte {}", self.offset)
         }
-        write!(f, "byte {}", self.offset)
     }
 }
 

@@ -161,6 +161,9 @@ pub fn read_document(input: impl Read, limits: Limits) -> Result<Document, ReadE
     })
 }
 
+/// The most bytes before `commands` (the header) a reader accepts.
+const HEADER_MAX_BYTES: u64 = 1 << 20;
+
 /// Counts the bytes read and enforces the byte limits: the whole log, and a
 /// window that restarts at each command.
 struct Meter {
@@ -177,7 +180,7 @@ impl Meter {
             consumed: Cell::new(0),
             max_total: limits.max_log_bytes,
             window_start: Cell::new(0),
-            window_max: Cell::new(limits.max_command_bytes),
+            window_max: Cell::new(HEADER_MAX_BYTES.max(limits.max_command_bytes)),
             exceeded: Cell::new(None),
         }
     }
@@ -502,10 +505,10 @@ impl<'de, V: Visit> Visitor<'de> for CommandSeed<'_, '_, V> {
                 FieldKey::Id => {
                     once(state, id.is_some(), "id")?;
                     let value: u64 = map.next_value()?;
-                    validate::id_after(value, state.last_id).map_err(|p| state.fail(p))?;
                     if let Some(command) = &mut state.command {
                         command.id = Some(value);
                     }
+                    validate::id_after(value, state.last_id).map_err(|p| state.fail(p))?;
                     id = Some(value);
                 }
                 FieldKey::Tool => {
