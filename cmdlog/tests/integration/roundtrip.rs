@@ -48,10 +48,11 @@ fn an_empty_log_reads_back() {
 #[test]
 fn an_unfinished_writer_leaves_a_log_readers_refuse() {
     let mut bytes = Vec::new();
-    let mut writer = LogWriter::new(&mut bytes, &header()).unwrap();
-    writer.write_command(&command(1)).unwrap();
-    // A producer that dies here never calls finish.
-    drop(writer);
+    {
+        let mut writer = LogWriter::new(&mut bytes, &header()).unwrap();
+        writer.write_command(&command(1)).unwrap();
+        // A producer that dies here never calls finish.
+    }
     let error = read_document(bytes.as_slice(), Limits::default()).unwrap_err();
     assert!(matches!(error.problem, Problem::Truncated), "{error}");
 }
