@@ -1,0 +1,109 @@
+//! The command-line surface: subcommands, required flags, exit codes, and
+//! errors that say what, where and what to do.
+
+use predicates::prelude::*;
+
+use crate::support::{mask, Fixture, GOOD_LOG};
+
+const BAD_INPUT: i32 = cmdlog::exit_codes::ReplayExitCode::BAD_INPUT;
+
+#[test]
+fn help_lists_the_subcommands_and_exit_codes() {
+    let fixture = Fixture::new();
+    let output = fixture.replay().arg("--help").assert().success();
+    let stdout = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    insta::assert_snapshot!("help", stdout);
+}
+
+#[test]
+fn no_arguments_is_a_usage_error() {
+    Fixture::new()
+        .replay()
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains("--policy <FILE>"));
+}
+
+#[test]
+fn a_log_without_a_policy_is_a_usage_error() {
+    let fixture = Fixture::new();
+    fixture.write("log.json", GOOD_LOG);
+    fixture
+        .replay()
+        .arg("log.json")
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains("--policy"));
+}
+
+#[test]
+fn drive_needs_a_program_after_the_double_dash() {
+    let fixture = Fixture::new();
+    fixture.write("p.toml", "");
+    fixture
+        .replay()
+        .args(["drive", "--policy", "p.toml"])
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains("PROGRAM"));
+}
+
+#[test]
+fn a_missing_policy_says_which_file_and_what_to_do() {
+    let fixture = Fixture::new();
+    fixture.write("log.json", GOOD_LOG);
+    let output = fixture
+        .replay()
+        .args(["check", "--policy", "nope.toml", "log.json"])
+        .assert()
+        .code(BAD_INPUT);
+    let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
+    insta::assert_snapshot!("missing_policy", mask(&stderr, &fixture));
+}
+
+#[test]
+fn a_missing_log_is_bad_input() {
+    let fixture = Fixture::new();
+    fixture.write("p.toml", "");
+    fixture
+        .replay()
+        .args(["--policy", "p.toml", "nope.json"])
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains("cannot open the log `nope.json`"));
+}
+
+#[test]
+fn a_truncated_log_names_where_it_ends_and_runs_nothing() {
+    let fixture = Fixture::new();
+    fixture.write("p.toml", "");
+    fixture.write("log.json", &GOOD_LOG[..GOOD_LOG.len() - 10]);
+    let output = fixture
+        .replay()
+        .args(["--policy", "p.toml", "log.json"])
+        .assert()
+        .code(BAD_INPUT);
+    let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
+    insta::assert_snapshot!("truncated_log", mask(&stderr, &fixture));
+}
+
+#[test]
+fn the_root_defaults_to_the_directory_of_the_log() {
+    let fixture = Fixture::new();
+    fixture.write("p.toml", "");
+    fixture.write("sub/log.json", GOOD_LOG);
+    // A root that does not exist is refused, so the default must be `sub`.
+    fixture
+        .replay()
+        .args(["--policy", "p.toml", "sub/log.json"])
+        .assert()
+        .stderr(predicate::str::contains("work root").not());
+    fixture
+        .replay()
+        .args(["--policy", "p.toml", "--root", "missing", "sub/log.json"])
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains(
+            "the work root `missing` is not a directory",
+        ));
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what replay needs on a Debian bookworm machine with rustup, and
+# nothing that is already there: LLVM 14 (headers and libLLVM for inkwell,
+# and the opt/llc/clang tools the logs run), GNU ld, and the wasm32-wasip1
+# Rust target for policy plugins. Safe to run any number of times.
+set -euo pipefail
+
+packages=(
+  llvm-14 llvm-14-dev llvm-14-tools # libLLVM, llvm-config, opt, llc
+  clang-14 lld-14                   # the C driver that links, and lld
+  binutils                          # GNU ld
+  libc6-dev                         # crt files and libc for linking
+  time                              # /usr/bin/time -v, used by the benches
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if command -v rustup >/dev/null; then
+  if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+    echo "install-deps: adding the rustup target wasm32-wasip1"
+    rustup target add wasm32-wasip1
+  fi
+else
+  echo "install-deps: rustup not found; policy plugins need the wasm32-wasip1 target" >&2
+fi
+
+for tool in /usr/lib/llvm-14/bin/opt /usr/lib/llvm-14/bin/llc /usr/bin/clang-14 /usr/bin/ld; do
+  [[ -x $tool ]] || { echo "install-deps: $tool is missing after installation" >&2; exit 1; }
+done

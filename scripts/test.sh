@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean clone: installs what is missing, checks
+# formatting and lints, builds every binary (the end-to-end tests drive
+# them), then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+if [[ -f scripts/build-plugins.sh ]]; then
+  bash scripts/build-plugins.sh
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (binaries for the end-to-end tests)"
+cargo build --workspace --bins --locked
+echo "== cargo test"
+cargo test --workspace --locked
