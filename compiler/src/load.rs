@@ -66,7 +66,7 @@ impl LoadError {
         match self {
             LoadError::Read { .. } => Some("check that the file exists and is readable"),
             LoadError::Parse { .. } => Some(
-                "inputs must be LLVM 14 IR (`.ll`) or bitcode (`.bc`), e.g. from `clang-14 -emit-llvm -c`",
+                "fix the IR where LLVM points; inputs must be LLVM 14 IR (`.ll`) or bitcode (`.bc`), e.g. from `clang-14 -emit-llvm -c`",
             ),
             LoadError::Verify { .. } => Some("fix the IR at the place LLVM names"),
             LoadError::Link { .. } => Some(

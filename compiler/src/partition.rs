@@ -377,14 +377,13 @@ impl<'a, 'ctx> Partitioner<'a, 'ctx> {
         for v in ir::global_values(&part) {
             let name = v.name();
             if is_special(&name) {
-                if index != 0 && v.is_global_var() {
-                    // SAFETY: special arrays are only used by metadata-like
-                    // consumers, never by code or other globals' initializers
-                    // in IR that clang or `aotc` produce, and `v` is not used
-                    // after this point.
-                    if !v.has_uses() {
-                        unsafe { v.delete_global() };
-                    }
+                // Special arrays are defined in partition 0 only. They are
+                // never used by code (an unusual one that is stays, rather
+                // than leave a dangling use).
+                if index != 0 && v.is_global_var() && !v.has_uses() {
+                    // SAFETY: `v` is a global variable with no uses, and it is
+                    // not touched after this point.
+                    unsafe { v.delete_global() };
                 }
                 continue;
             }

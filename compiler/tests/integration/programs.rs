@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::support::{aotc, bitcode, c_sources, check, program_dir, read_log, reference, run};
+use crate::support::{
+    aotc, bitcode, bitcode_with, c_sources, check, program_dir, read_log, reference, run,
+};
 
 /// Builds `inputs` with `aotc --exec --partitions <n>` and returns the
 /// program's output and the number of partitions in the log.
@@ -168,4 +170,46 @@ fn obj_output_links_into_a_working_program() {
     let last = log.commands.last().expect("commands");
     assert_eq!(last.tool.name(), "ld");
     assert_eq!(last.args[0], "-r");
+}
+
+/// `--emit shared` makes a library (from `-fPIC` bitcode) that the program's
+/// `main` links against and runs with, exactly as the all-in-one build.
+#[test]
+fn shared_output_serves_a_program_linked_against_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sources = c_sources(&program_dir("mixed"));
+    let expected = run(&reference(
+        &sources,
+        &tmp.path().join("ref"),
+        &["-lpthread"],
+    ));
+    let (main, rest): (Vec<_>, Vec<_>) = sources
+        .iter()
+        .cloned()
+        .partition(|p| p.file_name().is_some_and(|n| n == "main.c"));
+    let inputs = bitcode_with(&rest, &tmp.path().join("bc"), &["-fPIC"]);
+    let lib_dir = tmp.path().join("lib");
+    check(
+        aotc()
+            .args(&inputs)
+            .arg("-o")
+            .arg(lib_dir.join("libmixed.so"))
+            .arg("--log")
+            .arg(lib_dir.join("log.json"))
+            .args(["--partitions", "3", "--emit", "shared", "--exec"]),
+    );
+    let program = tmp.path().join("prog");
+    check(
+        std::process::Command::new("clang-14")
+            .args(&main)
+            .arg("-o")
+            .arg(&program)
+            .arg("-L")
+            .arg(&lib_dir)
+            .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+            .args(["-lmixed", "-lpthread"]),
+    );
+    assert_eq!(run(&program), expected);
+    let log = read_log(&lib_dir.join("log.json"));
+    assert_eq!(log.commands.last().expect("link").args[0], "-shared");
 }

@@ -50,6 +50,11 @@ pub fn check(cmd: &mut Command) -> Output {
 /// on its bare file name, so `source_filename` (which names local symbols)
 /// does not depend on where the test's temporary directory is.
 pub fn bitcode(sources: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
+    bitcode_with(sources, dir, &[])
+}
+
+/// [`bitcode`] with extra clang flags (e.g. `-fPIC`).
+pub fn bitcode_with(sources: &[PathBuf], dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).expect("mkdir");
     sources
         .iter()
@@ -61,6 +66,7 @@ pub fn bitcode(sources: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
                 Command::new("clang-14")
                     .current_dir(src.parent().expect("source directory"))
                     .args(["-emit-llvm", "-c", "-O0", "-Xclang", "-disable-O0-optnone"])
+                    .args(extra)
                     .arg(src.file_name().expect("file name"))
                     .arg("-o")
                     .arg(&out),
