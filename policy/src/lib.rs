@@ -2,6 +2,25 @@
 //!
 //! This crate is the security boundary of `replay`: per-platform TOML
 //! allowlists (binaries, argument grammars, paths, environment, limits),
-//! and WebAssembly plugins that can only restrict further. It is filled in by
-//! the policy and plugin issues; the foundation only fixes its place in the
-//! workspace (`cmdlog` <- `policy` <- `replay`).
+//! and WebAssembly plugins that can only restrict further.
+//!
+//! [`Policy::load`] reads a policy file (and those it `extends`) into typed
+//! rules; a [`Checker`] then judges a log as it streams: the header, each
+//! command (a [`Verdict`] with its [`Finding`]s and, when allowed, how to
+//! run it: [`Resolved`]), and the end of the log. [`report`] renders
+//! findings for people.
+
+mod args;
+mod binary;
+mod check;
+mod error;
+mod load;
+mod model;
+pub mod report;
+mod rootfs;
+mod wire;
+
+pub use check::{CheckOptions, Checker, Finding, Mode, Resolved, Status, Verdict};
+pub use error::{CheckerError, Invalid, PolicyError};
+pub use load::{never_from_log, MAX_INCLUDE_DEPTH};
+pub use model::{PluginTable, Policy, ToolLimits};

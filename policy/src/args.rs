@@ -1,0 +1,525 @@
+//! The argument grammar: walks a command's argv against the allowlist of its
+//! program's [`Grammar`], expanding response files where the policy opts in
+//! and handing the values of flags like `-Wl,` to the grammar they are for
+//! (the linker's), so a forbidden linker flag is refused however it is
+//! smuggled in.
+//!
+//! Everything not allowed is refused: an unknown flag, a flag the grammar
+//! denies (with the reason the policy gives), a value outside its
+//! constraint, a positional argument or path value that is not a declared
+//! input or output.
+
+use cmdlog::path::is_absolute;
+
+use crate::check::Ctx;
+use crate::model::{FlagRule, Grammar, Positional, ValueRule};
+use crate::rootfs::{Kind, Lookup};
+
+/// How deep flag values may be handed from grammar to grammar
+/// (`clang -Wl,` -> `ld` is depth 1).
+const MAX_DELEGATION: u32 = 4;
+
+/// Bytes of one response file.
+const RESPONSE_FILE_MAX_BYTES: u64 = 1 << 20;
+
+/// Arguments all response files of one command may expand to.
+const RESPONSE_FILE_MAX_ARGS: usize = 1 << 16;
+
+/// Checks `args` against the grammar named `grammar`; returns the argv with
+/// response files expanded (what the executor should run).
+pub(crate) fn check(ctx: &mut Ctx<'_>, grammar: &str, args: &[String]) -> Vec<String> {
+    let mut expanded = Vec::with_capacity(args.len());
+    let Some(g) = ctx.policy.grammars.get(grammar) else {
+        // The loader refuses a program whose grammar is missing.
+        return args.to_vec();
+    };
+    expand(ctx, g, args, 0, &mut expanded);
+    walk(ctx, g, &expanded, 0, "");
+    expanded
+}
+
+/// Expands `@file` arguments into `out`, recursively.
+fn expand(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, out: &mut Vec<String>) {
+    for arg in args {
+        let Some(path) = arg.strip_prefix('@').filter(|p| !p.is_empty()) else {
+            out.push(arg.clone());
+            continue;
+        };
+        if !g.response_files {
+            ctx.refuse(
+                "args.response-file",
+                arg,
+                format!("response file `{arg}` is not allowed for this program"),
+                "pass the arguments inline, or set `response_files = true` in the policy's grammar",
+            );
+            continue;
+        }
+        if depth >= g.response_file_depth {
+            ctx.refuse(
+                "args.response-file-depth",
+                arg,
+                format!("response files nest deeper than {}", g.response_file_depth),
+                "flatten the response files, or raise `response_file_depth` in the policy",
+            );
+            continue;
+        }
+        let Some(key) = ctx.relative_key(path) else {
+            ctx.refuse(
+                "args.path-outside-root",
+                arg,
+                format!("response file `{path}` is outside the work root"),
+                "response files must be declared inputs inside the work root",
+            );
+            continue;
+        };
+        if !ctx.is_declared_input(&key) {
+            ctx.refuse(
+                "args.undeclared-input",
+                arg,
+                format!("response file `{path}` is not a declared input"),
+                "list the response file in the command's `inputs`",
+            );
+            continue;
+        }
+        let raw = ctx.raw_under_cwd(path);
+        if let Lookup::Escapes { via } = ctx.fs.lookup(&raw) {
+            ctx.symlink_escape(arg, &via);
+            continue;
+        }
+        match ctx.fs.read_capped(&raw, RESPONSE_FILE_MAX_BYTES) {
+            Ok(Some(text)) => {
+                let tokens = tokenize_gnu(&text);
+                if out.len() + tokens.len() > RESPONSE_FILE_MAX_ARGS {
+                    ctx.refuse(
+                        "args.response-file-too-large",
+                        arg,
+                        format!(
+                            "response files expand to more than {RESPONSE_FILE_MAX_ARGS} arguments"
+                        ),
+                        "pass fewer arguments",
+                    );
+                    continue;
+                }
+                expand(ctx, g, &tokens, depth + 1, out);
+            }
+            Ok(None) => ctx.refuse(
+                "args.response-file-too-large",
+                arg,
+                format!("response file `{path}` is larger than {RESPONSE_FILE_MAX_BYTES} bytes"),
+                "pass fewer arguments",
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ctx.unverified(
+                "args.response-file-unread",
+                arg,
+                format!(
+                    "response file `{path}` does not exist yet, so its arguments cannot be checked"
+                ),
+                "create the response file before checking, or pass the arguments inline",
+            ),
+            Err(e) => ctx.refuse(
+                "args.response-file-unread",
+                arg,
+                format!("cannot read response file `{path}`: {e}"),
+                "response files must be regular files inside the work root",
+            ),
+        }
+    }
+}
+
+/// Tokenizes a response file as GNU tools and LLVM's `cl` do: whitespace
+/// separates, `'...'` and `"..."` quote, backslash escapes.
+pub(crate) fn tokenize_gnu(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_token = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                in_token = true;
+            }
+            '\'' | '"' => {
+                in_token = true;
+                while let Some(n) = chars.next() {
+                    if n == c {
+                        break;
+                    }
+                    if n == '\\' && c == '"' {
+                        if let Some(e) = chars.next() {
+                            cur.push(e);
+                        }
+                        continue;
+                    }
+                    cur.push(n);
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_token {
+                    out.push(std::mem::take(&mut cur));
+                    in_token = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_token = true;
+            }
+        }
+    }
+    if in_token {
+        out.push(cur);
+    }
+    out
+}
+
+/// The argument as the grammar matches it: first flag char made canonical,
+/// ASCII case folded if the grammar ignores case. Same byte length.
+fn match_key(g: &Grammar, arg: &str) -> Option<String> {
+    let first = arg.chars().next()?;
+    if !first.is_ascii() || !g.flag_chars.contains(&first) {
+        return None;
+    }
+    let mut key = String::with_capacity(arg.len());
+    key.push(g.flag_chars[0]);
+    key.push_str(&arg[1..]);
+    if g.case_insensitive {
+        key.make_ascii_lowercase();
+    }
+    Some(key)
+}
+
+/// Walks an expanded argv. `via` names the flag that handed these
+/// arguments over (`-Wl,`), for messages.
+fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) {
+    let mut delegated: Vec<(String, Vec<String>, String)> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        // A lone `-` is stdin/stdout, which no declared path can be.
+        let Some(key) = match_key(g, arg).filter(|_| arg.len() > 1) else {
+            positional(ctx, g, arg, via);
+            continue;
+        };
+        if let Some(deny) = g.deny.iter().find(|d| {
+            if d.prefix {
+                key.starts_with(&d.name)
+            } else {
+                key == d.name
+            }
+        }) {
+            ctx.refuse(
+                "args.forbidden-flag",
+                arg,
+                format!("`{arg}`{}: {}", shown_via(via), deny.reason),
+                "remove the flag; the policy never allows it",
+            );
+            continue;
+        }
+        let exact = g
+            .flags
+            .iter()
+            .find(|f| f.name == key && (f.forms.switch || f.forms.separate || f.forms.rest));
+        if let Some(flag) = exact {
+            if flag.forms.switch {
+                continue;
+            }
+            if flag.forms.rest {
+                let rest: Vec<String> = args[i..].to_vec();
+                i = args.len();
+                value(
+                    ctx,
+                    g,
+                    flag,
+                    arg,
+                    &rest.join(" "),
+                    Some(rest),
+                    &mut delegated,
+                    via,
+                );
+                continue;
+            }
+            let count = flag.count as usize;
+            if args.len() - i < count {
+                ctx.refuse(
+                    "args.missing-value",
+                    arg,
+                    format!("`{arg}`{} needs {count} value(s) after it", shown_via(via)),
+                    "give the flag its value, or remove it",
+                );
+                i = args.len();
+                continue;
+            }
+            for v in &args[i..i + count] {
+                value(ctx, g, flag, arg, v, None, &mut delegated, via);
+            }
+            i += count;
+            continue;
+        }
+        let joined = g
+            .flags
+            .iter()
+            .filter(|f| f.forms.joined && key.len() > f.name.len() && key.starts_with(&f.name))
+            .max_by_key(|f| f.name.len());
+        if let Some(flag) = joined {
+            let v = &arg[flag.name.len()..];
+            value(ctx, g, flag, arg, v, None, &mut delegated, via);
+            continue;
+        }
+        ctx.refuse(
+            "args.unknown-flag",
+            arg,
+            format!("`{arg}`{} is not a flag the policy allows for this program", shown_via(via)),
+            "remove the flag, or allow it (with a value constraint) under the program's `[args.*]` grammar",
+        );
+    }
+    for (name, dargs, flag) in delegated {
+        if depth + 1 > MAX_DELEGATION {
+            ctx.refuse(
+                "args.delegation-depth",
+                &flag,
+                format!("`{flag}` hands arguments on more than {MAX_DELEGATION} levels deep"),
+                "pass the arguments to the tool directly",
+            );
+            continue;
+        }
+        if let Some(target) = ctx.policy.grammars.get(&name) {
+            walk(ctx, target, &dargs, depth + 1, &flag);
+        }
+    }
+}
+
+fn shown_via(via: &str) -> String {
+    if via.is_empty() {
+        String::new()
+    } else {
+        format!(" (inside `{via}`)")
+    }
+}
+
+/// A positional argument.
+fn positional(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
+    match g.positional {
+        Positional::Refuse => ctx.refuse(
+            "args.positional",
+            arg,
+            format!(
+                "positional argument `{arg}`{} is not allowed for this program",
+                shown_via(via)
+            ),
+            "remove it",
+        ),
+        Positional::Input => path_value(ctx, arg, arg, PathRole::Input, via),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PathRole {
+    Input,
+    Output,
+    Dir,
+}
+
+/// Checks one value of `flag` (as written in `arg`).
+#[allow(clippy::too_many_arguments)]
+fn value(
+    ctx: &mut Ctx<'_>,
+    g: &Grammar,
+    flag: &FlagRule,
+    arg: &str,
+    v: &str,
+    rest: Option<Vec<String>>,
+    delegated: &mut Vec<(String, Vec<String>, String)>,
+    via: &str,
+) {
+    let Some(rule) = &flag.value else { return };
+    let bad = |ctx: &mut Ctx<'_>, expected: String| {
+        ctx.refuse(
+            "args.bad-value",
+            v,
+            format!(
+                "value `{v}` of `{arg}`{} is not allowed: expected {expected}",
+                shown_via(via)
+            ),
+            "use an allowed value, or widen the flag's constraint in the policy",
+        )
+    };
+    match rule {
+        ValueRule::Enum(values) => {
+            let ok = values.iter().any(|e| {
+                if g.case_insensitive {
+                    e.eq_ignore_ascii_case(v)
+                } else {
+                    e == v
+                }
+            });
+            if !ok {
+                let list: Vec<String> = values.iter().map(|e| format!("`{e}`")).collect();
+                bad(ctx, format!("one of {}", list.join(", ")));
+            }
+        }
+        ValueRule::Pattern(re) => {
+            if !re.is_match(v) {
+                bad(ctx, format!("a match of `{}`", pattern_shown(re.as_str())));
+            }
+        }
+        ValueRule::Range(lo, hi) => {
+            let ok = v.parse::<i64>().is_ok_and(|n| (*lo..=*hi).contains(&n));
+            if !ok {
+                bad(ctx, format!("an integer from {lo} to {hi}"));
+            }
+        }
+        ValueRule::Input => path_value(ctx, arg, v, PathRole::Input, via),
+        ValueRule::Output => path_value(ctx, arg, v, PathRole::Output, via),
+        ValueRule::Dir => path_value(ctx, arg, v, PathRole::Dir, via),
+        ValueRule::Grammar { name, split } => {
+            let pieces: Vec<String> = match (rest, split) {
+                (Some(rest), _) => rest,
+                (None, Some(c)) => v
+                    .split(*c)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                (None, None) => vec![v.to_owned()],
+            };
+            let shown = if flag.forms.joined {
+                flag.name.clone()
+            } else {
+                arg.to_owned()
+            };
+            match delegated
+                .iter_mut()
+                .find(|(n, _, f)| n == name && *f == shown)
+            {
+                Some((_, list, _)) => list.extend(pieces),
+                None => delegated.push((name.clone(), pieces, shown)),
+            }
+        }
+    }
+}
+
+/// The user's pattern without the anchors the loader added.
+fn pattern_shown(anchored: &str) -> &str {
+    anchored
+        .strip_prefix("^(?:")
+        .and_then(|s| s.strip_suffix(")$"))
+        .unwrap_or(anchored)
+}
+
+/// A value that names a path: it must be a declared input or output, or
+/// for a directory, inside the root or under a system input directory.
+fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) {
+    if is_absolute(v) {
+        let under_system = ctx.absolute_key(v).is_some_and(|k| ctx.under_system(&k));
+        let ok = match role {
+            PathRole::Input => ctx
+                .absolute_key(v)
+                .is_some_and(|k| ctx.is_declared_input(&k)),
+            PathRole::Dir => under_system,
+            PathRole::Output => false,
+        };
+        if ok {
+            return;
+        }
+        let (rule, what, hint) = match role {
+            PathRole::Input => (
+                "args.undeclared-input",
+                "a declared input",
+                "list it in the command's `inputs` (absolute inputs must be under the policy's `system_inputs`)",
+            ),
+            PathRole::Output => (
+                "args.path-outside-root",
+                "a declared output inside the work root",
+                "write outputs inside the work root and list them in `outputs`",
+            ),
+            PathRole::Dir => (
+                "args.path-outside-root",
+                "a directory inside the work root or under the policy's `system_inputs`",
+                "use a directory inside the work root, or add it to `system_inputs`",
+            ),
+        };
+        ctx.refuse(
+            rule,
+            v,
+            format!("`{v}` (from `{arg}`{}) is not {what}", shown_via(via)),
+            hint,
+        );
+        return;
+    }
+    let Some(key) = ctx.relative_key(v) else {
+        ctx.refuse(
+            "args.path-outside-root",
+            v,
+            format!(
+                "`{v}` (from `{arg}`{}) leaves the work root",
+                shown_via(via)
+            ),
+            "use paths inside the work root",
+        );
+        return;
+    };
+    let raw = ctx.raw_under_cwd(v);
+    match ctx.fs.lookup(&raw) {
+        Lookup::Escapes { via: link } => {
+            ctx.symlink_escape(v, &link);
+            return;
+        }
+        Lookup::Inside { kind } => {
+            if role == PathRole::Dir && !matches!(kind, Kind::Dir | Kind::Missing) {
+                ctx.refuse(
+                    "args.bad-value",
+                    v,
+                    format!("`{v}` (from `{arg}`{}) is not a directory", shown_via(via)),
+                    "name a directory",
+                );
+                return;
+            }
+        }
+    }
+    let (ok, rule, what, hint) = match role {
+        PathRole::Input => (
+            ctx.is_declared_input(&key),
+            "args.undeclared-input",
+            "a declared input",
+            "list the file in the command's `inputs`",
+        ),
+        PathRole::Output => (
+            ctx.is_declared_output(&key),
+            "args.undeclared-output",
+            "a declared output",
+            "list the file in the command's `outputs`",
+        ),
+        PathRole::Dir => (true, "", "", ""),
+    };
+    if !ok {
+        ctx.refuse(
+            rule,
+            v,
+            format!("`{v}` (from `{arg}`{}) is not {what}", shown_via(via)),
+            hint,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gnu_tokenizer_handles_quotes_and_escapes() {
+        assert_eq!(
+            tokenize_gnu("-O2  'a b' \"c\\\"d\" e\\ f\n-o\tout"),
+            vec!["-O2", "a b", "c\"d", "e f", "-o", "out"]
+        );
+        assert_eq!(tokenize_gnu("''"), vec![""]);
+        assert!(tokenize_gnu("  \n ").is_empty());
+    }
+
+    #[test]
+    fn patterns_are_shown_without_their_anchors() {
+        assert_eq!(pattern_shown("^(?:[a-z]+)$"), "[a-z]+");
+        assert_eq!(pattern_shown("abc"), "abc");
+    }
+}

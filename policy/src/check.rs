@@ -1,0 +1,731 @@
+//! The streaming checker: [`Checker`] judges a log's header, then each
+//! command as the reader hands it over, then the end of the log.
+//!
+//! Memory stays flat in what a command holds: across commands it keeps only
+//! what whole-log rules need (the set of outputs written so far with their
+//! writer, and the root paths read before anything wrote them) and a cache
+//! of binary checks per (tool, program).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use cmdlog::path::{check_confined, is_absolute, normalize_under};
+use cmdlog::{Command, Header, Os, ToolKind};
+use serde::Serialize;
+
+use crate::binary::{self, BinaryCheck, Host};
+use crate::error::CheckerError;
+use crate::load::{dir_key, never_from_log};
+use crate::model::{Policy, ToolLimits, ValueRule};
+use crate::rootfs::{Kind, Lookup, RootFs};
+
+/// What the check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Auditing a recorded log: nothing will run, inputs need not exist.
+    Audit,
+    /// About to run the log here: binaries must resolve on this host,
+    /// inputs must exist or be produced earlier, and nothing may be
+    /// unverified.
+    Run,
+}
+
+/// How to check.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Audit or run.
+    pub mode: Mode,
+    /// Refuse what cannot be verified (always so in [`Mode::Run`]).
+    pub strict: bool,
+    /// Files no command may write: the log, the policy, the journal.
+    pub protected: Vec<PathBuf>,
+}
+
+/// The outcome of a check, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Passed every rule.
+    Allowed,
+    /// Passed every rule that could be checked here; some could not be.
+    Unverified,
+    /// Broke a rule.
+    Refused,
+}
+
+impl Status {
+    /// The word used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Allowed => "allowed",
+            Status::Unverified => "unverified",
+            Status::Refused => "refused",
+        }
+    }
+}
+
+/// One rule a log (or one command of it) broke, or could not be checked
+/// against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The command, or `None` for the header and the whole log.
+    pub id: Option<u64>,
+    /// The rule's stable name, e.g. `args.unknown-flag`.
+    pub rule: &'static str,
+    /// The offending argument, path, variable or program.
+    pub subject: String,
+    /// What is wrong, for a person.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+    /// [`Status::Refused`] or [`Status::Unverified`].
+    pub status: Status,
+}
+
+/// The judgment on one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The command's id.
+    pub id: u64,
+    /// The command's tool kind.
+    pub tool: ToolKind,
+    /// The worst status of its findings ([`Status::Allowed`] if none).
+    pub status: Status,
+    /// Every rule it broke or could not be checked against.
+    pub findings: Vec<Finding>,
+    /// How to run it, when its binary was found and passed.
+    pub resolved: Option<Resolved>,
+}
+
+/// How the executor runs an allowed command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resolved {
+    /// The canonical binary to execute.
+    pub program: PathBuf,
+    /// The child's `argv[0]`: the program's name as logged (`clang-14`
+    /// behaves differently from `clang-cl`).
+    pub argv0: String,
+    /// The arguments to pass, response files expanded, exactly as checked.
+    pub args: Vec<String>,
+    /// The whole environment: the policy's `set` plus the log's allowed
+    /// variables; nothing is inherited.
+    pub env: BTreeMap<String, String>,
+    /// Limits to enforce.
+    pub limits: ToolLimits,
+}
+
+/// Checks a log against a policy, one command at a time.
+pub struct Checker<'p> {
+    policy: &'p Policy,
+    options: CheckOptions,
+    fs: RootFs,
+    /// Lower-cased root-relative paths of protected files inside the root.
+    protected: Vec<String>,
+    /// Canonical system input directories (those that exist here).
+    system_canonical: Vec<PathBuf>,
+    /// The log's platform, once the header was seen.
+    log_os: Os,
+    /// Every output written so far, by its writer.
+    written: HashMap<Box<str>, u64>,
+    /// Root paths read before any command wrote them, by first reader.
+    read_early: HashMap<Box<str>, u64>,
+    binaries: HashMap<(ToolKind, String), BinaryCheck>,
+    commands: u64,
+}
+
+/// The per-command state rules share while one command is checked.
+pub(crate) struct Ctx<'a> {
+    pub policy: &'a Policy,
+    pub fs: &'a mut RootFs,
+    pub findings: Vec<Finding>,
+    id: u64,
+    strict: bool,
+    fold: bool,
+    /// The command's cwd, normalized (`.` for the root).
+    cwd: String,
+    /// The command's cwd as written.
+    raw_cwd: &'a str,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl<'p> Checker<'p> {
+    /// A checker for logs whose work root is `root`.
+    pub fn new(
+        policy: &'p Policy,
+        root: &Path,
+        options: CheckOptions,
+    ) -> Result<Self, CheckerError> {
+        let fs = RootFs::open(root).map_err(|source| CheckerError::Root {
+            path: root.to_owned(),
+            source,
+        })?;
+        let protected = options
+            .protected
+            .iter()
+            .filter_map(|p| inside_root(fs.root(), p))
+            .map(|p| p.to_lowercase())
+            .collect();
+        let system_canonical = policy
+            .system_inputs
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .collect();
+        Ok(Checker {
+            policy,
+            log_os: policy.os,
+            options,
+            fs,
+            protected,
+            system_canonical,
+            written: HashMap::new(),
+            read_early: HashMap::new(),
+            binaries: HashMap::new(),
+            commands: 0,
+        })
+    }
+
+    /// The canonical work root.
+    pub fn root(&self) -> &Path {
+        self.fs.root()
+    }
+
+    fn strict(&self) -> bool {
+        self.options.strict || self.options.mode == Mode::Run
+    }
+
+    fn host(&self) -> Host {
+        if Os::host() == Some(self.policy.os) && self.log_os == self.policy.os {
+            Host::Here
+        } else {
+            Host::Elsewhere {
+                log: self.log_os,
+                host: Os::host(),
+            }
+        }
+    }
+
+    /// Judges the log's header: its platform must be the policy's, and a
+    /// log to be run must be for this host.
+    pub fn header(&mut self, header: &Header) -> Vec<Finding> {
+        self.log_os = header.platform.os;
+        let mut out = Vec::new();
+        if header.platform.os != self.policy.os {
+            out.push(Finding {
+                id: None,
+                rule: "platform.os-mismatch",
+                subject: header.platform.os.to_string(),
+                message: format!(
+                    "the log is for {}, the policy `{}` for {}",
+                    header.platform.os, self.policy.name, self.policy.os
+                ),
+                hint: format!(
+                    "check it with `policies/{}.toml` or a policy that extends it",
+                    header.platform.os
+                ),
+                status: Status::Refused,
+            });
+        }
+        if self.options.mode == Mode::Run && Os::host() != Some(header.platform.os) {
+            out.push(Finding {
+                id: None,
+                rule: "platform.not-runnable",
+                subject: header.platform.os.to_string(),
+                message: format!("a log for {} cannot run on this host", header.platform.os),
+                hint: "audit it with `replay check` instead".into(),
+                status: Status::Refused,
+            });
+        }
+        out
+    }
+
+    /// Judges one command, in log order.
+    pub fn command(&mut self, command: &Command) -> Verdict {
+        self.commands += 1;
+        let strict = self.strict();
+        let host = self.host();
+        let policy = self.policy;
+        let fold = policy.os != Os::Linux;
+        let key = |p: &str| -> Option<String> {
+            let k = if is_absolute(p) {
+                dir_key(p)
+            } else {
+                normalize_under(".", p)
+            };
+            k.map(|k| if fold { k.to_lowercase() } else { k })
+        };
+        let cwd = normalize_under(".", &command.cwd).unwrap_or_else(|| ".".into());
+        let mut ctx = Ctx {
+            policy,
+            fs: &mut self.fs,
+            findings: Vec::new(),
+            id: command.id,
+            strict,
+            fold,
+            cwd: if fold { cwd.to_lowercase() } else { cwd },
+            raw_cwd: &command.cwd,
+            inputs: command.inputs.iter().filter_map(|p| key(p)).collect(),
+            outputs: command.outputs.iter().filter_map(|p| key(p)).collect(),
+        };
+
+        // The tool kind and its binary.
+        let mut resolved_program = None;
+        let mut argv0 = String::new();
+        let mut args = command.args.clone();
+        match policy.tools.get(&command.tool) {
+            None => {
+                let known: Vec<String> = policy.tools.keys().map(|t| format!("`{t}`")).collect();
+                ctx.refuse(
+                    "tool.not-allowed",
+                    command.tool.name(),
+                    format!("tool kind `{}` is not allowed by the policy", command.tool),
+                    &format!("the policy allows {}", known.join(", ")),
+                );
+            }
+            Some(rules) => {
+                let cache_key = (command.tool.clone(), command.program.clone());
+                let check = match self.binaries.get(&cache_key) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = binary::check(
+                            policy.os,
+                            rules,
+                            command.tool.name(),
+                            &command.program,
+                            host,
+                        );
+                        self.binaries.insert(cache_key, c.clone());
+                        c
+                    }
+                };
+                for f in &check.findings {
+                    ctx.push(f.rule, &f.subject, f.message.clone(), &f.hint, f.status);
+                }
+                argv0 = check.argv0.clone();
+                resolved_program = check.program.clone();
+                if let Some(grammar) = &check.grammar {
+                    args = crate::args::check(&mut ctx, grammar, &command.args);
+                }
+            }
+        }
+
+        // Paths, and the whole-log rules on them.
+        let mut log = LogState {
+            written: &mut self.written,
+            read_early: &mut self.read_early,
+            protected: &self.protected,
+            system_canonical: &self.system_canonical,
+            mode: self.options.mode,
+            here: matches!(host, Host::Here),
+        };
+        paths(&mut ctx, &mut log, command);
+
+        // Environment.
+        let env = env(&mut ctx, &command.env);
+
+        let findings = ctx.findings;
+        let status = findings
+            .iter()
+            .map(|f| f.status)
+            .max()
+            .unwrap_or(Status::Allowed);
+        let resolved = match (resolved_program, status) {
+            (Some(program), Status::Allowed | Status::Unverified) => Some(Resolved {
+                program,
+                argv0,
+                args,
+                env,
+                limits: policy
+                    .tools
+                    .get(&command.tool)
+                    .map(|t| t.limits)
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        Verdict {
+            id: command.id,
+            tool: command.tool.clone(),
+            status,
+            findings,
+            resolved,
+        }
+    }
+
+    /// Judges the end of the log. Every whole-log rule is applied as
+    /// commands arrive (a later writer of an earlier read is refused in the
+    /// writer's verdict), so this only reports a log with no command.
+    pub fn finish(self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if self.commands == 0 {
+            out.push(Finding {
+                id: None,
+                rule: "log.empty",
+                subject: String::new(),
+                message: "the log has no commands".into(),
+                hint: "nothing to run; check that the producer wrote its commands".into(),
+                status: Status::Unverified,
+            });
+        }
+        out
+    }
+}
+
+/// What the path rules need of the checker's state.
+struct LogState<'a> {
+    written: &'a mut HashMap<Box<str>, u64>,
+    read_early: &'a mut HashMap<Box<str>, u64>,
+    protected: &'a [String],
+    system_canonical: &'a [PathBuf],
+    mode: Mode,
+    /// Whether the log's platform is this host's.
+    here: bool,
+}
+
+/// The rules on `cwd`, inputs and outputs, and the whole-log rules.
+fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
+    let id = command.id;
+    let run = log.mode == Mode::Run;
+    if check_confined(&command.cwd).is_err() {
+        ctx.refuse(
+            "paths.outside-root",
+            &command.cwd,
+            format!("cwd `{}` is outside the work root", command.cwd),
+            "use a cwd inside the work root",
+        );
+    } else {
+        match ctx.fs.lookup(&command.cwd) {
+            Lookup::Escapes { via } => ctx.symlink_escape(&command.cwd, &via),
+            Lookup::Inside { kind: Kind::Dir } => {}
+            Lookup::Inside {
+                kind: Kind::Missing,
+            } if !run => {}
+            Lookup::Inside { kind } => ctx.refuse(
+                "paths.cwd-not-dir",
+                &command.cwd,
+                format!(
+                    "cwd `{}` is {}",
+                    command.cwd,
+                    if kind == Kind::Missing {
+                        "missing"
+                    } else {
+                        "not a directory"
+                    }
+                ),
+                "run commands in an existing directory inside the work root",
+            ),
+        }
+    }
+
+    for input in &command.inputs {
+        if is_absolute(input) {
+            let Some(key) =
+                dir_key(input).filter(|k| under_any(&ctx.policy.system_inputs, k, ctx.fold))
+            else {
+                ctx.refuse(
+                    "inputs.outside-root",
+                    input,
+                    format!("input `{input}` is outside the work root and the policy's system directories"),
+                    "inputs must be inside the work root, or under one of the policy's `system_inputs`",
+                );
+                continue;
+            };
+            if !log.here {
+                continue;
+            }
+            match std::fs::canonicalize(&key) {
+                Ok(real) => {
+                    let listed = real
+                        .to_str()
+                        .is_some_and(|r| under_any(&ctx.policy.system_inputs, r, ctx.fold));
+                    if !listed && !log.system_canonical.iter().any(|d| real.starts_with(d)) {
+                        ctx.refuse(
+                            "inputs.outside-root",
+                            input,
+                            format!("input `{input}` resolves to `{}`, outside the policy's system directories", real.display()),
+                            "a symlink in a system directory may not lead out of them",
+                        );
+                    }
+                }
+                Err(_) if run => ctx.refuse(
+                    "inputs.missing",
+                    input,
+                    format!("input `{input}` does not exist"),
+                    "install it, or fix the command's `inputs`",
+                ),
+                Err(_) => {}
+            }
+            continue;
+        }
+        if check_confined(input).is_err() {
+            ctx.refuse(
+                "inputs.outside-root",
+                input,
+                format!("input `{input}` is outside the work root"),
+                "inputs must be inside the work root",
+            );
+            continue;
+        }
+        let Some(key) =
+            normalize_under(".", input).map(|k| if ctx.fold { k.to_lowercase() } else { k })
+        else {
+            continue;
+        };
+        let produced = log.written.contains_key(key.as_str());
+        match ctx.fs.lookup(input) {
+            Lookup::Escapes { via } => {
+                ctx.symlink_escape(input, &via);
+                continue;
+            }
+            Lookup::Inside {
+                kind: Kind::Missing,
+            } if run && !produced => ctx.refuse(
+                "inputs.missing",
+                input,
+                format!("input `{input}` does not exist and no earlier command writes it"),
+                "create it before running, or order the command after the one that writes it",
+            ),
+            Lookup::Inside { .. } => {}
+        }
+        if !produced && !log.read_early.contains_key(key.as_str()) {
+            log.read_early.insert(key.into_boxed_str(), id);
+        }
+    }
+
+    for output in &command.outputs {
+        let key = if check_confined(output).is_ok() {
+            normalize_under(".", output).filter(|k| k != ".")
+        } else {
+            None
+        };
+        let Some(key) = key.map(|k| if ctx.fold { k.to_lowercase() } else { k }) else {
+            ctx.refuse(
+                "outputs.outside-root",
+                output,
+                format!("output `{output}` is not a file inside the work root"),
+                "write outputs inside the work root",
+            );
+            continue;
+        };
+        let lower = key.to_lowercase();
+        if let Some(p) = log.protected.iter().find(|p| {
+            **p == lower
+                || p.strip_prefix(lower.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        }) {
+            ctx.refuse(
+                "outputs.protected",
+                output,
+                format!(
+                    "output `{output}` would overwrite `{p}`, which replay itself reads or writes"
+                ),
+                "the log, the policy and the journal are never outputs; write elsewhere",
+            );
+            continue;
+        }
+        match ctx.fs.lookup(output) {
+            Lookup::Escapes { via } => {
+                ctx.symlink_escape(output, &via);
+                continue;
+            }
+            Lookup::Inside {
+                kind: Kind::Dir | Kind::Other,
+            } => {
+                ctx.refuse(
+                    "outputs.not-a-file",
+                    output,
+                    format!("output `{output}` exists and is not a regular file"),
+                    "outputs are regular files",
+                );
+                continue;
+            }
+            Lookup::Inside { .. } => {}
+        }
+        if let Some(&writer) = log.written.get(key.as_str()) {
+            let message = if writer == id {
+                format!("output `{output}` is listed twice")
+            } else {
+                format!("output `{output}` is already written by command {writer}")
+            };
+            ctx.refuse(
+                "outputs.duplicate",
+                output,
+                message,
+                "each file may be written by one command only",
+            );
+            continue;
+        }
+        if let Some(&reader) = log.read_early.get(key.as_str()).filter(|r| **r != id) {
+            ctx.refuse(
+                "outputs.read-before-write",
+                output,
+                format!("command {reader} reads `{output}` before this command writes it"),
+                "order the commands so each file is written before it is read",
+            );
+        }
+        log.written.insert(key.into_boxed_str(), id);
+    }
+}
+
+/// The root-relative path of `p` if it is inside `root` (canonical).
+fn inside_root(root: &Path, p: &Path) -> Option<String> {
+    let abs = match std::fs::canonicalize(p) {
+        Ok(c) => c,
+        Err(_) => {
+            let parent = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::canonicalize(parent).ok()?.join(p.file_name()?)
+        }
+    };
+    let rel = abs.strip_prefix(root).ok()?;
+    Some(rel.to_str()?.to_owned())
+}
+
+fn env(ctx: &mut Ctx<'_>, requested: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut env = ctx.policy.env.set.clone();
+    for (name, value) in requested {
+        if never_from_log(name) {
+            ctx.refuse(
+                "env.forbidden",
+                name,
+                format!("`{name}` can never come from a log: it changes which code runs or where tools look"),
+                "remove it from the command's `env`; the tool gets a clean environment",
+            );
+            continue;
+        }
+        let Some(rule) = ctx.policy.env.allow.get(name) else {
+            ctx.refuse(
+                "env.not-allowed",
+                name,
+                format!("`{name}` is not a variable the policy lets a log set"),
+                "remove it, or allow it (with a value constraint) under `[env.allow]`",
+            );
+            continue;
+        };
+        let ok = match rule {
+            ValueRule::Enum(values) => values.iter().any(|v| v == value),
+            ValueRule::Pattern(re) => re.is_match(value),
+            ValueRule::Range(lo, hi) => {
+                value.parse::<i64>().is_ok_and(|n| (*lo..=*hi).contains(&n))
+            }
+            _ => false,
+        };
+        if ok {
+            env.insert(name.clone(), value.clone());
+        } else {
+            ctx.refuse(
+                "env.bad-value",
+                name,
+                format!("`{name}={value}` is not an allowed value"),
+                "use a value the policy's `[env.allow]` constraint accepts",
+            );
+        }
+    }
+    env
+}
+
+impl Ctx<'_> {
+    /// Records a finding; unverified ones count as refused when strict.
+    pub(crate) fn push(
+        &mut self,
+        rule: &'static str,
+        subject: &str,
+        message: String,
+        hint: &str,
+        status: Status,
+    ) {
+        let status = if status == Status::Unverified && self.strict {
+            Status::Refused
+        } else {
+            status
+        };
+        self.findings.push(Finding {
+            id: Some(self.id),
+            rule,
+            subject: subject.to_owned(),
+            message,
+            hint: hint.to_owned(),
+            status,
+        });
+    }
+
+    /// Records a broken rule.
+    pub(crate) fn refuse(
+        &mut self,
+        rule: &'static str,
+        subject: &str,
+        message: String,
+        hint: &str,
+    ) {
+        self.push(rule, subject, message, hint, Status::Refused);
+    }
+
+    /// Records a rule that cannot be checked here.
+    pub(crate) fn unverified(
+        &mut self,
+        rule: &'static str,
+        subject: &str,
+        message: String,
+        hint: &str,
+    ) {
+        self.push(rule, subject, message, hint, Status::Unverified);
+    }
+
+    /// Records a path that leaves the root through a symlink.
+    pub(crate) fn symlink_escape(&mut self, subject: &str, via: &str) {
+        self.refuse(
+            "paths.symlink-escape",
+            subject,
+            format!("`{subject}` leads out of the work root through `{via}`"),
+            "remove the symlink, or use a path that stays inside the work root",
+        );
+    }
+
+    /// The root-relative key of a path relative to the command's cwd.
+    pub(crate) fn relative_key(&self, path: &str) -> Option<String> {
+        if is_absolute(path) {
+            return None;
+        }
+        let k = normalize_under(&self.cwd, path)?;
+        Some(if self.fold { k.to_lowercase() } else { k })
+    }
+
+    /// The key of an absolute path (no `.` or `..` allowed).
+    pub(crate) fn absolute_key(&self, path: &str) -> Option<String> {
+        dir_key(path).map(|k| if self.fold { k.to_lowercase() } else { k })
+    }
+
+    /// The path under the cwd as the kernel would follow it from the root.
+    pub(crate) fn raw_under_cwd(&self, path: &str) -> String {
+        match self.raw_cwd {
+            "." | "" => path.to_owned(),
+            cwd => format!("{cwd}/{path}"),
+        }
+    }
+
+    /// Whether `key` is one of the command's declared inputs.
+    pub(crate) fn is_declared_input(&self, key: &str) -> bool {
+        self.inputs.iter().any(|i| i == key)
+    }
+
+    /// Whether `key` is one of the command's declared outputs.
+    pub(crate) fn is_declared_output(&self, key: &str) -> bool {
+        self.outputs.iter().any(|o| o == key)
+    }
+
+    /// Whether the absolute `key` is under one of the system input dirs.
+    pub(crate) fn under_system(&self, key: &str) -> bool {
+        under_any(&self.policy.system_inputs, key, self.fold)
+    }
+}
+
+/// Whether `key` is one of `dirs` or under one.
+pub(crate) fn under_any(dirs: &[String], key: &str, fold: bool) -> bool {
+    dirs.iter().any(|d| {
+        let d = if fold { d.to_lowercase() } else { d.clone() };
+        d == "/" || key == d || key.strip_prefix(&d).is_some_and(|r| r.starts_with('/'))
+    })
+}

@@ -1,0 +1,284 @@
+//! The typed, validated policy: what [`crate::Policy::load`] produces and
+//! the checker reads. Nothing here is parsed from text at check time; every
+//! pattern is compiled and every size is a number.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cmdlog::{Os, ToolKind};
+use regex::Regex;
+use serde::{Serialize, Serializer};
+
+/// A loaded policy: per-tool binaries, argument grammars, paths,
+/// environment and limits for one platform.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The file it was loaded from.
+    pub(crate) path: PathBuf,
+    /// Its name, from `[policy] name`.
+    pub(crate) name: String,
+    /// The platform whose logs it judges.
+    pub(crate) os: Os,
+    /// Read-only system directories inputs may come from (absolute, `/`
+    /// separated, lexically normal).
+    pub(crate) system_inputs: Vec<String>,
+    /// The environment rules.
+    pub(crate) env: EnvRules,
+    /// The allowed tool kinds.
+    pub(crate) tools: BTreeMap<ToolKind, ToolRules>,
+    /// The argument grammars, by name.
+    pub(crate) grammars: BTreeMap<String, Grammar>,
+    /// The `[[plugin]]` tables, raw, for the plugin host.
+    pub(crate) plugins: Vec<PluginTable>,
+}
+
+/// One `[[plugin]]` table of a policy, kept raw for the plugin host.
+#[derive(Debug, Clone)]
+pub struct PluginTable {
+    /// The policy file that holds it; relative paths in it are relative to
+    /// this file's directory.
+    pub file: PathBuf,
+    /// Its line in that file.
+    pub line: usize,
+    /// The table as written.
+    pub table: toml::Table,
+}
+
+/// Which variables a tool's environment holds: `set` always, `allow` when a
+/// log asks for them with an acceptable value; nothing else.
+#[derive(Debug, Clone, Default)]
+pub struct EnvRules {
+    /// Variables every tool gets, with these values.
+    pub(crate) set: BTreeMap<String, String>,
+    /// Variables a log may set, each with the values it may take.
+    pub(crate) allow: BTreeMap<String, ValueRule>,
+}
+
+/// What one tool kind may be on this platform.
+#[derive(Debug, Clone)]
+pub struct ToolRules {
+    /// Program names that may serve the kind, each with its grammar.
+    pub(crate) programs: Vec<ProgramRule>,
+    /// The only directories a program is looked up in, in order.
+    pub(crate) dirs: Vec<String>,
+    /// Resource limits for the tool.
+    pub(crate) limits: ToolLimits,
+    /// sha256 pins by canonical binary path.
+    pub(crate) sha256: BTreeMap<String, [u8; 32]>,
+    /// Refuse a binary that has no pin.
+    pub(crate) require_sha256: bool,
+}
+
+/// A program name allowed for a tool kind and the grammar of its arguments.
+#[derive(Debug, Clone)]
+pub struct ProgramRule {
+    /// The file name, as a log names it (`clang-14`, `lld-link.exe`).
+    pub(crate) name: String,
+    /// The name of the grammar in [`Policy::grammars`].
+    pub(crate) grammar: String,
+}
+
+/// Limits the executor enforces on a tool; `None` means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ToolLimits {
+    /// Wall-clock time before the tool is killed.
+    #[serde(serialize_with = "secs")]
+    pub timeout: Option<Duration>,
+    /// Peak resident memory, bytes.
+    pub max_rss: Option<u64>,
+    /// Bytes the tool may write to its outputs (each file).
+    pub max_output: Option<u64>,
+}
+
+fn secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The grammar of a program's arguments: an allowlist of flags.
+#[derive(Debug, Clone)]
+pub struct Grammar {
+    /// What a positional argument must be.
+    pub(crate) positional: Positional,
+    /// Whether `@file` is expanded (else refused).
+    pub(crate) response_files: bool,
+    /// How deep response files may nest.
+    pub(crate) response_file_depth: u32,
+    /// Flag names compare ignoring ASCII case (Windows tools).
+    pub(crate) case_insensitive: bool,
+    /// Characters that start a flag; the first is canonical, and an
+    /// argument starting with another is read as if it started with it
+    /// (`-out:` is `/out:` for `lld-link`).
+    pub(crate) flag_chars: Vec<char>,
+    /// Allowed flags.
+    pub(crate) flags: Vec<FlagRule>,
+    /// Flags refused with a reason, checked before the allowed ones.
+    pub(crate) deny: Vec<DenyRule>,
+}
+
+/// What a positional argument must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positional {
+    /// A declared input.
+    Input,
+    /// Positional arguments are refused.
+    Refuse,
+}
+
+/// How a flag carries its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forms {
+    /// Exactly the name, no value (`-shared`).
+    pub(crate) switch: bool,
+    /// The value joined to the name (`-O2`, `-filetype=obj`, `/OUT:x`).
+    pub(crate) joined: bool,
+    /// The value in the following argument(s) (`-o out`).
+    pub(crate) separate: bool,
+    /// Every following argument is handed to the value's grammar
+    /// (`clang-cl ... /link ...`).
+    pub(crate) rest: bool,
+}
+
+/// An allowed flag.
+#[derive(Debug, Clone)]
+pub struct FlagRule {
+    /// The name as matched (lowercase if the grammar ignores case).
+    pub(crate) name: String,
+    /// How it takes its value.
+    pub(crate) forms: Forms,
+    /// How many arguments a separate value spans (`-platform_version` 3).
+    pub(crate) count: u32,
+    /// What its value must be; `None` only for switches.
+    pub(crate) value: Option<ValueRule>,
+}
+
+/// A flag refused by name, with the reason shown to the user.
+#[derive(Debug, Clone)]
+pub struct DenyRule {
+    /// The name or prefix (lowercase if the grammar ignores case).
+    pub(crate) name: String,
+    /// Whether any argument starting with `name` matches.
+    pub(crate) prefix: bool,
+    /// Why it is refused.
+    pub(crate) reason: String,
+}
+
+/// A constraint on a value: of a flag, or of an environment variable.
+#[derive(Debug, Clone)]
+pub enum ValueRule {
+    /// One of these strings.
+    Enum(Vec<String>),
+    /// Matches this regex entirely.
+    Pattern(Regex),
+    /// An integer in this inclusive range.
+    Range(i64, i64),
+    /// A path that is a declared input of the command.
+    Input,
+    /// A path that is a declared output of the command.
+    Output,
+    /// A directory inside the root or under a system input directory.
+    Dir,
+    /// Arguments for another grammar (the linker's, for `-Wl,`), split on
+    /// `split` if given.
+    Grammar {
+        /// The grammar's name.
+        name: String,
+        /// The separator inside one value (`,` for `-Wl,`).
+        split: Option<char>,
+    },
+}
+
+impl Policy {
+    /// The platform whose logs this policy judges.
+    pub fn os(&self) -> Os {
+        self.os
+    }
+
+    /// The policy's name, from `[policy] name` (or the file's stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file the policy was loaded from.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The `[[plugin]]` tables, in file order (included files first).
+    pub fn plugins(&self) -> &[PluginTable] {
+        &self.plugins
+    }
+
+    /// The tool kinds this policy allows.
+    pub fn tools(&self) -> impl Iterator<Item = &ToolKind> {
+        self.tools.keys()
+    }
+
+    /// The limits for a tool kind, if the policy allows it.
+    pub fn limits(&self, tool: &ToolKind) -> Option<ToolLimits> {
+        self.tools.get(tool).map(|t| t.limits)
+    }
+}
+
+/// Parses a size: a byte count, or a number with `K`, `M`, `G`, `T`
+/// (powers of 1024, optionally `KiB` etc., `B` allowed).
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KB" | "KiB" | "k" => 10,
+        "M" | "MB" | "MiB" => 20,
+        "G" | "GB" | "GiB" => 30,
+        "T" | "TB" | "TiB" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+/// Parses a duration: seconds, or a number with `ms`, `s`, `m`, `h`.
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" | "min" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units_and_refuse_junk() {
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("4KiB"), Some(4096));
+        assert_eq!(parse_size("8 GiB"), Some(8 << 30));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("1.5G"), None);
+        assert_eq!(parse_size("G"), None);
+        assert_eq!(parse_size("99999999999999999999T"), None);
+        assert_eq!(parse_size("17179869184T"), None);
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_junk() {
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1d"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

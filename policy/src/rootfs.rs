@@ -1,0 +1,306 @@
+//! The work root as the checker sees it on disk: where a root-relative path
+//! physically leads, following symlinks and `..` the way the kernel would,
+//! and reading response files through `cap-std` so that nothing the checker
+//! opens can be outside the root.
+//!
+//! Lexical checks (`cmdlog::path`) cannot see that `sub/..` climbs out of
+//! the root when `sub` is a symlink to `/etc/x`, nor that `out.o` is a
+//! symlink to `/home/u/.bashrc`; [`RootFs::lookup`] can.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use cap_std::fs::Dir;
+
+/// How many symlinks one lookup may follow (the kernel's `MAXSYMLINKS`).
+const MAX_HOPS: u32 = 40;
+
+/// How many directory lookups are remembered.
+const CACHE_MAX: usize = 1 << 16;
+
+/// Where a root-relative path leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// Inside the root; `kind` says what is there now.
+    Inside {
+        /// What the path names now.
+        kind: Kind,
+    },
+    /// Out of the root, through the symlink (or `..`) named.
+    Escapes {
+        /// The root-relative prefix at which the path left the root.
+        via: String,
+    },
+}
+
+/// What a path names now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Nothing (yet).
+    Missing,
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// Something else (a device, a socket, an unreadable entry).
+    Other,
+}
+
+/// The work root, canonical, with a capability handle on it.
+pub(crate) struct RootFs {
+    root: PathBuf,
+    dir: Dir,
+    /// Physical location of directories already walked, by raw prefix.
+    dirs: HashMap<String, Result<PathBuf, String>>,
+}
+
+impl RootFs {
+    /// Opens `root` (canonicalized).
+    pub(crate) fn open(root: &Path) -> io::Result<RootFs> {
+        let root = std::fs::canonicalize(root)?;
+        let dir = Dir::open_ambient_dir(&root, cap_std::ambient_authority())?;
+        Ok(RootFs {
+            root,
+            dir,
+            dirs: HashMap::new(),
+        })
+    }
+
+    /// The canonical root.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the root-relative `path` leads (both `/` and, off Windows,
+    /// only `/` separate components, as the kernel reads it).
+    pub(crate) fn lookup(&mut self, path: &str) -> Lookup {
+        let (parent, last) = match path.rfind('/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => ("", path),
+        };
+        let start = if parent.is_empty() {
+            Ok(self.root.clone())
+        } else if let Some(hit) = self.dirs.get(parent) {
+            hit.clone()
+        } else {
+            let walked = self.walk(self.root.clone(), parent, String::new());
+            let value = match walked {
+                Walk::Inside(p, _) => Ok(p),
+                Walk::Escapes(via) => Err(via),
+            };
+            if self.dirs.len() >= CACHE_MAX {
+                self.dirs.clear();
+            }
+            self.dirs.insert(parent.to_owned(), value.clone());
+            value
+        };
+        match start {
+            Err(via) => Lookup::Escapes { via },
+            Ok(at) => match self.walk(at, last, parent.to_owned()) {
+                Walk::Inside(_, kind) => Lookup::Inside { kind },
+                Walk::Escapes(via) => Lookup::Escapes { via },
+            },
+        }
+    }
+
+    /// Follows `path` from the physical directory `at` (inside the root).
+    fn walk(&self, at: PathBuf, path: &str, shown: String) -> Walk {
+        let mut cur = at;
+        let mut shown = shown;
+        let mut kind = Kind::Dir;
+        // Components still to follow, last first.
+        let mut pending: Vec<String> = path.rsplit('/').map(str::to_owned).collect();
+        let mut hops = 0u32;
+        let mut missing = false;
+        while let Some(c) = pending.pop() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    if cur == self.root {
+                        return Walk::Escapes(join_shown(&shown, ".."));
+                    }
+                    cur.pop();
+                    shown = join_shown(&shown, "..");
+                    kind = Kind::Dir;
+                    continue;
+                }
+                _ => {}
+            }
+            shown = join_shown(&shown, &c);
+            let next = cur.join(&c);
+            if missing {
+                cur = next;
+                continue;
+            }
+            match std::fs::symlink_metadata(&next) {
+                Err(_) => {
+                    // Nothing there: the rest is created by a tool, which
+                    // follows no symlink we have not seen.
+                    missing = true;
+                    kind = Kind::Missing;
+                    cur = next;
+                }
+                Ok(md) if md.file_type().is_symlink() => {
+                    hops += 1;
+                    if hops > MAX_HOPS {
+                        return Walk::Escapes(shown);
+                    }
+                    let Ok(target) = std::fs::read_link(&next) else {
+                        return Walk::Escapes(shown);
+                    };
+                    let rest: Option<Vec<String>> = if target.is_absolute() {
+                        match target.strip_prefix(&self.root) {
+                            Ok(inside) => {
+                                cur = self.root.clone();
+                                components(inside)
+                            }
+                            Err(_) => return Walk::Escapes(shown),
+                        }
+                    } else {
+                        components(&target)
+                    };
+                    match rest {
+                        Some(rest) => pending.extend(rest.into_iter().rev()),
+                        None => return Walk::Escapes(shown),
+                    }
+                }
+                Ok(md) => {
+                    kind = if md.is_file() {
+                        Kind::File
+                    } else if md.is_dir() {
+                        Kind::Dir
+                    } else {
+                        Kind::Other
+                    };
+                    cur = next;
+                }
+            }
+        }
+        Walk::Inside(cur, kind)
+    }
+
+    /// Reads a root-relative file through the capability handle, at most
+    /// `max` bytes; `Ok(None)` if it is larger.
+    pub(crate) fn read_capped(&self, path: &str, max: u64) -> io::Result<Option<String>> {
+        let file = self.dir.open(path)?;
+        let mut text = String::new();
+        file.take(max + 1).read_to_string(&mut text)?;
+        if text.len() as u64 > max {
+            return Ok(None);
+        }
+        Ok(Some(text))
+    }
+}
+
+enum Walk {
+    Inside(PathBuf, Kind),
+    Escapes(String),
+}
+
+fn join_shown(shown: &str, c: &str) -> String {
+    if shown.is_empty() {
+        c.to_owned()
+    } else {
+        format!("{shown}/{c}")
+    }
+}
+
+/// The components of a symlink target as strings; `None` if it has one
+/// that is not valid UTF-8 (refused rather than guessed).
+fn components(path: &Path) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => out.push(s.to_str()?.to_owned()),
+            Component::ParentDir => out.push("..".to_owned()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn root() -> (tempfile::TempDir, RootFs) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(tmp.path().join("root")).expect("mkdir");
+        let fs = RootFs::open(&tmp.path().join("root")).expect("open root");
+        (tmp, fs)
+    }
+
+    #[test]
+    fn plain_paths_stay_inside_and_report_what_is_there() {
+        let (_tmp, mut fs) = root();
+        std::fs::create_dir(fs.root().join("d")).expect("mkdir");
+        std::fs::write(fs.root().join("d/f"), "x").expect("write");
+        assert_eq!(fs.lookup("d/f"), Lookup::Inside { kind: Kind::File });
+        assert_eq!(fs.lookup("d"), Lookup::Inside { kind: Kind::Dir });
+        assert_eq!(
+            fs.lookup("d/new/deeper"),
+            Lookup::Inside {
+                kind: Kind::Missing
+            }
+        );
+        assert_eq!(fs.lookup("d/../d/f"), Lookup::Inside { kind: Kind::File });
+    }
+
+    #[test]
+    fn symlinks_out_of_the_root_escape_even_when_dangling() {
+        let (tmp, mut fs) = root();
+        symlink(tmp.path(), fs.root().join("up")).expect("symlink");
+        symlink("/nonexistent/target", fs.root().join("dangling")).expect("symlink");
+        symlink("../outside", fs.root().join("rel")).expect("symlink");
+        assert!(matches!(fs.lookup("up/x"), Lookup::Escapes { .. }));
+        assert!(matches!(fs.lookup("dangling"), Lookup::Escapes { .. }));
+        assert!(matches!(fs.lookup("rel"), Lookup::Escapes { .. }));
+    }
+
+    #[test]
+    fn dotdot_after_a_symlinked_dir_is_followed_physically() {
+        // `link/..` is the parent of the link's target, not the root: a
+        // lexical normalizer would call `link/../x` just `x`.
+        let (tmp, mut fs) = root();
+        std::fs::create_dir(tmp.path().join("elsewhere")).expect("mkdir");
+        symlink(tmp.path().join("elsewhere"), fs.root().join("link")).expect("symlink");
+        assert!(matches!(fs.lookup("link/../x"), Lookup::Escapes { .. }));
+    }
+
+    #[test]
+    fn symlinks_inside_the_root_are_followed() {
+        let (_tmp, mut fs) = root();
+        std::fs::create_dir(fs.root().join("real")).expect("mkdir");
+        std::fs::write(fs.root().join("real/f"), "x").expect("write");
+        symlink("real", fs.root().join("alias")).expect("symlink");
+        let abs = fs.root().join("real");
+        symlink(&abs, fs.root().join("absalias")).expect("symlink");
+        assert_eq!(fs.lookup("alias/f"), Lookup::Inside { kind: Kind::File });
+        assert_eq!(fs.lookup("absalias/f"), Lookup::Inside { kind: Kind::File });
+    }
+
+    #[test]
+    fn symlink_loops_are_refused() {
+        let (_tmp, mut fs) = root();
+        symlink("b", fs.root().join("a")).expect("symlink");
+        symlink("a", fs.root().join("b")).expect("symlink");
+        assert!(matches!(fs.lookup("a"), Lookup::Escapes { .. }));
+    }
+
+    #[test]
+    fn capped_reads_refuse_escaping_symlinks_and_big_files() {
+        let (tmp, fs) = root();
+        std::fs::write(tmp.path().join("secret"), "s").expect("write");
+        symlink(tmp.path().join("secret"), fs.root().join("s")).expect("symlink");
+        assert!(fs.read_capped("s", 10).is_err());
+        std::fs::write(fs.root().join("big"), "0123456789x").expect("write");
+        assert_eq!(fs.read_capped("big", 10).ok().flatten(), None);
+        assert_eq!(
+            fs.read_capped("big", 11).ok().flatten().as_deref(),
+            Some("0123456789x")
+        );
+    }
+}

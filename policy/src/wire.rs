@@ -1,0 +1,189 @@
+//! The policy file as written: serde structs with `deny_unknown_fields`, so
+//! a misspelt key is an error that names its line instead of a rule
+//! silently not applied. [`crate::load`] converts them into typed rules.
+//! Values that can be wrong beyond their type are [`Spanned`] so the
+//! conversion can say where.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileWire {
+    #[serde(default)]
+    pub policy: Option<HeaderWire>,
+    #[serde(default)]
+    pub env: Option<EnvWire>,
+    #[serde(default)]
+    pub limits: Option<LimitsWire>,
+    #[serde(default)]
+    pub tool: BTreeMap<String, Spanned<ToolWire>>,
+    #[serde(default)]
+    pub args: BTreeMap<String, Spanned<GrammarWire>>,
+    /// Kept raw for the plugin host (`policy::plugin`).
+    #[serde(default)]
+    pub plugin: Vec<Spanned<toml::Table>>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeaderWire {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub os: Option<Spanned<String>>,
+    #[serde(default)]
+    pub extends: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub system_inputs: Option<Vec<Spanned<String>>>,
+}
+
+/// `[env]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnvWire {
+    #[serde(default)]
+    pub set: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub allow: BTreeMap<String, Spanned<ValueWire>>,
+}
+
+/// A value constraint on its own (environment variables).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ValueWire {
+    #[serde(default, rename = "enum")]
+    pub enum_: Option<Vec<String>>,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub range: Option<(i64, i64)>,
+}
+
+/// `[limits]` and `[tool.X.limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsWire {
+    #[serde(default)]
+    pub timeout: Option<Spanned<Quantity>>,
+    #[serde(default)]
+    pub max_rss: Option<Spanned<Quantity>>,
+    #[serde(default)]
+    pub max_output: Option<Spanned<Quantity>>,
+}
+
+/// A size or duration: a bare number or a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Quantity {
+    Number(u64),
+    Text(String),
+}
+
+/// `[tool.KIND]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ToolWire {
+    #[serde(default)]
+    pub programs: Option<Vec<ProgramWire>>,
+    #[serde(default)]
+    pub dirs: Option<Vec<Spanned<String>>>,
+    /// The grammar of programs that do not name their own.
+    #[serde(default)]
+    pub args: Option<String>,
+    #[serde(default)]
+    pub limits: Option<LimitsWire>,
+    #[serde(default)]
+    pub sha256: Option<BTreeMap<String, Spanned<String>>>,
+    #[serde(default)]
+    pub require_sha256: Option<bool>,
+    /// Removes the tool an included policy allowed.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+/// A program: a bare name (the tool's grammar) or a name with its own.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum ProgramWire {
+    Name(String),
+    Table(ProgramTableWire),
+}
+
+/// `{ name = "clang-cl.exe", args = "clang-cl" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProgramTableWire {
+    pub name: String,
+    #[serde(default)]
+    pub args: Option<String>,
+}
+
+/// `[args.NAME]`: a grammar.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GrammarWire {
+    #[serde(default)]
+    pub positional: Option<Spanned<String>>,
+    #[serde(default)]
+    pub response_files: Option<bool>,
+    #[serde(default)]
+    pub response_file_depth: Option<u32>,
+    #[serde(default)]
+    pub case_insensitive: Option<bool>,
+    #[serde(default)]
+    pub flag_chars: Option<Spanned<String>>,
+    #[serde(default)]
+    pub flags: Vec<Spanned<FlagWire>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<DenyWire>>,
+    /// Names of flags an included policy allowed that this one removes.
+    #[serde(default)]
+    pub drop_flags: Vec<String>,
+}
+
+/// One allowed flag.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlagWire {
+    pub name: String,
+    #[serde(default)]
+    pub form: Option<FormWire>,
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default, rename = "enum")]
+    pub enum_: Option<Vec<String>>,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub range: Option<(i64, i64)>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub grammar: Option<String>,
+    #[serde(default)]
+    pub split: Option<String>,
+}
+
+/// `form = "joined"` or `form = ["joined", "separate"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum FormWire {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// One refused flag, with its reason.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DenyWire {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    pub reason: String,
+}

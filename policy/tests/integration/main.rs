@@ -1,0 +1,5 @@
+//! The policy crate's integration tests: one binary, one module per area.
+
+mod support;
+
+mod shipped;
