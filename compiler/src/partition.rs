@@ -17,7 +17,8 @@
 //!    a function's body, so editing a body moves nothing. Locals used across
 //!    partitions become hidden external symbols; `linkonce` ones become
 //!    `weak` so their owner keeps them.
-//! 3. [`Partitioner::build`], once per partition: a clone of the module in
+//! 3. [`Partitioner::build`], once per partition: a copy of the module (read
+//!    back from its bitcode, since LLVM 14's `CloneModule` drops ifuncs) in
 //!    which what another partition owns becomes a declaration (a fresh
 //!    declaration and `replace_all_uses_with` for functions and aliases,
 //!    `LLVMSetInitializer(g, NULL)` for variables), special `llvm.*` globals
@@ -27,6 +28,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use inkwell::llvm_sys::{LLVMUnnamedAddr, LLVMVisibility};
+use inkwell::memory_buffer::MemoryBuffer;
 use inkwell::module::Module;
 use sha2::{Digest, Sha256};
 
@@ -48,6 +50,14 @@ pub enum PartitionError {
         /// The partition's index.
         index: usize,
         /// LLVM's verifier output.
+        message: String,
+    },
+    /// The prepared module's bitcode did not read back.
+    #[error("partition {index} could not be made from the prepared module: {message}")]
+    Reparse {
+        /// The partition's index.
+        index: usize,
+        /// LLVM's message.
         message: String,
     },
     /// A symbol name could not be given to LLVM (it holds a NUL byte).
@@ -115,7 +125,9 @@ fn is_special(name: &str) -> bool {
 
 /// Whether a global is a local constant whose address does not matter and
 /// whose value refers to no other global: it can be copied into each
-/// partition that uses it instead of being shared.
+/// partition that uses it instead of being shared. One that `llvm.used` (or
+/// another special array) names is not, since that array lives in one
+/// partition only.
 fn is_duplicable(v: Val<'_>) -> bool {
     v.is_global_var()
         && v.is_local()
@@ -127,6 +139,9 @@ fn is_duplicable(v: Val<'_>) -> bool {
         && v.comdat().is_none()
         && v.initializer()
             .is_some_and(|init| !ir::mentions_globals(init))
+        && !ir::containing_globals(v)
+            .iter()
+            .any(|g| is_special(&g.name()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -142,8 +157,13 @@ fn stable_hash(name: &str) -> u64 {
 }
 
 /// The partition plan of a linked module, ready to build partitions from.
+///
+/// Partitions start from the prepared module's bitcode, parsed again for
+/// each one, rather than from `LLVMCloneModule`: LLVM 14's module cloning
+/// drops ifuncs and leaves their users pointing into the original module.
 pub struct Partitioner<'a, 'ctx> {
     module: &'a Module<'ctx>,
+    bitcode: MemoryBuffer<'static>,
     count: usize,
     /// The owning partition of every defined, non-special, non-duplicable
     /// global, by name.
@@ -354,6 +374,7 @@ impl<'a, 'ctx> Partitioner<'a, 'ctx> {
         (
             Partitioner {
                 module,
+                bitcode: module.write_bitcode_to_memory(),
                 count,
                 owner,
             },
@@ -368,7 +389,11 @@ impl<'a, 'ctx> Partitioner<'a, 'ctx> {
 
     /// Builds partition `index` as a new module of the same context.
     pub fn build(&self, index: usize) -> Result<Module<'ctx>, PartitionError> {
-        let part = self.module.clone();
+        let part = Module::parse_bitcode_from_buffer(&self.bitcode, self.module.get_context())
+            .map_err(|e| PartitionError::Reparse {
+                index,
+                message: e.to_string().trim().to_owned(),
+            })?;
         if self.count == 1 {
             return Ok(part);
         }

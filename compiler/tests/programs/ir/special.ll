@@ -1,7 +1,8 @@
 ; Hand-written IR for what C from clang seldom shows: a comdat holding a
 ; linkonce_odr function and variable, `llvm.used`, module-level assembly that
 ; defines a symbol, an internal alias, a private constant whose address
-; matters, and a constructor. Many small functions so partitions differ.
+; matters, an ifunc, and a constructor. Many small functions so partitions
+; differ.
 target triple = "x86_64-pc-linux-gnu"
 
 module asm ".text"
@@ -27,6 +28,8 @@ $pair = comdat any
 @llvm.global_ctors = appending global [1 x { i32, void ()*, i8* }] [{ i32, void ()*, i8* } { i32 65535, void ()* @init, i8* null }]
 
 @bump_alias = internal alias void (), void ()* @bump
+@pick = ifunc i32 (), i32 ()* ()* @pick_resolver
+@name_ifunc = private unnamed_addr constant [6 x i8] c"ifunc\00"
 
 declare i32 @printf(i8*, ...)
 declare i32 @asm_answer()
@@ -46,6 +49,19 @@ define internal void @bump() {
 define internal void @init() {
   store i32 100, i32* @counter
   ret void
+}
+
+define internal i32 @pick_impl() {
+  ret i32 11
+}
+
+define internal i32 ()* @pick_resolver() {
+  ret i32 ()* @pick_impl
+}
+
+define i32 @f_ifunc() {
+  %v = call i32 @pick()
+  ret i32 %v
 }
 
 define i32 @kept() {
@@ -108,5 +124,7 @@ define i32 @main() {
   %same = call i1 @f_same_table(i32* %addr)
   %s = zext i1 %same to i32
   call void @show(i8* getelementptr ([5 x i8], [5 x i8]* @name_same, i32 0, i32 0), i32 %s)
+  %i = call i32 @f_ifunc()
+  call void @show(i8* getelementptr ([6 x i8], [6 x i8]* @name_ifunc, i32 0, i32 0), i32 %i)
   ret i32 0
 }
