@@ -301,6 +301,9 @@ fn shown_via(via: &str) -> String {
 
 /// A positional argument.
 fn positional(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
+    if unexpanded_response_file(ctx, arg, via) {
+        return;
+    }
     match g.positional {
         Positional::Refuse => ctx.refuse(
             "args.positional",
@@ -313,6 +316,24 @@ fn positional(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
         ),
         Positional::Input => path_value(ctx, arg, arg, PathRole::Input, via),
     }
+}
+
+/// Refuses `@file` where it was not expanded: inside a value handed to
+/// another grammar (`-Wl,@file`), the tool would read it unchecked.
+fn unexpanded_response_file(ctx: &mut Ctx<'_>, arg: &str, via: &str) -> bool {
+    if arg.len() > 1 && arg.starts_with('@') {
+        ctx.refuse(
+            "args.response-file",
+            arg,
+            format!(
+                "response file `{arg}`{} is not allowed here",
+                shown_via(via)
+            ),
+            "pass the arguments inline",
+        );
+        return true;
+    }
+    false
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
