@@ -419,6 +419,15 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
     }
 
     for input in &command.inputs {
+        if input.is_empty() {
+            ctx.refuse(
+                "paths.empty",
+                input,
+                "an input is the empty string".into(),
+                "remove it",
+            );
+            continue;
+        }
         if is_absolute(input) {
             let Some(key) =
                 dir_key(input).filter(|k| under_any(&ctx.policy.system_inputs, k, ctx.fold))
@@ -494,11 +503,29 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
     }
 
     for output in &command.outputs {
+        if output.is_empty() {
+            ctx.refuse(
+                "paths.empty",
+                output,
+                "an output is the empty string".into(),
+                "remove it",
+            );
+            continue;
+        }
         let key = if check_confined(output).is_ok() {
-            normalize_under(".", output).filter(|k| k != ".")
+            normalize_under(".", output)
         } else {
             None
         };
+        if key.as_deref() == Some(".") {
+            ctx.refuse(
+                "outputs.not-a-file",
+                output,
+                format!("output `{output}` is the work root itself"),
+                "outputs are regular files",
+            );
+            continue;
+        }
         let Some(key) = key.map(|k| if ctx.fold { k.to_lowercase() } else { k }) else {
             ctx.refuse(
                 "outputs.outside-root",

@@ -52,7 +52,7 @@ pub(crate) struct RootFs {
     root: PathBuf,
     dir: Dir,
     /// Physical location of directories already walked, by raw prefix.
-    dirs: HashMap<String, Result<PathBuf, String>>,
+    dirs: HashMap<String, Result<(PathBuf, usize), String>>,
 }
 
 impl RootFs {
@@ -80,13 +80,13 @@ impl RootFs {
             None => ("", path),
         };
         let start = if parent.is_empty() {
-            Ok(self.root.clone())
+            Ok((self.root.clone(), 0))
         } else if let Some(hit) = self.dirs.get(parent) {
             hit.clone()
         } else {
-            let walked = self.walk(self.root.clone(), parent, String::new());
+            let walked = self.walk(self.root.clone(), 0, parent, String::new());
             let value = match walked {
-                Walk::Inside(p, _) => Ok(p),
+                Walk::Inside(p, _, missing) => Ok((p, missing)),
                 Walk::Escapes(via) => Err(via),
             };
             if self.dirs.len() >= CACHE_MAX {
@@ -97,22 +97,30 @@ impl RootFs {
         };
         match start {
             Err(via) => Lookup::Escapes { via },
-            Ok(at) => match self.walk(at, last, parent.to_owned()) {
-                Walk::Inside(_, kind) => Lookup::Inside { kind },
+            Ok((at, missing)) => match self.walk(at, missing, last, parent.to_owned()) {
+                Walk::Inside(_, kind, _) => Lookup::Inside { kind },
                 Walk::Escapes(via) => Lookup::Escapes { via },
             },
         }
     }
 
-    /// Follows `path` from the physical directory `at` (inside the root).
-    fn walk(&self, at: PathBuf, path: &str, shown: String) -> Walk {
+    /// Follows `path` from `at` (inside the root), whose last `missing`
+    /// components do not exist.
+    fn walk(&self, at: PathBuf, missing: usize, path: &str, shown: String) -> Walk {
         let mut cur = at;
         let mut shown = shown;
-        let mut kind = Kind::Dir;
+        let mut kind = if missing > 0 {
+            Kind::Missing
+        } else {
+            Kind::Dir
+        };
         // Components still to follow, last first.
         let mut pending: Vec<String> = path.rsplit('/').map(str::to_owned).collect();
         let mut hops = 0u32;
-        let mut missing = false;
+        // Components below the last existing directory: a tool (or the
+        // executor) creates them as plain directories, so `..` out of them
+        // lands back in a directory that exists and is followed again.
+        let mut missing = missing;
         while let Some(c) = pending.pop() {
             match c.as_str() {
                 "" | "." => continue,
@@ -122,14 +130,20 @@ impl RootFs {
                     }
                     cur.pop();
                     shown = join_shown(&shown, "..");
-                    kind = Kind::Dir;
+                    missing = missing.saturating_sub(1);
+                    kind = if missing > 0 {
+                        Kind::Missing
+                    } else {
+                        Kind::Dir
+                    };
                     continue;
                 }
                 _ => {}
             }
             shown = join_shown(&shown, &c);
             let next = cur.join(&c);
-            if missing {
+            if missing > 0 {
+                missing += 1;
                 cur = next;
                 continue;
             }
@@ -137,7 +151,7 @@ impl RootFs {
                 Err(_) => {
                     // Nothing there: the rest is created by a tool, which
                     // follows no symlink we have not seen.
-                    missing = true;
+                    missing = 1;
                     kind = Kind::Missing;
                     cur = next;
                 }
@@ -177,7 +191,7 @@ impl RootFs {
                 }
             }
         }
-        Walk::Inside(cur, kind)
+        Walk::Inside(cur, kind, missing)
     }
 
     /// Reads a root-relative file through the capability handle, at most
@@ -194,7 +208,7 @@ impl RootFs {
 }
 
 enum Walk {
-    Inside(PathBuf, Kind),
+    Inside(PathBuf, Kind, usize),
     Escapes(String),
 }
 
@@ -268,6 +282,27 @@ mod tests {
         std::fs::create_dir(tmp.path().join("elsewhere")).expect("mkdir");
         symlink(tmp.path().join("elsewhere"), fs.root().join("link")).expect("symlink");
         assert!(matches!(fs.lookup("link/../x"), Lookup::Escapes { .. }));
+    }
+
+    #[test]
+    fn symlinks_after_a_missing_directory_and_dotdot_are_still_followed() {
+        // Regression: `a/../link/..` with `a` missing was judged lexically
+        // from `a` on, missing that `link` (followed after `a/..`) leads
+        // out; the executor may create `a`, and then the path escapes.
+        let (tmp, mut fs) = root();
+        symlink(tmp.path(), fs.root().join("link")).expect("symlink");
+        assert!(matches!(fs.lookup("a/../link/.."), Lookup::Escapes { .. }));
+        assert!(matches!(
+            fs.lookup("a/b/../../link"),
+            Lookup::Escapes { .. }
+        ));
+        assert_eq!(
+            fs.lookup("a/b/.."),
+            Lookup::Inside {
+                kind: Kind::Missing
+            }
+        );
+        assert_eq!(fs.lookup("a/.."), Lookup::Inside { kind: Kind::Dir });
     }
 
     #[test]

@@ -2,5 +2,8 @@
 
 mod support;
 
+mod binary;
+mod confinement;
 mod corpus;
+mod load;
 mod shipped;

@@ -1,0 +1,286 @@
+//! Loading policies: every shipped policy loads; mistakes are errors that
+//! name the file, line and key; `extends` merges, tightens and refuses
+//! cycles.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cmdlog::{Os, ToolKind};
+use policy::{Invalid, Policy, PolicyError, Status};
+use serde_json::json;
+
+use crate::support::{audit, check_log, log, policies_dir, shipped, Root};
+
+/// Writes `text` as `name` in `dir`.
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write policy");
+    p
+}
+
+fn load_err(text: &str) -> PolicyError {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let p = write(tmp.path(), "p.toml", text);
+    match Policy::load(&p) {
+        Ok(_) => panic!("policy loaded but should not:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// A minimal valid policy with one tool.
+const MINIMAL: &str = r#"
+[policy]
+os = "linux"
+[tool.opt]
+programs = ["opt"]
+dirs = ["/usr/lib/llvm-14/bin"]
+[args.opt]
+flags = [{ name = "-O", form = "joined", enum = ["2"] }]
+"#;
+
+#[test]
+fn shipped_policies_load_for_their_platform() {
+    for (name, os) in [
+        ("linux", Os::Linux),
+        ("macos", Os::Macos),
+        ("windows", Os::Windows),
+    ] {
+        let p = shipped(name);
+        assert_eq!(p.os(), os, "{name}");
+        let tools: Vec<&ToolKind> = p.tools().collect();
+        for kind in [ToolKind::Opt, ToolKind::Llc, ToolKind::Cc, ToolKind::Ld] {
+            assert!(tools.contains(&&kind), "{name} lacks {kind}");
+        }
+    }
+}
+
+#[test]
+fn the_common_fragment_alone_is_incomplete() {
+    // It names no `os`: only usable through `extends`.
+    let err = Policy::load(&policies_dir().join("llvm-14-common.toml")).err();
+    assert!(
+        matches!(&err, Some(PolicyError::Invalid { key, problem: Invalid::Missing, .. }) if key == "policy.os"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn limits_are_parsed_and_exposed_per_tool() {
+    let p = shipped("linux");
+    let ld = p.limits(&ToolKind::Ld).expect("ld allowed");
+    assert_eq!(ld.timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(ld.max_rss, Some(8 << 30));
+    assert_eq!(ld.max_output, Some(4 << 30));
+    let opt = p.limits(&ToolKind::Opt).expect("opt allowed");
+    assert_eq!(opt.timeout, Some(Duration::from_secs(1800)));
+    assert_eq!(p.limits(&ToolKind::Ar), None);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_line() {
+    let err = load_err("[policy]\nos = \"linux\"\n\n[tool.opt]\nprogrms = [\"opt\"]\n");
+    match err {
+        PolicyError::Parse { line, message, .. } => {
+            assert_eq!(line, 5);
+            assert!(message.contains("programs"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_values_name_file_line_and_key() {
+    let text = MINIMAL.replace(r#"enum = ["2"]"#, r#"pattern = "([a-z""#);
+    match load_err(&text) {
+        PolicyError::Invalid {
+            path,
+            line,
+            key,
+            problem: Invalid::Regex(_),
+            ..
+        } => {
+            assert!(path.ends_with("p.toml"));
+            assert_eq!(line, 8);
+            assert_eq!(key, "args.opt.flags[0]");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_kind_of_bad_value_is_refused() {
+    let cases: &[(&str, &str, fn(&Invalid) -> bool)] = &[
+        (r#"os = "linux""#, r#"os = "beos""#, |p| {
+            matches!(p, Invalid::Os(_))
+        }),
+        (
+            r#"dirs = ["/usr/lib/llvm-14/bin"]"#,
+            r#"dirs = ["bin"]"#,
+            |p| matches!(p, Invalid::Dir(_)),
+        ),
+        (
+            r#"dirs = ["/usr/lib/llvm-14/bin"]"#,
+            r#"dirs = ["/usr/../tmp"]"#,
+            |p| matches!(p, Invalid::Dir(_)),
+        ),
+        (r#"programs = ["opt"]"#, r#"programs = ["../opt"]"#, |p| {
+            matches!(p, Invalid::ProgramName(_))
+        }),
+        (r#"form = "joined""#, r#"form = "glued""#, |p| {
+            matches!(p, Invalid::Form(_))
+        }),
+        (r#"enum = ["2"]"#, r#"enum = []"#, |p| {
+            matches!(p, Invalid::Empty)
+        }),
+        (r#"enum = ["2"]"#, r#"range = [5, 1]"#, |p| {
+            matches!(p, Invalid::Empty)
+        }),
+        (r#"enum = ["2"]"#, r#"enum = ["2"], pattern = "2""#, |p| {
+            matches!(p, Invalid::Constraint(_))
+        }),
+        (r#", enum = ["2"]"#, "", |p| {
+            matches!(p, Invalid::Constraint(_))
+        }),
+        (r#"enum = ["2"]"#, r#"grammar = "nope""#, |p| {
+            matches!(p, Invalid::UnknownGrammar(_))
+        }),
+        (r#"enum = ["2"]"#, r#"path = "anywhere""#, |p| {
+            matches!(p, Invalid::PathRule(_))
+        }),
+        (r#"name = "-O""#, r#"name = "O""#, |p| {
+            matches!(p, Invalid::FlagName(_))
+        }),
+        (r#"[tool.opt]"#, "[tool.opt]\nargs = \"missing\"", |p| {
+            matches!(p, Invalid::UnknownGrammar(_))
+        }),
+        (
+            r#"[tool.opt]"#,
+            "[limits]\ntimeout = \"3 fortnights\"\n[tool.opt]",
+            |p| matches!(p, Invalid::Duration(_)),
+        ),
+        (
+            r#"[tool.opt]"#,
+            "[limits]\nmax_rss = \"lots\"\n[tool.opt]",
+            |p| matches!(p, Invalid::Size(_)),
+        ),
+        (
+            r#"[tool.opt]"#,
+            "[env]\nallow = { LD_PRELOAD = { pattern = \".*\" } }\n[tool.opt]",
+            |p| matches!(p, Invalid::NeverFromLog(_)),
+        ),
+        (
+            r#"[tool.opt]"#,
+            "[env]\nset = { PATH = \"/usr/bin\" }\n[tool.opt]",
+            |p| matches!(p, Invalid::NeverFromLog(_)),
+        ),
+        (
+            r#"[tool.opt]"#,
+            "[tool.opt]\nsha256 = { \"/usr/lib/llvm-14/bin/opt\" = \"abc\" }",
+            |p| matches!(p, Invalid::Sha256(_)),
+        ),
+    ];
+    for (from, to, is) in cases {
+        assert!(MINIMAL.contains(from), "{from}");
+        let text = MINIMAL.replacen(from, to, 1);
+        match load_err(&text) {
+            PolicyError::Invalid { problem, .. } => assert!(is(&problem), "{to}: {problem:?}"),
+            other => panic!("{to}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn include_cycles_are_refused() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    write(tmp.path(), "a.toml", "[policy]\nextends = [\"b.toml\"]\n");
+    write(tmp.path(), "b.toml", "[policy]\nextends = [\"c.toml\"]\n");
+    let c = write(tmp.path(), "c.toml", "[policy]\nextends = [\"a.toml\"]\n");
+    match Policy::load(&c) {
+        Err(PolicyError::Cycle { chain, .. }) => {
+            assert!(
+                chain.contains("c.toml") && chain.contains("a.toml") && chain.contains("b.toml"),
+                "{chain}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let selfish = write(
+        tmp.path(),
+        "self.toml",
+        "[policy]\nextends = [\"self.toml\"]\n",
+    );
+    assert!(matches!(
+        Policy::load(&selfish),
+        Err(PolicyError::Cycle { .. })
+    ));
+}
+
+#[test]
+fn a_missing_include_is_a_read_error_naming_it() {
+    match load_err("[policy]\nos = \"linux\"\nextends = [\"nowhere.toml\"]\n") {
+        PolicyError::Read { path, .. } => assert!(path.ends_with("nowhere.toml")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn extending_tightens_a_shipped_policy() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let shipped = policies_dir().join("linux.toml");
+    let text = format!(
+        r#"
+[policy]
+name = "project"
+extends = ["{}"]
+[tool.cc]
+disabled = true
+[tool.opt]
+limits = {{ timeout = "5m" }}
+[args.llc]
+drop_flags = ["-relocation-model="]
+"#,
+        shipped.display()
+    );
+    let p = Policy::load(&write(tmp.path(), "project.toml", &text)).expect("loads");
+    assert_eq!(p.name(), "project");
+    assert_eq!(p.os(), Os::Linux);
+    assert!(!p.tools().any(|t| *t == ToolKind::Cc));
+    assert_eq!(
+        p.limits(&ToolKind::Opt).and_then(|l| l.timeout),
+        Some(Duration::from_secs(300))
+    );
+    // The rest of opt's limits come from the shipped file.
+    assert_eq!(
+        p.limits(&ToolKind::Opt).and_then(|l| l.max_rss),
+        Some(8 << 30)
+    );
+    // The dropped llc flag is now unknown; the rest of llc's grammar stays.
+    let text = log(
+        "linux",
+        &[
+            json!({"id": 1, "tool": "llc", "program": "llc", "args": ["-relocation-model=pic", "a.bc", "-o", "a.o"], "inputs": ["a.bc"], "outputs": ["a.o"]}),
+            json!({"id": 2, "tool": "llc", "program": "llc", "args": ["-filetype=obj", "a.bc", "-o", "b.o"], "inputs": ["a.bc"], "outputs": ["b.o"]}),
+            json!({"id": 3, "tool": "cc", "program": "clang-14", "args": [], "inputs": [], "outputs": []}),
+        ],
+    );
+    let root = Root::new();
+    let out = check_log(&p, root.path(), &text, audit());
+    assert_eq!(out.rules(1), vec!["args.unknown-flag"]);
+    assert_eq!(out.verdict(2).status, Status::Allowed);
+    assert_eq!(out.rules(3), vec!["tool.not-allowed"]);
+}
+
+#[test]
+fn plugin_tables_are_kept_for_the_plugin_host() {
+    let text = format!("{MINIMAL}\n[[plugin]]\nmodule = \"deny.wasm\"\nfuel = 1000\n");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let p = Policy::load(&write(tmp.path(), "p.toml", &text)).expect("loads");
+    let plugins = p.plugins();
+    assert_eq!(plugins.len(), 1);
+    assert_eq!(plugins[0].line, 10);
+    assert_eq!(
+        plugins[0].table.get("module").and_then(|v| v.as_str()),
+        Some("deny.wasm")
+    );
+    assert!(plugins[0].file.ends_with("p.toml"));
+}
