@@ -117,7 +117,7 @@ fn options(cli: Cli) -> Result<Options, (String, String)> {
         (None, Some(log)) => LogDest::File(log),
         (None, None) => {
             return Err((
-                "no log destination".to_owned(),
+                "no log destination: `--log` is missing and `REPLAY_LOG_FD` is not set".to_owned(),
                 "pass `--log LOG`, or run under `replay drive`".to_owned(),
             ))
         }

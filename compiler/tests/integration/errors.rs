@@ -112,3 +112,65 @@ fn a_failing_tool_under_exec_exits_1_and_names_the_command() {
         "the log is complete before tools run"
     );
 }
+
+/// The whole rendered message of each user error, with temporary paths
+/// masked, so wording changes are reviewed.
+#[test]
+fn error_messages_read_well() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().canonicalize().expect("canonical tempdir");
+    let bad = root.join("bad.ll");
+    std::fs::write(&bad, "define i32 @main() {\n  ret i32 %nope\n}\n").expect("write");
+    let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/hello.ll");
+
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&root.display().to_string()), "[TMP]");
+    settings.add_filter(&regex_escape(&hello.display().to_string()), "[HELLO]");
+    settings.bind(|| {
+        let err = stderr_of(
+            aotc()
+                .arg(&bad)
+                .arg("-o")
+                .arg(root.join("x"))
+                .arg("--log")
+                .arg(root.join("log.json")),
+            2,
+        );
+        insta::assert_snapshot!("parse_error", err);
+        let err = stderr_of(
+            aotc()
+                .arg(&hello)
+                .arg("-o")
+                .arg(root.join("x"))
+                .arg("--log")
+                .arg(root.join("sub/log.json")),
+            2,
+        );
+        insta::assert_snapshot!("output_outside_root", err);
+        let err = stderr_of(
+            aotc()
+                .env("REPLAY_LOG_FD", "987")
+                .env("REPLAY_ROOT", &root)
+                .arg(&hello)
+                .arg("-o")
+                .arg(root.join("x")),
+            2,
+        );
+        insta::assert_snapshot!("driver_fd_not_open", err);
+        let err = stderr_of(aotc().arg(&hello).arg("-o").arg(root.join("x")), 2);
+        insta::assert_snapshot!("no_log", err);
+    });
+}
+
+/// `text` as a regular expression matching itself.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
