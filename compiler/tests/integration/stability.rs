@@ -18,16 +18,19 @@ fn build(inputs: &[PathBuf], root: &Path, partitions: &str) {
     );
 }
 
-/// Copies the `mixed` program to `dir`, applying `edit` to `util.c`.
-fn copy_mixed(dir: &Path, edit: Option<&dyn Fn(String) -> String>) -> Vec<PathBuf> {
+/// An edit of one source file of the `mixed` program.
+type Edit<'a> = (&'a str, &'a dyn Fn(String) -> String);
+
+/// Copies the `mixed` program to `dir`, applying `edit` to its file.
+fn copy_mixed(dir: &Path, edit: Option<Edit<'_>>) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).expect("mkdir");
     let mut out = Vec::new();
     for src in c_sources(&program_dir("mixed")) {
         let name = src.file_name().expect("name");
         let mut text = std::fs::read_to_string(&src).expect("read source");
-        if let Some(edit) = edit.filter(|_| name == "util.c") {
+        if let Some((_, edit)) = edit.filter(|(file, _)| name == *file) {
             let edited = edit(text.clone());
-            assert_ne!(edited, text, "the edit must change util.c");
+            assert_ne!(edited, text, "the edit must change {name:?}");
             text = edited;
         }
         std::fs::write(dir.join(name), text).expect("write source");
@@ -63,29 +66,18 @@ fn two_runs_give_byte_identical_partitions_and_log() {
     }
 }
 
-/// Editing `sum_ints` (a new string literal, a new call) must change only
-/// the partition that holds it: names of string constants come from their
-/// content and local names from their source file, not from counters.
-#[test]
-fn editing_one_function_changes_exactly_one_partition() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let before = copy_mixed(&tmp.path().join("src-before"), None);
-    let before = bitcode(&before, &tmp.path().join("bc-before"));
-    let edit = |t: String| {
-        t.replace(
-            "  int total = 0;\n",
-            "  int total = 0;\n  if (n < 0)\n    printf(\"negative count %d\\n\", n);\n",
-        )
-    };
-    // The sources must sit at the same relative names for `source_filename`.
-    let after = copy_mixed(&tmp.path().join("src-after"), Some(&edit));
-    let after = bitcode(&after, &tmp.path().join("bc-after"));
+/// Builds the program before and after `edit` with 2, 4 and 8 partitions
+/// and checks that exactly one partition file changed, and that only its
+/// two commands and the link got new cache keys.
+fn assert_one_partition_changes(tmp: &Path, label: &str, edit: Edit<'_>) {
+    let before = copy_mixed(&tmp.join(format!("{label}-src-before")), None);
+    let before = bitcode(&before, &tmp.join(format!("{label}-bc-before")));
+    let after = copy_mixed(&tmp.join(format!("{label}-src-after")), Some(edit));
+    let after = bitcode(&after, &tmp.join(format!("{label}-bc-after")));
 
     for partitions in ["2", "4", "8"] {
-        let (a, b) = (
-            tmp.path().join(format!("before{partitions}")),
-            tmp.path().join(format!("after{partitions}")),
-        );
+        let a = tmp.join(format!("{label}-before{partitions}"));
+        let b = tmp.join(format!("{label}-after{partitions}"));
         build(&before, &a, partitions);
         build(&after, &b, partitions);
         let (pa, pb) = (
@@ -102,11 +94,9 @@ fn editing_one_function_changes_exactly_one_partition() {
         assert_eq!(
             changed.len(),
             1,
-            "--partitions {partitions}: changed {changed:?}"
+            "{label}, --partitions {partitions}: changed {changed:?}"
         );
 
-        // The log agrees: only that partition's commands and the link get
-        // new cache keys.
         let (la, lb) = (read_log(&a.join("log.json")), read_log(&b.join("log.json")));
         let rekeyed: Vec<u64> = la
             .commands
@@ -118,7 +108,37 @@ fn editing_one_function_changes_exactly_one_partition() {
         assert_eq!(
             rekeyed.len(),
             3,
-            "--partitions {partitions}: rekeyed {rekeyed:?}"
+            "{label}, --partitions {partitions}: rekeyed {rekeyed:?}"
         );
     }
+}
+
+/// Editing `sum_ints` (a new string literal, a new call to `printf`) changes
+/// only the partition that holds it.
+#[test]
+fn editing_one_function_changes_exactly_one_partition() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let edit = |t: String| {
+        t.replace(
+            "  int total = 0;\n",
+            "  int total = 0;\n  if (n < 0)\n    printf(\"negative count %d\\n\", n);\n",
+        )
+    };
+    assert_one_partition_changes(tmp.path(), "util", ("util.c", &edit));
+}
+
+/// Regression guard: clang numbers string literals per file (`.str`,
+/// `.str.1`, ...), so a literal added to the first function of `state.c`
+/// renumbers the literals of every later function there. Those must not
+/// change other partitions: constants are named by content.
+#[test]
+fn a_new_string_literal_does_not_rename_the_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let edit = |t: String| {
+        t.replace(
+            "static void init_late(void) { strcat(init_log, \"late;\"); }",
+            "static void init_late(void) {\n  if (init_log[0] == 'x')\n    puts(\"never\");\n  strcat(init_log, \"late;\");\n}",
+        )
+    };
+    assert_one_partition_changes(tmp.path(), "state", ("state.c", &edit));
 }
