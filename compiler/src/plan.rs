@@ -384,7 +384,10 @@ impl<'a> Planner<'a> {
         );
         args.extend(objects.iter().cloned());
         args.extend(self.lib_dirs.iter().map(|d| format!("-libpath:{d}")));
-        args.extend(self.libs.iter().map(|l| format!("{l}.lib")));
+        // Libraries as `-defaultlib:`, not positional `NAME.lib`: a positional
+        // argument is a file the command reads, and these are found by the
+        // linker in its search path, not in the work root.
+        args.extend(self.libs.iter().map(|l| format!("-defaultlib:{l}.lib")));
         (ToolKind::Ld, args)
     }
 }

@@ -3,9 +3,11 @@
 //! compiler driver beside them, and the platform linker.
 //!
 //! Paths are recorded as found, not canonicalized: the policy resolves and
-//! pins them. For macOS and Windows targets the linker is LLVM's `ld64.lld`
-//! or `lld-link` from the same directory when present, else the bare name,
-//! since those logs are for auditing and are not run here.
+//! pins them. Logs for macOS and Windows are for auditing with those
+//! platforms' policies and are not run here; nothing on this host says where
+//! that platform installs its tools, so they name bare programs (`opt`,
+//! `llc`, `ld64.lld`; `opt.exe`, `llc.exe`, `lld-link.exe`), which the policy
+//! resolves in its own directories.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,17 +114,6 @@ fn on_path(name: &str) -> Result<PathBuf, ToolchainError> {
         })
 }
 
-/// The audit-only program for another platform's linker: from `dir` if
-/// there, else the bare name.
-fn foreign(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    if path.is_file() {
-        path
-    } else {
-        PathBuf::from(name)
-    }
-}
-
 impl Toolchain {
     /// Finds the programs for `os` and `emit`, in `llvm_bin` if given.
     pub fn find(
@@ -131,6 +122,17 @@ impl Toolchain {
         emit: Emit,
         link: bool,
     ) -> Result<Toolchain, ToolchainError> {
+        let foreign = |opt: &str, llc: &str, linker: &str| Toolchain {
+            opt: PathBuf::from(opt),
+            llc: PathBuf::from(llc),
+            link: link.then(|| PathBuf::from(linker)),
+            llvm_version: None,
+        };
+        match os {
+            Os::Macos => return Ok(foreign("opt", "llc", "ld64.lld")),
+            Os::Windows => return Ok(foreign("opt.exe", "llc.exe", "lld-link.exe")),
+            Os::Linux => {}
+        }
         let (dir, llvm_version) = match llvm_bin {
             Some(dir) => {
                 let version = llvm_config(&dir.join("llvm-config").to_string_lossy(), "--version");
@@ -142,13 +144,10 @@ impl Toolchain {
         let llc = in_dir(&dir, &["llc"])?;
         let link = if !link {
             None
+        } else if emit == Emit::Obj {
+            Some(on_path("ld")?)
         } else {
-            Some(match (os, emit) {
-                (Os::Linux, Emit::Obj) => on_path("ld")?,
-                (Os::Linux, _) => in_dir(&dir, &["clang-14", "clang"])?,
-                (Os::Macos, _) => foreign(&dir, "ld64.lld"),
-                (Os::Windows, _) => foreign(&dir, "lld-link"),
-            })
+            Some(in_dir(&dir, &["clang-14", "clang"])?)
         };
         Ok(Toolchain {
             opt,
