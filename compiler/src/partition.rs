@@ -576,6 +576,66 @@ mod tests {
         assert_eq!(module_tag("a.c", 0).len(), 12);
     }
 
+    /// Parses IR text into a module of `context`.
+    fn parse<'c>(context: &'c inkwell::context::Context, ir: &str) -> Module<'c> {
+        let buffer = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "t.ll");
+        context
+            .create_module_from_ir(buffer)
+            .expect("test IR parses")
+    }
+
+    /// Two functions in different partitions share a static: it is defined
+    /// once, externalized under `NAME.aotc.TAG` with hidden visibility, and
+    /// the other partition declares it.
+    #[test]
+    fn a_static_shared_across_partitions_is_defined_once_under_a_derived_name() {
+        // Two function names that hash to different partitions of 2.
+        let names: Vec<String> = (0..16).map(|i| format!("user{i}")).collect();
+        let first = &names[0];
+        let other = names
+            .iter()
+            .find(|n| stable_hash(n) % 2 != stable_hash(first) % 2)
+            .expect("some name lands in the other partition");
+        let ir = format!(
+            "source_filename = \"t.c\"\n\
+             @shared = internal global i32 7\n\
+             define i32 @{first}() {{\n  %v = load i32, i32* @shared\n  ret i32 %v\n}}\n\
+             define i32 @{other}() {{\n  %v = load i32, i32* @shared\n  ret i32 %v\n}}\n"
+        );
+        let context = inkwell::context::Context::create();
+        let module = parse(&context, &ir);
+        let tag = module_tag("t.c", 0);
+        tag_locals(&module, &tag);
+        let (partitioner, summary) = Partitioner::new(&module, 2);
+        assert_eq!(summary.externalized, 1);
+
+        let name = format!("shared.aotc.{tag}");
+        let shared = ir::globals(&module)
+            .into_iter()
+            .find(|g| g.name() == name)
+            .expect("the static keeps a name derived from its own and its module's");
+        assert_eq!(shared.linkage(), Linkage::LLVMExternalLinkage);
+        assert_eq!(shared.visibility(), LLVMVisibility::LLVMHiddenVisibility);
+
+        let mut definitions = 0;
+        for i in 0..2 {
+            let part = partitioner.build(i).expect("partition builds and verifies");
+            let g = ir::globals(&part)
+                .into_iter()
+                .find(|g| g.name() == name)
+                .expect("both partitions use the static");
+            definitions += usize::from(!g.is_declaration());
+            assert_eq!(
+                ir::functions(&part)
+                    .iter()
+                    .filter(|f| !f.is_declaration())
+                    .count(),
+                1
+            );
+        }
+        assert_eq!(definitions, 1, "defined in exactly one partition");
+    }
+
     #[test]
     fn groups_keep_the_smallest_root() {
         let mut g = Groups::new(4);
