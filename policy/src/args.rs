@@ -291,11 +291,23 @@ fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) 
     }
 }
 
+/// ` (inside `-Wl,`)` after a flag handed over by another flag, else "".
 fn shown_via(via: &str) -> String {
     if via.is_empty() {
         String::new()
     } else {
         format!(" (inside `{via}`)")
+    }
+}
+
+/// Where a path value came from: ` (from `-o`)`, ` (from `-Map` inside
+/// `-Wl,`)`, or nothing for a plain positional argument.
+fn origin(arg: &str, v: &str, via: &str) -> String {
+    match (arg == v, via.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!(" (inside `{via}`)"),
+        (false, true) => format!(" (from `{arg}`)"),
+        (false, false) => format!(" (from `{arg}` inside `{via}`)"),
     }
 }
 
@@ -464,7 +476,7 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
         ctx.refuse(
             rule,
             v,
-            format!("`{v}` (from `{arg}`{}) is not {what}", shown_via(via)),
+            format!("`{v}`{} is not {what}", origin(arg, v, via)),
             hint,
         );
         return;
@@ -473,10 +485,7 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
         ctx.refuse(
             "args.path-outside-root",
             v,
-            format!(
-                "`{v}` (from `{arg}`{}) leaves the work root",
-                shown_via(via)
-            ),
+            format!("`{v}`{} leaves the work root", origin(arg, v, via)),
             "use paths inside the work root",
         );
         return;
@@ -492,7 +501,7 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
                 ctx.refuse(
                     "args.bad-value",
                     v,
-                    format!("`{v}` (from `{arg}`{}) is not a directory", shown_via(via)),
+                    format!("`{v}`{} is not a directory", origin(arg, v, via)),
                     "name a directory",
                 );
                 return;
@@ -518,7 +527,7 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
         ctx.refuse(
             rule,
             v,
-            format!("`{v}` (from `{arg}`{}) is not {what}", shown_via(via)),
+            format!("`{v}`{} is not {what}", origin(arg, v, via)),
             hint,
         );
     }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use cmdlog::path::{check_confined, is_absolute, normalize_under};
 use cmdlog::{Command, Header, Os, ToolKind};
@@ -18,6 +19,9 @@ use crate::error::CheckerError;
 use crate::load::{dir_key, never_from_log};
 use crate::model::{Policy, ToolLimits, ValueRule};
 use crate::rootfs::{Kind, Lookup, RootFs};
+
+/// How many (tool, program) binary checks are remembered.
+const BINARY_CACHE_MAX: usize = 4096;
 
 /// What the check is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,7 +134,10 @@ pub struct Checker<'p> {
     written: HashMap<Box<str>, u64>,
     /// Root paths read before any command wrote them, by first reader.
     read_early: HashMap<Box<str>, u64>,
-    binaries: HashMap<(ToolKind, String), BinaryCheck>,
+    /// Binary checks by tool kind, then program.
+    binaries: HashMap<ToolKind, HashMap<String, Rc<BinaryCheck>>>,
+    /// How many binary checks are cached.
+    binaries_cached: usize,
     commands: u64,
 }
 
@@ -182,6 +189,7 @@ impl<'p> Checker<'p> {
             written: HashMap::new(),
             read_early: HashMap::new(),
             binaries: HashMap::new(),
+            binaries_cached: 0,
             commands: 0,
         })
     }
@@ -256,6 +264,7 @@ impl<'p> Checker<'p> {
             k.map(|k| if fold { k.to_lowercase() } else { k })
         };
         let cwd = normalize_under(".", &command.cwd).unwrap_or_else(|| ".".into());
+        self.fs.begin_command();
         let mut ctx = Ctx {
             policy,
             fs: &mut self.fs,
@@ -272,7 +281,7 @@ impl<'p> Checker<'p> {
         // The tool kind and its binary.
         let mut resolved_program = None;
         let mut argv0 = String::new();
-        let mut args = command.args.clone();
+        let mut args = Vec::new();
         match policy.tools.get(&command.tool) {
             None => {
                 let known: Vec<String> = policy.tools.keys().map(|t| format!("`{t}`")).collect();
@@ -284,10 +293,20 @@ impl<'p> Checker<'p> {
                 );
             }
             Some(rules) => {
-                let cache_key = (command.tool.clone(), command.program.clone());
-                let check = match self.binaries.get(&cache_key) {
-                    Some(c) => c.clone(),
+                let cached = self
+                    .binaries
+                    .get(&command.tool)
+                    .and_then(|m| m.get(command.program.as_str()))
+                    .cloned();
+                let check = match cached {
+                    Some(c) => c,
                     None => {
+                        // A hostile log can name many programs; the cache
+                        // only saves work, so it is bounded, not kept whole.
+                        if self.binaries_cached >= BINARY_CACHE_MAX {
+                            self.binaries.clear();
+                            self.binaries_cached = 0;
+                        }
                         let c = binary::check(
                             policy.os,
                             rules,
@@ -295,7 +314,12 @@ impl<'p> Checker<'p> {
                             &command.program,
                             host,
                         );
-                        self.binaries.insert(cache_key, c.clone());
+                        let c = Rc::new(c);
+                        self.binaries
+                            .entry(command.tool.clone())
+                            .or_default()
+                            .insert(command.program.clone(), Rc::clone(&c));
+                        self.binaries_cached += 1;
                         c
                     }
                 };
@@ -517,15 +541,6 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
         } else {
             None
         };
-        if key.as_deref() == Some(".") {
-            ctx.refuse(
-                "outputs.not-a-file",
-                output,
-                format!("output `{output}` is the work root itself"),
-                "outputs are regular files",
-            );
-            continue;
-        }
         let Some(key) = key.map(|k| if ctx.fold { k.to_lowercase() } else { k }) else {
             ctx.refuse(
                 "outputs.outside-root",

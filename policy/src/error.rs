@@ -19,7 +19,7 @@ pub enum PolicyError {
         source: io::Error,
     },
     /// The file is not TOML, or does not have the policy's shape.
-    #[error("`{path}`:{line}:{column}: {message}")]
+    #[error("{}: {message}", place(path, *line, *column))]
     Parse {
         /// The policy file.
         path: PathBuf,
@@ -31,7 +31,7 @@ pub enum PolicyError {
         message: String,
     },
     /// A value has the right type but is not acceptable.
-    #[error("`{path}`:{line}:{column}: bad value for `{key}`")]
+    #[error("{}: bad value for `{key}`", place(path, *line, *column))]
     Invalid {
         /// The policy file.
         path: PathBuf,
@@ -63,6 +63,15 @@ pub enum PolicyError {
     },
 }
 
+/// `` `file`:line:column ``, or just `` `file` `` when the line is unknown.
+fn place(path: &std::path::Path, line: usize, column: usize) -> String {
+    if line == 0 {
+        format!("`{}`", path.display())
+    } else {
+        format!("`{}`:{line}:{column}", path.display())
+    }
+}
+
 /// What is wrong with one value of a policy.
 #[derive(Debug, thiserror::Error)]
 pub enum Invalid {
@@ -79,7 +88,7 @@ pub enum Invalid {
     #[error("`{0}` is not an operating system (`linux`, `macos`, `windows`)")]
     Os(String),
     /// A required key is missing.
-    #[error("missing, and no included policy sets it")]
+    #[error("the key is missing, and no included policy sets it")]
     Missing,
     /// A directory that is not absolute or not normal.
     #[error("`{0}` must be an absolute directory without `.` or `..`")]

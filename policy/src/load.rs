@@ -398,6 +398,9 @@ impl ValueFields<'_> {
             return Ok(Some(ValueRule::Enum(values.clone())));
         }
         if let Some(p) = self.pattern {
+            // Checked alone first, so an error shows the user's pattern,
+            // not the anchored one.
+            Regex::new(p).map_err(Invalid::Regex)?;
             return Regex::new(&format!("^(?:{p})$"))
                 .map(|r| Some(ValueRule::Pattern(r)))
                 .map_err(Invalid::Regex);

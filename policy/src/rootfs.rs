@@ -7,7 +7,9 @@
 //! the root when `sub` is a symlink to `/etc/x`, nor that `out.o` is a
 //! symlink to `/home/u/.bashrc`; [`RootFs::lookup`] can.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
@@ -18,6 +20,9 @@ const MAX_HOPS: u32 = 40;
 
 /// How many directory lookups are remembered.
 const CACHE_MAX: usize = 1 << 16;
+
+/// How many directory entries are remembered in all (see [`RootFs::absent`]).
+const LISTED_MAX: usize = 1 << 20;
 
 /// Where a root-relative path leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +58,14 @@ pub(crate) struct RootFs {
     dir: Dir,
     /// Physical location of directories already walked, by raw prefix.
     dirs: HashMap<String, Result<(PathBuf, usize), String>>,
+    /// Lookups of the current command: a path is often named twice (as a
+    /// declared input and as an argument).
+    memo: Vec<(String, Lookup)>,
+    /// The names in each directory walked, read once: most paths a log
+    /// names do not exist yet, and a negative `lstat` costs more than a
+    /// hash lookup. `None` for a directory that could not be listed.
+    listed: RefCell<HashMap<PathBuf, Option<HashSet<OsString>>>>,
+    listed_names: RefCell<usize>,
 }
 
 impl RootFs {
@@ -64,6 +77,9 @@ impl RootFs {
             root,
             dir,
             dirs: HashMap::new(),
+            memo: Vec::new(),
+            listed: RefCell::new(HashMap::new()),
+            listed_names: RefCell::new(0),
         })
     }
 
@@ -72,9 +88,26 @@ impl RootFs {
         &self.root
     }
 
-    /// Where the root-relative `path` leads (both `/` and, off Windows,
-    /// only `/` separate components, as the kernel reads it).
+    /// Forgets the previous command's lookups: files may change between
+    /// commands only through outputs, which are looked up anew.
+    pub(crate) fn begin_command(&mut self) {
+        self.memo.clear();
+    }
+
+    /// Where the root-relative `path` leads (only `/` separates
+    /// components, as the kernel reads it).
     pub(crate) fn lookup(&mut self, path: &str) -> Lookup {
+        if let Some((_, hit)) = self.memo.iter().find(|(p, _)| p == path) {
+            return hit.clone();
+        }
+        let found = self.lookup_uncached(path);
+        if self.memo.len() < 64 {
+            self.memo.push((path.to_owned(), found.clone()));
+        }
+        found
+    }
+
+    fn lookup_uncached(&mut self, path: &str) -> Lookup {
         let (parent, last) = match path.rfind('/') {
             Some(i) => (&path[..i], &path[i + 1..]),
             None => ("", path),
@@ -147,7 +180,12 @@ impl RootFs {
                 cur = next;
                 continue;
             }
-            match std::fs::symlink_metadata(&next) {
+            let md = if self.absent(&cur, &c) {
+                Err(io::Error::from(io::ErrorKind::NotFound))
+            } else {
+                std::fs::symlink_metadata(&next)
+            };
+            match md {
                 Err(_) => {
                     // Nothing there: the rest is created by a tool, which
                     // follows no symlink we have not seen.
@@ -192,6 +230,35 @@ impl RootFs {
             }
         }
         Walk::Inside(cur, kind, missing)
+    }
+
+    /// Whether `name` is known not to be in the directory `dir` (inside the
+    /// root), from a listing read once. `false` means "look".
+    fn absent(&self, dir: &Path, name: &str) -> bool {
+        let mut listed = self.listed.borrow_mut();
+        if !listed.contains_key(dir) {
+            let mut count = self.listed_names.borrow_mut();
+            let names = if *count >= LISTED_MAX {
+                None
+            } else {
+                std::fs::read_dir(dir).ok().and_then(|rd| {
+                    let mut names = HashSet::new();
+                    for entry in rd {
+                        names.insert(entry.ok()?.file_name());
+                        if *count + names.len() > LISTED_MAX {
+                            return None;
+                        }
+                    }
+                    Some(names)
+                })
+            };
+            *count += names.as_ref().map_or(0, HashSet::len);
+            listed.insert(dir.to_owned(), names);
+        }
+        match listed.get(dir) {
+            Some(Some(names)) => !names.contains(std::ffi::OsStr::new(name)),
+            _ => false,
+        }
     }
 
     /// Reads a root-relative file through the capability handle, at most

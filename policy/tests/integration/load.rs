@@ -109,7 +109,8 @@ fn bad_values_name_file_line_and_key() {
 
 #[test]
 fn every_kind_of_bad_value_is_refused() {
-    let cases: &[(&str, &str, fn(&Invalid) -> bool)] = &[
+    type Case = (&'static str, &'static str, fn(&Invalid) -> bool);
+    let cases: &[Case] = &[
         (r#"os = "linux""#, r#"os = "beos""#, |p| {
             matches!(p, Invalid::Os(_))
         }),

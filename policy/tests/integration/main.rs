@@ -6,4 +6,5 @@ mod binary;
 mod confinement;
 mod corpus;
 mod load;
+mod messages;
 mod shipped;
