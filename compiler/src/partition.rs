@@ -13,7 +13,8 @@
 //!    and duplicated into every partition that uses them; everything else is
 //!    grouped (comdats, aliases with their target, `blockaddress` users with
 //!    their function, a local with its only user) and each group goes to
-//!    partition `hash(group's first name) mod N`. The assignment never looks at
+//!    partition `hash(key) mod N`, the key being the group's smallest
+//!    non-local name (or smallest name, if all are local). The assignment never looks at
 //!    a function's body, so editing a body moves nothing. Locals used across
 //!    partitions become hidden external symbols; `linkonce` ones become
 //!    `weak` so their owner keeps them.
@@ -309,23 +310,28 @@ impl<'a, 'ctx> Partitioner<'a, 'ctx> {
             }
         }
 
-        // Each group goes where the hash of its smallest name says.
-        let mut key: HashMap<usize, String> = HashMap::new();
+        // Each group goes where the hash of its key says: its smallest
+        // non-local name (a static that joined its caller's group cannot
+        // move the group), or its smallest name if all members are local.
+        let mut key: HashMap<usize, (bool, String)> = HashMap::new();
         for (i, v) in nodes.iter().enumerate() {
             let root = groups.find(i);
-            let name = v.name();
+            let candidate = (v.is_local(), v.name());
             key.entry(root)
                 .and_modify(|k| {
-                    if name < *k {
-                        k.clone_from(&name)
+                    if candidate < *k {
+                        k.clone_from(&candidate)
                     }
                 })
-                .or_insert(name);
+                .or_insert(candidate);
         }
         let part: Vec<usize> = (0..nodes.len())
             .map(|i| {
                 let root = groups.find(i);
-                let k = key.get(&root).map(String::as_str).unwrap_or_default();
+                let k = key
+                    .get(&root)
+                    .map(|(_, name)| name.as_str())
+                    .unwrap_or_default();
                 (stable_hash(k) % count as u64) as usize
             })
             .collect();
