@@ -133,6 +133,25 @@ fn hello_example_builds_and_runs() {
     let (stdout, code, count) = build_and_run(std::slice::from_ref(&input), tmp.path(), "2", &[]);
     assert_eq!((stdout, code), expected);
     assert_eq!(count, 2);
+
+    // The README says `main` calls a function in the other partition.
+    let context = inkwell::context::Context::create();
+    let defines = |i: usize, name: &str| {
+        let path = tmp.path().join(format!("prog.aotc/p{i}.bc"));
+        let module = inkwell::module::Module::parse_bitcode_from_path(&path, &context)
+            .expect("partition bitcode reads back");
+        module
+            .get_function(name)
+            .is_some_and(|f| f.count_basic_blocks() > 0)
+    };
+    let main_in = (0..2)
+        .find(|&i| defines(i, "main"))
+        .expect("main is defined");
+    let add_in = (0..2).find(|&i| defines(i, "add")).expect("add is defined");
+    assert_ne!(
+        main_in, add_in,
+        "main and add should be in different partitions"
+    );
 }
 
 /// `--emit obj` links the partitions with `ld -r` into one object that a C
