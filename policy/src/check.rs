@@ -519,6 +519,17 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                 format!("input `{input}` does not exist and no earlier command writes it"),
                 "create it before running, or order the command after the one that writes it",
             ),
+            Lookup::Inside { kind: Kind::Other } => {
+                ctx.refuse(
+                    "inputs.not-a-file",
+                    input,
+                    format!(
+                        "input `{input}` is not a regular file or directory (a fifo or device?)"
+                    ),
+                    "inputs are regular files or directories",
+                );
+                continue;
+            }
             Lookup::Inside { .. } => {}
         }
         if !produced && !log.read_early.contains_key(key.as_str()) {
@@ -579,6 +590,17 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                     output,
                     format!("output `{output}` exists and is not a regular file"),
                     "outputs are regular files",
+                );
+                continue;
+            }
+            Lookup::Inside { kind: Kind::Linked } => {
+                ctx.refuse(
+                    "outputs.hard-link",
+                    output,
+                    format!(
+                        "output `{output}` has other hard links; writing it would change them too"
+                    ),
+                    "remove the file (or its other links) before running",
                 );
                 continue;
             }

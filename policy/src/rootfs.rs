@@ -46,6 +46,9 @@ pub(crate) enum Kind {
     Missing,
     /// A regular file.
     File,
+    /// A regular file with more than one hard link: writing it may write
+    /// a file elsewhere.
+    Linked,
     /// A directory.
     Dir,
     /// Something else (a device, a socket, an unreadable entry).
@@ -218,7 +221,9 @@ impl RootFs {
                     }
                 }
                 Ok(md) => {
-                    kind = if md.is_file() {
+                    kind = if md.is_file() && links(&md) > 1 {
+                        Kind::Linked
+                    } else if md.is_file() {
                         Kind::File
                     } else if md.is_dir() {
                         Kind::Dir
@@ -272,6 +277,17 @@ impl RootFs {
         }
         Ok(Some(text))
     }
+}
+
+/// How many hard links a file has (1 where the platform cannot say).
+#[cfg(unix)]
+fn links(md: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::nlink(md)
+}
+
+#[cfg(not(unix))]
+fn links(_: &std::fs::Metadata) -> u64 {
+    1
 }
 
 enum Walk {
@@ -382,6 +398,14 @@ mod tests {
         symlink(&abs, fs.root().join("absalias")).expect("symlink");
         assert_eq!(fs.lookup("alias/f"), Lookup::Inside { kind: Kind::File });
         assert_eq!(fs.lookup("absalias/f"), Lookup::Inside { kind: Kind::File });
+    }
+
+    #[test]
+    fn hard_linked_files_are_told_apart() {
+        let (tmp, mut fs) = root();
+        std::fs::write(tmp.path().join("outside"), "x").expect("write");
+        std::fs::hard_link(tmp.path().join("outside"), fs.root().join("h")).expect("link");
+        assert_eq!(fs.lookup("h"), Lookup::Inside { kind: Kind::Linked });
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! file: args.rsp = -O2 x.bc # a file with this content
 //! dir: libdir
 //! symlink: out -> {outside} # {outside} is a directory outside the root
+//! hardlink: x.o -> {outside}/victim # a hard link to a new file there
+//! fifo: pipe                # a named pipe
 //! header: refused platform.os-mismatch   # default: no header finding
 //! 1: allowed
 //! 2: refused args.forbidden-flag args.undeclared-input
@@ -35,6 +37,8 @@ struct Expect {
     files: Vec<(String, String)>,
     dirs: Vec<String>,
     symlinks: Vec<(String, String)>,
+    hardlinks: Vec<(String, String)>,
+    fifos: Vec<String>,
     header: Option<(Status, Vec<String>)>,
     commands: BTreeMap<u64, (Status, Vec<String>)>,
 }
@@ -65,6 +69,8 @@ fn parse(case_dir: &Path, text: &str) -> Result<Expect, String> {
         files: Vec::new(),
         dirs: Vec::new(),
         symlinks: Vec::new(),
+        hardlinks: Vec::new(),
+        fifos: Vec::new(),
         header: None,
         commands: BTreeMap::new(),
     };
@@ -98,6 +104,13 @@ fn parse(case_dir: &Path, text: &str) -> Result<Expect, String> {
                     .ok_or_else(|| format!("line {}: expected `link -> target`", n + 1))?;
                 e.symlinks.push((link.to_owned(), target.to_owned()));
             }
+            "hardlink" => {
+                let (link, target) = rest
+                    .split_once(" -> ")
+                    .ok_or_else(|| format!("line {}: expected `link -> target`", n + 1))?;
+                e.hardlinks.push((link.to_owned(), target.to_owned()));
+            }
+            "fifo" => e.fifos.push(rest.to_owned()),
             "header" => e.header = Some(verdict(rest).map_err(|m| format!("line {}: {m}", n + 1))?),
             id => {
                 let id: u64 = id
@@ -136,6 +149,21 @@ fn run_case(platform: &str, log_path: &Path) -> Result<(), String> {
             std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
         std::os::unix::fs::symlink(&target, &at).map_err(|e| e.to_string())?;
+    }
+    for (link, target) in &expect.hardlinks {
+        let target =
+            PathBuf::from(target.replace("{outside}", &outside.path().display().to_string()));
+        std::fs::write(&target, "victim").map_err(|e| e.to_string())?;
+        std::fs::hard_link(&target, root.path().join(link)).map_err(|e| e.to_string())?;
+    }
+    for fifo in &expect.fifos {
+        let status = std::process::Command::new("mkfifo")
+            .arg(root.path().join(fifo))
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("mkfifo {fifo} failed"));
+        }
     }
     root.file("log.json", &log);
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod api;
 mod binary;
 mod confinement;
 mod corpus;

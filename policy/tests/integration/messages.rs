@@ -2,7 +2,6 @@
 //! the JSON form of verdicts (`--format json`), and policy load errors.
 //! Temp paths are masked.
 
-
 use policy::report::{write_finding, write_verdict, Tally};
 use policy::{CheckOptions, Mode, Policy};
 use serde_json::json;

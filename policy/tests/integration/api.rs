@@ -1,0 +1,69 @@
+//! The checker's API edges: the end of the log, tallies, a bad root.
+
+use policy::report::Tally;
+use policy::{Checker, CheckerError, Status};
+use serde_json::json;
+
+use crate::support::{audit, check_log, log, shipped, Root};
+
+#[test]
+fn an_empty_log_is_reported_at_the_end() {
+    let policy = shipped("linux");
+    let root = Root::new();
+    let out = check_log(&policy, root.path(), &log("linux", &[]), audit());
+    let rules: Vec<_> = out.end.iter().map(|f| (f.rule, f.status)).collect();
+    assert_eq!(rules, vec![("log.empty", Status::Unverified)]);
+}
+
+#[test]
+fn a_missing_root_is_an_error_naming_it() {
+    let policy = shipped("linux");
+    let root = Root::new();
+    let gone = root.path().join("gone");
+    match Checker::new(&policy, &gone, audit()) {
+        Err(CheckerError::Root { path, .. }) => assert_eq!(path, gone),
+        Ok(_) => panic!("a missing root was accepted"),
+    }
+}
+
+#[test]
+fn the_tally_takes_the_worst_status() {
+    let policy = shipped("linux");
+    let root = Root::new();
+    let text = log(
+        "linux",
+        &[
+            json!({"id": 1, "tool": "opt", "program": "opt", "args": ["-O2"]}),
+            json!({"id": 2, "tool": "opt", "program": "opt", "args": ["-load", "x.so"]}),
+        ],
+    );
+    let out = check_log(&policy, root.path(), &text, audit());
+    let mut tally = Tally::default();
+    for v in &out.verdicts {
+        tally.add(v);
+    }
+    assert_eq!((tally.allowed, tally.refused), (1, 1));
+    assert_eq!(tally.status(), Status::Refused);
+    assert_eq!(
+        tally.to_string(),
+        "refused: 1 allowed, 0 unverified, 1 refused"
+    );
+    assert!(Status::Allowed < Status::Unverified && Status::Unverified < Status::Refused);
+}
+
+#[test]
+fn refused_commands_carry_no_resolution() {
+    // The executor runs only what has a `Resolved`; a refused command
+    // must not have one even when its binary is fine.
+    let policy = shipped("linux");
+    let root = Root::new();
+    let text = log(
+        "linux",
+        &[
+            json!({"id": 1, "tool": "opt", "program": "opt", "args": ["-load", "x.so"], "inputs": ["x.so"]}),
+        ],
+    );
+    let out = check_log(&policy, root.path(), &text, audit());
+    assert_eq!(out.verdict(1).status, Status::Refused);
+    assert!(out.verdict(1).resolved.is_none());
+}
