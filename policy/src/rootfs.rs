@@ -268,8 +268,30 @@ impl RootFs {
 
     /// Reads a root-relative file through the capability handle, at most
     /// `max` bytes; `Ok(None)` if it is larger.
+    /// Refuses anything but a regular file, without blocking on a fifo.
     pub(crate) fn read_capped(&self, path: &str, max: u64) -> io::Result<Option<String>> {
-        let file = self.dir.open(path)?;
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(all(
+            target_os = "linux",
+            any(
+                target_arch = "x86_64",
+                target_arch = "aarch64",
+                target_arch = "riscv64"
+            )
+        ))]
+        {
+            use cap_std::fs::OpenOptionsExt;
+            // O_NONBLOCK: opening a fifo must not wait for a writer.
+            options.custom_flags(0o4000);
+        }
+        let file = self.dir.open_with(path, &options)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
         let mut text = String::new();
         file.take(max + 1).read_to_string(&mut text)?;
         if text.len() as u64 > max {
@@ -428,5 +450,7 @@ mod tests {
             fs.read_capped("big", 11).ok().flatten().as_deref(),
             Some("0123456789x")
         );
+        std::fs::create_dir(fs.root().join("d")).expect("mkdir");
+        assert!(fs.read_capped("d", 10).is_err());
     }
 }
