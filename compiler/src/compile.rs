@@ -39,6 +39,12 @@ pub enum CompileError {
         /// The work root.
         root: PathBuf,
     },
+    /// The output would overwrite the log.
+    #[error("the output `{output}` is the log file")]
+    OutputIsLog {
+        /// The output as given.
+        output: PathBuf,
+    },
     /// A Windows relocatable object can only come from one partition.
     #[error(
         "`--emit obj` for Windows needs `--partitions 1` (there is no relocatable link on Windows)"
@@ -100,6 +106,9 @@ impl CompileError {
                 "put OUTPUT under the directory of LOG, e.g. `-o {}/NAME`",
                 root.display()
             )),
+            CompileError::OutputIsLog { .. } => {
+                Some("give `-o` and `--log` different files".to_owned())
+            }
             CompileError::WindowsObject => {
                 Some("pass `--partitions 1`, or `--emit exe|shared`".to_owned())
             }
@@ -195,6 +204,13 @@ pub fn run(options: &Options) -> Result<Outcome, CompileError> {
             root: root.clone(),
         }
     })?;
+    if let LogDest::File(log) = &options.log {
+        if plan::relative_to_root(&root, log).as_deref() == Some(output.as_str()) {
+            return Err(CompileError::OutputIsLog {
+                output: options.output.clone(),
+            });
+        }
+    }
     if options.target_os == Os::Windows
         && options.emit == Emit::Obj
         && options.partitions != Partitions::Fixed(1)

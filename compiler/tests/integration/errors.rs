@@ -80,6 +80,17 @@ fn an_output_outside_the_work_root_is_refused() {
         2,
     );
     assert!(err.contains("is not under the work root"), "{err}");
+
+    let err = stderr_of(
+        aotc()
+            .arg(&hello)
+            .arg("-o")
+            .arg(tmp.path().join("log.json"))
+            .arg("--log")
+            .arg(tmp.path().join("log.json")),
+        2,
+    );
+    assert!(err.contains("is the log file"), "{err}");
 }
 
 #[test]
