@@ -561,6 +561,13 @@ fn grammar(
                 Invalid::Constraint("give at least one flag character"),
             ))
         }
+        Some(chars) if !chars.get_ref().is_ascii() => {
+            return Err(source.invalid(
+                chars.span(),
+                format!("{key}.flag_chars"),
+                Invalid::Constraint("flag characters must be ASCII"),
+            ))
+        }
         Some(chars) => Some(chars.get_ref().chars().collect()),
     };
     let mut flags = Vec::new();

@@ -160,6 +160,11 @@ fn every_kind_of_bad_value_is_refused() {
             |p| matches!(p, Invalid::Duration(_)),
         ),
         (
+            r#"[args.opt]"#,
+            "[args.opt]\nflag_chars = \"\u{2013}\"",
+            |p| matches!(p, Invalid::Constraint(_)),
+        ),
+        (
             r#"[tool.opt]"#,
             "[limits]\nmax_rss = \"lots\"\n[tool.opt]",
             |p| matches!(p, Invalid::Size(_)),
