@@ -139,6 +139,8 @@ pub struct Checker<'p> {
     /// How many binary checks are cached.
     binaries_cached: usize,
     commands: u64,
+    /// The previous command's id: ids must strictly increase.
+    last_id: Option<u64>,
 }
 
 /// The per-command state rules share while one command is checked.
@@ -191,6 +193,7 @@ impl<'p> Checker<'p> {
             binaries: HashMap::new(),
             binaries_cached: 0,
             commands: 0,
+            last_id: None,
         })
     }
 
@@ -277,6 +280,21 @@ impl<'p> Checker<'p> {
             inputs: command.inputs.iter().filter_map(|p| key(p)).collect(),
             outputs: command.outputs.iter().filter_map(|p| key(p)).collect(),
         };
+
+        // Ids are unique because they strictly increase (the reader checks
+        // this too; a checker fed by other means must not rely on it).
+        if let Some(last) = self.last_id.filter(|last| command.id <= *last) {
+            ctx.refuse(
+                "log.id-order",
+                &command.id.to_string(),
+                format!(
+                    "id {} does not follow id {last}: ids must be unique and increasing",
+                    command.id
+                ),
+                "number commands in the order they run",
+            );
+        }
+        self.last_id = Some(self.last_id.map_or(command.id, |l| l.max(command.id)));
 
         // The tool kind and its binary.
         let mut resolved_program = None;

@@ -67,3 +67,31 @@ fn refused_commands_carry_no_resolution() {
     assert_eq!(out.verdict(1).status, Status::Refused);
     assert!(out.verdict(1).resolved.is_none());
 }
+
+#[test]
+fn ids_must_increase_even_without_the_reader() {
+    // The reader refuses duplicate ids; a checker fed directly must too.
+    let policy = shipped("linux");
+    let root = Root::new();
+    let mut checker = Checker::new(&policy, root.path(), audit()).expect("checker");
+    let command = |id| cmdlog::Command {
+        id,
+        tool: cmdlog::ToolKind::Opt,
+        program: "opt".into(),
+        args: vec!["-O2".into()],
+        cwd: ".".into(),
+        env: Default::default(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        cache_key: None,
+    };
+    assert_eq!(checker.command(&command(5)).status, Status::Allowed);
+    let dup = checker.command(&command(5));
+    assert_eq!(
+        dup.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
+        vec!["log.id-order"]
+    );
+    let back = checker.command(&command(4));
+    assert_eq!(back.status, Status::Refused);
+    assert_eq!(checker.command(&command(6)).status, Status::Allowed);
+}
