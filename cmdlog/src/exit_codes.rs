@@ -15,4 +15,7 @@ impl ReplayExitCode {
     pub const DENIED: i32 = 3;
     /// A limit (time, memory, output size) stopped a tool.
     pub const LIMIT: i32 = 4;
+    /// `replay` was interrupted (SIGINT or SIGTERM) and stopped the tool
+    /// that was running; 128 + SIGINT, as shells report it.
+    pub const INTERRUPTED: i32 = 130;
 }

@@ -7,6 +7,18 @@
 //! validation pass, the runner, the sandbox, the memory monitor, the journal
 //! and the reporters are the later issues'.
 
+pub mod audit;
+#[cfg(target_os = "linux")]
+pub mod drive;
+#[cfg(target_os = "linux")]
+pub mod execute;
 pub mod job;
+pub mod journal;
+pub mod report;
+#[cfg(target_os = "linux")]
+pub mod run;
+#[cfg(target_os = "linux")]
+pub mod sandbox;
+pub mod staging;
 
 pub use cmdlog::exit_codes::ReplayExitCode;

@@ -4,11 +4,22 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use policy::{Mode, Policy, Status};
+use replay::audit::{self, AuditError};
+use replay::drive::Produced;
+use replay::execute::{execute, ExecuteOptions, RunStatus};
 use replay::job::{Job, JobError};
+use replay::report::{Event, HumanReporter, JsonReporter, ProgressReporter, Reporter, Reporters};
+use replay::run;
+use replay::run::trace::ExitStatus;
+use replay::sandbox::Want;
 use replay::ReplayExitCode;
 
 /// Check the tool commands a compiler logged against an allowlist policy,
@@ -39,7 +50,8 @@ Exit codes:
   1  a tool failed
   2  bad input or usage (unreadable or malformed log or policy)
   3  denied by policy: nothing ran
-  4  a limit (time, memory, output) stopped a tool";
+  4  a limit (time, memory, output) stopped a tool
+130  interrupted (SIGINT or SIGTERM): the running tool was stopped";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -69,9 +81,64 @@ struct RunArgs {
     #[command(flatten)]
     target: Target,
 
+    #[command(flatten)]
+    running: Running,
+
     /// The command log (JSON, format `replay-log` version 1).
     #[arg(value_name = "LOG", required = true)]
     log: Option<PathBuf>,
+}
+
+/// How tools run: shared by the default command and `drive`.
+#[derive(Debug, Args)]
+struct Running {
+    /// After a tool fails, run the commands that do not depend on its
+    /// outputs (default: stop at the first failure).
+    #[arg(long)]
+    keep_going: bool,
+
+    /// Skip commands that the journal (`LOG.journal`) shows finished with
+    /// their outputs unchanged; run the rest.
+    #[arg(long)]
+    resume: bool,
+
+    /// Also write the report, with every measurement, as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+
+    /// Stop any tool that runs longer (seconds; tightens the policy's).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+
+    /// Stop any tool whose process tree holds more resident memory
+    /// (bytes, or with a K/M/G suffix; tightens the policy's).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_rss: Option<u64>,
+
+    /// Time between SIGTERM and SIGKILL when a tool times out (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    grace: f64,
+
+    /// How often each tool's process tree is sampled (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    sample_interval: u64,
+}
+
+/// `1024`, `64K`, `512M`, `2G` (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 10),
+        Some((at, 'm' | 'M')) => (&text[..at], 20),
+        Some((at, 'g' | 'G')) => (&text[..at], 30),
+        _ => (text, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("`{text}` is not a size: use bytes, or a number with K, M or G"))
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +165,9 @@ struct DriveArgs {
     #[command(flatten)]
     target: Target,
 
+    #[command(flatten)]
+    running: Running,
+
     /// The producer to start, and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     program: Vec<OsString>,
@@ -114,15 +184,24 @@ enum Format {
 /// An error on its way to the user: the message chain, a hint, an exit code.
 struct Failure {
     code: i32,
-    error: anyhow::Error,
+    error: Option<anyhow::Error>,
     hint: Option<String>,
 }
 
 impl Failure {
+    /// An exit code whose reason was already printed.
+    fn quiet(code: i32) -> Failure {
+        Failure {
+            code,
+            error: None,
+            hint: None,
+        }
+    }
+
     fn new(code: i32, error: impl Into<anyhow::Error>) -> Failure {
         Failure {
             code,
-            error: error.into(),
+            error: Some(error.into()),
             hint: None,
         }
     }
@@ -150,6 +229,11 @@ impl From<JobError> for Failure {
 }
 
 fn main() -> ExitCode {
+    // The sandbox child of a tool (a double spawn): before anything else runs.
+    #[cfg(target_os = "linux")]
+    if std::env::args_os().nth(1).as_deref() == Some(replay::sandbox::CHILD_ARG.as_ref()) {
+        return replay::sandbox::child_main();
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -178,15 +262,34 @@ fn job(target: &Target, log: &std::path::Path) -> Result<Job, Failure> {
     Ok(Job::new(log, target.root.as_deref(), policy)?)
 }
 
+fn load_policy(path: &Path) -> Result<Policy, Failure> {
+    Policy::load(path).map_err(|error| {
+        Failure::new(ReplayExitCode::BAD_INPUT, error)
+            .hint("fix the policy, or start from one of `policies/*.toml`")
+    })
+}
+
+fn audit_failure(error: AuditError) -> Failure {
+    match error {
+        AuditError::Job(error) => error.into(),
+        other => Failure::new(ReplayExitCode::BAD_INPUT, other),
+    }
+}
+
 fn check(args: CheckArgs) -> Result<(), Failure> {
     let job = job(&args.target, &args.log)?;
-    let summary = job.scan_log()?;
-    let _ = (args.format, args.strict);
-    Err(not_built(format!(
-        "`replay check` read `{}` ({} commands, well-formed), but policy checks are not built yet",
-        job.log.display(),
-        summary.commands
-    )))
+    let policy = load_policy(&job.policy)?;
+    let format = match args.format {
+        Format::Human => audit::Format::Human,
+        Format::Json => audit::Format::Json,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let result = audit::audit(&job, &policy, Mode::Audit, args.strict, format, &mut stdout)
+        .map_err(audit_failure)?;
+    if result.status() == Status::Refused {
+        return Err(Failure::quiet(ReplayExitCode::DENIED));
+    }
+    Ok(())
 }
 
 fn run_log(args: RunArgs) -> Result<(), Failure> {
@@ -194,31 +297,235 @@ fn run_log(args: RunArgs) -> Result<(), Failure> {
         .log
         .ok_or_else(|| Failure::new(ReplayExitCode::BAD_INPUT, anyhow::anyhow!("no LOG given")))?;
     let job = job(&args.target, &log)?;
-    let summary = job.scan_log()?;
-    Err(not_built(format!(
-        "read `{}` ({} commands, well-formed), but checking and running them is not built yet: nothing ran",
-        job.log.display(),
-        summary.commands
-    )))
+    run_job(&job, &args.running, None)
+}
+
+/// Validates the whole log, then runs it: the heart of `replay --policy`.
+fn run_job(job: &Job, running: &Running, produced: Option<Produced>) -> Result<(), Failure> {
+    let policy = load_policy(&job.policy)?;
+    let mut stderr = std::io::stderr();
+    let verdict = audit::audit(
+        job,
+        &policy,
+        Mode::Run,
+        true,
+        audit::Format::Human,
+        &mut stderr,
+    )
+    .map_err(audit_failure)?;
+    if verdict.status() != Status::Allowed {
+        return Err(Failure::new(
+            ReplayExitCode::DENIED,
+            anyhow::anyhow!("the policy refused the log: nothing ran"),
+        )
+        .hint("see the refusals above; `replay check` audits without running"));
+    }
+    run_validated(job, &policy, running, verdict.commands, produced)
+}
+
+fn run_validated(
+    job: &Job,
+    policy: &Policy,
+    running: &Running,
+    commands: u64,
+    produced: Option<Produced>,
+) -> Result<(), Failure> {
+    let bad_flag = |name: &str| {
+        Failure::new(
+            ReplayExitCode::BAD_INPUT,
+            anyhow::anyhow!("`{name}` must be a positive number of seconds"),
+        )
+    };
+    let seconds = |value: f64, name: &str| {
+        if value.is_finite() && value >= 0.0 {
+            Ok(Duration::from_secs_f64(value))
+        } else {
+            Err(bad_flag(name))
+        }
+    };
+    let timeout = running
+        .timeout
+        .map(|t| seconds(t, "--timeout"))
+        .transpose()?;
+    let grace = seconds(running.grace, "--grace")?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupted)).map_err(|e| {
+            Failure::new(
+                ReplayExitCode::BAD_INPUT,
+                anyhow::Error::new(e).context("cannot handle signals"),
+            )
+        })?;
+    }
+    // Orphaned grandchildren of a tool come back to replay to be reaped.
+    let _ = run::become_subreaper();
+    let launcher = run::current_launcher().map_err(|e| {
+        Failure::new(
+            ReplayExitCode::BAD_INPUT,
+            anyhow::Error::new(e).context("cannot find the replay binary to launch tools"),
+        )
+    })?;
+    let progress = ProgressReporter::new();
+    let bar = progress.bar();
+    let options = ExecuteOptions {
+        keep_going: running.keep_going,
+        resume: running.resume,
+        sample_interval: Duration::from_millis(running.sample_interval.max(1)),
+        timeout,
+        max_rss: running.max_rss,
+        grace,
+        launcher,
+        stdout: Arc::new(Mutex::new(BarWriter {
+            bar: bar.clone(),
+            out: std::io::stdout(),
+        })),
+        stderr: Arc::new(Mutex::new(BarWriter {
+            bar,
+            out: std::io::stderr(),
+        })),
+        interrupted,
+        landlock: Want::IfAvailable,
+        network: Want::IfAvailable,
+    };
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(progress),
+        Box::new(HumanReporter::new(std::io::stderr())),
+    ];
+    if let Some(path) = &running.report {
+        let file = std::fs::File::create(path).map_err(|e| {
+            Failure::new(
+                ReplayExitCode::BAD_INPUT,
+                anyhow::Error::new(e)
+                    .context(format!("cannot write the report `{}`", path.display())),
+            )
+        })?;
+        let json = JsonReporter::new(std::io::BufWriter::new(file)).map_err(|e| {
+            Failure::new(
+                ReplayExitCode::BAD_INPUT,
+                anyhow::Error::new(e).context("cannot write the report"),
+            )
+        })?;
+        reporters.push(Box::new(json));
+    }
+    let mut reporters = Reporters(reporters);
+    if let Some(produced) = &produced {
+        reporters
+            .event(&Event::Producer(produced))
+            .map_err(|e| Failure::new(ReplayExitCode::BAD_INPUT, e))?;
+    }
+    let (status, _) = execute(job, policy, &options, &mut reporters, commands).map_err(|e| {
+        Failure::new(ReplayExitCode::BAD_INPUT, e)
+            .hint("outputs of commands that finished are in place; `--resume` continues")
+    })?;
+    match status {
+        RunStatus::Success => Ok(()),
+        RunStatus::ToolFailed => Err(Failure::new(
+            ReplayExitCode::TOOL_FAILED,
+            anyhow::anyhow!("a tool failed; the outputs it was writing were not kept"),
+        )
+        .hint("fix the cause, then rerun with `--resume` to skip what finished")),
+        RunStatus::LimitHit => Err(Failure::new(
+            ReplayExitCode::LIMIT,
+            anyhow::anyhow!("a limit stopped a tool (see its row above)"),
+        )
+        .hint("raise the limit in the policy, or loosen `--timeout`/`--max-rss`")),
+        RunStatus::Interrupted => Err(Failure::new(
+            ReplayExitCode::INTERRUPTED,
+            anyhow::anyhow!("interrupted: the running tool was stopped and its outputs discarded"),
+        )
+        .hint("rerun with `--resume` to continue")),
+    }
+}
+
+/// Tool output, written around the progress bar so neither tears.
+struct BarWriter<W> {
+    bar: Option<indicatif::ProgressBar>,
+    out: W,
+}
+
+impl<W: Write> Write for BarWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| self.out.write(buf)),
+            None => self.out.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 fn drive(args: DriveArgs) -> Result<(), Failure> {
-    let _ = (&args.target, &args.program);
-    Err(not_built(
-        "`replay drive` is not built yet: nothing ran".to_owned(),
-    ))
+    let root = args
+        .target
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."));
+    let root = root.canonicalize().map_err(|e| {
+        Failure::new(
+            ReplayExitCode::BAD_INPUT,
+            anyhow::Error::new(e)
+                .context(format!("the work root `{}` is not usable", root.display())),
+        )
+        .hint("pass an existing directory with `--root`")
+    })?;
+    let policy = args.target.policy.as_deref().ok_or_else(|| {
+        Failure::new(
+            ReplayExitCode::BAD_INPUT,
+            anyhow::anyhow!("no `--policy` given"),
+        )
+    })?;
+    // Fail on a bad policy before the (expensive) producer runs.
+    load_policy(policy)?;
+    let Some((program, rest)) = args.program.split_first() else {
+        return Err(Failure::new(
+            ReplayExitCode::BAD_INPUT,
+            anyhow::anyhow!("no producer given after `--`"),
+        ));
+    };
+    let log = root.join(DRIVE_LOG);
+    let produced = replay::drive::produce(
+        program,
+        rest,
+        &root,
+        &log,
+        cmdlog::Limits::default().max_log_bytes,
+    )
+    .map_err(|e| Failure::new(ReplayExitCode::BAD_INPUT, e))?;
+    eprintln!(
+        "replay: producer `{}` exited {}, peak RSS {}; {} bytes of log in `{}`",
+        produced.program,
+        match produced.exit {
+            ExitStatus::Code(code) => format!("with {code}"),
+            ExitStatus::Signal(signal) => format!("on signal {signal}"),
+        },
+        replay::report::bytes(produced.peak_rss.unwrap_or(produced.ru_maxrss)),
+        produced.log_bytes,
+        log.display()
+    );
+    if !produced.exit.success() {
+        return Err(Failure::new(
+            ReplayExitCode::TOOL_FAILED,
+            anyhow::anyhow!("the producer `{}` failed: nothing ran", produced.program),
+        )
+        .hint("fix the producer's error above; its log is not trusted"));
+    }
+    let job = Job::new(&log, Some(&root), policy)?;
+    run_job(&job, &args.running, Some(produced))
 }
 
-fn not_built(message: String) -> Failure {
-    Failure::new(ReplayExitCode::BAD_INPUT, anyhow::anyhow!(message))
-        .hint("this part of replay is planned but not implemented in this version")
-}
+/// Where driver mode keeps the producer's log, under the work root.
+const DRIVE_LOG: &str = "replay-drive.log.json";
 
 /// Prints `error: ...`, its causes, and a hint, to stderr.
 fn report(failure: &Failure) {
+    let Some(error) = &failure.error else {
+        return;
+    };
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {}", failure.error);
-    for cause in failure.error.chain().skip(1) {
+    let _ = writeln!(err, "error: {error}");
+    for cause in error.chain().skip(1) {
         let _ = writeln!(err, "  caused by: {cause}");
     }
     if let Some(hint) = &failure.hint {

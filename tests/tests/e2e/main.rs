@@ -1,3 +1,8 @@
-//! End-to-end tests across the workspace's binaries and crates.
+//! End-to-end tests across the workspace's binaries, on real tools.
 
 mod layering;
+mod limits;
+mod measure;
+mod pipeline;
+mod resume;
+mod support;

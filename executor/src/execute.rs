@@ -1,0 +1,441 @@
+//! Running a validated log: the second pass over the log, one command at a
+//! time, in order.
+//!
+//! The log is read twice, streaming, rather than held: the first pass
+//! ([`crate::audit`]) judges everything and must pass before anything runs;
+//! this second pass judges each command again just before it runs (so a log
+//! or binary changed in between is caught, and the policy's resolution of
+//! binary, arguments and environment is fresh), checks its inputs exist,
+//! stages its outputs, runs it in its sandbox, and journals it.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cmdlog::{Command, LogReader, Visit};
+use policy::{Checker, Mode, Policy, Status as Judged};
+
+use crate::audit::check_options;
+use crate::job::{Job, JobError};
+use crate::journal::{self, Entry, Journal, JournalError};
+use crate::report::{CommandRecord, Event, Reporter, Status, Totals};
+use crate::run::capture::Sink;
+use crate::run::watch::ToolLimits;
+use crate::run::{run_tool, RunOptions};
+use crate::sandbox::{SandboxSpec, Want};
+use crate::staging::Staging;
+
+/// How to run a log, beyond what the policy says.
+#[derive(Clone)]
+pub struct ExecuteOptions {
+    /// Run what does not depend on a failed command's outputs.
+    pub keep_going: bool,
+    /// Skip commands the journal shows done with their outputs unchanged.
+    pub resume: bool,
+    /// How often the watcher samples each tool's tree.
+    pub sample_interval: Duration,
+    /// A timeout tighter than the policy's.
+    pub timeout: Option<Duration>,
+    /// A memory limit tighter than the policy's.
+    pub max_rss: Option<u64>,
+    /// Time between SIGTERM and SIGKILL on timeout.
+    pub grace: Duration,
+    /// The `replay` binary, re-executed as each tool's sandbox launcher.
+    pub launcher: PathBuf,
+    /// Where tools' stdout goes.
+    pub stdout: Sink,
+    /// Where tools' stderr goes.
+    pub stderr: Sink,
+    /// Set when `replay` is asked to stop.
+    pub interrupted: Arc<AtomicBool>,
+    /// How much of the sandbox is wanted (policies may require more).
+    pub landlock: Want,
+    /// Whether to cut tools off the network.
+    pub network: Want,
+}
+
+/// How the run ended, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every command succeeded (or was already done).
+    Success,
+    /// A tool failed, or could not be run.
+    ToolFailed,
+    /// A limit stopped a tool.
+    LimitHit,
+    /// `replay` was interrupted.
+    Interrupted,
+}
+
+/// Why the run could not proceed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The checker could not start.
+    #[error("cannot check the log")]
+    Checker(#[source] policy::CheckerError),
+    /// The journal could not be written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A command passed the first pass but not the second: the log, a
+    /// binary or the root changed while `replay` ran.
+    #[error("command {id} passed validation but is refused now: {reason}; nothing more runs")]
+    Changed {
+        /// The command.
+        id: u64,
+        /// The first finding.
+        reason: String,
+    },
+    /// A reporter failed to write.
+    #[error("cannot write the report")]
+    Report(#[source] std::io::Error),
+}
+
+/// Runs every command of `job`'s log, which the first pass has passed.
+pub fn execute(
+    job: &Job,
+    policy: &Policy,
+    options: &ExecuteOptions,
+    reporter: &mut dyn Reporter,
+    commands: u64,
+) -> Result<(RunStatus, Totals), ExecuteError> {
+    let started = Instant::now();
+    let journal_path = journal::path_for(&job.log);
+    let (journal, done) = if options.resume {
+        Journal::resume(&journal_path)?
+    } else {
+        (Journal::create(&journal_path)?, Default::default())
+    };
+    let checker = Checker::new(policy, &job.root, check_options(job, Mode::Run, true))
+        .map_err(ExecuteError::Checker)?;
+    reporter
+        .event(&Event::Validated { commands })
+        .map_err(ExecuteError::Report)?;
+    let mut runner = Runner {
+        job,
+        options,
+        checker,
+        journal,
+        done,
+        failed_outputs: HashSet::new(),
+        reporter,
+        totals: Totals {
+            commands,
+            ..Totals::default()
+        },
+        status: RunStatus::Success,
+        error: None,
+        position: 0,
+    };
+    let file = File::open(&job.log).map_err(|source| JobError::Log {
+        path: job.log.clone(),
+        source,
+    })?;
+    LogReader::new(file)
+        .read(&mut runner)
+        .map_err(|source| JobError::Malformed {
+            path: job.log.clone(),
+            source: Box::new(source),
+        })?;
+    if let Some(error) = runner.error.take() {
+        return Err(error);
+    }
+    runner.totals.wall_ms = started.elapsed().as_millis() as u64;
+    let totals = runner.totals.clone();
+    runner
+        .reporter
+        .event(&Event::Done(&totals))
+        .map_err(ExecuteError::Report)?;
+    Ok((runner.status, totals))
+}
+
+/// The second pass's visitor.
+struct Runner<'a, 'p> {
+    job: &'a Job,
+    options: &'a ExecuteOptions,
+    checker: Checker<'p>,
+    journal: Journal,
+    done: std::collections::HashMap<u64, Entry>,
+    /// Outputs of commands that failed (`--keep-going`).
+    failed_outputs: HashSet<String>,
+    reporter: &'a mut dyn Reporter,
+    totals: Totals,
+    status: RunStatus,
+    error: Option<ExecuteError>,
+    position: u64,
+}
+
+impl Runner<'_, '_> {
+    fn finish(&mut self, record: CommandRecord) -> ControlFlow<()> {
+        self.totals.add(&record);
+        let bad = !record.status.is_good();
+        if bad {
+            let worse = match &record.status {
+                Status::Stopped {
+                    stop: crate::run::watch::Stop::Interrupted { .. },
+                } => RunStatus::Interrupted,
+                Status::Stopped { .. } => RunStatus::LimitHit,
+                _ => RunStatus::ToolFailed,
+            };
+            self.status = worst(self.status, worse);
+        }
+        if let Err(error) = self.reporter.event(&Event::Finished(&record)) {
+            self.error = Some(ExecuteError::Report(error));
+            return ControlFlow::Break(());
+        }
+        let interrupted = self.options.interrupted.load(Ordering::SeqCst);
+        if interrupted || (bad && !self.options.keep_going) {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn run(&mut self, command: &Command) -> CommandRecord {
+        let record = |status| CommandRecord {
+            id: command.id,
+            tool: command.tool.name().to_owned(),
+            status,
+            outcome: None,
+        };
+        let root = &self.job.root;
+        // Judge first, always: the checker's whole-log state must see every
+        // command, including those skipped below.
+        let verdict = self.checker.command(command);
+        let resolved = match (verdict.status, verdict.resolved) {
+            (Judged::Allowed, Some(resolved)) => resolved,
+            _ => {
+                let reason = verdict
+                    .findings
+                    .first()
+                    .map(|f| f.message.clone())
+                    .unwrap_or_else(|| "its binary could not be resolved".into());
+                self.error = Some(ExecuteError::Changed {
+                    id: command.id,
+                    reason,
+                });
+                return record(Status::Error {
+                    message: "refused on the second pass".into(),
+                });
+            }
+        };
+        if self.options.resume {
+            if let Some(entry) = self.done.get(&command.id) {
+                if journal::still_done(entry, command, root) {
+                    return record(Status::Resumed);
+                }
+            }
+        }
+        if let Some(input) = command
+            .inputs
+            .iter()
+            .find(|input| self.failed_outputs.contains(input.as_str()))
+        {
+            self.failed_outputs.extend(command.outputs.iter().cloned());
+            return record(Status::Blocked {
+                input: input.clone(),
+            });
+        }
+        if let Some(missing) = command
+            .inputs
+            .iter()
+            .find(|input| !input_exists(root, input))
+        {
+            self.failed_outputs.extend(command.outputs.iter().cloned());
+            return record(Status::Error {
+                message: format!("input `{missing}` does not exist"),
+            });
+        }
+        let (args, mut staging) = match Staging::plan(
+            root,
+            &command.cwd,
+            &resolved.args,
+            &command.outputs,
+            command.id,
+        ) {
+            Ok(planned) => planned,
+            Err(error) => {
+                return record(Status::Error {
+                    message: error.to_string(),
+                })
+            }
+        };
+        if let Err(error) = staging.prepare(command.id) {
+            staging.abort();
+            return record(Status::Error {
+                message: error.to_string(),
+            });
+        }
+        let mut spec = SandboxSpec::new(
+            resolved.program.clone(),
+            resolved.argv0.clone(),
+            args,
+            resolved.env.clone(),
+            root.join(&command.cwd),
+            root,
+        );
+        // The tool's own directory must be readable and executable inside
+        // Landlock, wherever the policy allowed it to live.
+        if let Some(dir) = resolved.program.parent() {
+            if !spec.readable.iter().any(|r| dir.starts_with(r)) {
+                spec.readable.push(dir.to_owned());
+            }
+        }
+        spec.landlock = self.options.landlock;
+        spec.network = self.options.network;
+        spec.rlimits.fsize = resolved.limits.max_output;
+        let limits = ToolLimits {
+            timeout: tighter(resolved.limits.timeout, self.options.timeout),
+            grace: self.options.grace,
+            max_rss: tighter(resolved.limits.max_rss, self.options.max_rss),
+            max_output: None,
+        };
+        let run_options = RunOptions {
+            launcher: self.options.launcher.clone(),
+            limits,
+            sample_interval: self.options.sample_interval,
+            prefix: format!("[{} {}] ", command.id, command.tool),
+            stdout: Arc::clone(&self.options.stdout),
+            stderr: Arc::clone(&self.options.stderr),
+            interrupted: Arc::clone(&self.options.interrupted),
+        };
+        let outcome = match run_tool(&spec, &run_options) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                staging.abort();
+                self.failed_outputs.extend(command.outputs.iter().cloned());
+                return record(Status::Error {
+                    message: error_chain(&error),
+                });
+            }
+        };
+        let status = if let Some(stop) = outcome.stop {
+            Status::Stopped { stop }
+        } else if !outcome.exit.success() {
+            Status::Failed { exit: outcome.exit }
+        } else {
+            Status::Ok
+        };
+        let status = if matches!(status, Status::Ok) {
+            match self.commit(command, staging) {
+                Ok(()) => Status::Ok,
+                Err(message) => Status::Error { message },
+            }
+        } else {
+            staging.abort();
+            status
+        };
+        if !matches!(status, Status::Ok) {
+            self.failed_outputs.extend(command.outputs.iter().cloned());
+        }
+        CommandRecord {
+            id: command.id,
+            tool: command.tool.name().to_owned(),
+            status,
+            outcome: Some(outcome),
+        }
+    }
+
+    /// Moves the outputs into place, then journals them, durably.
+    fn commit(&mut self, command: &Command, staging: Staging) -> Result<(), String> {
+        let targets: Vec<(String, PathBuf)> = staging
+            .targets()
+            .map(|(declared, target)| (declared.to_owned(), target.to_owned()))
+            .collect();
+        staging.commit().map_err(|e| error_chain(&e))?;
+        let mut outputs = Vec::with_capacity(targets.len());
+        for (declared, target) in targets {
+            let hash = journal::file_hash(&target)
+                .map_err(|e| format!("cannot hash the output `{declared}`: {e}"))?;
+            outputs.push((declared, hash));
+        }
+        let entry = Entry {
+            id: command.id,
+            command: journal::command_hash(command),
+            outputs,
+        };
+        self.journal.record(&entry).map_err(|e| error_chain(&e))
+    }
+}
+
+impl Visit for Runner<'_, '_> {
+    fn header(&mut self, header: &cmdlog::Header) -> ControlFlow<()> {
+        let refused = self
+            .checker
+            .header(header)
+            .into_iter()
+            .find(|f| f.status == Judged::Refused);
+        if let Some(finding) = refused {
+            self.error = Some(ExecuteError::Changed {
+                id: 0,
+                reason: finding.message,
+            });
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn command(&mut self, command: Command) -> ControlFlow<()> {
+        self.position += 1;
+        if let Err(error) = self.reporter.event(&Event::Started {
+            id: command.id,
+            tool: command.tool.name(),
+            position: self.position,
+        }) {
+            self.error = Some(ExecuteError::Report(error));
+            return ControlFlow::Break(());
+        }
+        let record = self.run(&command);
+        if self.error.is_some() {
+            return ControlFlow::Break(());
+        }
+        self.finish(record)
+    }
+}
+
+fn input_exists(root: &Path, input: &str) -> bool {
+    let path = if cmdlog::path::is_absolute(input) {
+        PathBuf::from(input)
+    } else {
+        root.join(input)
+    };
+    path.exists()
+}
+
+fn tighter<T: Ord + Copy>(policy: Option<T>, cli: Option<T>) -> Option<T> {
+    match (policy, cli) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn worst(a: RunStatus, b: RunStatus) -> RunStatus {
+    let rank = |s| match s {
+        RunStatus::Success => 0,
+        RunStatus::ToolFailed => 1,
+        RunStatus::LimitHit => 2,
+        RunStatus::Interrupted => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// `error: cause: cause` on one line, for a report row.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,266 @@
+//! The journal: an append-only record, next to the log, of each command that
+//! finished, with the hashes of its outputs. Each entry is one JSON line,
+//! written and `fsync`ed before the next command starts, so after a crash
+//! or a SIGKILL the journal says exactly which commands completed.
+//!
+//! `replay --resume` skips a command only if its entry matches the command
+//! as it is now (a hash of the whole command) and every output still has
+//! the recorded hash; anything else runs again. A final line cut short by a
+//! crash is ignored.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use cmdlog::Command;
+use sha2::{Digest, Sha256};
+
+/// One finished command.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    /// The command's id.
+    pub id: u64,
+    /// The sha256 of the command as it was run.
+    pub command: String,
+    /// Each declared output and the sha256 of its contents.
+    pub outputs: Vec<(String, String)>,
+}
+
+/// Why the journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Opening, writing or syncing it failed.
+    #[error("cannot write the journal `{}`", path.display())]
+    Write {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading it for `--resume` failed.
+    #[error("cannot read the journal `{}`", path.display())]
+    Read {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An open journal, appending.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+/// The journal's path for a log: `LOG.journal`.
+pub fn path_for(log: &Path) -> PathBuf {
+    let mut name = log
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".journal");
+    log.with_file_name(name)
+}
+
+impl Journal {
+    /// Starts a new, empty journal at `path` (a fresh run).
+    pub fn create(path: &Path) -> Result<Journal, JournalError> {
+        let file = File::create(path).map_err(|source| JournalError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Journal {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens `path` to resume: returns the journal, appending, and the
+    /// entries it holds by id (the last entry for an id wins).
+    pub fn resume(path: &Path) -> Result<(Journal, HashMap<u64, Entry>), JournalError> {
+        let read_error = |source| JournalError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut entries = HashMap::new();
+        match File::open(path) {
+            Ok(file) => {
+                for line in BufReader::new(file).lines() {
+                    let line = line.map_err(read_error)?;
+                    // A line cut short by a crash does not parse: it is the
+                    // last one, and its command did not finish.
+                    if let Ok(entry) = serde_json::from_str::<Entry>(&line) {
+                        entries.insert(entry.id, entry);
+                    }
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(read_error(error)),
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| JournalError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
+        // A torn last line would glue itself to the next entry: start on a
+        // fresh line.
+        let mut journal = Journal {
+            file,
+            path: path.to_owned(),
+        };
+        journal.write_all(b"\n")?;
+        Ok((journal, entries))
+    }
+
+    /// Appends `entry` and makes it durable before returning.
+    pub fn record(&mut self, entry: &Entry) -> Result<(), JournalError> {
+        let mut line = serde_json::to_vec(entry).map_err(|e| JournalError::Write {
+            path: self.path.clone(),
+            source: io::Error::from(e),
+        })?;
+        line.push(b'\n');
+        self.write_all(&line)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        self.file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| JournalError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// The sha256 of a command, as the journal identifies it.
+pub fn command_hash(command: &Command) -> String {
+    let bytes = serde_json::to_vec(command).unwrap_or_default();
+    hex(&Sha256::digest(&bytes))
+}
+
+/// The sha256 of a file's contents.
+pub fn file_hash(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 64 << 10];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Whether `entry` shows `command` finished and its outputs under `root`
+/// are still what it wrote.
+pub fn still_done(entry: &Entry, command: &Command, root: &Path) -> bool {
+    entry.command == command_hash(command)
+        && entry.outputs.len() == command.outputs.len()
+        && entry
+            .outputs
+            .iter()
+            .zip(&command.outputs)
+            .all(|((path, hash), declared)| {
+                path == declared
+                    && fs::metadata(root.join(declared)).is_ok_and(|m| m.is_file())
+                    && file_hash(&root.join(declared)).is_ok_and(|now| &now == hash)
+            })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(id: u64, output: &str) -> Command {
+        Command {
+            id,
+            tool: cmdlog::ToolKind::Opt,
+            program: "opt".into(),
+            args: vec![],
+            cwd: ".".into(),
+            env: Default::default(),
+            inputs: vec![],
+            outputs: vec![output.into()],
+            cache_key: None,
+        }
+    }
+
+    #[test]
+    fn entries_survive_a_torn_last_line_and_resume_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let path = root.join("log.json.journal");
+        fs::write(root.join("a.o"), "A").unwrap();
+        let a = command(1, "a.o");
+        let entry = Entry {
+            id: 1,
+            command: command_hash(&a),
+            outputs: vec![("a.o".into(), file_hash(&root.join("a.o")).unwrap())],
+        };
+        let mut journal = Journal::create(&path).unwrap();
+        journal.record(&entry).unwrap();
+        // A crash in the middle of the next entry.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"id":2,"comm"#).unwrap();
+        drop(file);
+
+        let (mut journal, entries) = Journal::resume(&path).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert!(still_done(&entries[&1], &a, root));
+        journal
+            .record(&Entry {
+                id: 2,
+                ..entry.clone()
+            })
+            .unwrap();
+        let (_, entries) = Journal::resume(&path).unwrap();
+        assert_eq!(
+            entries.keys().copied().max(),
+            Some(2),
+            "the new entry parses"
+        );
+    }
+
+    #[test]
+    fn a_changed_output_or_command_is_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("a.o"), "A").unwrap();
+        let a = command(1, "a.o");
+        let entry = Entry {
+            id: 1,
+            command: command_hash(&a),
+            outputs: vec![("a.o".into(), file_hash(&root.join("a.o")).unwrap())],
+        };
+        assert!(still_done(&entry, &a, root));
+        let mut changed = a.clone();
+        changed.args.push("-O3".into());
+        assert!(!still_done(&entry, &changed, root));
+        fs::write(root.join("a.o"), "B").unwrap();
+        assert!(!still_done(&entry, &a, root));
+        fs::remove_file(root.join("a.o")).unwrap();
+        assert!(!still_done(&entry, &a, root));
+    }
+
+    #[test]
+    fn the_journal_sits_next_to_the_log() {
+        assert_eq!(
+            path_for(Path::new("/w/log.json")),
+            Path::new("/w/log.json.journal")
+        );
+    }
+}

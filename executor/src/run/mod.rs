@@ -1,0 +1,228 @@
+//! Running one tool: sandboxed, traced for exact memory, watched for
+//! limits, its output passed through and kept.
+//!
+//! [`run_tool`] is the whole life of one command's process tree:
+//! 1. the sandbox launcher starts `replay __sandbox-exec` in its own process
+//!    group (the double spawn; see [`crate::sandbox`]), which waits before
+//!    it execs the tool;
+//! 2. the [`trace::Tracer`] attaches to it with ptrace, so every process of
+//!    the tool's tree is followed from its first instruction;
+//! 3. the launcher lets it apply the sandbox layers and exec the tool;
+//! 4. the [`watch::Watcher`] samples the tree's RSS and enforces the limits,
+//!    while [`capture`] threads pass the output through;
+//! 5. the tracer reads each process's `VmHWM` as it exits and reaps them.
+//!
+//! If ptrace is not permitted (some container runtimes forbid it), the tool
+//! still runs, and the report says its exact peak is unavailable.
+
+pub mod capture;
+pub mod trace;
+pub mod watch;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::sandbox::{self, AppliedLayers, SandboxSpec};
+use capture::{Capture, Captured, OutputBudget, Sink};
+use trace::{ExitStatus, ProcessPeak, Tracer, Tree};
+use watch::{Stop, ToolLimits, Watcher};
+
+/// How to run one tool, beyond what the sandbox spec says.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The `replay` binary to re-execute as the sandbox launcher.
+    pub launcher: std::path::PathBuf,
+    /// The limits the tool runs under.
+    pub limits: ToolLimits,
+    /// How often the watcher samples the tree.
+    pub sample_interval: Duration,
+    /// Prefix of each line of the tool's output.
+    pub prefix: String,
+    /// Where the tool's stdout goes.
+    pub stdout: Sink,
+    /// Where the tool's stderr goes.
+    pub stderr: Sink,
+    /// Set when `replay` is asked to stop.
+    pub interrupted: Arc<AtomicBool>,
+}
+
+/// Everything measured about one tool run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Measurements {
+    /// Wall time from launch to the last process's exit, in milliseconds.
+    pub wall_ms: u64,
+    /// User CPU of the tool and the children it waited for, in milliseconds.
+    pub user_ms: u64,
+    /// System CPU of the tool and the children it waited for, in ms.
+    pub system_ms: u64,
+    /// The largest process's own peak RSS (`VmHWM` at exit), if traced.
+    pub peak_process: Option<ProcessPeak>,
+    /// Every process's peak, if traced.
+    pub processes: Vec<ProcessPeak>,
+    /// The largest sampled sum of the tree's RSS, in bytes.
+    pub peak_tree_rss_sampled: u64,
+    /// How many samples the watcher took.
+    pub samples: u64,
+    /// The main process's `ru_maxrss` in bytes (inherited across exec:
+    /// a cross-check only).
+    pub ru_maxrss: u64,
+}
+
+/// How one tool run ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ToolOutcome {
+    /// The main process's exit.
+    pub exit: ExitStatus,
+    /// The limit that stopped it, if one did.
+    pub stop: Option<Stop>,
+    /// The sandbox layers it ran under.
+    pub layers: AppliedLayers,
+    /// What was measured.
+    pub measurements: Measurements,
+    /// The tail of its stdout.
+    pub stdout_tail: String,
+    /// The tail of its stderr.
+    pub stderr_tail: String,
+}
+
+impl ToolOutcome {
+    /// True if the tool exited 0 and no limit stopped it.
+    pub fn success(&self) -> bool {
+        self.exit.success() && self.stop.is_none()
+    }
+}
+
+/// Why a tool could not be run at all (as opposed to running and failing).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The sandbox launcher could not start or set up the tool.
+    #[error("cannot start the tool in its sandbox")]
+    Sandbox(#[source] sandbox::SandboxError),
+    /// Waiting for the tool's processes failed.
+    #[error("lost track of the tool's processes")]
+    Wait(#[source] std::io::Error),
+    /// A helper thread could not be started.
+    #[error("cannot start a thread to watch the tool")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Runs one tool to completion; see the module doc.
+pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome, RunError> {
+    let started = Instant::now();
+    let mut launch = sandbox::launch(&options.launcher, spec, Stdio::piped(), Stdio::piped())
+        .map_err(RunError::Sandbox)?;
+    let pid = launch.pid() as i32;
+    let tree = Tree::default();
+    // Attach before the tool execs. If ptrace is refused the tool runs
+    // untraced and only sampled figures are reported.
+    let tracer = Tracer::seize(pid, tree.clone()).ok();
+    let watcher = Watcher::start(
+        tree.clone(),
+        pid,
+        options.limits,
+        options.sample_interval,
+        Arc::clone(&options.interrupted),
+    )
+    .map_err(RunError::Thread)?;
+    let budget = OutputBudget::new(options.limits.max_output);
+    let child = launch.child();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let captures = [
+        (
+            stdout.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            &options.stdout,
+        ),
+        (
+            stderr.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            &options.stderr,
+        ),
+    ]
+    .into_iter()
+    .map(|(stream, sink)| {
+        stream
+            .map(|stream| {
+                Capture::start(
+                    stream,
+                    options.prefix.clone(),
+                    Arc::clone(sink),
+                    budget.clone(),
+                    watcher.stopper(),
+                )
+            })
+            .transpose()
+    })
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(RunError::Thread)?;
+
+    let layers = match launch.start() {
+        Ok(layers) => layers,
+        Err(error) => {
+            // The tool never started: make sure the launcher is gone.
+            tree.kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = match tracer {
+                Some(tracer) => tracer.wait().map(|_| ()),
+                None => launch.child().wait().map(|_| ()),
+            };
+            watcher.finish();
+            return Err(RunError::Sandbox(error));
+        }
+    };
+
+    let (exit, user, system, ru_maxrss, processes) = match tracer {
+        Some(tracer) => {
+            let (main, peaks) = tracer.wait().map_err(RunError::Wait)?;
+            (main.status, main.user, main.system, main.ru_maxrss, peaks)
+        }
+        None => {
+            let status = launch.child().wait().map_err(RunError::Wait)?;
+            use std::os::unix::process::ExitStatusExt;
+            let exit = match (status.code(), status.signal()) {
+                (Some(code), _) => ExitStatus::Code(code),
+                (None, Some(signal)) => ExitStatus::Signal(signal),
+                (None, None) => ExitStatus::Code(-1),
+            };
+            (exit, Duration::ZERO, Duration::ZERO, 0, Vec::new())
+        }
+    };
+    let watched = watcher.finish();
+    let mut tails: Vec<Captured> = captures
+        .into_iter()
+        .map(|capture| capture.map(Capture::finish).unwrap_or_default())
+        .collect();
+    let stderr_tail = tails.pop().map(|c| c.tail).unwrap_or_default();
+    let stdout_tail = tails.pop().map(|c| c.tail).unwrap_or_default();
+    let peak_process = processes.iter().max_by_key(|p| p.bytes).cloned();
+    Ok(ToolOutcome {
+        exit,
+        stop: watched.stop,
+        layers,
+        measurements: Measurements {
+            wall_ms: started.elapsed().as_millis() as u64,
+            user_ms: user.as_millis() as u64,
+            system_ms: system.as_millis() as u64,
+            peak_process,
+            processes,
+            peak_tree_rss_sampled: watched.peak_tree_rss,
+            samples: watched.samples,
+            ru_maxrss,
+        },
+        stdout_tail,
+        stderr_tail,
+    })
+}
+
+/// Makes `replay` the reaper of orphaned descendants, so a tool's
+/// grandchildren that outlive their parent come back to it to be reaped
+/// rather than to init.
+pub fn become_subreaper() -> nix::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// The path `replay` re-executes for the double spawn.
+pub fn current_launcher() -> std::io::Result<std::path::PathBuf> {
+    std::env::current_exe().and_then(|p| Path::new(&p).canonicalize())
+}

@@ -1,0 +1,311 @@
+//! Exact per-process peak memory, from the kernel, with ptrace.
+//!
+//! `wait4`'s `ru_maxrss` is inherited across `exec` (a tool started by a
+//! large parent would report the parent's peak) and says nothing of the
+//! tool's own children; sampling misses short spikes. So the runner attaches
+//! to the tool with `PTRACE_SEIZE` before it execs, follows every fork,
+//! vfork and clone (`PTRACE_O_TRACEFORK` and friends), and at each process's
+//! `PTRACE_EVENT_EXIT` stop (the process is exiting but its memory is still
+//! mapped) reads `VmHWM` from `/proc/PID/status`: the kernel's own high-water
+//! mark of that process's resident set, since its last exec.
+//!
+//! `PTRACE_O_EXITKILL` makes the kernel kill every tracee if `replay` dies,
+//! so no tool outlives it, even on SIGKILL.
+//!
+//! All ptrace requests for a tracee must come from the thread that attached
+//! it; [`Tracer`] is therefore used from a single thread, the one that runs
+//! the tool. Signals meant for a tracee (a timeout's SIGTERM) stop it first
+//! and are re-injected here, so they arrive as sent.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+/// The peak of one process, read from the kernel as it exited.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProcessPeak {
+    /// The process id.
+    pub pid: i32,
+    /// The kernel's name for it (`Name:` in `/proc/PID/status`).
+    pub name: String,
+    /// `VmHWM`: its peak resident set, in bytes.
+    pub bytes: u64,
+}
+
+/// How the main process ended, and what the kernel counted for its tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MainExit {
+    /// `WaitStatus` of the tool's main process.
+    pub status: ExitStatus,
+    /// User CPU of the process and the children it waited for.
+    pub user: Duration,
+    /// System CPU of the process and the children it waited for.
+    pub system: Duration,
+    /// `ru_maxrss` in bytes: inherited across exec, kept only as a
+    /// cross-check of the exact figure.
+    pub ru_maxrss: u64,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// True for exit code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+/// The processes of a tool's tree, shared with the sampler and the killer.
+#[derive(Debug, Default, Clone)]
+pub struct Tree {
+    live: Arc<Mutex<HashSet<i32>>>,
+}
+
+impl Tree {
+    /// The live processes now.
+    pub fn pids(&self) -> Vec<i32> {
+        self.live
+            .lock()
+            .map(|live| live.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn insert(&self, pid: i32) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(pid);
+        }
+    }
+
+    fn remove(&self, pid: i32) -> bool {
+        self.live
+            .lock()
+            .map(|mut live| {
+                live.remove(&pid);
+                live.is_empty()
+            })
+            .unwrap_or(true)
+    }
+
+    /// Sends `signal` to the tool's process group and to every process of
+    /// the tree (a tool may have moved a child to another group).
+    pub fn kill(&self, pgid: i32, signal: Signal) {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), signal);
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+/// Follows one tool's process tree; see the module doc.
+pub struct Tracer {
+    main: i32,
+    tree: Tree,
+    peaks: HashMap<i32, ProcessPeak>,
+}
+
+/// The options every tracee gets, and its children inherit.
+fn options() -> ptrace::Options {
+    ptrace::Options::PTRACE_O_TRACEEXIT
+        | ptrace::Options::PTRACE_O_TRACEFORK
+        | ptrace::Options::PTRACE_O_TRACEVFORK
+        | ptrace::Options::PTRACE_O_TRACECLONE
+        | ptrace::Options::PTRACE_O_EXITKILL
+}
+
+impl Tracer {
+    /// Attaches to `pid` (which must not have exec'd the tool yet) without
+    /// stopping it.
+    pub fn seize(pid: i32, tree: Tree) -> Result<Tracer, nix::Error> {
+        ptrace::seize(Pid::from_raw(pid), options())?;
+        tree.insert(pid);
+        Ok(Tracer {
+            main: pid,
+            tree,
+            peaks: HashMap::new(),
+        })
+    }
+
+    /// Handles ptrace stops and exits until the main process and every
+    /// process it started are gone; returns how the main process ended and
+    /// the peak of each process that ran (by thread-group id).
+    pub fn wait(mut self) -> io::Result<(MainExit, Vec<ProcessPeak>)> {
+        let mut main_exit = None;
+        loop {
+            let mut status = 0;
+            // SAFETY: `rusage` is plain data that the kernel fills in; a
+            // zeroed value is a valid initial state.
+            let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: valid pointers to a status int and a rusage struct,
+            // both live for the call.
+            let pid = unsafe { libc::wait4(-1, &mut status, libc::__WALL, &mut rusage) };
+            if pid < 0 {
+                let error = io::Error::last_os_error();
+                match error.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    // No tracee and no child left.
+                    Some(libc::ECHILD) => break,
+                    _ => return Err(error),
+                }
+            }
+            let status = WaitStatus::from_raw(Pid::from_raw(pid), status)
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+            match status {
+                WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_EXIT => {
+                    self.record_peak(pid.as_raw());
+                    let _ = ptrace::cont(pid, None);
+                }
+                WaitStatus::PtraceEvent(pid, _, event)
+                    if event == libc::PTRACE_EVENT_FORK
+                        || event == libc::PTRACE_EVENT_VFORK
+                        || event == libc::PTRACE_EVENT_CLONE =>
+                {
+                    if let Ok(child) = ptrace::getevent(pid) {
+                        self.tree.insert(child as i32);
+                    }
+                    let _ = ptrace::cont(pid, None);
+                }
+                WaitStatus::PtraceEvent(pid, _, _) => {
+                    // PTRACE_EVENT_STOP: a new child's first stop, or a
+                    // group-stop. Tools get no job control here: resume.
+                    self.tree.insert(pid.as_raw());
+                    let _ = ptrace::cont(pid, None);
+                }
+                WaitStatus::Stopped(pid, signal) => {
+                    // A signal on its way to the tracee: deliver it.
+                    let _ = ptrace::cont(pid, Some(signal));
+                }
+                WaitStatus::PtraceSyscall(pid) => {
+                    let _ = ptrace::cont(pid, None);
+                }
+                WaitStatus::Exited(pid, code) => {
+                    if pid.as_raw() == self.main {
+                        main_exit = Some(main_exit_of(ExitStatus::Code(code), &rusage));
+                        // Whatever the tool left running dies with it.
+                        self.tree.kill(self.main, Signal::SIGKILL);
+                    }
+                    if self.tree.remove(pid.as_raw()) && main_exit.is_some() {
+                        break;
+                    }
+                }
+                WaitStatus::Signaled(pid, signal, _) => {
+                    if pid.as_raw() == self.main {
+                        main_exit = Some(main_exit_of(ExitStatus::Signal(signal as i32), &rusage));
+                        self.tree.kill(self.main, Signal::SIGKILL);
+                    }
+                    if self.tree.remove(pid.as_raw()) && main_exit.is_some() {
+                        break;
+                    }
+                }
+                WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+            }
+        }
+        let main_exit = main_exit.ok_or_else(|| {
+            io::Error::other("the tool's process vanished without an exit status")
+        })?;
+        let mut peaks: Vec<ProcessPeak> = self.peaks.into_values().collect();
+        peaks.sort_by_key(|peak| peak.pid);
+        Ok((main_exit, peaks))
+    }
+
+    /// Reads the exiting task's `VmHWM` and keeps the largest per process.
+    fn record_peak(&mut self, tid: i32) {
+        let Some(status) = read_status(tid) else {
+            return;
+        };
+        let entry = self.peaks.entry(status.tgid).or_insert(ProcessPeak {
+            pid: status.tgid,
+            name: status.name.clone(),
+            bytes: 0,
+        });
+        if status.vm_hwm >= entry.bytes {
+            entry.bytes = status.vm_hwm;
+            entry.name = status.name;
+        }
+    }
+}
+
+fn main_exit_of(status: ExitStatus, rusage: &libc::rusage) -> MainExit {
+    let duration = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    MainExit {
+        status,
+        user: duration(rusage.ru_utime),
+        system: duration(rusage.ru_stime),
+        // Linux reports ru_maxrss in KiB.
+        ru_maxrss: (rusage.ru_maxrss.max(0) as u64) * 1024,
+    }
+}
+
+/// The fields of `/proc/PID/status` the tracer needs.
+pub(crate) struct Status {
+    pub(crate) tgid: i32,
+    pub(crate) name: String,
+    pub(crate) vm_hwm: u64,
+}
+
+/// Reads `/proc/PID/status`; `None` once the process has no memory (a
+/// zombie) or is gone.
+pub(crate) fn read_status(pid: i32) -> Option<Status> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status(&text)
+}
+
+fn parse_status(text: &str) -> Option<Status> {
+    let mut tgid = None;
+    let mut name = String::new();
+    let mut vm_hwm = None;
+    for line in text.lines() {
+        if let Some(value) = line.strip_prefix("Name:") {
+            name = value.trim().to_owned();
+        } else if let Some(value) = line.strip_prefix("Tgid:") {
+            tgid = value.trim().parse().ok();
+        } else if let Some(value) = line.strip_prefix("VmHWM:") {
+            vm_hwm = value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .map(|kib| kib * 1024);
+        }
+    }
+    Some(Status {
+        tgid: tgid?,
+        name,
+        vm_hwm: vm_hwm?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_gives_the_high_water_mark_in_bytes() {
+        let text = "Name:\topt\nUmask:\t0022\nState:\tR (running)\nTgid:\t4242\nPid:\t4243\nVmPeak:\t  20000 kB\nVmHWM:\t   1536 kB\nVmRSS:\t   1024 kB\n";
+        let status = parse_status(text).expect("parses");
+        assert_eq!(status.tgid, 4242);
+        assert_eq!(status.name, "opt");
+        assert_eq!(status.vm_hwm, 1536 * 1024);
+    }
+
+    #[test]
+    fn a_zombie_without_memory_has_no_status() {
+        assert!(parse_status("Name:\tx\nTgid:\t1\nState:\tZ (zombie)\n").is_none());
+    }
+}

@@ -1,0 +1,249 @@
+//! The watcher: a thread that samples a running tool's process tree and
+//! enforces its limits.
+//!
+//! Every interval it sums the resident set of the tree's live processes
+//! (with `sysinfo`) and keeps the peak of that sum: the memory the machine
+//! had to hold for the tool at once. It kills the whole tree as soon as the
+//! sum crosses the memory limit, and on timeout sends SIGTERM to the group,
+//! then SIGKILL after a grace period (as nextest does). A request to stop
+//! from outside (SIGINT/SIGTERM to `replay`) is handled the same way.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+use super::trace::Tree;
+
+/// The limits one tool runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ToolLimits {
+    /// Wall time before SIGTERM.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Resident bytes of the whole tree at once.
+    pub max_rss: Option<u64>,
+    /// Bytes the tool may print (stdout and stderr together).
+    pub max_output: Option<u64>,
+}
+
+/// Which limit stopped a tool, by how much, after how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Stop {
+    /// It ran past its timeout.
+    Timeout {
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+        /// When it was stopped, in milliseconds after the start.
+        after_ms: u64,
+    },
+    /// Its tree's resident set crossed the limit.
+    Memory {
+        /// The limit, in bytes.
+        limit: u64,
+        /// The sampled tree RSS that crossed it, in bytes.
+        observed: u64,
+        /// When, in milliseconds after the start.
+        after_ms: u64,
+    },
+    /// It printed more than allowed.
+    Output {
+        /// The limit, in bytes.
+        limit: u64,
+        /// When, in milliseconds after the start.
+        after_ms: u64,
+    },
+    /// `replay` itself was asked to stop.
+    Interrupted {
+        /// When, in milliseconds after the start.
+        after_ms: u64,
+    },
+}
+
+/// What the watcher saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Watched {
+    /// The largest sum of the tree's RSS seen at one sample, in bytes.
+    pub peak_tree_rss: u64,
+    /// How many samples were taken.
+    pub samples: u64,
+    /// The limit that stopped the tool, if one did.
+    pub stop: Option<Stop>,
+}
+
+/// A handle to stop a tool from elsewhere (output limit, interrupts).
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    tree: Tree,
+    pgid: i32,
+    start: Instant,
+    grace: Duration,
+    stop: Arc<Mutex<Option<Stop>>>,
+    term_sent: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Stopper {
+    /// Records `stop` (the first one wins) and sends SIGTERM to the tree,
+    /// or SIGKILL at once where `hard`.
+    pub fn stop(&self, make: impl FnOnce(u64) -> Stop, hard: bool) {
+        let after_ms = self.start.elapsed().as_millis() as u64;
+        if let Ok(mut stop) = self.stop.lock() {
+            if stop.is_none() {
+                *stop = Some(make(after_ms));
+            }
+        }
+        if hard {
+            self.tree.kill(self.pgid, Signal::SIGKILL);
+        } else {
+            if let Ok(mut sent) = self.term_sent.lock() {
+                sent.get_or_insert_with(Instant::now);
+            }
+            self.tree.kill(self.pgid, Signal::SIGTERM);
+        }
+    }
+
+    /// SIGKILL if a SIGTERM was sent more than the grace period ago.
+    fn escalate(&self) {
+        let due = self
+            .term_sent
+            .lock()
+            .ok()
+            .and_then(|sent| *sent)
+            .is_some_and(|sent| sent.elapsed() >= self.grace);
+        if due {
+            self.tree.kill(self.pgid, Signal::SIGKILL);
+        }
+    }
+
+    fn stopped(&self) -> Option<Stop> {
+        self.stop.lock().ok().and_then(|stop| *stop)
+    }
+}
+
+/// A running watcher thread.
+pub struct Watcher {
+    done: Arc<AtomicBool>,
+    handle: thread::JoinHandle<Watched>,
+    stopper: Stopper,
+}
+
+impl Watcher {
+    /// Starts watching `tree` (process group `pgid`) under `limits`,
+    /// sampling every `interval`; `interrupted` is set by `replay`'s signal
+    /// handler.
+    pub fn start(
+        tree: Tree,
+        pgid: i32,
+        limits: ToolLimits,
+        interval: Duration,
+        interrupted: Arc<AtomicBool>,
+    ) -> std::io::Result<Watcher> {
+        let done = Arc::new(AtomicBool::new(false));
+        let stopper = Stopper {
+            tree: tree.clone(),
+            pgid,
+            start: Instant::now(),
+            grace: limits.grace,
+            stop: Arc::default(),
+            term_sent: Arc::default(),
+        };
+        let thread_done = Arc::clone(&done);
+        let thread_stopper = stopper.clone();
+        let handle = thread::Builder::new()
+            .name("replay-watch".into())
+            .spawn(move || {
+                watch(
+                    tree,
+                    limits,
+                    interval,
+                    thread_done,
+                    interrupted,
+                    thread_stopper,
+                )
+            })?;
+        Ok(Watcher {
+            done,
+            handle,
+            stopper,
+        })
+    }
+
+    /// A handle for other threads to stop the tool.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Ends the watch (the tool has exited) and returns what was seen.
+    pub fn finish(self) -> Watched {
+        self.done.store(true, Ordering::SeqCst);
+        let mut watched = self.handle.join().unwrap_or_default();
+        if watched.stop.is_none() {
+            watched.stop = self.stopper.stopped();
+        }
+        watched
+    }
+}
+
+fn watch(
+    tree: Tree,
+    limits: ToolLimits,
+    interval: Duration,
+    done: Arc<AtomicBool>,
+    interrupted: Arc<AtomicBool>,
+    stopper: Stopper,
+) -> Watched {
+    let mut system = System::new();
+    let refresh = ProcessRefreshKind::nothing().with_memory();
+    let mut watched = Watched::default();
+    while !done.load(Ordering::SeqCst) {
+        let pids: Vec<Pid> = tree
+            .pids()
+            .into_iter()
+            .map(|pid| Pid::from_u32(pid as u32))
+            .collect();
+        system.refresh_processes_specifics(ProcessesToUpdate::Some(&pids), true, refresh);
+        let sum: u64 = pids
+            .iter()
+            .filter_map(|pid| system.process(*pid))
+            .map(|process| process.memory())
+            .sum();
+        watched.samples += 1;
+        watched.peak_tree_rss = watched.peak_tree_rss.max(sum);
+        let elapsed = stopper.start.elapsed();
+        if let Some(limit) = limits.max_rss {
+            if sum > limit {
+                stopper.stop(
+                    |after_ms| Stop::Memory {
+                        limit,
+                        observed: sum,
+                        after_ms,
+                    },
+                    true,
+                );
+            }
+        }
+        if let Some(timeout) = limits.timeout {
+            if elapsed >= timeout {
+                stopper.stop(
+                    |after_ms| Stop::Timeout {
+                        limit_ms: timeout.as_millis() as u64,
+                        after_ms,
+                    },
+                    false,
+                );
+            }
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            stopper.stop(|after_ms| Stop::Interrupted { after_ms }, false);
+        }
+        stopper.escalate();
+        thread::sleep(interval);
+    }
+    watched.stop = stopper.stopped();
+    watched
+}

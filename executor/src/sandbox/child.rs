@@ -1,0 +1,248 @@
+//! The `replay __sandbox-exec` side of the double spawn: read the spec,
+//! apply the layers, report, wait for `go`, exec the tool
+//! ([`child_main`]).
+//!
+//! This process is single-threaded ordinary Rust, so it may allocate, use the
+//! `landlock` crate, and `unshare` a user namespace; everything it applies
+//! binds itself and, through `execve`, the tool.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::process::ExitCode;
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::{fstat, SFlag};
+
+use super::kernel::LinuxKernel;
+use super::layers::apply_layers;
+use super::protocol::{read_line, to_line, ExecFailure, Report, SetupFailure, MAX_LINE};
+use super::spec::SandboxSpec;
+use super::{CHILD_ARG, CONTROL_FD, EXIT_EXEC_FAILED, EXIT_REFUSED, GO, REPORT_FD};
+
+/// The tool, ready for `execve`.
+struct Prepared {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+/// Runs the sandbox child: call it first thing in `main` when `argv[1]` is
+/// [`CHILD_ARG`], before anything opens a file. Returns only on failure.
+pub fn child_main() -> ExitCode {
+    let Some((control, mut report)) = take_protocol_fds() else {
+        eprintln!(
+            "error: `replay {CHILD_ARG}` is internal to `replay`: it needs its control and report pipes at fds \
+             {CONTROL_FD} and {REPORT_FD}"
+        );
+        return ExitCode::from(EXIT_REFUSED);
+    };
+    // Descriptors leaked into `replay` by whoever started it must not reach
+    // the tool: Landlock checks opens, not descriptors already open.
+    close_inherited_fds();
+    let mut control = BufReader::new(control);
+    let expected_parent = std::env::args_os()
+        .nth(2)
+        .and_then(|arg| arg.to_str().and_then(|s| s.parse::<u32>().ok()));
+
+    let tool = match prepare(&mut control, expected_parent) {
+        Ok((tool, applied)) => {
+            if send(&mut report, &Report::Applied(applied)).is_err() {
+                // The parent is gone; it will never say `go`.
+                return ExitCode::from(EXIT_REFUSED);
+            }
+            tool
+        }
+        Err(report_line) => {
+            // Best effort: a parent that went away cannot read it anyway.
+            let _ = send(&mut report, &report_line);
+            return ExitCode::from(EXIT_REFUSED);
+        }
+    };
+
+    // The parent may PTRACE_SEIZE us now; it says `go` when it is ready.
+    match read_line(&mut control, GO.len() as u64) {
+        Ok(Some(line)) if line == GO => {}
+        // EOF or anything else: the parent gave up on this tool.
+        _ => return ExitCode::from(EXIT_REFUSED),
+    }
+
+    let errno = exec(&tool, control.get_ref(), &report);
+    let failure = ExecFailure {
+        exec_error: format!(
+            "cannot execute `{}`: {}",
+            tool.program.to_string_lossy(),
+            errno.desc()
+        ),
+        errno: Some(errno as i32),
+    };
+    let _ = send(&mut report, &failure);
+    ExitCode::from(EXIT_EXEC_FAILED)
+}
+
+/// Takes ownership of the two protocol pipes, if `launch` put them there.
+fn take_protocol_fds() -> Option<(File, File)> {
+    let mut fds = [CONTROL_FD, REPORT_FD].into_iter().map(|raw| {
+        // SAFETY: F_GETFD only reads the descriptor's flags; an fd that is
+        // not open makes it fail with EBADF, nothing else.
+        if unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
+            return None;
+        }
+        // SAFETY: `raw` is open (checked above), and nothing else in this
+        // process owns it: `child_main` runs first in `main`, before any
+        // code could open or claim a descriptor, and `launch` dup2'd the
+        // pipe here for us alone. Taking it once per fd makes the owner unique.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let is_pipe = fstat(fd.as_fd())
+            .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO)
+            .unwrap_or(false);
+        // Not a pipe: not ours; leave it open (forget the ownership).
+        if is_pipe {
+            Some(File::from(fd))
+        } else {
+            std::mem::forget(fd);
+            None
+        }
+    });
+    let control = fds.next()??;
+    let report = fds.next()??;
+    Some((control, report))
+}
+
+/// Closes every descriptor above the protocol pipes.
+fn close_inherited_fds() {
+    let first = REPORT_FD as u32 + 1;
+    // SAFETY: close_range touches no memory. It closes descriptors no Rust
+    // value in this process owns: `child_main` runs first in `main`, and
+    // the only descriptors it has taken are 3 and 4, below `first`.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+    if closed == 0 {
+        return;
+    }
+    // Kernels before 5.9 have no close_range: list /proc/self/fd instead.
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > REPORT_FD)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; the directory's own descriptor is already closed
+        // (its ReadDir was dropped), so close just fails with EBADF there.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Reads the spec, applies the layers, enters `cwd`: everything before the
+/// report. An `Err` is the report line to send instead.
+fn prepare(
+    control: &mut BufReader<File>,
+    expected_parent: Option<u32>,
+) -> Result<(Prepared, super::spec::AppliedLayers), Report> {
+    let line = read_line(control, MAX_LINE)
+        .map_err(|e| setup("read the spec", &e))?
+        .ok_or_else(|| setup_msg("read the spec", "the parent closed the control pipe"))?;
+    let spec: SandboxSpec =
+        serde_json::from_str(&line).map_err(|e| setup_msg("parse the spec", e))?;
+    // Convert before applying layers: a bad argument is the caller's bug,
+    // and is reported as such rather than as an exec failure.
+    let tool = Prepared::from_spec(&spec)?;
+    let expected_parent = expected_parent.filter(|_| spec.parent_death_signal);
+    let applied =
+        apply_layers(&spec, &mut LinuxKernel, expected_parent).map_err(Report::Refused)?;
+    std::env::set_current_dir(&spec.cwd).map_err(|e| {
+        setup(
+            &format!("enter the working directory `{}`", spec.cwd.display()),
+            &e,
+        )
+    })?;
+    Ok((tool, applied))
+}
+
+impl Prepared {
+    fn from_spec(spec: &SandboxSpec) -> Result<Self, Report> {
+        if !spec.program.is_absolute() {
+            return Err(setup_msg(
+                "check the program",
+                format!("`{}` is not an absolute path", spec.program.display()),
+            ));
+        }
+        let c = |what: &str, bytes: &[u8]| {
+            CString::new(bytes).map_err(|_| {
+                setup_msg("check the arguments", format!("{what} contains a NUL byte"))
+            })
+        };
+        let program = c("the program path", spec.program.as_os_str().as_bytes())?;
+        let mut argv = vec![c("argv[0]", spec.argv0.as_bytes())?];
+        for (i, arg) in spec.args.iter().enumerate() {
+            argv.push(c(&format!("argument {}", i + 1), arg.as_bytes())?);
+        }
+        let mut envp = Vec::with_capacity(spec.env.len());
+        for (key, value) in &spec.env {
+            if key.is_empty() || key.contains('=') {
+                return Err(setup_msg(
+                    "check the environment",
+                    format!("`{key}` is not a valid variable name"),
+                ));
+            }
+            envp.push(c(
+                &format!("variable `{key}`"),
+                format!("{key}={value}").as_bytes(),
+            )?);
+        }
+        Ok(Prepared {
+            program,
+            argv,
+            envp,
+        })
+    }
+}
+
+/// Hands the process over to the tool; returns only the error of `execve`.
+fn exec(tool: &Prepared, control: &File, report: &File) -> nix::errno::Errno {
+    for fd in [control.as_fd(), report.as_fd()] {
+        // The exec closes the pipes: that EOF tells the parent it succeeded.
+        if let Err(e) = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)) {
+            return e;
+        }
+    }
+    // The Rust runtime ignores SIGPIPE; a tool expects the default. And no
+    // signal stays blocked across the exec.
+    // SAFETY: installing SIG_DFL runs no handler code of ours, so no
+    // async-signal-safety question arises; the process is single-threaded.
+    if let Err(e) = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        return e;
+    }
+    if let Err(e) = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
+        return e;
+    }
+    match nix::unistd::execve(&tool.program, &tool.argv, &tool.envp) {
+        Err(errno) => errno,
+        Ok(never) => match never {},
+    }
+}
+
+fn send(report: &mut File, message: &impl serde::Serialize) -> io::Result<()> {
+    let line = to_line(message).map_err(io::Error::other)?;
+    report.write_all(&line)
+}
+
+fn setup(step: &str, error: &io::Error) -> Report {
+    Report::SetupFailed(SetupFailure {
+        step: step.to_owned(),
+        message: error.to_string(),
+        errno: error.raw_os_error(),
+    })
+}
+
+fn setup_msg(step: &str, message: impl std::fmt::Display) -> Report {
+    Report::SetupFailed(SetupFailure {
+        step: step.to_owned(),
+        message: message.to_string(),
+        errno: None,
+    })
+}

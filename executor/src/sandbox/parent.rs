@@ -1,0 +1,363 @@
+//! The `replay` side of the double spawn: [`launch`] starts `replay
+//! __sandbox-exec` with the two protocol pipes, and [`Launch`] walks it
+//! through the protocol (spec, report, `go`, exec result).
+
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+use super::protocol::{read_line, to_line, ExecFailure, Report, MAX_LINE};
+use super::spec::{AppliedLayers, Layer, SandboxSpec};
+use super::{CHILD_ARG, CONTROL_FD, GO, REPORT_FD};
+
+/// The lowest descriptor the pipes' child ends are moved to before the
+/// fork, so the `dup2`s onto 3 and 4 can never clobber one another.
+const HIGH_FD: i32 = 10;
+
+/// Why a sandboxed tool could not be started, one variant per step.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The spec could not be serialized (a path that is not UTF-8).
+    #[error("cannot encode the sandbox spec for `{program}`")]
+    EncodeSpec {
+        /// The tool.
+        program: PathBuf,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The protocol pipes could not be created.
+    #[error("cannot create the sandbox's pipes")]
+    Pipe {
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// `replay __sandbox-exec` could not be spawned.
+    #[error("cannot start the sandbox `{exe} {CHILD_ARG}`", exe = exe.display())]
+    Spawn {
+        /// The `replay` binary.
+        exe: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The spec could not be written to the child.
+    #[error("cannot send the sandbox spec to the sandbox child")]
+    SendSpec {
+        /// The OS error (EPIPE: the child is gone).
+        #[source]
+        source: io::Error,
+    },
+    /// The child's report or exec result could not be read.
+    #[error("cannot read the sandbox child's report")]
+    ReadReport {
+        /// The OS error, or a line that is cut short or too long.
+        #[source]
+        source: io::Error,
+    },
+    /// The child closed its report pipe without a word.
+    #[error("the sandbox child exited before reporting its layers (is `{exe}` a `replay` binary?)", exe = exe.display())]
+    NoReport {
+        /// The binary that was started.
+        exe: PathBuf,
+    },
+    /// The child's report is not one the protocol knows.
+    #[error("the sandbox child sent a malformed report: `{line}`")]
+    MalformedReport {
+        /// The line (cut to a readable length).
+        line: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A layer the spec requires cannot be applied on this machine.
+    #[error("required sandbox layer `{layer}` is not available: {reason}")]
+    LayerUnavailable {
+        /// The layer.
+        layer: Layer,
+        /// Why, as the child found it.
+        reason: String,
+    },
+    /// The child could not prepare the tool (bad spec, missing `cwd`).
+    #[error("the sandbox child could not {step}")]
+    Setup {
+        /// What it was doing.
+        step: String,
+        /// The error it met.
+        #[source]
+        source: io::Error,
+    },
+    /// `go` could not be written to the child.
+    #[error("cannot tell the sandbox child to start the tool")]
+    SendGo {
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// `execve` of the tool failed.
+    #[error("cannot execute `{program}`", program = program.display())]
+    Exec {
+        /// The tool.
+        program: PathBuf,
+        /// The `execve` error.
+        #[source]
+        source: io::Error,
+    },
+    /// A [`Launch`] method was called out of the protocol's order.
+    #[error("sandbox protocol misuse: `{called}` called {state}")]
+    OutOfOrder {
+        /// The method called.
+        called: &'static str,
+        /// Where the launch stood.
+        state: &'static str,
+    },
+}
+
+impl SandboxError {
+    /// The layer a refusal names, if this is one.
+    pub fn unavailable_layer(&self) -> Option<Layer> {
+        match self {
+            SandboxError::LayerUnavailable { layer, .. } => Some(*layer),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Spawned,
+    Prepared,
+    Running,
+    Failed,
+}
+
+impl Phase {
+    fn describe(self) -> &'static str {
+        match self {
+            Phase::Spawned => "before `prepare`",
+            Phase::Prepared => "after `prepare`",
+            Phase::Running => "after the tool started",
+            Phase::Failed => "after a failure",
+        }
+    }
+}
+
+/// A sandbox child on its way to becoming the tool.
+///
+/// Call [`Launch::prepare`] (the child applies its layers and reports),
+/// attach ptrace if wanted, then [`Launch::go`] (the child execs the tool);
+/// or [`Launch::start`] for both. The caller reaps the child through
+/// [`Launch::child`] in every case, success or error. Dropping a `Launch`
+/// before `go` closes the control pipe, and the child exits 126.
+#[derive(Debug)]
+pub struct Launch {
+    child: Child,
+    exe: PathBuf,
+    program: PathBuf,
+    spec_line: Vec<u8>,
+    control: Option<File>,
+    report: BufReader<File>,
+    phase: Phase,
+}
+
+/// Spawns `exe __sandbox-exec` for `spec`, with the tool's stdout and stderr.
+///
+/// The child gets its own process group, a null stdin, an empty
+/// environment, and the protocol pipes at fds 3 and 4; it then waits for
+/// [`Launch::prepare`]. `exe` must be a `replay` binary (usually
+/// `std::env::current_exe()`).
+///
+/// The parent-death signal fires when the *thread* that called `launch`
+/// exits (that is how `PR_SET_PDEATHSIG` works): launch from a thread that
+/// outlives the tool.
+pub fn launch(
+    exe: &Path,
+    spec: &SandboxSpec,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<Launch, SandboxError> {
+    let spec_line = to_line(spec).map_err(|source| SandboxError::EncodeSpec {
+        program: spec.program.clone(),
+        source,
+    })?;
+    let pipe_error = |e: nix::errno::Errno| SandboxError::Pipe { source: e.into() };
+    let (control_read, control_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(pipe_error)?;
+    let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(pipe_error)?;
+    // The child's ends, moved to HIGH_FD and up, still close-on-exec: they
+    // vanish in the child at exec, once dup2'd onto 3 and 4.
+    let control_child = high_fd(&control_read).map_err(pipe_error)?;
+    let report_child = high_fd(&report_write).map_err(pipe_error)?;
+    drop((control_read, report_write));
+    let (control_raw, report_raw) = (control_child.as_raw_fd(), report_child.as_raw_fd());
+
+    let mut command = Command::new(exe);
+    command
+        .arg(CHILD_ARG)
+        .arg(std::process::id().to_string())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes two dup2 calls and
+    // reads errno, and allocates nothing. Both sources are >= HIGH_FD, so
+    // neither dup2 overwrites the other's source, and dup2 onto a different
+    // descriptor always clears close-on-exec on the copy. std has already
+    // placed stdio on 0..2, which 3 and 4 do not touch.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(control_raw, CONTROL_FD) == -1 || libc::dup2(report_raw, REPORT_FD) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(|source| SandboxError::Spawn {
+        exe: exe.to_path_buf(),
+        source,
+    })?;
+    // Only the child may hold these, so its exit (or exec) is our EOF.
+    drop((control_child, report_child));
+
+    Ok(Launch {
+        child,
+        exe: exe.to_path_buf(),
+        program: spec.program.clone(),
+        spec_line,
+        control: Some(File::from(control_write)),
+        report: BufReader::new(File::from(report_read)),
+        phase: Phase::Spawned,
+    })
+}
+
+/// Duplicates `fd` to the lowest free descriptor >= [`HIGH_FD`], close-on-exec.
+fn high_fd(fd: &OwnedFd) -> Result<OwnedFd, nix::errno::Errno> {
+    let raw = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD))?;
+    // SAFETY: F_DUPFD_CLOEXEC just returned `raw` as a new descriptor that
+    // nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+impl Launch {
+    /// The child's pid: the sandbox child now, the tool after `go`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child, to wait for or kill (its process group is its pid).
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Gives up the protocol and keeps the child.
+    pub fn into_child(self) -> Child {
+        self.child
+    }
+
+    /// Sends the spec and reads the report: the layers are in place when
+    /// this returns `Ok`, and the child waits for [`Launch::go`].
+    pub fn prepare(&mut self) -> Result<AppliedLayers, SandboxError> {
+        let spec_line = self.spec_line.clone();
+        let control = self.step("prepare", Phase::Spawned)?;
+        control
+            .write_all(&spec_line)
+            .and_then(|()| control.flush())
+            .map_err(|source| SandboxError::SendSpec { source })?;
+        let line = read_line(&mut self.report, MAX_LINE)
+            .map_err(|source| SandboxError::ReadReport { source })?
+            .ok_or_else(|| SandboxError::NoReport {
+                exe: self.exe.clone(),
+            })?;
+        let report: Report =
+            serde_json::from_str(&line).map_err(|source| SandboxError::MalformedReport {
+                line: shorten(&line),
+                source,
+            })?;
+        match report {
+            Report::Applied(layers) => {
+                self.phase = Phase::Prepared;
+                Ok(layers)
+            }
+            Report::Refused(refusal) => Err(SandboxError::LayerUnavailable {
+                layer: refusal.layer,
+                reason: refusal.reason,
+            }),
+            Report::SetupFailed(failure) => Err(SandboxError::Setup {
+                step: failure.step,
+                source: match failure.errno {
+                    Some(errno) => io::Error::from_raw_os_error(errno),
+                    None => io::Error::other(failure.message),
+                },
+            }),
+        }
+    }
+
+    /// Lets the child exec the tool; `Ok` once the tool is running.
+    ///
+    /// Returns at EOF on the report pipe, which the exec's close-on-exec
+    /// causes (it also comes if the child is killed before its exec; the
+    /// wait status then tells).
+    pub fn go(&mut self) -> Result<(), SandboxError> {
+        let control = self.step("go", Phase::Prepared)?;
+        control
+            .write_all(format!("{GO}\n").as_bytes())
+            .and_then(|()| control.flush())
+            .map_err(|source| SandboxError::SendGo { source })?;
+        self.control = None;
+        let line = read_line(&mut self.report, MAX_LINE)
+            .map_err(|source| SandboxError::ReadReport { source })?;
+        let Some(line) = line else {
+            self.phase = Phase::Running;
+            return Ok(());
+        };
+        let failure: ExecFailure =
+            serde_json::from_str(&line).map_err(|source| SandboxError::MalformedReport {
+                line: shorten(&line),
+                source,
+            })?;
+        Err(SandboxError::Exec {
+            program: self.program.clone(),
+            source: match failure.errno {
+                Some(errno) => io::Error::from_raw_os_error(errno),
+                None => io::Error::other(failure.exec_error),
+            },
+        })
+    }
+
+    /// [`Launch::prepare`] then [`Launch::go`], for callers that attach nothing.
+    pub fn start(&mut self) -> Result<AppliedLayers, SandboxError> {
+        let layers = self.prepare()?;
+        self.go()?;
+        Ok(layers)
+    }
+
+    /// Checks the phase, marks the launch failed until the step succeeds,
+    /// and hands out the control pipe.
+    fn step(&mut self, called: &'static str, expected: Phase) -> Result<&mut File, SandboxError> {
+        let state = self.phase.describe();
+        match (self.phase == expected, self.control.as_mut()) {
+            (true, Some(control)) => {
+                self.phase = Phase::Failed;
+                Ok(control)
+            }
+            _ => Err(SandboxError::OutOfOrder { called, state }),
+        }
+    }
+}
+
+/// A report line cut to a length fit for an error message.
+fn shorten(line: &str) -> String {
+    const MAX: usize = 200;
+    match line.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}...", &line[..end]),
+        None => line.to_owned(),
+    }
+}

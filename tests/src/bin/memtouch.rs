@@ -1,0 +1,88 @@
+//! A tool with a known memory footprint, for testing measurement and
+//! limits: `memtouch --mib=N [--children=K] [--hold-ms=T] [--out=FILE]
+//! [--exit=C]`.
+//!
+//! It allocates N MiB and writes to every page, so all of it is resident,
+//! holds it for T milliseconds, and exits with C. With K children, it forks
+//! K processes that each do the same at the same time, and waits for them;
+//! the parent itself touches nothing more. With `--out=FILE` it writes a
+//! small file first (half of it, then the rest after holding), so a tool
+//! stopped midway leaves a partial output behind.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+const PAGE: usize = 4096;
+
+fn flag(args: &[String], name: &str) -> Option<u64> {
+    args.iter()
+        .find_map(|arg| arg.strip_prefix(name))
+        .and_then(|value| value.parse().ok())
+}
+
+/// Allocates and touches `mib` MiB, then holds it for `hold`.
+fn touch(mib: u64, hold: Duration) {
+    let bytes = (mib as usize) << 20;
+    let mut buffer: Vec<u8> = Vec::with_capacity(bytes);
+    // Write every page so the kernel must back it with real memory.
+    // SAFETY: the capacity is `bytes`; every byte is written below before
+    // the length covers it.
+    unsafe { buffer.set_len(bytes) };
+    for page in buffer.chunks_mut(PAGE) {
+        page.fill(1);
+    }
+    std::hint::black_box(&buffer);
+    std::thread::sleep(hold);
+    drop(buffer);
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mib = flag(&args, "--mib=").unwrap_or(0);
+    let children = flag(&args, "--children=").unwrap_or(0);
+    let hold = Duration::from_millis(flag(&args, "--hold-ms=").unwrap_or(0));
+    let code = flag(&args, "--exit=").unwrap_or(0) as u8;
+    let out = args.iter().find_map(|arg| arg.strip_prefix("--out="));
+    let mut file = match out.map(std::fs::File::create).transpose() {
+        Ok(file) => file,
+        Err(_) => return ExitCode::from(98),
+    };
+    if let Some(file) = &mut file {
+        use std::io::Write;
+        let _ = file.write_all(b"partial ");
+    }
+    let finish = |file: Option<std::fs::File>| {
+        if let Some(mut file) = file {
+            use std::io::Write;
+            let _ = writeln!(file, "written by memtouch --mib={mib}");
+        }
+    };
+    if children == 0 {
+        touch(mib, hold);
+        finish(file);
+        return ExitCode::from(code);
+    }
+    let mut pids = Vec::new();
+    for _ in 0..children {
+        // SAFETY: this program has one thread; the child only touches
+        // memory, sleeps and exits.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            -1 => return ExitCode::from(99),
+            0 => {
+                touch(mib, hold);
+                // SAFETY: leaves the child at once, without running the
+                // parent's atexit handlers twice.
+                unsafe { libc::_exit(0) };
+            }
+            pid => pids.push(pid),
+        }
+    }
+    for pid in pids {
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` outlives the call.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+    finish(file);
+    ExitCode::from(code)
+}

@@ -1,0 +1,132 @@
+//! Limits stop tools (exit 4, saying which limit), failures exit 1, and
+//! neither leaves a partial output in place of the previous one, nor a
+//! process behind.
+
+use std::path::Path;
+
+use crate::support::{bin, memtouch_log, memtouch_policy, report, run, text};
+
+/// Processes running `memtouch` whose working directory is `root`.
+fn memtouch_processes_in(root: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
+            exe.is_ok_and(|e| e.ends_with("memtouch"))
+                && cwd.is_ok_and(|c| c.starts_with(root) || root.starts_with(&c) && c == root)
+        })
+        .collect()
+}
+
+fn replay(root: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--policy", "memtouch.toml", "--report", "report.json"];
+    args.extend_from_slice(extra);
+    args.push("log.json");
+    run(&bin("replay"), &args, root)
+}
+
+#[test]
+fn a_timeout_stops_the_tool_keeps_the_old_output_and_exits_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    memtouch_log(
+        &root,
+        &[(&["--hold-ms=20000", "--out=out.txt"], &["out.txt"])],
+    );
+    std::fs::write(root.join("out.txt"), "previous\n").unwrap();
+    let output = replay(&root, &["--timeout", "0.5", "--grace", "0.2"]);
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("timeout: limit 0.500s"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("out.txt")).unwrap(),
+        "previous\n"
+    );
+    let report = report(&root.join("report.json"));
+    let stop = &report["commands"][0]["stop"];
+    assert_eq!(stop["kind"], "timeout", "{report:#}");
+    assert!(stop["after_ms"]
+        .as_u64()
+        .is_some_and(|ms| (500..5000).contains(&ms)));
+}
+
+#[test]
+fn a_memory_limit_kills_the_whole_forking_tree_and_leaves_no_orphan() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    // Three children of 96 MiB each, together: only the tree's sum crosses
+    // the 200 MiB limit.
+    memtouch_log(
+        &root,
+        &[(&["--mib=96", "--children=3", "--hold-ms=20000"], &[])],
+    );
+    let output = replay(&root, &["--max-rss", "200M"]);
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("memory: limit 200.0 MiB"), "{stderr}");
+    let report = report(&root.join("report.json"));
+    let stop = &report["commands"][0]["stop"];
+    assert_eq!(stop["kind"], "memory", "{report:#}");
+    assert!(stop["observed"].as_u64().unwrap() > 200 << 20);
+    assert!(
+        memtouch_processes_in(&root).is_empty(),
+        "memtouch processes outlived the kill: {:?}",
+        memtouch_processes_in(&root)
+    );
+}
+
+#[test]
+fn a_failing_tool_exits_1_and_keeps_the_previous_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    memtouch_log(
+        &root,
+        &[
+            (&["--exit=3", "--out=a.txt"], &["a.txt"]),
+            (&["--out=b.txt"], &["b.txt"]),
+        ],
+    );
+    std::fs::write(root.join("a.txt"), "previous\n").unwrap();
+    let output = replay(&root, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("FAILED (exit 3)"),
+        "{}",
+        text(&output.stderr)
+    );
+    // The tool wrote a new a.txt before failing; the old one is in place.
+    assert_eq!(
+        std::fs::read_to_string(root.join("a.txt")).unwrap(),
+        "previous\n"
+    );
+    // Stop at the first failure: the second command never ran.
+    assert!(!root.join("b.txt").exists());
+}
+
+#[test]
+fn keep_going_runs_what_does_not_depend_on_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    memtouch_log(
+        &root,
+        &[
+            (&["--exit=3", "--out=a.txt"], &["a.txt"]),
+            (&["--out=b.txt"], &["b.txt"]),
+        ],
+    );
+    let output = replay(&root, &["--keep-going"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(!root.join("a.txt").exists());
+    assert!(std::fs::read_to_string(root.join("b.txt"))
+        .unwrap()
+        .contains("written by memtouch"));
+}

@@ -1,0 +1,173 @@
+//! IR in, running program out: `aotc --log` writes the commands, `replay`
+//! checks and runs them on LLVM 14's `opt` and `llc` and `clang-14`.
+
+use std::path::Path;
+
+use crate::support::{bin, repo, report, run, shipped_policy, text};
+
+/// Compiles the bundled example with `aotc` into a log under `root`.
+fn log_hello(root: &Path, partitions: &str) {
+    std::fs::copy(
+        repo().join("examples/hello/hello.ll"),
+        root.join("hello.ll"),
+    )
+    .unwrap();
+    let aotc = run(
+        &bin("aotc"),
+        &[
+            "hello.ll",
+            "-o",
+            "hello",
+            "--log",
+            "log.json",
+            "--partitions",
+            partitions,
+        ],
+        root,
+    );
+    assert!(aotc.status.success(), "aotc failed: {}", text(&aotc.stderr));
+}
+
+#[test]
+fn aotc_log_is_checked_run_and_builds_a_working_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    log_hello(root, "2");
+    let policy = shipped_policy("linux.toml");
+    let policy = policy.to_str().unwrap();
+
+    let check = run(
+        &bin("replay"),
+        &["check", "--policy", policy, "log.json"],
+        root,
+    );
+    assert!(
+        check.status.success(),
+        "check refused: {}{}",
+        text(&check.stdout),
+        text(&check.stderr)
+    );
+    assert!(!root.join("hello").exists(), "`check` must run nothing");
+
+    let replay = run(
+        &bin("replay"),
+        &["--policy", policy, "--report", "report.json", "log.json"],
+        root,
+    );
+    assert!(
+        replay.status.success(),
+        "replay failed: {}",
+        text(&replay.stderr)
+    );
+
+    // The program the tools built runs, and says what the IR says.
+    let hello = run(&root.join("hello"), &[], root);
+    assert!(hello.status.success());
+    let direct = run(
+        Path::new("/usr/bin/clang-14"),
+        &["hello.ll", "-o", "direct"],
+        root,
+    );
+    assert!(direct.status.success(), "{}", text(&direct.stderr));
+    assert_eq!(hello.stdout, run(&root.join("direct"), &[], root).stdout);
+
+    // Every command ran, measured: opt and llc per partition, one link.
+    let report = report(&root.join("report.json"));
+    let commands = report["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 5, "{report:#}");
+    for command in commands {
+        assert_eq!(command["status"], "ok", "{command:#}");
+        let peak = command["outcome"]["measurements"]["peak_process"]["bytes"].as_u64();
+        assert!(
+            peak.is_some_and(|b| b > 1 << 20),
+            "no exact peak: {command:#}"
+        );
+    }
+    assert_eq!(report["totals"]["succeeded"], 5);
+    // Outputs were staged under temporary names and none is left over.
+    let leftovers: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".replay-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_refused_command_means_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    log_hello(root, "1");
+    // Slip a pass plugin into the last command: the earlier, harmless
+    // commands must not run either.
+    let log = std::fs::read_to_string(root.join("log.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let commands = doc["commands"].as_array_mut().unwrap();
+    let opt = commands
+        .iter_mut()
+        .find(|c| c["tool"] == "opt")
+        .expect("an opt command");
+    opt["args"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, "-load=/tmp/evil.so".into());
+    std::fs::write(root.join("log.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let policy = shipped_policy("linux.toml");
+    let replay = run(
+        &bin("replay"),
+        &["--policy", policy.to_str().unwrap(), "log.json"],
+        root,
+    );
+    assert_eq!(replay.status.code(), Some(3), "{}", text(&replay.stderr));
+    assert!(
+        text(&replay.stderr).contains("-load"),
+        "{}",
+        text(&replay.stderr)
+    );
+    let built: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".o") || name.ends_with(".opt.bc") || name == "hello")
+        .collect();
+    assert!(built.is_empty(), "something ran: {built:?}");
+}
+
+#[test]
+fn a_missing_input_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    log_hello(root, "1");
+    let partition = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "bc"))
+        .or_else(|| {
+            walk(root)
+                .into_iter()
+                .find(|p| p.extension().is_some_and(|x| x == "bc"))
+        })
+        .expect("aotc wrote a partition");
+    std::fs::remove_file(&partition).unwrap();
+    let policy = shipped_policy("linux.toml");
+    let replay = run(
+        &bin("replay"),
+        &["--policy", policy.to_str().unwrap(), "log.json"],
+        root,
+    );
+    assert_eq!(replay.status.code(), Some(3), "{}", text(&replay.stderr));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

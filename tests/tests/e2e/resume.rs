@@ -1,0 +1,111 @@
+//! Killing `replay` with SIGKILL at any moment and resuming ends with the
+//! same outputs as an uninterrupted run.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{bin, memtouch_log, memtouch_policy, run, text};
+
+fn log(root: &Path) {
+    memtouch_policy(root, "");
+    let commands: Vec<(Vec<String>, Vec<String>)> = (1..=4)
+        .map(|i| {
+            (
+                vec![
+                    format!("--mib={}", i),
+                    "--hold-ms=300".into(),
+                    format!("--out=o{i}.txt"),
+                ],
+                vec![format!("o{i}.txt")],
+            )
+        })
+        .collect();
+    let borrowed: Vec<(Vec<&str>, Vec<&str>)> = commands
+        .iter()
+        .map(|(a, o)| {
+            (
+                a.iter().map(String::as_str).collect(),
+                o.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    let slices: Vec<(&[&str], &[&str])> = borrowed
+        .iter()
+        .map(|(a, o)| (a.as_slice(), o.as_slice()))
+        .collect();
+    memtouch_log(root, &slices);
+}
+
+fn outputs(root: &Path) -> Vec<Option<Vec<u8>>> {
+    (1..=4)
+        .map(|i| std::fs::read(root.join(format!("o{i}.txt"))).ok())
+        .collect()
+}
+
+#[test]
+fn sigkill_then_resume_ends_like_an_uninterrupted_run() {
+    let clean = tempfile::tempdir().unwrap();
+    let clean = clean.path().canonicalize().unwrap();
+    log(&clean);
+    let output = run(
+        &bin("replay"),
+        &["--policy", "memtouch.toml", "log.json"],
+        &clean,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    log(&root);
+    let mut child = Command::new(bin("replay"))
+        .args(["--policy", "memtouch.toml", "log.json"])
+        .current_dir(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while the second command is running: after the first one's
+    // journal entry, before the run ends.
+    let journal = root.join("log.json.journal");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&journal).map_or(0, |j| j.lines().count()) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the first command never finished"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = outputs(&root);
+    assert!(partial[0].is_some(), "the first output is in place");
+    assert!(partial[3].is_none(), "the run was cut short");
+
+    let resumed = run(
+        &bin("replay"),
+        &[
+            "--policy",
+            "memtouch.toml",
+            "--resume",
+            "--report",
+            "r.json",
+            "log.json",
+        ],
+        &root,
+    );
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    assert_eq!(outputs(&root), outputs(&clean));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["commands"][0]["status"], "resumed", "{report:#}");
+    // The killed run's temporaries were cleaned up by the resumed one.
+    let leftovers: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".replay-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

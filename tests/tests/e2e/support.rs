@@ -1,0 +1,120 @@
+//! Finding the built binaries, making work roots, and running `replay`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The directory cargo put the workspace's binaries in.
+pub fn bin_dir() -> PathBuf {
+    // target/debug/deps/e2e-HASH -> target/debug
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/debug")
+        .to_owned()
+}
+
+/// A workspace binary; `scripts/test.sh` builds them all before the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "`{}` is not built: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_owned()
+}
+
+/// A shipped policy.
+pub fn shipped_policy(name: &str) -> PathBuf {
+    repo().join("policies").join(name)
+}
+
+/// Runs `program` with `args` in `dir`, returning its output.
+pub fn run(program: &Path, args: &[&str], dir: &Path) -> Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+}
+
+/// stderr as text, for assertion messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A policy that allows `memtouch` (as tool kind `memtouch`) from the
+/// build directory, with `limits` (TOML inline-table body) if given.
+pub fn memtouch_policy(root: &Path, limits: &str) -> PathBuf {
+    let policy = format!(
+        r#"[policy]
+name = "memtouch-test"
+os = "linux"
+
+[limits]
+{limits}
+
+[tool.memtouch]
+programs = ["memtouch"]
+dirs = ["{dir}"]
+args = "memtouch"
+
+[args.memtouch]
+positional = "refuse"
+flags = [
+  {{ name = "--mib=", form = "joined", range = [0, 4096] }},
+  {{ name = "--children=", form = "joined", range = [0, 16] }},
+  {{ name = "--hold-ms=", form = "joined", range = [0, 600000] }},
+  {{ name = "--exit=", form = "joined", range = [0, 255] }},
+  {{ name = "--out=", form = "joined", path = "output" }},
+]
+"#,
+        dir = bin_dir().display()
+    );
+    let path = root.join("memtouch.toml");
+    std::fs::write(&path, policy).expect("write the policy");
+    path
+}
+
+/// A log of `memtouch` commands, each `(args, outputs)`.
+pub fn memtouch_log(root: &Path, commands: &[(&[&str], &[&str])]) -> PathBuf {
+    let commands: Vec<serde_json::Value> = commands
+        .iter()
+        .enumerate()
+        .map(|(i, (args, outputs))| {
+            serde_json::json!({
+                "id": i + 1, "tool": "memtouch", "program": "memtouch",
+                "args": args, "cwd": ".", "env": {}, "inputs": [], "outputs": outputs,
+            })
+        })
+        .collect();
+    // The header comes before `commands` (readers stream), so the document
+    // is put together in order rather than from a key-sorted map.
+    let header = serde_json::json!({
+        "producer": {"name": "e2e", "version": "0"},
+        "platform": {"os": "linux", "arch": std::env::consts::ARCH},
+    });
+    let log = format!(
+        r#"{{"format":"replay-log","version":1,"producer":{},"platform":{},"commands":{}}}"#,
+        header["producer"],
+        header["platform"],
+        serde_json::Value::Array(commands)
+    );
+    let path = root.join("log.json");
+    std::fs::write(&path, log).expect("write the log");
+    path
+}
+
+/// The `--report` JSON of a run.
+pub fn report(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("the report exists");
+    serde_json::from_str(&text).expect("the report is JSON")
+}
