@@ -44,8 +44,9 @@ pub enum Want {
     Required,
 }
 
-/// Resource limits for the tool, applied as both soft and hard limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Resource limits for the tool, applied as both soft and hard limits;
+/// the default disables core dumps and sets nothing else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rlimits {
     /// `RLIMIT_CORE` in bytes; 0 disables core dumps.
@@ -56,15 +57,6 @@ pub struct Rlimits {
     pub nofile: Option<u64>,
 }
 
-impl Default for Rlimits {
-    fn default() -> Self {
-        Rlimits {
-            core: 0,
-            fsize: None,
-            nofile: None,
-        }
-    }
-}
 
 /// Everything the sandbox child needs to run one tool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,11 +23,9 @@ fn flag(args: &[String], name: &str) -> Option<u64> {
 /// Allocates and touches `mib` MiB, then holds it for `hold`.
 fn touch(mib: u64, hold: Duration) {
     let bytes = (mib as usize) << 20;
-    let mut buffer: Vec<u8> = Vec::with_capacity(bytes);
-    // Write every page so the kernel must back it with real memory.
-    // SAFETY: the capacity is `bytes`; every byte is written below before
-    // the length covers it.
-    unsafe { buffer.set_len(bytes) };
+    // Zeroed pages are mapped lazily: only the writes below make them
+    // resident.
+    let mut buffer = vec![0u8; bytes];
     for page in buffer.chunks_mut(PAGE) {
         page.fill(1);
     }
