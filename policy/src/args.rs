@@ -82,11 +82,12 @@ fn expand(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, out: &mut
             continue;
         }
         let raw = ctx.raw_under_cwd(path);
-        if let Lookup::Escapes { via } = ctx.fs.lookup(&raw) {
+        if let Lookup::Escapes { via } = ctx.lookup(&raw) {
             ctx.symlink_escape(arg, &via);
             continue;
         }
-        match ctx.fs.read_capped(&raw, RESPONSE_FILE_MAX_BYTES) {
+        let native = ctx.native(&raw).into_owned();
+        match ctx.fs.read_capped(&native, RESPONSE_FILE_MAX_BYTES) {
             Ok(Some(text)) => {
                 let tokens = tokenize_gnu(&text);
                 if out.len() + tokens.len() > RESPONSE_FILE_MAX_ARGS {
@@ -491,7 +492,7 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
         return;
     };
     let raw = ctx.raw_under_cwd(v);
-    match ctx.fs.lookup(&raw) {
+    match ctx.lookup(&raw) {
         Lookup::Escapes { via: link } => {
             ctx.symlink_escape(v, &link);
             return;

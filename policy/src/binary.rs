@@ -308,6 +308,26 @@ fn permissions(out: &mut BinaryCheck, program: &str, candidate: &Path, canonical
             }
         }
     }
+    // Above the binary's directory, a world-writable directory without the
+    // sticky bit lets anyone rename the whole tree away and put another in
+    // its place (`/tmp` itself is sticky, so it passes).
+    for dir in canonical.ancestors().skip(2) {
+        if let Ok(dmd) = fs::metadata(dir) {
+            let mode = dmd.permissions().mode();
+            if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+                refuse(
+                    "binary.dir-world-writable",
+                    format!(
+                        "`{}` is below `{}`, which is world-writable and not sticky",
+                        canonical.display(),
+                        dir.display()
+                    ),
+                    "anyone could replace the directory holding the tool; fix the directory's permissions",
+                );
+                break;
+            }
+        }
+    }
 }
 
 #[cfg(not(unix))]

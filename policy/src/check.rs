@@ -437,7 +437,7 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             "use a cwd inside the work root",
         );
     } else {
-        match ctx.fs.lookup(&command.cwd) {
+        match ctx.lookup(&command.cwd) {
             Lookup::Escapes { via } => ctx.symlink_escape(&command.cwd, &via),
             Lookup::Inside { kind: Kind::Dir } => {}
             Lookup::Inside {
@@ -524,7 +524,7 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             continue;
         };
         let produced = log.written.contains_key(key.as_str());
-        match ctx.fs.lookup(input) {
+        match ctx.lookup(input) {
             Lookup::Escapes { via } => {
                 ctx.symlink_escape(input, &via);
                 continue;
@@ -595,7 +595,7 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             );
             continue;
         }
-        match ctx.fs.lookup(output) {
+        match ctx.lookup(output) {
             Lookup::Escapes { via } => {
                 ctx.symlink_escape(output, &via);
                 continue;
@@ -778,6 +778,22 @@ impl Ctx<'_> {
     /// The key of an absolute path (no `.` or `..` allowed).
     pub(crate) fn absolute_key(&self, path: &str) -> Option<String> {
         dir_key(path).map(|k| if self.fold { k.to_lowercase() } else { k })
+    }
+
+    /// Where a root-relative path leads on disk. A Windows log's `\\` is a
+    /// separator there, so it is one here too.
+    pub(crate) fn lookup(&mut self, raw: &str) -> Lookup {
+        let native = self.native(raw);
+        self.fs.lookup(&native)
+    }
+
+    /// `raw` with the log platform's separators made `/`.
+    pub(crate) fn native<'s>(&self, raw: &'s str) -> std::borrow::Cow<'s, str> {
+        if self.policy.os == Os::Windows && raw.contains('\\') {
+            std::borrow::Cow::Owned(raw.replace('\\', "/"))
+        } else {
+            std::borrow::Cow::Borrowed(raw)
+        }
     }
 
     /// The path under the cwd as the kernel would follow it from the root.

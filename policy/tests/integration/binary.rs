@@ -225,3 +225,30 @@ fn sha256_pins_are_enforced() {
         (Status::Refused, vec!["binary.unpinned"])
     );
 }
+
+#[test]
+fn binaries_below_a_world_writable_non_sticky_directory_are_refused() {
+    // Anyone could rename `tools/` away and put another one in its place.
+    let top = tempfile::tempdir().expect("temp dir");
+    let top_path = std::fs::canonicalize(top.path()).expect("canonical");
+    let bin_dir = top_path.join("tools");
+    std::fs::create_dir(&bin_dir).expect("mkdir");
+    std::fs::set_permissions(&bin_dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::copy("/usr/lib/llvm-14/bin/opt", bin_dir.join("opt")).expect("copy");
+    std::fs::set_permissions(bin_dir.join("opt"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let text = format!(
+        "[policy]\nos = \"linux\"\n[tool.opt]\nprograms = [\"opt\"]\ndirs = [\"{}\"]\n[args.opt]\nflags = [{{ name = \"-O\", form = \"joined\", enum = [\"2\"] }}]\n",
+        bin_dir.display()
+    );
+    let policy_path = top_path.join("p.toml");
+    std::fs::write(&policy_path, text).expect("write");
+    let policy = Policy::load(&policy_path).expect("policy");
+    std::fs::set_permissions(&top_path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    assert_eq!(
+        judge(&policy, "opt", false),
+        (Status::Refused, vec!["binary.dir-world-writable"])
+    );
+    std::fs::set_permissions(&top_path, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    assert_eq!(judge(&policy, "opt", false), (Status::Allowed, vec![]));
+}
