@@ -290,3 +290,28 @@ fn plugin_tables_are_kept_for_the_plugin_host() {
     );
     assert!(plugins[0].file.ends_with("p.toml"));
 }
+
+#[test]
+fn the_plugin_example_syntax_loads_into_a_platform_policy() {
+    // `policies/plugins/example.toml` shows `[[plugin]]` entries to paste
+    // into a platform policy; they must load, nested tables and all.
+    let example =
+        std::fs::read_to_string(policies_dir().join("plugins/example.toml")).expect("example");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let text = format!(
+        "[policy]\nextends = [\"{}\"]\n\n{example}",
+        policies_dir().join("linux.toml").display()
+    );
+    let p = Policy::load(&write(tmp.path(), "with-plugin.toml", &text)).expect("loads");
+    let plugins = p.plugins();
+    assert_eq!(plugins.len(), 1);
+    let table = &plugins[0].table;
+    assert_eq!(table.get("name").and_then(|v| v.as_str()), Some("naming"));
+    let opt = table
+        .get("config")
+        .and_then(|c| c.get("outputs"))
+        .and_then(|o| o.get("opt"))
+        .and_then(|v| v.as_array())
+        .map(|a| a.len());
+    assert_eq!(opt, Some(1));
+}
