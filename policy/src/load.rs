@@ -81,6 +81,17 @@ pub const NEVER_FROM_LOG_PREFIXES: &[&str] = &[
     "LD_", "DYLD_", "MALLOC_", "GLIBC_", "LLVM_", "CLANG_", "GCC_", "XRAY_", "ASAN_",
 ];
 
+/// Whether a policy's own `env.set` may hold `name` despite
+/// [`never_from_log`]: only `PATH`, and only as absolute directories.
+fn policy_may_set(name: &str, value: &str) -> bool {
+    // An empty entry would mean the tool's cwd, inside the log's root.
+    name == "PATH"
+        && !value.is_empty()
+        && value
+            .split(':')
+            .all(|dir| dir.starts_with('/') && dir_key(dir).is_some())
+}
+
 /// Whether a log may never set the variable `name`, whatever the policy says.
 pub fn never_from_log(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -686,9 +697,11 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
     }
     if let Some(env) = &wire.env {
         for (name, value) in &env.set {
-            if never_from_log(name) {
+            if never_from_log(name) && !policy_may_set(name, value.get_ref()) {
                 // A policy may not set them either: the tool's environment
-                // never holds a loader or search-path variable.
+                // never holds a loader or search-path variable, except a
+                // `PATH` of absolute directories the policy itself names
+                // (`clang` finds `ld` through it).
                 return Err(source.invalid(
                     value.span(),
                     format!("env.set.{name}"),

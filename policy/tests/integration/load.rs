@@ -176,7 +176,17 @@ fn every_kind_of_bad_value_is_refused() {
         ),
         (
             r#"[tool.opt]"#,
-            "[env]\nset = { PATH = \"/usr/bin\" }\n[tool.opt]",
+            "[env]\nset = { PATH = \"/usr/bin:\" }\n[tool.opt]",
+            |p| matches!(p, Invalid::NeverFromLog(_)),
+        ),
+        (
+            r#"[tool.opt]"#,
+            "[env]\nset = { PATH = \"/usr/../tmp\" }\n[tool.opt]",
+            |p| matches!(p, Invalid::NeverFromLog(_)),
+        ),
+        (
+            r#"[tool.opt]"#,
+            "[env]\nset = { LD_LIBRARY_PATH = \"/usr/lib\" }\n[tool.opt]",
             |p| matches!(p, Invalid::NeverFromLog(_)),
         ),
         (

@@ -42,9 +42,11 @@ fn linux_policy_runs_the_real_aotc_pipeline() {
     );
     let ld = out.verdict(7).resolved.as_ref().map(|r| r.program.clone());
     assert_eq!(ld, Some("/usr/bin/x86_64-linux-gnu-ld.bfd".into()));
+    // The policy's own environment only: its `PATH` (clang finds `ld`
+    // through it), nothing inherited.
     let env = &out.verdict(1).resolved.as_ref().map(|r| r.env.clone());
     assert_eq!(
         env.as_ref().map(|e| e.keys().cloned().collect::<Vec<_>>()),
-        Some(vec!["LC_ALL".to_owned()])
+        Some(vec!["LC_ALL".to_owned(), "PATH".to_owned()])
     );
 }
