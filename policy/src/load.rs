@@ -990,6 +990,16 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_may_set_path_only_to_absolute_directories() {
+        assert!(policy_may_set("PATH", "/usr/bin:/bin"));
+        assert!(!policy_may_set("PATH", "bin:/usr/bin"));
+        assert!(!policy_may_set("PATH", "/usr/bin::/bin"));
+        assert!(!policy_may_set("PATH", "/usr/../tmp"));
+        assert!(!policy_may_set("PATH", ""));
+        assert!(!policy_may_set("LD_PRELOAD", "/usr/lib/x.so"));
+    }
+
+    #[test]
     fn hex_digests_parse_only_at_full_length() {
         let ok = "00".repeat(31) + "ff";
         assert_eq!(parse_hex32(&ok).map(|d| d[31]), Some(0xff));
