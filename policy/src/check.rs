@@ -821,7 +821,13 @@ impl Ctx<'_> {
 }
 
 /// Whether `key` is one of `dirs` or under one.
+/// With `fold`, both sides compare ignoring case.
 pub(crate) fn under_any(dirs: &[String], key: &str, fold: bool) -> bool {
+    let key = if fold {
+        key.to_lowercase()
+    } else {
+        key.to_owned()
+    };
     dirs.iter().any(|d| {
         let d = if fold { d.to_lowercase() } else { d.clone() };
         d == "/" || key == d || key.strip_prefix(&d).is_some_and(|r| r.starts_with('/'))
