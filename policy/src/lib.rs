@@ -10,6 +10,9 @@
 //! run it: [`Resolved`]), and the end of the log. [`report`] renders
 //! findings for people.
 
+#[cfg(feature = "wasm")]
+pub mod plugin;
+
 mod args;
 mod binary;
 mod check;

@@ -1,0 +1,161 @@
+//! The example plugin `policies/plugins/naming`, built for wasm32-wasip1 by
+//! `scripts/build-plugins.sh` and run end to end with the config of the
+//! shipped `policies/plugins/example.toml`.
+//!
+//! The tests build the plugin first (cargo makes that a no-op when nothing
+//! changed); they are skipped, saying so, only when the wasm32-wasip1
+//! target is not installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cmdlog::ToolKind;
+use policy::plugin::{resolve_plugin_path, Failure, PluginSpec};
+
+use super::support::{command, host, platform};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn wasm32_wasip1_installed() -> bool {
+    let sysroot = Process::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    sysroot.is_some_and(|root| root.join("lib/rustlib/wasm32-wasip1/lib").is_dir())
+}
+
+/// `policies/plugins/naming.wasm`, freshly built; `None` (after saying why)
+/// if the target is missing.
+fn naming_wasm() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if !wasm32_wasip1_installed() {
+                eprintln!(
+                    "SKIPPED: the wasm32-wasip1 target is not installed \
+                     (`rustup target add wasm32-wasip1`), so the example plugin cannot be built"
+                );
+                return None;
+            }
+            let status = Process::new("bash")
+                .arg(repo().join("scripts/build-plugins.sh"))
+                .status()
+                .expect("run scripts/build-plugins.sh");
+            assert!(status.success(), "scripts/build-plugins.sh failed");
+            let wasm = repo().join("policies/plugins/naming.wasm");
+            assert!(wasm.is_file(), "{} was not built", wasm.display());
+            Some(wasm)
+        })
+        .clone()
+}
+
+/// The `[[plugin]]` entry of `policies/plugins/example.toml` as a spec (the
+/// policy engineer's parser does this for real policies).
+fn example_spec() -> PluginSpec {
+    let policy = repo().join("policies/plugins/example.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    let entry = table["plugin"].as_array().unwrap()[0].as_table().unwrap();
+    let path = resolve_plugin_path(&policy, Path::new(entry["path"].as_str().unwrap()));
+    let mut spec = PluginSpec::new(entry["name"].as_str().unwrap(), path);
+    spec.config = match serde_json::to_value(&entry["config"]).unwrap() {
+        serde_json::Value::Object(config) => config,
+        other => panic!("config is not a table: {other}"),
+    };
+    spec.fuel = entry["fuel"].as_integer().map(|fuel| fuel as u64);
+    spec.max_memory = entry["max_memory"].as_integer().unwrap() as u64;
+    spec.timeout = Duration::from_secs(2);
+    spec
+}
+
+#[test]
+fn naming_plugin_refuses_o0_and_stray_outputs() {
+    let Some(wasm) = naming_wasm() else { return };
+    let spec = example_spec();
+    assert_eq!(
+        spec.path.canonicalize().unwrap(),
+        wasm.canonicalize().unwrap()
+    );
+    let plugin = host().load(&spec).expect("the example plugin loads");
+    let log = vec![
+        command(
+            1,
+            ToolKind::Opt,
+            &["-O2", "p0.bc", "-o", "p0.opt.bc"],
+            &["p0.opt.bc"],
+        ),
+        command(
+            2,
+            ToolKind::Opt,
+            &["-O0", "p1.bc", "-o", "p1.opt.bc"],
+            &["p1.opt.bc"],
+        ),
+        command(
+            3,
+            ToolKind::Llc,
+            &["-O2", "p0.opt.bc", "-o", "p0.s"],
+            &["p0.s"],
+        ),
+        command(4, ToolKind::Llc, &["p0.opt.bc", "-o", "p0.o"], &["p0.o"]),
+        command(5, ToolKind::Cc, &["p0.o", "-o", "hello"], &["hello"]),
+    ];
+    let verdicts = plugin.evaluate(&platform(), &log).expect("it evaluates");
+    let allowed: Vec<bool> = verdicts.iter().map(|v| v.allow).collect();
+    assert_eq!(allowed, [true, false, false, true, true]);
+    let reason = |i: usize| verdicts[i].reason.clone().unwrap_or_default();
+    assert!(
+        reason(1).contains("`-O0`") && reason(1).contains("-O2"),
+        "{}",
+        reason(1)
+    );
+    assert!(
+        reason(2).contains("`p0.s`") && reason(2).contains("`*.o`"),
+        "{}",
+        reason(2)
+    );
+}
+
+#[test]
+fn naming_plugin_denies_everything_on_a_config_typo() {
+    let Some(_) = naming_wasm() else { return };
+    let mut spec = example_spec();
+    spec.config
+        .insert("min_opt_levle".into(), serde_json::Value::from(2));
+    let error = host()
+        .load(&spec)
+        .unwrap()
+        .evaluate(&platform(), &[command(1, ToolKind::Ld, &[], &[])])
+        .unwrap_err();
+    assert!(
+        matches!(error.failure, Failure::Exit { code: 1 }),
+        "{error}"
+    );
+    assert!(error.stderr.contains("min_opt_levle"), "{}", error.stderr);
+    assert_eq!(error.plugin, "naming");
+}
+
+#[test]
+fn naming_plugin_handles_a_large_log_in_one_call() {
+    let Some(_) = naming_wasm() else { return };
+    let plugin = host().load(&example_spec()).unwrap();
+    let log: Vec<_> = (1..=20_000)
+        .map(|id| {
+            let output = format!("p{id}.opt.bc");
+            command(
+                id,
+                ToolKind::Opt,
+                &["-O3", "-o", output.as_str()],
+                &[output.as_str()],
+            )
+        })
+        .collect();
+    let verdicts = plugin.evaluate(&platform(), &log).unwrap();
+    assert_eq!(verdicts.len(), log.len());
+    assert!(verdicts.iter().all(|v| v.allow));
+}
