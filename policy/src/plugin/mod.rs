@@ -21,6 +21,7 @@ pub mod abi;
 mod cache;
 mod error;
 mod sandbox;
+mod spec;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -36,6 +37,7 @@ use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module};
 
 pub use cache::CacheOutcome;
 pub use error::{EvalError, Failure, HostError, LoadError, WasmError};
+pub use spec::SpecError;
 
 use cache::ModuleCache;
 use sandbox::State;
@@ -65,7 +67,8 @@ pub const DEFAULT_MAX_OUTPUT: u64 = 64 * 1024 * 1024;
 /// The wasm stack a plugin may use before it traps with a stack overflow.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
-/// One plugin as a policy names it: a `[[plugin]]` entry, validated.
+/// One plugin as a policy names it: a `[[plugin]]` entry, validated (see
+/// [`PluginSpec::from_table`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginSpec {
     /// The name used in every verdict and error about the plugin.

@@ -6,13 +6,14 @@
 //! changed); they are skipped, saying so, only when the wasm32-wasip1
 //! target is not installed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command as Process;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use cmdlog::ToolKind;
-use policy::plugin::{resolve_plugin_path, Failure, PluginSpec};
+use policy::plugin::{Failure, PluginSpec};
+use policy::PluginTable;
 
 use super::support::{command, host, platform};
 
@@ -55,22 +56,22 @@ fn naming_wasm() -> Option<PathBuf> {
         .clone()
 }
 
-/// The `[[plugin]]` entry of `policies/plugins/example.toml` as a spec (the
-/// policy engineer's parser does this for real policies).
+/// The `[[plugin]]` entry of `policies/plugins/example.toml` as a spec,
+/// read the way a policy's entries are.
 fn example_spec() -> PluginSpec {
     let policy = repo().join("policies/plugins/example.toml");
     let text = std::fs::read_to_string(&policy).unwrap();
-    let table: toml::Table = toml::from_str(&text).unwrap();
-    let entry = table["plugin"].as_array().unwrap()[0].as_table().unwrap();
-    let path = resolve_plugin_path(&policy, Path::new(entry["path"].as_str().unwrap()));
-    let mut spec = PluginSpec::new(entry["name"].as_str().unwrap(), path);
-    spec.config = match serde_json::to_value(&entry["config"]).unwrap() {
-        serde_json::Value::Object(config) => config,
-        other => panic!("config is not a table: {other}"),
-    };
-    spec.fuel = entry["fuel"].as_integer().map(|fuel| fuel as u64);
-    spec.max_memory = entry["max_memory"].as_integer().unwrap() as u64;
-    spec.timeout = Duration::from_secs(2);
+    let mut table: toml::Table = toml::from_str(&text).unwrap();
+    let entries = table.remove("plugin").expect("a [[plugin]] entry");
+    let entry = entries.as_array().unwrap()[0].as_table().unwrap().clone();
+    let spec = PluginSpec::from_table(&PluginTable {
+        file: policy,
+        line: 1,
+        table: entry,
+    })
+    .expect("the example entry is a valid spec");
+    assert_eq!(spec.timeout, Duration::from_secs(2));
+    assert!(spec.fuel.is_some());
     spec
 }
 
