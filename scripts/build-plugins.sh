@@ -6,19 +6,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rustup target add wasm32-wasip1
+if command -v rustup >/dev/null; then
+  rustup target add wasm32-wasip1
+fi
 
 # Its own target directory: the plugin workspace has its own profile and
 # lock file, and a test that calls this script while `cargo test` holds the
 # main target directory must not wait on that lock.
 export CARGO_TARGET_DIR="$PWD/target/plugins"
+# No machine-specific paths in the modules (panic locations name source
+# files), so the same sources and toolchain give the same sha256 to pin.
+export RUSTFLAGS="--remap-path-prefix=$PWD=/replay --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 cargo build --manifest-path policies/plugins/Cargo.toml \
   --target wasm32-wasip1 --release -p replay-plugin-naming
 
 for plugin in naming; do
   built="$CARGO_TARGET_DIR/wasm32-wasip1/release/$plugin.wasm"
-  # Copy then rename, so a reader never sees half a module.
-  cp "$built" "policies/plugins/.$plugin.wasm.tmp"
-  mv -f "policies/plugins/.$plugin.wasm.tmp" "policies/plugins/$plugin.wasm"
+  # Copy then rename, so a reader (or a concurrent build) never sees half
+  # a module.
+  tmp="policies/plugins/.$plugin.wasm.$$.tmp"
+  cp "$built" "$tmp"
+  mv -f "$tmp" "policies/plugins/$plugin.wasm"
   echo "build-plugins: policies/plugins/$plugin.wasm sha256 $(sha256sum "policies/plugins/$plugin.wasm" | cut -d' ' -f1)"
 done
