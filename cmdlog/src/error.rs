@@ -103,7 +103,7 @@ pub enum Problem {
     #[error("unsupported version {0}: this reader understands version 1")]
     WrongVersion(u64),
     /// `commands` came before a header field it needs.
-    #[error("`commands` must come after `format`, `version`, `producer` and `platform`, but `{0}` was not given before it")]
+    #[error("`commands` must come after `format`, `version`, `producer` and `platform`, but `{0}` was not given before it (a JSON writer that sorts keys puts `commands` first: write the header fields first)")]
     CommandsBeforeHeader(&'static str),
     /// An id equal to an earlier command's.
     #[error("duplicate id {0}")]

@@ -98,20 +98,14 @@ fn a_refused_command_means_nothing_runs() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     log_hello(root, "1");
-    // Slip a pass plugin into the last command: the earlier, harmless
+    // Slip a pass plugin into the first command: the later, harmless
     // commands must not run either.
+    // (Edited as text: the header must stay before `commands`.)
     let log = std::fs::read_to_string(root.join("log.json")).unwrap();
-    let mut doc: serde_json::Value = serde_json::from_str(&log).unwrap();
-    let commands = doc["commands"].as_array_mut().unwrap();
-    let opt = commands
-        .iter_mut()
-        .find(|c| c["tool"] == "opt")
-        .expect("an opt command");
-    opt["args"]
-        .as_array_mut()
-        .unwrap()
-        .insert(0, "-load=/tmp/evil.so".into());
-    std::fs::write(root.join("log.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let evil = log.replacen(r#""args":["-O2","#, r#""args":["-load=/tmp/evil.so","-O2","#, 1);
+    assert_ne!(evil, log, "the first command is opt -O2");
+    assert!(evil.find("-load=").unwrap() < evil.rfind(r#""tool":"cc""#).unwrap());
+    std::fs::write(root.join("log.json"), evil).unwrap();
     let policy = shipped_policy("linux.toml");
     let replay = run(
         &bin("replay"),
@@ -170,4 +164,107 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn drive_runs_aotc_then_its_log_and_reports_both_peaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::copy(
+        repo().join("examples/hello/hello.ll"),
+        root.join("hello.ll"),
+    )
+    .unwrap();
+    let policy = shipped_policy("linux.toml");
+    let aotc = bin("aotc");
+    let drive = run(
+        &bin("replay"),
+        &[
+            "drive",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--report",
+            "report.json",
+            "--",
+            aotc.to_str().unwrap(),
+            "hello.ll",
+            "-o",
+            "hello",
+            "--partitions",
+            "2",
+        ],
+        root,
+    );
+    assert!(drive.status.success(), "{}", text(&drive.stderr));
+    assert_eq!(
+        text(&run(&root.join("hello"), &[], root).stdout),
+        "hello from aotc: 42\n"
+    );
+    let report = report(&root.join("report.json"));
+    let producer = report["producer"]["peak_rss"].as_u64().unwrap();
+    assert!(producer > 4 << 20, "the compiler's own peak: {report:#}");
+    assert_eq!(report["producer"]["exit"]["code"], 0, "{report:#}");
+    assert_eq!(report["totals"]["succeeded"], 5, "{report:#}");
+    assert!(
+        text(&drive.stderr).contains("producer `"),
+        "{}",
+        text(&drive.stderr)
+    );
+}
+
+#[test]
+fn a_failing_producer_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let policy = shipped_policy("linux.toml");
+    let aotc = bin("aotc");
+    let drive = run(
+        &bin("replay"),
+        &[
+            "drive",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--",
+            aotc.to_str().unwrap(),
+            "missing.ll",
+            "-o",
+            "x",
+        ],
+        root,
+    );
+    assert_eq!(drive.status.code(), Some(1), "{}", text(&drive.stderr));
+    assert!(
+        text(&drive.stderr).contains("nothing ran"),
+        "{}",
+        text(&drive.stderr)
+    );
+    assert!(!root.join("x").exists());
+}
+
+#[test]
+fn a_producer_that_writes_a_truncated_log_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let policy = shipped_policy("linux.toml");
+    // A producer that dies mid-log but exits 0.
+    let script = r#"printf '{"format":"replay-log","version":1,"producer":{"name":"x","version":"0"},"platform":{"os":"linux","arch":"x86_64"},"commands":[' >&"$REPLAY_LOG_FD""#;
+    let drive = run(
+        &bin("replay"),
+        &[
+            "drive",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+        ],
+        root,
+    );
+    assert_eq!(drive.status.code(), Some(2), "{}", text(&drive.stderr));
+    assert!(
+        text(&drive.stderr).contains("truncated"),
+        "{}",
+        text(&drive.stderr)
+    );
 }
