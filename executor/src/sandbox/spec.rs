@@ -57,7 +57,6 @@ pub struct Rlimits {
     pub nofile: Option<u64>,
 }
 
-
 /// Everything the sandbox child needs to run one tool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -342,6 +342,84 @@ fn the_tool_dies_with_the_thread_that_launched_it() {
     assert!(survived, "the tool died without a parent-death signal");
 }
 
+/// Set in the environment of the helper process of
+/// `the_tool_dies_with_the_process_that_launched_it`.
+const HELPER_ENV: &str = "REPLAY_SANDBOX_TEST_LAUNCHER_ROOT";
+
+/// Not a test: the launcher process the test below kills itself under.
+/// It launches `sleep`, prints the tool's pid, and exits the whole process.
+#[test]
+#[ignore = "helper process for the_tool_dies_with_the_process_that_launched_it"]
+fn helper_launch_a_sleeper_then_exit() {
+    let Some(root) = std::env::var_os(HELPER_ENV) else {
+        return;
+    };
+    let root = std::path::PathBuf::from(root);
+    let env = BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]);
+    let spec = replay::sandbox::SandboxSpec::new(
+        "/bin/sleep",
+        "sleep",
+        vec!["30".into()],
+        env,
+        &root,
+        &root,
+    );
+    let mut launched = launch(&support::replay(), &spec, io_null(), io_null()).expect("spawns");
+    let layers = launched.start().expect("starts");
+    assert!(layers.parent_death_signal);
+    println!("tool-pid={}", launched.pid());
+    std::process::exit(0);
+}
+
+// The whole `replay` process dying (not just the launching thread) must
+// take the tool with it.
+#[test]
+fn the_tool_dies_with_the_process_that_launched_it() {
+    let fx = Fixture::new();
+    let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "helper_launch_a_sleeper_then_exit",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER_ENV, fx.root())
+        .stdin(io_null())
+        .output()
+        .expect("runs the helper launcher");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // libtest prints the helper's line after "test ... " on the same line.
+    let pid: u32 = stdout
+        .split("tool-pid=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("helper printed no pid: {output:?}"));
+    // The launcher is gone; the orphaned tool must follow at once. A
+    // zombie (never reaped by an init that does not reap) counts as dead.
+    let stat = format!("/proc/{pid}/stat");
+    let start = Instant::now();
+    let dead = loop {
+        match std::fs::read_to_string(&stat) {
+            Err(_) => break true,
+            Ok(s)
+                if s.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X'])) =>
+            {
+                break true
+            }
+            Ok(_) if start.elapsed() > Duration::from_secs(10) => break false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    if !dead {
+        // SAFETY: kill touches no memory; `pid` is the orphan we started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    assert!(dead, "the tool {pid} outlived the process that launched it");
+}
+
 #[test]
 fn ptrace_can_attach_between_prepare_and_go() {
     use nix::sys::ptrace;
