@@ -18,7 +18,7 @@ export CARGO_TARGET_DIR="$PWD/target/plugins"
 # files), so the same sources and toolchain give the same sha256 to pin.
 export RUSTFLAGS="--remap-path-prefix=$PWD=/replay --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 cargo build --manifest-path policies/plugins/Cargo.toml \
-  --target wasm32-wasip1 --release -p replay-plugin-naming
+  --target wasm32-wasip1 --release --locked -p replay-plugin-naming
 
 for plugin in naming; do
   built="$CARGO_TARGET_DIR/wasm32-wasip1/release/$plugin.wasm"

@@ -35,7 +35,7 @@ step() {
 }
 
 step "aotc: compile the example and write its tool commands to a log" \
-  target/debug/aotc examples/hello/hello.ll -o hello --log "$out/log.json"
+  target/debug/aotc examples/hello/hello.ll -o "$out/hello" --log "$out/log.json"
 step "replay check: audit every command against the Linux policy" \
   target/debug/replay check --policy policies/linux.toml "$out/log.json"
 step "replay: check again, then run the tools one at a time" \

@@ -18,3 +18,8 @@ echo "== cargo build (binaries for the end-to-end tests)"
 cargo build --workspace --bins --locked
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== plugin workspace (policies/plugins)"
+cargo fmt --manifest-path policies/plugins/Cargo.toml -p replay-plugin-kit -p replay-plugin-naming -- --check
+cargo clippy --manifest-path policies/plugins/Cargo.toml --all-targets -- -D warnings
+cargo test --manifest-path policies/plugins/Cargo.toml
