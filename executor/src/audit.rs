@@ -2,12 +2,20 @@
 //! them (it does not stop at the first refusal), streaming, so memory stays
 //! flat in the log's length. `replay check` is this pass alone; `replay
 //! --policy` runs it first and runs nothing unless it passes.
+//!
+//! A policy's `[[plugin]]`s judge after the TOML rules, all commands in one
+//! request each (ABI v1), so with plugins the commands are kept in memory
+//! for that request. Plugins only restrict: a command passes if the rules
+//! and every plugin allow it, and a plugin that fails in any way (trap,
+//! deadline, bad output, pin mismatch) refuses the whole log.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 
 use cmdlog::{Command, Header, LogReader, Visit};
+use policy::plugin::{PluginHost, PluginSpec};
 use policy::report::{write_finding, write_verdict, Tally};
 use policy::{CheckOptions, Checker, CheckerError, Finding, Mode, Policy, Status, Verdict};
 
@@ -25,6 +33,12 @@ pub enum AuditError {
     /// Writing the verdicts failed.
     #[error("cannot write the verdicts")]
     Output(#[source] io::Error),
+    /// A `[[plugin]]` entry of the policy is malformed.
+    #[error("bad plugin entry in the policy")]
+    PluginSpec(#[source] policy::plugin::SpecError),
+    /// The wasm engine could not start.
+    #[error("cannot start the plugin host")]
+    PluginHost(#[source] policy::plugin::HostError),
 }
 
 /// How verdicts are printed.
@@ -85,11 +99,19 @@ pub fn audit(
         error: None,
     };
     printer.begin().map_err(AuditError::Output)?;
+    let specs = policy
+        .plugins()
+        .iter()
+        .map(PluginSpec::from_table)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(AuditError::PluginSpec)?;
     let mut visit = Judge {
         checker,
         tally: Tally::default(),
         commands: 0,
         printer: &mut printer,
+        kept: (!specs.is_empty()).then(Vec::new),
+        platform: None,
     };
     let file = File::open(&job.log).map_err(|source| JobError::Log {
         path: job.log.clone(),
@@ -106,11 +128,16 @@ pub fn audit(
         mut tally,
         commands,
         printer,
+        kept,
+        platform,
     } = visit;
     let end = checker.finish();
     tally.add_log(&end);
     for finding in &end {
         printer.finding(None, finding);
+    }
+    if let (Some(kept), Some(platform)) = (kept, platform) {
+        judge_with_plugins(&specs, &platform, &kept, &mut tally, printer)?;
     }
     if let Some(error) = printer.error.take() {
         return Err(AuditError::Output(error));
@@ -119,16 +146,113 @@ pub fn audit(
     Ok(Audit { tally, commands })
 }
 
+/// Runs every plugin on all `kept` commands (with the status the rules
+/// gave each) and folds their refusals into `tally`, printing them like the
+/// rules' own.
+fn judge_with_plugins(
+    specs: &[PluginSpec],
+    platform: &cmdlog::Platform,
+    kept: &[(Command, Status)],
+    tally: &mut Tally,
+    printer: &mut Printer<'_>,
+) -> Result<(), AuditError> {
+    let host = PluginHost::new(PluginHost::default_cache_dir()).map_err(AuditError::PluginHost)?;
+    let commands: Vec<Command> = kept.iter().map(|(c, _)| c.clone()).collect();
+    let mut refused: HashSet<u64> = kept
+        .iter()
+        .filter(|(_, status)| *status == Status::Refused)
+        .map(|(c, _)| c.id)
+        .collect();
+    for spec in specs {
+        let verdicts = host
+            .load(spec)
+            .map_err(|e| error_chain(&e))
+            .and_then(|plugin| {
+                plugin
+                    .evaluate(platform, &commands)
+                    .map_err(|e| error_chain(&e))
+            });
+        let verdicts = match verdicts {
+            Ok(verdicts) => verdicts,
+            Err(message) => {
+                // Fail closed: a plugin that cannot judge refuses the log.
+                let finding = Finding {
+                    id: None,
+                    rule: "plugin.failed",
+                    subject: spec.name.clone(),
+                    message: format!(
+                        "plugin `{}` failed, so every command is refused: {message}",
+                        spec.name
+                    ),
+                    hint: "fix or unpin the plugin; a plugin that cannot answer never allows"
+                        .into(),
+                    status: Status::Refused,
+                };
+                tally.add_log(std::slice::from_ref(&finding));
+                printer.finding(None, &finding);
+                continue;
+            }
+        };
+        for (verdict, (command, status)) in verdicts.iter().zip(kept) {
+            if verdict.allow {
+                continue;
+            }
+            let finding = Finding {
+                id: Some(verdict.id),
+                rule: "plugin.refused",
+                subject: spec.name.clone(),
+                message: format!(
+                    "plugin `{}`: {}",
+                    spec.name,
+                    verdict
+                        .reason
+                        .as_deref()
+                        .unwrap_or("refused (no reason given)")
+                ),
+                hint: format!("see the rules of plugin `{}` in the policy", spec.name),
+                status: Status::Refused,
+            };
+            printer.finding(Some(&command.tool), &finding);
+            if refused.insert(command.id) {
+                match status {
+                    Status::Allowed => tally.allowed -= 1,
+                    Status::Unverified => tally.unverified -= 1,
+                    Status::Refused => {}
+                }
+                tally.refused += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `error: cause: cause` on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The visitor of the pass: judges, counts, prints.
 struct Judge<'p, 'o, 'w> {
     checker: Checker<'p>,
     tally: Tally,
     commands: u64,
     printer: &'o mut Printer<'w>,
+    /// Commands and their rules' status, kept for the plugins (if any).
+    kept: Option<Vec<(Command, Status)>>,
+    /// The log's platform, for the plugins' request.
+    platform: Option<cmdlog::Platform>,
 }
 
 impl Visit for Judge<'_, '_, '_> {
     fn header(&mut self, header: &Header) -> ControlFlow<()> {
+        self.platform = Some(header.platform.clone());
         let findings = self.checker.header(header);
         self.tally.add_log(&findings);
         for finding in &findings {
@@ -142,6 +266,9 @@ impl Visit for Judge<'_, '_, '_> {
         self.commands += 1;
         self.tally.add(&verdict);
         self.printer.verdict(&verdict);
+        if let Some(kept) = &mut self.kept {
+            kept.push((command, verdict.status));
+        }
         if self.printer.error.is_some() {
             return ControlFlow::Break(());
         }

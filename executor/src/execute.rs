@@ -29,6 +29,10 @@ use crate::run::{run_tool, RunOptions};
 use crate::sandbox::{SandboxSpec, Want};
 use crate::staging::Staging;
 
+/// The directory under the work root that tools get as `TMPDIR` (the
+/// sandbox lets them write nowhere else); removed after the run.
+pub const TMP_DIR: &str = ".replay-tmp";
+
 /// How to run a log, beyond what the policy says.
 #[derive(Clone)]
 pub struct ExecuteOptions {
@@ -143,6 +147,7 @@ pub fn execute(
             path: job.log.clone(),
             source: Box::new(source),
         })?;
+    let _ = std::fs::remove_dir_all(job.root.join(TMP_DIR));
     if let Some(error) = runner.error.take() {
         return Err(error);
     }
@@ -284,6 +289,15 @@ impl Runner<'_, '_> {
         if let Some(dir) = resolved.program.parent() {
             if !spec.readable.iter().any(|r| dir.starts_with(r)) {
                 spec.readable.push(dir.to_owned());
+            }
+        }
+        // Tools that write temporary files (the clang driver does) may
+        // write only under the root: give them a place there.
+        if !spec.env.contains_key("TMPDIR") {
+            let tmp = root.join(TMP_DIR);
+            if std::fs::create_dir_all(&tmp).is_ok() {
+                spec.env
+                    .insert("TMPDIR".into(), tmp.to_string_lossy().into_owned());
             }
         }
         spec.landlock = self.options.landlock;

@@ -348,6 +348,35 @@ fn run_validated(
         .map(|t| seconds(t, "--timeout"))
         .transpose()?;
     let grace = seconds(running.grace, "--grace")?;
+    // A layer the policy requires but this machine cannot apply: refuse
+    // before anything runs, rather than run weaker. (Probed first: the
+    // probe forks and reaps its own child.)
+    let required = policy.required_layers();
+    if !required.is_empty() {
+        let probe = replay::sandbox::probe();
+        let missing = probe
+            .skipped
+            .iter()
+            .find(|skipped| required.iter().any(|r| *r == skipped.layer.to_string()));
+        if let Some(skipped) = missing {
+            return Err(Failure::new(
+                ReplayExitCode::DENIED,
+                anyhow::anyhow!(
+                    "the policy requires the sandbox layer `{}`, which this machine cannot apply ({}): nothing ran",
+                    skipped.layer,
+                    skipped.reason
+                ),
+            )
+            .hint("run where the layer is available (e.g. where unprivileged user namespaces are allowed), or drop it from `require_sandbox`"));
+        }
+    }
+    let want = |layer: &str| {
+        if required.iter().any(|r| r == layer) {
+            Want::Required
+        } else {
+            Want::IfAvailable
+        }
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&interrupted)).map_err(|e| {
@@ -384,8 +413,8 @@ fn run_validated(
             out: std::io::stderr(),
         })),
         interrupted,
-        landlock: Want::IfAvailable,
-        network: Want::IfAvailable,
+        landlock: want("landlock"),
+        network: want("network"),
     };
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(progress),

@@ -125,6 +125,9 @@ pub enum Invalid {
     /// A flag name that does not start with one of the grammar's flag chars.
     #[error("flag `{0}` does not start with one of the grammar's `flag_chars`")]
     FlagName(String),
+    /// A sandbox layer `replay` does not know.
+    #[error("`{0}` is not a sandbox layer (`landlock`, `network`, `no_new_privs`, `rlimits`, `parent_death_signal`)")]
+    SandboxLayer(String),
     /// A `split` that is not one character.
     #[error("`{0}` must be exactly one character")]
     Split(String),

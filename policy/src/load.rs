@@ -202,6 +202,7 @@ struct Layer {
     name: Option<String>,
     os: Option<Os>,
     system_inputs: Option<Vec<String>>,
+    required_layers: Vec<String>,
     env_set: BTreeMap<String, String>,
     env_allow: BTreeMap<String, ValueRule>,
     limits: LimitsLayer,
@@ -694,6 +695,16 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
         if let Some(list) = &header.system_inputs {
             layer.system_inputs = Some(dirs(source, "policy.system_inputs", list)?);
         }
+        for name in &header.require_sandbox {
+            if !crate::model::SANDBOX_LAYERS.contains(&name.get_ref().as_str()) {
+                return Err(source.invalid(
+                    name.span(),
+                    "policy.require_sandbox",
+                    Invalid::SandboxLayer(name.get_ref().clone()),
+                ));
+            }
+            layer.required_layers.push(name.get_ref().clone());
+        }
     }
     if let Some(env) = &wire.env {
         for (name, value) in &env.set {
@@ -773,6 +784,12 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         merged.name = layer.name.or(merged.name);
         merged.os = layer.os.or(merged.os);
         merged.system_inputs = layer.system_inputs.or(merged.system_inputs);
+        // Requirements only add up: a derived policy cannot drop one.
+        for layer_name in layer.required_layers {
+            if !merged.required_layers.contains(&layer_name) {
+                merged.required_layers.push(layer_name);
+            }
+        }
         merged.env_set.extend(layer.env_set);
         merged.env_allow.extend(layer.env_allow);
         merged.limits = layer.limits.over(merged.limits);
@@ -903,6 +920,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         tools,
         grammars,
         plugins: merged.plugins,
+        required_layers: merged.required_layers,
     })
 }
 

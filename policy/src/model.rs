@@ -31,7 +31,18 @@ pub struct Policy {
     pub(crate) grammars: BTreeMap<String, Grammar>,
     /// The `[[plugin]]` tables, raw, for the plugin host.
     pub(crate) plugins: Vec<PluginTable>,
+    /// Sandbox layers a tool must run under; without one, nothing runs.
+    pub(crate) required_layers: Vec<String>,
 }
+
+/// The sandbox layers a policy may require, as `replay` names them.
+pub const SANDBOX_LAYERS: &[&str] = &[
+    "landlock",
+    "network",
+    "no_new_privs",
+    "rlimits",
+    "parent_death_signal",
+];
 
 /// One `[[plugin]]` table of a policy, kept raw for the plugin host.
 #[derive(Debug, Clone)]
@@ -192,6 +203,12 @@ pub enum ValueRule {
 }
 
 impl Policy {
+    /// The sandbox layers `[policy] require_sandbox` names, from
+    /// [`SANDBOX_LAYERS`]: a machine that cannot apply one refuses to run.
+    pub fn required_layers(&self) -> &[String] {
+        &self.required_layers
+    }
+
     /// The platform whose logs this policy judges.
     pub fn os(&self) -> Os {
         self.os

@@ -40,6 +40,8 @@ pub(crate) struct HeaderWire {
     pub extends: Vec<Spanned<String>>,
     #[serde(default)]
     pub system_inputs: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub require_sandbox: Vec<Spanned<String>>,
 }
 
 /// `[env]`.

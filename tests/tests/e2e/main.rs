@@ -4,5 +4,7 @@ mod layering;
 mod limits;
 mod measure;
 mod pipeline;
+mod plugins;
 mod resume;
+mod sandboxing;
 mod support;

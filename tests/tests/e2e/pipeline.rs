@@ -102,7 +102,11 @@ fn a_refused_command_means_nothing_runs() {
     // commands must not run either.
     // (Edited as text: the header must stay before `commands`.)
     let log = std::fs::read_to_string(root.join("log.json")).unwrap();
-    let evil = log.replacen(r#""args":["-O2","#, r#""args":["-load=/tmp/evil.so","-O2","#, 1);
+    let evil = log.replacen(
+        r#""args":["-O2","#,
+        r#""args":["-load=/tmp/evil.so","-O2","#,
+        1,
+    );
     assert_ne!(evil, log, "the first command is opt -O2");
     assert!(evil.find("-load=").unwrap() < evil.rfind(r#""tool":"cc""#).unwrap());
     std::fs::write(root.join("log.json"), evil).unwrap();
