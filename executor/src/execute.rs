@@ -152,6 +152,8 @@ pub fn execute(
         return Err(error);
     }
     runner.totals.wall_ms = started.elapsed().as_millis() as u64;
+    runner.totals.replay_peak_rss =
+        crate::run::trace::read_status(std::process::id() as i32).map_or(0, |status| status.vm_hwm);
     let totals = runner.totals.clone();
     runner
         .reporter

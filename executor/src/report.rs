@@ -92,6 +92,8 @@ pub struct Totals {
     pub peak_tree_rss_sampled: u64,
     /// User + system CPU of all tools, in milliseconds.
     pub cpu_ms: u64,
+    /// `replay`'s own peak RSS (its `VmHWM`), in bytes: the driver's cost.
+    pub replay_peak_rss: u64,
 }
 
 impl Totals {
@@ -287,7 +289,7 @@ impl<W: Write> Reporter for HumanReporter<W> {
                 }
                 writeln!(
                     self.out,
-                    "total: {} commands, {} ran, {} ok; wall {}, largest peak RSS {}{}, tools' CPU {}",
+                    "total: {} commands, {} ran, {} ok; wall {}, largest peak RSS {}{}, tools' CPU {}, replay itself {}",
                     totals.commands,
                     totals.ran,
                     totals.succeeded,
@@ -297,7 +299,8 @@ impl<W: Write> Reporter for HumanReporter<W> {
                         .peak_rss_command
                         .map(|id| format!(" (command {id})"))
                         .unwrap_or_default(),
-                    seconds(totals.cpu_ms)
+                    seconds(totals.cpu_ms),
+                    bytes(totals.replay_peak_rss)
                 )?;
                 self.out.flush()
             }

@@ -7,6 +7,9 @@ use crate::support::{mask, Fixture, GOOD_LOG};
 
 const BAD_INPUT: i32 = cmdlog::exit_codes::ReplayExitCode::BAD_INPUT;
 
+/// A valid policy that allows no tool.
+const MINIMAL_POLICY: &str = "[policy]\nos = \"linux\"\n";
+
 #[test]
 fn help_lists_the_subcommands_and_exit_codes() {
     let fixture = Fixture::new();
@@ -39,7 +42,7 @@ fn a_log_without_a_policy_is_a_usage_error() {
 #[test]
 fn drive_needs_a_program_after_the_double_dash() {
     let fixture = Fixture::new();
-    fixture.write("p.toml", "");
+    fixture.write("p.toml", MINIMAL_POLICY);
     fixture
         .replay()
         .args(["drive", "--policy", "p.toml"])
@@ -64,7 +67,7 @@ fn a_missing_policy_says_which_file_and_what_to_do() {
 #[test]
 fn a_missing_log_is_bad_input() {
     let fixture = Fixture::new();
-    fixture.write("p.toml", "");
+    fixture.write("p.toml", MINIMAL_POLICY);
     fixture
         .replay()
         .args(["--policy", "p.toml", "nope.json"])
@@ -76,7 +79,7 @@ fn a_missing_log_is_bad_input() {
 #[test]
 fn a_truncated_log_names_where_it_ends_and_runs_nothing() {
     let fixture = Fixture::new();
-    fixture.write("p.toml", "");
+    fixture.write("p.toml", MINIMAL_POLICY);
     fixture.write("log.json", &GOOD_LOG[..GOOD_LOG.len() - 10]);
     let output = fixture
         .replay()
@@ -90,7 +93,7 @@ fn a_truncated_log_names_where_it_ends_and_runs_nothing() {
 #[test]
 fn the_root_defaults_to_the_directory_of_the_log() {
     let fixture = Fixture::new();
-    fixture.write("p.toml", "");
+    fixture.write("p.toml", MINIMAL_POLICY);
     fixture.write("sub/log.json", GOOD_LOG);
     // A root that does not exist is refused, so the default must be `sub`.
     fixture

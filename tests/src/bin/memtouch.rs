@@ -1,6 +1,6 @@
 //! A tool with a known memory footprint, for testing measurement and
 //! limits: `memtouch --mib=N [--children=K] [--hold-ms=T] [--out=FILE]
-//! [--exit=C]`.
+//! [--exit=C] [--crash=1]`.
 //!
 //! It allocates N MiB and writes to every page, so all of it is resident,
 //! holds it for T milliseconds, and exits with C. With K children, it forks
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
     let children = flag(&args, "--children=").unwrap_or(0);
     let hold = Duration::from_millis(flag(&args, "--hold-ms=").unwrap_or(0));
     let code = flag(&args, "--exit=").unwrap_or(0) as u8;
+    let crash = flag(&args, "--crash=") == Some(1);
     let out = args.iter().find_map(|arg| arg.strip_prefix("--out="));
     let mut file = match out.map(std::fs::File::create).transpose() {
         Ok(file) => file,
@@ -57,6 +58,11 @@ fn main() -> ExitCode {
     };
     if children == 0 {
         touch(mib, hold);
+        if crash {
+            // Dies by SIGABRT, as a crashing tool does, its output half
+            // written.
+            std::process::abort();
+        }
         finish(file);
         return ExitCode::from(code);
     }

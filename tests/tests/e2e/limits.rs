@@ -130,3 +130,26 @@ fn keep_going_runs_what_does_not_depend_on_the_failure() {
         .unwrap()
         .contains("written by memtouch"));
 }
+
+#[test]
+fn a_crashing_tool_is_reported_by_signal_and_its_partial_output_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    memtouch_log(&root, &[(&["--crash=1", "--out=a.txt"], &["a.txt"])]);
+    std::fs::write(root.join("a.txt"), "previous\n").unwrap();
+    let output = replay(&root, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    // SIGABRT is 6.
+    assert!(
+        text(&output.stderr).contains("FAILED (signal 6)"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("a.txt")).unwrap(),
+        "previous\n"
+    );
+    let report = report(&root.join("report.json"));
+    assert_eq!(report["commands"][0]["exit"]["signal"], 6, "{report:#}");
+}

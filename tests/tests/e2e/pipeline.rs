@@ -272,3 +272,87 @@ fn a_producer_that_writes_a_truncated_log_runs_nothing() {
         text(&drive.stderr)
     );
 }
+
+#[test]
+fn macos_and_windows_logs_pass_their_policies_and_fail_the_linux_one() {
+    for (os, own) in [("macos", "macos.toml"), ("windows", "windows.toml")] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::copy(
+            repo().join("examples/hello/hello.ll"),
+            root.join("hello.ll"),
+        )
+        .unwrap();
+        let aotc = run(
+            &bin("aotc"),
+            &[
+                "hello.ll",
+                "--target-os",
+                os,
+                "-o",
+                "hello",
+                "--log",
+                "log.json",
+                "--partitions",
+                "2",
+            ],
+            root,
+        );
+        assert!(aotc.status.success(), "{os}: {}", text(&aotc.stderr));
+        let own = shipped_policy(own);
+        let check = run(
+            &bin("replay"),
+            &["check", "--policy", own.to_str().unwrap(), "log.json"],
+            root,
+        );
+        // Audited here, the other platform's binaries are unverified, not
+        // refused...
+        assert_eq!(
+            check.status.code(),
+            Some(0),
+            "{os}: {}",
+            text(&check.stdout)
+        );
+        let stdout = text(&check.stdout);
+        let tally = stdout.lines().last().unwrap_or_default();
+        assert!(
+            tally.starts_with("unverified: 0 allowed,") && tally.ends_with(" 0 refused"),
+            "{os}: {stdout}"
+        );
+        // ...and --strict refuses what it cannot verify.
+        let strict = run(
+            &bin("replay"),
+            &[
+                "check",
+                "--strict",
+                "--policy",
+                own.to_str().unwrap(),
+                "log.json",
+            ],
+            root,
+        );
+        assert_eq!(
+            strict.status.code(),
+            Some(3),
+            "{os}: {}",
+            text(&strict.stdout)
+        );
+        let linux = shipped_policy("linux.toml");
+        let wrong = run(
+            &bin("replay"),
+            &["check", "--policy", linux.to_str().unwrap(), "log.json"],
+            root,
+        );
+        assert_eq!(
+            wrong.status.code(),
+            Some(3),
+            "{os}: {}",
+            text(&wrong.stdout)
+        );
+        assert!(
+            text(&wrong.stdout).contains("platform.os-mismatch"),
+            "{os}: {}",
+            text(&wrong.stdout)
+        );
+    }
+}

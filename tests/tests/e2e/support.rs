@@ -74,6 +74,7 @@ flags = [
   {{ name = "--children=", form = "joined", range = [0, 16] }},
   {{ name = "--hold-ms=", form = "joined", range = [0, 600000] }},
   {{ name = "--exit=", form = "joined", range = [0, 255] }},
+  {{ name = "--crash=", form = "joined", range = [0, 1] }},
   {{ name = "--out=", form = "joined", path = "output" }},
 ]
 "#,

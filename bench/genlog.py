@@ -1,0 +1,23 @@
+#!/usr/bin/env python3
+"""Writes a replay log of N commands to stdout, for the benches.
+
+  genlog.py N opt       opt -O2 gen.aotc/pK.bc -o gen.aotc/pK.opt.bc (linux.toml allows them)
+  genlog.py N memtouch  memtouch --mib=0 (a trivial tool, for the run footprint)
+"""
+import json
+import sys
+
+n, kind = int(sys.argv[1]), sys.argv[2]
+out = sys.stdout
+out.write('{"format":"replay-log","version":1,"producer":{"name":"genlog","version":"0"},'
+          '"platform":{"os":"linux","arch":"x86_64"},"commands":[\n')
+for i in range(1, n + 1):
+    if kind == "opt":
+        src, dst = f"gen.aotc/p{i}.bc", f"gen.aotc/p{i}.opt.bc"
+        cmd = {"id": i, "tool": "opt", "program": "opt", "args": ["-O2", src, "-o", dst],
+               "cwd": ".", "env": {}, "inputs": [src], "outputs": [dst]}
+    else:
+        cmd = {"id": i, "tool": "memtouch", "program": "memtouch", "args": ["--mib=0"],
+               "cwd": ".", "env": {}, "inputs": [], "outputs": []}
+    out.write(("," if i > 1 else "") + json.dumps(cmd, separators=(",", ":")) + "\n")
+out.write("]}\n")
