@@ -113,7 +113,7 @@ pub fn audit(
         kept: (!specs.is_empty()).then(Vec::new),
         platform: None,
     };
-    let file = File::open(&job.log).map_err(|source| JobError::Log {
+    let file = File::open(&job.read_from).map_err(|source| JobError::Log {
         path: job.log.clone(),
         source,
     })?;

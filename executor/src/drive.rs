@@ -94,10 +94,15 @@ pub fn produce(
     // we announce. It is cleared of CLOEXEC only in the child, between fork
     // and exec, so no other child of replay can inherit it.
     let fd = write.as_raw_fd();
-    let mut file = File::create(log).map_err(|source| DriveError::LogFile {
-        path: log.to_owned(),
-        source,
-    })?;
+    let mut file = crate::journal::no_follow()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(log)
+        .map_err(|source| DriveError::LogFile {
+            path: log.to_owned(),
+            source,
+        })?;
     let mut command = Command::new(program);
     command
         .args(args)

@@ -128,6 +128,7 @@ pub fn execute(
         journal,
         done,
         failed_outputs: HashSet::new(),
+        rebuilt: HashSet::new(),
         reporter,
         totals: Totals {
             commands,
@@ -137,7 +138,7 @@ pub fn execute(
         error: None,
         position: 0,
     };
-    let file = File::open(&job.log).map_err(|source| JobError::Log {
+    let file = File::open(&job.read_from).map_err(|source| JobError::Log {
         path: job.log.clone(),
         source,
     })?;
@@ -169,8 +170,10 @@ struct Runner<'a, 'p> {
     checker: Checker<'p>,
     journal: Journal,
     done: std::collections::HashMap<u64, Entry>,
-    /// Outputs of commands that failed (`--keep-going`).
+    /// Outputs of commands that failed (`--keep-going`), as [`key`]s.
     failed_outputs: HashSet<String>,
+    /// Outputs of commands that ran and succeeded in this run, as [`key`]s.
+    rebuilt: HashSet<String>,
     reporter: &'a mut dyn Reporter,
     totals: Totals,
     status: RunStatus,
@@ -231,7 +234,13 @@ impl Runner<'_, '_> {
                 });
             }
         };
-        if self.options.resume {
+        // A command whose inputs were rebuilt in this run is not done, even
+        // if its own outputs are unchanged.
+        let rebuilt_input = command
+            .inputs
+            .iter()
+            .any(|input| self.rebuilt.contains(&key(input)));
+        if self.options.resume && !rebuilt_input {
             if let Some(entry) = self.done.get(&command.id) {
                 if journal::still_done(entry, command, root) {
                     return record(Status::Resumed);
@@ -241,9 +250,10 @@ impl Runner<'_, '_> {
         if let Some(input) = command
             .inputs
             .iter()
-            .find(|input| self.failed_outputs.contains(input.as_str()))
+            .find(|input| self.failed_outputs.contains(&key(input)))
         {
-            self.failed_outputs.extend(command.outputs.iter().cloned());
+            self.failed_outputs
+                .extend(command.outputs.iter().map(|o| key(o)));
             return record(Status::Blocked {
                 input: input.clone(),
             });
@@ -253,7 +263,8 @@ impl Runner<'_, '_> {
             .iter()
             .find(|input| !input_exists(root, input))
         {
-            self.failed_outputs.extend(command.outputs.iter().cloned());
+            self.failed_outputs
+                .extend(command.outputs.iter().map(|o| key(o)));
             return record(Status::Error {
                 message: format!("input `{missing}` does not exist"),
             });
@@ -273,7 +284,7 @@ impl Runner<'_, '_> {
             }
         };
         if let Err(error) = staging.prepare(command.id) {
-            staging.abort();
+            // `prepare` put back what it had moved; nothing else to undo.
             return record(Status::Error {
                 message: error.to_string(),
             });
@@ -324,7 +335,8 @@ impl Runner<'_, '_> {
             Ok(outcome) => outcome,
             Err(error) => {
                 staging.abort();
-                self.failed_outputs.extend(command.outputs.iter().cloned());
+                self.failed_outputs
+                    .extend(command.outputs.iter().map(|o| key(o)));
                 return record(Status::Error {
                     message: error_chain(&error),
                 });
@@ -346,8 +358,11 @@ impl Runner<'_, '_> {
             staging.abort();
             status
         };
-        if !matches!(status, Status::Ok) {
-            self.failed_outputs.extend(command.outputs.iter().cloned());
+        if matches!(status, Status::Ok) {
+            self.rebuilt.extend(command.outputs.iter().map(|o| key(o)));
+        } else {
+            self.failed_outputs
+                .extend(command.outputs.iter().map(|o| key(o)));
         }
         CommandRecord {
             id: command.id,
@@ -412,6 +427,11 @@ impl Visit for Runner<'_, '_> {
         }
         self.finish(record)
     }
+}
+
+/// A path as the run compares them: `./out/p.o` and `out/p.o` are one file.
+fn key(path: &str) -> String {
+    cmdlog::path::normalize_under(".", path).unwrap_or_else(|| path.to_owned())
 }
 
 fn input_exists(root: &Path, input: &str) -> bool {

@@ -13,6 +13,9 @@ use cmdlog::{LogReader, ReadError, Summary};
 pub struct Job {
     /// The command log.
     pub log: PathBuf,
+    /// The file the passes read the log from: the log itself, or a
+    /// snapshot of it outside the work root ([`Job::snapshot`]).
+    pub read_from: PathBuf,
     /// The work root: every path in the log is relative to it (canonical).
     pub root: PathBuf,
     /// The policy file.
@@ -94,15 +97,39 @@ impl Job {
             .map_err(|source| JobError::Root { path: root, source })?;
         Ok(Job {
             log: log.to_owned(),
+            read_from: log.to_owned(),
             root: canonical,
             policy: policy.to_owned(),
         })
     }
 
+    /// Copies the log to a private file outside the work root and returns
+    /// the job reading from it, with the copy's guard. Tools can write in
+    /// the root (the log usually lives there): both passes must read the
+    /// same bytes, whatever a tool does to the log meanwhile.
+    pub fn snapshot(&self) -> Result<(Job, tempfile::TempPath), JobError> {
+        let snapshot = |source| JobError::Log {
+            path: self.log.clone(),
+            source,
+        };
+        let mut copy = tempfile::Builder::new()
+            .prefix("replay-log-")
+            .tempfile()
+            .map_err(snapshot)?;
+        let mut original = File::open(&self.log).map_err(snapshot)?;
+        io::copy(&mut original, copy.as_file_mut()).map_err(snapshot)?;
+        let path = copy.into_temp_path();
+        let job = Job {
+            read_from: path.to_path_buf(),
+            ..self.clone()
+        };
+        Ok((job, path))
+    }
+
     /// Reads the whole log through once, checking its format, and keeps
     /// nothing of it but the summary.
     pub fn scan_log(&self) -> Result<Summary, JobError> {
-        let file = File::open(&self.log).map_err(|source| JobError::Log {
+        let file = File::open(&self.read_from).map_err(|source| JobError::Log {
             path: self.log.clone(),
             source,
         })?;

@@ -69,10 +69,15 @@ pub fn path_for(log: &Path) -> PathBuf {
 impl Journal {
     /// Starts a new, empty journal at `path` (a fresh run).
     pub fn create(path: &Path) -> Result<Journal, JournalError> {
-        let file = File::create(path).map_err(|source| JournalError::Write {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = no_follow()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|source| JournalError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Journal {
             file,
             path: path.to_owned(),
@@ -87,7 +92,7 @@ impl Journal {
             source,
         };
         let mut entries = HashMap::new();
-        match File::open(path) {
+        match no_follow().read(true).open(path) {
             Ok(file) => {
                 for line in BufReader::new(file).lines() {
                     let line = line.map_err(read_error)?;
@@ -101,7 +106,7 @@ impl Journal {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => return Err(read_error(error)),
         }
-        let file = OpenOptions::new()
+        let file = no_follow()
             .create(true)
             .append(true)
             .open(path)
@@ -138,6 +143,16 @@ impl Journal {
                 source,
             })
     }
+}
+
+/// Options that refuse to follow a symlink in the last component: a tool
+/// can write in the root, where the journal lives, and must not turn it
+/// into a link to a file outside.
+pub(crate) fn no_follow() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = OpenOptions::new();
+    options.custom_flags(libc::O_NOFOLLOW);
+    options
 }
 
 /// The sha256 of a command, as the journal identifies it.

@@ -303,6 +303,9 @@ fn run_log(args: RunArgs) -> Result<(), Failure> {
 /// Validates the whole log, then runs it: the heart of `replay --policy`.
 fn run_job(job: &Job, running: &Running, produced: Option<Produced>) -> Result<(), Failure> {
     let policy = load_policy(&job.policy)?;
+    // Both passes read a private copy: a tool may write in the root.
+    let (job, _snapshot) = job.snapshot()?;
+    let job = &job;
     let mut stderr = std::io::stderr();
     let verdict = audit::audit(
         job,

@@ -146,7 +146,8 @@ impl Staging {
     /// killed while this command ran, left behind, and moves aside the
     /// previous version of each output that is written in place.
     pub fn prepare(&mut self, id: u64) -> Result<(), StagingError> {
-        for output in &mut self.staged {
+        for at in 0..self.staged.len() {
+            let output = &mut self.staged[at];
             remove_stale(&output.target, id);
             if output.written == output.target && output.target.exists() {
                 let name = output
@@ -157,10 +158,20 @@ impl Staging {
                 let backup = output
                     .target
                     .with_file_name(format!(".replay-backup-{id}-{}-{name}", std::process::id()));
-                fs::rename(&output.target, &backup).map_err(|source| StagingError::Backup {
-                    path: output.declared.clone(),
-                    source,
-                })?;
+                if let Err(source) = fs::rename(&output.target, &backup) {
+                    let error = StagingError::Backup {
+                        path: output.declared.clone(),
+                        source,
+                    };
+                    // Put back only what was moved aside; nothing ran, so
+                    // every target still holds its previous version.
+                    for earlier in &self.staged[..at] {
+                        if let Some(backup) = &earlier.backup {
+                            let _ = fs::rename(backup, &earlier.target);
+                        }
+                    }
+                    return Err(error);
+                }
                 output.backup = Some(backup);
             }
         }
@@ -211,8 +222,10 @@ impl Staging {
     }
 }
 
-/// Removes `.replay-ID-PID-NAME` and `.replay-backup-ID-PID-NAME` files
-/// next to `target`: what a killed run of command `id` left.
+/// Cleans up after a killed run of command `id` next to `target`: removes
+/// its temporaries (`.replay-ID-PID-NAME`), and puts back its backup
+/// (`.replay-backup-ID-PID-NAME`), which holds the last good version while
+/// the target may hold a partial one.
 fn remove_stale(target: &Path, id: u64) {
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
         return;
@@ -221,16 +234,16 @@ fn remove_stale(target: &Path, id: u64) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
+    let ours = |rest: Option<&str>| {
+        rest.and_then(|rest| rest.split_once('-'))
+            .is_some_and(|(pid, tail)| pid.bytes().all(|b| b.is_ascii_digit()) && tail == name)
+    };
     for entry in entries.flatten() {
         let file = entry.file_name();
         let file = file.to_string_lossy();
-        let rest = file
-            .strip_prefix(&format!(".replay-{id}-"))
-            .or_else(|| file.strip_prefix(&format!(".replay-backup-{id}-")));
-        let stale = rest
-            .and_then(|rest| rest.split_once('-'))
-            .is_some_and(|(pid, tail)| pid.bytes().all(|b| b.is_ascii_digit()) && tail == name);
-        if stale {
+        if ours(file.strip_prefix(&format!(".replay-backup-{id}-"))) {
+            let _ = fs::rename(entry.path(), target);
+        } else if ours(file.strip_prefix(&format!(".replay-{id}-"))) {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -367,5 +380,20 @@ mod tests {
         );
         assert!(root.join(".replay-5-999-q.o").exists(), "another output's");
         assert!(root.join(".replay-6-999-p.o").exists(), "another command's");
+    }
+
+    #[test]
+    fn a_killed_runs_backup_is_put_back_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // Killed while writing `a.out` in place: a partial target, and the
+        // good version aside.
+        fs::write(root.join("a.out"), "partial").unwrap();
+        fs::write(root.join(".replay-backup-4-999-a.out"), "good").unwrap();
+        let (_, mut staging) = Staging::plan(root, ".", &[], &strings(&["a.out"]), 4).unwrap();
+        staging.prepare(4).unwrap();
+        // The tool fails again: the good version is what stays.
+        staging.abort();
+        assert_eq!(fs::read_to_string(root.join("a.out")).unwrap(), "good");
     }
 }

@@ -119,6 +119,11 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     // Attach before the tool execs. If ptrace is refused the tool runs
     // untraced and only sampled figures are reported.
     let tracer = Tracer::seize(pid, tree.clone()).ok();
+    if tracer.is_none() {
+        // Untraced, only the main process is known: sample and kill it
+        // (and its group) at least.
+        tree.insert(pid);
+    }
     let watcher = Watcher::start(
         tree.clone(),
         pid,
@@ -172,23 +177,25 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         }
     };
 
-    let (exit, user, system, ru_maxrss, processes) = match tracer {
-        Some(tracer) => {
-            let (main, peaks) = tracer.wait().map_err(RunError::Wait)?;
-            (main.status, main.user, main.system, main.ru_maxrss, peaks)
-        }
-        None => {
-            let status = launch.child().wait().map_err(RunError::Wait)?;
+    let waited = match tracer {
+        Some(tracer) => tracer
+            .wait()
+            .map(|(main, peaks)| (main.status, main.user, main.system, main.ru_maxrss, peaks)),
+        None => launch.child().wait().map(|status| {
             use std::os::unix::process::ExitStatusExt;
+            // Whatever it left behind dies with it.
+            tree.kill(pid, nix::sys::signal::Signal::SIGKILL);
             let exit = match (status.code(), status.signal()) {
                 (Some(code), _) => ExitStatus::Code(code),
                 (None, Some(signal)) => ExitStatus::Signal(signal),
                 (None, None) => ExitStatus::Code(-1),
             };
             (exit, Duration::ZERO, Duration::ZERO, 0, Vec::new())
-        }
+        }),
     };
+    // Stop the watcher on every path, so it never signals a stale group.
     let watched = watcher.finish();
+    let (exit, user, system, ru_maxrss, processes) = waited.map_err(RunError::Wait)?;
     let mut tails: Vec<Captured> = captures
         .into_iter()
         .map(|capture| capture.map(Capture::finish).unwrap_or_default())

@@ -72,29 +72,50 @@ impl ExitStatus {
 /// The processes of a tool's tree, shared with the sampler and the killer.
 #[derive(Debug, Default, Clone)]
 pub struct Tree {
+    /// Every traced task: processes and their threads.
     live: Arc<Mutex<HashSet<i32>>>,
+    /// The tasks of `live` that are threads of another process: their
+    /// `/proc` entries show the whole process's memory, so they are not
+    /// counted again.
+    threads: Arc<Mutex<HashSet<i32>>>,
 }
 
 impl Tree {
-    /// The live processes now.
+    /// The live processes now (thread-group leaders, not their threads).
     pub fn pids(&self) -> Vec<i32> {
+        let threads = self.threads.lock().map(|t| t.clone()).unwrap_or_default();
         self.live
             .lock()
-            .map(|live| live.iter().copied().collect())
+            .map(|live| {
+                live.iter()
+                    .copied()
+                    .filter(|t| !threads.contains(t))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    fn insert(&self, pid: i32) {
+    /// Adds a task; a thread of another process is noted as such.
+    pub(crate) fn insert(&self, tid: i32) {
         if let Ok(mut live) = self.live.lock() {
-            live.insert(pid);
+            live.insert(tid);
+        }
+        let is_thread = read_status(tid).is_some_and(|status| status.tgid != tid);
+        if is_thread {
+            if let Ok(mut threads) = self.threads.lock() {
+                threads.insert(tid);
+            }
         }
     }
 
-    fn remove(&self, pid: i32) -> bool {
+    fn remove(&self, tid: i32) -> bool {
+        if let Ok(mut threads) = self.threads.lock() {
+            threads.remove(&tid);
+        }
         self.live
             .lock()
             .map(|mut live| {
-                live.remove(&pid);
+                live.remove(&tid);
                 live.is_empty()
             })
             .unwrap_or(true)

@@ -109,3 +109,65 @@ fn sigkill_then_resume_ends_like_an_uninterrupted_run() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn resume_reruns_a_command_whose_input_was_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    let write = |first_mib: u32| {
+        let log = format!(
+            r#"{{"format":"replay-log","version":1,"producer":{{"name":"t","version":"0"}},"platform":{{"os":"linux","arch":"{arch}"}},"commands":[
+{{"id":1,"tool":"memtouch","program":"memtouch","args":["--mib={first_mib}","--out=a.txt"],"cwd":".","env":{{}},"inputs":[],"outputs":["a.txt"]}},
+{{"id":2,"tool":"memtouch","program":"memtouch","args":["--out=b.txt"],"cwd":".","env":{{}},"inputs":["./a.txt"],"outputs":["b.txt"]}}
+]}}"#,
+            arch = std::env::consts::ARCH
+        );
+        std::fs::write(root.join("log.json"), log).unwrap();
+    };
+    write(1);
+    let first = run(
+        &bin("replay"),
+        &["--policy", "memtouch.toml", "log.json"],
+        &root,
+    );
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    // The first command changes; the second is unchanged but reads its
+    // output, so it is not done either.
+    write(2);
+    let resumed = run(
+        &bin("replay"),
+        &[
+            "--policy",
+            "memtouch.toml",
+            "--resume",
+            "--report",
+            "r.json",
+            "log.json",
+        ],
+        &root,
+    );
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["commands"][0]["status"], "ok", "{report:#}");
+    assert_eq!(report["commands"][1]["status"], "ok", "{report:#}");
+    // And with nothing changed, both are skipped.
+    let again = run(
+        &bin("replay"),
+        &[
+            "--policy",
+            "memtouch.toml",
+            "--resume",
+            "--report",
+            "r.json",
+            "log.json",
+        ],
+        &root,
+    );
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["commands"][0]["status"], "resumed", "{report:#}");
+    assert_eq!(report["commands"][1]["status"], "resumed", "{report:#}");
+}
