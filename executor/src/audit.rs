@@ -166,11 +166,11 @@ fn judge_with_plugins(
     for spec in specs {
         let verdicts = host
             .load(spec)
-            .map_err(|e| error_chain(&e))
+            .map_err(|e| crate::report::one_line(&e))
             .and_then(|plugin| {
                 plugin
                     .evaluate(platform, &commands)
-                    .map_err(|e| error_chain(&e))
+                    .map_err(|e| crate::report::one_line(&e))
             });
         let verdicts = match verdicts {
             Ok(verdicts) => verdicts,
@@ -224,18 +224,6 @@ fn judge_with_plugins(
         }
     }
     Ok(())
-}
-
-/// `error: cause: cause` on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The visitor of the pass: judges, counts, prints.

@@ -140,12 +140,7 @@ pub fn produce(
         Err(_) => {
             let mut child = child;
             let status = child.wait().map_err(DriveError::Wait)?;
-            use std::os::unix::process::ExitStatusExt;
-            let exit = match (status.code(), status.signal()) {
-                (Some(code), _) => ExitStatus::Code(code),
-                (_, Some(signal)) => ExitStatus::Signal(signal),
-                _ => ExitStatus::Code(-1),
-            };
+            let exit = ExitStatus::from_std(status);
             (exit, 0, Vec::new())
         }
     };

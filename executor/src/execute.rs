@@ -338,7 +338,7 @@ impl Runner<'_, '_> {
                 self.failed_outputs
                     .extend(command.outputs.iter().map(|o| key(o)));
                 return record(Status::Error {
-                    message: error_chain(&error),
+                    message: crate::report::one_line(&error),
                 });
             }
         };
@@ -378,7 +378,7 @@ impl Runner<'_, '_> {
             .targets()
             .map(|(declared, target)| (declared.to_owned(), target.to_owned()))
             .collect();
-        staging.commit().map_err(|e| error_chain(&e))?;
+        staging.commit().map_err(|e| crate::report::one_line(&e))?;
         let mut outputs = Vec::with_capacity(targets.len());
         for (declared, target) in targets {
             let hash = journal::file_hash(&target)
@@ -390,7 +390,9 @@ impl Runner<'_, '_> {
             command: journal::command_hash(command),
             outputs,
         };
-        self.journal.record(&entry).map_err(|e| error_chain(&e))
+        self.journal
+            .record(&entry)
+            .map_err(|e| crate::report::one_line(&e))
     }
 }
 
@@ -462,16 +464,4 @@ fn worst(a: RunStatus, b: RunStatus) -> RunStatus {
     } else {
         a
     }
-}
-
-/// `error: cause: cause` on one line, for a report row.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

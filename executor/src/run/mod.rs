@@ -182,14 +182,9 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
             .wait()
             .map(|(main, peaks)| (main.status, main.user, main.system, main.ru_maxrss, peaks)),
         None => launch.child().wait().map(|status| {
-            use std::os::unix::process::ExitStatusExt;
             // Whatever it left behind dies with it.
             tree.kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let exit = match (status.code(), status.signal()) {
-                (Some(code), _) => ExitStatus::Code(code),
-                (None, Some(signal)) => ExitStatus::Signal(signal),
-                (None, None) => ExitStatus::Code(-1),
-            };
+            let exit = ExitStatus::from_std(status);
             (exit, Duration::ZERO, Duration::ZERO, 0, Vec::new())
         }),
     };

@@ -63,6 +63,16 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// The same, from the standard library's status of a reaped child.
+    pub fn from_std(status: std::process::ExitStatus) -> ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitStatus::Code(code),
+            (None, Some(signal)) => ExitStatus::Signal(signal),
+            (None, None) => ExitStatus::Code(-1),
+        }
+    }
+
     /// True for exit code 0.
     pub fn success(self) -> bool {
         self == ExitStatus::Code(0)
