@@ -6,6 +6,7 @@ use std::io;
 
 use crate::limits::Limit;
 use crate::path::PathProblem;
+use crate::text::{printable, MAX_PRINTED_CHARS};
 
 /// A place in the document, as the reader last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +61,7 @@ impl fmt::Display for Field {
         match &self.item {
             None => f.write_str(self.name),
             Some(Item::Index(i)) => write!(f, "{}[{i}]", self.name),
-            Some(Item::Key(k)) => write!(f, "{}.{}", self.name, k.escape_debug()),
+            Some(Item::Key(k)) => write!(f, "{}.{}", self.name, printable(k, 200)),
         }
     }
 }
@@ -188,7 +189,14 @@ impl fmt::Display for ReadError {
         if let Some(field) = &self.field {
             write!(f, ", field `{field}`")?;
         }
-        write!(f, ": {} (at {})", self.problem, self.location)
+        // The problem quotes the log's own text: print it defanged.
+        let problem = self.problem.to_string();
+        write!(
+            f,
+            ": {} (at {})",
+            printable(&problem, MAX_PRINTED_CHARS),
+            self.location
+        )
     }
 }
 
@@ -216,6 +224,25 @@ pub enum WriteError {
         field: Field,
         /// What is wrong with it.
         problem: Problem,
+    },
+    /// The command, or the log with it, passes a size limit of the reader.
+    #[error("command {id}: {problem}")]
+    TooLarge {
+        /// The command's id.
+        id: u64,
+        /// Which limit ([`Problem::TooLarge`]).
+        problem: Problem,
+    },
+    /// [`crate::ToolKind::Other`] with the name of a known kind, which a
+    /// reader would read back as that kind.
+    #[error(
+        "command {id}: tool `{name}` is a known kind; use its own variant, not `ToolKind::Other`"
+    )]
+    OtherNamesKnownKind {
+        /// The command's id.
+        id: u64,
+        /// The name given.
+        name: String,
     },
     /// The header is one a reader would refuse.
     #[error("header field `{field}`: {problem}")]

@@ -26,12 +26,13 @@ mod limits;
 pub mod path;
 mod read;
 pub mod schema;
+pub mod text;
 mod types;
 mod validate;
 mod write;
 
 pub use error::{CommandRef, Field, Item, Location, Problem, ReadError, WriteError};
-pub use limits::{Limit, Limits};
+pub use limits::{Limit, Limits, MAX_HEADER_BYTES};
 pub use read::{read_document, LogReader, Summary, Visit};
 pub use types::{Command, Document, Header, Os, Platform, Producer, ToolKind, FORMAT, VERSION};
 pub use write::LogWriter;

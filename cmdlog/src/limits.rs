@@ -34,6 +34,11 @@ impl Default for Limits {
     }
 }
 
+/// The most bytes a log may have outside its commands: the header before
+/// `commands`, and what follows the list. Fixed, since nothing legitimate
+/// there grows with the build.
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+
 /// Which of the [`Limits`] a log exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -41,6 +46,8 @@ pub enum Limit {
     LogBytes,
     /// [`Limits::max_command_bytes`].
     CommandBytes,
+    /// [`MAX_HEADER_BYTES`], before or after the commands.
+    HeaderBytes,
     /// [`Limits::max_commands`].
     Commands,
     /// [`Limits::max_args`].
@@ -55,6 +62,7 @@ impl Limit {
         match self {
             Limit::LogBytes => limits.max_log_bytes,
             Limit::CommandBytes => limits.max_command_bytes,
+            Limit::HeaderBytes => MAX_HEADER_BYTES,
             Limit::Commands => limits.max_commands,
             Limit::Args => limits.max_args,
             Limit::ArgBytes => limits.max_arg_bytes,
@@ -67,6 +75,9 @@ impl fmt::Display for Limit {
         f.write_str(match self {
             Limit::LogBytes => "bytes in the log",
             Limit::CommandBytes => "bytes in one command",
+            Limit::HeaderBytes => {
+                "bytes outside the commands (the header and what follows the list)"
+            }
             Limit::Commands => "commands in the log",
             Limit::Args => "arguments in one command",
             Limit::ArgBytes => "bytes in one argument",

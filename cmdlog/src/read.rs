@@ -25,7 +25,7 @@ use std::rc::Rc;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use crate::error::{CommandRef, Field, Item, Location, Problem, ReadError};
-use crate::limits::{Limit, Limits};
+use crate::limits::{Limit, Limits, MAX_HEADER_BYTES};
 use crate::types::{Command, Document, Header, Platform, Producer, ToolKind, FORMAT, VERSION};
 use crate::validate::{self, List};
 
@@ -161,9 +161,6 @@ pub fn read_document(input: impl Read, limits: Limits) -> Result<Document, ReadE
     })
 }
 
-/// The most bytes before `commands` (the header) a reader accepts.
-const HEADER_MAX_BYTES: u64 = 1 << 20;
-
 /// Counts the bytes read and enforces the byte limits: the whole log, and a
 /// window that restarts at each command.
 struct Meter {
@@ -171,6 +168,8 @@ struct Meter {
     max_total: u64,
     window_start: Cell<u64>,
     window_max: Cell<u64>,
+    /// Which limit the current window enforces.
+    window_limit: Cell<Limit>,
     exceeded: Cell<Option<Limit>>,
 }
 
@@ -180,15 +179,17 @@ impl Meter {
             consumed: Cell::new(0),
             max_total: limits.max_log_bytes,
             window_start: Cell::new(0),
-            window_max: Cell::new(HEADER_MAX_BYTES.max(limits.max_command_bytes)),
+            window_max: Cell::new(MAX_HEADER_BYTES),
+            window_limit: Cell::new(Limit::HeaderBytes),
             exceeded: Cell::new(None),
         }
     }
 
-    /// Starts a new per-command window of `max` bytes.
-    fn restart_window(&self, max: u64) {
+    /// Starts a new window of `max` bytes, enforcing `limit`.
+    fn restart_window(&self, max: u64, limit: Limit) {
         self.window_start.set(self.consumed.get());
         self.window_max.set(max);
+        self.window_limit.set(limit);
     }
 
     /// Where the reader is; serde_json gives no line for I/O errors (which
@@ -217,7 +218,7 @@ impl<R: Read> Read for Metered<R> {
         let limit = if consumed > m.max_total {
             Some(Limit::LogBytes)
         } else if consumed - m.window_start.get() > m.window_max.get() {
-            Some(Limit::CommandBytes)
+            Some(m.window_limit.get())
         } else {
             None
         };
@@ -451,8 +452,11 @@ impl<'de, V: Visit> Visitor<'de> for CommandsSeed<'_, '_, V> {
             state.command = None;
             state.field = None;
         }
-        // Past the list only the closing brace and whitespace remain.
-        state.meter.restart_window(u64::MAX);
+        // Past the list only the closing brace and whitespace belong; any
+        // key there is refused, but it is read whole first, so bound it.
+        state
+            .meter
+            .restart_window(MAX_HEADER_BYTES, Limit::HeaderBytes);
         Ok(())
     }
 }
@@ -477,7 +481,9 @@ impl<'de, V: Visit> DeserializeSeed<'de> for CommandSeed<'_, '_, V> {
                 max: state.limits.max_commands,
             }));
         }
-        state.meter.restart_window(state.limits.max_command_bytes);
+        state
+            .meter
+            .restart_window(state.limits.max_command_bytes, Limit::CommandBytes);
         d.deserialize_map(CommandSeed { state })
     }
 }

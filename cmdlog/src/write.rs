@@ -4,9 +4,9 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::error::WriteError;
-use crate::limits::Limits;
-use crate::types::{Command, Header, FORMAT, VERSION};
+use crate::error::{Field, Problem, WriteError};
+use crate::limits::{Limit, Limits, MAX_HEADER_BYTES};
+use crate::types::{Command, Header, ToolKind, FORMAT, VERSION};
 use crate::validate;
 
 /// Writes a v1 log, one command at a time, header first.
@@ -21,6 +21,8 @@ pub struct LogWriter<W: Write> {
     limits: Limits,
     last_id: Option<u64>,
     commands: u64,
+    /// One command's JSON, measured before it is written.
+    buffer: Vec<u8>,
 }
 
 impl<W: Write> LogWriter<W> {
@@ -32,15 +34,27 @@ impl<W: Write> LogWriter<W> {
             out,
             "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"producer\":"
         )?;
-        json(&mut out, &header.producer)?;
-        out.write_all(b",\"platform\":")?;
-        json(&mut out, &header.platform)?;
+        let mut fields = Vec::new();
+        json(&mut fields, &header.producer)?;
+        fields.extend_from_slice(b",\"platform\":");
+        json(&mut fields, &header.platform)?;
+        if fields.len() as u64 + 64 > MAX_HEADER_BYTES {
+            return Err(WriteError::InvalidHeader {
+                field: Field::named("producer"),
+                problem: Problem::TooLarge {
+                    limit: Limit::HeaderBytes,
+                    max: MAX_HEADER_BYTES,
+                },
+            });
+        }
+        out.write_all(&fields)?;
         out.write_all(b",\"commands\":[")?;
         Ok(LogWriter {
             out,
             limits: Limits::default(),
             last_id: None,
             commands: 0,
+            buffer: Vec::new(),
         })
     }
 
@@ -51,16 +65,37 @@ impl<W: Write> LogWriter<W> {
 
     /// Appends `command`; its id must be greater than the previous one's.
     pub fn write_command(&mut self, command: &Command) -> Result<(), WriteError> {
-        validate::command(command, &self.limits, self.last_id).map_err(|(field, problem)| {
-            WriteError::Invalid {
-                id: command.id,
-                field,
-                problem,
+        let id = command.id;
+        validate::command(command, &self.limits, self.last_id)
+            .map_err(|(field, problem)| WriteError::Invalid { id, field, problem })?;
+        if let ToolKind::Other(name) = &command.tool {
+            if ToolKind::from_name(name).is_known() {
+                // It would read back as the known kind, not as written.
+                return Err(WriteError::OtherNamesKnownKind {
+                    id,
+                    name: name.clone(),
+                });
             }
-        })?;
+        }
+        let too_large = |limit: Limit| WriteError::TooLarge {
+            id,
+            problem: Problem::TooLarge {
+                limit,
+                max: limit.value(&self.limits),
+            },
+        };
+        if self.commands >= self.limits.max_commands {
+            return Err(too_large(Limit::Commands));
+        }
+        // The reader bounds the bytes of each command; so must the writer.
+        self.buffer.clear();
+        json(&mut self.buffer, command)?;
+        if self.buffer.len() as u64 + 2 > self.limits.max_command_bytes {
+            return Err(too_large(Limit::CommandBytes));
+        }
         self.out
             .write_all(if self.commands == 0 { b"\n" } else { b",\n" })?;
-        json(&mut self.out, command)?;
+        self.out.write_all(&self.buffer)?;
         self.last_id = Some(command.id);
         self.commands += 1;
         Ok(())

@@ -4,7 +4,7 @@
 
 use std::ops::ControlFlow;
 
-use cmdlog::{Limit, Limits, LogReader, Problem, ReadError};
+use cmdlog::{Limit, Limits, LogReader, Problem, ReadError, MAX_HEADER_BYTES};
 
 use crate::support::{command_json, log, HEAD};
 
@@ -309,6 +309,42 @@ fn cases() -> Vec<Case> {
             max_log_bytes: 300,
             ..Limits::default()
         }),
+        // Regression: past the list the byte window was unbounded, so a
+        // key of hundreds of MiB after `commands` was read whole (and then
+        // echoed in the error) before it was refused as unknown.
+        case(
+            "huge_key_after_the_commands",
+            format!(
+                "{HEAD}{one}],\"{}\":0}}",
+                "k".repeat(2 * MAX_HEADER_BYTES as usize)
+            ),
+            |p| {
+                matches!(
+                    p,
+                    Problem::TooLarge {
+                        limit: Limit::HeaderBytes,
+                        max: MAX_HEADER_BYTES
+                    }
+                )
+            },
+        ),
+        case(
+            "header_too_large",
+            log(&one).replacen(
+                r#""name":"t""#,
+                &format!(r#""name":"{}""#, "t".repeat(2 * MAX_HEADER_BYTES as usize)),
+                1,
+            ),
+            |p| {
+                matches!(
+                    p,
+                    Problem::TooLarge {
+                        limit: Limit::HeaderBytes,
+                        ..
+                    }
+                )
+            },
+        ),
     ]
 }
 

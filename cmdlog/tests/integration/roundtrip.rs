@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cmdlog::{read_document, Command, Limits, LogWriter, Problem, ToolKind, WriteError};
+use cmdlog::{read_document, Command, Limit, Limits, LogWriter, Problem, ToolKind, WriteError};
 use proptest::prelude::*;
 
 use crate::support::{command, header};
@@ -95,6 +95,62 @@ fn writer_refuses_what_a_reader_would() {
         .map(|c| c.id)
         .collect();
     assert_eq!(ids, [2, 3]);
+}
+
+#[test]
+fn writer_refuses_the_sizes_a_reader_would() {
+    // Regression: each argument was under its own limit, so the writer
+    // wrote a command the reader then refused as too many bytes.
+    let limits = Limits {
+        max_command_bytes: 4096,
+        max_commands: 2,
+        ..Limits::default()
+    };
+    let mut writer = LogWriter::new(Vec::new(), &header())
+        .unwrap()
+        .with_limits(limits);
+    let mut big = command(1);
+    big.args = vec!["a".repeat(1000); 5];
+    match writer.write_command(&big) {
+        Err(WriteError::TooLarge {
+            id: 1,
+            problem: Problem::TooLarge { limit, max: 4096 },
+        }) => assert_eq!(limit, Limit::CommandBytes),
+        other => panic!("expected a size refusal, got {other:?}"),
+    }
+    writer.write_command(&command(1)).unwrap();
+    writer.write_command(&command(2)).unwrap();
+    assert!(matches!(
+        writer.write_command(&command(3)),
+        Err(WriteError::TooLarge {
+            problem: Problem::TooLarge {
+                limit: Limit::Commands,
+                ..
+            },
+            ..
+        })
+    ));
+    // What was written reads back under the same limits.
+    let bytes = writer.finish().unwrap();
+    assert_eq!(
+        read_document(bytes.as_slice(), limits)
+            .unwrap()
+            .commands
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn writer_refuses_other_with_a_known_name() {
+    // `Other("opt")` would read back as `Opt`, not as written.
+    let mut writer = LogWriter::new(Vec::new(), &header()).unwrap();
+    let mut command = command(1);
+    command.tool = ToolKind::Other("opt".into());
+    assert!(matches!(
+        writer.write_command(&command),
+        Err(WriteError::OtherNamesKnownKind { id: 1, .. })
+    ));
 }
 
 /// Strings without NUL, including quotes, escapes and non-ASCII.
