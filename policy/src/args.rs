@@ -34,8 +34,34 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, grammar: &str, args: &[String]) -> Vec<St
         return args.to_vec();
     };
     expand(ctx, g, args, 0, &mut expanded);
-    walk(ctx, g, &expanded, 0, "");
+    let given = walk(ctx, g, &expanded, 0, "");
+    if !g.require_one_of.is_empty() && !g.require_one_of.iter().any(|r| given.contains(r)) {
+        let names: Vec<String> = g.require_one_of.iter().map(|n| format!("`{n}`")).collect();
+        ctx.refuse(
+            "args.missing-output",
+            &names.join(" "),
+            format!(
+                "the command gives none of {}: the tool would write a file named after its input, which is not a declared output",
+                names.join(", ")
+            ),
+            "name the output with the flag, and list it in the command's `outputs`",
+        );
+    }
     expanded
+}
+
+/// Arguments handed from one flag occurrence to another grammar.
+struct Delegation {
+    /// The grammar they are for.
+    grammar: String,
+    /// The arguments.
+    pieces: Vec<String>,
+    /// The flag as shown in messages (`-Wl,`, `-Xlinker`).
+    shown: String,
+    /// Where the occurrence is in the argv: `start..end`.
+    span: (usize, usize),
+    /// Whether the flag carried them joined (`-Wl,a,b`).
+    joined: bool,
 }
 
 /// Expands `@file` arguments into `out`, recursively.
@@ -192,9 +218,11 @@ fn match_key(g: &Grammar, arg: &str) -> Option<String> {
 }
 
 /// Walks an expanded argv. `via` names the flag that handed these
-/// arguments over (`-Wl,`), for messages.
-fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) {
-    let mut delegated: Vec<(String, Vec<String>, String)> = Vec::new();
+/// arguments over (`-Wl,`), for messages. Returns the canonical names of
+/// the flags given (at this level).
+fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) -> Vec<String> {
+    let mut delegated: Vec<Delegation> = Vec::new();
+    let mut given: Vec<String> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -224,21 +252,27 @@ fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) 
             .iter()
             .find(|f| f.name == key && (f.forms.switch || f.forms.separate || f.forms.rest));
         if let Some(flag) = exact {
+            given.push(flag.name.clone());
             if flag.forms.switch {
                 continue;
             }
             if flag.forms.rest {
                 let rest: Vec<String> = args[i..].to_vec();
+                let at = Occurrence {
+                    arg,
+                    span: (i - 1, args.len()),
+                    joined: false,
+                    via,
+                };
                 i = args.len();
                 value(
                     ctx,
                     g,
                     flag,
-                    arg,
+                    &at,
                     &rest.join(" "),
                     Some(rest),
                     &mut delegated,
-                    via,
                 );
                 continue;
             }
@@ -253,8 +287,14 @@ fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) 
                 i = args.len();
                 continue;
             }
+            let at = Occurrence {
+                arg,
+                span: (i - 1, i + count),
+                joined: false,
+                via,
+            };
             for v in &args[i..i + count] {
-                value(ctx, g, flag, arg, v, None, &mut delegated, via);
+                value(ctx, g, flag, &at, v, None, &mut delegated);
             }
             i += count;
             continue;
@@ -265,8 +305,15 @@ fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) 
             .filter(|f| f.forms.joined && key.len() > f.name.len() && key.starts_with(&f.name))
             .max_by_key(|f| f.name.len());
         if let Some(flag) = joined {
+            given.push(flag.name.clone());
             let v = &arg[flag.name.len()..];
-            value(ctx, g, flag, arg, v, None, &mut delegated, via);
+            let at = Occurrence {
+                arg,
+                span: (i - 1, i),
+                joined: true,
+                via,
+            };
+            value(ctx, g, flag, &at, v, None, &mut delegated);
             continue;
         }
         ctx.refuse(
@@ -276,20 +323,58 @@ fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) 
             "remove the flag, or allow it (with a value constraint) under the program's `[args.*]` grammar",
         );
     }
-    for (name, dargs, flag) in delegated {
+    // Each occurrence is judged on its own: the tool places other
+    // arguments (the driver's inputs) between two `-Wl,` occurrences, so a
+    // flag in one cannot take its value from the next (`-Wl,-soname a.o
+    // -Wl,-plugin,x.so` gives the linker `-soname a.o -plugin x.so`). Only
+    // occurrences of a separate flag that follow each other directly
+    // (`-Xlinker -soname -Xlinker name`) reach the tool as one run.
+    let mut runs: Vec<Delegation> = Vec::new();
+    for d in delegated {
+        match runs.last_mut() {
+            Some(last)
+                if !last.joined
+                    && !d.joined
+                    && last.span.1 == d.span.0
+                    && last.grammar == d.grammar
+                    && last.shown == d.shown =>
+            {
+                last.pieces.extend(d.pieces);
+                last.span.1 = d.span.1;
+            }
+            _ => runs.push(d),
+        }
+    }
+    for run in runs {
         if depth + 1 > MAX_DELEGATION {
             ctx.refuse(
                 "args.delegation-depth",
-                &flag,
-                format!("`{flag}` hands arguments on more than {MAX_DELEGATION} levels deep"),
+                &run.shown,
+                format!(
+                    "`{}` hands arguments on more than {MAX_DELEGATION} levels deep",
+                    run.shown
+                ),
                 "pass the arguments to the tool directly",
             );
             continue;
         }
-        if let Some(target) = ctx.policy.grammars.get(&name) {
-            walk(ctx, target, &dargs, depth + 1, &flag);
+        if let Some(target) = ctx.policy.grammars.get(&run.grammar) {
+            walk(ctx, target, &run.pieces, depth + 1, &run.shown);
         }
     }
+    given
+}
+
+/// One occurrence of a flag in the argv, for [`value`].
+struct Occurrence<'a> {
+    /// The flag as written (with a joined value).
+    arg: &'a str,
+    /// Where the flag and its values are in the argv.
+    span: (usize, usize),
+    /// Whether the value is joined to the flag's name.
+    joined: bool,
+    /// The flag that handed the argv over, or "".
+    via: &'a str,
 }
 
 /// ` (inside `-Wl,`)` after a flag handed over by another flag, else "".
@@ -327,9 +412,69 @@ fn positional(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
             ),
             "remove it",
         ),
-        Positional::Input => path_value(ctx, arg, arg, PathRole::Input, via),
+        Positional::Input => {
+            path_value(ctx, arg, arg, PathRole::Input, via);
+            if g.linker_inputs {
+                linker_input(ctx, g, arg, via);
+            }
+        }
     }
 }
+
+/// A positional linker input inside the root that exists must be an
+/// object, an archive or bitcode: GNU `ld` reads any other file as a
+/// linker script, which can pull in files the command does not declare
+/// (`INPUT(/etc/...)`) even though `-T` is refused.
+fn linker_input(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
+    if is_absolute(arg) {
+        // System inputs (`/usr/lib/.../libc.so` is itself a script) come
+        // from the read-only directories the policy trusts.
+        return;
+    }
+    let compiled = arg
+        .rsplit_once('.')
+        .is_some_and(|(_, ext)| g.source_extensions.iter().any(|e| e == ext));
+    if compiled {
+        return;
+    }
+    let raw = ctx.raw_under_cwd(arg);
+    if !matches!(ctx.lookup(&raw), Lookup::Inside { kind: Kind::File }) {
+        // Missing: an earlier command produces it. Anything else was
+        // refused as a path already.
+        return;
+    }
+    let native = ctx.native(&raw).into_owned();
+    let head = ctx.fs.read_head(&native, 8).unwrap_or_default();
+    if !OBJECT_MAGIC.iter().any(|m| head.starts_with(m)) {
+        ctx.refuse(
+            "args.linker-script",
+            arg,
+            format!(
+                "input `{arg}`{} is not an object, archive or bitcode file, so the linker would read it as a linker script",
+                shown_via(via)
+            ),
+            "link only object files, archives and shared libraries; linker scripts are not allowed",
+        );
+    }
+}
+
+/// How object files, archives and bitcode start: ELF, `ar` (and thin
+/// archives), LLVM bitcode (raw and wrapped), Mach-O (both byte orders,
+/// 32 and 64 bits, and universal), COFF for x86-64 and arm64.
+const OBJECT_MAGIC: &[&[u8]] = &[
+    b"\x7fELF",
+    b"!<arch>\n",
+    b"!<thin>\n",
+    b"BC\xc0\xde",
+    b"\xde\xc0\x17\x0b",
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",
+    b"\xca\xfe\xba\xbe",
+    b"\x64\x86",
+    b"\x64\xaa",
+];
 
 /// Refuses `@file` where it was not expanded: inside a value handed to
 /// another grammar (`-Wl,@file`), the tool would read it unchecked.
@@ -356,19 +501,30 @@ enum PathRole {
     Dir,
 }
 
-/// Checks one value of `flag` (as written in `arg`).
-#[allow(clippy::too_many_arguments)]
+/// Checks one value of `flag` (as written in `at`).
 fn value(
     ctx: &mut Ctx<'_>,
     g: &Grammar,
     flag: &FlagRule,
-    arg: &str,
+    at: &Occurrence<'_>,
     v: &str,
     rest: Option<Vec<String>>,
-    delegated: &mut Vec<(String, Vec<String>, String)>,
-    via: &str,
+    delegated: &mut Vec<Delegation>,
 ) {
     let Some(rule) = &flag.value else { return };
+    let (arg, via) = (at.arg, at.via);
+    if looks_like_flag(g, flag, at, v, rule) {
+        ctx.refuse(
+            "args.value-looks-like-flag",
+            v,
+            format!(
+                "value `{v}` of `{arg}`{} starts like a flag or a response file, which the tool may read as one",
+                shown_via(via)
+            ),
+            "give the value without a leading flag character or `@`, or name the flag the tool would see",
+        );
+        return;
+    }
     let bad = |ctx: &mut Ctx<'_>, expected: String| {
         ctx.refuse(
             "args.bad-value",
@@ -418,20 +574,52 @@ fn value(
                     .collect(),
                 (None, None) => vec![v.to_owned()],
             };
-            let shown = if flag.forms.joined {
+            let shown = if at.joined {
                 flag.name.clone()
             } else {
                 arg.to_owned()
             };
-            match delegated
-                .iter_mut()
-                .find(|(n, _, f)| n == name && *f == shown)
-            {
-                Some((_, list, _)) => list.extend(pieces),
-                None => delegated.push((name.clone(), pieces, shown)),
-            }
+            delegated.push(Delegation {
+                grammar: name.clone(),
+                pieces,
+                shown,
+                span: at.span,
+                joined: at.joined,
+            });
         }
     }
+}
+
+/// Whether a value would be read by the tool as something else than the
+/// value the checker judged: tools expand `@file` anywhere (GNU `ld` even
+/// inside `-Wl,`), and a value starting with a flag character is where
+/// parsers disagree (`-isystem-after` is its own clang flag that takes
+/// the next argument, not `-isystem` with `-after`). Values handed to
+/// another grammar are judged there; an enum only allows what it lists.
+fn looks_like_flag(
+    g: &Grammar,
+    flag: &FlagRule,
+    at: &Occurrence<'_>,
+    v: &str,
+    rule: &ValueRule,
+) -> bool {
+    if matches!(rule, ValueRule::Grammar { .. } | ValueRule::Enum(_)) {
+        // Judged elsewhere, or only ever the exact strings the policy lists.
+        return false;
+    }
+    if v.starts_with('@') {
+        return true;
+    }
+    let Some(first) = v.chars().next() else {
+        return false;
+    };
+    // A lone `-` is stdin or stdout, not a flag; path rules refuse it.
+    if !g.flag_chars.contains(&first) || v.len() == 1 {
+        return false;
+    }
+    // A joined value after a name that ends in a separator (`-mattr=-sse`,
+    // `/OUT:`) cannot be read as part of a longer flag name.
+    !at.joined || flag.name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// The user's pattern without the anchors the loader added.

@@ -624,6 +624,26 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             }
             Lookup::Inside { .. } => {}
         }
+        // Every check above and below compares paths as written; a path
+        // through a symlink inside the root (`here/log.json` with `here ->
+        // .`) would name a protected file, or another command's output,
+        // under a second spelling. Outputs are therefore written only
+        // where they physically are.
+        let native = ctx.native(output).into_owned();
+        let physical = ctx.fs.physical(&native);
+        let written_as = normalize_under(".", &native);
+        if physical.is_some() && physical != written_as.filter(|k| k != ".") {
+            ctx.refuse(
+                "outputs.through-symlink",
+                output,
+                format!(
+                    "output `{output}` goes through a symlink (it is `{}`)",
+                    physical.as_deref().unwrap_or_default()
+                ),
+                "name outputs by their real path inside the work root",
+            );
+            continue;
+        }
         if let Some(&writer) = log.written.get(key.as_str()) {
             let message = if writer == id {
                 format!("output `{output}` is listed twice")

@@ -194,6 +194,9 @@ struct GrammarLayer {
     flags: Vec<(FlagRule, Place)>,
     deny: Vec<(DenyRule, Place)>,
     drop_flags: Vec<String>,
+    require_one_of: Option<Vec<String>>,
+    linker_inputs: Option<bool>,
+    source_extensions: Option<Vec<String>>,
     place: Place,
 }
 
@@ -217,8 +220,11 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let mut layers = Vec::new();
         let mut stack = Vec::new();
-        load_layers(path, &mut stack, &mut layers)?;
-        finish(path, layers)
+        let mut files = Vec::new();
+        load_layers(path, &mut stack, &mut layers, &mut files)?;
+        let mut policy = finish(path, layers)?;
+        policy.files = files;
+        Ok(policy)
     }
 }
 
@@ -226,6 +232,7 @@ fn load_layers(
     path: &Path,
     stack: &mut Vec<PathBuf>,
     out: &mut Vec<Layer>,
+    files: &mut Vec<PathBuf>,
 ) -> Result<(), PolicyError> {
     let read_err = |source| PolicyError::Read {
         path: path.to_owned(),
@@ -268,10 +275,13 @@ fn load_layers(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    if !files.contains(&canonical) {
+        files.push(canonical.clone());
+    }
     stack.push(canonical);
     if let Some(header) = &wire.policy {
         for include in &header.extends {
-            load_layers(&base_dir.join(include.get_ref()), stack, out)?;
+            load_layers(&base_dir.join(include.get_ref()), stack, out, files)?;
         }
     }
     stack.pop();
@@ -603,6 +613,9 @@ fn grammar(
         flags,
         deny: denies,
         drop_flags: wire.drop_flags.clone(),
+        require_one_of: wire.require_one_of.clone(),
+        linker_inputs: wire.linker_inputs,
+        source_extensions: wire.source_extensions.clone(),
         place: source.place(spanned.span(), key),
     })
 }
@@ -826,6 +839,9 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                         flags: base.flags,
                         deny: base.deny,
                         drop_flags: Vec::new(),
+                        require_one_of: g.require_one_of.or(base.require_one_of),
+                        linker_inputs: g.linker_inputs.or(base.linker_inputs),
+                        source_extensions: g.source_extensions.or(base.source_extensions),
                         place: g.place,
                     }
                 }
@@ -921,6 +937,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         grammars,
         plugins: merged.plugins,
         required_layers: merged.required_layers,
+        files: Vec::new(),
     })
 }
 
@@ -960,6 +977,20 @@ fn finish_grammar(g: &GrammarLayer) -> Result<Grammar, PolicyError> {
         }
         .invalid(Invalid::Constraint("`response_file_depth` is at most 32")));
     }
+    let require_place = Place {
+        key: format!("{}.require_one_of", g.place.key),
+        ..g.place.clone()
+    };
+    let mut require_one_of = Vec::new();
+    for name in g.require_one_of.iter().flatten() {
+        let name = canonical(name, &require_place)?;
+        if !flags.iter().any(|f| f.name == name) {
+            return Err(require_place.invalid(Invalid::Constraint(
+                "every flag in `require_one_of` must be an allowed flag of the grammar",
+            )));
+        }
+        require_one_of.push(name);
+    }
     Ok(Grammar {
         positional: g.positional.unwrap_or(Positional::Input),
         response_files: g.response_files.unwrap_or(false),
@@ -968,6 +999,9 @@ fn finish_grammar(g: &GrammarLayer) -> Result<Grammar, PolicyError> {
         flag_chars,
         flags,
         deny,
+        require_one_of,
+        linker_inputs: g.linker_inputs.unwrap_or(false),
+        source_extensions: g.source_extensions.clone().unwrap_or_default(),
     })
 }
 

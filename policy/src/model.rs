@@ -33,6 +33,9 @@ pub struct Policy {
     pub(crate) plugins: Vec<PluginTable>,
     /// Sandbox layers a tool must run under; without one, nothing runs.
     pub(crate) required_layers: Vec<String>,
+    /// Every file the policy was read from (canonical): its own, then each
+    /// one it extends.
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// The sandbox layers a policy may require, as `replay` names them.
@@ -128,6 +131,14 @@ pub struct Grammar {
     pub(crate) flags: Vec<FlagRule>,
     /// Flags refused with a reason, checked before the allowed ones.
     pub(crate) deny: Vec<DenyRule>,
+    /// Canonical flag names one of which a command must give (empty: none
+    /// required). Checked for the command's own argv, not delegated parts.
+    pub(crate) require_one_of: Vec<String>,
+    /// Whether positional inputs are linker inputs (see
+    /// [`crate::args`]): an existing one must look like an object.
+    pub(crate) linker_inputs: bool,
+    /// Extensions (without the dot) of inputs compiled, not linked.
+    pub(crate) source_extensions: Vec<String>,
 }
 
 /// What a positional argument must be.
@@ -227,6 +238,19 @@ impl Policy {
     /// The `[[plugin]]` tables, in file order (included files first).
     pub fn plugins(&self) -> &[PluginTable] {
         &self.plugins
+    }
+
+    /// The files a run must never let a tool write: every file the policy
+    /// was read from, and each plugin's module.
+    pub fn own_files(&self) -> Vec<PathBuf> {
+        let mut files = self.files.clone();
+        for plugin in &self.plugins {
+            let module = plugin.table.get("path").and_then(toml::Value::as_str);
+            if let (Some(module), Some(dir)) = (module, plugin.file.parent()) {
+                files.push(dir.join(module));
+            }
+        }
+        files
     }
 
     /// The tool kinds this policy allows.

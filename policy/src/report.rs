@@ -10,6 +10,7 @@
 use std::fmt;
 use std::io::{self, Write};
 
+use cmdlog::text::{printable, MAX_PRINTED_CHARS};
 use cmdlog::ToolKind;
 use serde::Serialize;
 
@@ -26,15 +27,22 @@ pub fn write_finding(
         (Some(id), None) => format!("command {id}"),
         (None, _) => "log".to_owned(),
     };
+    // Messages quote the log (and plugins' reasons): a value must not
+    // forge a line of this report or reach the terminal as an escape.
     writeln!(
         out,
-        "{}: {at}: {} [{}]",
+        "{}: {}: {} [{}]",
         finding.status.as_str(),
-        finding.message,
+        printable(&at, MAX_PRINTED_CHARS),
+        printable(&finding.message, MAX_PRINTED_CHARS),
         finding.rule
     )?;
     if !finding.hint.is_empty() {
-        writeln!(out, "  hint: {}", finding.hint)?;
+        writeln!(
+            out,
+            "  hint: {}",
+            printable(&finding.hint, MAX_PRINTED_CHARS)
+        )?;
     }
     Ok(())
 }
@@ -104,5 +112,30 @@ impl fmt::Display for Tally {
             write!(f, ", {} log-wide problem(s)", self.log_refused)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finding_cannot_forge_report_lines_or_terminal_escapes() {
+        // Regression: a path or argument with a newline in it printed a
+        // line of its own, so a log could fake "allowed" in the audit text.
+        let finding = Finding {
+            id: Some(3),
+            rule: "paths.outside-root",
+            subject: "x".into(),
+            message: "`/x\nrefused: 9 allowed, 0 refused\u{1b}[31m` leaves the root".into(),
+            hint: "keep\routputs in the root".into(),
+            status: Status::Refused,
+        };
+        let mut out = Vec::new();
+        write_finding(&mut out, Some(&ToolKind::Other("o\npt".into())), &finding).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(text.contains(r"\nrefused: 9 allowed"), "{text}");
     }
 }

@@ -110,7 +110,30 @@ impl RootFs {
         found
     }
 
+    /// Where the root-relative `path` physically is, relative to the root
+    /// (`/`-separated, symlinks followed), or `None` if it leads out.
+    /// Differs from the path as written when the path goes through a
+    /// symlink, so two spellings of one file can be told apart.
+    pub(crate) fn physical(&mut self, path: &str) -> Option<String> {
+        let (at, _) = self.resolve(path).ok()?;
+        let inside = at.strip_prefix(&self.root).ok()?;
+        let parts: Option<Vec<&str>> = inside
+            .components()
+            .map(|c| c.as_os_str().to_str())
+            .collect();
+        Some(parts?.join("/"))
+    }
+
     fn lookup_uncached(&mut self, path: &str) -> Lookup {
+        match self.resolve(path) {
+            Ok((_, kind)) => Lookup::Inside { kind },
+            Err(via) => Lookup::Escapes { via },
+        }
+    }
+
+    /// The physical location of `path` and what is there, or the prefix
+    /// through which it leaves the root.
+    fn resolve(&mut self, path: &str) -> Result<(PathBuf, Kind), String> {
         let (parent, last) = match path.rfind('/') {
             Some(i) => (&path[..i], &path[i + 1..]),
             None => ("", path),
@@ -131,12 +154,10 @@ impl RootFs {
             self.dirs.insert(parent.to_owned(), value.clone());
             value
         };
-        match start {
-            Err(via) => Lookup::Escapes { via },
-            Ok((at, missing)) => match self.walk(at, missing, last, parent.to_owned()) {
-                Walk::Inside(_, kind, _) => Lookup::Inside { kind },
-                Walk::Escapes(via) => Lookup::Escapes { via },
-            },
+        let (at, missing) = start?;
+        match self.walk(at, missing, last, parent.to_owned()) {
+            Walk::Inside(at, kind, _) => Ok((at, kind)),
+            Walk::Escapes(via) => Err(via),
         }
     }
 
@@ -270,6 +291,27 @@ impl RootFs {
     /// `max` bytes; `Ok(None)` if it is larger.
     /// Refuses anything but a regular file, without blocking on a fifo.
     pub(crate) fn read_capped(&self, path: &str, max: u64) -> io::Result<Option<String>> {
+        let file = self.open_regular(path)?;
+        let mut text = String::new();
+        file.take(max + 1).read_to_string(&mut text)?;
+        if text.len() as u64 > max {
+            return Ok(None);
+        }
+        Ok(Some(text))
+    }
+
+    /// The first `n` bytes (fewer if the file is shorter) of a root-relative
+    /// regular file, read through the capability handle.
+    pub(crate) fn read_head(&self, path: &str, n: u64) -> io::Result<Vec<u8>> {
+        let file = self.open_regular(path)?;
+        let mut head = Vec::new();
+        file.take(n).read_to_end(&mut head)?;
+        Ok(head)
+    }
+
+    /// Opens a root-relative path for reading through the capability
+    /// handle (nothing outside the root), if it is a regular file.
+    fn open_regular(&self, path: &str) -> io::Result<cap_std::fs::File> {
         let mut options = cap_std::fs::OpenOptions::new();
         options.read(true);
         #[cfg(all(
@@ -292,12 +334,7 @@ impl RootFs {
                 "not a regular file",
             ));
         }
-        let mut text = String::new();
-        file.take(max + 1).read_to_string(&mut text)?;
-        if text.len() as u64 > max {
-            return Ok(None);
-        }
-        Ok(Some(text))
+        Ok(file)
     }
 }
 

@@ -146,6 +146,19 @@ pub(crate) struct GrammarWire {
     /// Names of flags an included policy allowed that this one removes.
     #[serde(default)]
     pub drop_flags: Vec<String>,
+    /// Flags one of which must be given (the output flag of a tool that
+    /// would otherwise write a file named after its input).
+    #[serde(default)]
+    pub require_one_of: Option<Vec<String>>,
+    /// Positional inputs are linker inputs: an existing one in the root
+    /// must be an object, archive or bitcode file, never a text file the
+    /// linker would read as a script.
+    #[serde(default)]
+    pub linker_inputs: Option<bool>,
+    /// Extensions of positional inputs the program compiles rather than
+    /// hands to the linker (exempt from the `linker_inputs` check).
+    #[serde(default)]
+    pub source_extensions: Option<Vec<String>>,
 }
 
 /// One allowed flag.

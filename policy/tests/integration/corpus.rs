@@ -9,7 +9,7 @@
 //! strict: true              # default: false
 //! policy: custom.toml       # default: policies/<platform>.toml; else relative to the case
 //! file: p0.bc               # an empty file in the work root
-//! file: args.rsp = -O2 x.bc # a file with this content
+//! file: args.rsp = -O2 x.bc # a file with this content (`\n`, `\x7f` escaped)
 //! dir: libdir
 //! symlink: out -> {outside} # {outside} is a directory outside the root
 //! hardlink: x.o -> {outside}/victim # a hard link to a new file there
@@ -140,7 +140,7 @@ fn run_case(platform: &str, log_path: &Path) -> Result<(), String> {
         std::fs::create_dir_all(root.path().join(d)).map_err(|e| e.to_string())?;
     }
     for (name, content) in &expect.files {
-        root.file(name, &content.replace("\\n", "\n"));
+        root.file(name, &content.replace("\\n", "\n").replace("\\x7f", "\x7f"));
     }
     for (link, target) in &expect.symlinks {
         let target = target.replace("{outside}", &outside.path().display().to_string());
