@@ -3,6 +3,8 @@
 # nothing that is already there: LLVM 14 (headers and libLLVM for inkwell,
 # and the opt/llc/clang tools the logs run), GNU ld, and the wasm32-wasip1
 # Rust target for policy plugins. Safe to run any number of times.
+# With --bench, also what the benchmarks need (python3, and npm to fetch
+# SQLite's amalgamation), when missing.
 set -euo pipefail
 
 packages=(
@@ -10,8 +12,15 @@ packages=(
   clang-14 lld-14                   # the C driver that links, and lld
   binutils                          # GNU ld
   libc6-dev                         # crt files and libc for linking
+  gcc                               # `cc`, the linker rustc itself calls
   time                              # /usr/bin/time -v, used by the benches
 )
+
+if [[ ${1:-} == --bench ]]; then
+  command -v python3 >/dev/null || packages+=(python3)
+  # Any npm will do (this machine may have Node.js from elsewhere).
+  command -v npm >/dev/null || packages+=(npm)
+fi
 
 missing=()
 for package in "${packages[@]}"; do

@@ -66,17 +66,20 @@ impl Audit {
     }
 }
 
-/// The options the checker gets for `job`: its log, policy and journal are
-/// protected from being written by any command.
-pub fn check_options(job: &Job, mode: Mode, strict: bool) -> CheckOptions {
+/// The options the checker gets for `job`: its log, its journal, and every
+/// file of the policy (the ones it extends and its plugins' modules too)
+/// are protected from being written by any command.
+pub fn check_options(job: &Job, policy: &Policy, mode: Mode, strict: bool) -> CheckOptions {
+    let mut protected = vec![
+        job.log.clone(),
+        job.policy.clone(),
+        crate::journal::path_for(&job.log),
+    ];
+    protected.extend(policy.own_files());
     CheckOptions {
         mode,
         strict,
-        protected: vec![
-            job.log.clone(),
-            job.policy.clone(),
-            crate::journal::path_for(&job.log),
-        ],
+        protected,
     }
 }
 
@@ -90,7 +93,7 @@ pub fn audit(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<Audit, AuditError> {
-    let checker = Checker::new(policy, &job.root, check_options(job, mode, strict))
+    let checker = Checker::new(policy, &job.root, check_options(job, policy, mode, strict))
         .map_err(AuditError::Checker)?;
     let mut printer = Printer {
         out,

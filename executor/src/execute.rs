@@ -116,8 +116,12 @@ pub fn execute(
     } else {
         (Journal::create(&journal_path)?, Default::default())
     };
-    let checker = Checker::new(policy, &job.root, check_options(job, Mode::Run, true))
-        .map_err(ExecuteError::Checker)?;
+    let checker = Checker::new(
+        policy,
+        &job.root,
+        check_options(job, policy, Mode::Run, true),
+    )
+    .map_err(ExecuteError::Checker)?;
     reporter
         .event(&Event::Validated { commands })
         .map_err(ExecuteError::Report)?;

@@ -67,10 +67,24 @@ impl Job {
     /// A job for `log` judged by `policy`, its work root `root` or, by
     /// default, the directory that holds the log.
     pub fn new(log: &Path, root: Option<&Path>, policy: &Path) -> Result<Job, JobError> {
-        File::open(log).map_err(|source| JobError::Log {
-            path: log.to_owned(),
-            source,
-        })?;
+        let opened = File::open(log).and_then(|file| file.metadata());
+        match opened {
+            // A directory opens fine on Unix and then fails at the first
+            // read with a message that names no file: refuse it here.
+            Ok(meta) if meta.is_dir() => {
+                return Err(JobError::Log {
+                    path: log.to_owned(),
+                    source: io::Error::other("it is a directory, not a log file"),
+                })
+            }
+            Ok(_) => {}
+            Err(source) => {
+                return Err(JobError::Log {
+                    path: log.to_owned(),
+                    source,
+                })
+            }
+        }
         File::open(policy).map_err(|source| JobError::Policy {
             path: policy.to_owned(),
             source,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cmdlog::Problem;
 use policy::{Mode, Policy, Status};
 use replay::audit::{self, AuditError};
 use replay::drive::Produced;
@@ -220,9 +221,13 @@ impl From<JobError> for Failure {
                 "pass an existing policy, e.g. `--policy policies/linux.toml`"
             }
             JobError::Root { .. } => "pass an existing directory with `--root`",
-            JobError::Malformed { .. } => {
-                "the producer may have died while writing it; regenerate the log"
-            }
+            JobError::Malformed { source, .. } => match source.problem {
+                Problem::Truncated => {
+                    "the producer may have died while writing it; regenerate the log"
+                }
+                Problem::Io(_) => "check that LOG is a readable file",
+                _ => "the log is not one this version reads: fix or regenerate it (see `docs/log-v1.schema.json`)",
+            },
         };
         Failure::new(ReplayExitCode::BAD_INPUT, error).hint(hint)
     }

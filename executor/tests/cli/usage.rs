@@ -94,13 +94,16 @@ fn a_truncated_log_names_where_it_ends_and_runs_nothing() {
 fn the_root_defaults_to_the_directory_of_the_log() {
     let fixture = Fixture::new();
     fixture.write("p.toml", MINIMAL_POLICY);
-    fixture.write("sub/log.json", GOOD_LOG);
-    // A root that does not exist is refused, so the default must be `sub`.
+    // The log's output `log.json` is the log itself only if the root is
+    // `sub`: with the working directory as root it would be `./log.json`,
+    // another file, and the protected-output rule would not fire.
+    fixture.write("sub/log.json", &GOOD_LOG.replace("a.opt.bc", "log.json"));
     fixture
         .replay()
-        .args(["--policy", "p.toml", "sub/log.json"])
+        .args(["check", "--policy", "p.toml", "sub/log.json"])
         .assert()
-        .stderr(predicate::str::contains("work root").not());
+        .code(cmdlog::exit_codes::ReplayExitCode::DENIED)
+        .stdout(predicate::str::contains("[outputs.protected]"));
     fixture
         .replay()
         .args(["--policy", "p.toml", "--root", "missing", "sub/log.json"])
