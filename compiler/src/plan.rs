@@ -188,8 +188,9 @@ pub struct Planned {
 }
 
 impl<'a> Planner<'a> {
-    /// A planner; `lib_dirs` are made absolute so they mean the same from
-    /// the work root.
+    /// A planner; `lib_dirs` inside the work root become root-relative (a
+    /// log names nothing in the root absolutely), others absolute, so they
+    /// mean the same from the work root.
     pub fn new(
         target: &'a Target,
         tools: &'a Toolchain,
@@ -202,7 +203,14 @@ impl<'a> Planner<'a> {
         let cwd = std::env::current_dir().unwrap_or_default();
         let lib_dirs = lib_dirs
             .iter()
-            .map(|d| lexical(&cwd.join(d)).to_string_lossy().into_owned())
+            .map(|d| {
+                let absolute = lexical(&cwd.join(d));
+                if absolute.canonicalize().ok().as_deref() == Some(layout.root.as_path()) {
+                    return ".".to_owned();
+                }
+                relative_to_root(&layout.root, &absolute)
+                    .unwrap_or_else(|| absolute.to_string_lossy().into_owned())
+            })
             .collect();
         Planner {
             target,

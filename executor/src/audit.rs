@@ -178,15 +178,24 @@ fn judge_with_plugins(
         let verdicts = match verdicts {
             Ok(verdicts) => verdicts,
             Err(message) => {
-                // Fail closed: a plugin that cannot judge refuses the log.
+                // Fail closed: a plugin that cannot judge refuses the log,
+                // and every command counts as refused.
+                let named = format!("plugin `{}` failed", spec.name);
+                let message = if message.starts_with(&named) {
+                    message
+                } else {
+                    format!("{named}, so every command is refused: {message}")
+                };
+                for (command, status) in kept {
+                    if refused.insert(command.id) {
+                        move_to_refused(tally, *status);
+                    }
+                }
                 let finding = Finding {
                     id: None,
                     rule: "plugin.failed",
                     subject: spec.name.clone(),
-                    message: format!(
-                        "plugin `{}` failed, so every command is refused: {message}",
-                        spec.name
-                    ),
+                    message,
                     hint: "fix or unpin the plugin; a plugin that cannot answer never allows"
                         .into(),
                     status: Status::Refused,
@@ -217,16 +226,21 @@ fn judge_with_plugins(
             };
             printer.finding(Some(&command.tool), &finding);
             if refused.insert(command.id) {
-                match status {
-                    Status::Allowed => tally.allowed -= 1,
-                    Status::Unverified => tally.unverified -= 1,
-                    Status::Refused => {}
-                }
-                tally.refused += 1;
+                move_to_refused(tally, *status);
             }
         }
     }
     Ok(())
+}
+
+/// Recounts a command the rules gave `status` as refused.
+fn move_to_refused(tally: &mut Tally, status: Status) {
+    match status {
+        Status::Allowed => tally.allowed -= 1,
+        Status::Unverified => tally.unverified -= 1,
+        Status::Refused => return,
+    }
+    tally.refused += 1;
 }
 
 /// The visitor of the pass: judges, counts, prints.

@@ -71,20 +71,24 @@ impl ModuleCache {
     /// The compiled module for this sha256, if the cache has a usable one.
     pub(crate) fn load(&self, engine: &Engine, module_sha256: &str) -> Option<Module> {
         let path = self.entry(module_sha256);
-        let metadata = fs::symlink_metadata(&path).ok()?;
+        // Open first, then check what was opened: checking the path and
+        // opening it again would let the entry be swapped in between.
+        let file = os::open_no_follow(&path).ok()?;
+        let metadata = file.metadata().ok()?;
         if !metadata.is_file() || os::check_private_file(&metadata).is_err() {
             return None;
         }
-        // SAFETY: `Module::deserialize_file` trusts the file to be a module
-        // that `Module::serialize` wrote for a compatible engine, and to stay
-        // unchanged while the module is alive (it is mapped, not copied).
-        // Both hold here:
+        // SAFETY: `Module::deserialize_open_file` trusts the file to be a
+        // module that `Module::serialize` wrote for a compatible engine, and
+        // to stay unchanged while the module is alive (it is mapped, not
+        // copied). Both hold here:
         // - Only this user can write the file: the directory was checked at
         //   `open` to be owned by the current user and not writable by group
-        //   or others, and the entry itself is a regular file (not a
-        //   symlink) owned by the current user and not group/world-writable
-        //   (checked just above). Anyone able to plant a file there could
-        //   already run code as this user.
+        //   or others, and the very file we opened (without following a
+        //   symlink; its metadata read from the open descriptor) is a
+        //   regular file owned by the current user and not group- or
+        //   world-writable. Anyone able to plant a file there could already
+        //   run code as this user.
         // - Entries are only ever written by `store` below, from
         //   `Module::serialize` of a module compiled by an engine with the
         //   same compatibility hash (it is in the file name), into a fresh
@@ -94,7 +98,7 @@ impl ModuleCache {
         // - wasmtime itself checks the header (wasmtime version, target,
         //   engine settings) and refuses a mismatch with an error, which is a
         //   cache miss here.
-        unsafe { Module::deserialize_file(engine, &path) }.ok()
+        unsafe { Module::deserialize_open_file(engine, file) }.ok()
     }
 
     /// Stores the compiled module under its sha256, atomically.
@@ -224,6 +228,15 @@ mod os {
         check_owner_and_mode(metadata)
     }
 
+    /// Opens `path` for reading, failing if its last component is a symlink.
+    pub(super) fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+    }
+
     fn check_owner_and_mode(metadata: &Metadata) -> Result<(), String> {
         let me = rustix::process::geteuid().as_raw();
         if metadata.uid() != me {
@@ -257,6 +270,11 @@ mod os {
 
     pub(super) fn check_private_file(_metadata: &Metadata) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Opens `path` for reading.
+    pub(super) fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::File::open(path)
     }
 }
 
@@ -311,6 +329,20 @@ mod tests {
         // With the sticky bit (as on /tmp) others cannot swap the directory.
         fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
         os::check_private_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_entry_is_not_opened() {
+        // Regression: the entry was checked by path and then opened again
+        // by path, so it could be swapped for a link in between; now the
+        // open itself refuses to follow one.
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("target.cwasm");
+        fs::write(&target, b"not a module").unwrap();
+        let link = root.path().join("entry.cwasm");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(os::open_no_follow(&link).is_err());
+        assert!(os::open_no_follow(&target).is_ok());
     }
 
     #[test]

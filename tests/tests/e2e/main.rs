@@ -5,6 +5,7 @@ mod limits;
 mod measure;
 mod pipeline;
 mod plugins;
+mod programs;
 mod resume;
 mod sandboxing;
 mod support;

@@ -126,9 +126,14 @@ fn a_plugin_that_fails_refuses_the_whole_log() {
         text(&check.stdout),
         text(&check.stderr)
     );
-    assert!(
-        text(&check.stdout).contains("plugin `broken` failed"),
-        "{}",
-        text(&check.stdout)
+    let stdout = text(&check.stdout);
+    assert!(stdout.contains("plugin `broken` failed"), "{stdout}");
+    // Regression: the commands stayed counted as allowed ("5 allowed, 0
+    // refused, 1 log-wide problem"), and the reason said it failed twice.
+    assert!(stdout.contains(": 0 allowed, 0 unverified, "), "{stdout}");
+    assert_eq!(
+        stdout.matches("plugin `broken` failed").count(),
+        1,
+        "{stdout}"
     );
 }
