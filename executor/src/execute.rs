@@ -24,7 +24,8 @@ use crate::job::{Job, JobError};
 use crate::journal::{self, Entry, Journal, JournalError};
 use crate::report::{CommandRecord, Event, Reporter, Status, Totals};
 use crate::run::capture::Sink;
-use crate::run::watch::ToolLimits;
+use crate::run::trace::ExitStatus;
+use crate::run::watch::{Stop, ToolLimits};
 use crate::run::{run_tool, RunOptions};
 use crate::sandbox::{SandboxSpec, Want};
 use crate::staging::Staging;
@@ -204,7 +205,13 @@ impl Runner<'_, '_> {
             return ControlFlow::Break(());
         }
         let interrupted = self.options.interrupted.load(Ordering::SeqCst);
-        if interrupted || (bad && !self.options.keep_going) {
+        if interrupted {
+            // Regression: a signal between two tools stopped the run with
+            // commands unrun, yet it exited 0.
+            self.status = worst(self.status, RunStatus::Interrupted);
+            return ControlFlow::Break(());
+        }
+        if bad && !self.options.keep_going {
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
@@ -346,8 +353,20 @@ impl Runner<'_, '_> {
                 });
             }
         };
+        let file_size_limit = spec.rlimits.fsize;
         let status = if let Some(stop) = outcome.stop {
             Status::Stopped { stop }
+        } else if let (Some(limit), ExitStatus::Signal(signal)) = (file_size_limit, outcome.exit) {
+            if signal == libc::SIGXFSZ {
+                Status::Stopped {
+                    stop: Stop::FileSize {
+                        limit,
+                        after_ms: outcome.measurements.wall_ms,
+                    },
+                }
+            } else {
+                Status::Failed { exit: outcome.exit }
+            }
         } else if !outcome.exit.success() {
             Status::Failed { exit: outcome.exit }
         } else {
@@ -418,6 +437,10 @@ impl Visit for Runner<'_, '_> {
     }
 
     fn command(&mut self, command: Command) -> ControlFlow<()> {
+        if self.options.interrupted.load(Ordering::SeqCst) {
+            self.status = worst(self.status, RunStatus::Interrupted);
+            return ControlFlow::Break(());
+        }
         self.position += 1;
         if let Err(error) = self.reporter.event(&Event::Started {
             id: command.id,

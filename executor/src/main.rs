@@ -108,7 +108,7 @@ struct Running {
     report: Option<PathBuf>,
 
     /// Stop any tool that runs longer (seconds; tightens the policy's).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds_arg)]
     timeout: Option<f64>,
 
     /// Stop any tool whose process tree holds more resident memory
@@ -117,7 +117,7 @@ struct Running {
     max_rss: Option<u64>,
 
     /// Time between SIGTERM and SIGKILL when a tool times out (seconds).
-    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0, value_parser = seconds_arg)]
     grace: f64,
 
     /// How often each tool's process tree is sampled (milliseconds).
@@ -297,6 +297,17 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A command-line duration in seconds that a `Duration` can hold: a
+/// usage error at parse time, before anything is read or run.
+fn seconds_arg(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(value)
+        .map(|_| value)
+        .map_err(|_| format!("`{text}` must be a number of seconds from 0 to about 10^19"))
+}
+
 fn run_log(args: RunArgs) -> Result<(), Failure> {
     let log = args
         .log
@@ -341,16 +352,12 @@ fn run_validated(
     let bad_flag = |name: &str| {
         Failure::new(
             ReplayExitCode::BAD_INPUT,
-            anyhow::anyhow!("`{name}` must be a positive number of seconds"),
+            anyhow::anyhow!("`{name}` must be a number of seconds from 0 to about 10^19"),
         )
     };
-    let seconds = |value: f64, name: &str| {
-        if value.is_finite() && value >= 0.0 {
-            Ok(Duration::from_secs_f64(value))
-        } else {
-            Err(bad_flag(name))
-        }
-    };
+    // `try_from`: a huge value (`1e300`) is an error, not a panic.
+    let seconds =
+        |value: f64, name: &str| Duration::try_from_secs_f64(value).map_err(|_| bad_flag(name));
     let timeout = running
         .timeout
         .map(|t| seconds(t, "--timeout"))

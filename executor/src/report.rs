@@ -223,6 +223,11 @@ pub fn describe_stop(stop: &Stop) -> String {
             bytes(limit),
             seconds(after_ms)
         ),
+        Stop::FileSize { limit, after_ms } => format!(
+            "output file size: a file reached the limit of {} (`max_output`) after {}",
+            bytes(limit),
+            seconds(after_ms)
+        ),
         Stop::Interrupted { after_ms } => {
             format!(
                 "interrupted: replay was asked to stop after {}",

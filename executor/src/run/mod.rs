@@ -163,7 +163,22 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     .collect::<Result<Vec<_>, _>>()
     .map_err(RunError::Thread)?;
 
-    let layers = match launch.start() {
+    // The tracer (this thread) must answer the launcher's ptrace stops
+    // while the launcher is set up, so the pipe talk runs beside it.
+    let launched = match &tracer {
+        Some(tracer) => std::thread::scope(|scope| {
+            let starting = scope.spawn(|| launch.start());
+            while !starting.is_finished() {
+                tracer.release_stops();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            starting
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+        None => launch.start(),
+    };
+    let layers = match launched {
         Ok(layers) => layers,
         Err(error) => {
             // The tool never started: make sure the launcher is gone.

@@ -170,6 +170,48 @@ impl Tracer {
         })
     }
 
+    /// Lets the main process out of any ptrace stop it is in, delivering
+    /// the signal that stopped it, without reaping it: for the window
+    /// before the tool runs, while another thread talks to the launcher.
+    /// Without this, a signal to the launcher (SIGTERM from an interrupt,
+    /// or SIGKILL, which stops it at its exit event) waited for this
+    /// thread, which was blocked reading the launcher's pipe: a deadlock.
+    pub fn release_stops(&self) {
+        loop {
+            // SAFETY: `siginfo_t` is plain data the kernel fills in; zeroed
+            // is a valid initial value (and `si_pid` stays 0 if nothing is
+            // reported).
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid pointer to `info`, live for the call. Only
+            // stops are asked for (no WEXITED), so nothing is reaped.
+            let waited = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    self.main as libc::id_t,
+                    &mut info,
+                    libc::WSTOPPED | libc::WNOHANG | libc::__WALL,
+                )
+            };
+            // SAFETY: `waitid` returned 0, so `info` is a filled-in
+            // SIGCHLD record (or zeroed if no child changed state).
+            if waited != 0 || unsafe { info.si_pid() } == 0 {
+                return;
+            }
+            // SAFETY: as above; `si_status` is the stopping signal.
+            let signal = unsafe { info.si_status() };
+            // SIGTRAP is an event stop (the exit event); others are
+            // signals to deliver as they would have been.
+            let deliver = if signal == libc::SIGTRAP {
+                None
+            } else {
+                nix::sys::signal::Signal::try_from(signal).ok()
+            };
+            if ptrace::cont(Pid::from_raw(self.main), deliver).is_err() {
+                return;
+            }
+        }
+    }
+
     /// Handles ptrace stops and exits until the main process and every
     /// process it started are gone; returns how the main process ended and
     /// the peak of each process that ran (by thread-group id).

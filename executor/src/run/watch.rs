@@ -58,6 +58,14 @@ pub enum Stop {
         /// When, in milliseconds after the start.
         after_ms: u64,
     },
+    /// A file it wrote reached the policy's `max_output` (the kernel's
+    /// file-size limit killed it with `SIGXFSZ`).
+    FileSize {
+        /// The limit, in bytes.
+        limit: u64,
+        /// When, in milliseconds after the start.
+        after_ms: u64,
+    },
     /// `replay` itself was asked to stop.
     Interrupted {
         /// When, in milliseconds after the start.

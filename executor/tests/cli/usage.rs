@@ -113,3 +113,19 @@ fn the_root_defaults_to_the_directory_of_the_log() {
             "the work root `missing` is not a directory",
         ));
 }
+
+#[test]
+fn a_huge_timeout_is_a_usage_error_not_a_panic() {
+    // Regression: `Duration::from_secs_f64(1e300)` panicked (exit 101).
+    let fixture = Fixture::new();
+    fixture.write("p.toml", MINIMAL_POLICY);
+    fixture.write("log.json", GOOD_LOG);
+    for flag in ["--timeout", "--grace"] {
+        fixture
+            .replay()
+            .args(["--policy", "p.toml", flag, "1e300", "log.json"])
+            .assert()
+            .code(BAD_INPUT)
+            .stderr(predicate::str::contains("must be a number of seconds"));
+    }
+}

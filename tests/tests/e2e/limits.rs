@@ -153,3 +153,71 @@ fn a_crashing_tool_is_reported_by_signal_and_its_partial_output_discarded() {
     let report = report(&root.join("report.json"));
     assert_eq!(report["commands"][0]["exit"]["signal"], 6, "{report:#}");
 }
+
+#[test]
+fn the_policys_file_size_limit_is_a_limit_stop_not_a_failure() {
+    // Regression: a tool killed by SIGXFSZ at the policy's `max_output`
+    // was reported as `FAILED (signal 25)`, exit 1.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "max_output = \"8B\"");
+    memtouch_log(&root, &[(&["--out=out.txt"], &["out.txt"])]);
+    std::fs::write(root.join("out.txt"), "previous\n").unwrap();
+    let output = replay(&root, &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("output file size"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("out.txt")).unwrap(),
+        "previous\n"
+    );
+    let report = report(&root.join("report.json"));
+    assert_eq!(
+        report["commands"][0]["stop"]["kind"], "file_size",
+        "{report:#}"
+    );
+}
+
+/// Regression for two bugs of an interrupted run: a SIGTERM that landed
+/// between two tools ended the run with commands unrun yet exit 0, and one
+/// that landed while a tool's sandbox was being set up deadlocked `replay`
+/// (the traced launcher stopped for its signal, waiting for the thread
+/// that was blocked reading the launcher's pipe). Signals at several
+/// moments of a run of short tools: each run must end, promptly, with 130.
+#[test]
+fn sigterm_at_any_moment_ends_the_run_with_130() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    let args: [&str; 1] = ["--hold-ms=5"];
+    let commands: Vec<(&[&str], &[&str])> = (0..200).map(|_| (&args[..], &[][..])).collect();
+    memtouch_log(&root, &commands);
+    for delay_ms in [150, 230, 310, 390, 470, 550] {
+        let mut child = std::process::Command::new(bin("replay"))
+            .args(["--policy", "memtouch.toml", "log.json"])
+            .current_dir(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: kill has no memory effects; the pid is our own child,
+        // not yet reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("replay hung after SIGTERM at {delay_ms} ms");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(130), "SIGTERM at {delay_ms} ms");
+        let _ = std::fs::remove_file(root.join("log.json.journal"));
+    }
+}
