@@ -412,6 +412,7 @@ impl Runner<'_, '_> {
             id: command.id,
             command: journal::command_hash(command),
             outputs,
+            inputs: journal::input_hashes(command, &self.job.root),
         };
         self.journal
             .record(&entry)

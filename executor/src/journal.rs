@@ -25,6 +25,32 @@ pub struct Entry {
     pub command: String,
     /// Each declared output and the sha256 of its contents.
     pub outputs: Vec<(String, String)>,
+    /// Each declared input inside the root and the sha256 of its contents
+    /// when the command ran ([`NOT_A_FILE`] if it was not a regular file).
+    /// An entry from before this field has none, so it never matches a
+    /// command with inputs: such commands rerun.
+    #[serde(default)]
+    pub inputs: Vec<(String, String)>,
+}
+
+/// The hash recorded for an input that is not a regular file.
+pub const NOT_A_FILE: &str = "-";
+
+/// The `(input, hash)` pairs of a command's inputs inside `root`.
+pub fn input_hashes(command: &Command, root: &Path) -> Vec<(String, String)> {
+    command
+        .inputs
+        .iter()
+        .filter(|input| !cmdlog::path::is_absolute(input))
+        .map(|input| {
+            let path = root.join(input);
+            let hash = match fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => file_hash(&path).ok(),
+                _ => None,
+            };
+            (input.clone(), hash.unwrap_or_else(|| NOT_A_FILE.to_owned()))
+        })
+        .collect()
 }
 
 /// Why the journal cannot be used.
@@ -180,6 +206,9 @@ pub fn file_hash(path: &Path) -> io::Result<String> {
 /// are still what it wrote.
 pub fn still_done(entry: &Entry, command: &Command, root: &Path) -> bool {
     entry.command == command_hash(command)
+        // Inputs changed since (by a command rerun in an earlier, cut-short
+        // resume, or by hand): the outputs are stale even if untouched.
+        && entry.inputs == input_hashes(command, root)
         && entry.outputs.len() == command.outputs.len()
         && entry
             .outputs
@@ -225,6 +254,7 @@ mod tests {
             id: 1,
             command: command_hash(&a),
             outputs: vec![("a.o".into(), file_hash(&root.join("a.o")).unwrap())],
+            inputs: vec![],
         };
         let mut journal = Journal::create(&path).unwrap();
         journal.record(&entry).unwrap();
@@ -260,6 +290,7 @@ mod tests {
             id: 1,
             command: command_hash(&a),
             outputs: vec![("a.o".into(), file_hash(&root.join("a.o")).unwrap())],
+            inputs: vec![],
         };
         assert!(still_done(&entry, &a, root));
         let mut changed = a.clone();
@@ -269,6 +300,36 @@ mod tests {
         assert!(!still_done(&entry, &a, root));
         fs::remove_file(root.join("a.o")).unwrap();
         assert!(!still_done(&entry, &a, root));
+    }
+
+    #[test]
+    fn a_changed_input_is_not_done_even_with_the_output_untouched() {
+        // Regression: a resume cut short after rerunning the producer of
+        // `a.txt` left the consumer's old entry, whose output `b.txt` was
+        // untouched, so the next resume skipped it with a stale `b.txt`.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("a.txt"), "old").unwrap();
+        fs::write(root.join("b.txt"), "from old").unwrap();
+        let mut b = command(2, "b.txt");
+        b.inputs = vec!["a.txt".into(), "/usr/lib/libm.so".into()];
+        let entry = Entry {
+            id: 2,
+            command: command_hash(&b),
+            outputs: vec![("b.txt".into(), file_hash(&root.join("b.txt")).unwrap())],
+            inputs: input_hashes(&b, root),
+        };
+        assert_eq!(entry.inputs.len(), 1, "system inputs are not hashed");
+        assert!(still_done(&entry, &b, root));
+        fs::write(root.join("a.txt"), "new").unwrap();
+        assert!(!still_done(&entry, &b, root));
+        // An entry written before inputs were recorded never matches.
+        let old = Entry {
+            inputs: vec![],
+            ..entry
+        };
+        fs::write(root.join("a.txt"), "old").unwrap();
+        assert!(!still_done(&old, &b, root));
     }
 
     #[test]
