@@ -189,6 +189,9 @@ impl Watcher {
     /// Ends the watch (the tool has exited) and returns what was seen.
     pub fn finish(self) -> Watched {
         self.done.store(true, Ordering::SeqCst);
+        // Wake it from its wait between samples, however long the
+        // interval: ending a tool's watch must not wait for the next one.
+        self.handle.thread().unpark();
         let mut watched = self.handle.join().unwrap_or_default();
         if watched.stop.is_none() {
             watched.stop = self.stopper.stopped();
@@ -250,7 +253,8 @@ fn watch(
             stopper.stop(|after_ms| Stop::Interrupted { after_ms }, false);
         }
         stopper.escalate();
-        thread::sleep(interval);
+        // `finish` unparks; a spurious wake-up only samples early.
+        thread::park_timeout(interval);
     }
     watched.stop = stopper.stopped();
     watched

@@ -221,3 +221,22 @@ fn sigterm_at_any_moment_ends_the_run_with_130() {
         let _ = std::fs::remove_file(root.join("log.json.journal"));
     }
 }
+
+#[test]
+fn a_long_sample_interval_does_not_hold_up_each_command() {
+    // Regression: the watcher slept a whole interval after the tool had
+    // exited, so `--sample-interval 20000` made each trivial command take
+    // 20 s. The bound below is far from both: a behaviour, not a timing.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    memtouch_log(&root, &[(&["--mib=0"], &[]), (&["--mib=0"], &[])]);
+    let started = std::time::Instant::now();
+    let output = replay(&root, &["--sample-interval", "20000"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "two trivial commands took {:?}",
+        started.elapsed()
+    );
+}
