@@ -327,6 +327,7 @@ impl Runner<'_, '_> {
         spec.landlock = self.options.landlock;
         spec.network = self.options.network;
         spec.rlimits.fsize = resolved.limits.max_output;
+        spec.rlimits.nofile = Some(open_files_limit());
         let limits = ToolLimits {
             timeout: tighter(resolved.limits.timeout, self.options.timeout),
             grace: self.options.grace,
@@ -491,5 +492,15 @@ fn worst(a: RunStatus, b: RunStatus) -> RunStatus {
         b
     } else {
         a
+    }
+}
+
+/// The open-files limit each tool gets: enough for a link of thousands of
+/// objects, never more than this process may grant (its hard limit).
+fn open_files_limit() -> u64 {
+    const TOOL_NOFILE: u64 = 4096;
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((_, hard)) => TOOL_NOFILE.min(hard),
+        Err(_) => TOOL_NOFILE,
     }
 }

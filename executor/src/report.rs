@@ -334,6 +334,8 @@ pub struct JsonReporter<W: Write> {
     out: W,
     commands_open: bool,
     first: bool,
+    /// Whether `Done` closed the document.
+    closed: bool,
 }
 
 impl<W: Write> JsonReporter<W> {
@@ -344,6 +346,7 @@ impl<W: Write> JsonReporter<W> {
             out,
             commands_open: false,
             first: true,
+            closed: false,
         })
     }
 
@@ -378,10 +381,29 @@ impl<W: Write> Reporter for JsonReporter<W> {
                 self.out.write_all(b"\n],\"totals\":")?;
                 serde_json::to_writer(&mut self.out, totals).map_err(io::Error::from)?;
                 self.out.write_all(b"}\n")?;
+                self.closed = true;
                 self.out.flush()
             }
             Event::Producer(_) | Event::Validated { .. } | Event::Started { .. } => Ok(()),
         }
+    }
+}
+
+impl<W: Write> Drop for JsonReporter<W> {
+    /// A run that ends early (an error before `Done`) still leaves a valid
+    /// document: the commands so far, and `"error"` instead of totals.
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        let _ = self
+            .open_commands()
+            .and_then(|()| {
+                self.out.write_all(
+                    b"\n],\"error\":\"the run stopped before it finished; replay's standard error says why\"}\n",
+                )
+            })
+            .and_then(|()| self.out.flush());
     }
 }
 
@@ -443,5 +465,20 @@ impl Reporter for Reporters {
             reporter.event(event)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn a_report_cut_short_is_still_valid_json() {
+        // Regression: an execution error before `Done` left `{` alone.
+        let mut out = Vec::new();
+        drop(JsonReporter::new(&mut out).unwrap());
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["commands"], serde_json::json!([]));
+        assert!(doc["error"].as_str().is_some_and(|e| e.contains("stopped")));
     }
 }
