@@ -227,7 +227,16 @@ pub fn run(options: &Options) -> Result<Outcome, CompileError> {
 
     let context = Context::create();
     let mut count = 1;
-    let linked = load::load_all(&context, &options.inputs, |instructions| {
+    // Externalized statics stay global (hidden) in a relocatable object:
+    // name them after the object's absolute path too, so two objects (even
+    // of the same name, from same-named sources) link together. Stable for
+    // rebuilds in place, which is what a cache of partitions sees.
+    let salt = if options.emit == Emit::Obj {
+        root.join(&output).to_string_lossy().into_owned()
+    } else {
+        String::new()
+    };
+    let linked = load::load_all(&context, &options.inputs, &salt, |instructions| {
         count = match options.partitions {
             Partitions::Fixed(n) => n,
             Partitions::Auto => partition::auto_count(instructions),

@@ -111,10 +111,12 @@ pub struct Linked<'ctx> {
 ///
 /// `tag` is called with the total instruction count once every input is
 /// loaded and says whether to tag local symbols for partitioning (it must be
-/// decided before linking, when each symbol's source module is still known).
+/// decided before linking, when each symbol's source module is still known);
+/// `salt` goes into the tags (see [`partition::module_tag`]).
 pub fn load_all<'ctx>(
     context: &'ctx Context,
     paths: &[PathBuf],
+    salt: &str,
     tag: impl FnOnce(usize) -> bool,
 ) -> Result<Linked<'ctx>, LoadError> {
     let mut modules = Vec::with_capacity(paths.len());
@@ -133,7 +135,7 @@ pub fn load_all<'ctx>(
                 source = path.display().to_string();
             }
             let rank = ranks.entry(source.clone()).or_insert(0);
-            partition::tag_locals(module, &partition::module_tag(&source, *rank));
+            partition::tag_locals(module, &partition::module_tag(&source, *rank, salt));
             *rank += 1;
         }
     }

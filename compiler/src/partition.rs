@@ -91,10 +91,12 @@ pub fn instruction_count(module: &Module<'_>) -> usize {
         .sum()
 }
 
-/// A short stable tag for a source module: its `source_filename` and its
-/// rank among inputs with the same `source_filename`.
-pub fn module_tag(source_filename: &str, rank: usize) -> String {
-    let digest = Sha256::digest(format!("{source_filename}\0{rank}").as_bytes());
+/// A short stable tag for a source module: its `source_filename`, its
+/// rank among inputs with the same `source_filename`, and a `salt` that
+/// tells apart objects meant to be linked together later (empty for a
+/// finished executable or library, where the names never escape).
+pub fn module_tag(source_filename: &str, rank: usize, salt: &str) -> String {
+    let digest = Sha256::digest(format!("{source_filename}\0{rank}\0{salt}").as_bytes());
     hex(&digest[..6])
 }
 
@@ -576,10 +578,12 @@ mod tests {
 
     #[test]
     fn module_tags_differ_by_file_and_rank() {
-        assert_ne!(module_tag("a.c", 0), module_tag("b.c", 0));
-        assert_ne!(module_tag("a.c", 0), module_tag("a.c", 1));
-        assert_eq!(module_tag("a.c", 0), module_tag("a.c", 0));
-        assert_eq!(module_tag("a.c", 0).len(), 12);
+        assert_ne!(module_tag("a.c", 0, ""), module_tag("b.c", 0, ""));
+        assert_ne!(module_tag("a.c", 0, ""), module_tag("a.c", 1, ""));
+        assert_eq!(module_tag("a.c", 0, ""), module_tag("a.c", 0, ""));
+        assert_eq!(module_tag("a.c", 0, "").len(), 12);
+        // Two `--emit obj` outputs from same-named sources link together.
+        assert_ne!(module_tag("a.c", 0, "x.o"), module_tag("a.c", 0, "y.o"));
     }
 
     /// Parses IR text into a module of `context`.
@@ -610,7 +614,7 @@ mod tests {
         );
         let context = inkwell::context::Context::create();
         let module = parse(&context, &ir);
-        let tag = module_tag("t.c", 0);
+        let tag = module_tag("t.c", 0, "");
         tag_locals(&module, &tag);
         let (partitioner, summary) = Partitioner::new(&module, 2);
         assert_eq!(summary.externalized, 1);

@@ -321,3 +321,58 @@ fn generated_program_with_many_files_matches_clang() {
 fn partition_count_for_auto(root: &Path) -> usize {
     crate::support::partition_files(&root.join("prog.aotc")).len()
 }
+
+/// Regression: with `--emit obj`, statics shared across partitions become
+/// hidden globals named after their source file, and stay global in the
+/// relocatable object; two objects built from same-named sources then
+/// failed to link together (`multiple definition of counter.aotc...`).
+#[test]
+fn two_objects_from_same_named_sources_link_together() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut objects = Vec::new();
+    for prefix in ["first", "second"] {
+        let dir = tmp.path().join(prefix);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let source = dir.join("lib.c");
+        let mut text =
+            String::from("static int counter;\nstatic void bump(int n) { counter += n; }\n");
+        for (i, f) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+            text.push_str(&format!(
+                "int {prefix}_{f}(void) {{ bump({}); return counter; }}\n",
+                i + 1
+            ));
+        }
+        std::fs::write(&source, text).expect("write source");
+        let inputs = bitcode(std::slice::from_ref(&source), &dir.join("bc"));
+        let out = dir.join("out");
+        let object = out.join("lib.o");
+        check(
+            aotc()
+                .args(&inputs)
+                .arg("-o")
+                .arg(&object)
+                .arg("--log")
+                .arg(out.join("log.json"))
+                .args(["--emit", "obj", "--partitions", "6", "--exec"]),
+        );
+        objects.push(object);
+    }
+    let main = tmp.path().join("main.c");
+    std::fs::write(
+        &main,
+        "#include <stdio.h>\nint first_a(void), first_f(void), second_a(void), second_f(void);\n\
+         int main(void) { int x = first_a(); int y = first_f(); int z = second_f();\n\
+         printf(\"%d %d %d %d\\n\", x, y, z, second_a()); return 0; }\n",
+    )
+    .expect("write main");
+    let program = tmp.path().join("prog");
+    check(
+        std::process::Command::new("clang-14")
+            .arg(&main)
+            .args(&objects)
+            .arg("-o")
+            .arg(&program),
+    );
+    // Each object has its own counter: 1, 1+6, 6, 6+1.
+    assert_eq!(run(&program), ("1 7 6 7\n".to_owned(), Some(0)));
+}
