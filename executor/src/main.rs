@@ -52,7 +52,7 @@ Exit codes:
   2  bad input or usage (unreadable or malformed log or policy)
   3  denied by policy: nothing ran
   4  a limit (time, memory, output) stopped a tool
-130  interrupted (SIGINT or SIGTERM): the running tool was stopped";
+130  interrupted (SIGINT, SIGTERM, SIGHUP or SIGQUIT): the running tool was stopped";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -393,7 +393,14 @@ fn run_validated(
         }
     };
     let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGHUP (a closed terminal) and SIGQUIT too: by default they would
+    // kill replay with a tool's temporaries and backups still in place.
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGQUIT,
+    ] {
         signal_hook::flag::register(signal, Arc::clone(&interrupted)).map_err(|e| {
             Failure::new(
                 ReplayExitCode::BAD_INPUT,

@@ -183,9 +183,10 @@ fn the_policys_file_size_limit_is_a_limit_stop_not_a_failure() {
 /// that landed while a tool's sandbox was being set up deadlocked `replay`
 /// (the traced launcher stopped for its signal, waiting for the thread
 /// that was blocked reading the launcher's pipe). Signals at several
-/// moments of a run of short tools: each run must end, promptly, with 130.
+/// moments of a run of short tools (SIGHUP and SIGQUIT too, which killed
+/// replay outright): each run must end, promptly, with 130.
 #[test]
-fn sigterm_at_any_moment_ends_the_run_with_130() {
+fn a_signal_at_any_moment_ends_the_run_with_130() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
@@ -193,7 +194,14 @@ fn sigterm_at_any_moment_ends_the_run_with_130() {
     let args: [&str; 1] = ["--hold-ms=5"];
     let commands: Vec<(&[&str], &[&str])> = (0..200).map(|_| (&args[..], &[][..])).collect();
     memtouch_log(&root, &commands);
-    for delay_ms in [150, 230, 310, 390, 470, 550] {
+    for (delay_ms, signal) in [
+        (150, libc::SIGTERM),
+        (230, libc::SIGTERM),
+        (310, libc::SIGINT),
+        (390, libc::SIGTERM),
+        (470, libc::SIGHUP),
+        (550, libc::SIGQUIT),
+    ] {
         let mut child = std::process::Command::new(bin("replay"))
             .args(["--policy", "memtouch.toml", "log.json"])
             .current_dir(&root)
@@ -204,7 +212,7 @@ fn sigterm_at_any_moment_ends_the_run_with_130() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         // SAFETY: kill has no memory effects; the pid is our own child,
         // not yet reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -213,11 +221,11 @@ fn sigterm_at_any_moment_ends_the_run_with_130() {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("replay hung after SIGTERM at {delay_ms} ms");
+                panic!("replay hung after signal {signal} at {delay_ms} ms");
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        assert_eq!(status.code(), Some(130), "SIGTERM at {delay_ms} ms");
+        assert_eq!(status.code(), Some(130), "signal {signal} at {delay_ms} ms");
         let _ = std::fs::remove_file(root.join("log.json.journal"));
     }
 }
