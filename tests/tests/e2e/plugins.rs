@@ -137,3 +137,64 @@ fn a_plugin_that_fails_refuses_the_whole_log() {
         "{stdout}"
     );
 }
+
+/// A policy that pins the plugin by sha256: the right pin judges as
+/// unpinned does, a wrong one refuses every command (the module is never
+/// run), both through `replay check` on a real log.
+#[test]
+fn a_pinned_plugin_runs_only_with_its_own_hash() {
+    assert!(plugin_built(), "run scripts/build-plugins.sh first");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    aotc_log(root, "-O2");
+    let module = repo().join("policies/plugins/naming.wasm");
+    let sha256 = {
+        let out = run(
+            std::path::Path::new("sha256sum"),
+            &[module.to_str().unwrap()],
+            root,
+        );
+        assert!(out.status.success());
+        text(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let wrong = format!(
+        "{}{}",
+        if sha256.starts_with('0') { "1" } else { "0" },
+        &sha256[1..]
+    );
+    for (pin, allowed) in [(&sha256, true), (&wrong, false)] {
+        let policy = format!(
+            "[policy]\nname = \"pinned\"\nextends = [\"{}\"]\n\n[[plugin]]\nname = \"pinned\"\npath = \"{}\"\nsha256 = \"{pin}\"\n\n[plugin.config]\nmin_opt_level = 2\n",
+            shipped_policy("linux.toml").display(),
+            module.display()
+        );
+        std::fs::write(root.join("pinned.toml"), policy).unwrap();
+        let check = run(
+            &bin("replay"),
+            &["check", "--policy", "pinned.toml", "log.json"],
+            root,
+        );
+        let stdout = text(&check.stdout);
+        if allowed {
+            assert_eq!(
+                check.status.code(),
+                Some(0),
+                "{stdout}{}",
+                text(&check.stderr)
+            );
+        } else {
+            assert_eq!(
+                check.status.code(),
+                Some(3),
+                "{stdout}{}",
+                text(&check.stderr)
+            );
+            assert!(stdout.contains("plugin `pinned` failed"), "{stdout}");
+            assert!(stdout.contains("sha256"), "{stdout}");
+        }
+    }
+}
