@@ -23,3 +23,8 @@ echo "== plugin workspace (policies/plugins)"
 cargo fmt --manifest-path policies/plugins/Cargo.toml -p replay-plugin-kit -p replay-plugin-naming -- --check
 cargo clippy --manifest-path policies/plugins/Cargo.toml --all-targets -- -D warnings
 cargo test --manifest-path policies/plugins/Cargo.toml
+
+echo "== bench tools (bench/tools: the benchmarks' memory referee and plot)"
+cargo fmt --manifest-path bench/tools/Cargo.toml -- --check
+cargo clippy --manifest-path bench/tools/Cargo.toml --all-targets --locked -- -D warnings
+cargo test --manifest-path bench/tools/Cargo.toml --locked
