@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{bin, memtouch_log, memtouch_policy, report, run, text};
+use crate::support::{bin, memtouch_log, memtouch_policy, report, run, spawn_replay, text};
 
 /// Processes running `memtouch` whose working directory is `root`.
 fn memtouch_processes_in(root: &Path) -> Vec<i32> {
@@ -202,13 +202,7 @@ fn a_signal_at_any_moment_ends_the_run_with_130() {
         (470, libc::SIGHUP),
         (550, libc::SIGQUIT),
     ] {
-        let mut child = std::process::Command::new(bin("replay"))
-            .args(["--policy", "memtouch.toml", "log.json"])
-            .current_dir(&root)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_replay(&root, &["--policy", "memtouch.toml", "log.json"]);
         std::thread::sleep(Duration::from_millis(delay_ms));
         // SAFETY: kill has no memory effects; the pid is our own child,
         // not yet reaped.

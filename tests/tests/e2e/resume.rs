@@ -2,10 +2,9 @@
 //! same outputs as an uninterrupted run.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, memtouch_log, memtouch_policy, run, text};
+use crate::support::{bin, memtouch_log, memtouch_policy, run, spawn_replay, text};
 
 fn log(root: &Path) {
     memtouch_policy(root, "");
@@ -58,13 +57,7 @@ fn sigkill_then_resume_ends_like_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     log(&root);
-    let mut child = Command::new(bin("replay"))
-        .args(["--policy", "memtouch.toml", "log.json"])
-        .current_dir(&root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_replay(&root, &["--policy", "memtouch.toml", "log.json"]);
     // Kill it while the second command is running: after the first one's
     // journal entry, before the run ends.
     let journal = root.join("log.json.journal");

@@ -119,3 +119,15 @@ pub fn report(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).expect("the report exists");
     serde_json::from_str(&text).expect("the report is JSON")
 }
+
+/// `replay ARGS` started in `root` with its output discarded, for tests
+/// that signal or kill it while it runs.
+pub fn spawn_replay(root: &Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(bin("replay"))
+        .args(args)
+        .current_dir(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start replay")
+}
