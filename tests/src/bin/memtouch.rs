@@ -1,13 +1,16 @@
 //! A tool with a known memory footprint, for testing measurement and
 //! limits: `memtouch --mib=N [--children=K] [--hold-ms=T] [--out=FILE]
-//! [--exit=C] [--crash=1]`.
+//! [--exit=C] [--crash=1] [--escape=PORT]`.
 //!
 //! It allocates N MiB and writes to every page, so all of it is resident,
 //! holds it for T milliseconds, and exits with C. With K children, it forks
 //! K processes that each do the same at the same time, and waits for them;
 //! the parent itself touches nothing more. With `--out=FILE` it writes a
 //! small file first (half of it, then the rest after holding), so a tool
-//! stopped midway leaves a partial output behind.
+//! stopped midway leaves a partial output behind. With `--escape=PORT` it
+//! first tries what a sandboxed tool must not do, and prints how each try
+//! ended: create a file outside the work root (`/var/tmp/memtouch-escape-
+//! PID`, PID its own) and connect to `127.0.0.1:PORT`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,8 +37,24 @@ fn touch(mib: u64, hold: Duration) {
     drop(buffer);
 }
 
+/// Tries to leave the sandbox; prints `write: ...` and `connect: ...`.
+fn escape(port: u16) {
+    let path = format!("/var/tmp/memtouch-escape-{}", std::process::id());
+    match std::fs::File::create(&path) {
+        Ok(_) => println!("write: done {path}"),
+        Err(error) => println!("write: denied {path} ({error})"),
+    }
+    match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Ok(_) => println!("connect: done"),
+        Err(error) => println!("connect: denied ({error})"),
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(port) = flag(&args, "--escape=") {
+        escape(port as u16);
+    }
     let mib = flag(&args, "--mib=").unwrap_or(0);
     let children = flag(&args, "--children=").unwrap_or(0);
     let hold = Duration::from_millis(flag(&args, "--hold-ms=").unwrap_or(0));

@@ -66,3 +66,46 @@ fn an_unknown_required_layer_is_a_policy_error() {
         "{stderr}"
     );
 }
+
+/// Through `replay`, a tool that tries to write outside the work root and
+/// to reach a server on this machine is stopped by the sandbox (Landlock
+/// and the network namespace, which this machine and CI have), while the
+/// same tool outside replay does both.
+#[test]
+fn a_tool_cannot_write_outside_the_root_or_open_a_connection() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let flag = format!("--escape={port}");
+
+    // The control: unsandboxed, both tries succeed.
+    let plain = run(&bin("memtouch"), &[&flag], std::path::Path::new("/"));
+    let plain_out = text(&plain.stdout);
+    assert!(plain_out.contains("write: done"), "{plain_out}");
+    assert!(plain_out.contains("connect: done"), "{plain_out}");
+    if let Some(path) = plain_out
+        .split_whitespace()
+        .find(|w| w.starts_with("/var/tmp/"))
+    {
+        let _ = std::fs::remove_file(path);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    require(&root, r#""landlock", "network""#);
+    memtouch_log(&root, &[(&[&flag], &[])]);
+    let output = run(
+        &bin("replay"),
+        &["--policy", "memtouch.toml", "log.json"],
+        &root,
+    );
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("write: denied"), "{stdout}");
+    assert!(stdout.contains("connect: denied"), "{stdout}");
+    let tried = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("/var/tmp/memtouch-escape-"))
+        .expect("the path it tried");
+    assert!(!std::path::Path::new(tried).exists());
+}

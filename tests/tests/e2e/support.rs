@@ -76,6 +76,7 @@ flags = [
   {{ name = "--exit=", form = "joined", range = [0, 255] }},
   {{ name = "--crash=", form = "joined", range = [0, 1] }},
   {{ name = "--out=", form = "joined", path = "output" }},
+  {{ name = "--escape=", form = "joined", range = [1, 65535] }},
 ]
 "#,
         dir = bin_dir().display()
