@@ -242,7 +242,15 @@ impl<W: Write> Reporter for HumanReporter<W> {
         match event {
             Event::Finished(record) => {
                 if self.rows.len() < TABLE_ROWS {
-                    self.rows.push((*record).clone());
+                    // The table needs the figures, not the output tails
+                    // (up to 32 KiB a command, already passed through).
+                    let mut row = (*record).clone();
+                    if let Some(outcome) = &mut row.outcome {
+                        outcome.stdout_tail = String::new();
+                        outcome.stderr_tail = String::new();
+                        outcome.measurements.processes = Vec::new();
+                    }
+                    self.rows.push(row);
                 } else {
                     self.hidden += 1;
                 }
