@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cmdlog::path::PathIds;
 use cmdlog::{Command, LogReader, Visit};
 use policy::{Checker, Mode, Policy, Status as Judged};
 
@@ -134,6 +135,7 @@ pub fn execute(
         done,
         failed_outputs: HashSet::new(),
         rebuilt: HashSet::new(),
+        ids: PathIds::new(),
         reporter,
         totals: Totals {
             commands,
@@ -176,9 +178,12 @@ struct Runner<'a, 'p> {
     journal: Journal,
     done: std::collections::HashMap<u64, Entry>,
     /// Outputs of commands that failed (`--keep-going`), as [`key`]s.
-    failed_outputs: HashSet<String>,
+    failed_outputs: HashSet<u128>,
     /// Outputs of commands that ran and succeeded in this run, as [`key`]s.
-    rebuilt: HashSet<String>,
+    rebuilt: HashSet<u128>,
+    /// Identities of paths in `failed_outputs` and `rebuilt`: a fixed few
+    /// bytes per output, so memory stays near flat in the log's length.
+    ids: PathIds,
     reporter: &'a mut dyn Reporter,
     totals: Totals,
     status: RunStatus,
@@ -187,6 +192,11 @@ struct Runner<'a, 'p> {
 }
 
 impl Runner<'_, '_> {
+    /// The identity of a path in `rebuilt` and `failed_outputs`.
+    fn key(&self, path: &str) -> u128 {
+        self.ids.of(&normalized(path))
+    }
+
     fn finish(&mut self, record: CommandRecord) -> ControlFlow<()> {
         self.totals.add(&record);
         let bad = !record.status.is_good();
@@ -250,7 +260,7 @@ impl Runner<'_, '_> {
         let rebuilt_input = command
             .inputs
             .iter()
-            .any(|input| self.rebuilt.contains(&key(input)));
+            .any(|input| self.rebuilt.contains(&self.key(input)));
         if self.options.resume && !rebuilt_input {
             if let Some(entry) = self.done.get(&command.id) {
                 if journal::still_done(entry, command, root) {
@@ -261,10 +271,10 @@ impl Runner<'_, '_> {
         if let Some(input) = command
             .inputs
             .iter()
-            .find(|input| self.failed_outputs.contains(&key(input)))
+            .find(|input| self.failed_outputs.contains(&self.key(input)))
         {
             self.failed_outputs
-                .extend(command.outputs.iter().map(|o| key(o)));
+                .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
             return record(Status::Blocked {
                 input: input.clone(),
             });
@@ -275,7 +285,7 @@ impl Runner<'_, '_> {
             .find(|input| !input_exists(root, input))
         {
             self.failed_outputs
-                .extend(command.outputs.iter().map(|o| key(o)));
+                .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
             return record(Status::Error {
                 message: format!("input `{missing}` does not exist"),
             });
@@ -348,7 +358,7 @@ impl Runner<'_, '_> {
             Err(error) => {
                 staging.abort();
                 self.failed_outputs
-                    .extend(command.outputs.iter().map(|o| key(o)));
+                    .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
                 return record(Status::Error {
                     message: crate::report::one_line(&error),
                 });
@@ -383,10 +393,11 @@ impl Runner<'_, '_> {
             status
         };
         if matches!(status, Status::Ok) {
-            self.rebuilt.extend(command.outputs.iter().map(|o| key(o)));
+            self.rebuilt
+                .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
         } else {
             self.failed_outputs
-                .extend(command.outputs.iter().map(|o| key(o)));
+                .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
         }
         CommandRecord {
             id: command.id,
@@ -461,7 +472,7 @@ impl Visit for Runner<'_, '_> {
 }
 
 /// A path as the run compares them: `./out/p.o` and `out/p.o` are one file.
-fn key(path: &str) -> String {
+fn normalized(path: &str) -> String {
     cmdlog::path::normalize_under(".", path).unwrap_or_else(|| path.to_owned())
 }
 

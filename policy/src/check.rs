@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use cmdlog::path::{check_confined, is_absolute, normalize_under};
+use cmdlog::path::{check_confined, is_absolute, normalize_under, PathIds};
 use cmdlog::{Command, Header, Os, ToolKind};
 use serde::Serialize;
 
@@ -130,10 +130,13 @@ pub struct Checker<'p> {
     system_canonical: Vec<PathBuf>,
     /// The log's platform, once the header was seen.
     log_os: Os,
-    /// Every output written so far, by its writer.
-    written: HashMap<Box<str>, u64>,
+    /// Every output written so far (its [`PathIds`] identity), by its
+    /// writer: a fixed few bytes per output, whatever its path's length.
+    written: HashMap<u128, u64>,
     /// Root paths read before any command wrote them, by first reader.
-    read_early: HashMap<Box<str>, u64>,
+    read_early: HashMap<u128, u64>,
+    /// Identities of the paths in `written` and `read_early`.
+    ids: PathIds,
     /// Binary checks by tool kind, then program.
     binaries: HashMap<ToolKind, HashMap<String, Rc<BinaryCheck>>>,
     /// How many binary checks are cached.
@@ -190,6 +193,7 @@ impl<'p> Checker<'p> {
             system_canonical,
             written: HashMap::new(),
             read_early: HashMap::new(),
+            ids: PathIds::new(),
             binaries: HashMap::new(),
             binaries_cached: 0,
             commands: 0,
@@ -356,6 +360,7 @@ impl<'p> Checker<'p> {
         let mut log = LogState {
             written: &mut self.written,
             read_early: &mut self.read_early,
+            ids: &self.ids,
             protected: &self.protected,
             system_canonical: &self.system_canonical,
             mode: self.options.mode,
@@ -416,8 +421,9 @@ impl<'p> Checker<'p> {
 
 /// What the path rules need of the checker's state.
 struct LogState<'a> {
-    written: &'a mut HashMap<Box<str>, u64>,
-    read_early: &'a mut HashMap<Box<str>, u64>,
+    written: &'a mut HashMap<u128, u64>,
+    read_early: &'a mut HashMap<u128, u64>,
+    ids: &'a PathIds,
     protected: &'a [String],
     system_canonical: &'a [PathBuf],
     mode: Mode,
@@ -523,7 +529,7 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
         else {
             continue;
         };
-        let produced = log.written.contains_key(key.as_str());
+        let produced = log.written.contains_key(&log.ids.of(&key));
         match ctx.lookup(input) {
             Lookup::Escapes { via } => {
                 ctx.symlink_escape(input, &via);
@@ -550,8 +556,9 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             }
             Lookup::Inside { .. } => {}
         }
-        if !produced && !log.read_early.contains_key(key.as_str()) {
-            log.read_early.insert(key.into_boxed_str(), id);
+        let input_id = log.ids.of(&key);
+        if !produced && !log.read_early.contains_key(&input_id) {
+            log.read_early.insert(input_id, id);
         }
     }
 
@@ -644,7 +651,8 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             );
             continue;
         }
-        if let Some(&writer) = log.written.get(key.as_str()) {
+        let output_id = log.ids.of(&key);
+        if let Some(&writer) = log.written.get(&output_id) {
             let message = if writer == id {
                 format!("output `{output}` is listed twice")
             } else {
@@ -658,7 +666,7 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             );
             continue;
         }
-        if let Some(&reader) = log.read_early.get(key.as_str()).filter(|r| **r != id) {
+        if let Some(&reader) = log.read_early.get(&output_id).filter(|r| **r != id) {
             ctx.refuse(
                 "outputs.read-before-write",
                 output,
@@ -666,7 +674,7 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                 "order the commands so each file is written before it is read",
             );
         }
-        log.written.insert(key.into_boxed_str(), id);
+        log.written.insert(output_id, id);
     }
 }
 
