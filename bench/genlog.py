@@ -2,7 +2,8 @@
 """Writes a replay log of N commands to stdout, for the benches.
 
   genlog.py N opt       opt -O2 gen.aotc/pK.bc -o gen.aotc/pK.opt.bc (linux.toml allows them)
-  genlog.py N memtouch  memtouch --mib=0 (a trivial tool, for the run footprint)
+  genlog.py N memtouch  memtouch --mib=0 (a trivial tool, for the run overhead)
+  genlog.py N memtouch-out  the same, each writing one declared output o/K.txt
 """
 import json
 import sys
@@ -16,6 +17,10 @@ for i in range(1, n + 1):
         src, dst = f"gen.aotc/p{i}.bc", f"gen.aotc/p{i}.opt.bc"
         cmd = {"id": i, "tool": "opt", "program": "opt", "args": ["-O2", src, "-o", dst],
                "cwd": ".", "env": {}, "inputs": [src], "outputs": [dst]}
+    elif kind == "memtouch-out":
+        out_file = f"o/{i}.txt"
+        cmd = {"id": i, "tool": "memtouch", "program": "memtouch", "args": ["--mib=0", f"--out={out_file}"],
+               "cwd": ".", "env": {}, "inputs": [], "outputs": [out_file]}
     else:
         cmd = {"id": i, "tool": "memtouch", "program": "memtouch", "args": ["--mib=0"],
                "cwd": ".", "env": {}, "inputs": [], "outputs": []}

@@ -38,7 +38,7 @@ TOOLS = BENCH / "tools" / "target" / "release"
 LINUX_POLICY = REPO / "policies" / "linux.toml"
 NAMING_POLICY = REPO / "policies" / "linux-naming.toml"
 MIB = 1024 * 1024
-FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale"]
+FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale", "footprint"]
 # The compiler's own process name and the tools' (as /proc/PID/comm shows them).
 COMPILER_COMM = "aotc"
 TOOL_COMMS = ("opt", "llc", "clang", "clang-14", "ld", "ld.bfd", "collect2", "cc1")
@@ -343,8 +343,33 @@ dirs = ["{bin}"]
 args = "memtouch"
 [args.memtouch]
 positional = "refuse"
-flags = [{{ name = "--mib=", form = "joined", range = [0, 0] }}]
+flags = [{{ name = "--mib=", form = "joined", range = [0, 0] }},
+         {{ name = "--out=", form = "joined", path = "output" }}]
 """
+
+
+def fig_footprint(sizes: list, out: Path) -> dict:
+    """replay's own peak RSS (its VmHWM, from the report) while it runs N
+    trivial commands that each write one declared output: the whole-log
+    state grows with the outputs, the reader does not. One run per size:
+    a memory figure, and 100,000 real execs take a quarter of an hour."""
+    rows = []
+    for n in sizes:
+        root = fresh(out / str(n))
+        (root / "o").mkdir()
+        policy = root / "policy.toml"
+        policy.write_text(MEMTOUCH_POLICY.format(bin=BIN))
+        with open(root / "log.json", "w") as f:
+            subprocess.run([sys.executable, BENCH / "genlog.py", str(n), "memtouch-out"], stdout=f, check=True)
+        log(f"footprint: {n} commands")
+        report = root / "report.json"
+        m = measured([BIN / "replay", "--policy", policy, "--report", report, root / "log.json"],
+                     out / f"replay.{n}", sample=False)
+        totals = json.loads(report.read_text())["totals"]
+        rows.append({"commands": n, "wall_s": m["time"]["wall_s"], "replay_peak_rss": totals["replay_peak_rss"],
+                     "time_v_max_rss": m["time"]["max_rss"]})
+        shutil.rmtree(root)
+    return {"rows": rows}
 
 
 def fig_overhead_small(n: int, runs: int, out: Path) -> dict:
@@ -632,6 +657,31 @@ def render(results: dict, args: argparse.Namespace) -> str:
                 f"{cell(r['replay']['wall_s'], 's', 1, 2)} | {cell(r['replay_own_peak'], 'MiB', MIB)} | "
                 f"{cell(r['largest_tool'], 'MiB', MIB)} |")
         lines += ["", "![scale](scale.svg)", ""]
+    fp = results.get("footprint")
+    if fp:
+        lines += [
+            "## 8. replay's own footprint while it runs",
+            "",
+            "`replay --policy` running N trivial commands (`memtouch --mib=0 --out=o/K.txt`, one declared output "
+            "each); replay's own peak RSS is its `VmHWM` from the report (`time -v` also counts the tools). "
+            "One run per size: a memory figure. Target (executor issue): under 10 MiB at 100,000 commands, flat.",
+            "",
+            "| commands | wall | per command | replay's own peak RSS |",
+            "|---|---|---|---|",
+        ]
+        for r in fp["rows"]:
+            lines.append(f"| {r['commands']:,} | {r['wall_s']:.1f} s | {1000 * r['wall_s'] / r['commands']:.2f} ms | "
+                         f"{r['replay_peak_rss'] / MIB:.1f} MiB |")
+        big = [r for r in fp["rows"] if r["commands"] == 100_000]
+        if big:
+            rss = big[0]["replay_peak_rss"] / MIB
+            lines += ["", f"Target under 10 MiB at 100,000 commands: {'meets' if rss < 10 else '**misses**'} it "
+                          f"({rss:.1f} MiB)."]
+        lines.append("")
+    commits = results.get("commits", {})
+    if len(set(commits.values())) > 1:
+        lines += ["## Commits", "", "Figures rerun with `--merge` were measured at different commits:", ""]
+        lines += [f"- {figure}: `{commit}`" for figure, commit in sorted(commits.items())] + [""]
     return "\n".join(lines) + "\n"
 
 
@@ -691,12 +741,24 @@ def main() -> None:
                         help="smaller sizes (no 1M-command log, no N=50000), for trying the bench out")
     parser.add_argument("--only", default=",".join(FIGURES), help=f"a comma-separated subset of {FIGURES}")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other figures of bench/results.json (each says the commit it was "
+                             "measured at) and rerun only those of --only")
     args = parser.parse_args()
     only = args.only.split(",")
     unknown = set(only) - set(FIGURES)
     if unknown:
         parser.error(f"unknown figure(s) {sorted(unknown)}; choose from {FIGURES}")
-    results: dict = {"machine": machine(), "runs": args.runs}
+    results: dict = {"machine": machine(), "runs": args.runs, "commits": {}}
+    previous = BENCH / "results.json"
+    if args.merge and previous.exists():
+        kept = json.loads(previous.read_text())
+        for figure in ("pipeline", "overhead", "check", "scale", "footprint"):
+            if figure in kept and figure not in only:
+                results[figure] = kept[figure]
+                results["commits"][figure] = kept.get("commits", {}).get(figure, kept["machine"]["commit"])
+    for figure in only:
+        results["commits"][figure] = results["machine"]["commit"]
     out = WORK / "runs"
     if "pipeline" in only or "overhead" in only or "accuracy" in only:
         sqlite = sqlite_workload()
@@ -714,6 +776,9 @@ def main() -> None:
         sizes = [1000, 10_000] + ([] if args.quick else [50_000])
         results["scale"] = fig_scale(sizes, args.runs, fresh(out / "scale"), args.large_runs)
         plot_scale(results["scale"])
+    if "footprint" in only:
+        sizes = [1000, 10_000] + ([] if args.quick else [100_000])
+        results["footprint"] = fig_footprint(sizes, out / "footprint")
     (BENCH / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     args.out.write_text(render(results, args))
     log(f"wrote {args.out} and {BENCH / 'results.json'}")

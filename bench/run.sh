@@ -4,8 +4,10 @@
 # builds the workloads (SQLite via npm, the synthetic generator), runs every
 # figure and rewrites bench/RESULTS.md, bench/results.json and
 # bench/scale.svg. Arguments go to bench/run.py (`--runs N`, `--quick`,
-# `--only FIGURES`; see `python3 bench/run.py --help`).
-# Takes about an hour on 2 cores. Not part of the tests or CI.
+# `--only FIGURES`, `--merge` to rerun some figures and keep the others;
+# see `python3 bench/run.py --help`).
+# Takes about 75 minutes on 2 cores (the 100,000-command footprint run is
+# a quarter of an hour of it). Not part of the tests or CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
