@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 ///
 /// Missing entries (say `/lib32`) are skipped. `/proc` is readable because
 /// compilers read `/proc/self/*` and `/proc/cpuinfo`; other processes' files
-/// stay guarded by ptrace access checks.
+/// stay guarded by ptrace access checks. Of `/etc`, only what the dynamic
+/// loader and the clang driver read (its distribution detection): a tool
+/// that reads what it is given (`#include`, `.incbin`, a linker script)
+/// could otherwise copy any of `/etc` into an output.
 pub const DEFAULT_READABLE: &[&str] = &[
     "/usr",
     "/lib",
@@ -20,7 +23,16 @@ pub const DEFAULT_READABLE: &[&str] = &[
     "/lib32",
     "/bin",
     "/sbin",
-    "/etc",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/os-release",
+    "/etc/lsb-release",
+    "/etc/debian_version",
+    "/etc/redhat-release",
+    "/etc/system-release",
+    "/etc/localtime",
     "/opt",
     "/proc",
     "/sys/devices/system/cpu",

@@ -10,7 +10,8 @@
 //! stopped midway leaves a partial output behind. With `--escape=PORT` it
 //! first tries what a sandboxed tool must not do, and prints how each try
 //! ended: create a file outside the work root (`/var/tmp/memtouch-escape-
-//! PID`, PID its own) and connect to `127.0.0.1:PORT`.
+//! PID`, PID its own), read `/etc/hostname`, and connect to
+//! `127.0.0.1:PORT`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,6 +44,10 @@ fn escape(port: u16) {
     match std::fs::File::create(&path) {
         Ok(_) => println!("write: done {path}"),
         Err(error) => println!("write: denied {path} ({error})"),
+    }
+    match std::fs::read("/etc/hostname") {
+        Ok(_) => println!("read: done /etc/hostname"),
+        Err(error) => println!("read: denied /etc/hostname ({error})"),
     }
     match std::net::TcpStream::connect(("127.0.0.1", port)) {
         Ok(_) => println!("connect: done"),

@@ -67,12 +67,13 @@ fn an_unknown_required_layer_is_a_policy_error() {
     );
 }
 
-/// Through `replay`, a tool that tries to write outside the work root and
-/// to reach a server on this machine is stopped by the sandbox (Landlock
-/// and the network namespace, which this machine and CI have), while the
-/// same tool outside replay does both.
+/// Through `replay`, a tool that tries to write outside the work root, to
+/// read a file of `/etc` it has no need for, and to reach a server on this
+/// machine is stopped by the sandbox (Landlock and the network namespace,
+/// which this machine and CI have), while the same tool outside replay
+/// does all three.
 #[test]
-fn a_tool_cannot_write_outside_the_root_or_open_a_connection() {
+fn a_tool_cannot_write_outside_the_root_read_etc_or_open_a_connection() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let flag = format!("--escape={port}");
@@ -81,6 +82,7 @@ fn a_tool_cannot_write_outside_the_root_or_open_a_connection() {
     let plain = run(&bin("memtouch"), &[&flag], std::path::Path::new("/"));
     let plain_out = text(&plain.stdout);
     assert!(plain_out.contains("write: done"), "{plain_out}");
+    assert!(plain_out.contains("read: done"), "{plain_out}");
     assert!(plain_out.contains("connect: done"), "{plain_out}");
     if let Some(path) = plain_out
         .split_whitespace()
@@ -102,6 +104,8 @@ fn a_tool_cannot_write_outside_the_root_or_open_a_connection() {
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(stdout.contains("write: denied"), "{stdout}");
+    // Of /etc, only what the loader and the clang driver need is readable.
+    assert!(stdout.contains("read: denied"), "{stdout}");
     assert!(stdout.contains("connect: denied"), "{stdout}");
     let tried = stdout
         .split_whitespace()
