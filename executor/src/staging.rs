@@ -64,6 +64,8 @@ struct Staged {
 #[derive(Debug)]
 pub struct Staging {
     staged: Vec<Staged>,
+    /// The command's id, in the names of its temporaries.
+    id: u64,
 }
 
 /// The name a tool writes `basename` under: hidden, unique to this command
@@ -139,7 +141,7 @@ impl Staging {
             }
             rewritten.push(new);
         }
-        Ok((rewritten, Staging { staged }))
+        Ok((rewritten, Staging { staged, id }))
     }
 
     /// Before the tool runs: removes temporaries that an earlier `replay`,
@@ -187,17 +189,66 @@ impl Staging {
             self.abort();
             return Err(error);
         }
-        for output in &self.staged {
-            if output.written != output.target {
-                fs::rename(&output.written, &output.target).map_err(|source| {
-                    StagingError::Commit {
-                        path: output.declared.clone(),
-                        source,
-                    }
-                })?;
+        // All outputs or none. A rename replaces the previous version, so
+        // keep a hard link to each first; drop the links and the backups of
+        // in-place outputs only once every output is in place.
+        let keeps: Vec<Option<PathBuf>> = self
+            .staged
+            .iter()
+            .map(|output| {
+                if output.written == output.target || !output.target.is_file() {
+                    return None;
+                }
+                let name = output.target.file_name()?.to_string_lossy().into_owned();
+                let keep = output.target.with_file_name(format!(
+                    ".replay-keep-{}-{}-{name}",
+                    self.id,
+                    std::process::id()
+                ));
+                let _ = fs::remove_file(&keep);
+                fs::hard_link(&output.target, &keep).ok().map(|()| keep)
+            })
+            .collect();
+        for (done, output) in self.staged.iter().enumerate() {
+            if output.written == output.target {
+                continue;
             }
+            if let Err(source) = fs::rename(&output.written, &output.target) {
+                // Undo: the outputs already moved go back to their previous
+                // versions (or away, if they had none); the rest never
+                // changed.
+                for (i, undo) in self.staged.iter().enumerate() {
+                    if undo.written != undo.target {
+                        let _ = fs::remove_file(&undo.written);
+                    }
+                    match (&keeps[i], &undo.backup) {
+                        (Some(keep), _) if i < done => {
+                            let _ = fs::rename(keep, &undo.target);
+                        }
+                        (Some(keep), _) => {
+                            let _ = fs::remove_file(keep);
+                        }
+                        (None, Some(backup)) => {
+                            let _ = fs::rename(backup, &undo.target);
+                        }
+                        (None, None) if i < done && undo.written != undo.target => {
+                            let _ = fs::remove_file(&undo.target);
+                        }
+                        (None, None) => {}
+                    }
+                }
+                return Err(StagingError::Commit {
+                    path: output.declared.clone(),
+                    source,
+                });
+            }
+        }
+        for (output, keep) in self.staged.iter().zip(&keeps) {
             if let Some(backup) = &output.backup {
                 let _ = fs::remove_file(backup);
+            }
+            if let Some(keep) = keep {
+                let _ = fs::remove_file(keep);
             }
         }
         Ok(())
@@ -243,7 +294,11 @@ fn remove_stale(target: &Path, id: u64) {
         let file = file.to_string_lossy();
         if ours(file.strip_prefix(&format!(".replay-backup-{id}-"))) {
             let _ = fs::rename(entry.path(), target);
-        } else if ours(file.strip_prefix(&format!(".replay-{id}-"))) {
+        } else if ours(file.strip_prefix(&format!(".replay-{id}-")))
+            || ours(file.strip_prefix(&format!(".replay-keep-{id}-")))
+        {
+            // A temporary, or a link kept during a commit that a kill cut
+            // short (the command reruns, as its journal entry is missing).
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -337,6 +392,41 @@ mod tests {
             1,
             "no temporaries left"
         );
+    }
+
+    #[test]
+    fn a_commit_that_fails_half_way_puts_every_previous_output_back() {
+        // Regression: the first output was moved into place and its backup
+        // dropped before the second failed: a new `a.o` beside an old `b.o`.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("a.o"), "old a").unwrap();
+        fs::write(root.join("b.o"), "old b").unwrap();
+        let (args, mut staging) = Staging::plan(
+            root,
+            ".",
+            &strings(&["-o", "a.o", "-o", "b.o"]),
+            &strings(&["a.o", "b.o"]),
+            3,
+        )
+        .unwrap();
+        staging.prepare(3).unwrap();
+        fs::write(root.join(&args[1]), "new a").unwrap();
+        fs::write(root.join(&args[3]), "new b").unwrap();
+        // Something took `b.o`'s place meanwhile: its rename must fail.
+        fs::remove_file(root.join("b.o")).unwrap();
+        fs::create_dir(root.join("b.o")).unwrap();
+        fs::write(root.join("b.o/x"), "").unwrap();
+        assert!(staging.commit().is_err());
+        assert_eq!(fs::read_to_string(root.join("a.o")).unwrap(), "old a");
+        assert!(!root.join(&args[1]).exists() && !root.join(&args[3]).exists());
+        // Nothing of the commit is left beside the outputs.
+        let mut left: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.o", "b.o"]);
     }
 
     #[test]
