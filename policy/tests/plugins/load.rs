@@ -201,3 +201,19 @@ fn limits_out_of_range_are_refused_at_load() {
         Err(LoadError::InvalidLimit { .. })
     ));
 }
+
+#[test]
+fn a_module_over_the_size_cap_is_refused_before_it_is_compiled() {
+    // Compiling is not under the plugin's deadline: the cap is what bounds
+    // how long a hostile module can keep the host compiling.
+    let fixture = Fixture::new();
+    let path = fixture.path().join("huge.wasm");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(policy::plugin::MAX_MODULE_BYTES + 1).unwrap();
+    let error = host().load(&spec("huge", path)).unwrap_err();
+    assert!(
+        matches!(error, LoadError::TooLarge { limit, .. } if limit == policy::plugin::MAX_MODULE_BYTES),
+        "{error}"
+    );
+    assert!(error.to_string().starts_with("plugin `huge`: "), "{error}");
+}
