@@ -438,7 +438,12 @@ fn linker_input(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
         return;
     }
     let raw = ctx.raw_under_cwd(arg);
-    if !matches!(ctx.lookup(&raw), Lookup::Inside { kind: Kind::File }) {
+    if !matches!(
+        ctx.lookup(&raw),
+        Lookup::Inside {
+            kind: Kind::File | Kind::Linked
+        }
+    ) {
         // Missing: an earlier command produces it. Anything else was
         // refused as a path already.
         return;
@@ -608,7 +613,11 @@ fn looks_like_flag(
         return false;
     }
     if v.starts_with('@') {
-        return true;
+        // A path value is what a tool opens, and GNU tools read `@file`
+        // instead; a pattern admits `@` only where its author wrote it
+        // (ld64's `@rpath/...`, which is not a file name).
+        return matches!(rule, ValueRule::Input | ValueRule::Output | ValueRule::Dir)
+            || !matches!(rule, ValueRule::Pattern(_));
     }
     let Some(first) = v.chars().next() else {
         return false;
