@@ -423,7 +423,8 @@ def fig_check(sizes: list, runs: int, out: Path) -> dict:
                              sample=False, env=env, ok_codes=(0,) if case == "rules" else (0, 3))
                 entry = dict(m["time"])
                 if m["exit"] != 0:
-                    text = (out / f"{case}.{n}.{i}.out").read_text(errors="replace")
+                    # measured() writes `tag.with_suffix(".out")`.
+                    text = (out / f"{case}.{n}.{i}").with_suffix(".out").read_text(errors="replace")
                     entry["refused"] = next((line for line in text.splitlines() if "plugin.failed" in line),
                                             "refused")
                 raw[case].append(entry)
