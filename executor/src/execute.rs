@@ -290,6 +290,18 @@ impl Runner<'_, '_> {
                 message: format!("input `{missing}` does not exist"),
             });
         }
+        // What the linker reads from the root is what the policy allowed:
+        // objects, not scripts. Earlier commands may have made or changed
+        // those files since the check, so look again now.
+        if let Err(reason) = resolved.verify_linker_reads(root) {
+            self.error = Some(ExecuteError::Changed {
+                id: command.id,
+                reason,
+            });
+            return record(Status::Error {
+                message: "refused before it ran".into(),
+            });
+        }
         let (args, mut staging) = match Staging::plan(
             root,
             &command.cwd,

@@ -465,7 +465,12 @@ fn run_validated(
             .map_err(|e| Failure::new(ReplayExitCode::BAD_INPUT, e))?;
     }
     let (status, _) = execute(job, policy, &options, &mut reporters, commands).map_err(|e| {
-        Failure::new(ReplayExitCode::BAD_INPUT, e)
+        // A command the policy refuses when its turn comes is a denial.
+        let code = match e {
+            replay::execute::ExecuteError::Changed { .. } => ReplayExitCode::DENIED,
+            _ => ReplayExitCode::BAD_INPUT,
+        };
+        Failure::new(code, e)
             .hint("outputs of commands that finished are in place; `--resume` continues")
     })?;
     match status {

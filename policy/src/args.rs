@@ -438,19 +438,24 @@ fn linker_input(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
         return;
     }
     let raw = ctx.raw_under_cwd(arg);
+    let native = ctx.native(&raw).into_owned();
+    // Whatever is there now, an earlier command may make or change it:
+    // verified again right before the tool runs.
+    if let Some(path) = cmdlog::path::normalize_under(".", &native) {
+        ctx.linker_reads.objects.push(path);
+    }
     if !matches!(
         ctx.lookup(&raw),
         Lookup::Inside {
             kind: Kind::File | Kind::Linked
         }
     ) {
-        // Missing: an earlier command produces it. Anything else was
-        // refused as a path already.
+        // Missing: an earlier command makes it (checked when it runs).
+        // Anything else was refused as a path already.
         return;
     }
-    let native = ctx.native(&raw).into_owned();
     let head = ctx.fs.read_head(&native, 8).unwrap_or_default();
-    if !OBJECT_MAGIC.iter().any(|m| head.starts_with(m)) {
+    if !is_object(&head) {
         ctx.refuse(
             "args.linker-script",
             arg,
@@ -461,6 +466,11 @@ fn linker_input(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
             "link only object files, archives and shared libraries; linker scripts are not allowed",
         );
     }
+}
+
+/// Whether a file starting with `head` is an object, an archive or bitcode.
+pub(crate) fn is_object(head: &[u8]) -> bool {
+    OBJECT_MAGIC.iter().any(|m| head.starts_with(m))
 }
 
 /// How object files, archives and bitcode start: ELF, `ar` (and thin
@@ -568,7 +578,17 @@ fn value(
         }
         ValueRule::Input => path_value(ctx, arg, v, PathRole::Input, via),
         ValueRule::Output => path_value(ctx, arg, v, PathRole::Output, via),
-        ValueRule::Dir => path_value(ctx, arg, v, PathRole::Dir, via),
+        ValueRule::Dir => {
+            path_value(ctx, arg, v, PathRole::Dir, via);
+            // `-L dir` in the root: what `-l` finds there is a linker input.
+            if g.linker_inputs && flag.name == "-L" && !is_absolute(v) {
+                let raw = ctx.raw_under_cwd(v);
+                let native = ctx.native(&raw).into_owned();
+                if let Some(dir) = cmdlog::path::normalize_under(".", &native) {
+                    ctx.linker_reads.library_dirs.push(dir);
+                }
+            }
+        }
         ValueRule::Grammar { name, split } => {
             let pieces: Vec<String> = match (rest, split) {
                 (Some(rest), _) => rest,

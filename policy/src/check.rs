@@ -117,6 +117,70 @@ pub struct Resolved {
     pub env: BTreeMap<String, String>,
     /// Limits to enforce.
     pub limits: ToolLimits,
+    /// What the linker will read that the checker could not vouch for
+    /// once and for all (a file may be made or changed by an earlier
+    /// command): verify with [`Resolved::verify_linker_reads`] right before
+    /// the tool runs.
+    pub linker_reads: LinkerReads,
+}
+
+/// Linker inputs inside the work root, root-relative and `/`-separated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LinkerReads {
+    /// Files given as inputs: each must be an object, archive or bitcode.
+    pub objects: Vec<String>,
+    /// `-L` directories: each `lib*.so*` and `lib*.a` in them (what `-l`
+    /// finds) must be one too.
+    pub library_dirs: Vec<String>,
+}
+
+impl Resolved {
+    /// Checks, now, that every file the linker will read from the root is
+    /// an object, archive or bitcode file (GNU ld reads any other file as a
+    /// linker script, which can pull in files the command does not
+    /// declare). `Err` names the file. Files are opened through a handle on
+    /// `root`, so nothing outside it is read.
+    pub fn verify_linker_reads(&self, root: &Path) -> Result<(), String> {
+        let reads = &self.linker_reads;
+        if reads.objects.is_empty() && reads.library_dirs.is_empty() {
+            return Ok(());
+        }
+        let fs = RootFs::open(root).map_err(|e| format!("cannot open the work root: {e}"))?;
+        let not_object = |path: &str| {
+            format!(
+                "`{path}` is not an object, archive or bitcode file, so the linker would read it as a linker script"
+            )
+        };
+        for object in &reads.objects {
+            match fs.read_head(object, 8) {
+                Ok(head) if crate::args::is_object(&head) => {}
+                Ok(_) => return Err(not_object(object)),
+                Err(e) => return Err(format!("cannot read the linker input `{object}`: {e}")),
+            }
+        }
+        for dir in &reads.library_dirs {
+            for name in fs.list(dir) {
+                let library = name.starts_with("lib")
+                    && (name.ends_with(".a") || name.ends_with(".so") || name.contains(".so."));
+                if !library {
+                    continue;
+                }
+                let path = if dir == "." {
+                    name
+                } else {
+                    format!("{dir}/{name}")
+                };
+                match fs.read_head(&path, 8) {
+                    Ok(head) if crate::args::is_object(&head) => {}
+                    // Not a regular file (a directory, a dangling link):
+                    // the linker cannot read it as a script either.
+                    Err(_) => {}
+                    Ok(_) => return Err(not_object(&path)),
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks a log against a policy, one command at a time.
@@ -160,6 +224,8 @@ pub(crate) struct Ctx<'a> {
     raw_cwd: &'a str,
     inputs: Vec<String>,
     outputs: Vec<String>,
+    /// What the linker will read from the root, to verify before it runs.
+    pub linker_reads: LinkerReads,
 }
 
 impl<'p> Checker<'p> {
@@ -283,6 +349,7 @@ impl<'p> Checker<'p> {
             raw_cwd: &command.cwd,
             inputs: command.inputs.iter().filter_map(|p| key(p)).collect(),
             outputs: command.outputs.iter().filter_map(|p| key(p)).collect(),
+            linker_reads: LinkerReads::default(),
         };
 
         // Ids are unique because they strictly increase (the reader checks
@@ -372,6 +439,7 @@ impl<'p> Checker<'p> {
         let env = env(&mut ctx, &command.env);
 
         let findings = ctx.findings;
+        let linker_reads = ctx.linker_reads;
         let status = findings
             .iter()
             .map(|f| f.status)
@@ -388,6 +456,7 @@ impl<'p> Checker<'p> {
                     .get(&command.tool)
                     .map(|t| t.limits)
                     .unwrap_or_default(),
+                linker_reads,
             }),
             _ => None,
         };

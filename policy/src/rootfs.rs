@@ -309,6 +309,18 @@ impl RootFs {
         Ok(head)
     }
 
+    /// The names in a root-relative directory, read through the
+    /// capability handle; empty if it cannot be listed.
+    pub(crate) fn list(&self, dir: &str) -> Vec<String> {
+        let Ok(entries) = self.dir.read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
+    }
+
     /// Opens a root-relative path for reading through the capability
     /// handle (nothing outside the root), if it is a regular file.
     fn open_regular(&self, path: &str) -> io::Result<cap_std::fs::File> {

@@ -356,3 +356,92 @@ fn macos_and_windows_logs_pass_their_policies_and_fail_the_linux_one() {
         );
     }
 }
+
+/// Writes `log.json` in `root` with these `(tool, program, args, inputs,
+/// outputs)` commands.
+fn write_log(root: &Path, commands: &[(&str, &str, &[&str], &[&str], &[&str])]) {
+    let commands: Vec<serde_json::Value> = commands
+        .iter()
+        .enumerate()
+        .map(|(i, (tool, program, args, inputs, outputs))| {
+            serde_json::json!({"id": i + 1, "tool": tool, "program": program, "args": args,
+                "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs})
+        })
+        .collect();
+    let log = format!(
+        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":{}}}"#,
+        std::env::consts::ARCH,
+        serde_json::Value::Array(commands)
+    );
+    std::fs::write(root.join("log.json"), log).unwrap();
+}
+
+/// GNU ld reads an input that is not an object as a linker script. A file
+/// that an earlier command makes cannot be looked at when the log is
+/// checked; replay looks right before the linker runs, and refuses (exit
+/// 3) a text file given as an object, or found by `-l` in a `-L` directory
+/// of the root. Regression: both were linked.
+#[test]
+fn a_text_file_the_linker_would_read_as_a_script_is_refused_when_its_turn_comes() {
+    let policy = shipped_policy("linux.toml");
+    let policy = policy.to_str().unwrap();
+    for case in ["made earlier", "found by -l"] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::copy(
+            repo().join("examples/hello/hello.ll"),
+            root.join("hello.ll"),
+        )
+        .unwrap();
+        std::fs::create_dir(root.join("lib")).unwrap();
+        std::fs::write(root.join("lib/libx.so"), "INPUT(/etc/hostname)\n").unwrap();
+        if case == "made earlier" {
+            // llc writes assembly text under an object's name.
+            write_log(
+                root,
+                &[
+                    (
+                        "llc",
+                        "llc",
+                        &["-filetype=asm", "hello.ll", "-o", "x.o"],
+                        &["hello.ll"],
+                        &["x.o"],
+                    ),
+                    (
+                        "cc",
+                        "clang-14",
+                        &["x.o", "-o", "prog"],
+                        &["x.o"],
+                        &["prog"],
+                    ),
+                ],
+            );
+        } else {
+            write_log(
+                root,
+                &[
+                    (
+                        "llc",
+                        "llc",
+                        &["-filetype=obj", "hello.ll", "-o", "x.o"],
+                        &["hello.ll"],
+                        &["x.o"],
+                    ),
+                    (
+                        "cc",
+                        "clang-14",
+                        &["x.o", "-Llib", "-lx", "-o", "prog"],
+                        &["x.o"],
+                        &["prog"],
+                    ),
+                ],
+            );
+        }
+        let replay = run(&bin("replay"), &["--policy", policy, "log.json"], root);
+        let stderr = text(&replay.stderr);
+        assert_eq!(replay.status.code(), Some(3), "{case}: {stderr}");
+        assert!(stderr.contains("linker script"), "{case}: {stderr}");
+        assert!(root.join("x.o").is_file(), "{case}: the first command ran");
+        assert!(!root.join("prog").exists(), "{case}: the link never ran");
+    }
+}
