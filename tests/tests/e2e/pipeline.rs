@@ -357,9 +357,17 @@ fn macos_and_windows_logs_pass_their_policies_and_fail_the_linux_one() {
     }
 }
 
-/// Writes `log.json` in `root` with these `(tool, program, args, inputs,
-/// outputs)` commands.
-fn write_log(root: &Path, commands: &[(&str, &str, &[&str], &[&str], &[&str])]) {
+/// One command of [`write_log`]: `(tool, program, args, inputs, outputs)`.
+type LoggedCommand<'a> = (
+    &'a str,
+    &'a str,
+    &'a [&'a str],
+    &'a [&'a str],
+    &'a [&'a str],
+);
+
+/// Writes `log.json` in `root` with these commands.
+fn write_log(root: &Path, commands: &[LoggedCommand<'_>]) {
     let commands: Vec<serde_json::Value> = commands
         .iter()
         .enumerate()
