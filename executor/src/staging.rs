@@ -190,60 +190,45 @@ impl Staging {
             return Err(error);
         }
         // All outputs or none. A rename replaces the previous version, so
-        // keep a hard link to each first; drop the links and the backups of
-        // in-place outputs only once every output is in place.
-        let keeps: Vec<Option<PathBuf>> = self
-            .staged
-            .iter()
-            .map(|output| {
-                if output.written == output.target || !output.target.is_file() {
-                    return None;
+        // first move each previous version aside (as `prepare` does for
+        // outputs written in place); delete those only once every output
+        // is in place, and put them back if one cannot be.
+        let mut kept: Vec<Option<PathBuf>> = Vec::with_capacity(self.staged.len());
+        for output in &self.staged {
+            let keep = match output.target.file_name() {
+                Some(name) if output.written != output.target && output.target.is_file() => {
+                    let keep = output.target.with_file_name(format!(
+                        ".replay-keep-{}-{}-{}",
+                        self.id,
+                        std::process::id(),
+                        name.to_string_lossy()
+                    ));
+                    if let Err(source) = fs::rename(&output.target, &keep) {
+                        self.undo_commit(&kept, 0);
+                        return Err(StagingError::Commit {
+                            path: output.declared.clone(),
+                            source,
+                        });
+                    }
+                    Some(keep)
                 }
-                let name = output.target.file_name()?.to_string_lossy().into_owned();
-                let keep = output.target.with_file_name(format!(
-                    ".replay-keep-{}-{}-{name}",
-                    self.id,
-                    std::process::id()
-                ));
-                let _ = fs::remove_file(&keep);
-                fs::hard_link(&output.target, &keep).ok().map(|()| keep)
-            })
-            .collect();
+                _ => None,
+            };
+            kept.push(keep);
+        }
         for (done, output) in self.staged.iter().enumerate() {
             if output.written == output.target {
                 continue;
             }
             if let Err(source) = fs::rename(&output.written, &output.target) {
-                // Undo: the outputs already moved go back to their previous
-                // versions (or away, if they had none); the rest never
-                // changed.
-                for (i, undo) in self.staged.iter().enumerate() {
-                    if undo.written != undo.target {
-                        let _ = fs::remove_file(&undo.written);
-                    }
-                    match (&keeps[i], &undo.backup) {
-                        (Some(keep), _) if i < done => {
-                            let _ = fs::rename(keep, &undo.target);
-                        }
-                        (Some(keep), _) => {
-                            let _ = fs::remove_file(keep);
-                        }
-                        (None, Some(backup)) => {
-                            let _ = fs::rename(backup, &undo.target);
-                        }
-                        (None, None) if i < done && undo.written != undo.target => {
-                            let _ = fs::remove_file(&undo.target);
-                        }
-                        (None, None) => {}
-                    }
-                }
+                self.undo_commit(&kept, done);
                 return Err(StagingError::Commit {
                     path: output.declared.clone(),
                     source,
                 });
             }
         }
-        for (output, keep) in self.staged.iter().zip(&keeps) {
+        for (output, keep) in self.staged.iter().zip(&kept) {
             if let Some(backup) = &output.backup {
                 let _ = fs::remove_file(backup);
             }
@@ -252,6 +237,31 @@ impl Staging {
             }
         }
         Ok(())
+    }
+
+    /// Puts every output back as it was before the tool ran, after a commit
+    /// that moved the first `done` outputs into place (and the previous
+    /// versions in `kept` aside) failed.
+    fn undo_commit(&self, kept: &[Option<PathBuf>], done: usize) {
+        for (i, output) in self.staged.iter().enumerate() {
+            let in_place = output.written == output.target;
+            if !in_place {
+                let _ = fs::remove_file(&output.written);
+            }
+            match (kept.get(i).and_then(Option::as_ref), &output.backup) {
+                (Some(keep), _) => {
+                    let _ = fs::rename(keep, &output.target);
+                }
+                (None, Some(backup)) => {
+                    let _ = fs::rename(backup, &output.target);
+                }
+                // No previous version: what this run wrote goes.
+                (None, None) if in_place || i < done => {
+                    let _ = fs::remove_file(&output.target);
+                }
+                (None, None) => {}
+            }
+        }
     }
 
     /// After the tool failed or was stopped: removes what it wrote and puts
@@ -294,11 +304,12 @@ fn remove_stale(target: &Path, id: u64) {
         let file = file.to_string_lossy();
         if ours(file.strip_prefix(&format!(".replay-backup-{id}-"))) {
             let _ = fs::rename(entry.path(), target);
-        } else if ours(file.strip_prefix(&format!(".replay-{id}-")))
-            || ours(file.strip_prefix(&format!(".replay-keep-{id}-")))
-        {
-            // A temporary, or a link kept during a commit that a kill cut
-            // short (the command reruns, as its journal entry is missing).
+        } else if ours(file.strip_prefix(&format!(".replay-keep-{id}-"))) {
+            // The previous version, moved aside by a commit that a kill cut
+            // short: put it back (the command reruns, as its journal entry
+            // is missing).
+            let _ = fs::rename(entry.path(), target);
+        } else if ours(file.strip_prefix(&format!(".replay-{id}-"))) {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -427,6 +438,22 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["a.o", "b.o"]);
+    }
+
+    #[test]
+    fn a_commit_cut_short_by_a_kill_is_put_back_by_the_next_run() {
+        // A kill between moving the previous version aside and putting the
+        // new one in place leaves `.replay-keep-*`; the rerun of the same
+        // command restores it before anything else (and no hard link is
+        // left for the checker's `outputs.hard-link` rule to refuse).
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join(".replay-keep-5-999-p.o"), "old").unwrap();
+        let (_, mut staging) =
+            Staging::plan(root, ".", &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5).unwrap();
+        staging.prepare(5).unwrap();
+        assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "old");
+        assert!(!root.join(".replay-keep-5-999-p.o").exists());
     }
 
     #[test]
