@@ -715,6 +715,28 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
             return;
         }
         Lookup::Inside { kind } => {
+            if role == PathRole::Output {
+                // As for declared outputs: the argument must name the file
+                // where it physically is, or staging (which renames the
+                // argument's last component) and the checks that compare
+                // paths as written would see another file than the tool.
+                let native = ctx.native(&raw).into_owned();
+                let physical = ctx.fs.physical(&native);
+                let written = cmdlog::path::normalize_under(".", &native);
+                if physical.is_some() && physical != written.filter(|w| w != ".") {
+                    ctx.refuse(
+                        "outputs.through-symlink",
+                        v,
+                        format!(
+                            "`{v}`{} goes through a symlink (it is `{}`)",
+                            origin(arg, v, via),
+                            physical.as_deref().unwrap_or_default()
+                        ),
+                        "name outputs by their real path inside the work root",
+                    );
+                    return;
+                }
+            }
             if role == PathRole::Dir && !matches!(kind, Kind::Dir | Kind::Missing) {
                 ctx.refuse(
                     "args.bad-value",
