@@ -195,14 +195,24 @@ fn a_signal_at_any_moment_ends_the_run_with_130() {
     let commands: Vec<(&[&str], &[&str])> = (0..200).map(|_| (&args[..], &[][..])).collect();
     memtouch_log(&root, &commands);
     for (delay_ms, signal) in [
-        (150, libc::SIGTERM),
-        (230, libc::SIGTERM),
-        (310, libc::SIGINT),
-        (390, libc::SIGTERM),
-        (470, libc::SIGHUP),
-        (550, libc::SIGQUIT),
+        (0, libc::SIGTERM),
+        (30, libc::SIGTERM),
+        (70, libc::SIGINT),
+        (110, libc::SIGTERM),
+        (170, libc::SIGHUP),
+        (230, libc::SIGQUIT),
     ] {
+        let journal = root.join("log.json.journal");
+        let _ = std::fs::remove_file(&journal);
         let mut child = spawn_replay(&root, &["--policy", "memtouch.toml", "log.json"]);
+        // Signal only once the run has begun (the journal exists): before,
+        // replay has not set its handlers yet and the signal's default
+        // action ends it, which is not what this test is about.
+        let begun = Instant::now() + Duration::from_secs(20);
+        while !journal.exists() {
+            assert!(Instant::now() < begun, "the run never began");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(delay_ms));
         // SAFETY: kill has no memory effects; the pid is our own child,
         // not yet reaped.
@@ -220,7 +230,6 @@ fn a_signal_at_any_moment_ends_the_run_with_130() {
             std::thread::sleep(Duration::from_millis(10));
         };
         assert_eq!(status.code(), Some(130), "signal {signal} at {delay_ms} ms");
-        let _ = std::fs::remove_file(root.join("log.json.journal"));
     }
 }
 
