@@ -346,6 +346,24 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_entry_swapped_for_a_symlink_is_a_miss() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = ModuleCache::open(root.path().join("cache"), &engine).unwrap();
+        let wasm = wat::parse_str("(module)").unwrap();
+        let module = Module::new(&engine, &wasm).unwrap();
+        let sha = "ab".repeat(32);
+        cache.store(&module, &sha).unwrap();
+        assert!(cache.load(&engine, &sha).is_some(), "a stored entry loads");
+        // Someone swaps the entry for a link to a file of their choosing.
+        let entry = cache.entry(&sha);
+        let elsewhere = root.path().join("elsewhere.cwasm");
+        fs::rename(&entry, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
+        assert!(cache.load(&engine, &sha).is_none());
+    }
+
+    #[test]
     fn hex_is_lowercase_and_padded() {
         assert_eq!(hex(&[0, 0xab, 0x0f]), "00ab0f");
     }
