@@ -77,10 +77,12 @@ pub fn normalize_under(base: &str, path: &str) -> Option<String> {
 }
 
 /// Identities of paths for sets that hold every path of a log (which
-/// outputs were written, which were read early): 128 bits from two
-/// randomly keyed SipHashes, so such a set holds a fixed few bytes per path
-/// whatever its length, and a log cannot be crafted to make two paths
-/// collide (the keys are new in every process).
+/// outputs were written, which were read early): 128 bits from SipHash
+/// under two keys, so such a set holds a fixed few bytes per path whatever
+/// its length. The keys are random in every process (the standard
+/// library's `RandomState`; its two keys in one thread differ in one
+/// half), so a log cannot be crafted ahead to make two paths collide, and
+/// a collision would only refuse a log, never let one through.
 #[derive(Debug, Clone, Default)]
 pub struct PathIds {
     first: std::collections::hash_map::RandomState,

@@ -475,7 +475,8 @@ pub(crate) fn is_object(head: &[u8]) -> bool {
 
 /// How object files, archives and bitcode start: ELF, `ar` (and thin
 /// archives), LLVM bitcode (raw and wrapped), Mach-O (both byte orders,
-/// 32 and 64 bits, and universal), COFF for x86-64 and arm64.
+/// 32 and 64 bits, and universal), COFF for x86-64, arm64 and i386, and
+/// COFF big objects.
 const OBJECT_MAGIC: &[&[u8]] = &[
     b"\x7fELF",
     b"!<arch>\n",
@@ -489,6 +490,8 @@ const OBJECT_MAGIC: &[&[u8]] = &[
     b"\xca\xfe\xba\xbe",
     b"\x64\x86",
     b"\x64\xaa",
+    b"\x4c\x01",
+    b"\x00\x00\xff\xff",
 ];
 
 /// Refuses `@file` where it was not expanded: inside a value handed to

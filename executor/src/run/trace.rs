@@ -197,10 +197,12 @@ impl Tracer {
             if waited != 0 || unsafe { info.si_pid() } == 0 {
                 return;
             }
-            // SAFETY: as above; `si_status` is the stopping signal.
-            let signal = unsafe { info.si_status() };
-            // SIGTRAP is an event stop (the exit event); others are
-            // signals to deliver as they would have been.
+            // SAFETY: as above; `si_status` is the stopping signal, with
+            // a ptrace event (the exit event) in its second byte.
+            let status = unsafe { info.si_status() };
+            let signal = status & 0x7f;
+            // SIGTRAP is an event stop; others are signals to deliver as
+            // they would have been.
             let deliver = if signal == libc::SIGTRAP {
                 None
             } else {
