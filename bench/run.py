@@ -502,7 +502,7 @@ def render(results: dict, args: argparse.Namespace) -> str:
         f"Measured on {m['date']} at commit `{m['commit']}`: {m['cpu']}, {m['cores']} cores, "
         f"{m['memory_gib']} GiB, Linux {m['kernel']}, {m['llvm'] and 'LLVM ' + m['llvm']}, {m['rustc']}.",
         "",
-        f"Rerun: `bash bench/run.sh` (this run: `python3 bench/run.py {' '.join(sys.argv[1:])}`). "
+        f"Rerun: `bash bench/run.sh` (this run: `python3 bench/run.py {' '.join(results.get('argv', sys.argv[1:]))}`). "
         f"Each cell is the median of {args.runs} runs, with (min–max); the sides of a comparison are run "
         "interleaved in the same session. Raw runs are in `bench/results.json`.",
         "",
@@ -665,14 +665,14 @@ def render(results: dict, args: argparse.Namespace) -> str:
             "",
             "`replay --policy` running N trivial commands (`memtouch --mib=0 --out=o/K.txt`, one declared output "
             "each); replay's own peak RSS is its `VmHWM` from the report (`time -v` also counts the tools). "
-            "One run per size: a memory figure. Target (executor issue): under 10 MiB at 100,000 commands, flat.",
+            "One run per size: a memory figure (time per command is figure 3's). Target (executor issue): under "
+            "10 MiB at 100,000 commands, flat.",
             "",
-            "| commands | wall | per command | replay's own peak RSS |",
-            "|---|---|---|---|",
+            "| commands | replay's own peak RSS |",
+            "|---|---|",
         ]
         for r in fp["rows"]:
-            lines.append(f"| {r['commands']:,} | {r['wall_s']:.1f} s | {1000 * r['wall_s'] / r['commands']:.2f} ms | "
-                         f"{r['replay_peak_rss'] / MIB:.1f} MiB |")
+            lines.append(f"| {r['commands']:,} | {r['replay_peak_rss'] / MIB:.1f} MiB |")
         big = [r for r in fp["rows"] if r["commands"] == 100_000]
         if big:
             rss = big[0]["replay_peak_rss"] / MIB
@@ -742,6 +742,8 @@ def main() -> None:
                         help="smaller sizes (no 1M-command log, no N=50000), for trying the bench out")
     parser.add_argument("--only", default=",".join(FIGURES), help=f"a comma-separated subset of {FIGURES}")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument("--render", action="store_true",
+                        help="rewrite RESULTS.md from bench/results.json without running anything")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other figures of bench/results.json (each says the commit it was "
                              "measured at) and rerun only those of --only")
@@ -750,7 +752,13 @@ def main() -> None:
     unknown = set(only) - set(FIGURES)
     if unknown:
         parser.error(f"unknown figure(s) {sorted(unknown)}; choose from {FIGURES}")
-    results: dict = {"machine": machine(), "runs": args.runs, "commits": {}}
+    if args.render:
+        results = json.loads((BENCH / "results.json").read_text())
+        args.runs = results["runs"]
+        args.out.write_text(render(results, args))
+        log(f"wrote {args.out} from {BENCH / 'results.json'}")
+        return
+    results: dict = {"machine": machine(), "runs": args.runs, "commits": {}, "argv": sys.argv[1:]}
     previous = BENCH / "results.json"
     if args.merge and previous.exists():
         kept = json.loads(previous.read_text())
