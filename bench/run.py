@@ -502,7 +502,7 @@ def render(results: dict, args: argparse.Namespace) -> str:
         f"Measured on {m['date']} at commit `{m['commit']}`: {m['cpu']}, {m['cores']} cores, "
         f"{m['memory_gib']} GiB, Linux {m['kernel']}, {m['llvm'] and 'LLVM ' + m['llvm']}, {m['rustc']}.",
         "",
-        f"Rerun: `bash bench/run.sh` (this run: `python3 bench/run.py {' '.join(results.get('argv', sys.argv[1:]))}`). "
+        f"Rerun: `bash bench/run.sh` (this run: `python3 bench/run.py {' '.join(results.get('argv', ['--runs', str(results['runs'])]))}`). "
         f"Each cell is the median of {args.runs} runs, with (min–max); the sides of a comparison are run "
         "interleaved in the same session. Raw runs are in `bench/results.json`.",
         "",

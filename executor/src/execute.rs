@@ -29,7 +29,7 @@ use crate::run::trace::ExitStatus;
 use crate::run::watch::{Stop, ToolLimits};
 use crate::run::{run_tool, RunOptions};
 use crate::sandbox::{SandboxSpec, Want};
-use crate::staging::Staging;
+use crate::staging::{Staging, StaleFiles};
 
 /// The directory under the work root that tools get as `TMPDIR` (the
 /// sandbox lets them write nowhere else); removed after the run.
@@ -136,6 +136,7 @@ pub fn execute(
         failed_outputs: HashSet::new(),
         rebuilt: HashSet::new(),
         ids: PathIds::new(),
+        stale: StaleFiles::default(),
         reporter,
         totals: Totals {
             commands,
@@ -184,6 +185,8 @@ struct Runner<'a, 'p> {
     /// Identities of paths in `failed_outputs` and `rebuilt`: a fixed few
     /// bytes per output, so memory stays near flat in the log's length.
     ids: PathIds,
+    /// Leftovers of killed runs, by output directory.
+    stale: StaleFiles,
     reporter: &'a mut dyn Reporter,
     totals: Totals,
     status: RunStatus,
@@ -316,7 +319,7 @@ impl Runner<'_, '_> {
                 })
             }
         };
-        if let Err(error) = staging.prepare(command.id) {
+        if let Err(error) = staging.prepare(command.id, &mut self.stale) {
             // `prepare` put back what it had moved; nothing else to undo.
             return record(Status::Error {
                 message: error.to_string(),

@@ -10,6 +10,7 @@
 //! argument names is written in place; its previous version is moved aside
 //! first and restored on failure, so it is not lost either.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -147,10 +148,10 @@ impl Staging {
     /// Before the tool runs: removes temporaries that an earlier `replay`,
     /// killed while this command ran, left behind, and moves aside the
     /// previous version of each output that is written in place.
-    pub fn prepare(&mut self, id: u64) -> Result<(), StagingError> {
+    pub fn prepare(&mut self, id: u64, stale: &mut StaleFiles) -> Result<(), StagingError> {
         for at in 0..self.staged.len() {
             let output = &mut self.staged[at];
-            remove_stale(&output.target, id);
+            remove_stale(&output.target, id, stale);
             if output.written == output.target && output.target.exists() {
                 let name = output
                     .target
@@ -287,31 +288,55 @@ impl Staging {
 /// its temporaries (`.replay-ID-PID-NAME`), and puts back its backup
 /// (`.replay-backup-ID-PID-NAME`), which holds the last good version while
 /// the target may hold a partial one.
-fn remove_stale(target: &Path, id: u64) {
+fn remove_stale(target: &Path, id: u64, stale: &mut StaleFiles) {
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
         return;
     };
     let name = name.to_string_lossy();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
     let ours = |rest: Option<&str>| {
         rest.and_then(|rest| rest.split_once('-'))
             .is_some_and(|(pid, tail)| pid.bytes().all(|b| b.is_ascii_digit()) && tail == name)
     };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let file = file.to_string_lossy();
+    stale.in_dir(dir).retain(|file| {
+        let path = dir.join(file);
         if ours(file.strip_prefix(&format!(".replay-backup-{id}-"))) {
-            let _ = fs::rename(entry.path(), target);
+            let _ = fs::rename(&path, target);
         } else if ours(file.strip_prefix(&format!(".replay-keep-{id}-"))) {
             // The previous version, moved aside by a commit that a kill cut
             // short: put it back (the command reruns, as its journal entry
             // is missing).
-            let _ = fs::rename(entry.path(), target);
+            let _ = fs::rename(&path, target);
         } else if ours(file.strip_prefix(&format!(".replay-{id}-"))) {
-            let _ = fs::remove_file(entry.path());
+            let _ = fs::remove_file(&path);
+        } else {
+            return true;
         }
+        false
+    });
+}
+
+/// What killed runs left in the output directories (`.replay-*` files),
+/// each directory listed once per run: listing it for every command was
+/// quadratic in a directory of many outputs. This run's own files never
+/// need it (they are cleaned up as they go).
+#[derive(Debug, Default)]
+pub struct StaleFiles {
+    by_dir: HashMap<PathBuf, Vec<String>>,
+}
+
+impl StaleFiles {
+    fn in_dir(&mut self, dir: &Path) -> &mut Vec<String> {
+        self.by_dir.entry(dir.to_owned()).or_insert_with(|| {
+            fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .filter(|name| name.starts_with(".replay-"))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -386,7 +411,7 @@ mod tests {
         // A failed run: the temporary is removed, the old output stays.
         let (args, mut staging) =
             Staging::plan(root, ".", &strings(&["-o", "p.o"]), &strings(&["p.o"]), 1).unwrap();
-        staging.prepare(1).unwrap();
+        staging.prepare(1, &mut StaleFiles::default()).unwrap();
         fs::write(root.join(&args[1]), "half").unwrap();
         staging.abort();
         assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "old");
@@ -394,7 +419,7 @@ mod tests {
         // A successful run: the new output replaces it.
         let (args, mut staging) =
             Staging::plan(root, ".", &strings(&["-o", "p.o"]), &strings(&["p.o"]), 2).unwrap();
-        staging.prepare(2).unwrap();
+        staging.prepare(2, &mut StaleFiles::default()).unwrap();
         fs::write(root.join(&args[1]), "new").unwrap();
         staging.commit().unwrap();
         assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "new");
@@ -421,7 +446,7 @@ mod tests {
             3,
         )
         .unwrap();
-        staging.prepare(3).unwrap();
+        staging.prepare(3, &mut StaleFiles::default()).unwrap();
         fs::write(root.join(&args[1]), "new a").unwrap();
         fs::write(root.join(&args[3]), "new b").unwrap();
         // Something took `b.o`'s place meanwhile: its rename must fail.
@@ -451,7 +476,7 @@ mod tests {
         fs::write(root.join(".replay-keep-5-999-p.o"), "old").unwrap();
         let (_, mut staging) =
             Staging::plan(root, ".", &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5).unwrap();
-        staging.prepare(5).unwrap();
+        staging.prepare(5, &mut StaleFiles::default()).unwrap();
         assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "old");
         assert!(!root.join(".replay-keep-5-999-p.o").exists());
     }
@@ -463,7 +488,7 @@ mod tests {
         fs::write(root.join("a.out"), "old").unwrap();
         let (_, mut staging) =
             Staging::plan(root, ".", &[], &strings(&["a.out", "b.o"]), 3).unwrap();
-        staging.prepare(3).unwrap();
+        staging.prepare(3, &mut StaleFiles::default()).unwrap();
         assert!(
             !root.join("a.out").exists(),
             "moved aside while the tool runs"
@@ -490,7 +515,7 @@ mod tests {
         }
         let (_, mut staging) =
             Staging::plan(root, ".", &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5).unwrap();
-        staging.prepare(5).unwrap();
+        staging.prepare(5, &mut StaleFiles::default()).unwrap();
         assert!(
             !root.join(".replay-5-999-p.o").exists(),
             "this command's temporary"
@@ -508,7 +533,7 @@ mod tests {
         fs::write(root.join("a.out"), "partial").unwrap();
         fs::write(root.join(".replay-backup-4-999-a.out"), "good").unwrap();
         let (_, mut staging) = Staging::plan(root, ".", &[], &strings(&["a.out"]), 4).unwrap();
-        staging.prepare(4).unwrap();
+        staging.prepare(4, &mut StaleFiles::default()).unwrap();
         // The tool fails again: the good version is what stays.
         staging.abort();
         assert_eq!(fs::read_to_string(root.join("a.out")).unwrap(), "good");
