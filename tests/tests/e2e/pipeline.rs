@@ -5,13 +5,18 @@ use std::path::Path;
 
 use crate::support::{bin, repo, report, run, shipped_policy, text};
 
-/// Compiles the bundled example with `aotc` into a log under `root`.
-fn log_hello(root: &Path, partitions: &str) {
+/// Copies the bundled example's IR into `root`.
+fn copy_hello(root: &Path) {
     std::fs::copy(
         repo().join("examples/hello/hello.ll"),
         root.join("hello.ll"),
     )
     .unwrap();
+}
+
+/// Compiles the bundled example with `aotc` into a log under `root`.
+fn log_hello(root: &Path, partitions: &str) {
+    copy_hello(root);
     let aotc = run(
         &bin("aotc"),
         &[
@@ -174,11 +179,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 fn drive_runs_aotc_then_its_log_and_reports_both_peaks() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    std::fs::copy(
-        repo().join("examples/hello/hello.ll"),
-        root.join("hello.ll"),
-    )
-    .unwrap();
+    copy_hello(root);
     let policy = shipped_policy("linux.toml");
     let aotc = bin("aotc");
     let drive = run(
@@ -278,11 +279,7 @@ fn macos_and_windows_logs_pass_their_policies_and_fail_the_linux_one() {
     for (os, own) in [("macos", "macos.toml"), ("windows", "windows.toml")] {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        std::fs::copy(
-            repo().join("examples/hello/hello.ll"),
-            root.join("hello.ll"),
-        )
-        .unwrap();
+        copy_hello(root);
         let aotc = run(
             &bin("aotc"),
             &[
@@ -396,11 +393,7 @@ fn a_text_file_the_linker_would_read_as_a_script_is_refused_when_its_turn_comes(
     for case in ["made earlier", "found by -l"] {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        std::fs::copy(
-            repo().join("examples/hello/hello.ll"),
-            root.join("hello.ll"),
-        )
-        .unwrap();
+        copy_hello(root);
         std::fs::create_dir(root.join("lib")).unwrap();
         std::fs::write(root.join("lib/libx.so"), "INPUT(/etc/hostname)\n").unwrap();
         if case == "made earlier" {
