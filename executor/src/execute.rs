@@ -200,6 +200,11 @@ impl Runner<'_, '_> {
         self.ids.of(&normalized(path))
     }
 
+    /// The identities of `command`'s outputs.
+    fn output_ids(&self, command: &Command) -> Vec<u128> {
+        command.outputs.iter().map(|o| self.key(o)).collect()
+    }
+
     fn finish(&mut self, record: CommandRecord) -> ControlFlow<()> {
         self.totals.add(&record);
         let bad = !record.status.is_good();
@@ -276,8 +281,7 @@ impl Runner<'_, '_> {
             .iter()
             .find(|input| self.failed_outputs.contains(&self.key(input)))
         {
-            self.failed_outputs
-                .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
+            self.failed_outputs.extend(self.output_ids(command));
             return record(Status::Blocked {
                 input: input.clone(),
             });
@@ -287,8 +291,7 @@ impl Runner<'_, '_> {
             .iter()
             .find(|input| !input_exists(root, input))
         {
-            self.failed_outputs
-                .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
+            self.failed_outputs.extend(self.output_ids(command));
             return record(Status::Error {
                 message: format!("input `{missing}` does not exist"),
             });
@@ -372,8 +375,7 @@ impl Runner<'_, '_> {
             Ok(outcome) => outcome,
             Err(error) => {
                 staging.abort();
-                self.failed_outputs
-                    .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
+                self.failed_outputs.extend(self.output_ids(command));
                 return record(Status::Error {
                     message: crate::report::one_line(&error),
                 });
@@ -408,11 +410,9 @@ impl Runner<'_, '_> {
             status
         };
         if matches!(status, Status::Ok) {
-            self.rebuilt
-                .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
+            self.rebuilt.extend(self.output_ids(command));
         } else {
-            self.failed_outputs
-                .extend(command.outputs.iter().map(|o| self.ids.of(&normalized(o))));
+            self.failed_outputs.extend(self.output_ids(command));
         }
         CommandRecord {
             id: command.id,

@@ -723,17 +723,13 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
                 // where it physically is, or staging (which renames the
                 // argument's last component) and the checks that compare
                 // paths as written would see another file than the tool.
-                let native = ctx.native(&raw).into_owned();
-                let physical = ctx.fs.physical(&native);
-                let written = cmdlog::path::normalize_under(".", &native);
-                if physical.is_some() && physical != written.filter(|w| w != ".") {
+                if let Some(physical) = ctx.symlinked_as(&raw) {
                     ctx.refuse(
                         "outputs.through-symlink",
                         v,
                         format!(
-                            "`{v}`{} goes through a symlink (it is `{}`)",
-                            origin(arg, v, via),
-                            physical.as_deref().unwrap_or_default()
+                            "`{v}`{} goes through a symlink (it is `{physical}`)",
+                            origin(arg, v, via)
                         ),
                         "name outputs by their real path inside the work root",
                     );

@@ -705,17 +705,11 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
         // .`) would name a protected file, or another command's output,
         // under a second spelling. Outputs are therefore written only
         // where they physically are.
-        let native = ctx.native(output).into_owned();
-        let physical = ctx.fs.physical(&native);
-        let written_as = normalize_under(".", &native);
-        if physical.is_some() && physical != written_as.filter(|k| k != ".") {
+        if let Some(physical) = ctx.symlinked_as(output) {
             ctx.refuse(
                 "outputs.through-symlink",
                 output,
-                format!(
-                    "output `{output}` goes through a symlink (it is `{}`)",
-                    physical.as_deref().unwrap_or_default()
-                ),
+                format!("output `{output}` goes through a symlink (it is `{physical}`)"),
                 "name outputs by their real path inside the work root",
             );
             continue;
@@ -882,6 +876,15 @@ impl Ctx<'_> {
     pub(crate) fn lookup(&mut self, raw: &str) -> Lookup {
         let native = self.native(raw);
         self.fs.lookup(&native)
+    }
+
+    /// Where the root-relative `raw` physically is, if that is not where
+    /// it says (it goes through a symlink inside the root).
+    pub(crate) fn symlinked_as(&mut self, raw: &str) -> Option<String> {
+        let native = self.native(raw).into_owned();
+        let physical = self.fs.physical(&native)?;
+        let written = normalize_under(".", &native).filter(|w| w != ".");
+        (Some(&physical) != written.as_ref()).then_some(physical)
     }
 
     /// `raw` with the log platform's separators made `/`.
