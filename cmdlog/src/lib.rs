@@ -24,6 +24,7 @@ mod error;
 pub mod exit_codes;
 mod limits;
 pub mod path;
+pub mod path_ids;
 mod read;
 pub mod schema;
 pub mod text;

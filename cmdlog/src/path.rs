@@ -76,43 +76,9 @@ pub fn normalize_under(base: &str, path: &str) -> Option<String> {
     }
 }
 
-/// Identities of paths for sets that hold every path of a log (which
-/// outputs were written, which were read early): 128 bits from SipHash
-/// under two keys, so such a set holds a fixed few bytes per path whatever
-/// its length. The keys are random in every process (the standard
-/// library's `RandomState`; its two keys in one thread differ in one
-/// half), so a log cannot be crafted ahead to make two paths collide, and
-/// a collision would only refuse a log, never let one through.
-#[derive(Debug, Clone, Default)]
-pub struct PathIds {
-    first: std::collections::hash_map::RandomState,
-    second: std::collections::hash_map::RandomState,
-}
-
-impl PathIds {
-    /// New random keys.
-    pub fn new() -> PathIds {
-        PathIds::default()
-    }
-
-    /// The identity of `path` (compare normalized paths).
-    pub fn of(&self, path: &str) -> u128 {
-        use std::hash::BuildHasher;
-        (u128::from(self.first.hash_one(path)) << 64) | u128::from(self.second.hash_one(path))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_ids_tell_paths_apart_and_agree_on_one() {
-        let ids = PathIds::new();
-        assert_eq!(ids.of("out/a.o"), ids.of("out/a.o"));
-        assert_ne!(ids.of("out/a.o"), ids.of("out/b.o"));
-        assert_ne!(ids.of(""), ids.of("a"));
-    }
 
     #[test]
     fn confined_paths_accept_what_stays_inside() {

@@ -8,7 +8,6 @@
 //! binary, arguments and environment is fresh), checks its inputs exist,
 //! stages its outputs, runs it in its sandbox, and journals it.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -16,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cmdlog::path::PathIds;
+use cmdlog::path_ids::{PathId, PathIdSet, PathIds};
 use cmdlog::{Command, LogReader, Visit};
 use policy::{Checker, Mode, Policy, Status as Judged};
 
@@ -133,8 +132,8 @@ pub fn execute(
         checker,
         journal,
         done,
-        failed_outputs: HashSet::new(),
-        rebuilt: HashSet::new(),
+        failed_outputs: PathIdSet::default(),
+        rebuilt: PathIdSet::default(),
         ids: PathIds::new(),
         stale: StaleFiles::default(),
         reporter,
@@ -161,8 +160,7 @@ pub fn execute(
         return Err(error);
     }
     runner.totals.wall_ms = started.elapsed().as_millis() as u64;
-    runner.totals.replay_peak_rss =
-        crate::run::trace::read_status(std::process::id() as i32).map_or(0, |status| status.vm_hwm);
+    runner.totals.replay_peak_rss = crate::run::trace::own_peak_rss();
     let totals = runner.totals.clone();
     runner
         .reporter
@@ -179,11 +177,12 @@ struct Runner<'a, 'p> {
     journal: Journal,
     done: std::collections::HashMap<u64, Entry>,
     /// Outputs of commands that failed (`--keep-going`), as [`key`]s.
-    failed_outputs: HashSet<u128>,
-    /// Outputs of commands that ran and succeeded in this run, as [`key`]s.
-    rebuilt: HashSet<u128>,
-    /// Identities of paths in `failed_outputs` and `rebuilt`: a fixed few
-    /// bytes per output, so memory stays near flat in the log's length.
+    failed_outputs: PathIdSet,
+    /// Outputs of commands that ran and succeeded in this run, as [`key`]s
+    /// (kept only with `--resume`, the one mode that asks).
+    rebuilt: PathIdSet,
+    /// Identities of paths in `failed_outputs` and `rebuilt`: 8 bytes per
+    /// output ([`cmdlog::path_ids`]).
     ids: PathIds,
     /// Leftovers of killed runs, by output directory.
     stale: StaleFiles,
@@ -196,12 +195,19 @@ struct Runner<'a, 'p> {
 
 impl Runner<'_, '_> {
     /// The identity of a path in `rebuilt` and `failed_outputs`.
-    fn key(&self, path: &str) -> u128 {
+    fn key(&self, path: &str) -> PathId {
         self.ids.of(&normalized(path))
     }
 
+    /// Whether this run rebuilt any of `inputs` (a resumed run tracks it).
+    fn any_rebuilt(&self, inputs: &[String]) -> bool {
+        inputs
+            .iter()
+            .any(|input| self.rebuilt.contains(&self.key(input)))
+    }
+
     /// The identities of `command`'s outputs.
-    fn output_ids(&self, command: &Command) -> Vec<u128> {
+    fn output_ids(&self, command: &Command) -> Vec<PathId> {
         command.outputs.iter().map(|o| self.key(o)).collect()
     }
 
@@ -265,11 +271,7 @@ impl Runner<'_, '_> {
         };
         // A command whose inputs were rebuilt in this run is not done, even
         // if its own outputs are unchanged.
-        let rebuilt_input = command
-            .inputs
-            .iter()
-            .any(|input| self.rebuilt.contains(&self.key(input)));
-        if self.options.resume && !rebuilt_input {
+        if self.options.resume && !self.any_rebuilt(&command.inputs) {
             if let Some(entry) = self.done.get(&command.id) {
                 if journal::still_done(entry, command, root) {
                     return record(Status::Resumed);
@@ -410,7 +412,11 @@ impl Runner<'_, '_> {
             status
         };
         if matches!(status, Status::Ok) {
-            self.rebuilt.extend(self.output_ids(command));
+            // Only a resumed run asks what was rebuilt: a run from the
+            // start does not pay a set entry per output for it.
+            if self.options.resume {
+                self.rebuilt.extend(self.output_ids(command));
+            }
         } else {
             self.failed_outputs.extend(self.output_ids(command));
         }

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use cmdlog::path::{check_confined, is_absolute, normalize_under, PathIds};
+use cmdlog::path::{check_confined, is_absolute, normalize_under};
+use cmdlog::path_ids::{PathIdMap, PathIds};
 use cmdlog::{Command, Header, Os, ToolKind};
 use serde::Serialize;
 
@@ -196,9 +197,9 @@ pub struct Checker<'p> {
     log_os: Os,
     /// Every output written so far (its [`PathIds`] identity), by its
     /// writer: a fixed few bytes per output, whatever its path's length.
-    written: HashMap<u128, u64>,
+    written: PathIdMap<u64>,
     /// Root paths read before any command wrote them, by first reader.
-    read_early: HashMap<u128, u64>,
+    read_early: PathIdMap<u64>,
     /// Identities of the paths in `written` and `read_early`.
     ids: PathIds,
     /// Binary checks by tool kind, then program.
@@ -257,8 +258,8 @@ impl<'p> Checker<'p> {
             fs,
             protected,
             system_canonical,
-            written: HashMap::new(),
-            read_early: HashMap::new(),
+            written: PathIdMap::default(),
+            read_early: PathIdMap::default(),
             ids: PathIds::new(),
             binaries: HashMap::new(),
             binaries_cached: 0,
@@ -490,8 +491,8 @@ impl<'p> Checker<'p> {
 
 /// What the path rules need of the checker's state.
 struct LogState<'a> {
-    written: &'a mut HashMap<u128, u64>,
-    read_early: &'a mut HashMap<u128, u64>,
+    written: &'a mut PathIdMap<u64>,
+    read_early: &'a mut PathIdMap<u64>,
     ids: &'a PathIds,
     protected: &'a [String],
     system_canonical: &'a [PathBuf],
@@ -598,7 +599,8 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
         else {
             continue;
         };
-        let produced = log.written.contains_key(&log.ids.of(&key));
+        let input_id = log.ids.of(&key);
+        let produced = log.written.contains_key(&input_id);
         match ctx.lookup(input) {
             Lookup::Escapes { via } => {
                 ctx.symlink_escape(input, &via);
@@ -625,7 +627,6 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             }
             Lookup::Inside { .. } => {}
         }
-        let input_id = log.ids.of(&key);
         if !produced && !log.read_early.contains_key(&input_id) {
             log.read_early.insert(input_id, id);
         }

@@ -333,6 +333,11 @@ pub(crate) struct Status {
     pub(crate) vm_hwm: u64,
 }
 
+/// `replay`'s own peak RSS so far (its `VmHWM`), in bytes; 0 if unknown.
+pub(crate) fn own_peak_rss() -> u64 {
+    read_status(std::process::id() as i32).map_or(0, |status| status.vm_hwm)
+}
+
 /// Reads `/proc/PID/status`; `None` once the process has no memory (a
 /// zombie) or is gone.
 pub(crate) fn read_status(pid: i32) -> Option<Status> {
