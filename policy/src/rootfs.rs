@@ -9,20 +9,25 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use cap_std::fs::Dir;
+use cmdlog::path_ids::{BuildPathIdHasher, PathId, PathIds};
 
 /// How many symlinks one lookup may follow (the kernel's `MAXSYMLINKS`).
 const MAX_HOPS: u32 = 40;
 
-/// How many directory lookups are remembered.
-const CACHE_MAX: usize = 1 << 16;
+/// How many directory lookups are remembered (a few hundred bytes each).
+/// Logs name a handful of directories; this bounds the ones that do not.
+const CACHE_MAX: usize = 1 << 12;
 
-/// How many directory entries are remembered in all (see [`RootFs::absent`]).
-const LISTED_MAX: usize = 1 << 20;
+/// How many directories' listings are remembered (see [`RootFs::absent`]).
+const LISTED_DIRS_MAX: usize = 1 << 10;
+
+/// How many names all remembered listings hold, 8 bytes each: a larger
+/// directory is not remembered, and its paths are looked up one by one.
+const LISTED_NAMES_MAX: usize = 1 << 16;
 
 /// Where a root-relative path leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +71,19 @@ pub(crate) struct RootFs {
     memo: Vec<(String, Lookup)>,
     /// The names in each directory walked, read once: most paths a log
     /// names do not exist yet, and a negative `lstat` costs more than a
-    /// hash lookup. `None` for a directory that could not be listed.
-    listed: RefCell<HashMap<PathBuf, Option<HashSet<OsString>>>>,
-    listed_names: RefCell<usize>,
+    /// hash lookup.
+    listed: RefCell<Listings>,
+}
+
+/// Directory listings, as the identities of the names in them.
+#[derive(Default)]
+struct Listings {
+    ids: PathIds,
+    /// `None` for a directory that could not be listed, or not within
+    /// [`LISTED_NAMES_MAX`].
+    by_dir: HashMap<PathBuf, Option<HashSet<PathId, BuildPathIdHasher>>>,
+    /// How many names `by_dir` holds.
+    names: usize,
 }
 
 impl RootFs {
@@ -81,8 +96,7 @@ impl RootFs {
             dir,
             dirs: HashMap::new(),
             memo: Vec::new(),
-            listed: RefCell::new(HashMap::new()),
-            listed_names: RefCell::new(0),
+            listed: RefCell::default(),
         })
     }
 
@@ -259,30 +273,21 @@ impl RootFs {
     }
 
     /// Whether `name` is known not to be in the directory `dir` (inside the
-    /// root), from a listing read once. `false` means "look".
+    /// root), from a listing read once. `false` means "look". A name's
+    /// identity shared by chance with a listed name means "look" too.
     fn absent(&self, dir: &Path, name: &str) -> bool {
         let mut listed = self.listed.borrow_mut();
-        if !listed.contains_key(dir) {
-            let mut count = self.listed_names.borrow_mut();
-            let names = if *count >= LISTED_MAX {
-                None
-            } else {
-                std::fs::read_dir(dir).ok().and_then(|rd| {
-                    let mut names = HashSet::new();
-                    for entry in rd {
-                        names.insert(entry.ok()?.file_name());
-                        if *count + names.len() > LISTED_MAX {
-                            return None;
-                        }
-                    }
-                    Some(names)
-                })
-            };
-            *count += names.as_ref().map_or(0, HashSet::len);
-            listed.insert(dir.to_owned(), names);
+        let listed = &mut *listed;
+        if !listed.by_dir.contains_key(dir) {
+            if listed.by_dir.len() >= LISTED_DIRS_MAX {
+                return false;
+            }
+            let names = listed.read(dir);
+            listed.names += names.as_ref().map_or(0, HashSet::len);
+            listed.by_dir.insert(dir.to_owned(), names);
         }
-        match listed.get(dir) {
-            Some(Some(names)) => !names.contains(std::ffi::OsStr::new(name)),
+        match listed.by_dir.get(dir) {
+            Some(Some(names)) => !names.contains(&listed.ids.of(name)),
             _ => false,
         }
     }
@@ -418,6 +423,51 @@ mod tests {
     }
 
     #[test]
+    fn listings_past_their_bounds_are_looked_up_name_by_name() {
+        let (_tmp, mut fs) = root();
+        for dir in ["full", "listed", "late"] {
+            std::fs::create_dir(fs.root().join(dir)).expect("mkdir");
+            std::fs::write(fs.root().join(dir).join("f"), "x").expect("write");
+        }
+        // A listed directory answers from its listing.
+        assert_eq!(fs.lookup("listed/f"), Lookup::Inside { kind: Kind::File });
+        assert_eq!(
+            fs.lookup("listed/g"),
+            Lookup::Inside {
+                kind: Kind::Missing
+            }
+        );
+        assert!(fs
+            .listed
+            .borrow()
+            .by_dir
+            .contains_key(&fs.root().join("listed")));
+        // With no room for names left, a directory is not listed, and its
+        // files are still found.
+        fs.listed.borrow_mut().names = LISTED_NAMES_MAX;
+        fs.begin_command();
+        assert_eq!(fs.lookup("full/f"), Lookup::Inside { kind: Kind::File });
+        assert_eq!(
+            fs.listed.borrow().by_dir.get(&fs.root().join("full")),
+            Some(&None)
+        );
+        // Nor past the number of directories.
+        let filler = fs.root().join("filler");
+        {
+            let mut listed = fs.listed.borrow_mut();
+            for i in listed.by_dir.len()..LISTED_DIRS_MAX {
+                listed.by_dir.insert(filler.join(i.to_string()), None);
+            }
+        }
+        assert_eq!(fs.lookup("late/f"), Lookup::Inside { kind: Kind::File });
+        assert!(!fs
+            .listed
+            .borrow()
+            .by_dir
+            .contains_key(&fs.root().join("late")));
+    }
+
+    #[test]
     fn symlinks_out_of_the_root_escape_even_when_dangling() {
         let (tmp, mut fs) = root();
         symlink(tmp.path(), fs.root().join("up")).expect("symlink");
@@ -501,5 +551,25 @@ mod tests {
         );
         std::fs::create_dir(fs.root().join("d")).expect("mkdir");
         assert!(fs.read_capped("d", 10).is_err());
+    }
+}
+
+impl Listings {
+    /// The identities of the names in `dir`, or `None` if it cannot be
+    /// listed or would take the listings past [`LISTED_NAMES_MAX`].
+    fn read(&self, dir: &Path) -> Option<HashSet<PathId, BuildPathIdHasher>> {
+        let room = LISTED_NAMES_MAX.checked_sub(self.names)?;
+        let mut names = HashSet::default();
+        for entry in std::fs::read_dir(dir).ok()? {
+            // A name that is not UTF-8 is no name of a log (they are
+            // strings), so its absence changes no answer.
+            if let Some(name) = entry.ok()?.file_name().to_str() {
+                names.insert(self.ids.of(name));
+            }
+            if names.len() > room {
+                return None;
+            }
+        }
+        Some(names)
     }
 }
