@@ -46,7 +46,7 @@ pub enum AuditError {
 pub enum Format {
     /// One line per finding, with a hint, then a tally.
     Human,
-    /// One JSON document: `{"status", "tally", "findings": [...]}`.
+    /// One JSON document: `{"findings": [...], "status", "tally", "replay_peak_rss"}`.
     Json,
 }
 
@@ -349,9 +349,19 @@ impl Printer<'_> {
                 serde_json::to_writer(&mut *self.out, &tally.status()).map_err(io::Error::from)?;
                 self.out.write_all(b",\"tally\":")?;
                 serde_json::to_writer(&mut *self.out, tally).map_err(io::Error::from)?;
-                self.out.write_all(b"}\n")
+                // The audit's own cost, as `replay --report` gives a run's.
+                let peak = own_peak_rss();
+                writeln!(self.out, ",\"replay_peak_rss\":{peak}}}")
             }
         }?;
         self.out.flush()
     }
+}
+
+/// `replay`'s own peak RSS so far, in bytes; 0 where it is not known.
+fn own_peak_rss() -> u64 {
+    #[cfg(target_os = "linux")]
+    return crate::run::trace::own_peak_rss();
+    #[cfg(not(target_os = "linux"))]
+    return 0;
 }

@@ -1,0 +1,100 @@
+//! `replay`'s own memory is flat in the log's length: it streams the log
+//! rather than hold it, and keeps 8-byte identities per output for the
+//! whole-log rules. Measured on `replay check` (the first pass of every
+//! run, and its larger one), from its own `VmHWM`, on logs of growing size.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::support::{bin, memtouch_policy, run, text};
+
+const MIB: u64 = 1 << 20;
+
+/// Writes a log of `n` trivial `memtouch` commands to `root/log.json`,
+/// streaming (a log this size as one `serde_json::Value` would weigh more
+/// than what is measured); each writes `o/K.txt` if `outputs`.
+fn write_log(root: &Path, n: usize, outputs: bool) {
+    let file = std::fs::File::create(root.join("log.json")).unwrap();
+    let mut out = std::io::BufWriter::new(file);
+    write!(
+        out,
+        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":["#,
+        std::env::consts::ARCH
+    )
+    .unwrap();
+    for id in 1..=n {
+        let (arg, output) = if outputs {
+            (
+                format!(r#","--out=o/{id}.txt""#),
+                format!(r#""o/{id}.txt""#),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let comma = if id > 1 { "," } else { "" };
+        writeln!(
+            out,
+            r#"{comma}{{"id":{id},"tool":"memtouch","program":"memtouch","args":["--mib=0"{arg}],"cwd":".","env":{{}},"inputs":[],"outputs":[{output}]}}"#
+        )
+        .unwrap();
+    }
+    writeln!(out, "]}}").unwrap();
+    out.flush().unwrap();
+}
+
+/// `replay check`'s own peak RSS on a log of `n` commands.
+fn peak_of_check(n: usize, outputs: bool) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("o")).unwrap();
+    memtouch_policy(&root, "");
+    write_log(&root, n, outputs);
+    let output = run(
+        &bin("replay"),
+        &[
+            "check",
+            "--format",
+            "json",
+            "--policy",
+            "memtouch.toml",
+            "log.json",
+        ],
+        &root,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verdict["tally"]["allowed"], n as u64, "{verdict}");
+    let peak = verdict["replay_peak_rss"].as_u64().unwrap();
+    eprintln!("replay check, {n} commands (outputs: {outputs}): peak RSS {peak} bytes");
+    assert!(
+        peak > MIB,
+        "a peak RSS of {peak} bytes is not a measurement"
+    );
+    peak
+}
+
+#[test]
+fn replay_does_not_hold_the_log() {
+    let small = peak_of_check(1_000, false);
+    let large = peak_of_check(200_000, false);
+    // 200 times the commands (about 30 MB of log), the same memory: the
+    // log is streamed, one command at a time.
+    assert!(
+        large < small + MIB,
+        "{small} bytes for 1,000 commands, {large} for 200,000"
+    );
+}
+
+#[test]
+fn replay_keeps_a_few_bytes_per_output() {
+    let small = peak_of_check(1_000, true);
+    let large = peak_of_check(200_000, true);
+    // A hash table of 16-byte entries is 44% to 87% full: at most 40
+    // bytes an output. Paths as strings, or 128-bit identities, would not
+    // fit (about 64 bytes an output, with a table's growth).
+    let per_output = large.saturating_sub(small) / 199_000;
+    assert!(
+        per_output <= 40,
+        "{per_output} bytes per output ({small} bytes for 1,000 outputs, {large} for 200,000)"
+    );
+}
