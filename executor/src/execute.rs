@@ -100,9 +100,17 @@ pub enum ExecuteError {
     /// A reporter failed to write.
     #[error("cannot write the report")]
     Report(#[source] std::io::Error),
+    /// The job reads the log itself, not a snapshot: tools could change
+    /// what the second pass reads after the first judged it.
+    #[error("the log `{}` must be run from a snapshot (Job::snapshot)", log.display())]
+    NotSnapshot {
+        /// The log.
+        log: std::path::PathBuf,
+    },
 }
 
-/// Runs every command of `job`'s log, which the first pass has passed.
+/// Runs every command of `job`'s log, which the first pass has passed on
+/// the same snapshot ([`Job::snapshot`]: `job` must read from one).
 pub fn execute(
     job: &Job,
     policy: &Policy,
@@ -111,18 +119,28 @@ pub fn execute(
     commands: u64,
 ) -> Result<(RunStatus, Totals), ExecuteError> {
     let started = Instant::now();
+    if job.read_from == job.log {
+        return Err(ExecuteError::NotSnapshot {
+            log: job.log.clone(),
+        });
+    }
+    release_freed_memory();
     let journal_path = journal::path_for(&job.log);
     let (journal, done) = if options.resume {
         Journal::resume(&journal_path)?
     } else {
         (Journal::create(&journal_path)?, Default::default())
     };
+    // The first pass judged the whole log on these same bytes (a private
+    // snapshot): this pass re-judges each command against the files as
+    // they are now, and keeps nothing per output while tools run.
     let checker = Checker::new(
         policy,
         &job.root,
         check_options(job, policy, Mode::Run, true),
     )
-    .map_err(ExecuteError::Checker)?;
+    .map_err(ExecuteError::Checker)?
+    .whole_log_judged();
     reporter
         .event(&Event::Validated { commands })
         .map_err(ExecuteError::Report)?;
@@ -167,6 +185,20 @@ pub fn execute(
         .event(&Event::Done(&totals))
         .map_err(ExecuteError::Report)?;
     Ok((runner.status, totals))
+}
+
+/// Gives the pages the first pass freed (its whole-log tables) back to the
+/// kernel before tools run: a glibc heap keeps freed memory below its top,
+/// and replay's footprint while tools run is what a driver is for.
+fn release_freed_memory() {
+    // SAFETY: `malloc_trim` takes no pointer and touches no live
+    // allocation: under the allocator's own lock it returns whole free
+    // pages of the heap to the kernel. Rust's global allocator here is
+    // that same malloc, so nothing else tracks those pages.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The second pass's visitor.
@@ -249,8 +281,8 @@ impl Runner<'_, '_> {
             outcome: None,
         };
         let root = &self.job.root;
-        // Judge first, always: the checker's whole-log state must see every
-        // command, including those skipped below.
+        // Judge first, always, even a command skipped below: the files may
+        // have changed since the first pass.
         let verdict = self.checker.command(command);
         let resolved = match (verdict.status, verdict.resolved) {
             (Judged::Allowed, Some(resolved)) => resolved,

@@ -202,6 +202,9 @@ pub struct Checker<'p> {
     read_early: PathIdMap<u64>,
     /// Identities of the paths in `written` and `read_early`.
     ids: PathIds,
+    /// Whether the whole-log rules are judged (all but a run's second
+    /// pass: see [`Checker::whole_log_judged`]).
+    judge_whole_log: bool,
     /// Binary checks by tool kind, then program.
     binaries: HashMap<ToolKind, HashMap<String, Rc<BinaryCheck>>>,
     /// How many binary checks are cached.
@@ -261,11 +264,23 @@ impl<'p> Checker<'p> {
             written: PathIdMap::default(),
             read_early: PathIdMap::default(),
             ids: PathIds::new(),
+            judge_whole_log: true,
             binaries: HashMap::new(),
             binaries_cached: 0,
             commands: 0,
             last_id: None,
         })
+    }
+
+    /// For a second pass over bytes whose whole-log rules already passed
+    /// (a run reads a private snapshot of the log twice): skips those rules
+    /// (two writers of a file, a read before the write, an input no
+    /// command produces) and keeps no state per output, so memory stays
+    /// flat while tools run. An input missing when its command is judged
+    /// is left to the executor, which checks every input before it runs.
+    pub fn whole_log_judged(mut self) -> Self {
+        self.judge_whole_log = false;
+        self
     }
 
     /// The canonical work root.
@@ -429,6 +444,7 @@ impl<'p> Checker<'p> {
             written: &mut self.written,
             read_early: &mut self.read_early,
             ids: &self.ids,
+            judge: self.judge_whole_log,
             protected: &self.protected,
             system_canonical: &self.system_canonical,
             mode: self.options.mode,
@@ -494,6 +510,8 @@ struct LogState<'a> {
     written: &'a mut PathIdMap<u64>,
     read_early: &'a mut PathIdMap<u64>,
     ids: &'a PathIds,
+    /// Whether to judge the whole-log rules ([`Checker::whole_log_judged`]).
+    judge: bool,
     protected: &'a [String],
     system_canonical: &'a [PathBuf],
     mode: Mode,
@@ -600,7 +618,8 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             continue;
         };
         let input_id = log.ids.of(&key);
-        let produced = log.written.contains_key(&input_id);
+        // Unjudged, every input may be an earlier command's output.
+        let produced = !log.judge || log.written.contains_key(&input_id);
         match ctx.lookup(input) {
             Lookup::Escapes { via } => {
                 ctx.symlink_escape(input, &via);
@@ -713,6 +732,9 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                 format!("output `{output}` goes through a symlink (it is `{physical}`)"),
                 "name outputs by their real path inside the work root",
             );
+            continue;
+        }
+        if !log.judge {
             continue;
         }
         let output_id = log.ids.of(&key);

@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::support::{check_log, log, run, shipped, Root};
-use policy::Status;
+use crate::support::{check_log, check_with, log, run, shipped, Root};
+use policy::{Checker, Status};
 
 #[test]
 fn linux_policy_runs_the_real_aotc_pipeline() {
@@ -49,4 +49,39 @@ fn linux_policy_runs_the_real_aotc_pipeline() {
         env.as_ref().map(|e| e.keys().cloned().collect::<Vec<_>>()),
         Some(vec!["LC_ALL".to_owned(), "PATH".to_owned()])
     );
+}
+
+#[test]
+fn a_second_pass_judges_each_command_but_not_the_whole_log_again() {
+    let policy = shipped("linux");
+    let root = Root::new();
+    root.file("p0.bc", "");
+    // Refused whole (an input nobody writes, two writers of one output),
+    // as the first pass of a run sees it.
+    let text = log(
+        "linux",
+        &[
+            json!({"id": 1, "tool": "opt", "program": "opt", "args": ["-O2", "p0.bc", "-o", "a.bc"], "inputs": ["p0.bc"], "outputs": ["a.bc"]}),
+            json!({"id": 2, "tool": "opt", "program": "opt", "args": ["-O2", "gone.bc", "-o", "a.bc"], "inputs": ["gone.bc"], "outputs": ["a.bc"]}),
+            json!({"id": 3, "tool": "opt", "program": "opt", "args": ["-O2", "-load=x.so", "a.bc", "-o", "b.bc"], "inputs": ["a.bc"], "outputs": ["b.bc"]}),
+        ],
+    );
+    let first = check_log(&policy, root.path(), &text, run());
+    assert_eq!(first.rules(2), ["inputs.missing", "outputs.duplicate"]);
+    // The second pass leaves the whole-log rules to the first (and the
+    // missing input to the executor's own check before it runs), and
+    // still judges each command on its own.
+    let checker = Checker::new(&policy, root.path(), run())
+        .expect("checker")
+        .whole_log_judged();
+    let second = check_with(checker, &text);
+    assert_eq!(second.verdict(1).status, Status::Allowed);
+    assert_eq!(
+        second.verdict(2).status,
+        Status::Allowed,
+        "{:#?}",
+        second.verdict(2)
+    );
+    assert_eq!(second.rules(3), first.rules(3));
+    assert_eq!(second.verdict(3).status, Status::Refused);
 }

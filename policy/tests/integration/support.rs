@@ -76,7 +76,11 @@ impl Outcome {
 
 /// Streams the log text through a checker.
 pub fn check_log(policy: &Policy, root: &Path, log: &str, options: CheckOptions) -> Outcome {
-    let mut checker = Checker::new(policy, root, options).expect("checker");
+    check_with(Checker::new(policy, root, options).expect("checker"), log)
+}
+
+/// Streams the log text through `checker`.
+pub fn check_with(mut checker: Checker<'_>, log: &str) -> Outcome {
     let mut out = Outcome::default();
     struct V<'a, 'p> {
         checker: &'a mut Checker<'p>,
