@@ -404,6 +404,7 @@ impl Runner<'_, '_> {
             stdout: Arc::clone(&self.options.stdout),
             stderr: Arc::clone(&self.options.stderr),
             interrupted: Arc::clone(&self.options.interrupted),
+            trace: true,
         };
         let outcome = match run_tool(&spec, &run_options) {
             Ok(outcome) => outcome,

@@ -13,7 +13,9 @@
 //! 5. the tracer reads each process's `VmHWM` as it exits and reaps them.
 //!
 //! If ptrace is not permitted (some container runtimes forbid it), the tool
-//! still runs, and the report says its exact peak is unavailable.
+//! still runs, and the report says its exact peak is unavailable; what it
+//! leaves running outside its process group is found through `replay`
+//! being the subreaper ([`reap_orphans`]).
 
 pub mod capture;
 pub mod trace;
@@ -47,6 +49,11 @@ pub struct RunOptions {
     pub stderr: Sink,
     /// Set when `replay` is asked to stop.
     pub interrupted: Arc<AtomicBool>,
+    /// Follow the tool's processes with ptrace (exact peaks, and every
+    /// process known to kill). Off, or where ptrace is refused, only the
+    /// sampled figures are reported and leftovers are found through
+    /// [`reap_orphans`].
+    pub trace: bool,
 }
 
 /// Everything measured about one tool run.
@@ -118,7 +125,10 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     let tree = Tree::default();
     // Attach before the tool execs. If ptrace is refused the tool runs
     // untraced and only sampled figures are reported.
-    let tracer = Tracer::seize(pid, tree.clone()).ok();
+    let tracer = options
+        .trace
+        .then(|| Tracer::seize(pid, tree.clone()).ok())
+        .flatten();
     if tracer.is_none() {
         // Untraced, only the main process is known: sample and kill it
         // (and its group) at least.
@@ -197,8 +207,10 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
             .wait()
             .map(|(main, peaks)| (main.status, main.user, main.system, main.ru_maxrss, peaks)),
         None => launch.child().wait().map(|status| {
-            // Whatever it left behind dies with it.
+            // Whatever it left behind dies with it: its process group, and
+            // what left the group and has come back to replay to be reaped.
             tree.kill(pid, nix::sys::signal::Signal::SIGKILL);
+            reap_orphans();
             let exit = ExitStatus::from_std(status);
             (exit, Duration::ZERO, Duration::ZERO, 0, Vec::new())
         }),
@@ -237,6 +249,52 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
 /// rather than to init.
 pub fn become_subreaper() -> nix::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// How many generations [`reap_orphans`] kills: each round kills the
+/// processes whose parents the round before killed.
+const ORPHAN_ROUNDS: usize = 64;
+
+/// Kills and reaps every child `replay` has: after an untraced tool
+/// exited and its group was killed, these are its descendants that left
+/// the group (a grandchild that called `setsid`), which come to `replay`,
+/// the subreaper ([`become_subreaper`]), once their parents are gone.
+/// Call it only when no other child of `replay` runs. (Traced, the tracer
+/// knows and kills every process itself.)
+pub fn reap_orphans() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    use nix::unistd::Pid;
+    for _ in 0..ORPHAN_ROUNDS {
+        let children = children_of(std::process::id() as i32);
+        if children.is_empty() {
+            return;
+        }
+        for &child in &children {
+            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+        }
+        for &child in &children {
+            let _ = waitpid(Pid::from_raw(child), Some(WaitPidFlag::__WALL));
+        }
+    }
+}
+
+/// The processes whose parent is `parent`, from `/proc/*/stat`.
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`, and `comm` may hold `)`.
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 /// The path `replay` re-executes for the double spawn.
