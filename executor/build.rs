@@ -3,24 +3,29 @@
 //! library both support them. A position-independent binary otherwise
 //! carries a 750 KiB table of relocations that the loader reads at every
 //! start, and those pages count in replay's own peak RSS (bench figure 8).
-//! The probe links and runs a small C program with the flag: a linker that
-//! does not know it ignores it, and a C library older than glibc 2.36
-//! refuses to load the program, so the flag is passed only when both hold.
+//!
+//! The probe builds and runs a small Rust program with the flag, through
+//! the same `rustc`, flags and linker that link `replay`: a linker that does
+//! not know the flag ignores it (and then nothing changes), and a C library
+//! older than glibc 2.36 refuses to load the program, so the flag is passed
+//! only when the result runs here. A binary built so needs glibc 2.36 or
+//! later wherever it runs; `REPLAY_NO_RELR=1` builds without it (for
+//! binaries shipped to older systems).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A program with relative relocations (pointers in initialized data), so
-/// the linker emits DT_RELR and the loader must understand it.
-const PROBE: &str = r#"
-static int a, b;
-static int *table[] = { &a, &b };
-int main(void) { return table[0] == table[1]; }
-"#;
+/// The flag, as rustc passes it to the linker.
+const FLAG: &str = "-Wl,-z,pack-relative-relocs";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=CC");
+    for var in ["REPLAY_NO_RELR", "RUSTC_LINKER", "CARGO_ENCODED_RUSTFLAGS"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    if std::env::var_os("REPLAY_NO_RELR").is_some_and(|v| v != "0") {
+        return;
+    }
     let (Ok(target), Ok(host)) = (std::env::var("TARGET"), std::env::var("HOST")) else {
         return;
     };
@@ -28,31 +33,48 @@ fn main() {
     if target != host || !target.ends_with("-linux-gnu") {
         return;
     }
-    if probe() {
-        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
+        return;
+    };
+    if probe(&out, &target) {
+        println!("cargo:rustc-link-arg-bins={FLAG}");
     }
 }
 
-/// Whether a program linked with the flag builds and runs here.
-fn probe() -> bool {
-    let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
-        return false;
-    };
-    let source = out.join("relr-probe.c");
-    let program = out.join("relr-probe");
-    if std::fs::write(&source, PROBE).is_err() {
+/// Whether a Rust program linked with the flag builds and runs here.
+fn probe(out: &Path, target: &str) -> bool {
+    let source = out.join("relr_probe.rs");
+    let program = out.join("relr_probe");
+    if std::fs::write(&source, "fn main() { println!(\"relr\"); }\n").is_err() {
         return false;
     }
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let linked = Command::new(cc)
-        .args(["-fPIE", "-pie", "-Wl,-z,pack-relative-relocs", "-o"])
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let mut build = Command::new(rustc);
+    build
+        .arg("--target")
+        .arg(target)
+        .arg("--crate-type=bin")
+        .arg("-o")
         .arg(&program)
-        .arg(&source)
+        .arg(&source);
+    // The flags replay itself is built with (a linker choice among them).
+    if let Ok(flags) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        build.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    }
+    if let Some(linker) = std::env::var_os("RUSTC_LINKER") {
+        build.arg("-C").arg({
+            let mut arg = std::ffi::OsString::from("linker=");
+            arg.push(linker);
+            arg
+        });
+    }
+    build.arg("-C").arg(format!("link-arg={FLAG}"));
+    let built = build
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    linked
+    built
         && Command::new(&program)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
