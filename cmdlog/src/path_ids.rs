@@ -6,9 +6,11 @@
 //! process (the standard library's `RandomState`), so a log cannot be
 //! crafted ahead to make two paths collide; by chance, two of a million
 //! paths share one in about 37 million logs. Users of these tables make a
-//! collision fail closed: it refuses a log (two writers, a read before a
-//! write), reruns or blocks a command, or lets a missing input reach the
-//! executor's own existence check; it never lets a denied command run.
+//! collision fail closed where it matters: it refuses a log (two writers,
+//! a read before a write), reruns or blocks a command, or makes a lookup
+//! look on disk. The one exception: an input taken by a collision for an
+//! earlier command's output is not refused as missing by the first pass;
+//! the executor still checks it exists before its command runs.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -148,7 +150,9 @@ impl Hasher for PathIdHasher {
     }
 
     fn write_u64(&mut self, id: u64) {
-        self.0 = id;
+        // A lone `PathId` hashes to itself (the state starts at 0); a key
+        // of several parts still depends on every one.
+        self.0 = self.0.rotate_left(32) ^ id;
     }
 }
 
@@ -186,6 +190,23 @@ mod tests {
         assert!(!set.insert(ids.of("o/0.o")));
         assert!(!map.contains_key(&ids.of("o/10000.o")));
         assert!(!set.contains(&ids.of("o/10000.o")));
+    }
+
+    #[test]
+    fn tables_are_chosen_by_bits_the_tables_themselves_do_not_use() {
+        // hashbrown takes a bucket from the low bits and a tag from the
+        // top seven: a shard chosen from either would fill its table's
+        // buckets unevenly.
+        assert_eq!(PathId(1 << 32).shard(), 1);
+        assert_eq!(PathId(63 << 32).shard(), 63);
+        assert_eq!(PathId(u64::from(u32::MAX)).shard(), 0);
+        assert_eq!(PathId(0xFE00_0000_0000_0000).shard(), 0);
+    }
+
+    #[test]
+    fn a_path_id_hashes_to_itself() {
+        let id = PathIds::new().of("o/1.o");
+        assert_eq!(BuildPathIdHasher::default().hash_one(id), id.0);
     }
 
     #[test]
