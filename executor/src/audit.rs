@@ -20,6 +20,8 @@ use policy::report::{write_finding, write_verdict, Tally};
 use policy::{CheckOptions, Checker, CheckerError, Finding, Mode, Policy, Status, Verdict};
 
 use crate::job::{Job, JobError};
+#[cfg(target_os = "linux")]
+use crate::run::trace::own_peak_rss;
 
 /// Why the pass could not judge the log.
 #[derive(Debug, thiserror::Error)]
@@ -358,10 +360,8 @@ impl Printer<'_> {
     }
 }
 
-/// `replay`'s own peak RSS so far, in bytes; 0 where it is not known.
+/// `replay`'s own peak RSS so far: not known here.
+#[cfg(not(target_os = "linux"))]
 fn own_peak_rss() -> u64 {
-    #[cfg(target_os = "linux")]
-    return crate::run::trace::own_peak_rss();
-    #[cfg(not(target_os = "linux"))]
-    return 0;
+    0
 }

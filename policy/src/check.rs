@@ -278,8 +278,11 @@ impl<'p> Checker<'p> {
     /// command produces) and keeps no state per output, so memory stays
     /// flat while tools run. An input missing when its command is judged
     /// is left to the executor, which checks every input before it runs.
+    /// It also looks every command's paths up on disk anew: tools ran
+    /// since the last command was judged.
     pub fn whole_log_judged(mut self) -> Self {
         self.judge_whole_log = false;
+        self.fs = self.fs.uncached();
         self
     }
 

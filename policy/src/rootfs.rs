@@ -73,6 +73,8 @@ pub(crate) struct RootFs {
     /// names do not exist yet, and a negative `lstat` costs more than a
     /// hash lookup.
     listed: RefCell<Listings>,
+    /// Whether every command looks at the disk anew ([`RootFs::uncached`]).
+    uncached: bool,
 }
 
 /// Directory listings, as the identities of the names in them.
@@ -97,6 +99,7 @@ impl RootFs {
             dirs: HashMap::new(),
             memo: Vec::new(),
             listed: RefCell::default(),
+            uncached: false,
         })
     }
 
@@ -109,6 +112,18 @@ impl RootFs {
     /// commands only through outputs, which are looked up anew.
     pub(crate) fn begin_command(&mut self) {
         self.memo.clear();
+        if self.uncached {
+            self.dirs.clear();
+        }
+    }
+
+    /// Looks every command's paths up on disk, remembering nothing from
+    /// one command to the next: for judging while tools run, which may
+    /// leave anything in the root (a symlink where a directory listing or
+    /// a walk said there was nothing). A few `lstat`s a command.
+    pub(crate) fn uncached(mut self) -> Self {
+        self.uncached = true;
+        self
     }
 
     /// Where the root-relative `path` leads (only `/` separates
@@ -276,6 +291,9 @@ impl RootFs {
     /// root), from a listing read once. `false` means "look". A name's
     /// identity shared by chance with a listed name means "look" too.
     fn absent(&self, dir: &Path, name: &str) -> bool {
+        if self.uncached {
+            return false;
+        }
         let mut listed = self.listed.borrow_mut();
         let listed = &mut *listed;
         if !listed.by_dir.contains_key(dir) {
@@ -394,6 +412,58 @@ fn components(path: &Path) -> Option<Vec<String>> {
     Some(out)
 }
 
+impl Listings {
+    /// The identities of the names in `dir`, or `None` if it cannot be
+    /// listed, would take the listings past [`LISTED_NAMES_MAX`], or
+    /// matches names regardless of case.
+    fn read(&self, dir: &Path) -> Option<HashSet<PathId, BuildPathIdHasher>> {
+        let room = LISTED_NAMES_MAX.checked_sub(self.names)?;
+        let mut names = HashSet::default();
+        let mut cased = None;
+        for entry in std::fs::read_dir(dir).ok()? {
+            // A name that is not UTF-8 is no name of a log (they are
+            // strings), so its absence changes no answer.
+            if let Some(name) = entry.ok()?.file_name().to_str() {
+                names.insert(self.ids.of(name));
+                if cased.is_none() {
+                    cased = other_case(name);
+                }
+            }
+            if names.len() > room {
+                return None;
+            }
+        }
+        // In a directory that matches names regardless of case (ext4
+        // casefold, a FAT or SMB mount, macOS), `OUT` is there when the
+        // listing has only `out`: a listing cannot answer, so each name
+        // is looked up.
+        if let Some(other) = cased {
+            if !names.contains(&self.ids.of(&other))
+                && std::fs::symlink_metadata(dir.join(&other)).is_ok()
+            {
+                return None;
+            }
+        }
+        Some(names)
+    }
+}
+
+/// `name` with the case of its letters swapped, if that changes it.
+fn other_case(name: &str) -> Option<String> {
+    let other: String = name
+        .chars()
+        .flat_map(|c| {
+            let swapped: Vec<char> = if c.is_lowercase() {
+                c.to_uppercase().collect()
+            } else {
+                c.to_lowercase().collect()
+            };
+            swapped
+        })
+        .collect();
+    (other != name).then_some(other)
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -420,6 +490,33 @@ mod tests {
             }
         );
         assert_eq!(fs.lookup("d/../d/f"), Lookup::Inside { kind: Kind::File });
+    }
+
+    #[test]
+    fn names_are_tried_in_the_other_case() {
+        assert_eq!(other_case("out.o").as_deref(), Some("OUT.O"));
+        assert_eq!(other_case("Out").as_deref(), Some("oUT"));
+        assert_eq!(other_case("café").as_deref(), Some("CAFÉ"));
+        assert_eq!(other_case("123.o").as_deref(), Some("123.O"));
+        assert_eq!(other_case("1_2"), None);
+    }
+
+    #[test]
+    fn uncached_lookups_see_what_changed_since_the_last_command() {
+        let (_tmp, fs) = root();
+        let mut fs = fs.uncached();
+        std::fs::create_dir(fs.root().join("out")).expect("mkdir");
+        assert_eq!(
+            fs.lookup("out/link/x"),
+            Lookup::Inside {
+                kind: Kind::Missing
+            }
+        );
+        // A tool leaves a symlink out of the root where nothing was.
+        symlink("/etc", fs.root().join("out/link")).expect("symlink");
+        fs.begin_command();
+        assert!(matches!(fs.lookup("out/link/x"), Lookup::Escapes { .. }));
+        assert!(matches!(fs.lookup("out/link"), Lookup::Escapes { .. }));
     }
 
     #[test]
@@ -551,25 +648,5 @@ mod tests {
         );
         std::fs::create_dir(fs.root().join("d")).expect("mkdir");
         assert!(fs.read_capped("d", 10).is_err());
-    }
-}
-
-impl Listings {
-    /// The identities of the names in `dir`, or `None` if it cannot be
-    /// listed or would take the listings past [`LISTED_NAMES_MAX`].
-    fn read(&self, dir: &Path) -> Option<HashSet<PathId, BuildPathIdHasher>> {
-        let room = LISTED_NAMES_MAX.checked_sub(self.names)?;
-        let mut names = HashSet::default();
-        for entry in std::fs::read_dir(dir).ok()? {
-            // A name that is not UTF-8 is no name of a log (they are
-            // strings), so its absence changes no answer.
-            if let Some(name) = entry.ok()?.file_name().to_str() {
-                names.insert(self.ids.of(name));
-            }
-            if names.len() > room {
-                return None;
-            }
-        }
-        Some(names)
     }
 }
