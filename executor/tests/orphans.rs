@@ -16,14 +16,16 @@ use replay::run::{become_subreaper, run_tool, RunOptions};
 use replay::sandbox::{SandboxSpec, Want};
 
 fn alive(pid: i32) -> bool {
-    // A zombie counts as gone: it holds no memory and runs nothing.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            rest.split_whitespace().next().map(|state| state != "Z")
-        })
-        .unwrap_or(false)
+    // A zombie counts as gone: it holds no memory and runs nothing. Read
+    // as bytes: a command name need not be UTF-8.
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .and_then(|close| stat.get(close + 2));
+    state.is_some_and(|&state| state != b'Z')
 }
 
 #[test]
@@ -31,9 +33,13 @@ fn an_untraced_tool_leaves_no_process_that_left_its_group() {
     become_subreaper().expect("becomes the subreaper");
     let dir = tempfile::tempdir().expect("work root");
     let root = dir.path().canonicalize().expect("canonical root");
-    // The grandchild makes itself a session (and group) of its own, then
-    // outlives the tool by five minutes unless something kills it.
-    let script = "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > grandchild";
+    // The grandchild makes itself a session (and group) of its own, says
+    // so, then outlives the tool by five minutes unless something kills
+    // it; its own child, in its session, too. The tool waits until both
+    // are on their way, so the group kill cannot catch them.
+    let script = "setsid sh -c 'sleep 300 & echo $! > great; echo $$ > grandchild; wait' \
+                  </dev/null >/dev/null 2>&1 & \
+                  while [ ! -s grandchild ] || [ ! -s great ]; do sleep 0.01; done";
     let mut spec = SandboxSpec::new(
         PathBuf::from("/bin/sh"),
         "sh",
@@ -66,13 +72,15 @@ fn an_untraced_tool_leaves_no_process_that_left_its_group() {
         outcome.measurements.peak_process.is_none(),
         "untraced, yet an exact peak: {outcome:?}"
     );
-    let grandchild: i32 = std::fs::read_to_string(root.join("grandchild"))
-        .expect("the tool wrote its grandchild's pid")
-        .trim()
-        .parse()
-        .expect("a pid");
-    assert!(
-        !alive(grandchild),
-        "the grandchild {grandchild} that left the tool's group still runs"
-    );
+    for name in ["grandchild", "great"] {
+        let pid: i32 = std::fs::read_to_string(root.join(name))
+            .expect("the tool's descendant wrote its pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        assert!(
+            !alive(pid),
+            "the {name} {pid}, which left the tool's group, still runs"
+        );
+    }
 }

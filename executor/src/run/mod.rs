@@ -122,6 +122,8 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     let mut launch = sandbox::launch(&options.launcher, spec, Stdio::piped(), Stdio::piped())
         .map_err(RunError::Sandbox)?;
     let pid = launch.pid() as i32;
+    // What an untraced tool leaves behind started no earlier than this.
+    let launched_at = start_time(pid);
     let tree = Tree::default();
     // Attach before the tool execs. If ptrace is refused the tool runs
     // untraced and only sampled figures are reported.
@@ -207,10 +209,14 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
             .wait()
             .map(|(main, peaks)| (main.status, main.user, main.system, main.ru_maxrss, peaks)),
         None => launch.child().wait().map(|status| {
-            // Whatever it left behind dies with it: its process group, and
-            // what left the group and has come back to replay to be reaped.
-            tree.kill(pid, nix::sys::signal::Signal::SIGKILL);
-            reap_orphans();
+            // Whatever it left behind dies with it: its process group (not
+            // its pid, which is free for reuse now), and what left the
+            // group and has come back to replay to be reaped.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            reap_orphans(launched_at.unwrap_or(u64::MAX));
             let exit = ExitStatus::from_std(status);
             (exit, Duration::ZERO, Duration::ZERO, 0, Vec::new())
         }),
@@ -251,53 +257,132 @@ pub fn become_subreaper() -> nix::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)
 }
 
-/// How many generations [`reap_orphans`] kills: each round kills the
-/// processes whose parents the round before killed.
-const ORPHAN_ROUNDS: usize = 64;
+/// How long [`reap_orphans`] keeps killing what comes back to `replay`.
+const REAP_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Kills and reaps every child `replay` has: after an untraced tool
-/// exited and its group was killed, these are its descendants that left
-/// the group (a grandchild that called `setsid`), which come to `replay`,
-/// the subreaper ([`become_subreaper`]), once their parents are gone.
-/// Call it only when no other child of `replay` runs. (Traced, the tracer
-/// knows and kills every process itself.)
-pub fn reap_orphans() {
+/// Kills and reaps what an untraced tool left running outside its process
+/// group (a grandchild that called `setsid`): `replay`'s descendants that
+/// started at or after `since`, the tool's launch ([`start_time`]). They
+/// come to `replay`, the subreaper ([`become_subreaper`]), once their
+/// parents are gone; each round kills every such descendant, whatever its
+/// depth, until none is left or [`REAP_DEADLINE`] has passed. A child that
+/// `replay` had before the tool (inherited across exec) and its own
+/// children are left alone. (Traced, the tracer knows and kills every
+/// process itself.)
+pub fn reap_orphans(since: u64) {
     use nix::sys::signal::{kill, Signal};
-    use nix::sys::wait::{waitpid, WaitPidFlag};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use nix::unistd::Pid;
-    for _ in 0..ORPHAN_ROUNDS {
-        let children = children_of(std::process::id() as i32);
-        if children.is_empty() {
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + REAP_DEADLINE;
+    loop {
+        let doomed = descendants(me, since, &processes());
+        for &pid in &doomed {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // Reap whatever has died; what has not yet comes back next round.
+        while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
+        }
+        if doomed.is_empty() || Instant::now() > deadline {
             return;
         }
-        for &child in &children {
-            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
-        }
-        for &child in &children {
-            let _ = waitpid(Pid::from_raw(child), Some(WaitPidFlag::__WALL));
-        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
-/// The processes whose parent is `parent`, from `/proc/*/stat`.
-fn children_of(parent: i32) -> Vec<i32> {
+/// When process `pid` started, in clock ticks since boot (`/proc/PID/stat`
+/// field 22), if it is there to ask.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat_of(pid).map(|stat| stat.start)
+}
+
+/// What [`reap_orphans`] needs of a process.
+struct ProcStat {
+    pid: i32,
+    ppid: i32,
+    start: u64,
+}
+
+/// `/proc/PID/stat` of `pid`, read as bytes: the command name in it is
+/// whatever bytes a process chose, and may hold `)`.
+fn stat_of(pid: i32) -> Option<ProcStat> {
+    let raw = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = raw.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(raw.get(close + 1..)?).ok()?;
+    // Fields from the third (state) on: ppid is the fourth, start the 22nd.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(ProcStat {
+        pid,
+        ppid: fields.get(1)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process on the machine, from `/proc`.
+fn processes() -> Vec<ProcStat> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            // `pid (comm) state ppid ...`, and `comm` may hold `)`.
-            let (_, rest) = stat.rsplit_once(')')?;
-            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-            (ppid == parent).then_some(pid)
-        })
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter_map(stat_of)
         .collect()
+}
+
+/// The descendants of `root` in `table` that started at or after `since`,
+/// reached only through such processes.
+fn descendants(root: i32, since: u64, table: &[ProcStat]) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for process in table {
+            if process.ppid == parent && process.start >= since && !found.contains(&process.pid) {
+                found.push(process.pid);
+                frontier.push(process.pid);
+            }
+        }
+    }
+    found
 }
 
 /// The path `replay` re-executes for the double spawn.
 pub fn current_launcher() -> std::io::Result<std::path::PathBuf> {
     std::env::current_exe().and_then(|p| Path::new(&p).canonicalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(pid: i32, ppid: i32, start: u64) -> ProcStat {
+        ProcStat { pid, ppid, start }
+    }
+
+    #[test]
+    fn descendants_are_found_at_any_depth_but_not_through_older_processes() {
+        let table = [
+            process(10, 1, 0),   // replay
+            process(11, 10, 50), // inherited before the tool: left alone
+            process(12, 11, 120),
+            process(20, 10, 100), // the tool's orphan
+            process(21, 20, 110),
+            process(22, 21, 130),
+            process(30, 1, 140), // someone else's
+        ];
+        let mut found = descendants(10, 100, &table);
+        found.sort_unstable();
+        assert_eq!(found, [20, 21, 22]);
+    }
+
+    #[test]
+    fn this_process_has_a_start_time() {
+        let me = std::process::id() as i32;
+        let stat = stat_of(me).expect("reads its own stat");
+        assert!(stat.ppid > 0);
+        assert_eq!(start_time(me), Some(stat.start));
+    }
 }
