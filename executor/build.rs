@@ -18,12 +18,15 @@ use std::process::{Command, Stdio};
 /// The flag, as rustc passes it to the linker.
 const FLAG: &str = "-Wl,-z,pack-relative-relocs";
 
+/// The glibc symbol version a binary with DT_RELR must require.
+const VERSION_NEED: &[u8] = b"GLIBC_ABI_DT_RELR";
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     for var in ["REPLAY_NO_RELR", "RUSTC_LINKER", "CARGO_ENCODED_RUSTFLAGS"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    if std::env::var_os("REPLAY_NO_RELR").is_some_and(|v| v != "0") {
+    if std::env::var_os("REPLAY_NO_RELR").is_some_and(|v| v == "1") {
         return;
     }
     let (Ok(target), Ok(host)) = (std::env::var("TARGET"), std::env::var("HOST")) else {
@@ -51,6 +54,8 @@ fn probe(out: &Path, target: &str) -> bool {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let mut build = Command::new(rustc);
     build
+        .current_dir(out)
+        .arg("--cap-lints=allow")
         .arg("--target")
         .arg(target)
         .arg("--crate-type=bin")
@@ -74,8 +79,17 @@ fn probe(out: &Path, target: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
+    // The result must also say it needs a C library that knows DT_RELR:
+    // linked against an older one, it would start and then crash wherever
+    // that library runs, rather than be refused.
     built
+        && std::fs::read(&program).is_ok_and(|bytes| {
+            bytes
+                .windows(VERSION_NEED.len())
+                .any(|window| window == VERSION_NEED)
+        })
         && Command::new(&program)
+            .current_dir(out)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
