@@ -291,7 +291,9 @@ impl RootFs {
     /// root), from a listing read once. `false` means "look". A name's
     /// identity shared by chance with a listed name means "look" too.
     fn absent(&self, dir: &Path, name: &str) -> bool {
-        if self.uncached {
+        // A name beyond ASCII may be stored in another Unicode form (NFD
+        // on macOS, casefold directories) that the kernel takes for it.
+        if self.uncached || !name.is_ascii() {
             return false;
         }
         let mut listed = self.listed.borrow_mut();
@@ -426,7 +428,7 @@ impl Listings {
             if let Some(name) = entry.ok()?.file_name().to_str() {
                 names.insert(self.ids.of(name));
                 if cased.is_none() {
-                    cased = other_case(name);
+                    cased = other_ascii_case(name);
                 }
             }
             if names.len() > room {
@@ -436,29 +438,30 @@ impl Listings {
         // In a directory that matches names regardless of case (ext4
         // casefold, a FAT or SMB mount, macOS), `OUT` is there when the
         // listing has only `out`: a listing cannot answer, so each name
-        // is looked up.
-        if let Some(other) = cased {
-            if !names.contains(&self.ids.of(&other))
-                && std::fs::symlink_metadata(dir.join(&other)).is_ok()
-            {
-                return None;
+        // is looked up. A directory with names but none to try is not
+        // trusted either.
+        let answers = match cased {
+            Some(other) => {
+                names.contains(&self.ids.of(&other))
+                    || std::fs::symlink_metadata(dir.join(&other)).is_err()
             }
-        }
-        Some(names)
+            None => names.is_empty(),
+        };
+        answers.then_some(names)
     }
 }
 
-/// `name` with the case of its letters swapped, if that changes it.
-fn other_case(name: &str) -> Option<String> {
+/// `name` with the case of its ASCII letters swapped, if it has any: the
+/// same length, and the same name to any case-insensitive file system.
+fn other_ascii_case(name: &str) -> Option<String> {
     let other: String = name
         .chars()
-        .flat_map(|c| {
-            let swapped: Vec<char> = if c.is_lowercase() {
-                c.to_uppercase().collect()
+        .map(|c| {
+            if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase()
             } else {
-                c.to_lowercase().collect()
-            };
-            swapped
+                c.to_ascii_lowercase()
+            }
         })
         .collect();
     (other != name).then_some(other)
@@ -494,11 +497,45 @@ mod tests {
 
     #[test]
     fn names_are_tried_in_the_other_case() {
-        assert_eq!(other_case("out.o").as_deref(), Some("OUT.O"));
-        assert_eq!(other_case("Out").as_deref(), Some("oUT"));
-        assert_eq!(other_case("café").as_deref(), Some("CAFÉ"));
-        assert_eq!(other_case("123.o").as_deref(), Some("123.O"));
-        assert_eq!(other_case("1_2"), None);
+        assert_eq!(other_ascii_case("out.o").as_deref(), Some("OUT.O"));
+        assert_eq!(other_ascii_case("Out").as_deref(), Some("oUT"));
+        assert_eq!(other_ascii_case("café").as_deref(), Some("CAFé"));
+        assert_eq!(other_ascii_case("ı").as_deref(), None);
+        assert_eq!(other_ascii_case("1_2"), None);
+    }
+
+    #[test]
+    fn listings_answer_only_for_ascii_names_in_directories_they_can_test() {
+        let (_tmp, mut fs) = root();
+        std::fs::create_dir(fs.root().join("digits")).expect("mkdir");
+        std::fs::write(fs.root().join("digits/123"), "x").expect("write");
+        std::fs::create_dir(fs.root().join("named")).expect("mkdir");
+        std::fs::write(fs.root().join("named/f.o"), "x").expect("write");
+        assert_eq!(
+            fs.lookup("digits/4"),
+            Lookup::Inside {
+                kind: Kind::Missing
+            }
+        );
+        assert_eq!(
+            fs.lookup("named/caf\u{e9}"),
+            Lookup::Inside {
+                kind: Kind::Missing
+            }
+        );
+        assert_eq!(
+            fs.lookup("named/g.o"),
+            Lookup::Inside {
+                kind: Kind::Missing
+            }
+        );
+        let listed = fs.listed.borrow();
+        // Nothing in `digits` to try in the other case: not listed.
+        assert_eq!(listed.by_dir.get(&fs.root().join("digits")), Some(&None));
+        assert!(matches!(
+            listed.by_dir.get(&fs.root().join("named")),
+            Some(Some(_))
+        ));
     }
 
     #[test]
