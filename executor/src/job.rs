@@ -14,7 +14,7 @@ pub struct Job {
     /// The command log.
     pub log: PathBuf,
     /// The file the passes read the log from: the log itself, or a
-    /// snapshot of it outside the work root ([`Job::snapshot`]).
+    /// snapshot of it with no name ([`Job::snapshot`]).
     pub read_from: PathBuf,
     /// The work root: every path in the log is relative to it (canonical).
     pub root: PathBuf,
@@ -117,27 +117,27 @@ impl Job {
         })
     }
 
-    /// Copies the log to a private file outside the work root and returns
-    /// the job reading from it, with the copy's guard. Tools can write in
-    /// the root (the log usually lives there): both passes must read the
-    /// same bytes, whatever a tool does to the log meanwhile.
-    pub fn snapshot(&self) -> Result<(Job, tempfile::TempPath), JobError> {
+    /// Copies the log to a file with no name and returns the job reading
+    /// from it (through `/proc/self/fd`), with the file as its guard. Tools
+    /// can write in the root (the log usually lives there) and, without
+    /// Landlock, in the temporary directory: both passes must read the
+    /// same bytes, whatever a tool does meanwhile, and a file with no name
+    /// is one no tool can open by path.
+    #[cfg(target_os = "linux")]
+    pub fn snapshot(&self) -> Result<(Job, File), JobError> {
+        use std::os::fd::AsRawFd;
         let snapshot = |source| JobError::Log {
             path: self.log.clone(),
             source,
         };
-        let mut copy = tempfile::Builder::new()
-            .prefix("replay-log-")
-            .tempfile()
-            .map_err(snapshot)?;
+        let mut copy = tempfile::tempfile().map_err(snapshot)?;
         let mut original = File::open(&self.log).map_err(snapshot)?;
-        io::copy(&mut original, copy.as_file_mut()).map_err(snapshot)?;
-        let path = copy.into_temp_path();
+        io::copy(&mut original, &mut copy).map_err(snapshot)?;
         let job = Job {
-            read_from: path.to_path_buf(),
+            read_from: PathBuf::from(format!("/proc/self/fd/{}", copy.as_raw_fd())),
             ..self.clone()
         };
-        Ok((job, path))
+        Ok((job, copy))
     }
 
     /// Reads the whole log through once, checking its format, and keeps
@@ -153,5 +153,31 @@ impl Job {
                 path: self.log.clone(),
                 source: Box::new(source),
             })
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_snapshot_has_no_name_and_keeps_the_bytes_it_was_taken_with() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("log.json");
+        let policy = dir.path().join("p.toml");
+        std::fs::write(&log, "the log as judged").expect("write the log");
+        std::fs::write(&policy, "").expect("write the policy");
+        let job = Job::new(&log, None, &policy).expect("a job");
+        let (snapshot, guard) = job.snapshot().expect("a snapshot");
+        // Nothing in any directory names it.
+        assert_eq!(guard.metadata().expect("fstat").nlink(), 0);
+        std::fs::write(&log, "a log changed since").expect("rewrite the log");
+        let read = std::fs::read_to_string(&snapshot.read_from).expect("reads the snapshot");
+        assert_eq!(read, "the log as judged");
+        // Twice: each pass opens it anew, from the start.
+        let again = std::fs::read_to_string(&snapshot.read_from).expect("reads it again");
+        assert_eq!(again, read);
+        assert_eq!(snapshot.log, log);
     }
 }
