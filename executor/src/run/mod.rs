@@ -127,7 +127,7 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     let tree = Tree::default();
     // Attach before the tool execs. If ptrace is refused the tool runs
     // untraced and only sampled figures are reported.
-    let tracer = options
+    let mut tracer = options
         .trace
         .then(|| Tracer::seize(pid, tree.clone()).ok())
         .flatten();
@@ -177,7 +177,7 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
 
     // The tracer (this thread) must answer the launcher's ptrace stops
     // while the launcher is set up, so the pipe talk runs beside it.
-    let launched = match &tracer {
+    let launched = match &mut tracer {
         Some(tracer) => std::thread::scope(|scope| {
             let starting = scope.spawn(|| launch.start());
             while !starting.is_finished() {

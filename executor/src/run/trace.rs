@@ -176,7 +176,7 @@ impl Tracer {
     /// Without this, a signal to the launcher (SIGTERM from an interrupt,
     /// or SIGKILL, which stops it at its exit event) waited for this
     /// thread, which was blocked reading the launcher's pipe: a deadlock.
-    pub fn release_stops(&self) {
+    pub fn release_stops(&mut self) {
         loop {
             // SAFETY: `siginfo_t` is plain data the kernel fills in; zeroed
             // is a valid initial value (and `si_pid` stays 0 if nothing is
@@ -201,6 +201,19 @@ impl Tracer {
             // a ptrace event (the exit event) in its second byte.
             let status = unsafe { info.si_status() };
             let signal = status & 0x7f;
+            // A quick tool can exit (or fork) before the launcher's setup
+            // call returns: what `wait` records of these events is
+            // recorded here. Regression: the exact peak of a tool that
+            // exited in this window was lost.
+            match status >> 8 {
+                libc::PTRACE_EVENT_EXIT => self.record_peak(self.main),
+                libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+                    if let Ok(child) = ptrace::getevent(Pid::from_raw(self.main)) {
+                        self.tree.insert(child as i32);
+                    }
+                }
+                _ => {}
+            }
             // SIGTRAP is an event stop; others are signals to deliver as
             // they would have been.
             let deliver = if signal == libc::SIGTRAP {
