@@ -348,6 +348,18 @@ mod tests {
         items.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    /// A staging planned in `root` for command `id`, prepared to run.
+    fn prepared(
+        root: &Path,
+        args: &[String],
+        outputs: &[String],
+        id: u64,
+    ) -> (Vec<String>, Staging) {
+        let (args, mut staging) = Staging::plan(root, ".", args, outputs, id).unwrap();
+        staging.prepare(id, &mut StaleFiles::default()).unwrap();
+        (args, staging)
+    }
+
     #[test]
     fn output_arguments_are_rewritten_in_every_form() {
         let root = Path::new("/r");
@@ -409,17 +421,13 @@ mod tests {
         let root = dir.path();
         fs::write(root.join("p.o"), "old").unwrap();
         // A failed run: the temporary is removed, the old output stays.
-        let (args, mut staging) =
-            Staging::plan(root, ".", &strings(&["-o", "p.o"]), &strings(&["p.o"]), 1).unwrap();
-        staging.prepare(1, &mut StaleFiles::default()).unwrap();
+        let (args, staging) = prepared(root, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 1);
         fs::write(root.join(&args[1]), "half").unwrap();
         staging.abort();
         assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "old");
         assert!(!root.join(&args[1]).exists());
         // A successful run: the new output replaces it.
-        let (args, mut staging) =
-            Staging::plan(root, ".", &strings(&["-o", "p.o"]), &strings(&["p.o"]), 2).unwrap();
-        staging.prepare(2, &mut StaleFiles::default()).unwrap();
+        let (args, staging) = prepared(root, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 2);
         fs::write(root.join(&args[1]), "new").unwrap();
         staging.commit().unwrap();
         assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "new");
@@ -438,15 +446,12 @@ mod tests {
         let root = dir.path();
         fs::write(root.join("a.o"), "old a").unwrap();
         fs::write(root.join("b.o"), "old b").unwrap();
-        let (args, mut staging) = Staging::plan(
+        let (args, staging) = prepared(
             root,
-            ".",
             &strings(&["-o", "a.o", "-o", "b.o"]),
             &strings(&["a.o", "b.o"]),
             3,
-        )
-        .unwrap();
-        staging.prepare(3, &mut StaleFiles::default()).unwrap();
+        );
         fs::write(root.join(&args[1]), "new a").unwrap();
         fs::write(root.join(&args[3]), "new b").unwrap();
         // Something took `b.o`'s place meanwhile: its rename must fail.
@@ -474,9 +479,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         fs::write(root.join(".replay-keep-5-999-p.o"), "old").unwrap();
-        let (_, mut staging) =
-            Staging::plan(root, ".", &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5).unwrap();
-        staging.prepare(5, &mut StaleFiles::default()).unwrap();
+        let (_, _staging) = prepared(root, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5);
         assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "old");
         assert!(!root.join(".replay-keep-5-999-p.o").exists());
     }
@@ -486,9 +489,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         fs::write(root.join("a.out"), "old").unwrap();
-        let (_, mut staging) =
-            Staging::plan(root, ".", &[], &strings(&["a.out", "b.o"]), 3).unwrap();
-        staging.prepare(3, &mut StaleFiles::default()).unwrap();
+        let (_, staging) = prepared(root, &[], &strings(&["a.out", "b.o"]), 3);
         assert!(
             !root.join("a.out").exists(),
             "moved aside while the tool runs"
@@ -513,9 +514,7 @@ mod tests {
         ] {
             fs::write(root.join(name), "stale").unwrap();
         }
-        let (_, mut staging) =
-            Staging::plan(root, ".", &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5).unwrap();
-        staging.prepare(5, &mut StaleFiles::default()).unwrap();
+        let (_, _staging) = prepared(root, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5);
         assert!(
             !root.join(".replay-5-999-p.o").exists(),
             "this command's temporary"
@@ -532,8 +531,7 @@ mod tests {
         // good version aside.
         fs::write(root.join("a.out"), "partial").unwrap();
         fs::write(root.join(".replay-backup-4-999-a.out"), "good").unwrap();
-        let (_, mut staging) = Staging::plan(root, ".", &[], &strings(&["a.out"]), 4).unwrap();
-        staging.prepare(4, &mut StaleFiles::default()).unwrap();
+        let (_, staging) = prepared(root, &[], &strings(&["a.out"]), 4);
         // The tool fails again: the good version is what stays.
         staging.abort();
         assert_eq!(fs::read_to_string(root.join("a.out")).unwrap(), "good");
