@@ -109,7 +109,9 @@ impl RootFs {
     }
 
     /// Forgets the previous command's lookups: files may change between
-    /// commands only through outputs, which are looked up anew.
+    /// commands only through outputs, which are looked up anew (and,
+    /// [`RootFs::uncached`], through anything a tool did: then the walks
+    /// of directories are forgotten too).
     pub(crate) fn begin_command(&mut self) {
         self.memo.clear();
         if self.uncached {
