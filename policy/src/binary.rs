@@ -239,6 +239,35 @@ pub(crate) fn check(
     out
 }
 
+/// Every binary that may serve `tool` here: each allowed program name
+/// looked up in each of the kind's `dirs`, with exactly the checks of
+/// [`check`] (canonical, inside the policy's directories, permissions,
+/// pins). Returns `(canonical binary, program name)` pairs, without
+/// duplicates; names that are not installed are left out.
+pub(crate) fn allowed_binaries(
+    os: Os,
+    tool: &ToolRules,
+    tool_name: &str,
+) -> Vec<(PathBuf, String)> {
+    let mut out: Vec<(PathBuf, String)> = Vec::new();
+    for rule in &tool.programs {
+        for dir in &tool.dirs {
+            let program = if dir.ends_with('/') {
+                format!("{dir}{}", rule.name)
+            } else {
+                format!("{dir}/{}", rule.name)
+            };
+            let found = check(os, tool, tool_name, &program, Host::Here);
+            if let Some(path) = found.program {
+                if !out.iter().any(|(p, n)| *p == path && *n == rule.name) {
+                    out.push((path, rule.name.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(unix)]
 fn permissions(out: &mut BinaryCheck, program: &str, candidate: &Path, canonical: &Path) {
     use std::os::unix::fs::PermissionsExt;

@@ -123,6 +123,24 @@ pub struct Resolved {
     /// command): verify with [`Resolved::verify_linker_reads`] right before
     /// the tool runs.
     pub linker_reads: LinkerReads,
+    /// Every program the tool's process tree may execute, as the policy
+    /// resolved it: the tool's own binary (under each name of its kind
+    /// that leads to it), then the binaries of each kind its `[tool.KIND]
+    /// runs` names. Anything else the tree tries to run is not allowed.
+    pub may_exec: Vec<ExecAllowed>,
+}
+
+/// A program a tool's process tree may execute: a canonical binary, run
+/// under one program name. Multi-call binaries dispatch on `argv[0]`
+/// (`ld.lld` and `lld-link` are both `/usr/lib/llvm-14/bin/lld`), so the
+/// binary alone does not say which tool runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ExecAllowed {
+    /// The canonical binary, checked as a command's own binary is
+    /// (inside the kind's `dirs`, not world-writable, pinned if set).
+    pub path: PathBuf,
+    /// The program name (`argv[0]`'s file name) it must be run as.
+    pub name: String,
 }
 
 /// Linker inputs inside the work root, root-relative and `/`-separated.
@@ -209,6 +227,9 @@ pub struct Checker<'p> {
     binaries: HashMap<ToolKind, HashMap<String, Rc<BinaryCheck>>>,
     /// How many binary checks are cached.
     binaries_cached: usize,
+    /// The binaries that may serve each tool kind here (see
+    /// [`Resolved::may_exec`]), computed on first need.
+    kind_binaries: HashMap<ToolKind, Rc<Vec<ExecAllowed>>>,
     commands: u64,
     /// The previous command's id: ids must strictly increase.
     last_id: Option<u64>,
@@ -267,6 +288,7 @@ impl<'p> Checker<'p> {
             judge_whole_log: true,
             binaries: HashMap::new(),
             binaries_cached: 0,
+            kind_binaries: HashMap::new(),
             commands: 0,
             last_id: None,
         })
@@ -466,18 +488,22 @@ impl<'p> Checker<'p> {
             .max()
             .unwrap_or(Status::Allowed);
         let resolved = match (resolved_program, status) {
-            (Some(program), Status::Allowed | Status::Unverified) => Some(Resolved {
-                program,
-                argv0,
-                args,
-                env,
-                limits: policy
-                    .tools
-                    .get(&command.tool)
-                    .map(|t| t.limits)
-                    .unwrap_or_default(),
-                linker_reads,
-            }),
+            (Some(program), Status::Allowed | Status::Unverified) => {
+                let may_exec = self.may_exec(&command.tool, &program, &argv0);
+                Some(Resolved {
+                    program,
+                    argv0,
+                    args,
+                    env,
+                    limits: policy
+                        .tools
+                        .get(&command.tool)
+                        .map(|t| t.limits)
+                        .unwrap_or_default(),
+                    linker_reads,
+                    may_exec,
+                })
+            }
             _ => None,
         };
         Verdict {
@@ -487,6 +513,55 @@ impl<'p> Checker<'p> {
             findings,
             resolved,
         }
+    }
+
+    /// What a tool of kind `tool`, run as `program` under `argv0`, may
+    /// execute: see [`Resolved::may_exec`].
+    fn may_exec(&mut self, tool: &ToolKind, program: &Path, argv0: &str) -> Vec<ExecAllowed> {
+        let mut out = vec![ExecAllowed {
+            path: program.to_owned(),
+            name: argv0.to_owned(),
+        }];
+        let add = |e: &ExecAllowed, out: &mut Vec<ExecAllowed>| {
+            if !out.contains(e) {
+                out.push(e.clone());
+            }
+        };
+        for e in self.kind_binaries(tool).iter() {
+            if e.path == program {
+                add(e, &mut out);
+            }
+        }
+        let runs = self
+            .policy
+            .tools
+            .get(tool)
+            .map(|t| t.runs.clone())
+            .unwrap_or_default();
+        for kind in &runs {
+            for e in self.kind_binaries(kind).iter() {
+                add(e, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The binaries that may serve `kind` on this host (none if the policy
+    /// does not allow the kind), remembered for the checker's life.
+    fn kind_binaries(&mut self, kind: &ToolKind) -> Rc<Vec<ExecAllowed>> {
+        if let Some(hit) = self.kind_binaries.get(kind) {
+            return Rc::clone(hit);
+        }
+        let list = match self.policy.tools.get(kind) {
+            Some(rules) => binary::allowed_binaries(self.policy.os, rules, kind.name())
+                .into_iter()
+                .map(|(path, name)| ExecAllowed { path, name })
+                .collect(),
+            None => Vec::new(),
+        };
+        let list = Rc::new(list);
+        self.kind_binaries.insert(kind.clone(), Rc::clone(&list));
+        list
     }
 
     /// Judges the end of the log. Every whole-log rule is applied as

@@ -128,6 +128,9 @@ pub enum Invalid {
     /// A sandbox layer `replay` does not know.
     #[error("`{0}` is not a sandbox layer (`landlock`, `network`, `no_new_privs`, `rlimits`, `parent_death_signal`)")]
     SandboxLayer(String),
+    /// A `runs` entry naming a tool kind no policy layer defines.
+    #[error("no tool kind `{0}` is defined under `[tool]`")]
+    UnknownTool(String),
     /// A `split` that is not one character.
     #[error("`{0}` must be exactly one character")]
     Split(String),

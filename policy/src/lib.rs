@@ -23,7 +23,9 @@ pub mod report;
 mod rootfs;
 mod wire;
 
-pub use check::{CheckOptions, Checker, Finding, LinkerReads, Mode, Resolved, Status, Verdict};
+pub use check::{
+    CheckOptions, Checker, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
+};
 pub use error::{CheckerError, Invalid, PolicyError};
 pub use load::{never_from_log, MAX_INCLUDE_DEPTH};
 pub use model::{PluginTable, Policy, ToolLimits};

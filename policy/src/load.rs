@@ -181,6 +181,7 @@ struct ToolLayer {
     limits: LimitsLayer,
     sha256: Option<BTreeMap<String, [u8; 32]>>,
     require_sha256: Option<bool>,
+    runs: Option<Vec<(String, Place)>>,
     disabled: bool,
     place: Place,
 }
@@ -674,6 +675,17 @@ fn tool(
             Some(out)
         }
     };
+    let runs = wire.runs.as_ref().map(|list| {
+        list.iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                (
+                    kind.get_ref().clone(),
+                    source.place(kind.span(), format!("{key}.runs[{i}]")),
+                )
+            })
+            .collect()
+    });
     Ok(ToolLayer {
         programs,
         dirs,
@@ -681,6 +693,7 @@ fn tool(
         limits,
         sha256,
         require_sha256: wire.require_sha256,
+        runs,
         disabled: wire.disabled.unwrap_or(false),
         place: source.place(spanned.span(), key),
     })
@@ -817,6 +830,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                     limits: t.limits.over(base.limits),
                     sha256: t.sha256.or(base.sha256),
                     require_sha256: t.require_sha256.or(base.require_sha256),
+                    runs: t.runs.or(base.runs),
                     disabled: false,
                     place: t.place,
                 },
@@ -878,6 +892,16 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         }
     }
 
+    // `runs` names kinds some layer defines; a kind a later layer disabled
+    // is known but contributes no binary (a typo is an error, a disabled
+    // linker only narrows what the compiler may run).
+    for t in merged.tools.values().filter(|t| !t.disabled) {
+        for (kind, place) in t.runs.iter().flatten() {
+            if !merged.tools.contains_key(kind) {
+                return Err(place.invalid(Invalid::UnknownTool(kind.clone())));
+            }
+        }
+    }
     let mut tools = BTreeMap::new();
     for (tname, t) in merged.tools {
         if t.disabled {
@@ -920,6 +944,16 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                 },
                 sha256: t.sha256.unwrap_or_default(),
                 require_sha256: t.require_sha256.unwrap_or(false),
+                runs: {
+                    let mut runs: Vec<ToolKind> = Vec::new();
+                    for (kind, _) in t.runs.iter().flatten() {
+                        let kind = ToolKind::from_name(kind);
+                        if !runs.contains(&kind) {
+                            runs.push(kind);
+                        }
+                    }
+                    runs
+                },
             },
         );
     }

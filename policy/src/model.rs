@@ -82,6 +82,9 @@ pub struct ToolRules {
     pub(crate) sha256: BTreeMap<String, [u8; 32]>,
     /// Refuse a binary that has no pin.
     pub(crate) require_sha256: bool,
+    /// Other tool kinds whose allowed binaries the tool's process tree may
+    /// execute (`[tool.cc] runs = ["ld"]`): see [`crate::ExecAllowed`].
+    pub(crate) runs: Vec<ToolKind>,
 }
 
 /// A program name allowed for a tool kind and the grammar of its arguments.

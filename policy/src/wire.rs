@@ -103,6 +103,10 @@ pub(crate) struct ToolWire {
     pub sha256: Option<BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
     pub require_sha256: Option<bool>,
+    /// Other tool kinds whose allowed binaries this tool's process tree
+    /// may execute (`clang` runs the linker).
+    #[serde(default)]
+    pub runs: Option<Vec<Spanned<String>>>,
     /// Removes the tool an included policy allowed.
     #[serde(default)]
     pub disabled: Option<bool>,

@@ -6,6 +6,7 @@ mod api;
 mod binary;
 mod confinement;
 mod corpus;
+mod exec;
 mod load;
 mod messages;
 mod shipped;
