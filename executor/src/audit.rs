@@ -76,6 +76,7 @@ pub fn check_options(job: &Job, policy: &Policy, mode: Mode, strict: bool) -> Ch
         job.log.clone(),
         job.policy.clone(),
         crate::journal::path_for(&job.log),
+        job.root.join(crate::staging::STAGE_DIR),
     ];
     protected.extend(policy.own_files());
     CheckOptions {

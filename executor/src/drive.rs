@@ -132,9 +132,9 @@ pub fn produce(
         .map_err(DriveError::Wait)?;
     let pid = child.id() as i32;
     // Exact peak of the producer: attach now; it is measured at its exit.
-    let (exit, ru_maxrss, peaks) = match Tracer::seize(pid, Tree::default()) {
+    let (exit, ru_maxrss, peaks) = match Tracer::seize(pid, Tree::default(), None) {
         Ok(tracer) => {
-            let (main, peaks) = tracer.wait().map_err(DriveError::Wait)?;
+            let (main, peaks, _) = tracer.wait().map_err(DriveError::Wait)?;
             (main.status, main.ru_maxrss, peaks)
         }
         Err(_) => {

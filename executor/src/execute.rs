@@ -28,11 +28,7 @@ use crate::run::trace::ExitStatus;
 use crate::run::watch::{Stop, ToolLimits};
 use crate::run::{run_tool, RunOptions};
 use crate::sandbox::{SandboxSpec, Want};
-use crate::staging::{Staging, StaleFiles};
-
-/// The directory under the work root that tools get as `TMPDIR` (the
-/// sandbox lets them write nowhere else); removed after the run.
-pub const TMP_DIR: &str = ".replay-tmp";
+use crate::staging::{StageBase, Staging, StagingError};
 
 /// How to run a log, beyond what the policy says.
 #[derive(Clone)]
@@ -97,6 +93,9 @@ pub enum ExecuteError {
         /// The first finding.
         reason: String,
     },
+    /// The staging directory of the run could not be made.
+    #[error("cannot prepare the outputs' staging")]
+    Stage(#[source] StagingError),
     /// A reporter failed to write.
     #[error("cannot write the report")]
     Report(#[source] std::io::Error),
@@ -141,6 +140,7 @@ pub fn execute(
     )
     .map_err(ExecuteError::Checker)?
     .whole_log_judged();
+    let stage = StageBase::open(&job.root).map_err(ExecuteError::Stage)?;
     reporter
         .event(&Event::Validated { commands })
         .map_err(ExecuteError::Report)?;
@@ -153,7 +153,7 @@ pub fn execute(
         failed_outputs: PathIdSet::default(),
         rebuilt: PathIdSet::default(),
         ids: PathIds::new(),
-        stale: StaleFiles::default(),
+        stage,
         reporter,
         totals: Totals {
             commands,
@@ -173,7 +173,6 @@ pub fn execute(
             path: job.log.clone(),
             source: Box::new(source),
         })?;
-    let _ = std::fs::remove_dir_all(job.root.join(TMP_DIR));
     if let Some(error) = runner.error.take() {
         return Err(error);
     }
@@ -216,8 +215,8 @@ struct Runner<'a, 'p> {
     /// Identities of paths in `failed_outputs` and `rebuilt`: 8 bytes per
     /// output ([`cmdlog::path_ids`]).
     ids: PathIds,
-    /// Leftovers of killed runs, by output directory.
-    stale: StaleFiles,
+    /// This run's `.replay-stage`: each command's private staging.
+    stage: StageBase,
     reporter: &'a mut dyn Reporter,
     totals: Totals,
     status: RunStatus,
@@ -279,6 +278,7 @@ impl Runner<'_, '_> {
             tool: command.tool.name().to_owned(),
             status,
             outcome: None,
+            discarded: Vec::new(),
         };
         let root = &self.job.root;
         // Judge first, always, even a command skipped below: the files may
@@ -320,15 +320,13 @@ impl Runner<'_, '_> {
                 input: input.clone(),
             });
         }
-        if let Some(missing) = command
+        if let Some(problem) = command
             .inputs
             .iter()
-            .find(|input| !input_exists(root, input))
+            .find_map(|input| input_problem(root, input))
         {
             self.failed_outputs.extend(self.output_ids(command));
-            return record(Status::Error {
-                message: format!("input `{missing}` does not exist"),
-            });
+            return record(Status::Error { message: problem });
         }
         // What the linker reads from the root is what the policy allowed:
         // objects, not scripts. Earlier commands may have made or changed
@@ -342,10 +340,18 @@ impl Runner<'_, '_> {
                 message: "refused before it ran".into(),
             });
         }
+        // Before the -o value is staged: clang names a dependency file's
+        // target after it.
+        let mut tool_args = resolved.args.clone();
+        if command.tool == cmdlog::ToolKind::Cc {
+            if let Some(pin) = crate::staging::dependency_target(&tool_args) {
+                tool_args.splice(0..0, pin);
+            }
+        }
         let (args, mut staging) = match Staging::plan(
-            root,
+            &self.stage,
             &command.cwd,
-            &resolved.args,
+            &tool_args,
             &command.outputs,
             command.id,
         ) {
@@ -356,10 +362,9 @@ impl Runner<'_, '_> {
                 })
             }
         };
-        if let Err(error) = staging.prepare(command.id, &mut self.stale) {
-            // `prepare` put back what it had moved; nothing else to undo.
+        if let Err(error) = staging.prepare() {
             return record(Status::Error {
-                message: error.to_string(),
+                message: crate::report::one_line(&error),
             });
         }
         let mut spec = SandboxSpec::new(
@@ -370,22 +375,7 @@ impl Runner<'_, '_> {
             root.join(&command.cwd),
             root,
         );
-        // The tool's own directory must be readable and executable inside
-        // Landlock, wherever the policy allowed it to live.
-        if let Some(dir) = resolved.program.parent() {
-            if !spec.readable.iter().any(|r| dir.starts_with(r)) {
-                spec.readable.push(dir.to_owned());
-            }
-        }
-        // Tools that write temporary files (the clang driver does) may
-        // write only under the root: give them a place there.
-        if !spec.env.contains_key("TMPDIR") {
-            let tmp = root.join(TMP_DIR);
-            if std::fs::create_dir_all(&tmp).is_ok() {
-                spec.env
-                    .insert("TMPDIR".into(), tmp.to_string_lossy().into_owned());
-            }
-        }
+        crate::confine::confine(&mut spec, root, command, &resolved, &staging);
         spec.landlock = self.options.landlock;
         spec.network = self.options.network;
         spec.rlimits.fsize = resolved.limits.max_output;
@@ -405,6 +395,7 @@ impl Runner<'_, '_> {
             stderr: Arc::clone(&self.options.stderr),
             interrupted: Arc::clone(&self.options.interrupted),
             trace: true,
+            may_exec: Some(crate::confine::exec_rules(&resolved)),
         };
         let outcome = match run_tool(&spec, &run_options) {
             Ok(outcome) => outcome,
@@ -417,7 +408,14 @@ impl Runner<'_, '_> {
             }
         };
         let file_size_limit = spec.rlimits.fsize;
-        let status = if let Some(stop) = outcome.stop {
+        let killed = outcome.denied.iter().find(|d| d.by == "tracer");
+        let status = if let Some(denial) = killed {
+            Status::Denied {
+                action: denial.action.to_owned(),
+                path: denial.path.clone(),
+                reason: denial.detail.clone(),
+            }
+        } else if let Some(stop) = outcome.stop {
             Status::Stopped { stop }
         } else if let (Some(limit), ExitStatus::Signal(signal)) = (file_size_limit, outcome.exit) {
             if signal == libc::SIGXFSZ {
@@ -435,9 +433,13 @@ impl Runner<'_, '_> {
         } else {
             Status::Ok
         };
+        let mut discarded = Vec::new();
         let status = if matches!(status, Status::Ok) {
             match self.commit(command, staging) {
-                Ok(()) => Status::Ok,
+                Ok(committed) => {
+                    discarded = committed.discarded;
+                    Status::Ok
+                }
                 Err(message) => Status::Error { message },
             }
         } else {
@@ -458,16 +460,21 @@ impl Runner<'_, '_> {
             tool: command.tool.name().to_owned(),
             status,
             outcome: Some(outcome),
+            discarded,
         }
     }
 
     /// Moves the outputs into place, then journals them, durably.
-    fn commit(&mut self, command: &Command, staging: Staging) -> Result<(), String> {
+    fn commit(
+        &mut self,
+        command: &Command,
+        staging: Staging,
+    ) -> Result<crate::staging::Committed, String> {
         let targets: Vec<(String, PathBuf)> = staging
             .targets()
             .map(|(declared, target)| (declared.to_owned(), target.to_owned()))
             .collect();
-        staging.commit().map_err(|e| crate::report::one_line(&e))?;
+        let committed = staging.commit().map_err(|e| crate::report::one_line(&e))?;
         let mut outputs = Vec::with_capacity(targets.len());
         for (declared, target) in targets {
             let hash = journal::file_hash(&target)
@@ -482,7 +489,8 @@ impl Runner<'_, '_> {
         };
         self.journal
             .record(&entry)
-            .map_err(|e| crate::report::one_line(&e))
+            .map_err(|e| crate::report::one_line(&e))?;
+        Ok(committed)
     }
 }
 
@@ -530,13 +538,32 @@ fn normalized(path: &str) -> String {
     cmdlog::path::normalize_under(".", path).unwrap_or_else(|| path.to_owned())
 }
 
-fn input_exists(root: &Path, input: &str) -> bool {
+/// Why `input` cannot be read as an input right now: missing, or not a
+/// regular file or directory (a FIFO would block the tool; a device or a
+/// socket is no build input).
+fn input_problem(root: &Path, input: &str) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
     let path = if cmdlog::path::is_absolute(input) {
         PathBuf::from(input)
     } else {
         root.join(input)
     };
-    path.exists()
+    let kind = match std::fs::metadata(&path) {
+        Ok(meta) => meta.file_type(),
+        Err(_) => return Some(format!("input `{input}` does not exist")),
+    };
+    let what = if kind.is_file() || kind.is_dir() {
+        return None;
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    };
+    Some(format!(
+        "input `{input}` is {what}, not a regular file; it is not read"
+    ))
 }
 
 fn tighter<T: Ord + Copy>(policy: Option<T>, cli: Option<T>) -> Option<T> {

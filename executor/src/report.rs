@@ -30,6 +30,17 @@ pub enum Status {
         /// Why.
         message: String,
     },
+    /// The sandbox stopped it doing what its command did not declare (a
+    /// program the policy does not let its tool run): its tree was killed
+    /// and its outputs discarded.
+    Denied {
+        /// What it tried (`exec`).
+        action: String,
+        /// The binary or path it named.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// `--resume` found it done.
     Resumed,
     /// An input it needs came from a command that failed (`--keep-going`).
@@ -47,6 +58,7 @@ impl Status {
             Status::Failed { .. } => "FAILED",
             Status::Stopped { .. } => "STOPPED",
             Status::Error { .. } => "ERROR",
+            Status::Denied { .. } => "DENIED",
             Status::Resumed => "resumed",
             Status::Blocked { .. } => "blocked",
         }
@@ -71,7 +83,14 @@ pub struct CommandRecord {
     /// The run, if it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<ToolOutcome>,
+    /// Files the tool wrote in its staging that no output declares
+    /// (root-relative): never committed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub discarded: Vec<String>,
 }
+
+/// How many of a command's refused actions the human report prints.
+const SHOWN_DENIALS: usize = 5;
 
 /// The whole run's totals.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -241,6 +260,30 @@ impl<W: Write> Reporter for HumanReporter<W> {
     fn event(&mut self, event: &Event<'_>) -> io::Result<()> {
         match event {
             Event::Finished(record) => {
+                let denied = record.outcome.as_ref().map_or(&[][..], |o| &o.denied[..]);
+                for denial in denied.iter().take(SHOWN_DENIALS) {
+                    writeln!(
+                        self.out,
+                        "replay: command {} ({}): the sandbox refused: {}",
+                        record.id, record.tool, denial.detail
+                    )?;
+                }
+                if denied.len() > SHOWN_DENIALS {
+                    writeln!(
+                        self.out,
+                        "replay: command {} ({}): ... and {} more refused (see --report)",
+                        record.id,
+                        record.tool,
+                        denied.len() - SHOWN_DENIALS
+                    )?;
+                }
+                for file in &record.discarded {
+                    writeln!(
+                        self.out,
+                        "replay: command {} ({}) wrote `{file}`, which it does not declare: discarded",
+                        record.id, record.tool
+                    )?;
+                }
                 if self.rows.len() < TABLE_ROWS {
                     // The table needs the figures, not the output tails
                     // (up to 32 KiB a command, already passed through).
@@ -295,6 +338,7 @@ impl<W: Write> Reporter for HumanReporter<W> {
                         }
                         Status::Stopped { stop } => format!(" ({})", describe_stop(stop)),
                         Status::Error { message } => format!(" ({message})"),
+                        Status::Denied { reason, .. } => format!(" ({reason})"),
                         Status::Blocked { input } => format!(" (needs `{input}`, not built)"),
                         Status::Ok | Status::Resumed => String::new(),
                     };

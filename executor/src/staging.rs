@@ -1,21 +1,52 @@
-//! Atomic outputs: a tool writes each declared output under a temporary
-//! name in the same directory, and only after it succeeded are the
-//! temporaries renamed into place. A tool that fails, is killed, or is
-//! interrupted leaves the previous outputs exactly as they were.
+//! Atomic, confined outputs: each command writes its declared outputs into
+//! a private staging directory of its own, the only place in the work root
+//! the sandbox lets it write, and only after it succeeded are they moved
+//! into place. A tool that fails, is killed, or is interrupted leaves the
+//! previous outputs exactly as they were; whatever it wrote that was not
+//! declared is never committed, and is reported.
+//!
+//! The layout, under the work root:
+//!
+//! ```text
+//! .replay-stage/                 replay's own, made fresh by each run (StageBase)
+//!   RUN-ID/                      one command (RUN: this run's id)
+//!     out/DECLARED/OUTPUT        the declared outputs, mirrored by path
+//!     tmp/                       the tool's TMPDIR
+//! ```
 //!
 //! The executor knows which arguments name declared outputs (the policy
 //! insists that outputs are named by arguments), so it rewrites those
-//! arguments to the temporary names: a whole argument (`p0.o`), the value of
-//! an `=` flag (`-Map=out.map`), or glued to `-o` (`-oout.o`). An output no
-//! argument names is written in place; its previous version is moved aside
-//! first and restored on failure, so it is not lost either.
+//! arguments to the staged paths: a whole argument (`p0.o`), the value of
+//! an `=` flag (`-Map=out.map`), glued to `-o` (`-oout.o`), or an item of a
+//! `-Wl,` list. An output that no argument names is expected where the
+//! tool derives it from a named one (`-MD` writes `p0.d` beside `p0.o`):
+//! mirroring by path puts it at its staged path too.
+//!
+//! Tools write output names into what they produce. The one case a staged
+//! path would change on Linux, the target of a `-M` dependency file (clang
+//! takes it from `-o`), is pinned to the declared name with `-MQ`
+//! ([`dependency_target`]), so a staged run gives the same bytes as an
+//! unstaged one.
+//!
+//! The commit is one `renameat2(RENAME_EXCHANGE)` per output, so the
+//! previous version stays in the staging directory until every output is in
+//! place (a failure half-way exchanges them back), then the directory goes.
+//! Nothing in the root but the declared outputs is ever renamed, and no
+//! file is recognised by its name: a run removes only the staging
+//! directories under its own `.replay-stage`, which it checked is a real
+//! directory of its user, and leftovers of earlier runs there are deleted,
+//! never moved into the root.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use cmdlog::path::normalize_under;
+
+/// The directory under the work root that holds every command's staging.
+pub const STAGE_DIR: &str = ".replay-stage";
 
 /// Why outputs could not be staged or committed.
 #[derive(Debug, thiserror::Error)]
@@ -24,17 +55,37 @@ pub enum StagingError {
     /// refuse this first; this is a last line of defence).
     #[error("output `{0}` is not inside the work root")]
     Escapes(String),
-    /// The tool succeeded but did not write a declared output.
-    #[error("the tool exited 0 but did not write the declared output `{0}`")]
-    Missing(String),
-    /// Moving a previous output aside failed.
-    #[error("cannot move the previous `{path}` aside")]
-    Backup {
-        /// The output.
-        path: String,
+    /// A declared output lies in `replay`'s own staging directory.
+    #[error("output `{0}` is inside `.replay-stage`, which `replay` keeps for itself")]
+    Reserved(String),
+    /// The staging base is not a directory of this user that `replay` can
+    /// trust (a symlink, another user's, a file).
+    #[error("`{}` is not a directory `replay` made: {reason}", path.display())]
+    Untrusted {
+        /// The base.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Making a staging directory failed.
+    #[error("cannot make the staging directory `{}`", path.display())]
+    Make {
+        /// The directory.
+        path: PathBuf,
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// The tool succeeded but did not write a declared output.
+    #[error("the tool exited 0 but did not write the declared output `{0}`")]
+    Missing(String),
+    /// The tool left something other than a plain file as an output.
+    #[error("the tool left `{path}` as {what}, not a regular file; it is not committed")]
+    NotRegular {
+        /// The output.
+        path: String,
+        /// What it is.
+        what: &'static str,
     },
     /// Renaming a finished output into place failed.
     #[error("cannot move the new `{path}` into place")]
@@ -47,17 +98,103 @@ pub enum StagingError {
     },
 }
 
+/// `.replay-stage` of one run: checked, cleared of earlier runs' leftovers,
+/// and removed when the run ends.
+#[derive(Debug)]
+pub struct StageBase {
+    root: PathBuf,
+    path: PathBuf,
+    run: String,
+}
+
+impl StageBase {
+    /// Opens (making it if needed) `ROOT/.replay-stage` for a new run, and
+    /// deletes what killed runs left in it. The caller holds the root for
+    /// this run alone.
+    pub fn open(root: &Path) -> Result<StageBase, StagingError> {
+        let path = root.join(STAGE_DIR);
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(StagingError::Make { path, source }),
+        }
+        let meta = fs::symlink_metadata(&path).map_err(|source| StagingError::Make {
+            path: path.clone(),
+            source,
+        })?;
+        let untrusted = |reason: &str| StagingError::Untrusted {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(untrusted("it is a symbolic link"));
+        }
+        if !meta.is_dir() {
+            return Err(untrusted("it is not a directory"));
+        }
+        // SAFETY: `geteuid` takes no arguments and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        if meta.uid() != uid {
+            return Err(untrusted(&format!(
+                "it belongs to uid {}, not to this user ({uid})",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(untrusted("others may write to it"));
+        }
+        // Leftovers of killed runs: deleted, never moved into the root.
+        // `remove_dir_all` does not follow symbolic links.
+        if let Ok(entries) = fs::read_dir(&path) {
+            for entry in entries.flatten() {
+                let leftover = entry.path();
+                let _ = match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => fs::remove_dir_all(&leftover),
+                    _ => fs::remove_file(&leftover),
+                };
+            }
+        }
+        Ok(StageBase {
+            root: root.to_owned(),
+            path,
+            run: run_id(),
+        })
+    }
+
+    /// The base directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StageBase {
+    fn drop(&mut self) {
+        // Empty once every command committed or aborted; a directory left
+        // by a failure to clean up stays for the next run to delete.
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
+/// A run's id: unique among runs on one machine (pid and start time).
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
 /// One declared output and where the tool writes it meanwhile.
 #[derive(Debug)]
 struct Staged {
     /// The output as declared (root-relative).
     declared: String,
+    /// The output normalized under the root (`out/p.o`).
+    normal: String,
     /// Its final place.
     target: PathBuf,
-    /// Where the tool writes it: a temporary name, or the target itself.
+    /// Where the tool writes it: its mirror in the staging directory.
     written: PathBuf,
-    /// Where its previous version waits, for outputs written in place.
-    backup: Option<PathBuf>,
 }
 
 /// The outputs of one command while it runs; [`Staging::commit`] or
@@ -65,23 +202,18 @@ struct Staged {
 #[derive(Debug)]
 pub struct Staging {
     staged: Vec<Staged>,
-    /// The command's id, in the names of its temporaries.
-    id: u64,
+    /// `.replay-stage/RUN-ID`.
+    dir: PathBuf,
+    /// Made by [`Staging::prepare`]; removed by commit or abort.
+    made: bool,
 }
 
-/// The name a tool writes `basename` under: hidden, unique to this command
-/// and this `replay` process, keeping the extension (some tools pick the
-/// format from it).
-fn temp_name(basename: &str, id: u64) -> String {
-    format!(".replay-{id}-{}-{basename}", std::process::id())
-}
-
-/// Splits `candidate` into (directory part including the separator, name).
-fn split_name(candidate: &str) -> (&str, &str) {
-    match candidate.rfind(['/', '\\']) {
-        Some(at) => candidate.split_at(at + 1),
-        None => ("", candidate),
-    }
+/// What a commit did besides moving the declared outputs into place.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// Files the tool wrote in its staging directory that no output
+    /// declares (root-relative as they would have been): never committed.
+    pub discarded: Vec<String>,
 }
 
 /// The ways an argument can name a path: the part of `arg` that is the
@@ -99,180 +231,217 @@ fn path_parts(arg: &str) -> Vec<(&str, &str)> {
     parts
 }
 
+/// Flags that make clang write a dependency file.
+const DEPENDENCY_FLAGS: &[&str] = &["-M", "-MM", "-MD", "-MMD"];
+
+/// For a clang command that writes a dependency file and names no target
+/// (`-MT`/`-MQ`), the arguments that pin the target to what clang would
+/// have taken from `-o` unstaged: `-MQ` and the `-o` value as written
+/// (clang quotes its default target exactly as `-MQ` does).
+pub fn dependency_target(args: &[String]) -> Option<[String; 2]> {
+    if !args.iter().any(|a| DEPENDENCY_FLAGS.contains(&a.as_str())) {
+        return None;
+    }
+    if args
+        .iter()
+        .any(|a| a.starts_with("-MT") || a.starts_with("-MQ"))
+    {
+        return None;
+    }
+    let mut output = None;
+    let mut at = 0;
+    while at < args.len() {
+        let arg = &args[at];
+        if arg == "-o" {
+            output = args.get(at + 1).cloned();
+            at += 1;
+        } else if let Some(glued) = arg.strip_prefix("-o") {
+            if !glued.is_empty() && !arg.starts_with("-o=") {
+                output = Some(glued.to_owned());
+            }
+        }
+        at += 1;
+    }
+    output.map(|o| ["-MQ".to_owned(), o])
+}
+
 impl Staging {
-    /// Plans the outputs of command `id`, run in `cwd` (root-relative) under
-    /// `root`, and returns the arguments rewritten to the temporary names.
+    /// Plans the outputs of command `id` of the run of `base`, run in `cwd`
+    /// (root-relative) under `root`, and returns the arguments rewritten to
+    /// the staged paths.
     pub fn plan(
-        root: &Path,
+        base: &StageBase,
         cwd: &str,
         args: &[String],
         outputs: &[String],
         id: u64,
     ) -> Result<(Vec<String>, Staging), StagingError> {
+        let dir = base.path.join(format!("{}-{id}", base.run));
         let mut staged = Vec::with_capacity(outputs.len());
         for declared in outputs {
             let normal = normalize_under(".", declared)
+                .filter(|n| n != ".")
                 .ok_or_else(|| StagingError::Escapes(declared.clone()))?;
+            let reserved = normal
+                .strip_prefix(STAGE_DIR)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if reserved {
+                return Err(StagingError::Reserved(declared.clone()));
+            }
             staged.push(Staged {
                 declared: declared.clone(),
-                target: root.join(&normal),
-                written: root.join(&normal),
-                backup: None,
+                target: base.root.join(&normal),
+                written: dir.join("out").join(&normal),
+                normal,
             });
         }
-        let mut rewritten = Vec::with_capacity(args.len());
-        for arg in args {
-            let mut new = arg.clone();
-            for (head, candidate) in path_parts(arg) {
-                let Some(resolved) = normalize_under(cwd, candidate) else {
-                    continue;
-                };
-                let hit = staged.iter_mut().find(|s| {
-                    normalize_under(".", &s.declared).as_deref() == Some(resolved.as_str())
-                });
-                if let Some(output) = hit {
-                    let (dir, name) = split_name(candidate);
-                    let temp = temp_name(name, id);
-                    new = format!("{head}{dir}{temp}");
-                    if let Some(parent) = output.target.parent() {
-                        output.written = parent.join(&temp);
-                    }
-                    break;
+        let rewritten = args
+            .iter()
+            .map(|arg| match arg.strip_prefix("-Wl,") {
+                Some(list) => {
+                    let items: Vec<String> = list
+                        .split(',')
+                        .map(|item| rewrite(item, cwd, &staged))
+                        .collect();
+                    format!("-Wl,{}", items.join(","))
                 }
-            }
-            rewritten.push(new);
-        }
-        Ok((rewritten, Staging { staged, id }))
+                None => rewrite(arg, cwd, &staged),
+            })
+            .collect();
+        Ok((
+            rewritten,
+            Staging {
+                staged,
+                dir,
+                made: false,
+            },
+        ))
     }
 
-    /// Before the tool runs: removes temporaries that an earlier `replay`,
-    /// killed while this command ran, left behind, and moves aside the
-    /// previous version of each output that is written in place.
-    pub fn prepare(&mut self, id: u64, stale: &mut StaleFiles) -> Result<(), StagingError> {
-        for at in 0..self.staged.len() {
-            let output = &mut self.staged[at];
-            remove_stale(&output.target, id, stale);
-            if output.written == output.target && output.target.exists() {
-                let name = output
-                    .target
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let backup = output
-                    .target
-                    .with_file_name(format!(".replay-backup-{id}-{}-{name}", std::process::id()));
-                if let Err(source) = fs::rename(&output.target, &backup) {
-                    let error = StagingError::Backup {
+    /// The command's staging directory: the one place it may write.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory the tool gets as `TMPDIR`.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    /// Before the tool runs: makes the staging directory (fresh: it must
+    /// not exist), the mirror of each output's directory and `tmp`.
+    pub fn prepare(&mut self) -> Result<(), StagingError> {
+        let make = |path: &Path, recursive: bool| {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(recursive)
+                .create(path)
+                .map_err(|source| StagingError::Make {
+                    path: path.to_owned(),
+                    source,
+                })
+        };
+        make(&self.dir, false)?;
+        self.made = true;
+        make(&self.tmp_dir(), false)?;
+        make(&self.dir.join("out"), false)?;
+        for output in &self.staged {
+            if let Some(parent) = output.written.parent() {
+                make(parent, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the tool succeeded: checks every output was written as a
+    /// plain file, then moves each into place, all or none. Returns what
+    /// the tool wrote that was not declared (discarded).
+    pub fn commit(mut self) -> Result<Committed, StagingError> {
+        for output in &self.staged {
+            match fs::symlink_metadata(&output.written) {
+                Ok(meta) if meta.is_file() && meta.nlink() == 1 => {}
+                Ok(meta) if meta.is_file() => {
+                    return Err(StagingError::NotRegular {
+                        path: output.declared.clone(),
+                        what: "a file with other hard links",
+                    })
+                }
+                Ok(meta) => {
+                    return Err(StagingError::NotRegular {
+                        path: output.declared.clone(),
+                        what: kind_of(&meta),
+                    })
+                }
+                Err(_) => return Err(StagingError::Missing(output.declared.clone())),
+            }
+        }
+        let mut moved: Vec<Move> = Vec::with_capacity(self.staged.len());
+        for output in &self.staged {
+            match put_in_place(output) {
+                Ok(how) => moved.push(how),
+                Err(source) => {
+                    // Put back every output already moved, newest first.
+                    for (done, how) in self.staged.iter().zip(&moved).rev() {
+                        take_back(done, *how);
+                    }
+                    return Err(StagingError::Commit {
                         path: output.declared.clone(),
                         source,
-                    };
-                    // Put back only what was moved aside; nothing ran, so
-                    // every target still holds its previous version.
-                    for earlier in &self.staged[..at] {
-                        if let Some(backup) = &earlier.backup {
-                            let _ = fs::rename(backup, &earlier.target);
-                        }
-                    }
-                    return Err(error);
+                    });
                 }
-                output.backup = Some(backup);
             }
         }
-        Ok(())
+        let committed = Committed {
+            discarded: self.undeclared(),
+        };
+        self.remove();
+        Ok(committed)
     }
 
-    /// After the tool succeeded: checks every output was written, then
-    /// moves each into place. On a missing output nothing is moved and the
-    /// staging is aborted.
-    pub fn commit(self) -> Result<(), StagingError> {
-        if let Some(missing) = self.staged.iter().find(|s| !s.written.is_file()) {
-            let error = StagingError::Missing(missing.declared.clone());
-            self.abort();
-            return Err(error);
-        }
-        // All outputs or none. A rename replaces the previous version, so
-        // first move each previous version aside (as `prepare` does for
-        // outputs written in place); delete those only once every output
-        // is in place, and put them back if one cannot be.
-        let mut kept: Vec<Option<PathBuf>> = Vec::with_capacity(self.staged.len());
-        for output in &self.staged {
-            let keep = match output.target.file_name() {
-                Some(name) if output.written != output.target && output.target.is_file() => {
-                    let keep = output.target.with_file_name(format!(
-                        ".replay-keep-{}-{}-{}",
-                        self.id,
-                        std::process::id(),
-                        name.to_string_lossy()
-                    ));
-                    if let Err(source) = fs::rename(&output.target, &keep) {
-                        self.undo_commit(&kept, 0);
-                        return Err(StagingError::Commit {
-                            path: output.declared.clone(),
-                            source,
-                        });
-                    }
-                    Some(keep)
-                }
-                _ => None,
-            };
-            kept.push(keep);
-        }
-        for (done, output) in self.staged.iter().enumerate() {
-            if output.written == output.target {
+    /// After the tool failed or was stopped: removes what it wrote. The
+    /// previous outputs were never touched.
+    pub fn abort(mut self) {
+        self.remove();
+    }
+
+    /// Files under the staging mirror that no output declares.
+    fn undeclared(&self) -> Vec<String> {
+        let declared: HashSet<&str> = self.staged.iter().map(|s| s.normal.as_str()).collect();
+        let mirror = self.dir.join("out");
+        let mut found = Vec::new();
+        let mut pending = vec![mirror.clone()];
+        // Bounded: a tool that made a million files gets the first ones
+        // named and a count.
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
-            }
-            if let Err(source) = fs::rename(&output.written, &output.target) {
-                self.undo_commit(&kept, done);
-                return Err(StagingError::Commit {
-                    path: output.declared.clone(),
-                    source,
-                });
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let Ok(relative) = path.strip_prefix(&mirror) else {
+                    continue;
+                };
+                let relative = relative.to_string_lossy().into_owned();
+                if !declared.contains(relative.as_str()) && found.len() < MAX_DISCARDED_NAMED {
+                    found.push(relative);
+                }
             }
         }
-        for (output, keep) in self.staged.iter().zip(&kept) {
-            if let Some(backup) = &output.backup {
-                let _ = fs::remove_file(backup);
-            }
-            if let Some(keep) = keep {
-                let _ = fs::remove_file(keep);
-            }
-        }
-        Ok(())
+        found.sort();
+        found
     }
 
-    /// Puts every output back as it was before the tool ran, after a commit
-    /// that moved the first `done` outputs into place (and the previous
-    /// versions in `kept` aside) failed.
-    fn undo_commit(&self, kept: &[Option<PathBuf>], done: usize) {
-        for (i, output) in self.staged.iter().enumerate() {
-            let in_place = output.written == output.target;
-            if !in_place {
-                let _ = fs::remove_file(&output.written);
-            }
-            match (kept.get(i).and_then(Option::as_ref), &output.backup) {
-                (Some(keep), _) => {
-                    let _ = fs::rename(keep, &output.target);
-                }
-                (None, Some(backup)) => {
-                    let _ = fs::rename(backup, &output.target);
-                }
-                // No previous version: what this run wrote goes.
-                (None, None) if in_place || i < done => {
-                    let _ = fs::remove_file(&output.target);
-                }
-                (None, None) => {}
-            }
-        }
-    }
-
-    /// After the tool failed or was stopped: removes what it wrote and puts
-    /// back what was there before.
-    pub fn abort(self) {
-        for output in &self.staged {
-            let _ = fs::remove_file(&output.written);
-            if let Some(backup) = &output.backup {
-                let _ = fs::rename(backup, &output.target);
-            }
+    fn remove(&mut self) {
+        if self.made {
+            let _ = fs::remove_dir_all(&self.dir);
+            self.made = false;
         }
     }
 
@@ -284,59 +453,117 @@ impl Staging {
     }
 }
 
-/// Cleans up after a killed run of command `id` next to `target`: removes
-/// its temporaries (`.replay-ID-PID-NAME`), and puts back its backup
-/// (`.replay-backup-ID-PID-NAME`), which holds the last good version while
-/// the target may hold a partial one.
-fn remove_stale(target: &Path, id: u64, stale: &mut StaleFiles) {
-    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-        return;
-    };
-    let name = name.to_string_lossy();
-    let ours = |rest: Option<&str>| {
-        rest.and_then(|rest| rest.split_once('-'))
-            .is_some_and(|(pid, tail)| pid.bytes().all(|b| b.is_ascii_digit()) && tail == name)
-    };
-    stale.in_dir(dir).retain(|file| {
-        let path = dir.join(file);
-        if ours(file.strip_prefix(&format!(".replay-backup-{id}-"))) {
-            let _ = fs::rename(&path, target);
-        } else if ours(file.strip_prefix(&format!(".replay-keep-{id}-"))) {
-            // The previous version, moved aside by a commit that a kill cut
-            // short: put it back (the command reruns, as its journal entry
-            // is missing).
-            let _ = fs::rename(&path, target);
-        } else if ours(file.strip_prefix(&format!(".replay-{id}-"))) {
-            let _ = fs::remove_file(&path);
-        } else {
-            return true;
+impl Drop for Staging {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// How many undeclared files a report names.
+const MAX_DISCARDED_NAMED: usize = 64;
+
+/// `arg` with the path it names rewritten to its staged path, if it names a
+/// declared output (from `cwd`).
+fn rewrite(arg: &str, cwd: &str, staged: &[Staged]) -> String {
+    for (head, candidate) in path_parts(arg) {
+        let Some(resolved) = normalize_under(cwd, candidate) else {
+            continue;
+        };
+        if let Some(output) = staged.iter().find(|s| s.normal == resolved) {
+            return format!("{head}{}", output.written.display());
         }
-        false
-    });
+    }
+    arg.to_owned()
 }
 
-/// What killed runs left in the output directories (`.replay-*` files),
-/// each directory listed once per run: listing it for every command was
-/// quadratic in a directory of many outputs. This run's own files never
-/// need it (they are cleaned up as they go).
-#[derive(Debug, Default)]
-pub struct StaleFiles {
-    by_dir: HashMap<PathBuf, Vec<String>>,
+/// How an output was put in place.
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    /// Exchanged with the previous version, which now sits at the staged path.
+    Exchanged,
+    /// Renamed where nothing was.
+    Renamed,
 }
 
-impl StaleFiles {
-    fn in_dir(&mut self, dir: &Path) -> &mut Vec<String> {
-        self.by_dir.entry(dir.to_owned()).or_insert_with(|| {
-            fs::read_dir(dir)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .filter_map(|e| e.file_name().into_string().ok())
-                        .filter(|name| name.starts_with(".replay-"))
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
+/// Moves `output` into place, keeping the previous version (if any) in the
+/// staging directory.
+fn put_in_place(output: &Staged) -> io::Result<Move> {
+    if let Some(parent) = output.target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::symlink_metadata(&output.target) {
+        Ok(meta) if meta.is_dir() => Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "a directory is in its place",
+        )),
+        Ok(_) => exchange(&output.written, &output.target).map(|()| Move::Exchanged),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            rename_no_replace(&output.written, &output.target).map(|()| Move::Renamed)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Undoes [`put_in_place`].
+fn take_back(output: &Staged, how: Move) {
+    match how {
+        Move::Exchanged => {
+            let _ = exchange(&output.written, &output.target);
+        }
+        Move::Renamed => {
+            let _ = fs::rename(&output.target, &output.written);
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => Ok(()),
+        // A file system without exchange (NFS, some FUSE): a plain rename
+        // replaces the previous version, which is then gone; the commit of
+        // several outputs is then not all-or-none on a failure half-way.
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => fs::rename(a, b),
+        Err(errno) => Err(io::Error::from(errno)),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    fs::rename(a, b)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => fs::rename(from, to),
+        Err(errno) => Err(io::Error::from(errno)),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "something else"
     }
 }
 
@@ -348,21 +575,31 @@ mod tests {
         items.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    /// A staging planned in `root` for command `id`, prepared to run.
+    /// A staging planned in `base` for command `id` in `cwd`, prepared.
     fn prepared(
-        root: &Path,
+        base: &StageBase,
         args: &[String],
         outputs: &[String],
         id: u64,
     ) -> (Vec<String>, Staging) {
-        let (args, mut staging) = Staging::plan(root, ".", args, outputs, id).unwrap();
-        staging.prepare(id, &mut StaleFiles::default()).unwrap();
+        let (args, mut staging) = Staging::plan(base, ".", args, outputs, id).unwrap();
+        staging.prepare().unwrap();
         (args, staging)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut left: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        left
     }
 
     #[test]
     fn output_arguments_are_rewritten_in_every_form() {
-        let root = Path::new("/r");
+        let dir = tempfile::tempdir().unwrap();
+        let base = StageBase::open(dir.path()).unwrap();
         let args = strings(&[
             "-O2",
             "in.bc",
@@ -370,22 +607,29 @@ mod tests {
             "out/p0.o",
             "-Map=out/p0.map",
             "-oout/x.o",
+            "-Wl,-Map,out/l.map,--gc-sections",
         ]);
-        let outputs = strings(&["out/p0.o", "out/p0.map", "out/x.o"]);
-        let (args, staging) = Staging::plan(root, ".", &args, &outputs, 7).unwrap();
-        let pid = std::process::id();
+        let outputs = strings(&["out/p0.o", "out/p0.map", "out/x.o", "out/l.map"]);
+        let (args, staging) = Staging::plan(&base, ".", &args, &outputs, 7).unwrap();
+        let staged = |p: &str| staging.dir().join("out").join(p).display().to_string();
         assert_eq!(args[0], "-O2");
         assert_eq!(args[1], "in.bc");
-        assert_eq!(args[3], format!("out/.replay-7-{pid}-p0.o"));
-        assert_eq!(args[4], format!("-Map=out/.replay-7-{pid}-p0.map"));
-        assert_eq!(args[5], format!("-oout/.replay-7-{pid}-x.o"));
-        assert!(staging.staged.iter().all(|s| s.written != s.target));
+        assert_eq!(args[3], staged("out/p0.o"));
+        assert_eq!(args[4], format!("-Map={}", staged("out/p0.map")));
+        assert_eq!(args[5], format!("-o{}", staged("out/x.o")));
+        assert_eq!(
+            args[6],
+            format!("-Wl,-Map,{},--gc-sections", staged("out/l.map"))
+        );
+        assert!(staging.dir().starts_with(dir.path().join(STAGE_DIR)));
     }
 
     #[test]
     fn arguments_are_resolved_against_the_cwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = StageBase::open(dir.path()).unwrap();
         let (args, staging) = Staging::plan(
-            Path::new("/r"),
+            &base,
             "sub",
             &strings(&["-o", "../top.o", "top.o"]),
             &strings(&["top.o"]),
@@ -396,46 +640,49 @@ mod tests {
         // is `sub/top.o`, another file.
         assert_eq!(
             args[1],
-            format!("../.replay-1-{}-top.o", std::process::id())
+            staging.dir().join("out/top.o").display().to_string()
         );
         assert_eq!(args[2], "top.o");
-        assert_eq!(staging.staged[0].target, Path::new("/r/top.o"));
+        assert_eq!(staging.staged[0].target, dir.path().join("top.o"));
     }
 
     #[test]
-    fn an_output_no_argument_names_is_written_in_place() {
-        let (_, staging) = Staging::plan(
-            Path::new("/r"),
-            ".",
-            &strings(&["x"]),
-            &strings(&["a.out"]),
-            1,
-        )
-        .unwrap();
-        assert_eq!(staging.staged[0].written, staging.staged[0].target);
+    fn a_dependency_file_keeps_the_target_clang_would_have_named() {
+        let pin = |args: &[&str]| dependency_target(&strings(args));
+        assert_eq!(
+            pin(&["-c", "a.c", "-MD", "-MF", "a.d", "-o", "out/a.o"]),
+            Some(strings(&["-MQ", "out/a.o"]).try_into().unwrap())
+        );
+        assert_eq!(
+            pin(&["-MMD", "-oout/a.o", "-c", "a.c"]),
+            Some(strings(&["-MQ", "out/a.o"]).try_into().unwrap())
+        );
+        // A target given, no dependency file, or no `-o`: nothing to pin.
+        assert_eq!(pin(&["-MD", "-MT", "x", "-o", "a.o"]), None);
+        assert_eq!(pin(&["-c", "a.c", "-o", "a.o"]), None);
+        assert_eq!(pin(&["-MD", "-c", "a.c"]), None);
     }
 
     #[test]
     fn commit_moves_outputs_into_place_and_abort_keeps_the_old_ones() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
+        let base = StageBase::open(root).unwrap();
         fs::write(root.join("p.o"), "old").unwrap();
-        // A failed run: the temporary is removed, the old output stays.
-        let (args, staging) = prepared(root, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 1);
-        fs::write(root.join(&args[1]), "half").unwrap();
+        // A failed run: the staging goes, the old output stays.
+        let (args, staging) = prepared(&base, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 1);
+        fs::write(&args[1], "half").unwrap();
         staging.abort();
         assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "old");
-        assert!(!root.join(&args[1]).exists());
+        assert!(!Path::new(&args[1]).exists());
         // A successful run: the new output replaces it.
-        let (args, staging) = prepared(root, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 2);
-        fs::write(root.join(&args[1]), "new").unwrap();
-        staging.commit().unwrap();
+        let (args, staging) = prepared(&base, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 2);
+        fs::write(&args[1], "new").unwrap();
+        let committed = staging.commit().unwrap();
+        assert!(committed.discarded.is_empty());
         assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "new");
-        assert_eq!(
-            fs::read_dir(root).unwrap().count(),
-            1,
-            "no temporaries left"
-        );
+        drop(base);
+        assert_eq!(names(root), ["p.o"], "nothing of the staging is left");
     }
 
     #[test]
@@ -444,96 +691,116 @@ mod tests {
         // dropped before the second failed: a new `a.o` beside an old `b.o`.
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
+        let base = StageBase::open(root).unwrap();
         fs::write(root.join("a.o"), "old a").unwrap();
-        fs::write(root.join("b.o"), "old b").unwrap();
         let (args, staging) = prepared(
-            root,
+            &base,
             &strings(&["-o", "a.o", "-o", "b.o"]),
             &strings(&["a.o", "b.o"]),
             3,
         );
-        fs::write(root.join(&args[1]), "new a").unwrap();
-        fs::write(root.join(&args[3]), "new b").unwrap();
-        // Something took `b.o`'s place meanwhile: its rename must fail.
-        fs::remove_file(root.join("b.o")).unwrap();
+        fs::write(&args[1], "new a").unwrap();
+        fs::write(&args[3], "new b").unwrap();
+        // Something took `b.o`'s place meanwhile: its move must fail.
         fs::create_dir(root.join("b.o")).unwrap();
         fs::write(root.join("b.o/x"), "").unwrap();
         assert!(staging.commit().is_err());
         assert_eq!(fs::read_to_string(root.join("a.o")).unwrap(), "old a");
-        assert!(!root.join(&args[1]).exists() && !root.join(&args[3]).exists());
-        // Nothing of the commit is left beside the outputs.
-        let mut left: Vec<String> = fs::read_dir(root)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["a.o", "b.o"]);
+        drop(base);
+        assert_eq!(names(root), ["a.o", "b.o"]);
     }
 
     #[test]
-    fn a_commit_cut_short_by_a_kill_is_put_back_by_the_next_run() {
-        // A kill between moving the previous version aside and putting the
-        // new one in place leaves `.replay-keep-*`; the rerun of the same
-        // command restores it before anything else (and no hard link is
-        // left for the checker's `outputs.hard-link` rule to refuse).
+    fn what_the_tool_wrote_undeclared_is_discarded_and_named() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        fs::write(root.join(".replay-keep-5-999-p.o"), "old").unwrap();
-        let (_, _staging) = prepared(root, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5);
-        assert_eq!(fs::read_to_string(root.join("p.o")).unwrap(), "old");
-        assert!(!root.join(".replay-keep-5-999-p.o").exists());
+        let base = StageBase::open(root).unwrap();
+        let (args, staging) = prepared(&base, &strings(&["-o", "w.exe"]), &strings(&["w.exe"]), 4);
+        fs::write(&args[1], "exe").unwrap();
+        let side = staging.dir().join("out/w.pdb");
+        fs::write(side, "pdb").unwrap();
+        fs::create_dir(staging.dir().join("out/w.dSYM")).unwrap();
+        fs::write(staging.dir().join("out/w.dSYM/x"), "dwarf").unwrap();
+        let committed = staging.commit().unwrap();
+        assert_eq!(committed.discarded, ["w.dSYM/x", "w.pdb"]);
+        assert!(!root.join("w.pdb").exists() && !root.join("w.dSYM").exists());
+        assert_eq!(fs::read_to_string(root.join("w.exe")).unwrap(), "exe");
     }
 
     #[test]
-    fn a_missing_output_fails_the_commit_and_restores_in_place_outputs() {
+    fn an_output_left_as_a_symlink_or_hard_link_is_not_committed() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
+        let base = StageBase::open(root).unwrap();
+        fs::write(root.join("secret"), "s").unwrap();
+        let (args, staging) = prepared(&base, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5);
+        std::os::unix::fs::symlink("/etc/passwd", &args[1]).unwrap();
+        let error = staging.commit().unwrap_err();
+        assert!(matches!(error, StagingError::NotRegular { .. }), "{error}");
+        let (args, staging) = prepared(&base, &strings(&["-o", "q.o"]), &strings(&["q.o"]), 6);
+        fs::hard_link(root.join("secret"), &args[1]).unwrap();
+        let error = staging.commit().unwrap_err();
+        assert!(matches!(error, StagingError::NotRegular { .. }), "{error}");
+        assert!(!root.join("p.o").exists() && !root.join("q.o").exists());
+    }
+
+    #[test]
+    fn a_missing_output_fails_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let base = StageBase::open(root).unwrap();
         fs::write(root.join("a.out"), "old").unwrap();
-        let (_, staging) = prepared(root, &[], &strings(&["a.out", "b.o"]), 3);
-        assert!(
-            !root.join("a.out").exists(),
-            "moved aside while the tool runs"
-        );
-        fs::write(root.join("a.out"), "new").unwrap();
+        let (_, staging) = prepared(&base, &[], &strings(&["a.out", "b.o"]), 3);
         let error = staging.commit().unwrap_err();
         assert!(
-            matches!(error, StagingError::Missing(ref o) if o == "b.o"),
+            matches!(error, StagingError::Missing(ref o) if o == "a.out"),
             "{error}"
         );
         assert_eq!(fs::read_to_string(root.join("a.out")).unwrap(), "old");
     }
 
     #[test]
-    fn stale_temporaries_of_a_killed_run_are_removed() {
+    fn leftovers_of_a_killed_run_are_deleted_and_never_moved_into_the_root() {
+        // Regression (hardening): planted `.replay-backup-*` files were
+        // renamed over outputs by name. Now nothing is recognised by name:
+        // what is under `.replay-stage` is deleted, whatever it is called.
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for name in [
-            ".replay-5-999-p.o",
-            ".replay-5-999-q.o",
-            ".replay-6-999-p.o",
-        ] {
-            fs::write(root.join(name), "stale").unwrap();
-        }
-        let (_, _staging) = prepared(root, &strings(&["-o", "p.o"]), &strings(&["p.o"]), 5);
-        assert!(
-            !root.join(".replay-5-999-p.o").exists(),
-            "this command's temporary"
+        fs::create_dir_all(root.join(STAGE_DIR).join("old-5/out")).unwrap();
+        fs::set_permissions(
+            root.join(STAGE_DIR),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        fs::write(root.join(STAGE_DIR).join("old-5/out/p.o"), "script").unwrap();
+        fs::write(root.join(".replay-backup-5-999-p.o"), "planted").unwrap();
+        let base = StageBase::open(root).unwrap();
+        assert_eq!(names(base.path()), Vec::<String>::new());
+        assert!(!root.join("p.o").exists());
+        assert_eq!(
+            fs::read_to_string(root.join(".replay-backup-5-999-p.o")).unwrap(),
+            "planted",
+            "a file in the root is never touched for its name"
         );
-        assert!(root.join(".replay-5-999-q.o").exists(), "another output's");
-        assert!(root.join(".replay-6-999-p.o").exists(), "another command's");
     }
 
     #[test]
-    fn a_killed_runs_backup_is_put_back_not_deleted() {
+    fn an_output_in_the_staging_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        // Killed while writing `a.out` in place: a partial target, and the
-        // good version aside.
-        fs::write(root.join("a.out"), "partial").unwrap();
-        fs::write(root.join(".replay-backup-4-999-a.out"), "good").unwrap();
-        let (_, staging) = prepared(root, &[], &strings(&["a.out"]), 4);
-        // The tool fails again: the good version is what stays.
-        staging.abort();
-        assert_eq!(fs::read_to_string(root.join("a.out")).unwrap(), "good");
+        let base = StageBase::open(dir.path()).unwrap();
+        for output in [".replay-stage", "./.replay-stage/x/out/p.o"] {
+            let error = Staging::plan(&base, ".", &[], &strings(&[output]), 1).unwrap_err();
+            assert!(matches!(error, StagingError::Reserved(_)), "{error}");
+        }
+        assert!(Staging::plan(&base, ".", &[], &strings(&[".replay-stagex"]), 1).is_ok());
+    }
+
+    #[test]
+    fn a_stage_base_that_is_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join(STAGE_DIR)).unwrap();
+        let error = StageBase::open(dir.path()).unwrap_err();
+        assert!(matches!(error, StagingError::Untrusted { .. }), "{error}");
     }
 }

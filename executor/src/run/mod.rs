@@ -18,6 +18,7 @@
 //! being the subreaper ([`reap_orphans`]).
 
 pub mod capture;
+mod observe;
 pub mod trace;
 pub mod watch;
 
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::sandbox::{self, AppliedLayers, SandboxSpec};
 use capture::{Capture, Captured, OutputBudget, Sink};
-use trace::{ExitStatus, ProcessPeak, Tracer, Tree};
+use trace::{Denial, ExecRule, ExitStatus, ProcessPeak, Tracer, Tree};
 use watch::{Stop, ToolLimits, Watcher};
 
 /// How to run one tool, beyond what the sandbox spec says.
@@ -54,6 +55,10 @@ pub struct RunOptions {
     /// sampled figures are reported and leftovers are found through
     /// [`reap_orphans`].
     pub trace: bool,
+    /// When traced, the programs the tool's processes may exec after the
+    /// tool itself; anything else is killed ([`trace::Tracer::seize`]).
+    /// `None` judges nothing.
+    pub may_exec: Option<Vec<ExecRule>>,
 }
 
 /// Everything measured about one tool run.
@@ -93,6 +98,10 @@ pub struct ToolOutcome {
     pub stdout_tail: String,
     /// The tail of its stderr.
     pub stderr_tail: String,
+    /// What the sandbox stopped its processes from doing (a program the
+    /// policy does not list), as the tracer saw it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<Denial>,
 }
 
 impl ToolOutcome {
@@ -129,9 +138,11 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     // untraced and only sampled figures are reported.
     let mut tracer = options
         .trace
-        .then(|| Tracer::seize(pid, tree.clone()).ok())
+        .then(|| Tracer::seize(pid, tree.clone(), options.may_exec.clone()).ok())
         .flatten();
-    if tracer.is_none() {
+    if tracer.is_some() {
+        launch.observe_calls();
+    } else {
         // Untraced, only the main process is known: sample and kill it
         // (and its group) at least.
         tree.insert(pid);
@@ -205,9 +216,16 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     };
 
     let waited = match tracer {
-        Some(tracer) => tracer
-            .wait()
-            .map(|(main, peaks)| (main.status, main.user, main.system, main.ru_maxrss, peaks)),
+        Some(tracer) => tracer.wait().map(|(main, peaks, denied)| {
+            (
+                main.status,
+                main.user,
+                main.system,
+                main.ru_maxrss,
+                peaks,
+                denied,
+            )
+        }),
         None => launch.child().wait().map(|status| {
             // Whatever it left behind dies with it: its process group (not
             // its pid, which is free for reuse now), and what left the
@@ -218,12 +236,19 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
             );
             reap_orphans(launched_at.unwrap_or(u64::MAX));
             let exit = ExitStatus::from_std(status);
-            (exit, Duration::ZERO, Duration::ZERO, 0, Vec::new())
+            (
+                exit,
+                Duration::ZERO,
+                Duration::ZERO,
+                0,
+                Vec::new(),
+                Vec::new(),
+            )
         }),
     };
     // Stop the watcher on every path, so it never signals a stale group.
     let watched = watcher.finish();
-    let (exit, user, system, ru_maxrss, processes) = waited.map_err(RunError::Wait)?;
+    let (exit, user, system, ru_maxrss, processes, denied) = waited.map_err(RunError::Wait)?;
     let mut tails: Vec<Captured> = captures
         .into_iter()
         .map(|capture| capture.map(Capture::finish).unwrap_or_default())
@@ -247,6 +272,7 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         },
         stdout_tail,
         stderr_tail,
+        denied,
     })
 }
 

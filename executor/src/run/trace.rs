@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -141,11 +142,51 @@ impl Tree {
     }
 }
 
+/// A program a tool's processes may run: the canonical binary, and the
+/// name it must be run as (`argv[0]`'s last component: one binary may be
+/// several tools, as `lld` is `ld.lld` and `lld-link`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRule {
+    /// The canonical path of the binary.
+    pub path: PathBuf,
+    /// The name it is run as.
+    pub name: String,
+}
+
+/// Something a tool's process tried that the sandbox stopped, as the
+/// tracer saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Denial {
+    /// The process that tried.
+    pub pid: i32,
+    /// What it tried: `exec`.
+    pub action: &'static str,
+    /// The binary (or path) it named.
+    pub path: String,
+    /// How it was refused, for a person.
+    pub detail: String,
+    /// Who refused it: `tracer` (a program the policy does not list: the
+    /// tree was killed) or `kernel` (a call that failed, seen at its exit).
+    pub by: &'static str,
+}
+
+/// How many denials one tool's outcome keeps.
+const MAX_DENIALS: usize = 64;
+
 /// Follows one tool's process tree; see the module doc.
 pub struct Tracer {
     main: i32,
     tree: Tree,
     peaks: HashMap<i32, ProcessPeak>,
+    /// The programs the tree may run after the tool itself; `None` judges
+    /// nothing.
+    may_exec: Option<Vec<ExecRule>>,
+    /// Whether the main process has made its first exec (the launcher
+    /// becoming the tool replay chose).
+    main_execd: bool,
+    denied: Vec<Denial>,
+    /// Observed calls between their seccomp stop and their exit.
+    pending: HashMap<i32, super::observe::Pending>,
 }
 
 /// The options every tracee gets, and its children inherit.
@@ -154,20 +195,88 @@ fn options() -> ptrace::Options {
         | ptrace::Options::PTRACE_O_TRACEFORK
         | ptrace::Options::PTRACE_O_TRACEVFORK
         | ptrace::Options::PTRACE_O_TRACECLONE
+        | ptrace::Options::PTRACE_O_TRACEEXEC
+        | ptrace::Options::PTRACE_O_TRACESECCOMP
+        | ptrace::Options::PTRACE_O_TRACESYSGOOD
         | ptrace::Options::PTRACE_O_EXITKILL
 }
 
 impl Tracer {
     /// Attaches to `pid` (which must not have exec'd the tool yet) without
     /// stopping it.
-    pub fn seize(pid: i32, tree: Tree) -> Result<Tracer, nix::Error> {
+    ///
+    /// With `may_exec`, every `execve` in the tree after the tool's own is
+    /// judged at its `PTRACE_EVENT_EXEC` stop (the new program is loaded
+    /// but has not run an instruction): a program not listed kills the
+    /// whole tree and is recorded as a [`Denial`].
+    pub fn seize(
+        pid: i32,
+        tree: Tree,
+        may_exec: Option<Vec<ExecRule>>,
+    ) -> Result<Tracer, nix::Error> {
         ptrace::seize(Pid::from_raw(pid), options())?;
         tree.insert(pid);
         Ok(Tracer {
             main: pid,
             tree,
             peaks: HashMap::new(),
+            may_exec,
+            main_execd: false,
+            denied: Vec::new(),
+            pending: HashMap::new(),
         })
+    }
+
+    fn deny(&mut self, denial: Denial) {
+        if self.denied.len() < MAX_DENIALS {
+            self.denied.push(denial);
+        }
+    }
+
+    /// Judges the program `pid` has just exec'd; a refused one kills the
+    /// tree. Returns whether it may run.
+    fn judge_exec(&mut self, pid: i32) -> bool {
+        if pid == self.main && !self.main_execd {
+            // The launcher becoming the tool: replay's own choice, judged
+            // by the policy before the run.
+            self.main_execd = true;
+            return true;
+        }
+        let Some(allowed) = &self.may_exec else {
+            return true;
+        };
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let argv0 = String::from_utf8_lossy(argv.first().copied().unwrap_or_default());
+        let name = argv0.rsplit('/').next().unwrap_or_default().to_owned();
+        // `lld -flavor NAME` picks its tool by argument, whatever its name.
+        let flavor = argv.get(1).is_some_and(|a| *a == b"-flavor");
+        let verdict = match &exe {
+            Some(exe) if !flavor => allowed.iter().any(|r| &r.path == exe && r.name == name),
+            _ => false,
+        };
+        if !verdict {
+            let path = exe
+                .as_ref()
+                .map(|e| e.display().to_string())
+                .unwrap_or_else(|| "(unknown binary)".into());
+            let detail = if flavor {
+                format!("`{path}` run as `{name}` with `-flavor`, which picks another tool")
+            } else {
+                format!("`{path}` run as `{name}` is not a program the policy lets this tool run")
+            };
+            self.deny(Denial {
+                pid,
+                action: "exec",
+                path,
+                detail,
+                by: "tracer",
+            });
+            self.tree.kill(self.main, Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        verdict
     }
 
     /// Lets the main process out of any ptrace stop it is in, delivering
@@ -207,6 +316,9 @@ impl Tracer {
             // exited in this window was lost.
             match status >> 8 {
                 libc::PTRACE_EVENT_EXIT => self.record_peak(self.main),
+                libc::PTRACE_EVENT_EXEC => {
+                    self.judge_exec(self.main);
+                }
                 libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
                     if let Ok(child) = ptrace::getevent(Pid::from_raw(self.main)) {
                         self.tree.insert(child as i32);
@@ -230,7 +342,7 @@ impl Tracer {
     /// Handles ptrace stops and exits until the main process and every
     /// process it started are gone; returns how the main process ended and
     /// the peak of each process that ran (by thread-group id).
-    pub fn wait(mut self) -> io::Result<(MainExit, Vec<ProcessPeak>)> {
+    pub fn wait(mut self) -> io::Result<(MainExit, Vec<ProcessPeak>, Vec<Denial>)> {
         let mut main_exit = None;
         loop {
             let mut status = 0;
@@ -256,6 +368,25 @@ impl Tracer {
                     self.record_peak(pid.as_raw());
                     let _ = ptrace::cont(pid, None);
                 }
+                WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
+                    // A call the sandbox may refuse: note it, and stop
+                    // again at its exit to see whether it was refused.
+                    match super::observe::entry(pid.as_raw()) {
+                        Some(pending) => {
+                            self.pending.insert(pid.as_raw(), pending);
+                            if ptrace::syscall(pid, None).is_err() {
+                                self.pending.remove(&pid.as_raw());
+                            }
+                        }
+                        None => {
+                            let _ = ptrace::cont(pid, None);
+                        }
+                    }
+                }
+                WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_EXEC => {
+                    self.judge_exec(pid.as_raw());
+                    let _ = ptrace::cont(pid, None);
+                }
                 WaitStatus::PtraceEvent(pid, _, event)
                     if event == libc::PTRACE_EVENT_FORK
                         || event == libc::PTRACE_EVENT_VFORK
@@ -277,6 +408,11 @@ impl Tracer {
                     let _ = ptrace::cont(pid, Some(signal));
                 }
                 WaitStatus::PtraceSyscall(pid) => {
+                    if let Some(pending) = self.pending.remove(&pid.as_raw()) {
+                        if let Some(denial) = super::observe::exit(pid.as_raw(), pending) {
+                            self.deny(denial);
+                        }
+                    }
                     let _ = ptrace::cont(pid, None);
                 }
                 WaitStatus::Exited(pid, code) => {
@@ -306,7 +442,7 @@ impl Tracer {
         })?;
         let mut peaks: Vec<ProcessPeak> = self.peaks.into_values().collect();
         peaks.sort_by_key(|peak| peak.pid);
-        Ok((main_exit, peaks))
+        Ok((main_exit, peaks, self.denied))
     }
 
     /// Reads the exiting task's `VmHWM` and keeps the largest per process.

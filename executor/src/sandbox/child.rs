@@ -21,7 +21,7 @@ use super::kernel::LinuxKernel;
 use super::layers::apply_layers;
 use super::protocol::{read_line, to_line, ExecFailure, Report, SetupFailure, MAX_LINE};
 use super::spec::SandboxSpec;
-use super::{CHILD_ARG, CONTROL_FD, EXIT_EXEC_FAILED, EXIT_REFUSED, GO, REPORT_FD};
+use super::{CHILD_ARG, CONTROL_FD, EXIT_EXEC_FAILED, EXIT_REFUSED, GO, GO_OBSERVED, REPORT_FD};
 
 /// The tool, ready for `execve`.
 struct Prepared {
@@ -64,13 +64,14 @@ pub fn child_main() -> ExitCode {
     };
 
     // The parent may PTRACE_SEIZE us now; it says `go` when it is ready.
-    match read_line(&mut control, GO.len() as u64) {
-        Ok(Some(line)) if line == GO => {}
+    let observe = match read_line(&mut control, GO_OBSERVED.len() as u64) {
+        Ok(Some(line)) if line == GO => false,
+        Ok(Some(line)) if line == GO_OBSERVED => true,
         // EOF or anything else: the parent gave up on this tool.
         _ => return ExitCode::from(EXIT_REFUSED),
-    }
+    };
 
-    let errno = exec(&tool, control.get_ref(), &report);
+    let errno = exec(&tool, control.get_ref(), &report, observe);
     let failure = ExecFailure {
         exec_error: format!(
             "cannot execute `{}`: {}",
@@ -203,7 +204,7 @@ impl Prepared {
 }
 
 /// Hands the process over to the tool; returns only the error of `execve`.
-fn exec(tool: &Prepared, control: &File, report: &File) -> nix::errno::Errno {
+fn exec(tool: &Prepared, control: &File, report: &File, observe: bool) -> nix::errno::Errno {
     for fd in [control.as_fd(), report.as_fd()] {
         // The exec closes the pipes: that EOF tells the parent it succeeded.
         if let Err(e) = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)) {
@@ -219,6 +220,12 @@ fn exec(tool: &Prepared, control: &File, report: &File) -> nix::errno::Errno {
     }
     if let Err(e) = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
         return e;
+    }
+    // Last, so nothing above stops at the tracer: the calls the sandbox
+    // may refuse are reported to it (observation only). Only when the
+    // parent asked and a tracer is attached: with none, they would fail.
+    if observe && super::seccomp::is_traced() {
+        let _ = super::seccomp::install();
     }
     match nix::unistd::execve(&tool.program, &tool.argv, &tool.envp) {
         Err(errno) => errno,

@@ -100,12 +100,19 @@ fn restrict(rules: LandlockRules<'_>) -> Result<RestrictionStatus, RulesetError>
     }
     // No signals to, and no abstract unix sockets of, processes outside.
     ruleset = ruleset.scope(Scope::from_all(TESTED_ABI))?;
+    // With a list of executables, reading a file no longer lets a tool
+    // run it: only the listed files may be `execve`d.
+    let read_access = match rules.executable {
+        Some(_) => AccessFs::from_read(TESTED_ABI) & !AccessFs::Execute,
+        None => AccessFs::from_read(TESTED_ABI),
+    };
     ruleset
         .create()?
         // Missing paths (say `/lib32`) are left out by `path_beneath_rules`.
+        .add_rules(path_beneath_rules(rules.readable, read_access))?
         .add_rules(path_beneath_rules(
-            rules.readable,
-            AccessFs::from_read(TESTED_ABI),
+            rules.executable.unwrap_or(&[]),
+            AccessFs::Execute | AccessFs::ReadFile,
         ))?
         .add_rules(path_beneath_rules(
             rules.writable,

@@ -23,8 +23,10 @@ pub(crate) enum Limit {
 /// What Landlock is asked to enforce.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LandlockRules<'a> {
-    /// Read and execute beneath these.
+    /// Read (and execute, unless `executable` is set) beneath these.
     pub(crate) readable: &'a [PathBuf],
+    /// When set, execute only these files.
+    pub(crate) executable: Option<&'a [PathBuf]>,
     /// Every right beneath these.
     pub(crate) writable: &'a [PathBuf],
     /// Deny TCP bind and connect as well.
@@ -140,6 +142,7 @@ pub(crate) fn apply_layers(
     if spec.landlock != Want::Off {
         let outcome = match kernel.restrict_landlock(LandlockRules {
             readable: &spec.readable,
+            executable: spec.executable.as_deref(),
             writable: &spec.writable,
             deny_tcp: spec.network != Want::Off,
         }) {

@@ -45,6 +45,7 @@ mod layers;
 mod parent;
 mod probe;
 mod protocol;
+mod seccomp;
 mod spec;
 
 pub use child::child_main;
@@ -66,6 +67,10 @@ pub const REPORT_FD: i32 = 4;
 
 /// The line the parent sends to let the child exec the tool.
 pub const GO: &str = "go";
+
+/// The same, asking the child to report its file-system calls to its
+/// tracer first (`sandbox::seccomp`).
+pub const GO_OBSERVED: &str = "go observed";
 
 /// Exit status of the child when it refused or failed before exec.
 pub const EXIT_REFUSED: u8 = 126;

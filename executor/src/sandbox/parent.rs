@@ -13,7 +13,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use super::protocol::{read_line, to_line, ExecFailure, Report, MAX_LINE};
 use super::spec::{AppliedLayers, Layer, SandboxSpec};
-use super::{CHILD_ARG, CONTROL_FD, GO, REPORT_FD};
+use super::{CHILD_ARG, CONTROL_FD, GO, GO_OBSERVED, REPORT_FD};
 
 /// The lowest descriptor the pipes' child ends are moved to before the
 /// fork, so the `dup2`s onto 3 and 4 can never clobber one another.
@@ -164,6 +164,8 @@ pub struct Launch {
     control: Option<File>,
     report: BufReader<File>,
     phase: Phase,
+    /// Ask the child to report its file-system calls to its tracer.
+    observe: bool,
 }
 
 /// Spawns `exe __sandbox-exec` for `spec`, with the tool's stdout and stderr.
@@ -234,6 +236,7 @@ pub fn launch(
         spec_line,
         control: Some(File::from(control_write)),
         report: BufReader::new(File::from(report_read)),
+        observe: false,
         phase: Phase::Spawned,
     })
 }
@@ -306,9 +309,11 @@ impl Launch {
     /// causes (it also comes if the child is killed before its exec; the
     /// wait status then tells).
     pub fn go(&mut self) -> Result<(), SandboxError> {
+        let go = if self.observe { GO_OBSERVED } else { GO };
         let control = self.step("go", Phase::Prepared)?;
         control
-            .write_all(format!("{GO}\n").as_bytes())
+            .write_all(go.as_bytes())
+            .and_then(|()| control.write_all(b"\n"))
             .and_then(|()| control.flush())
             .map_err(|source| SandboxError::SendGo { source })?;
         self.control = None;
@@ -333,6 +338,14 @@ impl Launch {
     }
 
     /// [`Launch::prepare`] then [`Launch::go`], for callers that attach nothing.
+    /// Makes [`Launch::go`] ask the child to stop each file-system call
+    /// the sandbox may refuse at its tracer (`PTRACE_EVENT_SECCOMP`), for
+    /// the tracer to report refused ones. Only for a tracer that set
+    /// `PTRACE_O_TRACESECCOMP`: to any other, such calls fail with `ENOSYS`.
+    pub fn observe_calls(&mut self) {
+        self.observe = true;
+    }
+
     pub fn start(&mut self) -> Result<AppliedLayers, SandboxError> {
         let layers = self.prepare()?;
         self.go()?;

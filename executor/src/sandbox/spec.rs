@@ -86,8 +86,15 @@ pub struct SandboxSpec {
     /// Hierarchies the tool may read, write and execute: the work root (and
     /// device files such as `/dev/null`).
     pub writable: Vec<PathBuf>,
-    /// Hierarchies the tool may only read and execute: system directories.
+    /// Hierarchies (or single files) the tool may only read: system
+    /// directories, its declared inputs and input directories. They may
+    /// also be executed unless [`SandboxSpec::executable`] is set.
     pub readable: Vec<PathBuf>,
+    /// When set, the only files the tool's processes may `execve` (and the
+    /// ELF interpreters and script interpreters they need): the binaries
+    /// the policy lets this tool run. When unset, anything readable.
+    #[serde(default)]
+    pub executable: Option<Vec<PathBuf>>,
     /// The Landlock layer.
     pub landlock: Want,
     /// No network: a new network namespace (and no TCP under Landlock).
@@ -120,6 +127,7 @@ impl SandboxSpec {
             cwd: cwd.into(),
             writable,
             readable: DEFAULT_READABLE.iter().map(PathBuf::from).collect(),
+            executable: None,
             landlock: Want::IfAvailable,
             network: Want::IfAvailable,
             no_new_privs: true,

@@ -1,0 +1,152 @@
+//! The tracer's view of the file-system calls the sandbox may refuse (see
+//! `sandbox::seccomp`): at a call's seccomp stop, what it names; at its
+//! exit, whether the kernel refused it (`EACCES`, `EPERM`, or `EXDEV` for
+//! a link or rename Landlock forbids). Refused calls become [`Denial`]s in
+//! the tool's outcome: Landlock itself tells an unprivileged process
+//! nothing, so this is how a report can say what was blocked.
+
+use nix::unistd::Pid;
+
+use super::trace::Denial;
+
+/// A call seen at its entry, waiting for its exit.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    /// What it does: `read`, `write` or `exec`.
+    action: &'static str,
+    /// The path it names, made absolute where the tracer could.
+    path: String,
+    /// The call's name.
+    call: &'static str,
+}
+
+/// Reads the call `pid` is stopped at (a seccomp stop).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn entry(pid: i32) -> Option<Pending> {
+    let regs = nix::sys::ptrace::getregs(Pid::from_raw(pid)).ok()?;
+    let nr = regs.orig_rax as i64;
+    let [a0, a1, a2, a3] = [regs.rdi, regs.rsi, regs.rdx, regs.r10];
+    let writes = |flags: u64| {
+        let flags = flags as i32;
+        flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+    };
+    let open_action = |flags: u64| if writes(flags) { "write" } else { "read" };
+    // (call, action, dirfd, path)
+    let (call, action, dirfd, path) = match nr {
+        libc::SYS_open => ("open", open_action(a1), None, a0),
+        libc::SYS_openat => ("openat", open_action(a2), Some(a0), a1),
+        libc::SYS_openat2 => {
+            // struct open_how { u64 flags; ... }: its first field.
+            let flags = read_u64(pid, a2).unwrap_or(0);
+            ("openat2", open_action(flags), Some(a0), a1)
+        }
+        libc::SYS_creat => ("creat", "write", None, a0),
+        libc::SYS_truncate => ("truncate", "write", None, a0),
+        libc::SYS_mkdir => ("mkdir", "write", None, a0),
+        libc::SYS_mkdirat => ("mkdirat", "write", Some(a0), a1),
+        libc::SYS_rmdir => ("rmdir", "write", None, a0),
+        libc::SYS_unlink => ("unlink", "write", None, a0),
+        libc::SYS_unlinkat => ("unlinkat", "write", Some(a0), a1),
+        libc::SYS_rename => ("rename", "write", None, a1),
+        libc::SYS_renameat | libc::SYS_renameat2 => ("renameat", "write", Some(a2), a3),
+        libc::SYS_link => ("link", "write", None, a1),
+        libc::SYS_linkat => ("linkat", "write", Some(a2), a3),
+        libc::SYS_symlink => ("symlink", "write", None, a1),
+        libc::SYS_symlinkat => ("symlinkat", "write", Some(a1), a2),
+        libc::SYS_mknod => ("mknod", "write", None, a0),
+        libc::SYS_mknodat => ("mknodat", "write", Some(a0), a1),
+        libc::SYS_execve => ("execve", "exec", None, a0),
+        libc::SYS_execveat => ("execveat", "exec", Some(a0), a1),
+        _ => return None,
+    };
+    let name = read_string(pid, path)?;
+    Some(Pending {
+        action,
+        path: absolute(pid, dirfd, name),
+        call,
+    })
+}
+
+/// Elsewhere, nothing is decoded.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn entry(_pid: i32) -> Option<Pending> {
+    None
+}
+
+/// At the call's exit: a [`Denial`] if the kernel refused it.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn exit(pid: i32, pending: Pending) -> Option<Denial> {
+    let regs = nix::sys::ptrace::getregs(Pid::from_raw(pid)).ok()?;
+    let result = regs.rax as i64;
+    let errno = match -result {
+        e if e == i64::from(libc::EACCES) => "EACCES",
+        e if e == i64::from(libc::EPERM) => "EPERM",
+        e if e == i64::from(libc::EXDEV) && pending.action == "write" => "EXDEV",
+        _ => return None,
+    };
+    Some(Denial {
+        pid,
+        action: pending.action,
+        detail: format!(
+            "`{}` ({}) failed with {errno}: outside what the command declared (or not permitted)",
+            pending.path, pending.call
+        ),
+        path: pending.path,
+        by: "kernel",
+    })
+}
+
+/// Elsewhere, nothing is decoded.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn exit(_pid: i32, _pending: Pending) -> Option<Denial> {
+    None
+}
+
+/// `name` made absolute against the directory descriptor or the cwd of
+/// `pid`, for a person to read (the kernel resolved it the same way).
+fn absolute(pid: i32, dirfd: Option<u64>, name: String) -> String {
+    if name.starts_with('/') {
+        return name;
+    }
+    let base = match dirfd.map(|fd| fd as i32) {
+        Some(fd) if fd != libc::AT_FDCWD => format!("/proc/{pid}/fd/{fd}"),
+        _ => format!("/proc/{pid}/cwd"),
+    };
+    match std::fs::read_link(base) {
+        Ok(dir) => dir.join(&name).display().to_string(),
+        Err(_) => name,
+    }
+}
+
+/// A NUL-terminated string at `address` in `pid`'s memory (at most 4 KiB).
+fn read_string(pid: i32, address: u64) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 256];
+    while bytes.len() < 4096 {
+        let at = address.checked_add(bytes.len() as u64)?;
+        // A read that crosses into an unmapped page stops short: the
+        // string, if it is one, ended before it.
+        let read = mem.read_at(&mut chunk, at).ok()?;
+        if read == 0 {
+            return None;
+        }
+        if let Some(end) = chunk[..read].iter().position(|b| *b == 0) {
+            bytes.extend_from_slice(&chunk[..end]);
+            return Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+    None
+}
+
+/// A `u64` at `address` in `pid`'s memory.
+#[cfg(target_arch = "x86_64")]
+fn read_u64(pid: i32, address: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut bytes = [0u8; 8];
+    mem.read_exact_at(&mut bytes, address).ok()?;
+    Some(u64::from_ne_bytes(bytes))
+}

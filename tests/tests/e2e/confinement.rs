@@ -1,0 +1,438 @@
+//! The sandbox's second layer on its own: a tool that the test's policy
+//! allows with any arguments (`hostile`) tries to write, read and run what
+//! its command does not declare. The kernel (Landlock) and the tracer stop
+//! each try whatever the flag, nothing changes in or outside the root, and
+//! the report says what the tracer saw. Each test first runs the same tool
+//! outside `replay` and sees the try succeed, so it cannot pass vacuously.
+
+use std::path::Path;
+
+use crate::support::{bin, bin_dir, report, run, text};
+
+/// A policy that lets `hostile` do anything its flags say; with `runs`, it
+/// may run the `helper` kind's binary (`memtouch`).
+fn hostile_policy(root: &Path, runs: bool) {
+    let runs = if runs { "runs = [\"helper\"]" } else { "" };
+    let policy = format!(
+        r#"[policy]
+name = "hostile-test"
+os = "linux"
+require_sandbox = ["landlock"]
+
+[tool.hostile]
+programs = ["hostile"]
+dirs = ["{dir}"]
+args = "hostile"
+{runs}
+
+[tool.helper]
+programs = ["memtouch"]
+dirs = ["{dir}"]
+args = "memtouch"
+
+[args.memtouch]
+positional = "refuse"
+flags = []
+
+[args.hostile]
+positional = "refuse"
+flags = [
+  {{ name = "--out=", form = "joined", path = "output" }},
+  {{ name = "--beside=", form = "joined", pattern = ".+" }},
+  {{ name = "--write=", form = "joined", pattern = ".+" }},
+  {{ name = "--read=", form = "joined", pattern = ".+" }},
+  {{ name = "--exec=", form = "joined", pattern = ".+" }},
+]
+"#,
+        dir = bin_dir().display()
+    );
+    std::fs::write(root.join("hostile.toml"), policy).expect("write the policy");
+}
+
+/// A log of one `hostile` command.
+fn hostile_log(root: &Path, args: &[&str], inputs: &[&str], outputs: &[&str]) {
+    let command = serde_json::json!({
+        "id": 1, "tool": "hostile", "program": "hostile",
+        "args": args, "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs,
+    });
+    let log = format!(
+        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":[{command}]}}"#,
+        std::env::consts::ARCH
+    );
+    std::fs::write(root.join("log.json"), log).expect("write the log");
+}
+
+/// A fresh root with the policy and a log of `args`.
+fn root_with(args: &[&str], inputs: &[&str], outputs: &[&str], runs: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    hostile_policy(&root, runs);
+    hostile_log(&root, args, inputs, outputs);
+    dir
+}
+
+/// Runs the log of `dir` with a report; returns (exit code, stdout, report).
+fn replay(dir: &tempfile::TempDir) -> (Option<i32>, String, serde_json::Value) {
+    let root = dir.path().canonicalize().unwrap();
+    let output = run(
+        &bin("replay"),
+        &["--policy", "hostile.toml", "--report", "r.json", "log.json"],
+        &root,
+    );
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    (
+        output.status.code(),
+        format!("{stdout}{stderr}"),
+        report(&root.join("r.json")),
+    )
+}
+
+/// The same tool outside replay, in `dir`: the control.
+fn unconfined(dir: &Path, args: &[&str]) -> String {
+    text(&run(&bin("hostile"), args, dir).stdout)
+}
+
+/// The refused calls the report lists for command 1, as (action, path).
+fn denied(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["commands"][0]["outcome"]["denied"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|d| {
+                    let field = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+                    (field("action"), field("path"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every file under `dir`, with its contents, sorted: what a run changed.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).unwrap().flatten() {
+            let path = entry.path();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                pending.push(path);
+            } else {
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                files.push((name, bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn an_undeclared_write_in_the_root_or_over_the_log_is_denied() {
+    let control = tempfile::tempdir().unwrap();
+    std::fs::write(control.path().join("log.json"), "the log").unwrap();
+    let out = unconfined(control.path(), &["--write=evil.txt", "--write=log.json"]);
+    assert!(out.contains("write evil.txt: done"), "{out}");
+    assert!(out.contains("write log.json: done"), "{out}");
+
+    let dir = root_with(&["--write=evil.txt", "--write=log.json"], &[], &[], false);
+    let root = dir.path();
+    let before = std::fs::read(root.join("log.json")).unwrap();
+    let (code, output, report) = replay(&dir);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains("write evil.txt: denied"), "{output}");
+    assert!(output.contains("write log.json: denied"), "{output}");
+    assert!(!root.join("evil.txt").exists());
+    assert_eq!(std::fs::read(root.join("log.json")).unwrap(), before);
+    // The tracer saw both refused opens, and the report names them.
+    let seen = denied(&report);
+    for name in ["evil.txt", "log.json"] {
+        let path = root.join(name).display().to_string();
+        assert!(seen.contains(&("write".into(), path)), "{seen:?}");
+    }
+}
+
+#[test]
+fn a_write_through_a_planted_hard_link_changes_nothing_outside() {
+    // Regression (hardening): with the whole root writable, a hard link in
+    // the root to a file outside it let a tool rewrite that file.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let dir = root_with(&["--write=link"], &[], &[], false);
+    let root = dir.path();
+    std::fs::hard_link(&victim, root.join("link")).unwrap();
+    let (code, output, _) = replay(&dir);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains("write link: denied"), "{output}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    // The control: unconfined, the same write goes through the link.
+    let control = unconfined(root, &["--write=link"]);
+    assert!(control.contains("write link: done"), "{control}");
+    assert_ne!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+#[test]
+fn only_declared_inputs_are_readable_in_the_root() {
+    let dir = root_with(
+        &["--read=in.txt", "--read=secret.txt", "--out=o.txt"],
+        &["in.txt"],
+        &["o.txt"],
+        false,
+    );
+    let root = dir.path();
+    std::fs::write(root.join("in.txt"), "input").unwrap();
+    std::fs::write(root.join("secret.txt"), "secret").unwrap();
+    let control = unconfined(root, &["--read=secret.txt"]);
+    assert!(control.contains("read secret.txt: done"), "{control}");
+
+    let (code, output, report) = replay(&dir);
+    assert!(output.contains("read in.txt: done"), "{output}");
+    let secret = root.join("secret.txt").display().to_string();
+    assert_eq!(denied(&report), [("read".to_owned(), secret)]);
+    assert!(output.contains("read secret.txt: denied"), "{output}");
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        !root.join("o.txt").exists(),
+        "a failed command commits nothing"
+    );
+}
+
+#[test]
+fn what_a_tool_writes_beside_its_output_is_discarded_and_reported() {
+    let dir = root_with(&["--out=w.exe", "--beside=w.pdb"], &[], &["w.exe"], false);
+    let root = dir.path();
+    let (code, output, report) = replay(&dir);
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("w.exe")).unwrap(),
+        "declared output\n"
+    );
+    assert!(!root.join("w.pdb").exists());
+    assert_eq!(report["commands"][0]["discarded"][0], "w.pdb", "{report:#}");
+    assert!(
+        output.contains("wrote `w.pdb`, which it does not declare: discarded"),
+        "{output}"
+    );
+    // Nothing of the staging is left in the root.
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "hostile.toml",
+            "log.json",
+            "log.json.journal",
+            "r.json",
+            "w.exe"
+        ]
+    );
+}
+
+#[test]
+fn a_program_the_policy_does_not_list_cannot_be_executed() {
+    let helper = bin_dir().join("memtouch");
+    let helper = helper.to_str().unwrap();
+    let exec = format!("--exec={helper}");
+    let control = tempfile::tempdir().unwrap();
+    let out = unconfined(control.path(), &[&exec]);
+    assert!(out.contains(&format!("exec {helper}: done")), "{out}");
+
+    // Not listed: Landlock lets the tool execute only the binaries its
+    // policy lists (and their loaders), so the exec itself fails.
+    let dir = root_with(&[&exec, "--out=o.txt"], &[], &["o.txt"], false);
+    let root = dir.path();
+    let before = snapshot(root);
+    let (code, output, _) = replay(&dir);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains(&format!("exec {helper}: denied")),
+        "{output}"
+    );
+    assert!(!root.join("o.txt").exists());
+    let after: Vec<_> = snapshot(root)
+        .into_iter()
+        .filter(|(name, _)| name != "r.json" && name != "log.json.journal")
+        .collect();
+    assert_eq!(after, before);
+
+    // Listed through `runs`: the same exec runs.
+    let dir = root_with(&[&exec], &[], &[], true);
+    let (code, output, _) = replay(&dir);
+    assert!(output.contains(&format!("exec {helper}: done")), "{output}");
+    assert_eq!(code, Some(0), "{output}");
+}
+
+#[test]
+fn a_listed_binary_run_under_another_name_is_killed_by_the_tracer() {
+    // As `lld` run as `lld-link`: the binary is one Landlock lets the tool
+    // execute, but the name picks a tool the policy never judged. The
+    // tracer sees the exec before the program runs, kills the tree and
+    // names the binary.
+    let dir = root_with(&["--exec=./alias", "--out=o.txt"], &[], &["o.txt"], true);
+    let root = dir.path();
+    let helper = bin_dir().join("memtouch").canonicalize().unwrap();
+    std::os::unix::fs::symlink(&helper, root.join("alias")).unwrap();
+    let control = unconfined(root, &["--exec=./alias"]);
+    assert!(control.contains("exec ./alias: done"), "{control}");
+
+    let (code, output, report) = replay(&dir);
+    assert_eq!(code, Some(1), "{output}");
+    let command = &report["commands"][0];
+    assert_eq!(command["status"], "denied", "{command:#}");
+    assert_eq!(command["action"], "exec", "{command:#}");
+    assert_eq!(command["path"], helper.display().to_string(), "{command:#}");
+    let reason = command["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("run as `alias`"), "{reason}");
+    assert!(!root.join("o.txt").exists());
+}
+
+/// Staging must not change what a tool writes: clang names a dependency
+/// file's target after `-o` and writes the paths it was given into debug
+/// information, so a staged compile is compared byte for byte with the
+/// same compile run directly in the same root.
+#[test]
+fn staged_outputs_are_byte_identical_to_an_unstaged_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    std::fs::write(root.join("src/a.h"), "#define ANSWER 42\n").unwrap();
+    std::fs::write(
+        root.join("src/a.c"),
+        "#include \"a.h\"\nint answer(void) { return ANSWER; }\n",
+    )
+    .unwrap();
+    let args = [
+        "-c",
+        "src/a.c",
+        "-g",
+        "-gdwarf-5",
+        "-MD",
+        "-MF",
+        "out/a.d",
+        "-o",
+        "out/a.o",
+    ];
+    let command = serde_json::json!({
+        "id": 1, "tool": "cc", "program": "clang-14", "args": args,
+        "cwd": ".", "env": {}, "inputs": ["src/a.c", "src/a.h"],
+        "outputs": ["out/a.o", "out/a.d"],
+    });
+    let log = format!(
+        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":[{command}]}}"#,
+        std::env::consts::ARCH
+    );
+    std::fs::write(root.join("log.json"), log).unwrap();
+    let policy = crate::support::shipped_policy("linux.toml");
+    let output = run(
+        &bin("replay"),
+        &["--policy", policy.to_str().unwrap(), "log.json"],
+        &root,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let staged: Vec<Vec<u8>> = ["out/a.o", "out/a.d"]
+        .iter()
+        .map(|o| std::fs::read(root.join(o)).unwrap())
+        .collect();
+    let depfile = String::from_utf8_lossy(&staged[1]).into_owned();
+    assert!(depfile.starts_with("out/a.o:"), "{depfile}");
+    for o in ["out/a.o", "out/a.d"] {
+        std::fs::remove_file(root.join(o)).unwrap();
+    }
+    let direct = run(std::path::Path::new("/usr/bin/clang-14"), &args, &root);
+    assert!(direct.status.success(), "{}", text(&direct.stderr));
+    for (at, o) in ["out/a.o", "out/a.d"].iter().enumerate() {
+        let unstaged = std::fs::read(root.join(o)).unwrap();
+        assert!(
+            staged[at] == unstaged,
+            "`{o}` differs between a staged and a direct run"
+        );
+    }
+}
+
+/// The second layer on its own against the first class of the hardening
+/// issue: a policy that wrongly lets clang take any `-target` (as the
+/// shipped one did) passes `clang -target x86_64-pc-windows-msvc
+/// -fuse-ld=lld ... -Wl,-rpath,/out:log.json`, and clang then runs `lld`
+/// as `lld-link`, which reads `/out:log.json` as its output. The tracer
+/// kills it at that exec, before it runs, and the log is untouched.
+#[test]
+fn lld_link_through_a_wrongly_allowed_target_is_killed_at_exec() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    // The shipped policy with its triple rule loosened to any triple.
+    let shipped = crate::support::repo().join("policies");
+    let linux = std::fs::read_to_string(shipped.join("linux.toml")).unwrap();
+    let loose: String = linux
+        .lines()
+        .map(|line| match line.find("pattern = \"") {
+            Some(at) if line.contains("\"-target\"") || line.contains("\"--target=\"") => {
+                format!("{}pattern = \"[A-Za-z0-9_.-]+\" }},", &line[..at])
+            }
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(loose, linux, "the test must loosen the triple rule");
+    std::fs::write(root.join("loose.toml"), loose).unwrap();
+    std::fs::copy(
+        shipped.join("llvm-14-common.toml"),
+        root.join("llvm-14-common.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("win.c"),
+        "int mainCRTStartup(void) { return 0; }\n",
+    )
+    .unwrap();
+    let args = [
+        "-target",
+        "x86_64-pc-windows-msvc",
+        "-fuse-ld=lld",
+        "-nostdlib",
+        "win.c",
+        "-o",
+        "w.exe",
+        "-Wl,-rpath,/out:log.json",
+    ];
+    let command = serde_json::json!({
+        "id": 1, "tool": "cc", "program": "clang-14", "args": args,
+        "cwd": ".", "env": {}, "inputs": ["win.c"], "outputs": ["w.exe"],
+    });
+    let log = format!(
+        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":[{command}]}}"#,
+        std::env::consts::ARCH
+    );
+    std::fs::write(root.join("log.json"), &log).unwrap();
+    let check = run(
+        &bin("replay"),
+        &["check", "--policy", "loose.toml", "log.json"],
+        &root,
+    );
+    assert!(
+        check.status.success(),
+        "the loosened policy must pass it: {}{}",
+        text(&check.stdout),
+        text(&check.stderr)
+    );
+    let output = run(
+        &bin("replay"),
+        &["--policy", "loose.toml", "--report", "r.json", "log.json"],
+        &root,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read_to_string(root.join("log.json")).unwrap(), log);
+    assert!(!root.join("w.exe").exists());
+    let report = report(&root.join("r.json"));
+    let command = &report["commands"][0];
+    assert_eq!(command["status"], "denied", "{command:#}");
+    let reason = command["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("run as `lld-link`"), "{reason}");
+}
