@@ -35,6 +35,17 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, grammar: &str, args: &[String]) -> Vec<St
     };
     expand(ctx, g, args, 0, &mut expanded);
     let given = walk(ctx, g, &expanded, 0, "");
+    // What `-l` finds in the root's `-L` directories: checked now, and
+    // again right before the linker runs.
+    if !ctx.linker_reads.library_dirs.is_empty() {
+        let dirs = crate::check::LinkerReads {
+            objects: Vec::new(),
+            library_dirs: ctx.linker_reads.library_dirs.clone(),
+        };
+        for r in crate::linker::check_reads(ctx.fs, &dirs, true) {
+            ctx.refuse(r.rule, &r.path, r.message, r.hint);
+        }
+    }
     if !g.require_one_of.is_empty() && !g.require_one_of.iter().any(|r| given.contains(r)) {
         let names: Vec<String> = g.require_one_of.iter().map(|n| format!("`{n}`")).collect();
         ctx.refuse(
@@ -454,45 +465,15 @@ fn linker_input(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
         // Anything else was refused as a path already.
         return;
     }
-    let head = ctx.fs.read_head(&native, 8).unwrap_or_default();
-    if !is_object(&head) {
-        ctx.refuse(
-            "args.linker-script",
-            arg,
-            format!(
-                "input `{arg}`{} is not an object, archive or bitcode file, so the linker would read it as a linker script",
-                shown_via(via)
-            ),
-            "link only object files, archives and shared libraries; linker scripts are not allowed",
-        );
+    let problem = match ctx.fs.open_file(&native) {
+        Ok(file) => crate::linker::inspect(file).err(),
+        Err(e) => Some(crate::linker::Problem::Unreadable(e)),
+    };
+    if let Some(problem) = problem {
+        let message = format!("{}{}", problem.message(arg), shown_via(via));
+        ctx.refuse(problem.rule(), arg, message, problem.hint());
     }
 }
-
-/// Whether a file starting with `head` is an object, an archive or bitcode.
-pub(crate) fn is_object(head: &[u8]) -> bool {
-    OBJECT_MAGIC.iter().any(|m| head.starts_with(m))
-}
-
-/// How object files, archives and bitcode start: ELF, `ar` (and thin
-/// archives), LLVM bitcode (raw and wrapped), Mach-O (both byte orders,
-/// 32 and 64 bits, and universal), COFF for x86-64, arm64 and i386, and
-/// COFF big objects.
-const OBJECT_MAGIC: &[&[u8]] = &[
-    b"\x7fELF",
-    b"!<arch>\n",
-    b"!<thin>\n",
-    b"BC\xc0\xde",
-    b"\xde\xc0\x17\x0b",
-    b"\xfe\xed\xfa\xce",
-    b"\xfe\xed\xfa\xcf",
-    b"\xce\xfa\xed\xfe",
-    b"\xcf\xfa\xed\xfe",
-    b"\xca\xfe\xba\xbe",
-    b"\x64\x86",
-    b"\x64\xaa",
-    b"\x4c\x01",
-    b"\x00\x00\xff\xff",
-];
 
 /// Refuses `@file` where it was not expanded: inside a value handed to
 /// another grammar (`-Wl,@file`), the tool would read it unchecked.

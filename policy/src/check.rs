@@ -155,50 +155,27 @@ pub struct LinkerReads {
 
 impl Resolved {
     /// Checks, now, that every file the linker will read from the root is
-    /// an object, archive or bitcode file (GNU ld reads any other file as a
-    /// linker script, which can pull in files the command does not
-    /// declare). `Err` names the file. Files are opened through a handle on
-    /// `root`, so nothing outside it is read.
+    /// an object or a regular archive of objects that names no other file
+    /// (GNU ld reads any other file as a linker script; `ld.lld` follows
+    /// `.deplibs` sections; thin archives name their members by path), and
+    /// that every `lib*.so*`/`lib*.a` in its `-L` directories is a regular
+    /// file inside the root that passes the same checks (one that cannot
+    /// be read is refused, not skipped). `Err` names the file and the rule.
+    /// Files are opened through a handle on `root`, so nothing outside it
+    /// is read; only headers and section tables are read.
     pub fn verify_linker_reads(&self, root: &Path) -> Result<(), String> {
         let reads = &self.linker_reads;
         if reads.objects.is_empty() && reads.library_dirs.is_empty() {
             return Ok(());
         }
-        let fs = RootFs::open(root).map_err(|e| format!("cannot open the work root: {e}"))?;
-        let not_object = |path: &str| {
-            format!(
-                "`{path}` is not an object, archive or bitcode file, so the linker would read it as a linker script"
-            )
-        };
-        for object in &reads.objects {
-            match fs.read_head(object, 8) {
-                Ok(head) if crate::args::is_object(&head) => {}
-                Ok(_) => return Err(not_object(object)),
-                Err(e) => return Err(format!("cannot read the linker input `{object}`: {e}")),
-            }
+        let mut fs = RootFs::open(root).map_err(|e| format!("cannot open the work root: {e}"))?;
+        match crate::linker::check_reads(&mut fs, reads, false)
+            .into_iter()
+            .next()
+        {
+            None => Ok(()),
+            Some(r) => Err(format!("{} [{}]", r.message, r.rule)),
         }
-        for dir in &reads.library_dirs {
-            for name in fs.list(dir) {
-                let library = name.starts_with("lib")
-                    && (name.ends_with(".a") || name.ends_with(".so") || name.contains(".so."));
-                if !library {
-                    continue;
-                }
-                let path = if dir == "." {
-                    name
-                } else {
-                    format!("{dir}/{name}")
-                };
-                match fs.read_head(&path, 8) {
-                    Ok(head) if crate::args::is_object(&head) => {}
-                    // Not a regular file (a directory, a dangling link):
-                    // the linker cannot read it as a script either.
-                    Err(_) => {}
-                    Ok(_) => return Err(not_object(&path)),
-                }
-            }
-        }
-        Ok(())
     }
 }
 

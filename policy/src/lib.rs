@@ -17,6 +17,7 @@ mod args;
 mod binary;
 mod check;
 mod error;
+mod linker;
 mod load;
 mod model;
 pub mod report;

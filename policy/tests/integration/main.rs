@@ -7,6 +7,7 @@ mod binary;
 mod confinement;
 mod corpus;
 mod exec;
+mod linker;
 mod load;
 mod messages;
 mod shipped;
