@@ -646,6 +646,15 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                             format!("input `{input}` resolves to `{}`, outside the policy's system directories", real.display()),
                             "a symlink in a system directory may not lead out of them",
                         );
+                    } else if let Err(crate::InputKindError::NotRegular { kind, .. }) =
+                        crate::check_input_kind(&real)
+                    {
+                        ctx.refuse(
+                            "inputs.not-a-file",
+                            input,
+                            format!("input `{input}` is a {kind}, not a regular file or directory: the tool would block on it or read a device"),
+                            "inputs are regular files or directories",
+                        );
                     }
                 }
                 Err(_) if run => ctx.refuse(
@@ -689,13 +698,18 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                 "create it before running, or order the command after the one that writes it",
             ),
             Lookup::Inside { kind: Kind::Other } => {
+                let at = ctx.fs.root().join(ctx.native(input).as_ref());
+                let kind = match crate::check_input_kind(&at) {
+                    Err(crate::InputKindError::NotRegular { kind, .. }) => kind,
+                    _ => "special file",
+                };
                 ctx.refuse(
                     "inputs.not-a-file",
                     input,
                     format!(
-                        "input `{input}` is not a regular file or directory (a fifo or device?)"
+                        "input `{input}` is a {kind}, not a regular file or directory: the tool would block on it or read a device"
                     ),
-                    "inputs are regular files or directories",
+                    "inputs are regular files or directories; the executor checks again right before the command runs (`policy::check_input_kind`)",
                 );
                 continue;
             }

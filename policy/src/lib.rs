@@ -17,6 +17,7 @@ mod args;
 mod binary;
 mod check;
 mod error;
+mod kind;
 mod linker;
 mod load;
 mod model;
@@ -28,5 +29,6 @@ pub use check::{
     CheckOptions, Checker, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
 };
 pub use error::{CheckerError, Invalid, PolicyError};
+pub use kind::{check_input_kind, InputKindError};
 pub use load::{never_from_log, MAX_INCLUDE_DEPTH};
 pub use model::{PluginTable, Policy, ToolLimits};
