@@ -374,12 +374,16 @@ pub(crate) fn is_library_name(name: &str) -> bool {
 }
 
 /// Checks what a linker will read from the root: each object in
-/// `reads.objects` (a missing one is left to `missing_ok`: at check time an
-/// earlier command may make it) and each library in `reads.library_dirs`,
-/// which must be a regular file inside the root (a symlink out of it, to
-/// something else than a regular file, or one that leads nowhere is
-/// refused, not skipped). Every refusal is returned.
-pub(crate) fn check_reads(fs: &mut RootFs, reads: &LinkerReads, missing_ok: bool) -> Vec<Refusal> {
+/// `reads.objects` and each library in `reads.library_dirs`, which must be
+/// a regular file inside the root (a symlink out of it, to something else
+/// than a regular file, or one that leads nowhere is refused, not
+/// skipped). `at_check`: when the log is checked, a missing object is
+/// left alone (an earlier command makes it) and libraries are checked for
+/// what they are, not what they hold (an earlier command may make or
+/// change them: their contents are checked right before the linker runs).
+/// Every refusal is returned.
+pub(crate) fn check_reads(fs: &mut RootFs, reads: &LinkerReads, at_check: bool) -> Vec<Refusal> {
+    let missing_ok = at_check;
     let mut out = Vec::new();
     for object in &reads.objects {
         match fs.lookup(object) {
@@ -444,6 +448,9 @@ pub(crate) fn check_reads(fs: &mut RootFs, reads: &LinkerReads, missing_ok: bool
                     message: format!("{why}; `-l` in `{dir}` may find it, so it cannot be checked"),
                     hint: "libraries in `-L` directories inside the work root must be regular objects or archives in the root; remove it",
                 });
+                continue;
+            }
+            if at_check {
                 continue;
             }
             match fs.open_file(&path) {
