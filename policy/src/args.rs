@@ -425,6 +425,16 @@ fn positional(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
         ),
         Positional::Input => {
             path_value(ctx, arg, arg, PathRole::Input, via);
+            // A compile's source directory: quote includes search it.
+            let source = !is_absolute(arg)
+                && arg
+                    .rsplit_once('.')
+                    .is_some_and(|(_, ext)| g.source_extensions.iter().any(|e| e == ext));
+            if source {
+                let raw = ctx.raw_under_cwd(arg);
+                let parent = raw.rsplit_once('/').map_or(".", |(p, _)| p).to_owned();
+                root_dir(ctx, arg, &parent, true);
+            }
             if g.linker_inputs {
                 linker_input(ctx, g, arg, via);
             }
@@ -656,6 +666,11 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
             PathRole::Output => false,
         };
         if ok {
+            if role == PathRole::Dir {
+                if let Some(key) = ctx.absolute_key(v) {
+                    crate::dirs::system_dir(ctx, v, &key);
+                }
+            }
             return;
         }
         let (rule, what, hint) = match role {
@@ -726,6 +741,9 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
                 );
                 return;
             }
+            if role == PathRole::Dir {
+                root_dir(ctx, v, &raw, false);
+            }
         }
     }
     let (ok, rule, what, hint) = match role {
@@ -751,6 +769,36 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
             hint,
         );
     }
+}
+
+/// Records a directory in the root (`raw`, from the root) the tool will
+/// read whole, to check once the command's paths are known.
+fn root_dir(ctx: &mut Ctx<'_>, subject: &str, raw: &str, source: bool) {
+    let native = ctx.native(raw).into_owned();
+    let exists = match ctx.fs.lookup(&native) {
+        Lookup::Inside { kind: Kind::Dir } => true,
+        // Made by an earlier command, perhaps: what it will hold is judged
+        // by name now, and walked when the command is judged again.
+        Lookup::Inside {
+            kind: Kind::Missing,
+        } => false,
+        // Refused as a path already.
+        _ => return,
+    };
+    let Some(physical) = ctx.fs.physical(&native) else {
+        return;
+    };
+    let physical = if physical.is_empty() {
+        ".".to_owned()
+    } else {
+        physical
+    };
+    ctx.root_dirs.push(crate::dirs::RootDir {
+        subject: subject.to_owned(),
+        physical,
+        source,
+        exists,
+    });
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use cmdlog::{Command, Header, Os, ToolKind};
 use serde::Serialize;
 
 use crate::binary::{self, BinaryCheck, Host};
+use crate::dirs::{ancestors, is_under, DirCache, RootDir};
 use crate::error::CheckerError;
 use crate::load::{dir_key, never_from_log};
 use crate::model::{Policy, ToolLimits, ValueRule};
@@ -128,6 +129,14 @@ pub struct Resolved {
     /// that leads to it), then the binaries of each kind its `[tool.KIND]
     /// runs` names. Anything else the tree tries to run is not allowed.
     pub may_exec: Vec<ExecAllowed>,
+    /// The directories the tool may read everything beneath (absolute,
+    /// canonical): its `-I`, `-isystem`, `-iquote`, `-idirafter`, `-L`,
+    /// `-isysroot` ... values once resolved and checked like inputs, and
+    /// a compile's own source directory when it passes the same test.
+    pub input_dirs: Vec<PathBuf>,
+    /// The command's declared inputs, resolved (absolute; inside the root
+    /// where they physically are, outside it canonical).
+    pub input_files: Vec<PathBuf>,
 }
 
 /// A program a tool's process tree may execute: a canonical binary, run
@@ -207,6 +216,13 @@ pub struct Checker<'p> {
     /// The binaries that may serve each tool kind here (see
     /// [`Resolved::may_exec`]), computed on first need.
     kind_binaries: HashMap<ToolKind, Rc<Vec<ExecAllowed>>>,
+    /// Walks of input directories already made.
+    dir_cache: DirCache,
+    /// How many outputs so far each root directory holds (its identity
+    /// in `ids`), for the input-directory rule.
+    out_dirs: PathIdMap<u64>,
+    /// Root directories read as input directories, by first reader.
+    read_dirs: PathIdMap<u64>,
     commands: u64,
     /// The previous command's id: ids must strictly increase.
     last_id: Option<u64>,
@@ -219,13 +235,26 @@ pub(crate) struct Ctx<'a> {
     pub findings: Vec<Finding>,
     id: u64,
     strict: bool,
-    fold: bool,
+    pub fold: bool,
+    /// Whether the log's platform is this host's (paths outside the root
+    /// can be looked at).
+    pub here: bool,
+    /// Canonical system input directories (those that exist here).
+    pub system_canonical: &'a [PathBuf],
+    /// Input directories that passed, absolute and canonical.
+    pub input_dirs: Vec<PathBuf>,
+    /// Declared inputs, resolved.
+    pub input_files: Vec<PathBuf>,
+    /// Directories in the root to check once the paths are known.
+    pub root_dirs: Vec<RootDir>,
+    /// Walks already made.
+    pub dir_cache: &'a mut DirCache,
     /// The command's cwd, normalized (`.` for the root).
     cwd: String,
     /// The command's cwd as written.
     raw_cwd: &'a str,
-    inputs: Vec<String>,
-    outputs: Vec<String>,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
     /// What the linker will read from the root, to verify before it runs.
     pub linker_reads: LinkerReads,
 }
@@ -266,6 +295,9 @@ impl<'p> Checker<'p> {
             binaries: HashMap::new(),
             binaries_cached: 0,
             kind_binaries: HashMap::new(),
+            dir_cache: DirCache::default(),
+            out_dirs: PathIdMap::default(),
+            read_dirs: PathIdMap::default(),
             commands: 0,
             last_id: None,
         })
@@ -368,6 +400,12 @@ impl<'p> Checker<'p> {
             inputs: command.inputs.iter().filter_map(|p| key(p)).collect(),
             outputs: command.outputs.iter().filter_map(|p| key(p)).collect(),
             linker_reads: LinkerReads::default(),
+            here: matches!(host, Host::Here),
+            system_canonical: &self.system_canonical,
+            input_dirs: Vec::new(),
+            input_files: Vec::new(),
+            root_dirs: Vec::new(),
+            dir_cache: &mut self.dir_cache,
         };
 
         // Ids are unique because they strictly increase (the reader checks
@@ -448,7 +486,8 @@ impl<'p> Checker<'p> {
             ids: &self.ids,
             judge: self.judge_whole_log,
             protected: &self.protected,
-            system_canonical: &self.system_canonical,
+            out_dirs: &mut self.out_dirs,
+            read_dirs: &mut self.read_dirs,
             mode: self.options.mode,
             here: matches!(host, Host::Here),
         };
@@ -459,6 +498,8 @@ impl<'p> Checker<'p> {
 
         let findings = ctx.findings;
         let linker_reads = ctx.linker_reads;
+        let input_dirs = ctx.input_dirs;
+        let input_files = ctx.input_files;
         let status = findings
             .iter()
             .map(|f| f.status)
@@ -479,6 +520,8 @@ impl<'p> Checker<'p> {
                         .unwrap_or_default(),
                     linker_reads,
                     may_exec,
+                    input_dirs,
+                    input_files,
                 })
             }
             _ => None,
@@ -568,7 +611,8 @@ struct LogState<'a> {
     /// Whether to judge the whole-log rules ([`Checker::whole_log_judged`]).
     judge: bool,
     protected: &'a [String],
-    system_canonical: &'a [PathBuf],
+    out_dirs: &'a mut PathIdMap<u64>,
+    read_dirs: &'a mut PathIdMap<u64>,
     mode: Mode,
     /// Whether the log's platform is this host's.
     here: bool,
@@ -639,7 +683,7 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                     let listed = real
                         .to_str()
                         .is_some_and(|r| under_any(&ctx.policy.system_inputs, r, ctx.fold));
-                    if !listed && !log.system_canonical.iter().any(|d| real.starts_with(d)) {
+                    if !listed && !ctx.system_canonical.iter().any(|d| real.starts_with(d)) {
                         ctx.refuse(
                             "inputs.outside-root",
                             input,
@@ -655,6 +699,8 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                             format!("input `{input}` is a {kind}, not a regular file or directory: the tool would block on it or read a device"),
                             "inputs are regular files or directories",
                         );
+                    } else {
+                        ctx.input_files.push(real);
                     }
                 }
                 Err(_) if run => ctx.refuse(
@@ -713,11 +759,29 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                 );
                 continue;
             }
-            Lookup::Inside { .. } => {}
+            Lookup::Inside { .. } => {
+                let native = ctx.native(input).into_owned();
+                if let Some(physical) = ctx.fs.physical(&native) {
+                    let at = if physical.is_empty() {
+                        ctx.fs.root().to_path_buf()
+                    } else {
+                        ctx.fs.root().join(physical)
+                    };
+                    if !ctx.input_files.contains(&at) {
+                        ctx.input_files.push(at);
+                    }
+                }
+            }
         }
         if !produced && !log.read_early.contains_key(&input_id) {
             log.read_early.insert(input_id, id);
         }
+    }
+
+    // Input directories in the root, now that this command's outputs and
+    // the earlier ones are known.
+    for dir in std::mem::take(&mut ctx.root_dirs) {
+        root_dir(ctx, log, &dir);
     }
 
     for output in &command.outputs {
@@ -830,6 +894,107 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             );
         }
         log.written.insert(output_id, id);
+        // No output may land in a directory an earlier command reads
+        // whole: it would read (or have read) a file nobody declared.
+        let mut refused = false;
+        for dir in ancestors(&key) {
+            let dir_id = log.ids.of(dir);
+            if let Some(&reader) = log.read_dirs.get(&dir_id).filter(|r| **r != id) {
+                if !refused {
+                    ctx.refuse(
+                        "outputs.in-input-dir",
+                        output,
+                        format!("output `{output}` is in `{dir}`, which command {reader} reads as an input directory"),
+                        "write outputs outside the directories commands give as `-I`, `-L` ...",
+                    );
+                    refused = true;
+                }
+            }
+            let n = log.out_dirs.get(&dir_id).copied().unwrap_or(0);
+            log.out_dirs.insert(dir_id, n + 1);
+        }
+    }
+}
+
+/// Checks a directory in the root the tool will read whole: it may not
+/// hold a protected file (the log), a declared output of this or an
+/// earlier command (besides this command's declared inputs), a fifo, a
+/// socket, a device or a symlink out of the root. A compile's source
+/// directory that fails is left out, not refused.
+fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
+    let key = if ctx.fold {
+        dir.physical.to_lowercase()
+    } else {
+        dir.physical.clone()
+    };
+    let lower = key.to_lowercase();
+    let mut problem: Option<(&'static str, String)> = None;
+    if let Some(p) = log.protected.iter().find(|p| is_under(p, &lower)) {
+        problem = Some((
+            "inputs.dir-holds-output",
+            format!("it holds `{p}`, which replay itself reads or writes"),
+        ));
+    } else if let Some(o) = ctx.outputs.iter().find(|o| is_under(o, &key)) {
+        problem = Some((
+            "inputs.dir-holds-output",
+            format!("it holds `{o}`, an output of this command"),
+        ));
+    } else if log.judge {
+        let held = log.out_dirs.get(&log.ids.of(&key)).copied().unwrap_or(0);
+        let declared = ctx
+            .inputs
+            .iter()
+            .filter(|i| is_under(i, &key) && log.written.contains_key(&log.ids.of(i)))
+            .count() as u64;
+        if held > declared {
+            problem = Some((
+                "inputs.dir-holds-output",
+                "it holds outputs of earlier commands that this command does not declare as inputs"
+                    .into(),
+            ));
+        }
+    }
+    if problem.is_none() && dir.exists {
+        problem = match ctx.dir_cache.root.get(&dir.physical).filter(|_| log.judge) {
+            Some(hit) => hit.clone(),
+            None => {
+                let found = crate::dirs::walk_root(ctx, &dir.physical);
+                if log.judge {
+                    ctx.dir_cache.remember_root(&dir.physical, &found);
+                }
+                found
+            }
+        };
+    }
+    if let Some((rule, message)) = problem {
+        if !dir.source {
+            let shown = if dir.physical == "." {
+                "the work root".to_owned()
+            } else {
+                format!("`{}`", dir.physical)
+            };
+            ctx.refuse(
+                rule,
+                &dir.subject,
+                format!("input directory `{}` ({shown}): {message}", dir.subject),
+                "a tool may read everything beneath an input directory; use one that holds only inputs",
+            );
+        }
+        return;
+    }
+    if log.judge && !dir.source {
+        let dir_id = log.ids.of(&key);
+        if !log.read_dirs.contains_key(&dir_id) {
+            log.read_dirs.insert(dir_id, ctx.id);
+        }
+    }
+    let at = if dir.physical == "." {
+        ctx.fs.root().to_path_buf()
+    } else {
+        ctx.fs.root().join(&dir.physical)
+    };
+    if dir.exists && at.is_dir() && !ctx.input_dirs.contains(&at) {
+        ctx.input_dirs.push(at);
     }
 }
 

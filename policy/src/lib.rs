@@ -16,6 +16,7 @@ pub mod plugin;
 mod args;
 mod binary;
 mod check;
+mod dirs;
 mod error;
 mod kind;
 mod linker;

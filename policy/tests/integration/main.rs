@@ -6,6 +6,7 @@ mod api;
 mod binary;
 mod confinement;
 mod corpus;
+mod dirs;
 mod exec;
 mod linker;
 mod load;
