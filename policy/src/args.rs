@@ -334,6 +334,28 @@ fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) 
             "remove the flag, or allow it (with a value constraint) under the program's `[args.*]` grammar",
         );
     }
+    // Flags allowed only beside another (`-MD` writes where `-MF` says,
+    // else next to the output, under a name nobody declared).
+    for name in &given {
+        let Some(flag) = g.flags.iter().find(|f| f.name == *name) else {
+            continue;
+        };
+        if !flag.requires.is_empty() && !flag.requires.iter().any(|r| given.contains(r)) {
+            let names: Vec<String> = flag.requires.iter().map(|n| format!("`{n}`")).collect();
+            // Refused like a denied flag: alone, it does what the policy
+            // forbids (`-MD` writes a file named after the output).
+            ctx.refuse(
+                "args.forbidden-flag",
+                name,
+                format!(
+                    "`{name}`{} is allowed only with {}: alone, it writes a file whose path is not given",
+                    shown_via(via),
+                    names.join(" or ")
+                ),
+                "give the companion flag (e.g. `-MF` naming a declared output), or remove the flag",
+            );
+        }
+    }
     // Each occurrence is judged on its own: the tool places other
     // arguments (the driver's inputs) between two `-Wl,` occurrences, so a
     // flag in one cannot take its value from the next (`-Wl,-soname a.o
@@ -583,6 +605,20 @@ fn value(
                 }
             }
         }
+        ValueRule::Pipeline(allowed) => {
+            // Refused like a denied flag: the pipeline is what the flag does.
+            if let Err(why) = check_pipeline(v, allowed) {
+                ctx.refuse(
+                    "args.forbidden-flag",
+                    arg,
+                    format!(
+                        "`{arg}`{}: the pipeline may name only built-in passes that write no undeclared file: {why}",
+                        shown_via(via)
+                    ),
+                    "name built-in passes only (`opt-14 --print-passes`), without `dot-*`, `view-*` or `insert-gcov-profiling`; or use `-O`",
+                );
+            }
+        }
         ValueRule::Grammar { name, split } => {
             let pieces: Vec<String> = match (rest, split) {
                 (Some(rest), _) => rest,
@@ -771,6 +807,75 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
     }
 }
 
+/// How deep pass pipelines may nest (`module(cgscc(function(loop(...))))`).
+const MAX_PIPELINE_DEPTH: usize = 16;
+
+/// Checks an LLVM new pass manager pipeline (`opt -passes=`): elements
+/// `name<params>(nested pipeline)` separated by commas, each name in
+/// `allowed`, parameters plain words (`O2`, `no-partial;runtime`).
+/// `Err` says what is wrong.
+pub(crate) fn check_pipeline(text: &str, allowed: &[String]) -> Result<(), String> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut depth = 0usize;
+    loop {
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'.')) {
+            i += 1;
+        }
+        let name = &text[start..i];
+        if name.is_empty() {
+            return Err(format!("a pass name is expected at byte {start}"));
+        }
+        if !allowed.iter().any(|a| a == name) {
+            return Err(format!(
+                "`{name}` is not a built-in pass this policy allows"
+            ));
+        }
+        while i < b.len() && b[i] == b'<' {
+            let close = text[i..]
+                .find('>')
+                .map(|j| i + j)
+                .ok_or_else(|| format!("`<` at byte {i} is not closed"))?;
+            let params = &text[i + 1..close];
+            if !params.bytes().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b';' | b'=' | b'+')
+            }) {
+                return Err(format!(
+                    "parameters `<{params}>` of `{name}` are not plain words"
+                ));
+            }
+            i = close + 1;
+        }
+        if i < b.len() && b[i] == b'(' {
+            depth += 1;
+            if depth > MAX_PIPELINE_DEPTH {
+                return Err(format!("it nests deeper than {MAX_PIPELINE_DEPTH}"));
+            }
+            i += 1;
+            continue;
+        }
+        while i < b.len() && b[i] == b')' {
+            if depth == 0 {
+                return Err(format!("`)` at byte {i} closes nothing"));
+            }
+            depth -= 1;
+            i += 1;
+        }
+        if i == b.len() {
+            return if depth == 0 {
+                Ok(())
+            } else {
+                Err("a `(` is not closed".into())
+            };
+        }
+        if b[i] != b',' {
+            return Err(format!("unexpected `{}` at byte {i}", char::from(b[i])));
+        }
+        i += 1;
+    }
+}
+
 /// Records a directory in the root (`raw`, from the root) the tool will
 /// read whole, to check once the command's paths are known.
 fn root_dir(ctx: &mut Ctx<'_>, subject: &str, raw: &str, source: bool) {
@@ -813,6 +918,44 @@ mod tests {
         );
         assert_eq!(tokenize_gnu("''"), vec![""]);
         assert!(tokenize_gnu("  \n ").is_empty());
+    }
+
+    #[test]
+    fn pipelines_name_only_allowed_passes() {
+        let allowed: Vec<String> = [
+            "module",
+            "function",
+            "loop",
+            "instcombine",
+            "loop-unroll",
+            "default",
+            "require",
+            "print",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for ok in [
+            "instcombine",
+            "default<O2>",
+            "function(instcombine,loop(loop-unroll<O2;no-partial>))",
+            "module(function(require<domtree>,print<domtree>))",
+        ] {
+            assert_eq!(check_pipeline(ok, &allowed), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "dot-cfg",
+            "function(dot-cfg)",
+            "function(instcombine",
+            "instcombine)",
+            "instcombine,,",
+            "print<a/b>",
+            "instcombine;dot-cfg",
+            "function((instcombine))",
+        ] {
+            assert!(check_pipeline(bad, &allowed).is_err(), "{bad}");
+        }
     }
 
     #[test]
