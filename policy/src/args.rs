@@ -898,6 +898,13 @@ fn root_dir(ctx: &mut Ctx<'_>, subject: &str, raw: &str, source: bool) {
     } else {
         physical
     };
+    if ctx
+        .root_dirs
+        .iter()
+        .any(|d| d.physical == physical && d.source == source)
+    {
+        return;
+    }
     ctx.root_dirs.push(crate::dirs::RootDir {
         subject: subject.to_owned(),
         physical,
