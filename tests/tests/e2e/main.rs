@@ -1,5 +1,6 @@
 //! End-to-end tests across the workspace's binaries, on real tools.
 
+mod flags;
 mod footprint;
 mod layering;
 mod limits;
