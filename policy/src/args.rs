@@ -35,6 +35,17 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, grammar: &str, args: &[String]) -> Vec<St
     };
     expand(ctx, g, args, 0, &mut expanded);
     let given = walk(ctx, g, &expanded, 0, "");
+    // What `-l` finds in the root's `-L` directories: checked now, and
+    // again right before the linker runs.
+    if !ctx.linker_reads.library_dirs.is_empty() {
+        let dirs = crate::check::LinkerReads {
+            objects: Vec::new(),
+            library_dirs: ctx.linker_reads.library_dirs.clone(),
+        };
+        for r in crate::linker::check_reads(ctx.fs, &dirs, true) {
+            ctx.refuse(r.rule, &r.path, r.message, r.hint);
+        }
+    }
     if !g.require_one_of.is_empty() && !g.require_one_of.iter().any(|r| given.contains(r)) {
         let names: Vec<String> = g.require_one_of.iter().map(|n| format!("`{n}`")).collect();
         ctx.refuse(
@@ -323,6 +334,28 @@ fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) 
             "remove the flag, or allow it (with a value constraint) under the program's `[args.*]` grammar",
         );
     }
+    // Flags allowed only beside another (`-MD` writes where `-MF` says,
+    // else next to the output, under a name nobody declared).
+    for name in &given {
+        let Some(flag) = g.flags.iter().find(|f| f.name == *name) else {
+            continue;
+        };
+        if !flag.requires.is_empty() && !flag.requires.iter().any(|r| given.contains(r)) {
+            let names: Vec<String> = flag.requires.iter().map(|n| format!("`{n}`")).collect();
+            // Refused like a denied flag: alone, it does what the policy
+            // forbids (`-MD` writes a file named after the output).
+            ctx.refuse(
+                "args.forbidden-flag",
+                name,
+                format!(
+                    "`{name}`{} is allowed only with {}: alone, it writes a file whose path is not given",
+                    shown_via(via),
+                    names.join(" or ")
+                ),
+                "give the companion flag (e.g. `-MF` naming a declared output), or remove the flag",
+            );
+        }
+    }
     // Each occurrence is judged on its own: the tool places other
     // arguments (the driver's inputs) between two `-Wl,` occurrences, so a
     // flag in one cannot take its value from the next (`-Wl,-soname a.o
@@ -414,6 +447,16 @@ fn positional(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
         ),
         Positional::Input => {
             path_value(ctx, arg, arg, PathRole::Input, via);
+            // A compile's source directory: quote includes search it.
+            let source = !is_absolute(arg)
+                && arg
+                    .rsplit_once('.')
+                    .is_some_and(|(_, ext)| g.source_extensions.iter().any(|e| e == ext));
+            if source {
+                let raw = ctx.raw_under_cwd(arg);
+                let parent = raw.rsplit_once('/').map_or(".", |(p, _)| p).to_owned();
+                root_dir(ctx, arg, &parent, true);
+            }
             if g.linker_inputs {
                 linker_input(ctx, g, arg, via);
             }
@@ -454,45 +497,15 @@ fn linker_input(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
         // Anything else was refused as a path already.
         return;
     }
-    let head = ctx.fs.read_head(&native, 8).unwrap_or_default();
-    if !is_object(&head) {
-        ctx.refuse(
-            "args.linker-script",
-            arg,
-            format!(
-                "input `{arg}`{} is not an object, archive or bitcode file, so the linker would read it as a linker script",
-                shown_via(via)
-            ),
-            "link only object files, archives and shared libraries; linker scripts are not allowed",
-        );
+    let problem = match ctx.fs.open_file(&native) {
+        Ok(file) => crate::linker::inspect(file).err(),
+        Err(e) => Some(crate::linker::Problem::Unreadable(e)),
+    };
+    if let Some(problem) = problem {
+        let message = format!("{}{}", problem.message(arg), shown_via(via));
+        ctx.refuse(problem.rule(), arg, message, problem.hint());
     }
 }
-
-/// Whether a file starting with `head` is an object, an archive or bitcode.
-pub(crate) fn is_object(head: &[u8]) -> bool {
-    OBJECT_MAGIC.iter().any(|m| head.starts_with(m))
-}
-
-/// How object files, archives and bitcode start: ELF, `ar` (and thin
-/// archives), LLVM bitcode (raw and wrapped), Mach-O (both byte orders,
-/// 32 and 64 bits, and universal), COFF for x86-64, arm64 and i386, and
-/// COFF big objects.
-const OBJECT_MAGIC: &[&[u8]] = &[
-    b"\x7fELF",
-    b"!<arch>\n",
-    b"!<thin>\n",
-    b"BC\xc0\xde",
-    b"\xde\xc0\x17\x0b",
-    b"\xfe\xed\xfa\xce",
-    b"\xfe\xed\xfa\xcf",
-    b"\xce\xfa\xed\xfe",
-    b"\xcf\xfa\xed\xfe",
-    b"\xca\xfe\xba\xbe",
-    b"\x64\x86",
-    b"\x64\xaa",
-    b"\x4c\x01",
-    b"\x00\x00\xff\xff",
-];
 
 /// Refuses `@file` where it was not expanded: inside a value handed to
 /// another grammar (`-Wl,@file`), the tool would read it unchecked.
@@ -592,6 +605,20 @@ fn value(
                 }
             }
         }
+        ValueRule::Pipeline(allowed) => {
+            // Refused like a denied flag: the pipeline is what the flag does.
+            if let Err(why) = check_pipeline(v, allowed) {
+                ctx.refuse(
+                    "args.forbidden-flag",
+                    arg,
+                    format!(
+                        "`{arg}`{}: the pipeline may name only built-in passes that write no undeclared file: {why}",
+                        shown_via(via)
+                    ),
+                    "name built-in passes only (`opt-14 --print-passes`), without `dot-*`, `view-*` or `insert-gcov-profiling`; or use `-O`",
+                );
+            }
+        }
         ValueRule::Grammar { name, split } => {
             let pieces: Vec<String> = match (rest, split) {
                 (Some(rest), _) => rest,
@@ -675,6 +702,11 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
             PathRole::Output => false,
         };
         if ok {
+            if role == PathRole::Dir {
+                if let Some(key) = ctx.absolute_key(v) {
+                    crate::dirs::system_dir(ctx, v, &key);
+                }
+            }
             return;
         }
         let (rule, what, hint) = match role {
@@ -745,6 +777,9 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
                 );
                 return;
             }
+            if role == PathRole::Dir {
+                root_dir(ctx, v, &raw, false);
+            }
         }
     }
     let (ok, rule, what, hint) = match role {
@@ -772,6 +807,112 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
     }
 }
 
+/// How deep pass pipelines may nest (`module(cgscc(function(loop(...))))`).
+const MAX_PIPELINE_DEPTH: usize = 16;
+
+/// Checks an LLVM new pass manager pipeline (`opt -passes=`): elements
+/// `name<params>(nested pipeline)` separated by commas, each name in
+/// `allowed`, parameters plain words (`O2`, `no-partial;runtime`).
+/// `Err` says what is wrong.
+pub(crate) fn check_pipeline(text: &str, allowed: &[String]) -> Result<(), String> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut depth = 0usize;
+    loop {
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'.')) {
+            i += 1;
+        }
+        let name = &text[start..i];
+        if name.is_empty() {
+            return Err(format!("a pass name is expected at byte {start}"));
+        }
+        if !allowed.iter().any(|a| a == name) {
+            return Err(format!(
+                "`{name}` is not a built-in pass this policy allows"
+            ));
+        }
+        while i < b.len() && b[i] == b'<' {
+            let close = text[i..]
+                .find('>')
+                .map(|j| i + j)
+                .ok_or_else(|| format!("`<` at byte {i} is not closed"))?;
+            let params = &text[i + 1..close];
+            if !params.bytes().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b';' | b'=' | b'+')
+            }) {
+                return Err(format!(
+                    "parameters `<{params}>` of `{name}` are not plain words"
+                ));
+            }
+            i = close + 1;
+        }
+        if i < b.len() && b[i] == b'(' {
+            depth += 1;
+            if depth > MAX_PIPELINE_DEPTH {
+                return Err(format!("it nests deeper than {MAX_PIPELINE_DEPTH}"));
+            }
+            i += 1;
+            continue;
+        }
+        while i < b.len() && b[i] == b')' {
+            if depth == 0 {
+                return Err(format!("`)` at byte {i} closes nothing"));
+            }
+            depth -= 1;
+            i += 1;
+        }
+        if i == b.len() {
+            return if depth == 0 {
+                Ok(())
+            } else {
+                Err("a `(` is not closed".into())
+            };
+        }
+        if b[i] != b',' {
+            return Err(format!("unexpected `{}` at byte {i}", char::from(b[i])));
+        }
+        i += 1;
+    }
+}
+
+/// Records a directory in the root (`raw`, from the root) the tool will
+/// read whole, to check once the command's paths are known.
+fn root_dir(ctx: &mut Ctx<'_>, subject: &str, raw: &str, source: bool) {
+    let native = ctx.native(raw).into_owned();
+    let exists = match ctx.fs.lookup(&native) {
+        Lookup::Inside { kind: Kind::Dir } => true,
+        // Made by an earlier command, perhaps: what it will hold is judged
+        // by name now, and walked when the command is judged again.
+        Lookup::Inside {
+            kind: Kind::Missing,
+        } => false,
+        // Refused as a path already.
+        _ => return,
+    };
+    let Some(physical) = ctx.fs.physical(&native) else {
+        return;
+    };
+    let physical = if physical.is_empty() {
+        ".".to_owned()
+    } else {
+        physical
+    };
+    if ctx
+        .root_dirs
+        .iter()
+        .any(|d| d.physical == physical && d.source == source)
+    {
+        return;
+    }
+    ctx.root_dirs.push(crate::dirs::RootDir {
+        subject: subject.to_owned(),
+        physical,
+        source,
+        exists,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,6 +925,44 @@ mod tests {
         );
         assert_eq!(tokenize_gnu("''"), vec![""]);
         assert!(tokenize_gnu("  \n ").is_empty());
+    }
+
+    #[test]
+    fn pipelines_name_only_allowed_passes() {
+        let allowed: Vec<String> = [
+            "module",
+            "function",
+            "loop",
+            "instcombine",
+            "loop-unroll",
+            "default",
+            "require",
+            "print",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for ok in [
+            "instcombine",
+            "default<O2>",
+            "function(instcombine,loop(loop-unroll<O2;no-partial>))",
+            "module(function(require<domtree>,print<domtree>))",
+        ] {
+            assert_eq!(check_pipeline(ok, &allowed), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "dot-cfg",
+            "function(dot-cfg)",
+            "function(instcombine",
+            "instcombine)",
+            "instcombine,,",
+            "print<a/b>",
+            "instcombine;dot-cfg",
+            "function((instcombine))",
+        ] {
+            assert!(check_pipeline(bad, &allowed).is_err(), "{bad}");
+        }
     }
 
     #[test]

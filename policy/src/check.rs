@@ -16,6 +16,7 @@ use cmdlog::{Command, Header, Os, ToolKind};
 use serde::Serialize;
 
 use crate::binary::{self, BinaryCheck, Host};
+use crate::dirs::{ancestors, is_under, DirCache, RootDir};
 use crate::error::CheckerError;
 use crate::load::{dir_key, never_from_log};
 use crate::model::{Policy, ToolLimits, ValueRule};
@@ -128,6 +129,14 @@ pub struct Resolved {
     /// that leads to it), then the binaries of each kind its `[tool.KIND]
     /// runs` names. Anything else the tree tries to run is not allowed.
     pub may_exec: Vec<ExecAllowed>,
+    /// The directories the tool may read everything beneath (absolute,
+    /// canonical): its `-I`, `-isystem`, `-iquote`, `-idirafter`, `-L`,
+    /// `-isysroot` ... values once resolved and checked like inputs, and
+    /// a compile's own source directory when it passes the same test.
+    pub input_dirs: Vec<PathBuf>,
+    /// The command's declared inputs, resolved (absolute; inside the root
+    /// where they physically are, outside it canonical).
+    pub input_files: Vec<PathBuf>,
 }
 
 /// A program a tool's process tree may execute: a canonical binary, run
@@ -155,50 +164,27 @@ pub struct LinkerReads {
 
 impl Resolved {
     /// Checks, now, that every file the linker will read from the root is
-    /// an object, archive or bitcode file (GNU ld reads any other file as a
-    /// linker script, which can pull in files the command does not
-    /// declare). `Err` names the file. Files are opened through a handle on
-    /// `root`, so nothing outside it is read.
+    /// an object or a regular archive of objects that names no other file
+    /// (GNU ld reads any other file as a linker script; `ld.lld` follows
+    /// `.deplibs` sections; thin archives name their members by path), and
+    /// that every `lib*.so*`/`lib*.a` in its `-L` directories is a regular
+    /// file inside the root that passes the same checks (one that cannot
+    /// be read is refused, not skipped). `Err` names the file and the rule.
+    /// Files are opened through a handle on `root`, so nothing outside it
+    /// is read; only headers and section tables are read.
     pub fn verify_linker_reads(&self, root: &Path) -> Result<(), String> {
         let reads = &self.linker_reads;
         if reads.objects.is_empty() && reads.library_dirs.is_empty() {
             return Ok(());
         }
-        let fs = RootFs::open(root).map_err(|e| format!("cannot open the work root: {e}"))?;
-        let not_object = |path: &str| {
-            format!(
-                "`{path}` is not an object, archive or bitcode file, so the linker would read it as a linker script"
-            )
-        };
-        for object in &reads.objects {
-            match fs.read_head(object, 8) {
-                Ok(head) if crate::args::is_object(&head) => {}
-                Ok(_) => return Err(not_object(object)),
-                Err(e) => return Err(format!("cannot read the linker input `{object}`: {e}")),
-            }
+        let mut fs = RootFs::open(root).map_err(|e| format!("cannot open the work root: {e}"))?;
+        match crate::linker::check_reads(&mut fs, reads, false)
+            .into_iter()
+            .next()
+        {
+            None => Ok(()),
+            Some(r) => Err(format!("{} [{}]", r.message, r.rule)),
         }
-        for dir in &reads.library_dirs {
-            for name in fs.list(dir) {
-                let library = name.starts_with("lib")
-                    && (name.ends_with(".a") || name.ends_with(".so") || name.contains(".so."));
-                if !library {
-                    continue;
-                }
-                let path = if dir == "." {
-                    name
-                } else {
-                    format!("{dir}/{name}")
-                };
-                match fs.read_head(&path, 8) {
-                    Ok(head) if crate::args::is_object(&head) => {}
-                    // Not a regular file (a directory, a dangling link):
-                    // the linker cannot read it as a script either.
-                    Err(_) => {}
-                    Ok(_) => return Err(not_object(&path)),
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -230,6 +216,13 @@ pub struct Checker<'p> {
     /// The binaries that may serve each tool kind here (see
     /// [`Resolved::may_exec`]), computed on first need.
     kind_binaries: HashMap<ToolKind, Rc<Vec<ExecAllowed>>>,
+    /// Walks of input directories already made.
+    dir_cache: DirCache,
+    /// How many outputs so far each root directory holds (its identity
+    /// in `ids`), for the input-directory rule.
+    out_dirs: PathIdMap<u64>,
+    /// Root directories read as input directories, by first reader.
+    read_dirs: PathIdMap<u64>,
     commands: u64,
     /// The previous command's id: ids must strictly increase.
     last_id: Option<u64>,
@@ -242,13 +235,26 @@ pub(crate) struct Ctx<'a> {
     pub findings: Vec<Finding>,
     id: u64,
     strict: bool,
-    fold: bool,
+    pub fold: bool,
+    /// Whether the log's platform is this host's (paths outside the root
+    /// can be looked at).
+    pub here: bool,
+    /// Canonical system input directories (those that exist here).
+    pub system_canonical: &'a [PathBuf],
+    /// Input directories that passed, absolute and canonical.
+    pub input_dirs: Vec<PathBuf>,
+    /// Declared inputs, resolved.
+    pub input_files: Vec<PathBuf>,
+    /// Directories in the root to check once the paths are known.
+    pub root_dirs: Vec<RootDir>,
+    /// Walks already made.
+    pub dir_cache: &'a mut DirCache,
     /// The command's cwd, normalized (`.` for the root).
     cwd: String,
     /// The command's cwd as written.
     raw_cwd: &'a str,
-    inputs: Vec<String>,
-    outputs: Vec<String>,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
     /// What the linker will read from the root, to verify before it runs.
     pub linker_reads: LinkerReads,
 }
@@ -289,6 +295,9 @@ impl<'p> Checker<'p> {
             binaries: HashMap::new(),
             binaries_cached: 0,
             kind_binaries: HashMap::new(),
+            dir_cache: DirCache::default(),
+            out_dirs: PathIdMap::default(),
+            read_dirs: PathIdMap::default(),
             commands: 0,
             last_id: None,
         })
@@ -391,6 +400,12 @@ impl<'p> Checker<'p> {
             inputs: command.inputs.iter().filter_map(|p| key(p)).collect(),
             outputs: command.outputs.iter().filter_map(|p| key(p)).collect(),
             linker_reads: LinkerReads::default(),
+            here: matches!(host, Host::Here),
+            system_canonical: &self.system_canonical,
+            input_dirs: Vec::new(),
+            input_files: Vec::new(),
+            root_dirs: Vec::new(),
+            dir_cache: &mut self.dir_cache,
         };
 
         // Ids are unique because they strictly increase (the reader checks
@@ -471,7 +486,8 @@ impl<'p> Checker<'p> {
             ids: &self.ids,
             judge: self.judge_whole_log,
             protected: &self.protected,
-            system_canonical: &self.system_canonical,
+            out_dirs: &mut self.out_dirs,
+            read_dirs: &mut self.read_dirs,
             mode: self.options.mode,
             here: matches!(host, Host::Here),
         };
@@ -482,6 +498,8 @@ impl<'p> Checker<'p> {
 
         let findings = ctx.findings;
         let linker_reads = ctx.linker_reads;
+        let input_dirs = ctx.input_dirs;
+        let input_files = ctx.input_files;
         let status = findings
             .iter()
             .map(|f| f.status)
@@ -502,6 +520,8 @@ impl<'p> Checker<'p> {
                         .unwrap_or_default(),
                     linker_reads,
                     may_exec,
+                    input_dirs,
+                    input_files,
                 })
             }
             _ => None,
@@ -591,7 +611,8 @@ struct LogState<'a> {
     /// Whether to judge the whole-log rules ([`Checker::whole_log_judged`]).
     judge: bool,
     protected: &'a [String],
-    system_canonical: &'a [PathBuf],
+    out_dirs: &'a mut PathIdMap<u64>,
+    read_dirs: &'a mut PathIdMap<u64>,
     mode: Mode,
     /// Whether the log's platform is this host's.
     here: bool,
@@ -662,13 +683,24 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                     let listed = real
                         .to_str()
                         .is_some_and(|r| under_any(&ctx.policy.system_inputs, r, ctx.fold));
-                    if !listed && !log.system_canonical.iter().any(|d| real.starts_with(d)) {
+                    if !listed && !ctx.system_canonical.iter().any(|d| real.starts_with(d)) {
                         ctx.refuse(
                             "inputs.outside-root",
                             input,
                             format!("input `{input}` resolves to `{}`, outside the policy's system directories", real.display()),
                             "a symlink in a system directory may not lead out of them",
                         );
+                    } else if let Err(crate::InputKindError::NotRegular { kind, .. }) =
+                        crate::check_input_kind(&real)
+                    {
+                        ctx.refuse(
+                            "inputs.not-a-file",
+                            input,
+                            format!("input `{input}` is a {kind}, not a regular file or directory: the tool would block on it or read a device"),
+                            "inputs are regular files or directories",
+                        );
+                    } else {
+                        ctx.input_files.push(real);
                     }
                 }
                 Err(_) if run => ctx.refuse(
@@ -712,21 +744,44 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                 "create it before running, or order the command after the one that writes it",
             ),
             Lookup::Inside { kind: Kind::Other } => {
+                let at = ctx.fs.root().join(ctx.native(input).as_ref());
+                let kind = match crate::check_input_kind(&at) {
+                    Err(crate::InputKindError::NotRegular { kind, .. }) => kind,
+                    _ => "special file",
+                };
                 ctx.refuse(
                     "inputs.not-a-file",
                     input,
                     format!(
-                        "input `{input}` is not a regular file or directory (a fifo or device?)"
+                        "input `{input}` is a {kind}, not a regular file or directory: the tool would block on it or read a device"
                     ),
-                    "inputs are regular files or directories",
+                    "inputs are regular files or directories; the executor checks again right before the command runs (`policy::check_input_kind`)",
                 );
                 continue;
             }
-            Lookup::Inside { .. } => {}
+            Lookup::Inside { .. } => {
+                let native = ctx.native(input).into_owned();
+                if let Some(physical) = ctx.fs.physical(&native) {
+                    let at = if physical.is_empty() {
+                        ctx.fs.root().to_path_buf()
+                    } else {
+                        ctx.fs.root().join(physical)
+                    };
+                    if !ctx.input_files.contains(&at) {
+                        ctx.input_files.push(at);
+                    }
+                }
+            }
         }
         if !produced && !log.read_early.contains_key(&input_id) {
             log.read_early.insert(input_id, id);
         }
+    }
+
+    // Input directories in the root, now that this command's outputs and
+    // the earlier ones are known.
+    for dir in std::mem::take(&mut ctx.root_dirs) {
+        root_dir(ctx, log, &dir);
     }
 
     for output in &command.outputs {
@@ -839,6 +894,107 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
             );
         }
         log.written.insert(output_id, id);
+        // No output may land in a directory an earlier command reads
+        // whole: it would read (or have read) a file nobody declared.
+        let mut refused = false;
+        for dir in ancestors(&key) {
+            let dir_id = log.ids.of(dir);
+            if let Some(&reader) = log.read_dirs.get(&dir_id).filter(|r| **r != id) {
+                if !refused {
+                    ctx.refuse(
+                        "outputs.in-input-dir",
+                        output,
+                        format!("output `{output}` is in `{dir}`, which command {reader} reads as an input directory"),
+                        "write outputs outside the directories commands give as `-I`, `-L` ...",
+                    );
+                    refused = true;
+                }
+            }
+            let n = log.out_dirs.get(&dir_id).copied().unwrap_or(0);
+            log.out_dirs.insert(dir_id, n + 1);
+        }
+    }
+}
+
+/// Checks a directory in the root the tool will read whole: it may not
+/// hold a protected file (the log), a declared output of this or an
+/// earlier command (besides this command's declared inputs), a fifo, a
+/// socket, a device or a symlink out of the root. A compile's source
+/// directory that fails is left out, not refused.
+fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
+    let key = if ctx.fold {
+        dir.physical.to_lowercase()
+    } else {
+        dir.physical.clone()
+    };
+    let lower = key.to_lowercase();
+    let mut problem: Option<(&'static str, String)> = None;
+    if let Some(p) = log.protected.iter().find(|p| is_under(p, &lower)) {
+        problem = Some((
+            "inputs.dir-holds-output",
+            format!("it holds `{p}`, which replay itself reads or writes"),
+        ));
+    } else if let Some(o) = ctx.outputs.iter().find(|o| is_under(o, &key)) {
+        problem = Some((
+            "inputs.dir-holds-output",
+            format!("it holds `{o}`, an output of this command"),
+        ));
+    } else if log.judge {
+        let held = log.out_dirs.get(&log.ids.of(&key)).copied().unwrap_or(0);
+        let declared = ctx
+            .inputs
+            .iter()
+            .filter(|i| is_under(i, &key) && log.written.contains_key(&log.ids.of(i)))
+            .count() as u64;
+        if held > declared {
+            problem = Some((
+                "inputs.dir-holds-output",
+                "it holds outputs of earlier commands that this command does not declare as inputs"
+                    .into(),
+            ));
+        }
+    }
+    if problem.is_none() && dir.exists {
+        problem = match ctx.dir_cache.root.get(&dir.physical).filter(|_| log.judge) {
+            Some(hit) => hit.clone(),
+            None => {
+                let found = crate::dirs::walk_root(ctx, &dir.physical);
+                if log.judge {
+                    ctx.dir_cache.remember_root(&dir.physical, &found);
+                }
+                found
+            }
+        };
+    }
+    if let Some((rule, message)) = problem {
+        if !dir.source {
+            let shown = if dir.physical == "." {
+                "the work root".to_owned()
+            } else {
+                format!("`{}`", dir.physical)
+            };
+            ctx.refuse(
+                rule,
+                &dir.subject,
+                format!("input directory `{}` ({shown}): {message}", dir.subject),
+                "a tool may read everything beneath an input directory; use one that holds only inputs",
+            );
+        }
+        return;
+    }
+    if log.judge && !dir.source {
+        let dir_id = log.ids.of(&key);
+        if !log.read_dirs.contains_key(&dir_id) {
+            log.read_dirs.insert(dir_id, ctx.id);
+        }
+    }
+    let at = if dir.physical == "." {
+        ctx.fs.root().to_path_buf()
+    } else {
+        ctx.fs.root().join(&dir.physical)
+    };
+    if dir.exists && at.is_dir() && !ctx.input_dirs.contains(&at) {
+        ctx.input_dirs.push(at);
     }
 }
 

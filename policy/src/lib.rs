@@ -16,7 +16,10 @@ pub mod plugin;
 mod args;
 mod binary;
 mod check;
+mod dirs;
 mod error;
+mod kind;
+mod linker;
 mod load;
 mod model;
 pub mod report;
@@ -27,5 +30,6 @@ pub use check::{
     CheckOptions, Checker, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
 };
 pub use error::{CheckerError, Invalid, PolicyError};
+pub use kind::{check_input_kind, InputKindError};
 pub use load::{never_from_log, MAX_INCLUDE_DEPTH};
 pub use model::{PluginTable, Policy, ToolLimits};

@@ -392,6 +392,7 @@ struct ValueFields<'a> {
     path: &'a Option<String>,
     grammar: &'a Option<String>,
     split: &'a Option<String>,
+    pipeline: &'a Option<Vec<String>>,
 }
 
 impl ValueFields<'_> {
@@ -402,17 +403,24 @@ impl ValueFields<'_> {
             self.range.is_some(),
             self.path.is_some(),
             self.grammar.is_some(),
+            self.pipeline.is_some(),
         ]
         .iter()
         .filter(|b| **b)
         .count();
         if set > 1 {
             return Err(Invalid::Constraint(
-                "give at most one of `enum`, `pattern`, `range`, `path`, `grammar`",
+                "give at most one of `enum`, `pattern`, `range`, `path`, `grammar`, `pipeline`",
             ));
         }
         if self.split.is_some() && self.grammar.is_none() {
             return Err(Invalid::Constraint("`split` only applies with `grammar`"));
+        }
+        if let Some(names) = self.pipeline {
+            if names.is_empty() {
+                return Err(Invalid::Empty);
+            }
+            return Ok(Some(ValueRule::Pipeline(names.clone())));
         }
         if let Some(values) = self.enum_ {
             if values.is_empty() {
@@ -498,6 +506,7 @@ fn flag(wire: &FlagWire) -> Result<FlagRule, Invalid> {
         path: &wire.path,
         grammar: &wire.grammar,
         split: &wire.split,
+        pipeline: &wire.pipeline,
     }
     .convert()?;
     let takes_value = forms.joined || forms.separate || forms.rest;
@@ -508,7 +517,7 @@ fn flag(wire: &FlagWire) -> Result<FlagRule, Invalid> {
     }
     if takes_value && value.is_none() {
         return Err(Invalid::Constraint(
-            "a flag that takes a value needs one of `enum`, `pattern`, `range`, `path`, `grammar`",
+            "a flag that takes a value needs one of `enum`, `pattern`, `range`, `path`, `grammar`, `pipeline`",
         ));
     }
     if forms.switch && value.is_some() {
@@ -533,6 +542,7 @@ fn flag(wire: &FlagWire) -> Result<FlagRule, Invalid> {
         forms,
         count,
         value,
+        requires: wire.requires.clone().unwrap_or_default(),
     })
 }
 
@@ -764,6 +774,7 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
                 path: &None,
                 grammar: &None,
                 split: &None,
+                pipeline: &None,
             }
             .convert()
             .and_then(|r| {
@@ -995,7 +1006,22 @@ fn finish_grammar(g: &GrammarLayer) -> Result<Grammar, PolicyError> {
     for (f, place) in &g.flags {
         let mut f = f.clone();
         f.name = canonical(&f.name, place)?;
+        let mut requires = Vec::new();
+        for r in &f.requires {
+            requires.push(canonical(r, place)?);
+        }
+        f.requires = requires;
         flags.push(f);
+    }
+    for (f, (_, place)) in flags.iter().zip(&g.flags) {
+        if f.requires
+            .iter()
+            .any(|r| !flags.iter().any(|o| o.name == *r))
+        {
+            return Err(place.invalid(Invalid::Constraint(
+                "every flag in `requires` must be an allowed flag of the grammar",
+            )));
+        }
     }
     let mut deny = Vec::new();
     for (d, place) in &g.deny {

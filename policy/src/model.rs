@@ -178,6 +178,9 @@ pub struct FlagRule {
     pub(crate) count: u32,
     /// What its value must be; `None` only for switches.
     pub(crate) value: Option<ValueRule>,
+    /// Canonical names of flags one of which the command must also give
+    /// for this one to be allowed (`-MD` needs `-MF`); empty: none.
+    pub(crate) requires: Vec<String>,
 }
 
 /// A flag refused by name, with the reason shown to the user.
@@ -206,6 +209,9 @@ pub enum ValueRule {
     Output,
     /// A directory inside the root or under a system input directory.
     Dir,
+    /// An LLVM pass pipeline (`opt -passes=`) whose every pass name is
+    /// one of these.
+    Pipeline(Vec<String>),
     /// Arguments for another grammar (the linker's, for `-Wl,`), split on
     /// `split` if given.
     Grammar {

@@ -327,15 +327,6 @@ impl RootFs {
         Ok(Some(text))
     }
 
-    /// The first `n` bytes (fewer if the file is shorter) of a root-relative
-    /// regular file, read through the capability handle.
-    pub(crate) fn read_head(&self, path: &str, n: u64) -> io::Result<Vec<u8>> {
-        let file = self.open_regular(path)?;
-        let mut head = Vec::new();
-        file.take(n).read_to_end(&mut head)?;
-        Ok(head)
-    }
-
     /// The names in a root-relative directory, read through the
     /// capability handle; empty if it cannot be listed.
     pub(crate) fn list(&self, dir: &str) -> Vec<String> {
@@ -346,6 +337,13 @@ impl RootFs {
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
             .collect()
+    }
+
+    /// Opens a root-relative regular file for reading through the
+    /// capability handle (nothing outside the root; a fifo is not waited
+    /// on).
+    pub(crate) fn open_file(&self, path: &str) -> io::Result<cap_std::fs::File> {
+        self.open_regular(path)
     }
 
     /// Opens a root-relative path for reading through the capability

@@ -186,6 +186,12 @@ pub(crate) struct FlagWire {
     pub grammar: Option<String>,
     #[serde(default)]
     pub split: Option<String>,
+    /// An LLVM pass pipeline whose pass names are all in this list.
+    #[serde(default)]
+    pub pipeline: Option<Vec<String>>,
+    /// Flags one of which must also be given for this one to be allowed.
+    #[serde(default)]
+    pub requires: Option<Vec<String>>,
 }
 
 /// `form = "joined"` or `form = ["joined", "separate"]`.

@@ -14,6 +14,8 @@
 //! symlink: out -> {outside} # {outside} is a directory outside the root
 //! hardlink: x.o -> {outside}/victim # a hard link to a new file there
 //! fifo: pipe                # a named pipe
+//! run: clang-14 -c a.c -o a.o   # a real tool, in the root, after `file:`s
+//!                           # (clang-14, llvm-ar-14, llvm-objcopy-14 only)
 //! header: refused platform.os-mismatch   # default: no header finding
 //! 1: allowed
 //! 2: refused args.forbidden-flag args.undeclared-input
@@ -39,6 +41,7 @@ struct Expect {
     symlinks: Vec<(String, String)>,
     hardlinks: Vec<(String, String)>,
     fifos: Vec<String>,
+    runs: Vec<Vec<String>>,
     header: Option<(Status, Vec<String>)>,
     commands: BTreeMap<u64, (Status, Vec<String>)>,
 }
@@ -71,6 +74,7 @@ fn parse(case_dir: &Path, text: &str) -> Result<Expect, String> {
         symlinks: Vec::new(),
         hardlinks: Vec::new(),
         fifos: Vec::new(),
+        runs: Vec::new(),
         header: None,
         commands: BTreeMap::new(),
     };
@@ -111,6 +115,17 @@ fn parse(case_dir: &Path, text: &str) -> Result<Expect, String> {
                 e.hardlinks.push((link.to_owned(), target.to_owned()));
             }
             "fifo" => e.fifos.push(rest.to_owned()),
+            "run" => {
+                let argv: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+                let tool = argv.first().map(String::as_str);
+                if !matches!(tool, Some("clang-14" | "llvm-ar-14" | "llvm-objcopy-14")) {
+                    return Err(format!(
+                        "line {}: `run:` takes clang-14, llvm-ar-14 or llvm-objcopy-14",
+                        n + 1
+                    ));
+                }
+                e.runs.push(argv);
+            }
             "header" => e.header = Some(verdict(rest).map_err(|m| format!("line {}: {m}", n + 1))?),
             id => {
                 let id: u64 = id
@@ -141,6 +156,24 @@ fn run_case(platform: &str, log_path: &Path) -> Result<(), String> {
     }
     for (name, content) in &expect.files {
         root.file(name, &content.replace("\\n", "\n").replace("\\x7f", "\x7f"));
+    }
+    for argv in &expect.runs {
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|a| a.replace("{outside}", &outside.path().display().to_string()))
+            .collect();
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(root.path())
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", argv.join(" ")))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`{}` failed: {}",
+                argv.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
     }
     for (link, target) in &expect.symlinks {
         let target = target.replace("{outside}", &outside.path().display().to_string());

@@ -1,6 +1,7 @@
 //! End-to-end tests across the workspace's binaries, on real tools.
 
 mod confinement;
+mod flags;
 mod footprint;
 mod layering;
 mod limits;
