@@ -39,6 +39,14 @@ pub fn confine(
     if let Some(dir) = resolved.program.parent() {
         push_new(&mut spec.readable, dir.to_owned());
     }
+    // The inputs as the policy resolved them (where they physically are),
+    // and the directories it checked like inputs (`-I`, `-L`, a compile's
+    // own source directory when that holds nothing but inputs).
+    for path in resolved.input_files.iter().chain(&resolved.input_dirs) {
+        push_new(&mut spec.readable, path.clone());
+    }
+    // Declared inputs the policy could not resolve yet are read where
+    // they are declared (the executor checked they exist).
     for input in &command.inputs {
         let path = if cmdlog::path::is_absolute(input) {
             PathBuf::from(input)

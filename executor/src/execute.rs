@@ -340,18 +340,10 @@ impl Runner<'_, '_> {
                 message: "refused before it ran".into(),
             });
         }
-        // Before the -o value is staged: clang names a dependency file's
-        // target after it.
-        let mut tool_args = resolved.args.clone();
-        if command.tool == cmdlog::ToolKind::Cc {
-            if let Some(pin) = crate::staging::dependency_target(&tool_args) {
-                tool_args.splice(0..0, pin);
-            }
-        }
         let (args, mut staging) = match Staging::plan(
             &self.stage,
             &command.cwd,
-            &tool_args,
+            &resolved.args,
             &command.outputs,
             command.id,
         ) {
@@ -362,6 +354,14 @@ impl Runner<'_, '_> {
                 })
             }
         };
+        // clang names a dependency file's target after `-o`: pin it to the
+        // value as written, after staging (which would rewrite it too).
+        let mut args = args;
+        if command.tool == cmdlog::ToolKind::Cc {
+            if let Some(pin) = crate::staging::dependency_target(&resolved.args) {
+                args.splice(0..0, pin);
+            }
+        }
         if let Err(error) = staging.prepare() {
             return record(Status::Error {
                 message: crate::report::one_line(&error),
