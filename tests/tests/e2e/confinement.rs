@@ -49,17 +49,25 @@ flags = [
     std::fs::write(root.join("hostile.toml"), policy).expect("write the policy");
 }
 
-/// A log of one `hostile` command.
-fn hostile_log(root: &Path, args: &[&str], inputs: &[&str], outputs: &[&str]) {
-    let command = serde_json::json!({
-        "id": 1, "tool": "hostile", "program": "hostile",
-        "args": args, "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs,
-    });
+/// Writes `root/log.json` with the one `command`; returns its text.
+fn one_command_log(root: &Path, command: serde_json::Value) -> String {
     let log = format!(
         r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":[{command}]}}"#,
         std::env::consts::ARCH
     );
-    std::fs::write(root.join("log.json"), log).expect("write the log");
+    std::fs::write(root.join("log.json"), &log).expect("write the log");
+    log
+}
+
+/// A log of one `hostile` command.
+fn hostile_log(root: &Path, args: &[&str], inputs: &[&str], outputs: &[&str]) {
+    one_command_log(
+        root,
+        serde_json::json!({
+            "id": 1, "tool": "hostile", "program": "hostile",
+            "args": args, "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs,
+        }),
+    );
 }
 
 /// A fresh root with the policy and a log of `args`.
@@ -325,11 +333,7 @@ fn staged_outputs_are_byte_identical_to_an_unstaged_run() {
         "cwd": ".", "env": {}, "inputs": ["src/a.c", "src/a.h"],
         "outputs": ["out/a.o", "out/a.d"],
     });
-    let log = format!(
-        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":[{command}]}}"#,
-        std::env::consts::ARCH
-    );
-    std::fs::write(root.join("log.json"), log).unwrap();
+    one_command_log(&root, command);
     let policy = crate::support::shipped_policy("linux.toml");
     let output = run(
         &bin("replay"),
@@ -406,11 +410,7 @@ fn lld_link_through_a_wrongly_allowed_target_is_killed_at_exec() {
         "id": 1, "tool": "cc", "program": "clang-14", "args": args,
         "cwd": ".", "env": {}, "inputs": ["win.c"], "outputs": ["w.exe"],
     });
-    let log = format!(
-        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":[{command}]}}"#,
-        std::env::consts::ARCH
-    );
-    std::fs::write(root.join("log.json"), &log).unwrap();
+    let log = one_command_log(&root, command);
     let check = run(
         &bin("replay"),
         &["check", "--policy", "loose.toml", "log.json"],
