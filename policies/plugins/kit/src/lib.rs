@@ -36,74 +36,9 @@ use std::fmt::Display;
 use std::io::{self, Read, Write};
 
 pub use cmdlog::{Command, Os, Platform, ToolKind};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-
-/// The ABI version this kit speaks.
-pub const ABI_VERSION: u32 = 1;
-
-/// What the host sends: the platform, the plugin's config, every command.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Request {
-    /// The ABI version; [`run`] refuses anything but [`ABI_VERSION`].
-    pub abi: u32,
-    /// The platform the log's commands were recorded for.
-    pub platform: Platform,
-    /// The plugin's `config` table from the policy.
-    pub config: serde_json::Map<String, serde_json::Value>,
-    /// Every command of the log, in log order.
-    pub commands: Vec<Command>,
-}
-
-impl Request {
-    /// The `config` table as `T` (derive `Deserialize`, and consider
-    /// `#[serde(deny_unknown_fields)]` so a typo in a policy is an error).
-    pub fn config<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_value(serde_json::Value::Object(self.config.clone()))
-    }
-}
-
-/// What the plugin answers: one verdict per command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Response {
-    /// One verdict per command of the request.
-    pub verdicts: Vec<Verdict>,
-}
-
-/// The plugin's decision on one command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Verdict {
-    /// The command's `id`.
-    pub id: u64,
-    /// Whether the command may run (the policy's rules must allow it too).
-    pub allow: bool,
-    /// Why not, shown to the user.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-impl Verdict {
-    /// Lets command `id` run.
-    pub fn allow(id: u64) -> Verdict {
-        Verdict {
-            id,
-            allow: true,
-            reason: None,
-        }
-    }
-
-    /// Refuses command `id`, saying why.
-    pub fn deny(id: u64, reason: impl Into<String>) -> Verdict {
-        Verdict {
-            id,
-            allow: false,
-            reason: Some(reason.into()),
-        }
-    }
-}
+/// The ABI types, defined once for the host and every plugin.
+pub use replay_plugin_abi::{Request, Response, Verdict, ABI_VERSION};
+use serde::Deserialize;
 
 /// Why a plugin could not answer; [`run`] prints it and exits non-zero.
 #[derive(Debug)]
@@ -238,11 +173,5 @@ mod tests {
         let error =
             answer(REQUEST.as_bytes(), |_| Err::<Vec<Verdict>, _>("bad config")).unwrap_err();
         assert_eq!(error.to_string(), "bad config");
-    }
-
-    #[test]
-    fn allow_omits_the_reason() {
-        let json = serde_json::to_string(&Verdict::allow(7)).unwrap();
-        assert_eq!(json, r#"{"id":7,"allow":true}"#);
     }
 }
