@@ -45,16 +45,6 @@ pub fn confine(
     for path in resolved.input_files.iter().chain(&resolved.input_dirs) {
         push_new(&mut spec.readable, path.clone());
     }
-    // Declared inputs the policy could not resolve yet are read where
-    // they are declared (the executor checked they exist).
-    for input in &command.inputs {
-        let path = if cmdlog::path::is_absolute(input) {
-            PathBuf::from(input)
-        } else {
-            root.join(input)
-        };
-        push_new(&mut spec.readable, path);
-    }
     let mut executable = Vec::new();
     let programs = std::iter::once(resolved.program.clone())
         .chain(resolved.may_exec.iter().map(|allowed| allowed.path.clone()));

@@ -470,21 +470,13 @@ impl Runner<'_, '_> {
         command: &Command,
         staging: Staging,
     ) -> Result<crate::staging::Committed, String> {
-        let targets: Vec<(String, PathBuf)> = staging
-            .targets()
-            .map(|(declared, target)| (declared.to_owned(), target.to_owned()))
-            .collect();
+        // Hashed from the staged files before they moved: what was
+        // committed, not what is in place by the time it is read again.
         let committed = staging.commit().map_err(|e| crate::report::one_line(&e))?;
-        let mut outputs = Vec::with_capacity(targets.len());
-        for (declared, target) in targets {
-            let hash = journal::file_hash(&target)
-                .map_err(|e| format!("cannot hash the output `{declared}`: {e}"))?;
-            outputs.push((declared, hash));
-        }
         let entry = Entry {
             id: command.id,
             command: journal::command_hash(command),
-            outputs,
+            outputs: committed.hashes.clone(),
             inputs: journal::input_hashes(command, &self.job.root),
         };
         self.journal

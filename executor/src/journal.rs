@@ -189,7 +189,11 @@ pub fn command_hash(command: &Command) -> String {
 
 /// The sha256 of a file's contents.
 pub fn file_hash(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
+    hash_reader(&mut File::open(path)?)
+}
+
+/// The sha256 of what `file` reads to its end, as [`file_hash`] gives it.
+pub fn hash_reader(file: &mut impl Read) -> io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; 64 << 10];
     loop {

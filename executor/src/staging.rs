@@ -40,6 +40,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -202,6 +203,8 @@ struct Staged {
 #[derive(Debug)]
 pub struct Staging {
     staged: Vec<Staged>,
+    /// The work root.
+    root: PathBuf,
     /// `.replay-stage/RUN-ID`.
     dir: PathBuf,
     /// Made by [`Staging::prepare`]; removed by commit or abort.
@@ -211,6 +214,10 @@ pub struct Staging {
 /// What a commit did besides moving the declared outputs into place.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Committed {
+    /// Each declared output and the sha256 of what was committed, hashed
+    /// from the staged file itself before it moved (what the journal
+    /// records).
+    pub hashes: Vec<(String, String)>,
     /// Files the tool wrote in its staging directory that no output
     /// declares (root-relative as they would have been): never committed.
     pub discarded: Vec<String>,
@@ -312,6 +319,7 @@ impl Staging {
             rewritten,
             Staging {
                 staged,
+                root: base.root.clone(),
                 dir,
                 made: false,
             },
@@ -353,36 +361,48 @@ impl Staging {
         Ok(())
     }
 
-    /// After the tool succeeded: checks every output was written as a
-    /// plain file, then moves each into place, all or none. Returns what
-    /// the tool wrote that was not declared (discarded).
+    /// After the tool succeeded (and every process of it is gone): checks
+    /// every output was written as a plain file, gives it a sane mode,
+    /// hashes it, then moves each into place, all or none. Returns the
+    /// hashes and what the tool wrote that was not declared (discarded).
+    ///
+    /// Every path is walked one directory at a time from descriptors,
+    /// never following a symbolic link, and the moves are `renameat2`
+    /// between those descriptors: a link the tool left in its staging
+    /// (were Landlock missing) cannot make `replay` touch anything else.
     pub fn commit(mut self) -> Result<Committed, StagingError> {
+        let mirror = self.dir.join("out");
+        let mut places = Vec::with_capacity(self.staged.len());
+        let mut hashes = Vec::with_capacity(self.staged.len());
         for output in &self.staged {
-            match fs::symlink_metadata(&output.written) {
-                Ok(meta) if meta.is_file() && meta.nlink() == 1 => {}
-                Ok(meta) if meta.is_file() => {
-                    return Err(StagingError::NotRegular {
-                        path: output.declared.clone(),
-                        what: "a file with other hard links",
-                    })
-                }
-                Ok(meta) => {
-                    return Err(StagingError::NotRegular {
-                        path: output.declared.clone(),
-                        what: kind_of(&meta),
-                    })
-                }
-                Err(_) => return Err(StagingError::Missing(output.declared.clone())),
-            }
+            let (dir, name) = split(&output.normal);
+            let missing = || StagingError::Missing(output.declared.clone());
+            let from = open_beneath(&mirror, dir, false).map_err(|_| missing())?;
+            let hash = seal(&from, name).map_err(|error| match error {
+                Sealed::Missing => missing(),
+                Sealed::Not(what) => StagingError::NotRegular {
+                    path: output.declared.clone(),
+                    what,
+                },
+                Sealed::Io(source) => StagingError::Commit {
+                    path: output.declared.clone(),
+                    source,
+                },
+            })?;
+            hashes.push((output.declared.clone(), hash));
+            places.push((from, name));
         }
-        let mut moved: Vec<Move> = Vec::with_capacity(self.staged.len());
-        for output in &self.staged {
-            match put_in_place(output) {
-                Ok(how) => moved.push(how),
+        let mut moved: Vec<(OwnedFd, OwnedFd, &str, Move)> = Vec::with_capacity(places.len());
+        for ((from, name), output) in places.into_iter().zip(&self.staged) {
+            let (dir, _) = split(&output.normal);
+            let put = open_beneath(&self.root, dir, true)
+                .and_then(|to| put_in_place(&from, &to, name).map(|how| (to, how)));
+            match put {
+                Ok((to, how)) => moved.push((from, to, name, how)),
                 Err(source) => {
                     // Put back every output already moved, newest first.
-                    for (done, how) in self.staged.iter().zip(&moved).rev() {
-                        take_back(done, *how);
+                    for (from, to, name, how) in moved.iter().rev() {
+                        take_back(from, to, name, *how);
                     }
                     return Err(StagingError::Commit {
                         path: output.declared.clone(),
@@ -392,6 +412,7 @@ impl Staging {
             }
         }
         let committed = Committed {
+            hashes,
             discarded: self.undeclared(),
         };
         self.remove();
@@ -404,33 +425,36 @@ impl Staging {
         self.remove();
     }
 
-    /// Files under the staging mirror that no output declares.
+    /// Files under the staging mirror that no output declares, walked
+    /// from descriptors without following links (bounded).
     fn undeclared(&self) -> Vec<String> {
         let declared: HashSet<&str> = self.staged.iter().map(|s| s.normal.as_str()).collect();
-        let mirror = self.dir.join("out");
         let mut found = Vec::new();
-        let mut pending = vec![mirror.clone()];
-        // Bounded: a tool that made a million files gets the first ones
-        // named and a count.
-        while let Some(dir) = pending.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else {
+        let Ok(mirror) = open_beneath(&self.dir.join("out"), "", false) else {
+            return found;
+        };
+        let mut pending = vec![(mirror, String::new())];
+        let mut visited = 0usize;
+        while let Some((dir, prefix)) = pending.pop() {
+            let Ok(entries) = fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) else {
                 continue;
             };
             for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(kind) = entry.file_type() else {
-                    continue;
-                };
-                if kind.is_dir() {
-                    pending.push(path);
-                    continue;
+                visited += 1;
+                if visited > MAX_WALKED || found.len() >= MAX_DISCARDED_NAMED {
+                    break;
                 }
-                let Ok(relative) = path.strip_prefix(&mirror) else {
-                    continue;
-                };
-                let relative = relative.to_string_lossy().into_owned();
-                if !declared.contains(relative.as_str()) && found.len() < MAX_DISCARDED_NAMED {
-                    found.push(relative);
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let relative = format!("{prefix}{name}");
+                // `file_type` is the entry's own type: a link is a link.
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => {
+                        if let Ok(sub) = open_dir_at(&dir, &name, false) {
+                            pending.push((sub, format!("{relative}/")));
+                        }
+                    }
+                    Ok(_) if !declared.contains(relative.as_str()) => found.push(relative),
+                    _ => {}
                 }
             }
         }
@@ -462,6 +486,115 @@ impl Drop for Staging {
 /// How many undeclared files a report names.
 const MAX_DISCARDED_NAMED: usize = 64;
 
+/// How many entries of a staging the search for undeclared files reads.
+const MAX_WALKED: usize = 100_000;
+
+/// `normal` (root-relative, `/`-separated) as (its directory, its name).
+fn split(normal: &str) -> (&str, &str) {
+    match normal.rfind('/') {
+        Some(at) => (&normal[..at], &normal[at + 1..]),
+        None => ("", normal),
+    }
+}
+
+/// The directory `name` in `dir`, never through a link; with `make`, made
+/// (0o755) if it is missing.
+fn open_dir_at(dir: &OwnedFd, name: &str, make: bool) -> io::Result<OwnedFd> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match openat(dir, name, flags, Mode::empty()) {
+        Err(nix::errno::Errno::ENOENT) if make => {
+            match nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+            openat(dir, name, flags, Mode::empty()).map_err(io::Error::from)
+        }
+        opened => opened.map_err(io::Error::from),
+    }
+}
+
+/// The directory `relative` (`/`-separated, no `..`) beneath `base`,
+/// walked one component at a time without following a link (`base` itself
+/// is the caller's: the root or a staging `replay` made).
+fn open_beneath(base: &Path, relative: &str, make: bool) -> io::Result<OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let mut dir = open(
+        base,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    for part in relative.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a path that climbs with `..`",
+            ));
+        }
+        dir = open_dir_at(&dir, part, make)?;
+    }
+    Ok(dir)
+}
+
+/// Why a staged output cannot be committed.
+enum Sealed {
+    Missing,
+    Not(&'static str),
+    Io(io::Error),
+}
+
+/// Checks the staged `name` in `dir` is one plain file (no link, one hard
+/// link), sets its mode to what `replay` commits (0o755 for an ELF
+/// executable or shared object, 0o644 otherwise: never setuid, setgid or
+/// writable by others, whatever the tool asked), and hashes it.
+fn seal(dir: &OwnedFd, name: &str) -> Result<String, Sealed> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fstat, Mode, SFlag};
+    let fd = match openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Err(Sealed::Missing),
+        Err(nix::errno::Errno::ELOOP) => return Err(Sealed::Not("a symbolic link")),
+        Err(errno) => return Err(Sealed::Io(errno.into())),
+    };
+    let stat = fstat(&fd).map_err(|e| Sealed::Io(e.into()))?;
+    let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+    if kind != SFlag::S_IFREG {
+        return Err(Sealed::Not(match kind {
+            SFlag::S_IFDIR => "a directory",
+            SFlag::S_IFIFO => "a FIFO",
+            SFlag::S_IFSOCK => "a socket",
+            _ => "a device",
+        }));
+    }
+    if stat.st_nlink != 1 {
+        return Err(Sealed::Not("a file with other hard links"));
+    }
+    let mut file = fs::File::from(fd);
+    let mut head = [0u8; 18];
+    let read = io::Read::read(&mut file, &mut head).map_err(Sealed::Io)?;
+    let elf_program = read == 18 && head[..4] == *b"\x7fELF" && {
+        // e_type, in the file's own byte order: ET_EXEC (2) or ET_DYN (3).
+        let e_type = if head[5] == 2 {
+            u16::from_be_bytes([head[16], head[17]])
+        } else {
+            u16::from_le_bytes([head[16], head[17]])
+        };
+        e_type == 2 || e_type == 3
+    };
+    let mode = if elf_program { 0o755 } else { 0o644 };
+    nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))
+        .map_err(|e| Sealed::Io(e.into()))?;
+    io::Seek::rewind(&mut file).map_err(Sealed::Io)?;
+    crate::journal::hash_reader(&mut file).map_err(Sealed::Io)
+}
+
 /// `arg` with the path it names rewritten to its staged path, if it names a
 /// declared output (from `cwd`).
 fn rewrite(arg: &str, cwd: &str, staged: &[Staged]) -> String {
@@ -485,86 +618,70 @@ enum Move {
     Renamed,
 }
 
-/// Moves `output` into place, keeping the previous version (if any) in the
-/// staging directory.
-fn put_in_place(output: &Staged) -> io::Result<Move> {
-    if let Some(parent) = output.target.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    match fs::symlink_metadata(&output.target) {
-        Ok(meta) if meta.is_dir() => Err(io::Error::new(
-            io::ErrorKind::IsADirectory,
-            "a directory is in its place",
-        )),
-        Ok(_) => exchange(&output.written, &output.target).map(|()| Move::Exchanged),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            rename_no_replace(&output.written, &output.target).map(|()| Move::Renamed)
+/// Moves the staged `name` in `from` to `name` in `to`, keeping the
+/// previous version (if any) in the staging directory.
+fn put_in_place(from: &OwnedFd, to: &OwnedFd, name: &str) -> io::Result<Move> {
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::{fstatat, SFlag};
+    match fstatat(to, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(stat) if stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits() => Err(
+            io::Error::new(io::ErrorKind::IsADirectory, "a directory is in its place"),
+        ),
+        Ok(_) => exchange(from, name, to, name).map(|()| Move::Exchanged),
+        Err(nix::errno::Errno::ENOENT) => {
+            rename_no_replace(from, name, to, name).map(|()| Move::Renamed)
         }
-        Err(error) => Err(error),
+        Err(errno) => Err(errno.into()),
     }
 }
 
 /// Undoes [`put_in_place`].
-fn take_back(output: &Staged, how: Move) {
+fn take_back(from: &OwnedFd, to: &OwnedFd, name: &str, how: Move) {
     match how {
         Move::Exchanged => {
-            let _ = exchange(&output.written, &output.target);
+            let _ = exchange(from, name, to, name);
         }
         Move::Renamed => {
-            let _ = fs::rename(&output.target, &output.written);
+            let _ = rename_no_replace(to, name, from, name);
         }
     }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-    match renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE) {
+fn exchange(a_dir: &OwnedFd, a: &str, b_dir: &OwnedFd, b: &str) -> io::Result<()> {
+    use nix::fcntl::{renameat, renameat2, RenameFlags};
+    match renameat2(a_dir, a, b_dir, b, RenameFlags::RENAME_EXCHANGE) {
         Ok(()) => Ok(()),
         // A file system without exchange (NFS, some FUSE): a plain rename
         // replaces the previous version, which is then gone; the commit of
         // several outputs is then not all-or-none on a failure half-way.
-        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => fs::rename(a, b),
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => {
+            renameat(a_dir, a, b_dir, b).map_err(io::Error::from)
+        }
         Err(errno) => Err(io::Error::from(errno)),
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    fs::rename(a, b)
+fn exchange(a_dir: &OwnedFd, a: &str, b_dir: &OwnedFd, b: &str) -> io::Result<()> {
+    nix::fcntl::renameat(a_dir, a, b_dir, b).map_err(io::Error::from)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+fn rename_no_replace(from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> io::Result<()> {
+    use nix::fcntl::{renameat, renameat2, RenameFlags};
+    match renameat2(from_dir, from, to_dir, to, RenameFlags::RENAME_NOREPLACE) {
         Ok(()) => Ok(()),
-        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => fs::rename(from, to),
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => {
+            renameat(from_dir, from, to_dir, to).map_err(io::Error::from)
+        }
         Err(errno) => Err(io::Error::from(errno)),
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    fs::rename(from, to)
-}
-
-fn kind_of(meta: &fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = meta.file_type();
-    if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "a device"
-    } else {
-        "something else"
-    }
+fn rename_no_replace(from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> io::Result<()> {
+    nix::fcntl::renameat(from_dir, from, to_dir, to).map_err(io::Error::from)
 }
 
 #[cfg(test)]

@@ -727,6 +727,24 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
         else {
             continue;
         };
+        if key == "." {
+            // The root itself (lexically): physically it may be elsewhere.
+            if let Lookup::Escapes { via } = ctx.lookup(input) {
+                ctx.symlink_escape(input, &via);
+                continue;
+            }
+            // Everything beneath it, judged as an input directory (it
+            // holds the log and every output: refused).
+            if !ctx.root_dirs.iter().any(|d| d.physical == "." && !d.source) {
+                ctx.root_dirs.push(RootDir {
+                    subject: input.clone(),
+                    physical: ".".to_owned(),
+                    source: false,
+                    exists: true,
+                });
+            }
+            continue;
+        }
         let input_id = log.ids.of(&key);
         // Unjudged, every input may be an earlier command's output.
         let produced = !log.judge || log.written.contains_key(&input_id);
@@ -759,16 +777,53 @@ fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
                 );
                 continue;
             }
-            Lookup::Inside { .. } => {
+            Lookup::Inside { kind } => {
                 let native = ctx.native(input).into_owned();
                 if let Some(physical) = ctx.fs.physical(&native) {
-                    let at = if physical.is_empty() {
-                        ctx.fs.root().to_path_buf()
+                    let lower = physical.to_lowercase();
+                    if let Some(p) = log.protected.iter().find(|p| **p == lower) {
+                        // Regression (hardening): a symlink to the log, or
+                        // the log itself, declared as an input was granted.
+                        ctx.refuse(
+                            "inputs.protected",
+                            input,
+                            format!(
+                                "input `{input}` is `{p}`, which replay itself reads or writes"
+                            ),
+                            "the log, the policy, the journal and replay's lock are never inputs",
+                        );
+                        continue;
+                    }
+                    if kind == Kind::Dir {
+                        // A directory grants everything beneath it: judged
+                        // as `-I` and `-L` values are (regression: `.` as
+                        // an input gave a tool the whole root).
+                        let physical = if physical.is_empty() {
+                            ".".to_owned()
+                        } else {
+                            physical
+                        };
+                        if !ctx
+                            .root_dirs
+                            .iter()
+                            .any(|d| d.physical == physical && !d.source)
+                        {
+                            ctx.root_dirs.push(RootDir {
+                                subject: input.clone(),
+                                physical,
+                                source: false,
+                                exists: true,
+                            });
+                        }
                     } else {
-                        ctx.fs.root().join(physical)
-                    };
-                    if !ctx.input_files.contains(&at) {
-                        ctx.input_files.push(at);
+                        let at = if physical.is_empty() {
+                            ctx.fs.root().to_path_buf()
+                        } else {
+                            ctx.fs.root().join(physical)
+                        };
+                        if !ctx.input_files.contains(&at) {
+                            ctx.input_files.push(at);
+                        }
                     }
                 }
             }

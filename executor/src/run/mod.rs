@@ -217,6 +217,14 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
 
     let waited = match tracer {
         Some(tracer) => tracer.wait().map(|(main, peaks, denied)| {
+            // The seccomp filter refuses `CLONE_UNTRACED`; should a process
+            // have left the tracer's sight anyway, it dies here too, as an
+            // untraced tool's leftovers do.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            reap_orphans(launched_at.unwrap_or(u64::MAX));
             (
                 main.status,
                 main.user,

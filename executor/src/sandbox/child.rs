@@ -221,15 +221,46 @@ fn exec(tool: &Prepared, control: &File, report: &File, observe: bool) -> nix::e
     if let Err(e) = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
         return e;
     }
-    // Last, so nothing above stops at the tracer: the calls the sandbox
-    // may refuse are reported to it (observation only). Only when the
-    // parent asked and a tracer is attached: with none, they would fail.
-    if observe && super::seccomp::is_traced() {
-        let _ = super::seccomp::install();
+    drop_capabilities();
+    // Last, so nothing above is filtered. The observed calls stop at the
+    // tracer only when the parent asked and a tracer is attached: with
+    // none, they would fail.
+    let observe = observe && super::seccomp::is_traced();
+    if let Err(error) = super::seccomp::install(observe) {
+        return nix::errno::Errno::from_raw(error.raw_os_error().unwrap_or(libc::EPERM));
     }
     match nix::unistd::execve(&tool.program, &tool.argv, &tool.envp) {
         Err(errno) => errno,
         Ok(never) => match never {},
+    }
+}
+
+/// Makes sure the tool holds no capability, even when `replay` runs as
+/// root (which Landlock does not confine: loading a module, raw I/O): an
+/// empty bounding set means `execve` grants root none, and no ambient ones
+/// are kept. Unprivileged, there is nothing to drop (and no right to).
+fn drop_capabilities() {
+    // SAFETY: `prctl` with integer arguments only; clearing the ambient
+    // set cannot fail in a way that matters here.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+    }
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|text| text.trim().parse::<libc::c_ulong>().ok())
+        .unwrap_or(63);
+    for capability in 0..=last {
+        // SAFETY: as above; without `CAP_SETPCAP` this fails with `EPERM`,
+        // and an unprivileged process has no capability to lose.
+        unsafe {
+            libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0);
+        }
     }
 }
 

@@ -106,6 +106,18 @@ fn restrict(rules: LandlockRules<'_>) -> Result<RestrictionStatus, RulesetError>
         Some(_) => AccessFs::from_read(TESTED_ABI) & !AccessFs::Execute,
         None => AccessFs::from_read(TESTED_ABI),
     };
+    // Where a tool writes, it makes plain files and directories only: no
+    // symbolic link, FIFO, socket or device (a link left in a staging
+    // could steer what `replay` does with it), no link or rename across
+    // directories (`Refer`), and nothing it wrote is executed.
+    let write_access = AccessFs::from_all(TESTED_ABI)
+        & !(AccessFs::MakeSym
+            | AccessFs::MakeFifo
+            | AccessFs::MakeSock
+            | AccessFs::MakeBlock
+            | AccessFs::MakeChar
+            | AccessFs::Refer
+            | AccessFs::Execute);
     ruleset
         .create()?
         // Missing paths (say `/lib32`) are left out by `path_beneath_rules`.
@@ -114,10 +126,7 @@ fn restrict(rules: LandlockRules<'_>) -> Result<RestrictionStatus, RulesetError>
             rules.executable.unwrap_or(&[]),
             AccessFs::Execute | AccessFs::ReadFile,
         ))?
-        .add_rules(path_beneath_rules(
-            rules.writable,
-            AccessFs::from_all(TESTED_ABI),
-        ))?
+        .add_rules(path_beneath_rules(rules.writable, write_access))?
         // The sandbox sets no_new_privs itself, as its own layer.
         .no_new_privs(false)
         .restrict_self()

@@ -1,14 +1,26 @@
-//! A seccomp filter that reports, not restricts: every file-system call a
-//! tool makes that the sandbox may refuse (opens, creates, removes,
-//! renames, links, execs) stops at the tracer (`SECCOMP_RET_TRACE`), which
-//! notes the path and, at the call's exit, whether the kernel refused it
-//! (Landlock reports nothing to an unprivileged process; the failed call is
-//! what can be seen). Every other call, and every call on another
-//! architecture, is allowed untouched.
+//! The seccomp filter each tool runs under (x86_64), installed by the
+//! launcher right before it execs the tool. It does two things:
 //!
-//! Installed only when the launcher is traced: with no tracer attached a
-//! `SECCOMP_RET_TRACE` call fails with `ENOSYS`. x86_64 only; elsewhere
-//! nothing is installed and only refused execs are reported.
+//! - **Refuses** what Landlock does not cover and no compile needs: changing
+//!   a file's metadata (`chmod`, `chown`, times, extended attributes: a
+//!   tool could make the log unreadable or a host binary setuid), reaching
+//!   into another process (`ptrace`, `process_vm_*`: a process could
+//!   rewrite another's `argv[0]` after the tracer judged it), leaving the
+//!   tracer (`clone` with `CLONE_UNTRACED`; `clone3`, whose flags a filter
+//!   cannot read, answers `ENOSYS` so libc falls back to `clone`), the
+//!   32-bit and x32 system-call tables (where this filter would see other
+//!   numbers), and the calls that act on the whole machine (modules,
+//!   `kexec`, `reboot`, mounts, namespaces, `bpf`). Those fail with
+//!   `EPERM` (or `ENOSYS`). Output modes are set by `replay` at commit.
+//! - **Reports**, when the launcher is traced and asked to: every
+//!   file-system call the sandbox may refuse (opens, creates, removes,
+//!   renames, links, execs) stops at the tracer (`SECCOMP_RET_TRACE`),
+//!   which notes the path and, at the call's exit, whether the kernel
+//!   refused it (Landlock tells an unprivileged process nothing; the failed
+//!   call is what can be seen). With no tracer such a call would fail with
+//!   `ENOSYS`, so this part is left out then.
+//!
+//! Elsewhere than x86_64 nothing is installed (the README says so).
 
 /// The system calls that stop at the tracer (x86_64 numbers).
 #[cfg(target_arch = "x86_64")]
@@ -36,6 +48,58 @@ pub(crate) const OBSERVED: &[i64] = &[
     libc::SYS_execveat,
 ];
 
+/// The system calls that fail with `EPERM` (x86_64 numbers).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const REFUSED: &[i64] = &[
+    // A file's metadata: Landlock has no right for these.
+    libc::SYS_chmod,
+    libc::SYS_fchmod,
+    libc::SYS_fchmodat,
+    libc::SYS_fchmodat2,
+    libc::SYS_chown,
+    libc::SYS_fchown,
+    libc::SYS_lchown,
+    libc::SYS_fchownat,
+    libc::SYS_utime,
+    libc::SYS_utimes,
+    libc::SYS_utimensat,
+    libc::SYS_futimesat,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_fsetxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    libc::SYS_fremovexattr,
+    SYS_SETXATTRAT,
+    SYS_REMOVEXATTRAT,
+    // Other processes.
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    // The whole machine.
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_reboot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_bpf,
+];
+
+/// `setxattrat` and `removexattrat` (Linux 6.13), not yet in `libc`.
+#[cfg(target_arch = "x86_64")]
+const SYS_SETXATTRAT: i64 = 463;
+#[cfg(target_arch = "x86_64")]
+const SYS_REMOVEXATTRAT: i64 = 466;
+
 /// Whether this process has a tracer (`TracerPid:` in its status).
 pub(crate) fn is_traced() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -49,50 +113,138 @@ pub(crate) fn is_traced() -> bool {
         .unwrap_or(false)
 }
 
-/// Installs the reporting filter on this process (and, through `execve`,
-/// the tool). Needs `no_new_privs` (or privilege).
+/// A BPF program under construction, with jumps to the shared returns.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn install() -> std::io::Result<()> {
-    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-    const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
-    let statement = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jump = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let load = |offset: u32| statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
-    let ret = |value: u32| statement(libc::BPF_RET | libc::BPF_K, value);
-    // struct seccomp_data { int nr; __u32 arch; ... }
-    let mut program = vec![
-        load(4),
-        jump(AUDIT_ARCH_X86_64, 1, 0),
-        ret(SECCOMP_RET_ALLOW),
-        load(0),
-    ];
-    let count = OBSERVED.len();
-    for (at, nr) in OBSERVED.iter().enumerate() {
-        // To the TRACE return: past the remaining tests and the ALLOW.
-        let to_trace = (count - at) as u8;
-        program.push(jump(*nr as u32, to_trace, 0));
+struct Program {
+    code: Vec<libc::sock_filter>,
+    /// (instruction index, which return it jumps to when true).
+    jumps: Vec<(usize, Return)>,
+}
+
+/// The filter's possible answers.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Return {
+    Allow,
+    Eperm,
+    Enosys,
+    Trace,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Program {
+    fn statement(&mut self, code: u32, k: u32) {
+        self.code.push(libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        });
     }
-    program.push(ret(SECCOMP_RET_ALLOW));
-    program.push(ret(SECCOMP_RET_TRACE));
-    let filter = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_mut_ptr(),
+
+    /// Jumps to `to` when the accumulator `test`s true against `k`.
+    fn jump(&mut self, test: u32, k: u32, to: Return) {
+        self.jumps.push((self.code.len(), to));
+        self.statement(libc::BPF_JMP | test | libc::BPF_K, k);
+    }
+
+    fn load(&mut self, offset: u32) {
+        self.statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
+    }
+
+    /// Appends the returns and resolves every jump to them.
+    fn finish(mut self) -> Vec<libc::sock_filter> {
+        const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+        const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
+        const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+        let returns = [
+            (Return::Allow, SECCOMP_RET_ALLOW),
+            (Return::Eperm, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+            (Return::Enosys, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+            (Return::Trace, SECCOMP_RET_TRACE),
+        ];
+        let first_return = self.code.len();
+        for (_, value) in returns {
+            self.statement(libc::BPF_RET | libc::BPF_K, value);
+        }
+        for (at, to) in std::mem::take(&mut self.jumps) {
+            let target = first_return + returns.iter().position(|(r, _)| *r == to).unwrap_or(0);
+            let offset = target - at - 1;
+            if u32::from(self.code[at].code) == libc::BPF_JMP | libc::BPF_JA | libc::BPF_K {
+                self.code[at].k = offset as u32;
+            } else {
+                // Fewer than 256 instructions: every offset fits a byte.
+                self.code[at].jt = offset as u8;
+            }
+        }
+        self.code
+    }
+}
+
+/// The filter's instructions; with `observe`, the observed calls stop at
+/// the tracer.
+#[cfg(target_arch = "x86_64")]
+fn program(observe: bool) -> Vec<libc::sock_filter> {
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const CLONE_UNTRACED: u32 = 0x0080_0000;
+    let mut p = Program {
+        code: Vec::new(),
+        jumps: Vec::new(),
     };
-    // SAFETY: `filter` points at `program`, a live vector of `len`
-    // well-formed BPF instructions (every jump lands inside it, every path
-    // ends in a return), alive for the call; the kernel copies the program
-    // and keeps no pointer to it.
+    // struct seccomp_data { int nr; __u32 arch; __u64 ip; __u64 args[6]; }
+    p.load(4);
+    // Another architecture's table (int 0x80): refused. The jump skips the
+    // refusal when the architecture is ours.
+    p.statement(
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        AUDIT_ARCH_X86_64,
+    );
+    let arch_check = p.code.len() - 1;
+    p.code[arch_check].jt = 1;
+    p.statement(libc::BPF_LD | libc::BPF_W | libc::BPF_IMM, 0);
+    p.jump(libc::BPF_JEQ, 0, Return::Enosys);
+    p.load(0);
+    p.jump(libc::BPF_JGE, X32_SYSCALL_BIT, Return::Enosys);
+    for nr in REFUSED {
+        p.jump(libc::BPF_JEQ, *nr as u32, Return::Eperm);
+    }
+    p.jump(libc::BPF_JEQ, libc::SYS_clone3 as u32, Return::Enosys);
+    // clone: refused with CLONE_UNTRACED in its flags (args[0], low word).
+    p.statement(
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        libc::SYS_clone as u32,
+    );
+    let clone_check = p.code.len() - 1;
+    // Not clone: skip the two instructions of the flags test.
+    p.code[clone_check].jf = 2;
+    p.load(16);
+    p.jump(libc::BPF_JSET, CLONE_UNTRACED, Return::Eperm);
+    if observe {
+        // The flags test left args[0] in the accumulator: reload nr.
+        p.load(0);
+        for nr in OBSERVED {
+            p.jump(libc::BPF_JEQ, *nr as u32, Return::Trace);
+        }
+    }
+    p.jump(libc::BPF_JA, 0, Return::Allow);
+    p.finish()
+}
+
+/// Installs the filter on this process (and, through `execve`, the tool);
+/// with `observe`, the observed calls stop at the tracer, which must have
+/// set `PTRACE_O_TRACESECCOMP`. Needs `no_new_privs` (or privilege).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn install(observe: bool) -> std::io::Result<()> {
+    let mut code = program(observe);
+    let filter = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: `filter` points at `code`, a live vector of `len` BPF
+    // instructions built by `program` (every jump resolved to a return
+    // after it, every path ending in a return), alive for the call; the
+    // kernel copies and verifies the program and keeps no pointer to it.
     let result = unsafe {
         libc::prctl(
             libc::PR_SET_SECCOMP,
@@ -109,8 +261,36 @@ pub(crate) fn install() -> std::io::Result<()> {
     }
 }
 
-/// Elsewhere, nothing is observed.
+/// Elsewhere, nothing is installed.
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn install() -> std::io::Result<()> {
+pub(crate) fn install(_observe: bool) -> std::io::Result<()> {
     Ok(())
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_jump_lands_on_a_return_inside_the_program() {
+        for observe in [false, true] {
+            let code = program(observe);
+            assert!(code.len() < 256);
+            for (at, instruction) in code.iter().enumerate() {
+                if u32::from(instruction.code) & 0x07 == libc::BPF_JMP {
+                    let offsets = if u32::from(instruction.code) & 0xf0 == libc::BPF_JA {
+                        vec![instruction.k as usize]
+                    } else {
+                        vec![usize::from(instruction.jt), usize::from(instruction.jf)]
+                    };
+                    for offset in offsets {
+                        let target = at + 1 + offset;
+                        assert!(target < code.len(), "jump at {at} leaves the program");
+                    }
+                }
+            }
+            let last = code[code.len() - 1];
+            assert_eq!(u32::from(last.code), libc::BPF_RET | libc::BPF_K);
+        }
+    }
 }
