@@ -11,22 +11,15 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use cmdlog::Command;
 use policy::Resolved;
 
 use crate::run::trace::ExecRule;
 use crate::sandbox::{SandboxSpec, DEFAULT_WRITABLE_DEVICES};
 use crate::staging::Staging;
 
-/// Confines `spec` (made for `command`, whose verdict is `resolved`) to
-/// what the command declared: see the module doc.
-pub fn confine(
-    spec: &mut SandboxSpec,
-    root: &Path,
-    command: &Command,
-    resolved: &Resolved,
-    staging: &Staging,
-) {
+/// Confines `spec` to what the command whose verdict is `resolved`
+/// declared: see the module doc.
+pub fn confine(spec: &mut SandboxSpec, resolved: &Resolved, staging: &Staging) {
     spec.writable = std::iter::once(staging.dir().to_owned())
         .chain(DEFAULT_WRITABLE_DEVICES.iter().map(PathBuf::from))
         .collect();

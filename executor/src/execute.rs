@@ -375,7 +375,7 @@ impl Runner<'_, '_> {
             root.join(&command.cwd),
             root,
         );
-        crate::confine::confine(&mut spec, root, command, &resolved, &staging);
+        crate::confine::confine(&mut spec, &resolved, &staging);
         spec.landlock = self.options.landlock;
         spec.network = self.options.network;
         spec.rlimits.fsize = resolved.limits.max_output;
