@@ -862,6 +862,63 @@ mod tests {
     }
 
     #[test]
+    fn a_link_left_in_the_staging_never_leads_the_commit_outside() {
+        // Regression (review): the tool replaced its staged `out/sub` with
+        // a link to a directory outside, and the commit swapped a file
+        // there with the previous output in the root.
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret.txt"), "outside").unwrap();
+        let root = dir.path();
+        fs::create_dir(root.join("sub")).unwrap();
+        fs::write(root.join("sub/secret.txt"), "previous").unwrap();
+        let base = StageBase::open(root).unwrap();
+        let (_, staging) = prepared(
+            &base,
+            &strings(&["-o", "sub/secret.txt"]),
+            &strings(&["sub/secret.txt"]),
+            9,
+        );
+        let staged_sub = staging.dir().join("out/sub");
+        fs::remove_dir(&staged_sub).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &staged_sub).unwrap();
+        assert!(staging.commit().is_err());
+        assert_eq!(
+            fs::read_to_string(outside.path().join("secret.txt")).unwrap(),
+            "outside"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("sub/secret.txt")).unwrap(),
+            "previous"
+        );
+    }
+
+    #[test]
+    fn outputs_get_the_mode_replay_gives_not_the_tools() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let base = StageBase::open(root).unwrap();
+        let (args, staging) = prepared(
+            &base,
+            &strings(&["-o", "p.o", "-o", "prog"]),
+            &strings(&["p.o", "prog"]),
+            10,
+        );
+        fs::write(&args[1], "data").unwrap();
+        fs::set_permissions(&args[1], fs::Permissions::from_mode(0o6777)).unwrap();
+        // An ELF executable's header: class 64, little-endian, ET_DYN.
+        let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+        elf.resize(16, 0);
+        elf.extend_from_slice(&3u16.to_le_bytes());
+        fs::write(&args[3], &elf).unwrap();
+        staging.commit().unwrap();
+        let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode("p.o"), 0o644);
+        assert_eq!(mode("prog"), 0o755);
+    }
+
+    #[test]
     fn a_missing_output_fails_the_commit() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();

@@ -6,8 +6,11 @@
 //! the same directory as the last `--out` (an undeclared side file, as a
 //! `.pdb` or a map), then tries each action in order and prints one line
 //! for each: `write PATH: done` or `write PATH: denied (ERROR)`, the same
-//! for `read` and `exec` (which runs PATH and waits for it). It exits 1 if
-//! any action was denied, 0 otherwise.
+//! for `read` and `exec` (which runs PATH and waits for it), `chmod` (makes
+//! PATH setuid), `untraced` (starts a child with `CLONE_UNTRACED`, which
+//! would leave a tracer's sight) and `vm-write` (writes its own memory
+//! through `process_vm_writev`, as a process rewriting another's `argv[0]`
+//! would). It exits 1 if any action was denied, 0 otherwise.
 
 use std::io::Write;
 use std::path::Path;
@@ -52,6 +55,14 @@ fn main() -> ExitCode {
             report("write", path, result);
         } else if let Some(path) = arg.strip_prefix("--read=") {
             report("read", path, std::fs::read(path).map(|_| ()));
+        } else if let Some(path) = arg.strip_prefix("--chmod=") {
+            use std::os::unix::fs::PermissionsExt;
+            let result = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o4777));
+            report("chmod", path, result);
+        } else if arg == "--untraced" {
+            report("untraced", "clone", untraced_child());
+        } else if arg == "--vm-write" {
+            report("vm-write", "self", vm_write());
         } else if let Some(path) = arg.strip_prefix("--exec=") {
             let result = std::process::Command::new(path)
                 .status()
@@ -66,5 +77,57 @@ fn main() -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Starts a child with `CLONE_UNTRACED` that exits at once, and waits.
+fn untraced_child() -> std::io::Result<()> {
+    const CLONE_UNTRACED: libc::c_ulong = 0x0080_0000;
+    // SAFETY: a raw `clone` with no new stack behaves as `fork` (the child
+    // gets a copy of this single-threaded process) and the child only
+    // calls `_exit`.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            CLONE_UNTRACED | libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match pid {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => {
+            // SAFETY: leaves the child at once.
+            unsafe { libc::_exit(0) }
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: waits for our own child; `status` outlives the call.
+            unsafe { libc::waitpid(child as libc::pid_t, &mut status, 0) };
+            Ok(())
+        }
+    }
+}
+
+/// Writes one byte of its own memory through `process_vm_writev`.
+fn vm_write() -> std::io::Result<()> {
+    let mut target = [0u8; 1];
+    let source = [1u8; 1];
+    let local = libc::iovec {
+        iov_base: source.as_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    let remote = libc::iovec {
+        iov_base: target.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    // SAFETY: both vectors point at live one-byte buffers of this process.
+    let written = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if written == 1 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

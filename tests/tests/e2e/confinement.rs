@@ -42,6 +42,9 @@ flags = [
   {{ name = "--write=", form = "joined", pattern = ".+" }},
   {{ name = "--read=", form = "joined", pattern = ".+" }},
   {{ name = "--exec=", form = "joined", pattern = ".+" }},
+  {{ name = "--chmod=", form = "joined", pattern = ".+" }},
+  {{ name = "--untraced", form = "switch" }},
+  {{ name = "--vm-write", form = "switch" }},
 ]
 "#,
         dir = bin_dir().display()
@@ -435,4 +438,38 @@ fn lld_link_through_a_wrongly_allowed_target_is_killed_at_exec() {
     assert_eq!(command["status"], "denied", "{command:#}");
     let reason = command["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("run as `lld-link`"), "{reason}");
+}
+
+/// What Landlock has no right for (a file's mode, leaving the tracer,
+/// writing another process's memory) the seccomp filter refuses.
+#[test]
+fn calls_landlock_cannot_see_are_refused_by_the_filter() {
+    let actions = ["--chmod=log.json", "--untraced", "--vm-write"];
+    let control = tempfile::tempdir().unwrap();
+    std::fs::write(control.path().join("log.json"), "x").unwrap();
+    let out = unconfined(control.path(), &actions);
+    for done in [
+        "chmod log.json: done",
+        "untraced clone: done",
+        "vm-write self: done",
+    ] {
+        assert!(out.contains(done), "{out}");
+    }
+
+    let dir = root_with(&actions, &[], &[], false);
+    let root = dir.path();
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+    };
+    let before = mode(&root.join("log.json"));
+    let (code, output, _) = replay(&dir);
+    assert_eq!(code, Some(1), "{output}");
+    for denied in [
+        "chmod log.json: denied",
+        "untraced clone: denied",
+        "vm-write self: denied",
+    ] {
+        assert!(output.contains(denied), "{output}");
+    }
+    assert_eq!(mode(&root.join("log.json")), before);
 }
