@@ -235,11 +235,22 @@ pub fn open_for_run(
 /// entries, if any.
 pub fn ignored_warning(path: &Path, ignored: u64) -> Option<String> {
     (ignored > 0).then(|| {
+        let (lines, what, commands) = if ignored == 1 {
+            (
+                "line",
+                "is not a journal entry",
+                "the command it may have recorded runs",
+            )
+        } else {
+            (
+                "lines",
+                "are not journal entries",
+                "the commands they may have recorded run",
+            )
+        };
         format!(
-            "ignored {ignored} line{} of the journal `{}` that {} not journal entries (damaged or not a journal); the commands they may have recorded run again",
-            if ignored == 1 { "" } else { "s" },
-            path.display(),
-            if ignored == 1 { "is" } else { "are" },
+            "ignored {ignored} {lines} of the journal `{}` that {what} (damaged, or not a journal); {commands} again",
+            path.display()
         )
     })
 }

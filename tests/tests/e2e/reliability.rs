@@ -116,6 +116,23 @@ fn report_statuses(root: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The lines of `stderr` that are replay's own messages (`error:`,
+/// `caused by:`, `hint:`, `warning:`), with `root` masked: what the
+/// snapshots hold (tables carry timings).
+fn messages(stderr: &str, root: &Path) -> String {
+    stderr
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            ["error:", "caused by:", "hint:", "warning:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(|l| l.replace(&root.display().to_string(), "[ROOT]"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 const RUN: &[&str] = &["--policy", "memtouch.toml", "log.json"];
 const RESUME: &[&str] = &[
     "--policy",
@@ -155,6 +172,14 @@ fn an_input_replaced_while_its_command_runs_is_not_journaled_and_resume_rebuilds
         "{stderr}"
     );
     assert!(!root.join("out.txt").exists(), "the stale output was kept");
+    let row = stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("ERROR (")
+                .map(|(_, m)| m.trim_end_matches(')').to_owned())
+        })
+        .unwrap_or_default();
+    insta::assert_snapshot!("input_changed_while_running", row);
 
     let resumed = replay(&root, RESUME);
     assert!(resumed.status.success(), "{}", text(&resumed.stderr));
@@ -198,6 +223,11 @@ fn a_second_run_on_a_root_stops_at_once_naming_the_first() {
             stderr.contains("one work root takes one run at a time"),
             "{stderr}"
         );
+        let pid = first.id().to_string();
+        insta::assert_snapshot!(
+            "root_locked",
+            messages(&stderr, &root).replace(&pid, "[PID]")
+        );
     }
     std::fs::write(root.join("go"), "").unwrap();
     let output = finish(first);
@@ -236,7 +266,8 @@ fn a_hard_linked_journal_is_never_written_through() {
     let stderr = text(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("it has 2 hard links"), "{stderr}");
-    assert!(!stderr.contains("hint: rerun with `--resume`"), "{stderr}");
+    assert!(!stderr.contains("--resume"), "{stderr}");
+    insta::assert_snapshot!("journal_hard_link", messages(&stderr, &root));
     assert!(!root.join("a.txt").exists(), "nothing runs");
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious\n");
 
@@ -257,6 +288,7 @@ fn a_symlinked_journal_is_refused_on_resume_and_replaced_on_a_fresh_run() {
     let stderr = text(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("it is a symbolic link"), "{stderr}");
+    insta::assert_snapshot!("journal_symlink", messages(&stderr, &root));
     let fresh = replay(&root, RUN);
     assert!(fresh.status.success(), "{}", text(&fresh.stderr));
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious\n");
@@ -282,6 +314,7 @@ fn a_fifo_journal_is_refused_without_hanging() {
         stderr.contains("it is a FIFO (named pipe), not a regular file"),
         "{stderr}"
     );
+    insta::assert_snapshot!("journal_fifo", messages(&stderr, &root));
     assert!(!root.join("a.txt").exists(), "nothing runs");
     // A fresh run replaces the name with its own journal.
     let fresh = replay(&root, RUN);
@@ -343,6 +376,7 @@ fn a_producer_killed_by_a_signal_is_reported_with_it_and_exit_5() {
         stderr.contains("was killed by signal 9 (SIGKILL): nothing ran"),
         "{stderr}"
     );
+    insta::assert_snapshot!("producer_killed", messages(&stderr, &root));
 }
 
 /// `replay ARGS` in `root` with a file-size limit: a run that copies more
@@ -522,4 +556,65 @@ fn a_full_disk_says_no_space_left_on_device_and_where() {
         )),
         "{stderr}"
     );
+    let row = stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("ERROR (")
+                .map(|(_, m)| m.trim_end_matches(')').to_owned())
+        })
+        .unwrap_or_default()
+        .replace(&root.display().to_string(), "[ROOT]");
+    insta::assert_snapshot!("disk_full", row);
+}
+
+#[test]
+fn binary_and_text_garbage_in_the_journal_are_ignored_alike_with_a_warning() {
+    // Regression: binary garbage stopped `--resume` with "not valid
+    // UTF-8"; text garbage was ignored silently.
+    let mut warnings = Vec::new();
+    for garbage in [
+        &b"\xff\xfe\x00\x9c binary\n"[..],
+        &b"not a journal entry\n"[..],
+    ] {
+        let (_dir, root) = root();
+        log(&root, &[(&["--out=a.txt"], &[], &["a.txt"])]);
+        let first = replay(&root, RUN);
+        assert!(first.status.success(), "{}", text(&first.stderr));
+        std::fs::write(root.join("log.json.journal"), garbage).unwrap();
+        let resumed = replay(&root, RESUME);
+        let stderr = text(&resumed.stderr);
+        assert!(resumed.status.success(), "{stderr}");
+        assert_eq!(report_statuses(&root), ["ok"], "the command reruns");
+        warnings.push(messages(&stderr, &root));
+    }
+    assert_eq!(warnings[0], warnings[1]);
+    insta::assert_snapshot!("journal_garbage", warnings[0]);
+}
+
+#[test]
+fn check_caps_what_a_hostile_log_makes_it_print() {
+    // Regression: `check` printed every 10 KB argument of every finding
+    // (880 MB for 2M commands).
+    let (_dir, root) = root();
+    let flag = format!("--bogus={}", "x".repeat(10_000));
+    let args = [flag.as_str()];
+    let commands: Vec<(&[&str], &[&str], &[&str])> =
+        (0..25).map(|_| (&args[..], &[][..], &[][..])).collect();
+    log(&root, &commands);
+    let output = replay(&root, &["check", "--policy", "memtouch.toml", "log.json"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.len() < 20_000, "{} bytes printed", stdout.len());
+    let refused = stdout
+        .lines()
+        .filter(|l| l.starts_with("refused: command"))
+        .count();
+    assert_eq!(refused, 20, "{stdout}");
+    let tail: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("refused: command") && !l.trim_start().starts_with("hint:"))
+        .collect();
+    insta::assert_snapshot!("check_capped_tail", tail.join("\n"));
+    let first = stdout.lines().next().unwrap_or_default();
+    insta::assert_snapshot!("check_capped_first", first);
 }
