@@ -68,14 +68,18 @@ impl Audit {
     }
 }
 
-/// The options the checker gets for `job`: its log, its journal, and every
-/// file of the policy (the ones it extends and its plugins' modules too)
-/// are protected from being written by any command.
+/// The options the checker gets for `job`: its log, its journal, the
+/// root's lock file, and every file of the policy (the ones it extends and
+/// its plugins' modules too) are protected from being written by any
+/// command.
 pub fn check_options(job: &Job, policy: &Policy, mode: Mode, strict: bool) -> CheckOptions {
     let mut protected = vec![
         job.log.clone(),
         job.policy.clone(),
         crate::journal::path_for(&job.log),
+        // A command that replaced the lock file would let a second run
+        // lock a new one while this run holds the old.
+        job.root.join(crate::lock::LOCK_FILE),
     ];
     protected.extend(policy.own_files());
     CheckOptions {
