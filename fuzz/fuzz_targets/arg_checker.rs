@@ -132,6 +132,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let verdict = checker.command(&command);
+    // `FUZZ_SHOW=1 ./arg_checker FILE` prints the verdict: to see that
+    // the setup allows commands at all (else the property is vacuous).
+    if std::env::var_os("FUZZ_SHOW").is_some() {
+        eprintln!("{:?}: {:?}", verdict.status, verdict.findings);
+    }
     if verdict.status == policy::Status::Allowed {
         assert!(
             only_listed_flags(&args),
