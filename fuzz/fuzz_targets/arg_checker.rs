@@ -84,8 +84,8 @@ fn only_listed_flags(args: &[String]) -> bool {
         }
         if let Some(parts) = arg.strip_prefix("-Wl,") {
             for part in parts.split(',') {
-                let listed = LD_SWITCHES.contains(&part)
-                    || LD_JOINED.iter().any(|j| part.starts_with(j));
+                let listed =
+                    LD_SWITCHES.contains(&part) || LD_JOINED.iter().any(|j| part.starts_with(j));
                 if part.starts_with('-') && !listed {
                     return false;
                 }

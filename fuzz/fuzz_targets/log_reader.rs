@@ -17,18 +17,19 @@ fuzz_target!(|data: &[u8]| {
         max_arg_bytes: 256,
     };
     let mut commands = 0u64;
-    let streamed = cmdlog::LogReader::new(data)
-        .with_limits(limits)
-        .read(&mut |command: cmdlog::Command| {
-            commands += 1;
-            // Every command the reader hands over obeys the limits.
-            assert!(command.args.len() as u64 <= limits.max_args);
-            assert!(command
-                .args
-                .iter()
-                .all(|a| a.len() as u64 <= limits.max_arg_bytes && !a.contains('\0')));
-            ControlFlow::Continue(())
-        });
+    let streamed =
+        cmdlog::LogReader::new(data)
+            .with_limits(limits)
+            .read(&mut |command: cmdlog::Command| {
+                commands += 1;
+                // Every command the reader hands over obeys the limits.
+                assert!(command.args.len() as u64 <= limits.max_args);
+                assert!(command
+                    .args
+                    .iter()
+                    .all(|a| a.len() as u64 <= limits.max_arg_bytes && !a.contains('\0')));
+                ControlFlow::Continue(())
+            });
     let whole = cmdlog::read_document(data, limits);
     // Streaming and whole-document reading agree on what is a log.
     assert_eq!(streamed.is_ok(), whole.is_ok(), "{streamed:?} vs {whole:?}");
