@@ -61,8 +61,11 @@ impl LockError {
                 "one work root takes one run at a time: wait for that run to finish{}, then run again",
                 holder.map_or_else(String::new, |pid| format!(" (or stop it: `kill {pid}`)"))
             ),
+            LockError::Open(OwnFileError::Unsafe { .. }) => format!(
+                "`{LOCK_FILE}` in the work root is not a lock file replay made: remove it, then run again"
+            ),
             LockError::Open(_) | LockError::Lock { .. } => format!(
-                "remove `{LOCK_FILE}` from the work root if no replay run is using it, then run again"
+                "replay keeps its lock file `{LOCK_FILE}` in the work root: make the root writable, then run again"
             ),
         }
     }
