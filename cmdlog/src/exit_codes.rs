@@ -15,6 +15,10 @@ impl ReplayExitCode {
     pub const DENIED: i32 = 3;
     /// A limit (time, memory, output size) stopped a tool.
     pub const LIMIT: i32 = 4;
+    /// Driver mode: a signal killed the producer, so there is no log to
+    /// trust; nothing ran. (A producer that exits non-zero is a failed
+    /// tool, [`ReplayExitCode::TOOL_FAILED`].)
+    pub const PRODUCER_KILLED: i32 = 5;
     /// `replay` was interrupted (SIGINT or SIGTERM) and stopped the tool
     /// that was running; 128 + SIGINT, as shells report it.
     pub const INTERRUPTED: i32 = 130;

@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 
 use cmdlog::{Command, Header, LogReader, Visit};
 use policy::plugin::{PluginHost, PluginSpec};
-use policy::report::{write_finding, write_verdict, Tally};
+use policy::report::{write_finding, Tally};
 use policy::{CheckOptions, Checker, CheckerError, Finding, Mode, Policy, Status, Verdict};
 
 use crate::job::{Job, JobError};
@@ -68,15 +68,19 @@ impl Audit {
     }
 }
 
-/// The options the checker gets for `job`: its log, its journal, and every
-/// file of the policy (the ones it extends and its plugins' modules too)
-/// are protected from being written by any command.
+/// The options the checker gets for `job`: its log, its journal, the
+/// root's lock file, and every file of the policy (the ones it extends and
+/// its plugins' modules too) are protected from being written by any
+/// command.
 pub fn check_options(job: &Job, policy: &Policy, mode: Mode, strict: bool) -> CheckOptions {
     let mut protected = vec![
         job.log.clone(),
         job.policy.clone(),
         crate::journal::path_for(&job.log),
         job.root.join(crate::staging::STAGE_DIR),
+        // A command that replaced the lock file would let a second run
+        // lock a new one while this run holds the old.
+        job.root.join(crate::lock::LOCK_FILE),
     ];
     protected.extend(policy.own_files());
     CheckOptions {
@@ -103,6 +107,7 @@ pub fn audit(
         format,
         first: true,
         error: None,
+        per_rule: Vec::new(),
     };
     printer.begin().map_err(AuditError::Output)?;
     let specs = policy
@@ -284,13 +289,43 @@ impl Visit for Judge<'_, '_, '_> {
     }
 }
 
+/// Findings shown per rule; the rest are counted ("and N more").
+pub const SHOWN_PER_RULE: u64 = 20;
+
+/// Characters of an argument (a finding's subject) a finding quotes; a
+/// longer one is cut, with an ellipsis and its length.
+pub const QUOTED_CHARS: usize = 200;
+
 /// Writes findings as they come, in either format; the first write error
-/// is kept and stops the pass.
+/// is kept and stops the pass. A hostile log can break one rule millions
+/// of times with 10 KB arguments: each rule shows its first
+/// [`SHOWN_PER_RULE`] findings, each quoting at most [`QUOTED_CHARS`]
+/// characters of its subject.
 struct Printer<'w> {
     out: &'w mut dyn Write,
     format: Format,
     first: bool,
     error: Option<io::Error>,
+    /// Findings seen per rule, in the order rules first appeared.
+    per_rule: Vec<(&'static str, u64)>,
+}
+
+/// `finding`, quoting at most [`QUOTED_CHARS`] characters of its subject
+/// (in the subject and wherever the message quotes it).
+pub fn capped(finding: &Finding) -> std::borrow::Cow<'_, Finding> {
+    let Some((cut, _)) = finding.subject.char_indices().nth(QUOTED_CHARS) else {
+        return std::borrow::Cow::Borrowed(finding);
+    };
+    let short = format!(
+        "{}… ({} bytes in all)",
+        &finding.subject[..cut],
+        finding.subject.len()
+    );
+    std::borrow::Cow::Owned(Finding {
+        message: finding.message.replace(&finding.subject, &short),
+        subject: short,
+        ..finding.clone()
+    })
 }
 
 impl Printer<'_> {
@@ -302,22 +337,50 @@ impl Printer<'_> {
     }
 
     fn verdict(&mut self, verdict: &Verdict) {
+        for finding in &verdict.findings {
+            if !self.admit(finding.rule) {
+                continue;
+            }
+            let finding = capped(finding);
+            let result = match self.format {
+                Format::Human => write_finding(self.out, Some(&verdict.tool), &finding),
+                Format::Json => self.json_finding(Some(verdict), &finding),
+            };
+            self.keep(result);
+        }
+    }
+
+    fn finding(&mut self, tool: Option<&cmdlog::ToolKind>, finding: &Finding) {
+        if !self.admit(finding.rule) {
+            return;
+        }
+        let finding = capped(finding);
         let result = match self.format {
-            Format::Human => write_verdict(self.out, verdict),
-            Format::Json => verdict
-                .findings
-                .iter()
-                .try_for_each(|f| self.json_finding(Some(verdict), f)),
+            Format::Human => write_finding(self.out, tool, &finding),
+            Format::Json => self.json_finding(None, &finding),
         };
         self.keep(result);
     }
 
-    fn finding(&mut self, tool: Option<&cmdlog::ToolKind>, finding: &Finding) {
-        let result = match self.format {
-            Format::Human => write_finding(self.out, tool, finding),
-            Format::Json => self.json_finding(None, finding),
+    /// Counts a finding of `rule`; whether it is among the shown.
+    fn admit(&mut self, rule: &'static str) -> bool {
+        let at = match self.per_rule.iter().position(|(r, _)| *r == rule) {
+            Some(at) => at,
+            None => {
+                self.per_rule.push((rule, 0));
+                self.per_rule.len() - 1
+            }
         };
-        self.keep(result);
+        self.per_rule[at].1 += 1;
+        self.per_rule[at].1 <= SHOWN_PER_RULE
+    }
+
+    /// The rules with findings not shown, and how many.
+    fn hidden(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.per_rule
+            .iter()
+            .filter(|(_, n)| *n > SHOWN_PER_RULE)
+            .map(|(rule, n)| (*rule, n - SHOWN_PER_RULE))
     }
 
     fn json_finding(&mut self, verdict: Option<&Verdict>, finding: &Finding) -> io::Result<()> {
@@ -346,12 +409,30 @@ impl Printer<'_> {
 
     fn end(&mut self, tally: &Tally) -> io::Result<()> {
         match self.format {
-            Format::Human => writeln!(self.out, "{tally}"),
+            Format::Human => {
+                let hidden: Vec<_> = self.hidden().collect();
+                for (rule, more) in hidden {
+                    writeln!(
+                        self.out,
+                        "and {more} more finding{} of [{rule}] not shown (the first {SHOWN_PER_RULE} are)",
+                        if more == 1 { "" } else { "s" }
+                    )?;
+                }
+                writeln!(self.out, "{tally}")
+            }
             Format::Json => {
                 self.out.write_all(b"\n],\"status\":")?;
                 serde_json::to_writer(&mut *self.out, &tally.status()).map_err(io::Error::from)?;
                 self.out.write_all(b",\"tally\":")?;
                 serde_json::to_writer(&mut *self.out, tally).map_err(io::Error::from)?;
+                let hidden: serde_json::Map<String, serde_json::Value> = self
+                    .hidden()
+                    .map(|(rule, more)| (rule.to_owned(), more.into()))
+                    .collect();
+                if !hidden.is_empty() {
+                    self.out.write_all(b",\"not_shown\":")?;
+                    serde_json::to_writer(&mut *self.out, &hidden).map_err(io::Error::from)?;
+                }
                 // The audit's own cost, as `replay --report` gives a run's.
                 let peak = own_peak_rss();
                 writeln!(self.out, ",\"replay_peak_rss\":{peak}}}")
@@ -365,4 +446,58 @@ impl Printer<'_> {
 #[cfg(not(target_os = "linux"))]
 fn own_peak_rss() -> u64 {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(subject: &str) -> Finding {
+        Finding {
+            id: Some(1),
+            rule: "args.unknown-flag",
+            subject: subject.to_owned(),
+            message: format!("`{subject}` is not a flag the policy lists"),
+            hint: String::new(),
+            status: Status::Refused,
+        }
+    }
+
+    #[test]
+    fn a_long_argument_is_quoted_cut_with_its_length() {
+        let long = "x".repeat(10_000);
+        let long = finding(&long);
+        let shown = capped(&long);
+        assert!(shown.subject.ends_with("… (10000 bytes in all)"));
+        assert!(shown.message.len() < 400, "{}", shown.message);
+        assert!(shown.message.contains("bytes in all)`"));
+        let short = finding("-load=x.so");
+        assert_eq!(*capped(&short), short);
+    }
+
+    #[test]
+    fn each_rule_shows_its_first_findings_then_counts_the_rest() {
+        let mut out = Vec::new();
+        let mut printer = Printer {
+            out: &mut out,
+            format: Format::Human,
+            first: true,
+            error: None,
+            per_rule: Vec::new(),
+        };
+        for _ in 0..(SHOWN_PER_RULE + 5) {
+            printer.finding(None, &finding("-bad"));
+        }
+        printer.end(&Tally::default()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.matches("-bad").count() as u64,
+            SHOWN_PER_RULE,
+            "{text}"
+        );
+        assert!(
+            text.contains("and 5 more findings of [args.unknown-flag] not shown"),
+            "{text}"
+        );
+    }
 }

@@ -63,6 +63,9 @@ pub enum DriveError {
         #[source]
         source: io::Error,
     },
+    /// The log file under the root could not be created.
+    #[error("cannot create the producer's log")]
+    OwnLog(#[source] crate::ownfile::OwnFileError),
     /// The producer could not be started.
     #[error("cannot start the producer `{program}`")]
     Spawn {
@@ -94,15 +97,9 @@ pub fn produce(
     // we announce. It is cleared of CLOEXEC only in the child, between fork
     // and exec, so no other child of replay can inherit it.
     let fd = write.as_raw_fd();
-    let mut file = crate::journal::no_follow()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(log)
-        .map_err(|source| DriveError::LogFile {
-            path: log.to_owned(),
-            source,
-        })?;
+    // A name planted in the root (a hard link or symlink to a file outside
+    // it, a FIFO) is unlinked, never written through.
+    let mut file = crate::ownfile::create_fresh(log).map_err(DriveError::OwnLog)?;
     let mut command = Command::new(program);
     command
         .args(args)
@@ -193,4 +190,45 @@ fn copy_bounded(read: OwnedFd, file: &mut File, max: u64) -> Result<u64, CopyErr
     }
     file.sync_data().map_err(CopyError::Io)?;
     Ok(total)
+}
+
+/// A signal's name for messages: `SIGKILL`, or the number if it has none.
+pub fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+/// How a producer that did not succeed ended, for the user, and the exit
+/// code `replay drive` returns for it.
+pub fn producer_failure(program: &str, exit: ExitStatus) -> (i32, String) {
+    use cmdlog::exit_codes::ReplayExitCode;
+    match exit {
+        ExitStatus::Signal(signal) => (
+            ReplayExitCode::PRODUCER_KILLED,
+            format!(
+                "the producer `{program}` was killed by signal {signal} ({}): nothing ran",
+                signal_name(signal)
+            ),
+        ),
+        ExitStatus::Code(code) => (
+            ReplayExitCode::TOOL_FAILED,
+            format!("the producer `{program}` failed with exit code {code}: nothing ran"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_producer_killed_by_a_signal_is_not_a_failed_tool() {
+        let (code, message) = producer_failure("aotc", ExitStatus::Signal(9));
+        assert_eq!(code, cmdlog::exit_codes::ReplayExitCode::PRODUCER_KILLED);
+        assert!(message.contains("signal 9 (SIGKILL)"), "{message}");
+        let (code, message) = producer_failure("aotc", ExitStatus::Code(3));
+        assert_eq!(code, cmdlog::exit_codes::ReplayExitCode::TOOL_FAILED);
+        assert!(message.contains("exit code 3"), "{message}");
+    }
 }

@@ -57,6 +57,9 @@ pub struct ExecuteOptions {
     pub landlock: Want,
     /// Whether to cut tools off the network.
     pub network: Want,
+    /// The lock on the work root, if the caller took it already (driver
+    /// mode takes it before the producer starts); else the run takes it.
+    pub root_lock: Option<Arc<crate::lock::RootLock>>,
 }
 
 /// How the run ended, worst first.
@@ -84,6 +87,9 @@ pub enum ExecuteError {
     /// The journal could not be written.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Another run holds the work root.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// A command passed the first pass but not the second: the log, a
     /// binary or the root changed while `replay` ran.
     #[error("command {id} passed validation but is refused now: {reason}; nothing more runs")]
@@ -125,11 +131,8 @@ pub fn execute(
     }
     release_freed_memory();
     let journal_path = journal::path_for(&job.log);
-    let (journal, done) = if options.resume {
-        Journal::resume(&journal_path)?
-    } else {
-        (Journal::create(&journal_path)?, Default::default())
-    };
+    let _lock = crate::lock::RootLock::hold_for_run(&job.root, options.root_lock.as_ref())?;
+    let (journal, done, ignored) = journal::open_for_run(&journal_path, options.resume)?;
     // The first pass judged the whole log on these same bytes (a private
     // snapshot): this pass re-judges each command against the files as
     // they are now, and keeps nothing per output while tools run.
@@ -144,6 +147,11 @@ pub fn execute(
     reporter
         .event(&Event::Validated { commands })
         .map_err(ExecuteError::Report)?;
+    if let Some(warning) = journal::ignored_warning(&journal_path, ignored) {
+        reporter
+            .event(&Event::Warning(&warning))
+            .map_err(ExecuteError::Report)?;
+    }
     let mut runner = Runner {
         job,
         options,
@@ -397,6 +405,9 @@ impl Runner<'_, '_> {
             trace: true,
             may_exec: Some(crate::confine::exec_rules(&resolved)),
         };
+        // What the tool read is what the journal must record: hashed
+        // before it starts, compared after it exits (see `commit`).
+        let inputs_before = journal::input_hashes(command, root);
         let outcome = match run_tool(&spec, &run_options) {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -433,9 +444,11 @@ impl Runner<'_, '_> {
         } else {
             Status::Ok
         };
+        // Before the abort below frees what the tool wrote: a full disk?
+        let status = crate::space::explain(status, root, &command.outputs);
         let mut discarded = Vec::new();
         let status = if matches!(status, Status::Ok) {
-            match self.commit(command, staging) {
+            match self.commit(command, staging, inputs_before) {
                 Ok(committed) => {
                     discarded = committed.discarded;
                     Status::Ok
@@ -464,12 +477,20 @@ impl Runner<'_, '_> {
         }
     }
 
-    /// Moves the outputs into place, then journals them, durably.
+    /// Moves the outputs into place, then journals them, durably, with
+    /// `inputs` (hashed before the tool started) unless an input changed
+    /// while it ran: then its outputs are discarded and it fails.
     fn commit(
         &mut self,
         command: &Command,
         staging: Staging,
+        inputs: Vec<(String, String)>,
     ) -> Result<crate::staging::Committed, String> {
+        let now = journal::input_hashes(command, &self.job.root);
+        if let Some(changed) = journal::changed_input(command, &inputs, &now) {
+            staging.abort();
+            return Err(journal::changed_input_message(changed));
+        }
         // Hashed from the staged files before they moved: what was
         // committed, not what is in place by the time it is read again.
         let committed = staging.commit().map_err(|e| crate::report::one_line(&e))?;
@@ -477,7 +498,7 @@ impl Runner<'_, '_> {
             id: command.id,
             command: journal::command_hash(command),
             outputs: committed.hashes.clone(),
-            inputs: journal::input_hashes(command, &self.job.root),
+            inputs,
         };
         self.journal
             .record(&entry)

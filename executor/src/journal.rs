@@ -9,12 +9,14 @@
 //! crash is ignored.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use cmdlog::Command;
 use sha2::{Digest, Sha256};
+
+use crate::ownfile::{self, OwnFileError};
 
 /// One finished command.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,10 +55,37 @@ pub fn input_hashes(command: &Command, root: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The first input whose hash differs between `before` and `after`
+/// ([`input_hashes`] of `command` before its tool started and after it
+/// exited), ignoring inputs that are also declared outputs (a command may
+/// update a file in place).
+pub fn changed_input<'a>(
+    command: &Command,
+    before: &'a [(String, String)],
+    after: &[(String, String)],
+) -> Option<&'a str> {
+    before
+        .iter()
+        .zip(after)
+        .find(|((path, old), (_, new))| old != new && !command.outputs.contains(path))
+        .map(|((path, _), _)| path.as_str())
+}
+
+/// The failure of a command whose input `path` changed while it ran.
+pub fn changed_input_message(path: &str) -> String {
+    format!(
+        "the input `{path}` changed while the tool ran, so its outputs may be built from the old contents: they were not kept, nor journaled; run again to build from `{path}` as it is now"
+    )
+}
+
 /// Why the journal cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    /// Opening, writing or syncing it failed.
+    /// Opening or creating it failed, or what holds its name is not a
+    /// journal `replay` may use (a link, a FIFO, someone else's file).
+    #[error("cannot use the journal")]
+    Open(#[source] OwnFileError),
+    /// Writing or syncing it failed.
     #[error("cannot write the journal `{}`", path.display())]
     Write {
         /// The journal.
@@ -76,11 +105,45 @@ pub enum JournalError {
     },
 }
 
+impl JournalError {
+    /// What the user can do about it. Never "`--resume`": the journal is
+    /// what `--resume` needs, and it is what just failed.
+    pub fn hint(&self) -> String {
+        match self {
+            JournalError::Open(error) => format!(
+                "move `{}` out of the way (replay never writes through a link, a FIFO or another user's file), then run again; without a journal every command runs",
+                error.path().display()
+            ),
+            JournalError::Write { path, .. } | JournalError::Read { path, .. } => format!(
+                "check the space and permissions of the directory that holds `{}`, then run again",
+                path.display()
+            ),
+        }
+    }
+}
+
 /// An open journal, appending.
 pub struct Journal {
     file: File,
     path: PathBuf,
 }
+
+/// What `--resume` found in a journal.
+pub struct Resumed {
+    /// The journal, appending.
+    pub journal: Journal,
+    /// Its entries by id (the last entry for an id wins).
+    pub entries: HashMap<u64, Entry>,
+    /// Lines that are not entries (garbage, binary or text, or lines over
+    /// [`MAX_LINE_BYTES`]), not counting a last line cut short by a crash.
+    /// Their commands run again.
+    pub ignored_lines: u64,
+}
+
+/// The longest journal line read; a longer one is skipped, unread, as
+/// garbage. An entry holds two hashes per declared file, so this allows
+/// far more files than a command may name.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// The journal's path for a log: `LOG.journal`.
 pub fn path_for(log: &Path) -> PathBuf {
@@ -93,50 +156,29 @@ pub fn path_for(log: &Path) -> PathBuf {
 }
 
 impl Journal {
-    /// Starts a new, empty journal at `path` (a fresh run).
+    /// Starts a new, empty journal at `path` (a fresh run). Whatever held
+    /// the name is unlinked, never written through ([`ownfile::create_fresh`]).
     pub fn create(path: &Path) -> Result<Journal, JournalError> {
-        let file = no_follow()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|source| JournalError::Write {
-                path: path.to_owned(),
-                source,
-            })?;
+        let file = ownfile::create_fresh(path).map_err(JournalError::Open)?;
         Ok(Journal {
             file,
             path: path.to_owned(),
         })
     }
 
-    /// Opens `path` to resume: returns the journal, appending, and the
-    /// entries it holds by id (the last entry for an id wins).
-    pub fn resume(path: &Path) -> Result<(Journal, HashMap<u64, Entry>), JournalError> {
-        let read_error = |source| JournalError::Read {
-            path: path.to_owned(),
-            source,
+    /// Opens `path` to resume: the journal, appending, and the entries it
+    /// holds. Refuses a journal that is not `replay`'s own regular file
+    /// ([`ownfile::open_existing`]); starts a new one if there is none.
+    pub fn resume(path: &Path) -> Result<Resumed, JournalError> {
+        let Some(mut file) = ownfile::open_existing(path).map_err(JournalError::Open)? else {
+            return Ok(Resumed {
+                journal: Journal::create(path)?,
+                entries: HashMap::new(),
+                ignored_lines: 0,
+            });
         };
-        let mut entries = HashMap::new();
-        match no_follow().read(true).open(path) {
-            Ok(file) => {
-                for line in BufReader::new(file).lines() {
-                    let line = line.map_err(read_error)?;
-                    // A line cut short by a crash does not parse: it is the
-                    // last one, and its command did not finish.
-                    if let Ok(entry) = serde_json::from_str::<Entry>(&line) {
-                        entries.insert(entry.id, entry);
-                    }
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(read_error(error)),
-        }
-        let file = no_follow()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| JournalError::Write {
+        let (entries, ignored_lines) =
+            read_entries(&mut file).map_err(|source| JournalError::Read {
                 path: path.to_owned(),
                 source,
             })?;
@@ -147,7 +189,11 @@ impl Journal {
             path: path.to_owned(),
         };
         journal.write_all(b"\n")?;
-        Ok((journal, entries))
+        Ok(Resumed {
+            journal,
+            entries,
+            ignored_lines,
+        })
     }
 
     /// Appends `entry` and makes it durable before returning.
@@ -171,14 +217,113 @@ impl Journal {
     }
 }
 
-/// Options that refuse to follow a symlink in the last component: a tool
-/// can write in the root, where the journal lives, and must not turn it
-/// into a link to a file outside.
-pub(crate) fn no_follow() -> OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = OpenOptions::new();
-    options.custom_flags(libc::O_NOFOLLOW);
-    options
+/// The journal a run writes to, the entries `--resume` may skip, and how
+/// many lines of the old journal were not entries.
+pub fn open_for_run(
+    path: &Path,
+    resume: bool,
+) -> Result<(Journal, HashMap<u64, Entry>, u64), JournalError> {
+    if resume {
+        let resumed = Journal::resume(path)?;
+        Ok((resumed.journal, resumed.entries, resumed.ignored_lines))
+    } else {
+        Ok((Journal::create(path)?, HashMap::new(), 0))
+    }
+}
+
+/// The warning for `ignored` lines of the journal at `path` that are not
+/// entries, if any.
+pub fn ignored_warning(path: &Path, ignored: u64) -> Option<String> {
+    (ignored > 0).then(|| {
+        let (lines, what, commands) = if ignored == 1 {
+            (
+                "line",
+                "is not a journal entry",
+                "the command it may have recorded runs",
+            )
+        } else {
+            (
+                "lines",
+                "are not journal entries",
+                "the commands they may have recorded run",
+            )
+        };
+        format!(
+            "ignored {ignored} {lines} of the journal `{}` that {what} (damaged, or not a journal); {commands} again",
+            path.display()
+        )
+    })
+}
+
+/// Reads every line of a journal: the entries by id, and how many lines
+/// were not entries. Any bytes are accepted (binary garbage is ignored
+/// as text garbage is); a last line with no newline is one a crash cut
+/// short, and is dropped silently.
+pub fn read_entries(input: impl Read) -> io::Result<(HashMap<u64, Entry>, u64)> {
+    let mut entries = HashMap::new();
+    let mut ignored = 0u64;
+    let mut reader = BufReader::new(input);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let (ended, too_long) = read_line(&mut reader, &mut line)?;
+        if line.is_empty() && !too_long && !ended {
+            break;
+        }
+        let entry = if too_long {
+            None
+        } else {
+            serde_json::from_slice::<Entry>(&line).ok()
+        };
+        match entry {
+            Some(entry) => {
+                entries.insert(entry.id, entry);
+            }
+            // Blank lines separate resumed runs' entries.
+            None if !too_long && line.iter().all(u8::is_ascii_whitespace) => {}
+            // A line cut short by a crash: the last, with no newline.
+            None if !ended => {}
+            None => ignored += 1,
+        }
+        if !ended {
+            break;
+        }
+    }
+    Ok((entries, ignored))
+}
+
+/// Reads one line into `line` (without its newline), keeping at most
+/// [`MAX_LINE_BYTES`]: returns whether a newline ended it, and whether it
+/// was longer (then `line` is cleared and the rest skipped).
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<(bool, bool)> {
+    let mut too_long = false;
+    loop {
+        let buffer = match reader.fill_buf() {
+            Ok(buffer) => buffer,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if buffer.is_empty() {
+            return Ok((false, too_long));
+        }
+        let (chunk, ended) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(at) => (&buffer[..at], true),
+            None => (buffer, false),
+        };
+        if !too_long {
+            if line.len() + chunk.len() > MAX_LINE_BYTES {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = chunk.len() + usize::from(ended);
+        reader.consume(used);
+        if ended {
+            return Ok((true, too_long));
+        }
+    }
 }
 
 /// The sha256 of a command, as the journal identifies it.
@@ -187,9 +332,18 @@ pub fn command_hash(command: &Command) -> String {
     hex(&Sha256::digest(&bytes))
 }
 
-/// The sha256 of a file's contents.
+/// The sha256 of a file's contents. The open cannot block (a FIFO put
+/// in a regular file's place is refused, not waited on).
 pub fn file_hash(path: &Path) -> io::Result<String> {
-    hash_reader(&mut File::open(path)?)
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    hash_reader(&mut file)
 }
 
 /// The sha256 of what `file` reads to its end, as [`file_hash`] gives it.
@@ -263,12 +417,17 @@ mod tests {
         let mut journal = Journal::create(&path).unwrap();
         journal.record(&entry).unwrap();
         // A crash in the middle of the next entry.
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(br#"{"id":2,"comm"#).unwrap();
         drop(file);
 
-        let (mut journal, entries) = Journal::resume(&path).unwrap();
+        let Resumed {
+            mut journal,
+            entries,
+            ignored_lines,
+        } = Journal::resume(&path).unwrap();
         assert_eq!(entries.len(), 1);
+        assert_eq!(ignored_lines, 0, "a torn last line is not garbage");
         assert!(still_done(&entries[&1], &a, root));
         journal
             .record(&Entry {
@@ -276,7 +435,7 @@ mod tests {
                 ..entry.clone()
             })
             .unwrap();
-        let (_, entries) = Journal::resume(&path).unwrap();
+        let entries = Journal::resume(&path).unwrap().entries;
         assert_eq!(
             entries.keys().copied().max(),
             Some(2),
@@ -334,6 +493,83 @@ mod tests {
         };
         fs::write(root.join("a.txt"), "old").unwrap();
         assert!(!still_done(&old, &b, root));
+    }
+
+    #[test]
+    fn binary_and_text_garbage_are_ignored_alike_and_counted() {
+        // Regression: binary garbage stopped `--resume` ("not valid
+        // UTF-8") while text garbage was silently ignored.
+        let entry = Entry {
+            id: 3,
+            command: "c".into(),
+            outputs: vec![],
+            inputs: vec![],
+        };
+        let mut bytes = serde_json::to_vec(&entry).unwrap();
+        bytes.extend_from_slice(b"\nnot an entry\n\xff\xfe\x00binary\n\n");
+        let (entries, ignored) = read_entries(&bytes[..]).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(ignored, 2);
+        // A torn last line (no newline) is not counted.
+        bytes.extend_from_slice(br#"{"id":4,"co"#);
+        let (entries, ignored) = read_entries(&bytes[..]).unwrap();
+        assert_eq!((entries.len(), ignored), (1, 2));
+    }
+
+    #[test]
+    fn an_overlong_line_is_skipped_not_held() {
+        let mut bytes = vec![b'x'; MAX_LINE_BYTES + 10];
+        bytes.push(b'\n');
+        let entry = Entry {
+            id: 1,
+            command: "c".into(),
+            outputs: vec![],
+            inputs: vec![],
+        };
+        bytes.extend_from_slice(&serde_json::to_vec(&entry).unwrap());
+        bytes.push(b'\n');
+        let (entries, ignored) = read_entries(&bytes[..]).unwrap();
+        assert_eq!((entries.len(), ignored), (1, 1));
+    }
+
+    #[test]
+    fn a_hard_linked_journal_is_never_written_through() {
+        // Regression (issue 13): a planted `log.json.journal` hard link to
+        // a file outside the root was truncated and rewritten.
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, "precious").unwrap();
+        let path = dir.path().join("log.json.journal");
+        fs::hard_link(&outside, &path).unwrap();
+        assert!(matches!(Journal::resume(&path), Err(JournalError::Open(_))));
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "precious");
+        Journal::create(&path).unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "precious");
+    }
+
+    #[test]
+    fn an_input_changed_while_the_tool_ran_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("in.txt"), "old").unwrap();
+        fs::write(root.join("lib.a"), "lib").unwrap();
+        let mut c = command(1, "lib.a");
+        c.inputs = vec!["lib.a".into(), "in.txt".into()];
+        let before = input_hashes(&c, root);
+        assert_eq!(changed_input(&c, &before, &input_hashes(&c, root)), None);
+        // An output updated in place is not a changed input.
+        fs::write(root.join("lib.a"), "lib+").unwrap();
+        assert_eq!(changed_input(&c, &before, &input_hashes(&c, root)), None);
+        fs::write(root.join("in.txt"), "new").unwrap();
+        assert_eq!(
+            changed_input(&c, &before, &input_hashes(&c, root)),
+            Some("in.txt")
+        );
+        fs::remove_file(root.join("in.txt")).unwrap();
+        assert_eq!(
+            changed_input(&c, &before, &input_hashes(&c, root)),
+            Some("in.txt")
+        );
     }
 
     #[test]

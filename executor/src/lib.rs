@@ -16,11 +16,15 @@ pub mod drive;
 pub mod execute;
 pub mod job;
 pub mod journal;
+pub mod lock;
+pub mod ownfile;
 pub mod report;
 #[cfg(target_os = "linux")]
 pub mod run;
 #[cfg(target_os = "linux")]
 pub mod sandbox;
+#[cfg(target_os = "linux")]
+pub mod space;
 pub mod staging;
 
 pub use cmdlog::exit_codes::ReplayExitCode;

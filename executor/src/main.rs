@@ -17,6 +17,7 @@ use replay::audit::{self, AuditError};
 use replay::drive::Produced;
 use replay::execute::{execute, ExecuteOptions, RunStatus};
 use replay::job::{Job, JobError};
+use replay::lock::{LockError, RootLock};
 use replay::report::{Event, HumanReporter, JsonReporter, ProgressReporter, Reporter, Reporters};
 use replay::run;
 use replay::run::trace::ExitStatus;
@@ -49,9 +50,11 @@ const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
   1  a tool failed
-  2  bad input or usage (unreadable or malformed log or policy)
+  2  bad input or usage (unreadable or malformed log or policy), or another
+     run holds the work root
   3  denied by policy: nothing ran
   4  a limit (time, memory, output) stopped a tool
+  5  drive: a signal killed the producer: nothing ran
 130  interrupted (SIGINT, SIGTERM, SIGHUP or SIGQUIT): the running tool was stopped";
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +224,9 @@ impl From<JobError> for Failure {
                 "pass an existing policy, e.g. `--policy policies/linux.toml`"
             }
             JobError::Root { .. } => "pass an existing directory with `--root`",
+            JobError::Snapshot { .. } => {
+                "free space there, or set `TMPDIR` to a directory with room for a copy of the log"
+            }
             JobError::Malformed { source, .. } => match source.problem {
                 Problem::Truncated => {
                     "the producer may have died while writing it; regenerate the log"
@@ -313,11 +319,19 @@ fn run_log(args: RunArgs) -> Result<(), Failure> {
         .log
         .ok_or_else(|| Failure::new(ReplayExitCode::BAD_INPUT, anyhow::anyhow!("no LOG given")))?;
     let job = job(&args.target, &log)?;
-    run_job(&job, &args.running, None)
+    // One run per root: taken first, so a second run writes nothing (not
+    // even its report) while another runs.
+    let root_lock = Arc::new(RootLock::acquire(&job.root).map_err(lock_failure)?);
+    run_job(&job, &args.running, None, Some(root_lock))
 }
 
 /// Validates the whole log, then runs it: the heart of `replay --policy`.
-fn run_job(job: &Job, running: &Running, produced: Option<Produced>) -> Result<(), Failure> {
+fn run_job(
+    job: &Job,
+    running: &Running,
+    produced: Option<Produced>,
+    root_lock: Option<Arc<RootLock>>,
+) -> Result<(), Failure> {
     let policy = load_policy(&job.policy)?;
     // Both passes read a private copy: a tool may write in the root.
     let (job, _snapshot) = job.snapshot()?;
@@ -339,7 +353,7 @@ fn run_job(job: &Job, running: &Running, produced: Option<Produced>) -> Result<(
         )
         .hint("see the refusals above; `replay check` audits without running"));
     }
-    run_validated(job, &policy, running, verdict.commands, produced)
+    run_validated(job, &policy, running, verdict.commands, produced, root_lock)
 }
 
 fn run_validated(
@@ -348,6 +362,7 @@ fn run_validated(
     running: &Running,
     commands: u64,
     produced: Option<Produced>,
+    root_lock: Option<Arc<RootLock>>,
 ) -> Result<(), Failure> {
     let bad_flag = |name: &str| {
         Failure::new(
@@ -437,18 +452,21 @@ fn run_validated(
         interrupted,
         landlock: want("landlock"),
         network: want("network"),
+        root_lock,
     };
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(progress),
         Box::new(HumanReporter::new(std::io::stderr())),
     ];
     if let Some(path) = &running.report {
-        let file = std::fs::File::create(path).map_err(|e| {
+        // A name planted there (a link to a file elsewhere, a FIFO) is
+        // unlinked, never written through.
+        let file = replay::ownfile::create_fresh(path).map_err(|e| {
             Failure::new(
                 ReplayExitCode::BAD_INPUT,
-                anyhow::Error::new(e)
-                    .context(format!("cannot write the report `{}`", path.display())),
+                anyhow::Error::new(e).context("cannot write the report"),
             )
+            .hint("pass `--report` a path in a directory you can write to")
         })?;
         let json = JsonReporter::new(std::io::BufWriter::new(file)).map_err(|e| {
             Failure::new(
@@ -465,13 +483,18 @@ fn run_validated(
             .map_err(|e| Failure::new(ReplayExitCode::BAD_INPUT, e))?;
     }
     let (status, _) = execute(job, policy, &options, &mut reporters, commands).map_err(|e| {
+        use replay::execute::ExecuteError;
         // A command the policy refuses when its turn comes is a denial.
         let code = match e {
-            replay::execute::ExecuteError::Changed { .. } => ReplayExitCode::DENIED,
+            ExecuteError::Changed { .. } => ReplayExitCode::DENIED,
             _ => ReplayExitCode::BAD_INPUT,
         };
-        Failure::new(code, e)
-            .hint("outputs of commands that finished are in place; `--resume` continues")
+        let hint = match &e {
+            ExecuteError::Journal(error) => error.hint(),
+            ExecuteError::Lock(error) => error.hint(),
+            _ => "outputs of commands that finished are in place; `--resume` continues".into(),
+        };
+        Failure::new(code, e).hint(hint)
     })?;
     match status {
         RunStatus::Success => Ok(()),
@@ -540,6 +563,8 @@ fn drive(args: DriveArgs) -> Result<(), Failure> {
             anyhow::anyhow!("no producer given after `--`"),
         ));
     };
+    // One run per root, from before the producer writes the log there.
+    let root_lock = Arc::new(RootLock::acquire(&root).map_err(lock_failure)?);
     let log = root.join(DRIVE_LOG);
     let produced = replay::drive::produce(
         program,
@@ -554,21 +579,27 @@ fn drive(args: DriveArgs) -> Result<(), Failure> {
         produced.program,
         match produced.exit {
             ExitStatus::Code(code) => format!("with {code}"),
-            ExitStatus::Signal(signal) => format!("on signal {signal}"),
+            ExitStatus::Signal(signal) => format!(
+                "on signal {signal} ({})",
+                replay::drive::signal_name(signal)
+            ),
         },
         replay::report::bytes(produced.peak_rss.unwrap_or(produced.ru_maxrss)),
         produced.log_bytes,
         log.display()
     );
     if !produced.exit.success() {
-        return Err(Failure::new(
-            ReplayExitCode::TOOL_FAILED,
-            anyhow::anyhow!("the producer `{}` failed: nothing ran", produced.program),
-        )
-        .hint("fix the producer's error above; its log is not trusted"));
+        let (code, message) = replay::drive::producer_failure(&produced.program, produced.exit);
+        return Err(Failure::new(code, anyhow::anyhow!(message))
+            .hint("fix the producer's error above (or what killed it); its log is not trusted"));
     }
     let job = Job::new(&log, Some(&root), policy)?;
-    run_job(&job, &args.running, Some(produced))
+    run_job(&job, &args.running, Some(produced), Some(root_lock))
+}
+
+fn lock_failure(error: LockError) -> Failure {
+    let hint = error.hint();
+    Failure::new(ReplayExitCode::BAD_INPUT, error).hint(hint)
 }
 
 /// Where driver mode keeps the producer's log, under the work root.

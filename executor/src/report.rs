@@ -159,6 +159,9 @@ pub enum Event<'a> {
     Finished(&'a CommandRecord),
     /// The run is over.
     Done(&'a Totals),
+    /// Something the user should know that does not stop the run (e.g. a
+    /// journal with lines that are not entries): one line, lowercase.
+    Warning(&'a str),
 }
 
 /// Consumes the runner's events.
@@ -303,6 +306,7 @@ impl<W: Write> Reporter for HumanReporter<W> {
                 self.producer = Some((*produced).clone());
                 Ok(())
             }
+            Event::Warning(message) => writeln!(self.out, "warning: {message}"),
             Event::Done(totals) => {
                 if let Some(p) = &self.producer {
                     writeln!(
@@ -436,7 +440,10 @@ impl<W: Write> Reporter for JsonReporter<W> {
                 self.closed = true;
                 self.out.flush()
             }
-            Event::Producer(_) | Event::Validated { .. } | Event::Started { .. } => Ok(()),
+            Event::Producer(_)
+            | Event::Validated { .. }
+            | Event::Started { .. }
+            | Event::Warning(_) => Ok(()),
         }
     }
 }
@@ -502,7 +509,7 @@ impl Reporter for ProgressReporter {
             (None, Event::Started { id, tool, position }) => {
                 eprintln!("replay: [{position}] running command {id} ({tool})");
             }
-            (Some(_), Event::Producer(_)) | (None, _) => {}
+            (Some(_), Event::Producer(_) | Event::Warning(_)) | (None, _) => {}
         }
         Ok(())
     }

@@ -12,6 +12,13 @@
 //! ended: create a file outside the work root (`/var/tmp/memtouch-escape-
 //! PID`, PID its own), read `/etc/hostname`, and connect to
 //! `127.0.0.1:PORT`.
+//!
+//! For the reliability tests: `--copy=FILE` reads FILE first and writes
+//! its contents into the output at the end; `--gate=NAME` prints
+//! `gate: waiting` and waits (up to two minutes) until a file NAME exists
+//! in its working directory, so a test can act while the tool surely
+//! runs; `--fill=KIB` writes that many KiB more into the output and exits
+//! 96 if a write fails (a full disk).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -66,6 +73,13 @@ fn main() -> ExitCode {
     let code = flag(&args, "--exit=").unwrap_or(0) as u8;
     let crash = flag(&args, "--crash=") == Some(1);
     let out = args.iter().find_map(|arg| arg.strip_prefix("--out="));
+    let copied = match args.iter().find_map(|arg| arg.strip_prefix("--copy=")) {
+        Some(input) => match std::fs::read_to_string(input) {
+            Ok(text) => Some(text),
+            Err(_) => return ExitCode::from(95),
+        },
+        None => None,
+    };
     let mut file = match out.map(std::fs::File::create).transpose() {
         Ok(file) => file,
         Err(_) => return ExitCode::from(98),
@@ -73,11 +87,35 @@ fn main() -> ExitCode {
     if let Some(file) = &mut file {
         use std::io::Write;
         let _ = file.write_all(b"partial ");
+        if let Some(kib) = flag(&args, "--fill=") {
+            for _ in 0..kib {
+                if let Err(error) = file.write_all(&[b'f'; 1024]).and_then(|()| file.flush()) {
+                    eprintln!("memtouch: cannot write the output: {error}");
+                    return ExitCode::from(96);
+                }
+            }
+        }
+    }
+    if let Some(gate) = args.iter().find_map(|arg| arg.strip_prefix("--gate=")) {
+        use std::io::Write;
+        println!("gate: waiting");
+        let _ = std::io::stdout().flush();
+        let mut waited = 0;
+        while !std::path::Path::new(gate).exists() {
+            std::thread::sleep(Duration::from_millis(10));
+            waited += 1;
+            if waited > 12_000 {
+                return ExitCode::from(97);
+            }
+        }
     }
     let finish = |file: Option<std::fs::File>| {
         if let Some(mut file) = file {
             use std::io::Write;
             let _ = writeln!(file, "written by memtouch --mib={mib}");
+            if let Some(text) = &copied {
+                let _ = write!(file, "copied: {text}");
+            }
         }
     };
     if children == 0 {

@@ -9,6 +9,7 @@ mod measure;
 mod pipeline;
 mod plugins;
 mod programs;
+mod reliability;
 mod resume;
 mod sandboxing;
 mod support;
