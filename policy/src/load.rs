@@ -26,6 +26,33 @@ use crate::wire::{
 /// How deep `extends` may nest.
 pub const MAX_INCLUDE_DEPTH: usize = 16;
 
+/// The largest policy file read (the shipped ones are a few KiB).
+const MAX_POLICY_BYTES: u64 = 4 << 20;
+
+/// A policy file's text: a regular file (a FIFO or a device named by
+/// `extends` would block or never end), opened without blocking, at most
+/// [`MAX_POLICY_BYTES`].
+fn read_policy_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_POLICY_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_POLICY_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_POLICY_BYTES} bytes"
+        )));
+    }
+    Ok(text)
+}
+
 /// Variables no log may set, whatever a policy allows: each changes which
 /// code a tool (or the dynamic loader under it) loads, or where it looks
 /// for programs, headers and libraries.
@@ -258,7 +285,7 @@ fn load_layers(
             max: MAX_INCLUDE_DEPTH,
         });
     }
-    let text = fs::read_to_string(&canonical).map_err(read_err)?;
+    let text = read_policy_text(&canonical).map_err(read_err)?;
     let source = Source {
         path: path.to_owned(),
         text,

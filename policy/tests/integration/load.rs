@@ -239,6 +239,36 @@ fn a_missing_include_is_a_read_error_naming_it() {
     }
 }
 
+/// Regression (fuzzing notes): `extends` naming a FIFO blocked the loader
+/// for ever, and one naming `/dev/zero` read without end.
+#[test]
+fn an_include_that_is_not_a_regular_file_is_a_read_error_at_once() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let fifo = tmp.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    for target in [fifo.display().to_string(), "/dev/zero".to_owned()] {
+        let p = write(
+            tmp.path(),
+            "p.toml",
+            &format!("[policy]\nos = \"linux\"\nextends = [\"{target}\"]\n"),
+        );
+        match Policy::load(&p) {
+            Err(PolicyError::Read { path, source }) => {
+                assert!(path.display().to_string().contains(&target), "{path:?}");
+                assert!(
+                    source.to_string().contains("not a regular file"),
+                    "{source}"
+                );
+            }
+            other => panic!("{target}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn extending_tightens_a_shipped_policy() {
     let tmp = tempfile::tempdir().expect("temp dir");
