@@ -476,3 +476,34 @@ fn calls_landlock_cannot_see_are_refused_by_the_filter() {
     }
     assert_eq!(mode(&root.join("log.json")), before);
 }
+
+/// Regression (hardening, class 3): files named as an earlier `replay`'s
+/// backups (`.replay-backup-ID-PID-NAME`, `.replay-keep-...`) were renamed
+/// over outputs by the clean-up of stale files, so a planted linker script
+/// became an input and a planted dangling symlink received a write. No
+/// file in the root is recognised by its name any more.
+#[test]
+fn planted_backups_are_never_renamed_over_outputs() {
+    let dir = root_with(&["--out=x.o"], &[], &["x.o"], false);
+    let root = dir.path();
+    let pid = 999;
+    let script = root.join(format!(".replay-backup-1-{pid}-x.o"));
+    std::fs::write(&script, "INPUT(/etc/hostname)\n").unwrap();
+    let dangling = root.join(format!(".replay-keep-1-{pid}-x.o"));
+    std::os::unix::fs::symlink("/nonexistent/target", &dangling).unwrap();
+    let (code, output, _) = replay(&dir);
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("x.o")).unwrap(),
+        "declared output\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&script).unwrap(),
+        "INPUT(/etc/hostname)\n"
+    );
+    assert!(std::fs::symlink_metadata(&dangling)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!Path::new("/nonexistent/target").exists());
+}
