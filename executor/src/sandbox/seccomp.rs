@@ -1,7 +1,10 @@
 //! The seccomp filter each tool runs under (x86_64), installed by the
 //! launcher right before it execs the tool. It does two things:
 //!
-//! - **Refuses** what Landlock does not cover and no compile needs: changing
+//! - **Refuses** what Landlock does not cover and no compile needs: sockets
+//!   (a Unix socket on the host is reached by `connect`), io_uring, IPC
+//!   objects, the keyring, `memfd_create`, limits or priorities set on
+//!   another process, changing
 //!   a file's metadata (`chmod`, `chown`, times, extended attributes: a
 //!   tool could make the log unreadable or a host binary setuid), reaching
 //!   into another process (`ptrace`, `process_vm_*`: a process could
@@ -92,6 +95,53 @@ pub(crate) const REFUSED: &[i64] = &[
     libc::SYS_unshare,
     libc::SYS_setns,
     libc::SYS_bpf,
+    // What is not a file to Landlock: sockets (a Unix socket on the host,
+    // the D-Bus bus, `docker.sock`, is reached by `connect`, which Landlock
+    // does not judge; a compile needs none), io_uring (its operations pass
+    // this filter by), System V and POSIX IPC objects of other processes,
+    // the kernel keyring, memory no limit sees (`memfd_create`: gigabytes
+    // held in no process's RSS, or a program run from memory), faults
+    // handled in user space and performance counters.
+    libc::SYS_socket,
+    libc::SYS_socketpair,
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    libc::SYS_shmget,
+    libc::SYS_shmat,
+    libc::SYS_shmctl,
+    libc::SYS_msgget,
+    libc::SYS_msgsnd,
+    libc::SYS_msgrcv,
+    libc::SYS_msgctl,
+    libc::SYS_semget,
+    libc::SYS_semop,
+    libc::SYS_semtimedop,
+    libc::SYS_semctl,
+    libc::SYS_mq_open,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_memfd_create,
+    libc::SYS_memfd_secret,
+    libc::SYS_userfaultfd,
+    libc::SYS_perf_event_open,
+];
+
+/// Calls that act on the process a pid argument names: allowed only on the
+/// caller itself (pid 0), which is what libc's `setrlimit`,
+/// `setpriority(PRIO_PROCESS, 0, ..)` and friends pass. Otherwise a tool
+/// could set a CPU or file-size limit on `replay` or any process of its
+/// user. (call, index of the pid argument)
+#[cfg(target_arch = "x86_64")]
+pub(crate) const SELF_ONLY: &[(i64, u32)] = &[
+    (libc::SYS_prlimit64, 0),
+    (libc::SYS_sched_setaffinity, 0),
+    (libc::SYS_sched_setscheduler, 0),
+    (libc::SYS_sched_setparam, 0),
+    (libc::SYS_sched_setattr, 0),
+    (libc::SYS_setpriority, 1),
+    (libc::SYS_ioprio_set, 1),
 ];
 
 /// `setxattrat` and `removexattrat` (Linux 6.13), not yet in `libc`.
@@ -210,6 +260,21 @@ fn program(observe: bool) -> Vec<libc::sock_filter> {
         p.jump(libc::BPF_JEQ, *nr as u32, Return::Eperm);
     }
     p.jump(libc::BPF_JEQ, libc::SYS_clone3 as u32, Return::Enosys);
+    // A pid argument other than 0 (both 32-bit halves of args[i], at
+    // offset 16 + 8i): refused. Each test leaves the number in place.
+    for (nr, arg) in SELF_ONLY {
+        let low = 16 + 8 * arg;
+        p.statement(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, *nr as u32);
+        let at = p.code.len() - 1;
+        // Not this call: skip its five instructions.
+        p.code[at].jf = 5;
+        p.load(low);
+        p.jump(libc::BPF_JSET, u32::MAX, Return::Eperm);
+        p.load(low + 4);
+        p.jump(libc::BPF_JSET, u32::MAX, Return::Eperm);
+        // pid 0: allowed, whatever follows.
+        p.jump(libc::BPF_JA, 0, Return::Allow);
+    }
     // clone: refused with CLONE_UNTRACED in its flags (args[0], low word).
     p.statement(
         libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,

@@ -1,6 +1,8 @@
 //! A tool that does what its command does not declare, for testing the
 //! sandbox apart from any flag grammar: `hostile [--out=FILE]
-//! [--beside=NAME] [--write=PATH]... [--read=PATH]... [--exec=PATH]...`.
+//! [--beside=NAME] [--write=PATH]... [--read=PATH]... [--exec=PATH]...
+//! [--chmod=PATH]... [--untraced] [--vm-write] [--connect=SOCKET]...
+//! [--prlimit=PID]...`.
 //!
 //! It writes each `--out` FILE (a declared output), then a file NAME in
 //! the same directory as the last `--out` (an undeclared side file, as a
@@ -10,7 +12,9 @@
 //! PATH setuid), `untraced` (starts a child with `CLONE_UNTRACED`, which
 //! would leave a tracer's sight) and `vm-write` (writes its own memory
 //! through `process_vm_writev`, as a process rewriting another's `argv[0]`
-//! would). It exits 1 if any action was denied, 0 otherwise.
+//! would), `connect` (connects to the Unix socket SOCKET) and `prlimit`
+//! (sets the CPU limit of process PID to what it is, as it may of any
+//! process of its user). It exits 1 if any action was denied, 0 otherwise.
 
 use std::io::Write;
 use std::path::Path;
@@ -61,6 +65,11 @@ fn main() -> ExitCode {
             report("chmod", path, result);
         } else if arg == "--untraced" {
             report("untraced", "clone", untraced_child());
+        } else if let Some(path) = arg.strip_prefix("--connect=") {
+            let result = std::os::unix::net::UnixStream::connect(path).map(|_| ());
+            report("connect", path, result);
+        } else if let Some(pid) = arg.strip_prefix("--prlimit=") {
+            report("prlimit", pid, set_cpu_limit(pid.parse().unwrap_or(0)));
         } else if arg == "--vm-write" {
             report("vm-write", "self", vm_write());
         } else if let Some(path) = arg.strip_prefix("--exec=") {
@@ -130,4 +139,22 @@ fn vm_write() -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Sets the CPU limit of process `pid` to what it is (a change that harms
+/// nothing, but that only a process allowed to set it can make).
+fn set_cpu_limit(pid: libc::pid_t) -> std::io::Result<()> {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reads the limit into `old`, a live struct.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_CPU, std::ptr::null(), &mut old) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: sets the limit it just read; `old` outlives the call.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_CPU, &old, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -45,6 +45,8 @@ flags = [
   {{ name = "--chmod=", form = "joined", pattern = ".+" }},
   {{ name = "--untraced", form = "switch" }},
   {{ name = "--vm-write", form = "switch" }},
+  {{ name = "--connect=", form = "joined", pattern = ".+" }},
+  {{ name = "--prlimit=", form = "joined", pattern = "[0-9]+" }},
 ]
 "#,
         dir = bin_dir().display()
@@ -506,4 +508,43 @@ fn planted_backups_are_never_renamed_over_outputs() {
         .file_type()
         .is_symlink());
     assert!(!Path::new("/nonexistent/target").exists());
+}
+
+/// What is no file to Landlock: a Unix socket of the host (reached by
+/// `connect`, which Landlock does not judge) and the limits of another
+/// process (`replay`'s own, say) are refused by the filter.
+#[test]
+fn host_sockets_and_other_processes_limits_are_out_of_reach() {
+    let sockets = tempfile::tempdir().unwrap();
+    let socket = sockets.path().join("host.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    // A process of this user, standing for `replay` or the user's shell.
+    let mut victim = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let connect = format!("--connect={}", socket.display());
+    let prlimit = format!("--prlimit={}", victim.id());
+    let actions = [connect.as_str(), prlimit.as_str()];
+
+    let control = tempfile::tempdir().unwrap();
+    let out = unconfined(control.path(), &actions);
+    assert!(out.contains(": done") && !out.contains("denied"), "{out}");
+    assert!(listener.accept().is_ok(), "the control connected");
+
+    let dir = root_with(&actions, &[], &[], false);
+    let (code, output, _) = replay(&dir);
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains(&format!("connect {}: denied", socket.display())),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("prlimit {}: denied", victim.id())),
+        "{output}"
+    );
+    assert!(listener.accept().is_err(), "nothing connected under replay");
 }
