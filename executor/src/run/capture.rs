@@ -76,6 +76,58 @@ impl Capture {
     }
 }
 
+/// `line` as it may reach a terminal: control characters other than tab
+/// and newline (and colour, `ESC [ digits m`, which compilers' diagnostics
+/// use) are written as `\xNN`, C1 controls in UTF-8 as `\u{NN}`. A tool's
+/// output could otherwise set the window title, write the clipboard (OSC
+/// 52) or rewrite the line above with a forged `replay:` message.
+pub(crate) fn escape_controls(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let harmless = |at: usize| {
+        let b = line[at];
+        b >= 0x20
+            && b != 0x7f
+            && !(b == 0xc2 && line.get(at + 1).is_some_and(|n| (0x80..0xa0).contains(n)))
+            || b == b'\t'
+            || b == b'\n'
+    };
+    if (0..line.len()).all(harmless) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = Vec::with_capacity(line.len() + 16);
+    let mut at = 0;
+    while at < line.len() {
+        let b = line[at];
+        if b == 0x1b {
+            // Colour: ESC [ (digits and ;) m, passed through whole.
+            let end = line[at + 1..]
+                .strip_prefix(b"[")
+                .and_then(|rest| {
+                    rest.iter()
+                        .position(|c| !(c.is_ascii_digit() || *c == b';'))
+                        .map(|n| (rest, n))
+                })
+                .filter(|(rest, n)| rest[*n] == b'm')
+                .map(|(_, n)| at + 2 + n + 1);
+            if let Some(end) = end {
+                out.extend_from_slice(&line[at..end]);
+                at = end;
+                continue;
+            }
+        }
+        if harmless(at) {
+            out.push(b);
+            at += 1;
+        } else if b == 0xc2 {
+            out.extend_from_slice(format!("\\u{{{:02x}}}", line[at + 1]).as_bytes());
+            at += 2;
+        } else {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+            at += 1;
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn pump(
     stream: impl Read,
     prefix: &str,
@@ -111,7 +163,7 @@ fn pump(
         }
         if let Ok(mut sink) = sink.lock() {
             let _ = sink.write_all(prefix.as_bytes());
-            let _ = sink.write_all(&line);
+            let _ = sink.write_all(&escape_controls(&line));
             if !line.ends_with(b"\n") {
                 let _ = sink.write_all(b"\n");
             }
@@ -130,5 +182,40 @@ fn pump(
     Captured {
         tail: String::from_utf8_lossy(&kept).into_owned(),
         bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    fn shown(line: &[u8]) -> String {
+        String::from_utf8_lossy(&escape_controls(line)).into_owned()
+    }
+
+    #[test]
+    fn plain_text_and_colour_pass_through() {
+        assert_eq!(shown(b"a.c:1:2: error: x\tx\n"), "a.c:1:2: error: x\tx\n");
+        assert_eq!(
+            shown(b"\x1b[1;31merror\x1b[0m\n"),
+            "\x1b[1;31merror\x1b[0m\n"
+        );
+        assert_eq!(shown("caf\u{e9}\n".as_bytes()), "caf\u{e9}\n");
+    }
+
+    #[test]
+    fn terminal_controls_are_shown_not_obeyed() {
+        // Regression (review): a window title, a clipboard write (OSC 52)
+        // and a forged `replay:` line over the previous one came through.
+        assert_eq!(
+            shown(b"\x1b]52;c;ZWNobyBwd25lZA==\x07\n"),
+            "\\x1b]52;c;ZWNobyBwd25lZA==\\x07\n"
+        );
+        assert_eq!(
+            shown(b"\r\x1b[2Kreplay: all ok\n"),
+            "\\x0d\\x1b[2Kreplay: all ok\n"
+        );
+        assert_eq!(shown("\u{9b}31m\n".as_bytes()), "\\u{9b}31m\n");
+        assert_eq!(shown(b"\x00\x7f\n"), "\\x00\\x7f\n");
     }
 }

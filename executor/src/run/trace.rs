@@ -394,13 +394,26 @@ impl Tracer {
                 {
                     if let Ok(child) = ptrace::getevent(pid) {
                         self.tree.insert(child as i32);
+                        if main_exit.is_some() {
+                            // Regression (review): a process forked as the
+                            // main one exited was not in the tree the exit
+                            // killed, and ran on. Everything dies with it.
+                            let _ = nix::sys::signal::kill(
+                                Pid::from_raw(child as i32),
+                                Signal::SIGKILL,
+                            );
+                        }
                     }
                     let _ = ptrace::cont(pid, None);
                 }
                 WaitStatus::PtraceEvent(pid, _, _) => {
                     // PTRACE_EVENT_STOP: a new child's first stop, or a
-                    // group-stop. Tools get no job control here: resume.
+                    // group-stop. Tools get no job control here: resume
+                    // (after the main process exited: kill, as above).
                     self.tree.insert(pid.as_raw());
+                    if main_exit.is_some() {
+                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                    }
                     let _ = ptrace::cont(pid, None);
                 }
                 WaitStatus::Stopped(pid, signal) => {
