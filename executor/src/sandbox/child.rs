@@ -28,6 +28,10 @@ struct Prepared {
     program: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// Install the seccomp filter.
+    seccomp: bool,
+    /// With it, refuse sockets (the network is cut off).
+    refuse_sockets: bool,
 }
 
 /// Runs the sandbox child: call it first thing in `main` when `argv[1]` is
@@ -199,6 +203,8 @@ impl Prepared {
             program,
             argv,
             envp,
+            seccomp: spec.seccomp,
+            refuse_sockets: spec.network != super::spec::Want::Off,
         })
     }
 }
@@ -225,9 +231,11 @@ fn exec(tool: &Prepared, control: &File, report: &File, observe: bool) -> nix::e
     // Last, so nothing above is filtered. The observed calls stop at the
     // tracer only when the parent asked and a tracer is attached: with
     // none, they would fail.
-    let observe = observe && super::seccomp::is_traced();
-    if let Err(error) = super::seccomp::install(observe) {
-        return nix::errno::Errno::from_raw(error.raw_os_error().unwrap_or(libc::EPERM));
+    if tool.seccomp {
+        let observe = observe && super::seccomp::is_traced();
+        if let Err(error) = super::seccomp::install(observe, tool.refuse_sockets) {
+            return nix::errno::Errno::from_raw(error.raw_os_error().unwrap_or(libc::EPERM));
+        }
     }
     match nix::unistd::execve(&tool.program, &tool.argv, &tool.envp) {
         Err(errno) => errno,

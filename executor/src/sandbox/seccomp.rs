@@ -95,15 +95,11 @@ pub(crate) const REFUSED: &[i64] = &[
     libc::SYS_unshare,
     libc::SYS_setns,
     libc::SYS_bpf,
-    // What is not a file to Landlock: sockets (a Unix socket on the host,
-    // the D-Bus bus, `docker.sock`, is reached by `connect`, which Landlock
-    // does not judge; a compile needs none), io_uring (its operations pass
+    // What is not a file to Landlock: io_uring (its operations pass
     // this filter by), System V and POSIX IPC objects of other processes,
     // the kernel keyring, memory no limit sees (`memfd_create`: gigabytes
     // held in no process's RSS, or a program run from memory), faults
     // handled in user space and performance counters.
-    libc::SYS_socket,
-    libc::SYS_socketpair,
     libc::SYS_io_uring_setup,
     libc::SYS_io_uring_enter,
     libc::SYS_io_uring_register,
@@ -127,6 +123,12 @@ pub(crate) const REFUSED: &[i64] = &[
     libc::SYS_userfaultfd,
     libc::SYS_perf_event_open,
 ];
+
+/// Sockets: a Unix socket on the host (the D-Bus bus, `docker.sock`) is
+/// reached by `connect`, which Landlock does not judge, and a compile
+/// needs none. Refused whenever the network is cut off (always, in a run).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const SOCKETS: &[i64] = &[libc::SYS_socket, libc::SYS_socketpair];
 
 /// Calls that act on the process a pid argument names: allowed only on the
 /// caller itself (pid 0), which is what libc's `setrlimit`,
@@ -234,7 +236,7 @@ impl Program {
 /// The filter's instructions; with `observe`, the observed calls stop at
 /// the tracer.
 #[cfg(target_arch = "x86_64")]
-fn program(observe: bool) -> Vec<libc::sock_filter> {
+fn program(observe: bool, refuse_sockets: bool) -> Vec<libc::sock_filter> {
     const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     const CLONE_UNTRACED: u32 = 0x0080_0000;
@@ -258,6 +260,11 @@ fn program(observe: bool) -> Vec<libc::sock_filter> {
     p.jump(libc::BPF_JGE, X32_SYSCALL_BIT, Return::Enosys);
     for nr in REFUSED {
         p.jump(libc::BPF_JEQ, *nr as u32, Return::Eperm);
+    }
+    if refuse_sockets {
+        for nr in SOCKETS {
+            p.jump(libc::BPF_JEQ, *nr as u32, Return::Eperm);
+        }
     }
     p.jump(libc::BPF_JEQ, libc::SYS_clone3 as u32, Return::Enosys);
     // A pid argument other than 0 (both 32-bit halves of args[i], at
@@ -300,8 +307,8 @@ fn program(observe: bool) -> Vec<libc::sock_filter> {
 /// with `observe`, the observed calls stop at the tracer, which must have
 /// set `PTRACE_O_TRACESECCOMP`. Needs `no_new_privs` (or privilege).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn install(observe: bool) -> std::io::Result<()> {
-    let mut code = program(observe);
+pub(crate) fn install(observe: bool, refuse_sockets: bool) -> std::io::Result<()> {
+    let mut code = program(observe, refuse_sockets);
     let filter = libc::sock_fprog {
         len: code.len() as u16,
         filter: code.as_mut_ptr(),
@@ -328,7 +335,7 @@ pub(crate) fn install(observe: bool) -> std::io::Result<()> {
 
 /// Elsewhere, nothing is installed.
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn install(_observe: bool) -> std::io::Result<()> {
+pub(crate) fn install(_observe: bool, _refuse_sockets: bool) -> std::io::Result<()> {
     Ok(())
 }
 
@@ -338,8 +345,8 @@ mod tests {
 
     #[test]
     fn every_jump_lands_on_a_return_inside_the_program() {
-        for observe in [false, true] {
-            let code = program(observe);
+        for (observe, sockets) in [(false, false), (true, true), (true, false)] {
+            let code = program(observe, sockets);
             assert!(code.len() < 256);
             for (at, instruction) in code.iter().enumerate() {
                 if u32::from(instruction.code) & 0x07 == libc::BPF_JMP {

@@ -101,6 +101,11 @@ pub struct SandboxSpec {
     pub network: Want,
     /// Set `PR_SET_NO_NEW_PRIVS` (setuid binaries do not gain privileges).
     pub no_new_privs: bool,
+    /// The seccomp filter (`sandbox::seccomp`, x86_64): what Landlock
+    /// cannot see is refused (sockets only while the network is cut off).
+    /// Off only to test the other layers alone.
+    #[serde(default = "on")]
+    pub seccomp: bool,
     /// Resource limits.
     pub rlimits: Rlimits,
     /// Kill the tool with SIGKILL when the thread that launched it exits.
@@ -131,10 +136,15 @@ impl SandboxSpec {
             landlock: Want::IfAvailable,
             network: Want::IfAvailable,
             no_new_privs: true,
+            seccomp: true,
             rlimits: Rlimits::default(),
             parent_death_signal: true,
         }
     }
+}
+
+fn on() -> bool {
+    true
 }
 
 /// A layer of the sandbox, as named in reports and errors.

@@ -78,8 +78,10 @@ fn a_tool_finds_no_network_in_its_namespace() {
     let bash = |network: Want| {
         let mut spec = support::spec(&fx, "/bin/bash", &["-c", &script]);
         spec.network = network;
-        // Only the namespace is under test here, not Landlock's TCP rules.
+        // Only the namespace is under test here, not Landlock's TCP rules
+        // nor the seccomp filter's refusal of sockets.
         spec.landlock = Want::Off;
+        spec.seccomp = false;
         spec
     };
 
@@ -124,6 +126,8 @@ fn landlock_denies_tcp_when_the_network_is_unwanted() {
     );
     spec.landlock = Want::Required;
     spec.network = Want::IfAvailable;
+    // Landlock alone: the seccomp filter would refuse the socket first.
+    spec.seccomp = false;
     let ran = run(&spec).expect("starts");
     let layer = ran.layers.landlock.expect("landlock applied");
     assert!(layer.tcp_denied, "{:?}", ran.layers);
