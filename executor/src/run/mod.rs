@@ -224,7 +224,13 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            reap_orphans(launched_at.unwrap_or(u64::MAX));
+            // Fast path: every traced process is reaped by now, so a
+            // process that escaped the tracer and lost its parent has come
+            // back to `replay` (the subreaper) as a child; with no child at
+            // all there is nothing to look for in `/proc`.
+            if has_children() {
+                reap_orphans(launched_at.unwrap_or(u64::MAX));
+            }
             (
                 main.status,
                 main.user,
@@ -325,6 +331,24 @@ pub fn reap_orphans(since: u64) {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Whether `replay` has any child, living or not yet reaped.
+fn has_children() -> bool {
+    // SAFETY: `siginfo_t` is plain data; zeroed is a valid initial value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to `info`, live for the call; `WNOWAIT`
+    // leaves any child as it is (nothing is reaped).
+    let waited = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
+        )
+    };
+    // ECHILD: none at all. Anything else (a child, or an error): look.
+    !(waited == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
 
 /// When process `pid` started, in clock ticks since boot (`/proc/PID/stat`
