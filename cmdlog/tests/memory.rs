@@ -4,6 +4,10 @@
 //! allocator: live bytes are measured across the whole process, so nothing
 //! else may run in it at the same time.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure there
+// is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
 use std::ops::ControlFlow;

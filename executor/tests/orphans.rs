@@ -3,6 +3,9 @@
 //! One test in its own binary: `reap_orphans` kills every child of the
 //! process it runs in, so no other test may have children here.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure there
+// is a failed test.
+#![allow(clippy::unwrap_used)]
 #![cfg(target_os = "linux")]
 
 use std::io::Write;

@@ -2,6 +2,10 @@
 //! hostile plugins written in WAT, the request a plugin sees, loading and
 //! pinning, the module cache, the ABI schemas, and the example plugin
 //! `policies/plugins/naming` end to end.
+
+// Test helpers outside `#[test]` functions unwrap too: a failure there
+// is a failed test.
+#![allow(clippy::unwrap_used)]
 #![cfg(feature = "wasm")]
 
 mod plugins {

@@ -4,6 +4,9 @@
 //! Where this machine lacks a layer (see `replay::sandbox::probe`), a test
 //! says so on stderr and checks the layer's `skipped` reason instead.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure there
+// is a failed test.
+#![allow(clippy::unwrap_used)]
 #![cfg(target_os = "linux")]
 
 mod support;

@@ -1,5 +1,9 @@
 //! The policy crate's integration tests: one binary, one module per area.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure there
+// is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod api;

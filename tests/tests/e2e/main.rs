@@ -1,5 +1,9 @@
 //! End-to-end tests across the workspace's binaries, on real tools.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure there
+// is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod confinement;
 mod flags;
 mod footprint;
