@@ -238,6 +238,9 @@ fn path_parts(arg: &str) -> Vec<(&str, &str)> {
     parts
 }
 
+/// Flags whose value is a dependency file's target: text, never staged.
+const DEPENDENCY_TARGETS: &[&str] = &["-MT", "-MQ"];
+
 /// Flags that make clang write a dependency file.
 const DEPENDENCY_FLAGS: &[&str] = &["-M", "-MM", "-MD", "-MMD"];
 
@@ -302,19 +305,30 @@ impl Staging {
                 normal,
             });
         }
-        let rewritten = args
-            .iter()
-            .map(|arg| match arg.strip_prefix("-Wl,") {
-                Some(list) => {
-                    let items: Vec<String> = list
-                        .split(',')
-                        .map(|item| rewrite(item, cwd, &staged))
-                        .collect();
-                    format!("-Wl,{}", items.join(","))
-                }
-                None => rewrite(arg, cwd, &staged),
-            })
-            .collect();
+        let mut rewritten = Vec::with_capacity(args.len());
+        for (at, arg) in args.iter().enumerate() {
+            // A dependency file's target (`-MT x`, `-MQ x`, `-MTx`) names
+            // an output but is text written into the file: kept as
+            // written, so the file is the same as an unstaged run's.
+            // Regression: `-MT main.o` became the staged path.
+            let target_value = at
+                .checked_sub(1)
+                .is_some_and(|before| DEPENDENCY_TARGETS.contains(&args[before].as_str()));
+            let glued_target = DEPENDENCY_TARGETS
+                .iter()
+                .any(|flag| arg.len() > flag.len() && arg.starts_with(flag));
+            rewritten.push(if target_value || glued_target {
+                arg.clone()
+            } else if let Some(list) = arg.strip_prefix("-Wl,") {
+                let items: Vec<String> = list
+                    .split(',')
+                    .map(|item| rewrite(item, cwd, &staged))
+                    .collect();
+                format!("-Wl,{}", items.join(","))
+            } else {
+                rewrite(arg, cwd, &staged)
+            });
+        }
         Ok((
             rewritten,
             Staging {
@@ -761,6 +775,19 @@ mod tests {
         );
         assert_eq!(args[2], "top.o");
         assert_eq!(staging.staged[0].target, dir.path().join("top.o"));
+    }
+
+    #[test]
+    fn a_dependency_target_naming_an_output_is_not_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = StageBase::open(dir.path()).unwrap();
+        let args = strings(&["-MD", "-MF", "a.d", "-MT", "a.o", "-MQa.o", "-o", "a.o"]);
+        let (args, staging) =
+            Staging::plan(&base, ".", &args, &strings(&["a.o", "a.d"]), 1).unwrap();
+        assert_eq!(args[4], "a.o");
+        assert_eq!(args[5], "-MQa.o");
+        assert_eq!(args[7], staging.dir().join("out/a.o").display().to_string());
+        assert_eq!(args[2], staging.dir().join("out/a.d").display().to_string());
     }
 
     #[test]
