@@ -56,12 +56,7 @@ flags = [
 
 /// Writes `root/log.json` with the one `command`; returns its text.
 fn one_command_log(root: &Path, command: serde_json::Value) -> String {
-    let log = format!(
-        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":[{command}]}}"#,
-        std::env::consts::ARCH
-    );
-    std::fs::write(root.join("log.json"), &log).expect("write the log");
-    log
+    crate::support::write_log(root, vec![command])
 }
 
 /// A log of one `hostile` command.

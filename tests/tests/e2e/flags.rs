@@ -19,12 +19,7 @@ fn write_log(root: &Path, commands: &[Logged<'_>]) {
                 "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs})
         })
         .collect();
-    let log = format!(
-        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":{}}}"#,
-        std::env::consts::ARCH,
-        serde_json::Value::Array(commands)
-    );
-    std::fs::write(root.join("log.json"), log).expect("write the log");
+    crate::support::write_log(root, commands);
 }
 
 /// Runs the log in `root` with the shipped Linux policy; panics unless

@@ -373,12 +373,7 @@ fn write_log(root: &Path, commands: &[LoggedCommand<'_>]) {
                 "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs})
         })
         .collect();
-    let log = format!(
-        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":{}}}"#,
-        std::env::consts::ARCH,
-        serde_json::Value::Array(commands)
-    );
-    std::fs::write(root.join("log.json"), log).unwrap();
+    crate::support::write_log(root, commands);
 }
 
 /// GNU ld reads an input that is not an object as a linker script. A file

@@ -23,14 +23,8 @@ fn log(root: &Path, commands: &[(&[&str], &[&str], &[&str])]) -> PathBuf {
             })
         })
         .collect();
-    let text = format!(
-        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":{}}}"#,
-        std::env::consts::ARCH,
-        serde_json::Value::Array(commands)
-    );
-    let path = root.join("log.json");
-    std::fs::write(&path, text).expect("write the log");
-    path
+    crate::support::write_log(root, commands);
+    root.join("log.json")
 }
 
 /// A fresh, canonical work root with the memtouch policy in it.

@@ -101,21 +101,22 @@ pub fn memtouch_log(root: &Path, commands: &[(&[&str], &[&str])]) -> PathBuf {
             })
         })
         .collect();
+    write_log(root, commands);
+    root.join("log.json")
+}
+
+/// Writes `root/log.json`: a Linux log of this machine's architecture with
+/// `commands` (JSON objects, in order); returns its text.
+pub fn write_log(root: &Path, commands: Vec<serde_json::Value>) -> String {
     // The header comes before `commands` (readers stream), so the document
     // is put together in order rather than from a key-sorted map.
-    let header = serde_json::json!({
-        "producer": {"name": "e2e", "version": "0"},
-        "platform": {"os": "linux", "arch": std::env::consts::ARCH},
-    });
     let log = format!(
-        r#"{{"format":"replay-log","version":1,"producer":{},"platform":{},"commands":{}}}"#,
-        header["producer"],
-        header["platform"],
+        r#"{{"format":"replay-log","version":1,"producer":{{"name":"e2e","version":"0"}},"platform":{{"os":"linux","arch":"{}"}},"commands":{}}}"#,
+        std::env::consts::ARCH,
         serde_json::Value::Array(commands)
     );
-    let path = root.join("log.json");
-    std::fs::write(&path, log).expect("write the log");
-    path
+    std::fs::write(root.join("log.json"), &log).expect("write the log");
+    log
 }
 
 /// The `--report` JSON of a run.
