@@ -260,13 +260,20 @@ fn clear_nonblock(file: &File) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A temporary directory holding `outside.txt` ("precious"): the file a
+    /// planted link must never let `replay` write.
+    fn with_precious_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.txt");
+        std::fs::write(&outside, "precious").unwrap();
+        (dir, outside)
+    }
     use std::io::{Read, Write};
 
     #[test]
     fn create_fresh_makes_a_new_file_and_unlinks_a_planted_hard_link() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside.txt");
-        std::fs::write(&outside, "precious").unwrap();
+        let (dir, outside) = with_precious_file();
         let journal = dir.path().join("log.json.journal");
         std::fs::hard_link(&outside, &journal).unwrap();
         let mut file = create_fresh(&journal).unwrap();
@@ -278,9 +285,7 @@ mod tests {
 
     #[test]
     fn create_fresh_replaces_a_symlink_and_a_fifo_without_following_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside.txt");
-        std::fs::write(&outside, "precious").unwrap();
+        let (dir, outside) = with_precious_file();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&outside, &link).unwrap();
         create_fresh(&link).unwrap().write_all(b"x").unwrap();
@@ -319,9 +324,7 @@ mod tests {
 
     #[test]
     fn open_existing_refuses_a_hard_link_and_leaves_it_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside.txt");
-        std::fs::write(&outside, "precious").unwrap();
+        let (dir, outside) = with_precious_file();
         let path = dir.path().join("j");
         std::fs::hard_link(&outside, &path).unwrap();
         let error = open_existing(&path).unwrap_err();
@@ -331,9 +334,7 @@ mod tests {
 
     #[test]
     fn open_existing_refuses_a_symlink() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside.txt");
-        std::fs::write(&outside, "precious").unwrap();
+        let (dir, outside) = with_precious_file();
         let path = dir.path().join("j");
         std::os::unix::fs::symlink(&outside, &path).unwrap();
         let error = open_existing(&path).unwrap_err();
@@ -361,9 +362,7 @@ mod tests {
 
     #[test]
     fn open_shared_refuses_links_and_fifos() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside");
-        std::fs::write(&outside, "precious").unwrap();
+        let (dir, outside) = with_precious_file();
         let hard = dir.path().join("hard");
         std::fs::hard_link(&outside, &hard).unwrap();
         assert!(matches!(
