@@ -11,17 +11,16 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::ops::ControlFlow;
 
-use cmdlog::{Command, Header, LogReader, Visit};
+use cmdlog::{Command, Header, LogReader, ToolKind, Visit};
 use policy::plugin::{PluginHost, PluginSpec};
-use policy::report::{write_finding, Tally};
+use policy::report::Tally;
 use policy::{CheckOptions, Checker, CheckerError, Finding, Mode, Policy, Status, Verdict};
 
+use crate::event::{Checked, Event, Reporter, SHOWN_PER_RULE};
 use crate::job::{Job, JobError};
-#[cfg(target_os = "linux")]
-use crate::run::trace::own_peak_rss;
 
 /// Why the pass could not judge the log.
 #[derive(Debug, thiserror::Error)]
@@ -41,31 +40,6 @@ pub enum AuditError {
     /// The wasm engine could not start.
     #[error("cannot start the plugin host")]
     PluginHost(#[source] policy::plugin::HostError),
-}
-
-/// How verdicts are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// One line per finding, with a hint, then a tally.
-    Human,
-    /// One JSON document: `{"findings": [...], "status", "tally", "replay_peak_rss"}`.
-    Json,
-}
-
-/// The result of the pass.
-#[derive(Debug, Clone, Copy)]
-pub struct Audit {
-    /// Verdicts by status, and log-wide refusals.
-    pub tally: Tally,
-    /// Commands judged.
-    pub commands: u64,
-}
-
-impl Audit {
-    /// The log's overall status.
-    pub fn status(&self) -> Status {
-        self.tally.status()
-    }
 }
 
 /// The options the checker gets for `job`: its log, its journal, the
@@ -90,26 +64,24 @@ pub fn check_options(job: &Job, policy: &Policy, mode: Mode, strict: bool) -> Ch
     }
 }
 
-/// Judges every command of `job`'s log against `policy`, printing findings
-/// to `out` in `format`.
+/// Judges every command of `job`'s log against `policy`, telling
+/// `reporter` each finding worth showing ([`Event::Finding`], at most
+/// [`SHOWN_PER_RULE`] a rule). The caller ends the pass: it tells
+/// reporters the returned [`Checked`] ([`Event::Checked`]).
 pub fn audit(
     job: &Job,
     policy: &Policy,
     mode: Mode,
     strict: bool,
-    format: Format,
-    out: &mut dyn Write,
-) -> Result<Audit, AuditError> {
+    reporter: &mut dyn Reporter,
+) -> Result<Checked, AuditError> {
     let checker = Checker::new(policy, &job.root, check_options(job, policy, mode, strict))
         .map_err(AuditError::Checker)?;
-    let mut printer = Printer {
-        out,
-        format,
-        first: true,
+    let mut shown = Shown {
+        reporter,
         error: None,
         per_rule: Vec::new(),
     };
-    printer.begin().map_err(AuditError::Output)?;
     let specs = policy
         .plugins()
         .iter()
@@ -120,7 +92,7 @@ pub fn audit(
         checker,
         tally: Tally::default(),
         commands: 0,
-        printer: &mut printer,
+        shown: &mut shown,
         kept: (!specs.is_empty()).then(Vec::new),
         platform: None,
     };
@@ -138,23 +110,27 @@ pub fn audit(
         checker,
         mut tally,
         commands,
-        printer,
+        shown,
         kept,
         platform,
     } = visit;
     let end = checker.finish();
     tally.add_log(&end);
     for finding in &end {
-        printer.finding(None, finding);
+        shown.finding(None, finding);
     }
     if let (Some(kept), Some(platform)) = (kept, platform) {
-        judge_with_plugins(&specs, &platform, &kept, &mut tally, printer)?;
+        judge_with_plugins(&specs, &platform, &kept, &mut tally, shown)?;
     }
-    if let Some(error) = printer.error.take() {
+    if let Some(error) = shown.error.take() {
         return Err(AuditError::Output(error));
     }
-    printer.end(&tally).map_err(AuditError::Output)?;
-    Ok(Audit { tally, commands })
+    Ok(Checked {
+        tally,
+        commands,
+        not_shown: shown.hidden().collect(),
+        replay_peak_rss: 0,
+    })
 }
 
 /// Runs every plugin on all `kept` commands (with the status the rules
@@ -165,7 +141,7 @@ fn judge_with_plugins(
     platform: &cmdlog::Platform,
     kept: &[(Command, Status)],
     tally: &mut Tally,
-    printer: &mut Printer<'_>,
+    shown: &mut Shown<'_>,
 ) -> Result<(), AuditError> {
     let host = PluginHost::new(PluginHost::default_cache_dir()).map_err(AuditError::PluginHost)?;
     let commands: Vec<Command> = kept.iter().map(|(c, _)| c.clone()).collect();
@@ -209,7 +185,7 @@ fn judge_with_plugins(
                     status: Status::Refused,
                 };
                 tally.add_log(std::slice::from_ref(&finding));
-                printer.finding(None, &finding);
+                shown.finding(None, &finding);
                 continue;
             }
         };
@@ -232,7 +208,7 @@ fn judge_with_plugins(
                 hint: format!("see the rules of plugin `{}` in the policy", spec.name),
                 status: Status::Refused,
             };
-            printer.finding(Some(&command.tool), &finding);
+            shown.finding(Some(&command.tool), &finding);
             if refused.insert(command.id) {
                 move_to_refused(tally, *status);
             }
@@ -251,12 +227,12 @@ fn move_to_refused(tally: &mut Tally, status: Status) {
     tally.refused += 1;
 }
 
-/// The visitor of the pass: judges, counts, prints.
+/// The visitor of the pass: judges, counts, tells.
 struct Judge<'p, 'o, 'w> {
     checker: Checker<'p>,
     tally: Tally,
     commands: u64,
-    printer: &'o mut Printer<'w>,
+    shown: &'o mut Shown<'w>,
     /// Commands and their rules' status, kept for the plugins (if any).
     kept: Option<Vec<(Command, Status)>>,
     /// The log's platform, for the plugins' request.
@@ -269,7 +245,7 @@ impl Visit for Judge<'_, '_, '_> {
         let findings = self.checker.header(header);
         self.tally.add_log(&findings);
         for finding in &findings {
-            self.printer.finding(None, finding);
+            self.shown.finding(None, finding);
         }
         ControlFlow::Continue(())
     }
@@ -278,33 +254,28 @@ impl Visit for Judge<'_, '_, '_> {
         let verdict = self.checker.command(&command);
         self.commands += 1;
         self.tally.add(&verdict);
-        self.printer.verdict(&verdict);
+        self.shown.verdict(&verdict);
         if let Some(kept) = &mut self.kept {
             kept.push((command, verdict.status));
         }
-        if self.printer.error.is_some() {
+        if self.shown.error.is_some() {
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
     }
 }
 
-/// Findings shown per rule; the rest are counted ("and N more").
-pub const SHOWN_PER_RULE: u64 = 20;
-
 /// Characters of an argument (a finding's subject) a finding quotes; a
 /// longer one is cut, with an ellipsis and its length.
 pub const QUOTED_CHARS: usize = 200;
 
-/// Writes findings as they come, in either format; the first write error
-/// is kept and stops the pass. A hostile log can break one rule millions
-/// of times with 10 KB arguments: each rule shows its first
+/// Tells the reporter findings as they come; the first write error is
+/// kept and stops the pass. A hostile log can break one rule millions of
+/// times with 10 KB arguments: each rule shows its first
 /// [`SHOWN_PER_RULE`] findings, each quoting at most [`QUOTED_CHARS`]
 /// characters of its subject.
-struct Printer<'w> {
-    out: &'w mut dyn Write,
-    format: Format,
-    first: bool,
+struct Shown<'w> {
+    reporter: &'w mut dyn Reporter,
     error: Option<io::Error>,
     /// Findings seen per rule, in the order rules first appeared.
     per_rule: Vec<(&'static str, u64)>,
@@ -328,38 +299,24 @@ pub fn capped(finding: &Finding) -> std::borrow::Cow<'_, Finding> {
     })
 }
 
-impl Printer<'_> {
-    fn begin(&mut self) -> io::Result<()> {
-        match self.format {
-            Format::Human => Ok(()),
-            Format::Json => self.out.write_all(b"{\"findings\":["),
-        }
-    }
-
+impl Shown<'_> {
     fn verdict(&mut self, verdict: &Verdict) {
         for finding in &verdict.findings {
-            if !self.admit(finding.rule) {
-                continue;
-            }
-            let finding = capped(finding);
-            let result = match self.format {
-                Format::Human => write_finding(self.out, Some(&verdict.tool), &finding),
-                Format::Json => self.json_finding(Some(verdict), &finding),
-            };
-            self.keep(result);
+            self.finding(Some(&verdict.tool), finding);
         }
     }
 
-    fn finding(&mut self, tool: Option<&cmdlog::ToolKind>, finding: &Finding) {
-        if !self.admit(finding.rule) {
+    fn finding(&mut self, tool: Option<&ToolKind>, finding: &Finding) {
+        if self.error.is_some() || !self.admit(finding.rule) {
             return;
         }
         let finding = capped(finding);
-        let result = match self.format {
-            Format::Human => write_finding(self.out, tool, &finding),
-            Format::Json => self.json_finding(None, &finding),
-        };
-        self.keep(result);
+        if let Err(error) = self.reporter.event(&Event::Finding {
+            tool,
+            finding: &finding,
+        }) {
+            self.error = Some(error);
+        }
     }
 
     /// Counts a finding of `rule`; whether it is among the shown.
@@ -382,70 +339,6 @@ impl Printer<'_> {
             .filter(|(_, n)| *n > SHOWN_PER_RULE)
             .map(|(rule, n)| (*rule, n - SHOWN_PER_RULE))
     }
-
-    fn json_finding(&mut self, verdict: Option<&Verdict>, finding: &Finding) -> io::Result<()> {
-        if !self.first {
-            self.out.write_all(b",")?;
-        }
-        self.first = false;
-        self.out.write_all(b"\n")?;
-        let value = serde_json::json!({
-            "id": finding.id,
-            "tool": verdict.map(|v| v.tool.name()),
-            "status": finding.status,
-            "rule": finding.rule,
-            "subject": finding.subject,
-            "message": finding.message,
-            "hint": finding.hint,
-        });
-        serde_json::to_writer(&mut *self.out, &value).map_err(io::Error::from)
-    }
-
-    fn keep(&mut self, result: io::Result<()>) {
-        if let (Err(error), None) = (result, &self.error) {
-            self.error = Some(error);
-        }
-    }
-
-    fn end(&mut self, tally: &Tally) -> io::Result<()> {
-        match self.format {
-            Format::Human => {
-                let hidden: Vec<_> = self.hidden().collect();
-                for (rule, more) in hidden {
-                    writeln!(
-                        self.out,
-                        "and {more} more finding{} of [{rule}] not shown (the first {SHOWN_PER_RULE} are)",
-                        if more == 1 { "" } else { "s" }
-                    )?;
-                }
-                writeln!(self.out, "{tally}")
-            }
-            Format::Json => {
-                self.out.write_all(b"\n],\"status\":")?;
-                serde_json::to_writer(&mut *self.out, &tally.status()).map_err(io::Error::from)?;
-                self.out.write_all(b",\"tally\":")?;
-                serde_json::to_writer(&mut *self.out, tally).map_err(io::Error::from)?;
-                let hidden: serde_json::Map<String, serde_json::Value> = self
-                    .hidden()
-                    .map(|(rule, more)| (rule.to_owned(), more.into()))
-                    .collect();
-                if !hidden.is_empty() {
-                    self.out.write_all(b",\"not_shown\":")?;
-                    serde_json::to_writer(&mut *self.out, &hidden).map_err(io::Error::from)?;
-                }
-                // The audit's own cost, as `replay --report` gives a run's.
-                let peak = own_peak_rss();
-                writeln!(self.out, ",\"replay_peak_rss\":{peak}}}")
-            }
-        }?;
-        self.out.flush()
-    }
-}
-
-/// `replay`'s own peak RSS so far: not known here.
-#[cfg(not(target_os = "linux"))]
-fn own_peak_rss() -> u64 {
-    0
 }
 
 #[cfg(test)]
@@ -478,17 +371,22 @@ mod tests {
     #[test]
     fn each_rule_shows_its_first_findings_then_counts_the_rest() {
         let mut out = Vec::new();
-        let mut printer = Printer {
-            out: &mut out,
-            format: Format::Human,
-            first: true,
-            error: None,
-            per_rule: Vec::new(),
-        };
-        for _ in 0..(SHOWN_PER_RULE + 5) {
-            printer.finding(None, &finding("-bad"));
+        {
+            let mut human = crate::report::HumanReporter::new(&mut out);
+            let mut shown = Shown {
+                reporter: &mut human,
+                error: None,
+                per_rule: Vec::new(),
+            };
+            for _ in 0..(SHOWN_PER_RULE + 5) {
+                shown.finding(None, &finding("-bad"));
+            }
+            let checked = Checked {
+                not_shown: shown.hidden().collect(),
+                ..Checked::default()
+            };
+            human.event(&Event::Checked(&checked)).unwrap();
         }
-        printer.end(&Tally::default()).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text.matches("-bad").count() as u64,

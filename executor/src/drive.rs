@@ -46,6 +46,9 @@ pub struct Produced {
     pub ru_maxrss: u64,
     /// Bytes of log it wrote.
     pub log_bytes: u64,
+    /// Where the log is (the report does not say: it is under the root).
+    #[serde(skip)]
+    pub log: PathBuf,
 }
 
 /// Why driver mode could not get a log.
@@ -162,6 +165,7 @@ pub fn produce(
             .map(|p: &ProcessPeak| p.bytes),
         ru_maxrss,
         log_bytes,
+        log: log.to_owned(),
     })
 }
 

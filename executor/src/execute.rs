@@ -20,9 +20,9 @@ use cmdlog::{Command, LogReader, Visit};
 use policy::{Checker, Mode, Policy, Status as Judged};
 
 use crate::audit::check_options;
+use crate::event::{CommandRecord, Event, Reporter, Status, Totals};
 use crate::job::{Job, JobError};
 use crate::journal::{self, Entry, Journal, JournalError};
-use crate::report::{CommandRecord, Event, Reporter, Status, Totals};
 use crate::run::capture::Sink;
 use crate::run::trace::ExitStatus;
 use crate::run::watch::{Stop, ToolLimits};

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod confine;
 #[cfg(target_os = "linux")]
 pub mod drive;
+pub mod event;
 #[cfg(target_os = "linux")]
 pub mod execute;
 pub mod job;
@@ -23,6 +24,8 @@ pub mod report;
 pub mod run;
 #[cfg(target_os = "linux")]
 pub mod sandbox;
+#[cfg(target_os = "linux")]
+pub mod session;
 #[cfg(target_os = "linux")]
 pub mod space;
 pub mod staging;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::report::Status;
+use crate::event::Status;
 use crate::run::trace::ExitStatus;
 
 /// Below this many free bytes a file system counts as full: a tool that

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use crate::sandbox::{self, AppliedLayers, SandboxSpec};
 use capture::{Capture, Captured, OutputBudget, Sink};
-use trace::{Denial, ExecRule, ExitStatus, ProcessPeak, Tracer, Tree};
+pub use observe::Denial;
+use trace::{ExecRule, ExitStatus, ProcessPeak, Tracer, Tree};
 use watch::{Stop, ToolLimits, Watcher};
 
 /// How to run one tool, beyond what the sandbox spec says.

@@ -7,7 +7,22 @@
 
 use nix::unistd::Pid;
 
-use super::trace::Denial;
+/// Something a tool's process tried that the sandbox stopped, as the
+/// tracer saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Denial {
+    /// The process that tried.
+    pub pid: i32,
+    /// What it tried: `exec`.
+    pub action: &'static str,
+    /// The binary (or path) it named.
+    pub path: String,
+    /// How it was refused, for a person.
+    pub detail: String,
+    /// Who refused it: `tracer` (a program the policy does not list: the
+    /// tree was killed) or `kernel` (a call that failed, seen at its exit).
+    pub by: &'static str,
+}
 
 /// A call seen at its entry, waiting for its exit.
 #[derive(Debug, Clone)]

@@ -28,6 +28,8 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
+use super::observe::Denial;
+
 /// The peak of one process, read from the kernel as it exited.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessPeak {
@@ -151,23 +153,6 @@ pub struct ExecRule {
     pub path: PathBuf,
     /// The name it is run as.
     pub name: String,
-}
-
-/// Something a tool's process tried that the sandbox stopped, as the
-/// tracer saw it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Denial {
-    /// The process that tried.
-    pub pid: i32,
-    /// What it tried: `exec`.
-    pub action: &'static str,
-    /// The binary (or path) it named.
-    pub path: String,
-    /// How it was refused, for a person.
-    pub detail: String,
-    /// Who refused it: `tracer` (a program the policy does not list: the
-    /// tree was killed) or `kernel` (a call that failed, seen at its exit).
-    pub by: &'static str,
 }
 
 /// How many denials one tool's outcome keeps.

@@ -16,4 +16,5 @@ mod programs;
 mod reliability;
 mod resume;
 mod sandboxing;
+mod session;
 mod support;

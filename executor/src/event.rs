@@ -1,0 +1,224 @@
+//! The events of a session, and the one trait every reporter implements.
+//!
+//! Both passes speak through [`Event`]: the check pass ([`crate::audit`])
+//! emits each finding it shows and its tally; the run pass
+//! ([`crate::execute`]) emits each command's start and record and the
+//! totals. Reporters ([`crate::report`]) consume the events of both, each
+//! writing to its own `Write`, so a test feeds events and reads exactly
+//! what a user would see, as cargo-nextest's reporters do.
+
+use std::io;
+
+use cmdlog::ToolKind;
+use policy::report::Tally;
+use policy::Finding;
+
+use crate::run::trace::ExitStatus;
+use crate::run::watch::Stop;
+use crate::run::ToolOutcome;
+
+/// What happened to one command.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    /// It ran and succeeded.
+    Ok,
+    /// It ran and failed.
+    Failed {
+        /// How it ended.
+        exit: ExitStatus,
+    },
+    /// A limit stopped it.
+    Stopped {
+        /// Which limit.
+        stop: Stop,
+    },
+    /// It could not be run (sandbox, missing input, missing output).
+    Error {
+        /// Why.
+        message: String,
+    },
+    /// The sandbox stopped it doing what its command did not declare (a
+    /// program the policy does not let its tool run): its tree was killed
+    /// and its outputs discarded.
+    Denied {
+        /// What it tried (`exec`).
+        action: String,
+        /// The binary or path it named.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// `--resume` found it done.
+    Resumed,
+    /// An input it needs came from a command that failed (`--keep-going`).
+    Blocked {
+        /// The input.
+        input: String,
+    },
+}
+
+impl Status {
+    /// A short word for the table.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed { .. } => "FAILED",
+            Status::Stopped { .. } => "STOPPED",
+            Status::Error { .. } => "ERROR",
+            Status::Denied { .. } => "DENIED",
+            Status::Resumed => "resumed",
+            Status::Blocked { .. } => "blocked",
+        }
+    }
+
+    /// True for outcomes that leave the run successful.
+    pub fn is_good(&self) -> bool {
+        matches!(self, Status::Ok | Status::Resumed)
+    }
+}
+
+/// One command's line of the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommandRecord {
+    /// The command's id.
+    pub id: u64,
+    /// Its tool kind.
+    pub tool: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub status: Status,
+    /// The run, if it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ToolOutcome>,
+    /// Files the tool wrote in its staging that no output declares
+    /// (root-relative): never committed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub discarded: Vec<String>,
+}
+
+/// The whole run's totals.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Totals {
+    /// Commands in the log.
+    pub commands: u64,
+    /// Commands that ran.
+    pub ran: u64,
+    /// Commands that ran and succeeded.
+    pub succeeded: u64,
+    /// Wall time of the whole run, in milliseconds.
+    pub wall_ms: u64,
+    /// The largest single-process peak RSS of any tool, in bytes.
+    pub peak_rss: u64,
+    /// The command that had it.
+    pub peak_rss_command: Option<u64>,
+    /// The largest sampled tree RSS of any tool, in bytes.
+    pub peak_tree_rss_sampled: u64,
+    /// User + system CPU of all tools, in milliseconds.
+    pub cpu_ms: u64,
+    /// `replay`'s own peak RSS (its `VmHWM`), in bytes: the driver's cost.
+    pub replay_peak_rss: u64,
+}
+
+impl Totals {
+    /// Adds one command's record.
+    pub fn add(&mut self, record: &CommandRecord) {
+        if let Some(outcome) = &record.outcome {
+            self.ran += 1;
+            let m = &outcome.measurements;
+            self.cpu_ms += m.user_ms + m.system_ms;
+            self.peak_tree_rss_sampled = self.peak_tree_rss_sampled.max(m.peak_tree_rss_sampled);
+            if let Some(peak) = &m.peak_process {
+                if peak.bytes > self.peak_rss {
+                    self.peak_rss = peak.bytes;
+                    self.peak_rss_command = Some(record.id);
+                }
+            }
+        }
+        if matches!(record.status, Status::Ok) {
+            self.succeeded += 1;
+        }
+    }
+}
+
+/// Findings of one rule the check pass shows; the rest are counted in
+/// [`Checked::not_shown`] ("and N more").
+pub const SHOWN_PER_RULE: u64 = 20;
+
+/// The check pass's result: what reporters print after its findings.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// Verdicts counted by status.
+    pub tally: Tally,
+    /// Commands judged.
+    pub commands: u64,
+    /// Rules with more findings than were shown, and how many were not.
+    pub not_shown: Vec<(&'static str, u64)>,
+    /// `replay`'s own peak RSS when the pass ended, in bytes.
+    pub replay_peak_rss: u64,
+}
+
+impl Checked {
+    /// The log's overall status.
+    pub fn status(&self) -> policy::Status {
+        self.tally.status()
+    }
+}
+
+/// What the passes tell reporters.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Driver mode: the producer exited; its log comes next.
+    Producer(&'a crate::drive::Produced),
+    /// The check pass found something to show: a command's (`tool` is its
+    /// kind) or the log's (`tool` is `None`). Capped per rule at the
+    /// source: a reporter shows every finding it is given.
+    Finding {
+        /// The kind of the command it is about, if it is about one.
+        tool: Option<&'a ToolKind>,
+        /// The finding, its subject quoted short.
+        finding: &'a Finding,
+    },
+    /// The check pass is over.
+    Checked(&'a Checked),
+    /// Every command passed the policy; `commands` will be considered.
+    Validated {
+        /// How many.
+        commands: u64,
+    },
+    /// A command is about to run.
+    Started {
+        /// Its id.
+        id: u64,
+        /// Its tool kind.
+        tool: &'a str,
+        /// Its 1-based position in the log.
+        position: u64,
+    },
+    /// A command is done (or skipped).
+    Finished(&'a CommandRecord),
+    /// The run is over.
+    Done(&'a Totals),
+    /// Something the user should know that does not stop the run (e.g. a
+    /// journal with lines that are not entries): one line, lowercase.
+    Warning(&'a str),
+}
+
+/// Consumes the events of a session.
+pub trait Reporter {
+    /// Handles one event.
+    fn event(&mut self, event: &Event<'_>) -> io::Result<()>;
+}
+
+/// Several reporters as one.
+#[derive(Default)]
+pub struct Reporters(pub Vec<Box<dyn Reporter>>);
+
+impl Reporter for Reporters {
+    fn event(&mut self, event: &Event<'_>) -> io::Result<()> {
+        for reporter in &mut self.0 {
+            reporter.event(event)?;
+        }
+        Ok(())
+    }
+}

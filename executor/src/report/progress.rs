@@ -1,0 +1,105 @@
+//! Progress while tools run: a bar on a terminal, else one plain line per
+//! command as it starts.
+
+use std::io::{self, Write};
+
+use crate::event::{Event, Reporter};
+
+/// A progress bar, or one plain line per command.
+pub struct ProgressReporter {
+    bar: Option<indicatif::ProgressBar>,
+    lines: Box<dyn Write + Send>,
+}
+
+impl ProgressReporter {
+    /// A bar for stderr, if stderr is a terminal.
+    pub fn terminal_bar() -> Option<indicatif::ProgressBar> {
+        use std::io::IsTerminal;
+        io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
+            {
+                bar.set_style(style);
+            }
+            bar
+        })
+    }
+
+    /// Progress shown on `bar`.
+    pub fn bar(bar: indicatif::ProgressBar) -> Self {
+        ProgressReporter {
+            bar: Some(bar),
+            lines: Box::new(io::sink()),
+        }
+    }
+
+    /// Plain lines on `out`, never a bar.
+    pub fn lines(out: Box<dyn Write + Send>) -> Self {
+        ProgressReporter {
+            bar: None,
+            lines: out,
+        }
+    }
+}
+
+impl Reporter for ProgressReporter {
+    fn event(&mut self, event: &Event<'_>) -> io::Result<()> {
+        match (&self.bar, event) {
+            (Some(bar), Event::Validated { commands }) => bar.set_length(*commands),
+            (Some(bar), Event::Started { id, tool, .. }) => bar.set_message(format!("{id} {tool}")),
+            (Some(bar), Event::Finished(_)) => bar.inc(1),
+            (Some(bar), Event::Done(_)) => bar.finish_and_clear(),
+            (None, Event::Started { id, tool, position }) => {
+                writeln!(
+                    self.lines,
+                    "replay: [{position}] running command {id} ({tool})"
+                )?;
+            }
+            (Some(_), _) | (None, _) => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A shared buffer the test reads after the reporter wrote to it.
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn without_a_bar_each_started_command_is_one_line() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut progress = ProgressReporter::lines(Box::new(Buffer(Arc::clone(&out))));
+        progress.event(&Event::Validated { commands: 2 }).unwrap();
+        for (position, id) in [(1, 7), (2, 9)] {
+            progress
+                .event(&Event::Started {
+                    id,
+                    tool: "llc",
+                    position,
+                })
+                .unwrap();
+        }
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "replay: [1] running command 7 (llc)\nreplay: [2] running command 9 (llc)\n"
+        );
+    }
+}

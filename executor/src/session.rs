@@ -1,0 +1,542 @@
+//! A session: the work of one `replay` invocation, from validated options
+//! to an outcome, callable in-process (the binary is clap and rendering
+//! over this). It holds every decision a run makes before the first tool
+//! starts: the policy's required sandbox layers against the probe, the
+//! signals that stop a run, the subreaper, the launcher, which reporters
+//! hear the session, and driver mode's producer.
+//!
+//! Both passes speak through one set of reporters: [`check`] builds them
+//! for `replay check`, [`run`] and [`drive`] for a run, whose check pass
+//! they hear before its run pass.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cmdlog::Problem;
+use policy::{Mode, Policy, PolicyError, Status};
+
+use crate::audit::{self, AuditError};
+use crate::drive::DriveError;
+use crate::event::{Checked, Event, Reporter, Reporters};
+use crate::execute::{execute, ExecuteError, ExecuteOptions, RunStatus};
+use crate::job::{Job, JobError};
+use crate::lock::{LockError, RootLock};
+use crate::ownfile::OwnFileError;
+use crate::report::{Document, HumanReporter, JsonReporter, ProgressReporter};
+use crate::run::capture::Sink;
+use crate::sandbox::Want;
+use crate::ReplayExitCode;
+
+/// Where driver mode keeps the producer's log, under the work root.
+pub const DRIVE_LOG: &str = "replay-drive.log.json";
+
+/// Which policy judges a log, and where its paths are resolved.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The policy file (TOML).
+    pub policy: PathBuf,
+    /// The work root [default: the directory that holds the log; for
+    /// `drive`, the current directory].
+    pub root: Option<PathBuf>,
+}
+
+/// How tools run: the options of a run and of `drive`, validated.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// After a tool fails, run what does not depend on its outputs.
+    pub keep_going: bool,
+    /// Skip commands the journal shows done with their outputs unchanged.
+    pub resume: bool,
+    /// Also write the JSON report to this file.
+    pub report: Option<PathBuf>,
+    /// A timeout tighter than the policy's.
+    pub timeout: Option<Duration>,
+    /// A memory limit tighter than the policy's, in bytes.
+    pub max_rss: Option<u64>,
+    /// Time between SIGTERM and SIGKILL on timeout.
+    pub grace: Duration,
+    /// How often each tool's process tree is sampled.
+    pub sample_interval: Duration,
+    /// The `replay` binary re-executed as each tool's sandbox launcher
+    /// [default: this process's own executable].
+    pub launcher: Option<PathBuf>,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            keep_going: false,
+            resume: false,
+            report: None,
+            timeout: None,
+            max_rss: None,
+            grace: Duration::from_secs(2),
+            sample_interval: Duration::from_millis(5),
+            launcher: None,
+        }
+    }
+}
+
+/// How `replay check` prints its verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckFormat {
+    /// One line per finding, with a hint, then a tally.
+    Human,
+    /// One JSON document.
+    Json,
+}
+
+/// Where a session writes: its reports, and the tools' own output.
+#[derive(Clone)]
+pub struct Console {
+    /// Standard output: `replay check`'s verdicts, tools' stdout.
+    pub stdout: Sink,
+    /// Standard error: a run's report for people, tools' stderr.
+    pub stderr: Sink,
+    /// A progress bar (on a terminal): output is written around it.
+    pub bar: Option<indicatif::ProgressBar>,
+}
+
+impl Console {
+    /// The process's own standard streams, with a progress bar if stderr
+    /// is a terminal.
+    pub fn terminal() -> Console {
+        let bar = ProgressReporter::terminal_bar();
+        Console {
+            stdout: Arc::new(Mutex::new(BarWriter {
+                bar: bar.clone(),
+                out: io::stdout(),
+            })),
+            stderr: Arc::new(Mutex::new(BarWriter {
+                bar: bar.clone(),
+                out: io::stderr(),
+            })),
+            bar,
+        }
+    }
+
+    fn progress(&self) -> ProgressReporter {
+        match &self.bar {
+            Some(bar) => ProgressReporter::bar(bar.clone()),
+            None => ProgressReporter::lines(Box::new(SinkWriter(Arc::clone(&self.stderr)))),
+        }
+    }
+}
+
+/// Why a session did not succeed: what, and what the user can do
+/// ([`SessionError::hint`]), with the exit code it ends in
+/// ([`SessionError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The command line was incomplete.
+    #[error("{0}")]
+    Usage(String),
+    /// The log, the root or the policy path is unusable.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The policy does not load.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The check pass could not judge the log.
+    #[error(transparent)]
+    Audit(AuditError),
+    /// `replay check`: the policy refused the log (the findings said why).
+    #[error("the policy refused the log")]
+    CheckRefused,
+    /// A run: the policy refused the log, so nothing ran.
+    #[error("the policy refused the log: nothing ran")]
+    Refused,
+    /// The policy requires a sandbox layer this machine cannot apply.
+    #[error("the policy requires the sandbox layer `{layer}`, which this machine cannot apply ({reason}): nothing ran")]
+    LayerMissing {
+        /// The layer.
+        layer: String,
+        /// Why the probe found it missing.
+        reason: String,
+    },
+    /// Another run holds the work root.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The signal handlers could not be installed.
+    #[error("cannot handle signals")]
+    Signals(#[source] io::Error),
+    /// The launcher binary could not be found.
+    #[error("cannot find the replay binary to launch tools")]
+    Launcher(#[source] io::Error),
+    /// The `--report` file could not be made.
+    #[error("cannot write the report")]
+    ReportFile(#[source] OwnFileError),
+    /// A reporter could not write.
+    #[error("cannot write the report")]
+    Report(#[source] io::Error),
+    /// The run could not go on.
+    #[error(transparent)]
+    Execute(ExecuteError),
+    /// A tool failed.
+    #[error("a tool failed; the outputs it was writing were not kept")]
+    ToolFailed,
+    /// A limit stopped a tool.
+    #[error("a limit stopped a tool (see its row above)")]
+    LimitHit,
+    /// A signal asked `replay` to stop.
+    #[error("interrupted: the running tool was stopped and its outputs discarded")]
+    Interrupted,
+    /// `drive`: the work root is unusable.
+    #[error("the work root `{}` is not usable", path.display())]
+    Root {
+        /// The root as given.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// `drive`: no producer was given.
+    #[error("no producer given after `--`")]
+    NoProducer,
+    /// `drive`: the producer could not be run or its log kept.
+    #[error(transparent)]
+    Drive(#[from] DriveError),
+    /// `drive`: the producer failed, so its log is not trusted.
+    #[error("{message}")]
+    ProducerFailed {
+        /// The exit code `replay` ends in.
+        code: i32,
+        /// What happened to it.
+        message: String,
+    },
+}
+
+impl SessionError {
+    /// The exit code this ends `replay` in ([`ReplayExitCode`]).
+    pub fn code(&self) -> i32 {
+        match self {
+            SessionError::CheckRefused
+            | SessionError::Refused
+            | SessionError::LayerMissing { .. }
+            | SessionError::Execute(ExecuteError::Changed { .. }) => ReplayExitCode::DENIED,
+            SessionError::ToolFailed => ReplayExitCode::TOOL_FAILED,
+            SessionError::LimitHit => ReplayExitCode::LIMIT,
+            SessionError::Interrupted => ReplayExitCode::INTERRUPTED,
+            SessionError::ProducerFailed { code, .. } => *code,
+            _ => ReplayExitCode::BAD_INPUT,
+        }
+    }
+
+    /// Whether the reporters already said all there is (nothing to print).
+    pub fn is_quiet(&self) -> bool {
+        matches!(self, SessionError::CheckRefused)
+    }
+
+    /// What the user can do about it, if there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        let hint = match self {
+            SessionError::Job(error) => job_hint(error),
+            SessionError::Policy(_) => "fix the policy, or start from one of `policies/*.toml`",
+            SessionError::Refused => "see the refusals above; `replay check` audits without running",
+            SessionError::LayerMissing { .. } => "run where the layer is available (e.g. where unprivileged user namespaces are allowed), or drop it from `require_sandbox`",
+            SessionError::Lock(error) => return Some(error.hint()),
+            SessionError::ReportFile(_) => "pass `--report` a path in a directory you can write to",
+            SessionError::Execute(ExecuteError::Journal(error)) => return Some(error.hint()),
+            SessionError::Execute(ExecuteError::Lock(error)) => return Some(error.hint()),
+            SessionError::Execute(_) => {
+                "outputs of commands that finished are in place; `--resume` continues"
+            }
+            SessionError::ToolFailed => {
+                "fix the cause, then rerun with `--resume` to skip what finished"
+            }
+            SessionError::LimitHit => {
+                "raise the limit in the policy, or loosen `--timeout`/`--max-rss`"
+            }
+            SessionError::Interrupted => "rerun with `--resume` to continue",
+            SessionError::Root { .. } => "pass an existing directory with `--root`",
+            SessionError::ProducerFailed { .. } => {
+                "fix the producer's error above (or what killed it); its log is not trusted"
+            }
+            SessionError::Usage(_)
+            | SessionError::Audit(_)
+            | SessionError::CheckRefused
+            | SessionError::Signals(_)
+            | SessionError::Launcher(_)
+            | SessionError::Report(_)
+            | SessionError::NoProducer
+            | SessionError::Drive(_) => return None,
+        };
+        Some(hint.to_owned())
+    }
+}
+
+fn job_hint(error: &JobError) -> &'static str {
+    match error {
+        JobError::Log { .. } => "check the path of LOG",
+        JobError::Policy { .. } => "pass an existing policy, e.g. `--policy policies/linux.toml`",
+        JobError::Root { .. } => "pass an existing directory with `--root`",
+        JobError::Snapshot { .. } => {
+            "free space there, or set `TMPDIR` to a directory with room for a copy of the log"
+        }
+        JobError::Malformed { source, .. } => match source.problem {
+            Problem::Truncated => "the producer may have died while writing it; regenerate the log",
+            Problem::Io(_) => "check that LOG is a readable file",
+            _ => "the log is not one this version reads: fix or regenerate it (see `docs/log-v1.schema.json`)",
+        },
+    }
+}
+
+impl From<AuditError> for SessionError {
+    fn from(error: AuditError) -> Self {
+        match error {
+            AuditError::Job(error) => SessionError::Job(error),
+            other => SessionError::Audit(other),
+        }
+    }
+}
+
+/// `replay check`: judges every command of `log`, prints the verdicts on
+/// `console.stdout`, runs nothing. `Err(CheckRefused)` if refused.
+pub fn check(
+    target: &Target,
+    log: &Path,
+    strict: bool,
+    format: CheckFormat,
+    console: &Console,
+) -> Result<Checked, SessionError> {
+    let job = Job::new(log, target.root.as_deref(), &target.policy)?;
+    let policy = Policy::load(&job.policy)?;
+    let out = SinkWriter(Arc::clone(&console.stdout));
+    let mut reporter: Box<dyn Reporter> = match format {
+        CheckFormat::Human => Box::new(HumanReporter::new(out)),
+        CheckFormat::Json => Box::new(
+            JsonReporter::new(io::BufWriter::new(out), Document::Check)
+                .map_err(SessionError::Report)?,
+        ),
+    };
+    let checked = check_pass(&job, &policy, Mode::Audit, strict, &mut *reporter)?;
+    if checked.status() == Status::Refused {
+        return Err(SessionError::CheckRefused);
+    }
+    Ok(checked)
+}
+
+/// `replay --policy FILE LOG`: checks the whole log, then, only if every
+/// command passed, runs it. Takes the root's lock first.
+pub fn run(
+    target: &Target,
+    log: &Path,
+    settings: &RunSettings,
+    console: &Console,
+) -> Result<(), SessionError> {
+    let job = Job::new(log, target.root.as_deref(), &target.policy)?;
+    // One run per root: taken first, so a second run writes nothing (not
+    // even its report) while another runs.
+    let root_lock = Arc::new(RootLock::acquire(&job.root)?);
+    let mut reporters = reporters(settings, console)?;
+    run_job(&job, settings, console, &mut reporters, root_lock)
+}
+
+/// `replay drive -- PROGRAM ARGS`: starts the producer with a pipe for its
+/// log, then checks and runs what it logged, as [`run`] does.
+pub fn drive(
+    target: &Target,
+    program: &[OsString],
+    settings: &RunSettings,
+    console: &Console,
+) -> Result<(), SessionError> {
+    let root = target.root.clone().unwrap_or_else(|| PathBuf::from("."));
+    let root = root
+        .canonicalize()
+        .map_err(|source| SessionError::Root { path: root, source })?;
+    // Fail on a bad policy before the (expensive) producer runs.
+    Policy::load(&target.policy)?;
+    let Some((program, rest)) = program.split_first() else {
+        return Err(SessionError::NoProducer);
+    };
+    // One run per root, from before the producer writes the log there.
+    let root_lock = Arc::new(RootLock::acquire(&root)?);
+    let mut reporters = reporters(settings, console)?;
+    let log = root.join(DRIVE_LOG);
+    let produced = crate::drive::produce(
+        program,
+        rest,
+        &root,
+        &log,
+        cmdlog::Limits::default().max_log_bytes,
+    )?;
+    reporters
+        .event(&Event::Producer(&produced))
+        .map_err(SessionError::Report)?;
+    if !produced.exit.success() {
+        let (code, message) = crate::drive::producer_failure(&produced.program, produced.exit);
+        return Err(SessionError::ProducerFailed { code, message });
+    }
+    let job = Job::new(&log, Some(&root), &target.policy)?;
+    run_job(&job, settings, console, &mut reporters, root_lock)
+}
+
+/// The reporters of a run: progress, the report for people on stderr,
+/// and the JSON report if asked for.
+fn reporters(settings: &RunSettings, console: &Console) -> Result<Reporters, SessionError> {
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(console.progress()),
+        Box::new(HumanReporter::new(SinkWriter(Arc::clone(&console.stderr)))),
+    ];
+    if let Some(path) = &settings.report {
+        // A name planted there (a link to a file elsewhere, a FIFO) is
+        // unlinked, never written through.
+        let file = crate::ownfile::create_fresh(path).map_err(SessionError::ReportFile)?;
+        let json = JsonReporter::new(io::BufWriter::new(file), Document::Run)
+            .map_err(SessionError::Report)?;
+        reporters.push(Box::new(json));
+    }
+    Ok(Reporters(reporters))
+}
+
+/// The check pass, told to `reporter` from its first finding to its end.
+fn check_pass(
+    job: &Job,
+    policy: &Policy,
+    mode: Mode,
+    strict: bool,
+    reporter: &mut dyn Reporter,
+) -> Result<Checked, SessionError> {
+    let mut checked = audit::audit(job, policy, mode, strict, reporter)?;
+    checked.replay_peak_rss = crate::run::trace::own_peak_rss();
+    reporter
+        .event(&Event::Checked(&checked))
+        .map_err(|e| SessionError::Audit(AuditError::Output(e)))?;
+    Ok(checked)
+}
+
+/// Validates the whole log, then runs it: the heart of a run.
+fn run_job(
+    job: &Job,
+    settings: &RunSettings,
+    console: &Console,
+    reporters: &mut Reporters,
+    root_lock: Arc<RootLock>,
+) -> Result<(), SessionError> {
+    let policy = Policy::load(&job.policy)?;
+    // Both passes read a private copy: a tool may write in the root.
+    let (job, _snapshot) = job.snapshot()?;
+    let checked = check_pass(&job, &policy, Mode::Run, true, reporters)?;
+    if checked.status() != Status::Allowed {
+        return Err(SessionError::Refused);
+    }
+    let options = execute_options(&policy, settings, console, root_lock)?;
+    let (status, _) = execute(&job, &policy, &options, reporters, checked.commands)
+        .map_err(SessionError::Execute)?;
+    match status {
+        RunStatus::Success => Ok(()),
+        RunStatus::ToolFailed => Err(SessionError::ToolFailed),
+        RunStatus::LimitHit => Err(SessionError::LimitHit),
+        RunStatus::Interrupted => Err(SessionError::Interrupted),
+    }
+}
+
+/// The run's decisions before its first tool: the sandbox layers the
+/// policy requires (refused if this machine lacks one), the signals that
+/// stop it, the subreaper, the launcher.
+fn execute_options(
+    policy: &Policy,
+    settings: &RunSettings,
+    console: &Console,
+    root_lock: Arc<RootLock>,
+) -> Result<ExecuteOptions, SessionError> {
+    // A layer the policy requires but this machine cannot apply: refuse
+    // before anything runs, rather than run weaker. (Probed first: the
+    // probe forks and reaps its own child.)
+    let required = policy.required_layers();
+    if !required.is_empty() {
+        let probe = crate::sandbox::probe();
+        let missing = probe
+            .skipped
+            .iter()
+            .find(|skipped| required.iter().any(|r| *r == skipped.layer.to_string()));
+        if let Some(skipped) = missing {
+            return Err(SessionError::LayerMissing {
+                layer: skipped.layer.to_string(),
+                reason: skipped.reason.clone(),
+            });
+        }
+    }
+    let want = |layer: &str| {
+        if required.iter().any(|r| r == layer) {
+            Want::Required
+        } else {
+            Want::IfAvailable
+        }
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // SIGHUP (a closed terminal) and SIGQUIT too: by default they would
+    // kill replay with a tool's temporaries and backups still in place.
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGQUIT,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupted))
+            .map_err(SessionError::Signals)?;
+    }
+    // Orphaned grandchildren of a tool come back to replay to be reaped.
+    let _ = crate::run::become_subreaper();
+    let launcher = match &settings.launcher {
+        Some(launcher) => launcher.clone(),
+        None => crate::run::current_launcher().map_err(SessionError::Launcher)?,
+    };
+    Ok(ExecuteOptions {
+        keep_going: settings.keep_going,
+        resume: settings.resume,
+        sample_interval: settings.sample_interval.max(Duration::from_millis(1)),
+        timeout: settings.timeout,
+        max_rss: settings.max_rss,
+        grace: settings.grace,
+        launcher,
+        stdout: Arc::clone(&console.stdout),
+        stderr: Arc::clone(&console.stderr),
+        interrupted,
+        landlock: want("landlock"),
+        network: want("network"),
+        root_lock: Some(root_lock),
+    })
+}
+
+/// Output written around the progress bar so neither tears.
+struct BarWriter<W> {
+    bar: Option<indicatif::ProgressBar>,
+    out: W,
+}
+
+impl<W: Write> Write for BarWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| self.out.write(buf)),
+            None => self.out.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// A [`Sink`] as a plain `Write`: each write takes the lock.
+struct SinkWriter(Sink);
+
+impl Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("an output stream's writer panicked"))?
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("an output stream's writer panicked"))?
+            .flush()
+    }
+}
