@@ -365,7 +365,8 @@ mod tests {
     #[test]
     fn every_covered_field_changes_the_key() {
         let base = key(&spec());
-        let changes: Vec<(&str, Box<dyn Fn(&mut ActionSpec)>)> = vec![
+        type Change = Box<dyn Fn(&mut ActionSpec)>;
+        let changes: Vec<(&str, Change)> = vec![
             (
                 "program",
                 Box::new(|s| s.program_digest = Digest::of(b"clang2")),

@@ -92,7 +92,7 @@ impl DigestMemo {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let settled = u64::try_from(stamp.ctime.0).map_or(false, |c| c + 1 < now)
+        let settled = u64::try_from(stamp.ctime.0).is_ok_and(|c| c.saturating_add(1) < now)
             && (after.ctime(), after.ctime_nsec()) == stamp.ctime
             && after.size() == stamp.size;
         if settled {
