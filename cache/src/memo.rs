@@ -6,10 +6,11 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::key::InputFile;
 use crate::reapi::{hex, Digest};
 
 /// What a memoized digest was taken of: the file is the same while device,
@@ -29,9 +30,20 @@ struct Stamp {
 /// A file changed within the last second is hashed but not remembered:
 /// on a file system with coarse timestamps, a second write in the same
 /// tick would leave the stamp unchanged ("racily clean", as git says).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DigestMemo {
     known: Mutex<HashMap<(u64, u64), (Stamp, Digest)>>,
+    /// How long ago a file must have changed to be remembered.
+    settle: Duration,
+}
+
+impl Default for DigestMemo {
+    fn default() -> DigestMemo {
+        DigestMemo {
+            known: Mutex::new(HashMap::new()),
+            settle: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Hashes an open reader to its end.
@@ -88,11 +100,12 @@ impl DigestMemo {
         }
         let digest = digest_reader(&mut file)?;
         let after = file.metadata()?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let settled = u64::try_from(stamp.ctime.0).is_ok_and(|c| c.saturating_add(1) < now)
+        let changed = UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(stamp.ctime.0).unwrap_or(0))
+            + Duration::from_nanos(u64::try_from(stamp.ctime.1).unwrap_or(0));
+        let settled = SystemTime::now()
+            .duration_since(changed)
+            .is_ok_and(|age| age > self.settle)
             && (after.ctime(), after.ctime_nsec()) == stamp.ctime
             && after.size() == stamp.size;
         if settled {
@@ -101,6 +114,19 @@ impl DigestMemo {
             }
         }
         Ok(digest)
+    }
+
+    /// A declared input for [`crate::ActionSpec`]: `path` as it is keyed
+    /// (relative to the work root, or absolute), `file` where it is now;
+    /// executable if any execute bit is set.
+    pub fn input_file(&self, path: &str, file: &Path) -> io::Result<InputFile> {
+        let digest = self.digest(file)?;
+        let executable = std::fs::metadata(file)?.mode() & 0o111 != 0;
+        Ok(InputFile {
+            path: path.to_owned(),
+            digest,
+            executable,
+        })
     }
 
     /// Forgets every digest.
@@ -137,6 +163,29 @@ mod tests {
         assert!(memo.is_empty(), "a file changed just now is not memoized");
         fs::write(&path, b"two").expect("write");
         assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"two"));
+    }
+
+    #[test]
+    fn a_settled_file_is_remembered_and_a_same_size_rewrite_is_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        fs::write(&path, b"one").expect("write");
+        let memo = DigestMemo {
+            settle: Duration::ZERO,
+            ..DigestMemo::default()
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"one"));
+        assert_eq!(memo.len(), 1);
+        assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"one"));
+        // Same size, same inode: only mtime and ctime tell.
+        fs::write(&path, b"two").expect("write");
+        assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"two"));
+        let input = memo.input_file("f", &path).expect("input");
+        assert_eq!(
+            (input.digest, input.executable),
+            (Digest::of(b"two"), false)
+        );
     }
 
     #[test]

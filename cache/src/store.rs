@@ -629,6 +629,12 @@ impl Store {
             }
         }
         for read in &record.read_set {
+            if read.path.to_str().is_none() {
+                return Err(PutError::BadPath {
+                    path: read.path.display().to_string(),
+                    reason: "is read but is not UTF-8, which an entry cannot hold",
+                });
+            }
             if !read.path.is_absolute() {
                 return Err(PutError::BadPath {
                     path: read.path.display().to_string(),

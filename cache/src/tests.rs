@@ -559,3 +559,62 @@ fn the_default_dir_ends_in_replay_actions() {
         assert!(dir.is_absolute());
     }
 }
+
+/// The work one `replay` process does in the cross-process test: store
+/// and look up one key, many times. Runs only in the children that test
+/// starts (it returns at once without their environment).
+#[test]
+#[ignore = "a helper that concurrent_processes_share_one_cache runs in child processes"]
+fn process_helper() {
+    let (Some(cache), Some(work)) = (
+        std::env::var_os("REPLAY_CACHE_TEST_DIR"),
+        std::env::var_os("REPLAY_CACHE_TEST_WORK"),
+    ) else {
+        return;
+    };
+    let (cache, work) = (PathBuf::from(cache), PathBuf::from(work));
+    let store = Store::open(&cache, 1 << 30).expect("open");
+    let rec = Record {
+        outputs: vec![ProducedFile {
+            path: "a.o".into(),
+            file: work.join("made/a.o"),
+        }],
+        stdout: b"hello".to_vec(),
+        ..Record::default()
+    };
+    for i in 0..20 {
+        store.put(&key(1), &rec).expect("put");
+        let out = work.join(format!("p{}-{i}", std::process::id()));
+        fs::create_dir(&out).expect("stage");
+        let got = hit(store.lookup(&key(1), &out).expect("lookup"));
+        assert_eq!(got.stdout, b"hello");
+        assert_eq!(fs::read(out.join("a.o")).expect("a.o"), [3u8; 200_000]);
+    }
+}
+
+#[test]
+fn concurrent_processes_share_one_cache() {
+    let f = fixture();
+    Store::open(&f.cache, 1 << 30).expect("open");
+    record(&f, &[("a.o", &[3u8; 200_000], false)]);
+    let exe = std::env::current_exe().expect("test binary");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["tests::process_helper", "--exact", "--ignored"])
+                .env("REPLAY_CACHE_TEST_DIR", &f.cache)
+                .env("REPLAY_CACHE_TEST_WORK", &f.work)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success(), "a child failed");
+    }
+    let stats = Store::open(&f.cache, 1 << 30)
+        .expect("open")
+        .stats()
+        .expect("stats");
+    assert_eq!((stats.entries, stats.hits, stats.misses), (1, 60, 0));
+}
