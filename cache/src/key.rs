@@ -49,7 +49,10 @@ pub struct ActionSpec {
     pub platform: Vec<(String, String)>,
     /// The declared inputs.
     pub inputs: Vec<InputFile>,
-    /// The declared outputs, relative to the work root.
+    /// The declared outputs, relative to the work root. (REAPI has output
+    /// paths relative to the working directory; the key does not care, but
+    /// a remote executor, not just a remote cache, would need them
+    /// rebased when `cwd` is not the root.)
     pub outputs: Vec<String>,
 }
 

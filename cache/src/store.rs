@@ -720,7 +720,9 @@ impl Store {
             .map(|c| c.bytes_estimate > self.max_size)
             .unwrap_or(false);
         if over {
-            self.gc().map_err(|e| put_io(e.what, e.path, e.source))?;
+            // Best effort: the entry is stored either way, and while the
+            // estimate stays over the cap every later put tries again.
+            let _ = self.gc();
         }
         Ok(entry)
     }
@@ -728,7 +730,9 @@ impl Store {
     /// Looks `key` up; on a hit, restores every output into `out_dir`,
     /// mirrored by declared path, as fresh 0755/0644 copies whose content
     /// was rehashed. All or nothing: on a miss or an error nothing is left
-    /// in `out_dir`. A corrupt or missing blob evicts the entry.
+    /// in `out_dir` (give a fresh staging directory: a file already at an
+    /// output's place is replaced, and removed if a later one fails). A
+    /// corrupt or missing blob evicts the entry.
     pub fn lookup(&self, key: &Digest, out_dir: &Path) -> Result<Lookup, LookupError> {
         if !check_key(key) {
             return Err(LookupError::BadKey(key.clone()));
