@@ -1,0 +1,196 @@
+//! File digests, memoized by what `stat` says about the file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::key::InputFile;
+use crate::reapi::{hex, Digest};
+
+/// What a memoized digest was taken of: the file is the same while device,
+/// inode, size, mtime and ctime are (ctime changes on every write and
+/// cannot be set back by the user).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// A memo of file digests, shared by threads.
+///
+/// A file changed within the last second is hashed but not remembered:
+/// on a file system with coarse timestamps, a second write in the same
+/// tick would leave the stamp unchanged ("racily clean", as git says).
+#[derive(Debug)]
+pub struct DigestMemo {
+    known: Mutex<HashMap<(u64, u64), (Stamp, Digest)>>,
+    /// How long ago a file must have changed to be remembered.
+    settle: Duration,
+}
+
+impl Default for DigestMemo {
+    fn default() -> DigestMemo {
+        DigestMemo {
+            known: Mutex::new(HashMap::new()),
+            settle: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Hashes an open reader to its end.
+pub(crate) fn digest_reader(reader: &mut impl Read) -> io::Result<Digest> {
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(Digest {
+        hash: hex(&hasher.finalize()),
+        size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+    })
+}
+
+impl DigestMemo {
+    /// An empty memo.
+    pub fn new() -> DigestMemo {
+        DigestMemo::default()
+    }
+
+    /// The content digest of the file at `path` (symbolic links followed),
+    /// from the memo while its stamp is unchanged.
+    pub fn digest(&self, path: &Path) -> io::Result<Digest> {
+        let mut file = File::open(path)?;
+        let before = file.metadata()?;
+        if !before.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("`{}` is not a regular file", path.display()),
+            ));
+        }
+        let stamp = Stamp {
+            dev: before.dev(),
+            ino: before.ino(),
+            size: before.size(),
+            mtime: (before.mtime(), before.mtime_nsec()),
+            ctime: (before.ctime(), before.ctime_nsec()),
+        };
+        if let Ok(known) = self.known.lock() {
+            if let Some((s, d)) = known.get(&(stamp.dev, stamp.ino)) {
+                if *s == stamp {
+                    return Ok(d.clone());
+                }
+            }
+        }
+        let digest = digest_reader(&mut file)?;
+        let after = file.metadata()?;
+        let changed = UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(stamp.ctime.0).unwrap_or(0))
+            + Duration::from_nanos(u64::try_from(stamp.ctime.1).unwrap_or(0));
+        let settled = SystemTime::now()
+            .duration_since(changed)
+            .is_ok_and(|age| age > self.settle)
+            && (after.ctime(), after.ctime_nsec()) == stamp.ctime
+            && after.size() == stamp.size;
+        if settled {
+            if let Ok(mut known) = self.known.lock() {
+                known.insert((stamp.dev, stamp.ino), (stamp, digest.clone()));
+            }
+        }
+        Ok(digest)
+    }
+
+    /// A declared input for [`crate::ActionSpec`]: `path` as it is keyed
+    /// (relative to the work root, or absolute), `file` where it is now;
+    /// executable if any execute bit is set.
+    pub fn input_file(&self, path: &str, file: &Path) -> io::Result<InputFile> {
+        let digest = self.digest(file)?;
+        let executable = std::fs::metadata(file)?.mode() & 0o111 != 0;
+        Ok(InputFile {
+            path: path.to_owned(),
+            digest,
+            executable,
+        })
+    }
+
+    /// Forgets every digest.
+    pub fn clear(&self) {
+        if let Ok(mut known) = self.known.lock() {
+            known.clear();
+        }
+    }
+
+    /// How many files are remembered.
+    pub fn len(&self) -> usize {
+        self.known.lock().map(|k| k.len()).unwrap_or(0)
+    }
+
+    /// Whether no file is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn digests_match_and_a_rewrite_is_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        fs::write(&path, b"one").expect("write");
+        // Its ctime is now, so the memo does not keep it yet.
+        let memo = DigestMemo::new();
+        assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"one"));
+        assert!(memo.is_empty(), "a file changed just now is not memoized");
+        fs::write(&path, b"two").expect("write");
+        assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"two"));
+    }
+
+    #[test]
+    fn a_settled_file_is_remembered_and_a_same_size_rewrite_is_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        fs::write(&path, b"one").expect("write");
+        let memo = DigestMemo {
+            settle: Duration::ZERO,
+            ..DigestMemo::default()
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"one"));
+        assert_eq!(memo.len(), 1);
+        assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"one"));
+        // Same size, same inode: only mtime and ctime tell.
+        fs::write(&path, b"two").expect("write");
+        assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"two"));
+        let input = memo.input_file("f", &path).expect("input");
+        assert_eq!(
+            (input.digest, input.executable),
+            (Digest::of(b"two"), false)
+        );
+    }
+
+    #[test]
+    fn a_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(DigestMemo::new().digest(dir.path()).is_err());
+    }
+}
