@@ -222,7 +222,7 @@ def fig_pipeline(w: Workload, runs: int, out: Path) -> dict:
             root = fresh(out / f"{mode}-{parts}")
             tag = out / f"{mode}-{parts}.{i}"
             if mode == "drive":
-                cmd = [BIN / "replay", "drive", "--policy", LINUX_POLICY, "--root", root,
+                cmd = [BIN / "replay", "drive", "--no-cache", "--policy", LINUX_POLICY, "--root", root,
                        "--report", out / f"{mode}-{parts}.{i}.report.json", "--",
                        BIN / "aotc", *w.aotc_args(root, parts)]
             else:
@@ -299,7 +299,7 @@ def fig_overhead_log(w: Workload, runs: int, out: Path) -> dict:
             shutil.copytree(keep, root)
             if side == "replay":
                 report = out / f"replay.{i}.report.json"
-                m = measured([BIN / "replay", "--policy", LINUX_POLICY, "--report", report, root / "log.json"],
+                m = measured([BIN / "replay", "--no-cache", "--policy", LINUX_POLICY, "--report", report, root / "log.json"],
                              out / f"replay.{i}", sample=False)
                 reports.append(json.loads(report.read_text()))
             elif side == "sh":
@@ -363,7 +363,7 @@ def fig_footprint(sizes: list, out: Path) -> dict:
             subprocess.run([sys.executable, BENCH / "genlog.py", str(n), "memtouch-out"], stdout=f, check=True)
         log(f"footprint: {n} commands")
         report = root / "report.json"
-        m = measured([BIN / "replay", "--policy", policy, "--report", report, root / "log.json"],
+        m = measured([BIN / "replay", "--no-cache", "--policy", policy, "--report", report, root / "log.json"],
                      out / f"replay.{n}", sample=False)
         totals = json.loads(report.read_text())["totals"]
         rows.append({"commands": n, "wall_s": m["time"]["wall_s"], "replay_peak_rss": totals["replay_peak_rss"],
@@ -385,7 +385,7 @@ def fig_overhead_small(n: int, runs: int, out: Path) -> dict:
     for i in range(runs):
         log(f"overhead: {n} small commands, run {i + 1}/{runs}")
         report = out / f"replay.{i}.report.json"
-        m = measured([BIN / "replay", "--policy", policy, "--report", report, out / "log.json"],
+        m = measured([BIN / "replay", "--no-cache", "--policy", policy, "--report", report, out / "log.json"],
                      out / f"replay.{i}", sample=False)
         raw["replay"].append(m["time"]["wall_s"])
         raw["replay_own_peak"].append(json.loads(report.read_text())["totals"]["replay_peak_rss"])
@@ -453,7 +453,7 @@ def fig_scale(sizes: list, runs: int, out: Path, large_runs: int) -> dict:
             raw["check"].append(measured([BIN / "replay", "check", "--policy", LINUX_POLICY, root / "log.json"],
                                          out / f"check.{n}.{i}", sample=False)["time"])
             report = out / f"replay.{n}.{i}.report.json"
-            raw["replay"].append(measured([BIN / "replay", "--policy", LINUX_POLICY, "--report", report,
+            raw["replay"].append(measured([BIN / "replay", "--no-cache", "--policy", LINUX_POLICY, "--report", report,
                                            root / "log.json"], out / f"replay.{n}.{i}", sample=False)["time"])
             totals = json.loads(report.read_text())["totals"]
             raw["replay_own_peak"].append(totals["replay_peak_rss"])

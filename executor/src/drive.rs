@@ -134,7 +134,8 @@ pub fn produce(
     // Exact peak of the producer: attach now; it is measured at its exit.
     let (exit, ru_maxrss, peaks) = match Tracer::seize(pid, Tree::default(), None) {
         Ok(tracer) => {
-            let (main, peaks, _) = tracer.wait().map_err(DriveError::Wait)?;
+            let crate::run::trace::Traced { main, peaks, .. } =
+                tracer.wait().map_err(DriveError::Wait)?;
             (main.status, main.ru_maxrss, peaks)
         }
         Err(_) => {

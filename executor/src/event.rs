@@ -51,6 +51,8 @@ pub enum Status {
     },
     /// `--resume` found it done.
     Resumed,
+    /// The action cache had its result: outputs restored, output replayed.
+    Cached,
     /// An input it needs came from a command that failed (`--keep-going`).
     Blocked {
         /// The input.
@@ -68,13 +70,14 @@ impl Status {
             Status::Error { .. } => "ERROR",
             Status::Denied { .. } => "DENIED",
             Status::Resumed => "resumed",
+            Status::Cached => "cached",
             Status::Blocked { .. } => "blocked",
         }
     }
 
     /// True for outcomes that leave the run successful.
     pub fn is_good(&self) -> bool {
-        matches!(self, Status::Ok | Status::Resumed)
+        matches!(self, Status::Ok | Status::Resumed | Status::Cached)
     }
 }
 
@@ -95,6 +98,13 @@ pub struct CommandRecord {
     /// (root-relative): never committed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub discarded: Vec<String>,
+    /// Files inside the work root it read without declaring them
+    /// (root-relative), as the tracer saw.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undeclared_reads: Vec<String>,
+    /// What the action cache did for it, when the run has a cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cached::CacheRecord>,
 }
 
 /// The whole run's totals.
@@ -104,7 +114,7 @@ pub struct Totals {
     pub commands: u64,
     /// Commands that ran.
     pub ran: u64,
-    /// Commands that ran and succeeded.
+    /// Commands that succeeded: ran, or restored from the action cache.
     pub succeeded: u64,
     /// Wall time of the whole run, in milliseconds.
     pub wall_ms: u64,
@@ -118,6 +128,12 @@ pub struct Totals {
     pub cpu_ms: u64,
     /// `replay`'s own peak RSS (its `VmHWM`), in bytes: the driver's cost.
     pub replay_peak_rss: u64,
+    /// Commands the action cache restored.
+    pub cache_hits: u64,
+    /// Commands it was asked for and did not have.
+    pub cache_misses: u64,
+    /// The tools' wall time the hits saved, in milliseconds.
+    pub cache_saved_ms: u64,
 }
 
 impl Totals {
@@ -135,8 +151,16 @@ impl Totals {
                 }
             }
         }
-        if matches!(record.status, Status::Ok) {
+        if matches!(record.status, Status::Ok | Status::Cached) {
             self.succeeded += 1;
+        }
+        if let Some(cache) = &record.cache {
+            if cache.hit {
+                self.cache_hits += 1;
+                self.cache_saved_ms += cache.saved_ms;
+            } else if cache.miss.is_some() {
+                self.cache_misses += 1;
+            }
         }
     }
 }

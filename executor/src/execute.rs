@@ -20,6 +20,7 @@ use cmdlog::{Command, LogReader, Visit};
 use policy::{Checker, Mode, Policy, Status as Judged};
 
 use crate::audit::check_options;
+use crate::cached::{CacheOptions, CacheRecord, RunCache};
 use crate::event::{CommandRecord, Event, Reporter, Status, Totals};
 use crate::job::{Job, JobError};
 use crate::journal::{self, Entry, Journal, JournalError};
@@ -60,6 +61,8 @@ pub struct ExecuteOptions {
     /// The lock on the work root, if the caller took it already (driver
     /// mode takes it before the producer starts); else the run takes it.
     pub root_lock: Option<Arc<crate::lock::RootLock>>,
+    /// The action cache, if the run uses one.
+    pub cache: Option<CacheOptions>,
 }
 
 /// How the run ended, worst first.
@@ -99,6 +102,9 @@ pub enum ExecuteError {
         /// The first finding.
         reason: String,
     },
+    /// The action cache could not be opened.
+    #[error("cannot use the action cache")]
+    Cache(#[source] replay_cache::OpenError),
     /// The staging directory of the run could not be made.
     #[error("cannot prepare the outputs' staging")]
     Stage(#[source] StagingError),
@@ -144,6 +150,12 @@ pub fn execute(
     .map_err(ExecuteError::Checker)?
     .whole_log_judged();
     let stage = StageBase::open(&job.root).map_err(ExecuteError::Stage)?;
+    let cache = options
+        .cache
+        .as_ref()
+        .map(RunCache::open)
+        .transpose()
+        .map_err(ExecuteError::Cache)?;
     reporter
         .event(&Event::Validated { commands })
         .map_err(ExecuteError::Report)?;
@@ -162,6 +174,8 @@ pub fn execute(
         rebuilt: PathIdSet::default(),
         ids: PathIds::new(),
         stage,
+        cache,
+        hit: None,
         reporter,
         totals: Totals {
             commands,
@@ -225,6 +239,10 @@ struct Runner<'a, 'p> {
     ids: PathIds,
     /// This run's `.replay-stage`: each command's private staging.
     stage: StageBase,
+    /// The action cache, if the run uses one.
+    cache: Option<RunCache>,
+    /// The hit [`Runner::look_up`] found, until it is restored.
+    hit: Option<replay_cache::Hit>,
     reporter: &'a mut dyn Reporter,
     totals: Totals,
     status: RunStatus,
@@ -287,6 +305,8 @@ impl Runner<'_, '_> {
             status,
             outcome: None,
             discarded: Vec::new(),
+            undeclared_reads: Vec::new(),
+            cache: None,
         };
         let root = &self.job.root;
         // Judge first, always, even a command skipped below: the files may
@@ -408,6 +428,10 @@ impl Runner<'_, '_> {
         // What the tool read is what the journal must record: hashed
         // before it starts, compared after it exits (see `commit`).
         let inputs_before = journal::input_hashes(command, root);
+        let (key, mut cache_record) = self.look_up(command, &resolved, &staging);
+        if cache_record.as_ref().is_some_and(|c| c.hit) {
+            return self.restored(command, staging, inputs_before, &run_options, cache_record);
+        }
         let outcome = match run_tool(&spec, &run_options) {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -447,8 +471,34 @@ impl Runner<'_, '_> {
         // Before the abort below frees what the tool wrote: a full disk?
         let status = crate::space::explain(status, root, &command.outputs);
         let mut discarded = Vec::new();
+        let reads = self
+            .cache
+            .as_ref()
+            .map(|cache| cache.reads(&outcome, &resolved, root, &staging));
+        let undeclared_reads = reads
+            .as_ref()
+            .map(|r| r.undeclared.clone())
+            .unwrap_or_default();
         let status = if matches!(status, Status::Ok) {
-            match self.commit(command, staging, inputs_before) {
+            // Lent to the closure while `commit` borrows the runner.
+            let cache = self.cache.take();
+            let store = |staging: &Staging| {
+                let (Some(cache), Some(key), Some(reads), Some(record)) =
+                    (cache.as_ref(), key.as_ref(), reads, cache_record.as_mut())
+                else {
+                    return;
+                };
+                let stored = reads
+                    .read_set
+                    .and_then(|read_set| cache.store(key, &outcome, staging, read_set));
+                match stored {
+                    Ok(()) => record.stored = true,
+                    Err(why) => record.not_stored = Some(why),
+                }
+            };
+            let committed = self.commit(command, staging, inputs_before, store);
+            self.cache = cache;
+            match committed {
                 Ok(committed) => {
                     discarded = committed.discarded;
                     Status::Ok
@@ -474,23 +524,130 @@ impl Runner<'_, '_> {
             status,
             outcome: Some(outcome),
             discarded,
+            undeclared_reads,
+            cache: cache_record,
+        }
+    }
+
+    /// The command's key and, if the cache had it, its outputs restored
+    /// into `staging` (`hit`); `(None, None)` without a cache.
+    fn look_up(
+        &mut self,
+        command: &Command,
+        resolved: &policy::Resolved,
+        staging: &Staging,
+    ) -> (Option<replay_cache::ActionKey>, Option<CacheRecord>) {
+        let Some(cache) = &self.cache else {
+            return (None, None);
+        };
+        let key = match cache.key(command, resolved, &self.job.root) {
+            Ok(key) => key,
+            Err(why) => {
+                return (
+                    None,
+                    Some(CacheRecord {
+                        not_stored: Some(why),
+                        ..CacheRecord::default()
+                    }),
+                )
+            }
+        };
+        let mut record = CacheRecord {
+            key: Some(key.action.hash.clone()),
+            ..CacheRecord::default()
+        };
+        match cache.lookup(&key, staging) {
+            Ok(replay_cache::Lookup::Hit(hit)) => {
+                record.hit = true;
+                record.saved_ms = hit.entry.cost.wall_ms;
+                self.hit = Some(hit);
+            }
+            Ok(replay_cache::Lookup::Miss(reason)) => {
+                if matches!(
+                    reason,
+                    replay_cache::MissReason::Corrupt { .. }
+                        | replay_cache::MissReason::MissingBlob { .. }
+                ) {
+                    self.warn(&format!(
+                        "command {}: the action cache's entry was damaged and is evicted: {reason}",
+                        command.id
+                    ));
+                }
+                record.miss = Some(reason.to_string());
+            }
+            Err(error) => {
+                self.warn(&format!(
+                    "command {}: cannot read the action cache, running it: {}",
+                    command.id,
+                    crate::report::one_line(&error)
+                ));
+                record.miss = Some("the cache could not be read".into());
+            }
+        }
+        (Some(key), Some(record))
+    }
+
+    /// A hit: the tool's output replayed, its restored outputs committed
+    /// from `staging` and journaled as a run's are.
+    fn restored(
+        &mut self,
+        command: &Command,
+        staging: Staging,
+        inputs: Vec<(String, String)>,
+        run_options: &RunOptions,
+        cache: Option<CacheRecord>,
+    ) -> CommandRecord {
+        if let Some(hit) = self.hit.take() {
+            crate::run::capture::replay(&hit.stdout, &run_options.prefix, &run_options.stdout);
+            crate::run::capture::replay(&hit.stderr, &run_options.prefix, &run_options.stderr);
+        }
+        let (status, discarded) = match self.commit(command, staging, inputs, |_| {}) {
+            Ok(committed) => (Status::Cached, committed.discarded),
+            Err(message) => (Status::Error { message }, Vec::new()),
+        };
+        if matches!(status, Status::Cached) {
+            if self.options.resume {
+                self.rebuilt.extend(self.output_ids(command));
+            }
+        } else {
+            self.failed_outputs.extend(self.output_ids(command));
+        }
+        CommandRecord {
+            id: command.id,
+            tool: command.tool.name().to_owned(),
+            status,
+            outcome: None,
+            discarded,
+            undeclared_reads: Vec::new(),
+            cache,
+        }
+    }
+
+    /// Tells the reporters something that does not stop the run.
+    fn warn(&mut self, message: &str) {
+        if let Err(error) = self.reporter.event(&Event::Warning(message)) {
+            self.error.get_or_insert(ExecuteError::Report(error));
         }
     }
 
     /// Moves the outputs into place, then journals them, durably, with
     /// `inputs` (hashed before the tool started) unless an input changed
     /// while it ran: then its outputs are discarded and it fails.
+    /// `before_move` sees the staged outputs once the inputs are known
+    /// unchanged (the action cache stores them then).
     fn commit(
         &mut self,
         command: &Command,
         staging: Staging,
         inputs: Vec<(String, String)>,
+        before_move: impl FnOnce(&Staging),
     ) -> Result<crate::staging::Committed, String> {
         let now = journal::input_hashes(command, &self.job.root);
         if let Some(changed) = journal::changed_input(command, &inputs, &now) {
             staging.abort();
             return Err(journal::changed_input_message(changed));
         }
+        before_move(&staging);
         // Hashed from the staged files before they moved: what was
         // committed, not what is in place by the time it is read again.
         let committed = staging.commit().map_err(|e| crate::report::one_line(&e))?;

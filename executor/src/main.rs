@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use replay::cached::CacheOptions;
 use replay::session::{self, CheckFormat, Console, RunSettings, SessionError};
 
 /// Check the tool commands a compiler logged against an allowlist policy,
@@ -52,6 +53,49 @@ enum Command {
     /// Start a compiler with a pipe for its log, then check and run what it
     /// logged (driver mode).
     Drive(DriveArgs),
+    /// Inspect or maintain the action cache.
+    Cache(CacheArgs),
+}
+
+/// Where the action cache is, and how large it may grow.
+#[derive(Debug, Args)]
+struct CacheDir {
+    /// The action cache's directory [default: $XDG_CACHE_HOME/replay/actions,
+    /// else ~/.cache/replay/actions].
+    #[arg(long = "cache", value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    /// The cache's size cap (bytes, or with a K/M/G suffix); least recently
+    /// used entries are evicted past it.
+    #[arg(long, value_name = "SIZE", default_value = "5G", value_parser = parse_size)]
+    cache_max_size: u64,
+}
+
+#[derive(Debug, Args)]
+struct CacheArgs {
+    #[command(subcommand)]
+    action: CacheAction,
+
+    /// The action cache's directory [default: $XDG_CACHE_HOME/replay/actions,
+    /// else ~/.cache/replay/actions].
+    #[arg(long = "cache", value_name = "DIR", global = true)]
+    dir: Option<PathBuf>,
+
+    /// The cache's size cap (bytes, or with a K/M/G suffix), for `gc`.
+    #[arg(long, value_name = "SIZE", default_value = "5G", value_parser = parse_size, global = true)]
+    cache_max_size: u64,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+enum CacheAction {
+    /// Entries, bytes, hits, misses, evictions, and what hits saved.
+    Stats,
+    /// Evict down to the size cap and drop blobs no entry names.
+    Gc,
+    /// Rehash every blob; evict what no longer matches its digest.
+    Verify,
+    /// Remove every entry and blob.
+    Clear,
 }
 
 /// Where a log's paths are resolved and which policy judges it.
@@ -113,6 +157,15 @@ struct Running {
     /// How often each tool's process tree is sampled (milliseconds).
     #[arg(long, value_name = "MS", default_value_t = 5)]
     sample_interval: u64,
+
+    #[command(flatten)]
+    cache: CacheDir,
+
+    /// Run every command, neither restoring from nor storing in the
+    /// action cache (also: REPLAY_NO_CACHE=1 in the environment, unless
+    /// `--cache DIR` is given).
+    #[arg(long, conflicts_with = "dir")]
+    no_cache: bool,
 }
 
 /// `1024`, `64K`, `512M`, `2G` (powers of 1024).
@@ -172,18 +225,45 @@ enum Format {
     Json,
 }
 
-impl From<&Running> for RunSettings {
-    fn from(running: &Running) -> RunSettings {
-        RunSettings {
-            keep_going: running.keep_going,
-            resume: running.resume,
-            report: running.report.clone(),
-            timeout: running.timeout,
-            max_rss: running.max_rss,
-            grace: running.grace,
-            sample_interval: Duration::from_millis(running.sample_interval),
+impl Running {
+    fn settings(&self) -> Result<RunSettings, SessionError> {
+        Ok(RunSettings {
+            keep_going: self.keep_going,
+            resume: self.resume,
+            report: self.report.clone(),
+            timeout: self.timeout,
+            max_rss: self.max_rss,
+            grace: self.grace,
+            sample_interval: Duration::from_millis(self.sample_interval),
             launcher: None,
-        }
+            cache: if self.no_cache || (no_cache_env() && self.cache.dir.is_none()) {
+                None
+            } else {
+                Some(self.cache.options()?)
+            },
+        })
+    }
+}
+
+/// Whether the environment turns the action cache off (`REPLAY_NO_CACHE=1`).
+fn no_cache_env() -> bool {
+    std::env::var_os("REPLAY_NO_CACHE").is_some_and(|v| v == "1")
+}
+
+impl CacheDir {
+    fn options(&self) -> Result<CacheOptions, SessionError> {
+        let dir = match &self.dir {
+            Some(dir) => dir.clone(),
+            None => replay_cache::default_dir().ok_or_else(|| {
+                SessionError::Usage(
+                    "no directory for the action cache: neither XDG_CACHE_HOME nor HOME is set; pass `--cache DIR` or `--no-cache`".into(),
+                )
+            })?,
+        };
+        Ok(CacheOptions {
+            dir,
+            max_size: self.cache_max_size,
+        })
     }
 }
 
@@ -233,9 +313,22 @@ fn run(cli: Cli) -> Result<(), SessionError> {
         Some(Command::Drive(args)) => session::drive(
             &target(&args.target)?,
             &args.program,
-            &RunSettings::from(&args.running),
+            &args.running.settings()?,
             &console,
         ),
+        Some(Command::Cache(args)) => {
+            let action = match args.action {
+                CacheAction::Stats => session::CacheAction::Stats,
+                CacheAction::Gc => session::CacheAction::Gc,
+                CacheAction::Verify => session::CacheAction::Verify,
+                CacheAction::Clear => session::CacheAction::Clear,
+            };
+            let dir = CacheDir {
+                dir: args.dir,
+                cache_max_size: args.cache_max_size,
+            };
+            session::cache(action, &dir.options()?, &console)
+        }
         None => {
             let args = cli.run;
             let log = args
@@ -244,7 +337,7 @@ fn run(cli: Cli) -> Result<(), SessionError> {
             session::run(
                 &target(&args.target)?,
                 &log,
-                &RunSettings::from(&args.running),
+                &args.running.settings()?,
                 &console,
             )
         }

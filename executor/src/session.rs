@@ -20,6 +20,7 @@ use cmdlog::Problem;
 use policy::{Mode, Policy, PolicyError, Status};
 
 use crate::audit::{self, AuditError};
+use crate::cached::CacheOptions;
 use crate::drive::DriveError;
 use crate::event::{Checked, Event, Reporter, Reporters};
 use crate::execute::{execute, ExecuteError, ExecuteOptions, RunStatus};
@@ -64,6 +65,8 @@ pub struct RunSettings {
     /// The `replay` binary re-executed as each tool's sandbox launcher
     /// [default: this process's own executable].
     pub launcher: Option<PathBuf>,
+    /// The action cache, if the run uses one.
+    pub cache: Option<CacheOptions>,
 }
 
 impl Default for RunSettings {
@@ -77,6 +80,7 @@ impl Default for RunSettings {
             grace: Duration::from_secs(2),
             sample_interval: Duration::from_millis(5),
             launcher: None,
+            cache: None,
         }
     }
 }
@@ -125,6 +129,19 @@ impl Console {
             None => ProgressReporter::lines(Box::new(SinkWriter(Arc::clone(&self.stderr)))),
         }
     }
+}
+
+/// What `replay cache` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheAction {
+    /// Print entries, bytes and counters.
+    Stats,
+    /// Evict down to the cap; drop unreferenced blobs.
+    Gc,
+    /// Rehash every blob; evict what does not match.
+    Verify,
+    /// Remove everything.
+    Clear,
 }
 
 /// Why a session did not succeed: what, and what the user can do
@@ -185,6 +202,12 @@ pub enum SessionError {
     /// A signal asked `replay` to stop.
     #[error("interrupted: the running tool was stopped and its outputs discarded")]
     Interrupted,
+    /// The action cache cannot be opened.
+    #[error("cannot use the action cache")]
+    CacheOpen(#[source] replay_cache::OpenError),
+    /// A `replay cache` action failed.
+    #[error("the action cache could not be maintained")]
+    CacheMaint(#[source] replay_cache::MaintError),
     /// `drive`: the work root is unusable.
     #[error("the work root `{}` is not usable", path.display())]
     Root {
@@ -242,6 +265,10 @@ impl SessionError {
             SessionError::ReportFile(_) => "pass `--report` a path in a directory you can write to",
             SessionError::Execute(ExecuteError::Journal(error)) => return Some(error.hint()),
             SessionError::Execute(ExecuteError::Lock(error)) => return Some(error.hint()),
+            SessionError::CacheOpen(_) | SessionError::Execute(ExecuteError::Cache(_)) => {
+                "make it a directory of yours that no one else can write to (`chmod go-w`), or pass `--cache DIR` or `--no-cache`"
+            }
+            SessionError::CacheMaint(_) => "check the cache directory's permissions, or remove it: it holds nothing that cannot be rebuilt",
             SessionError::Execute(_) => {
                 "outputs of commands that finished are in place; `--resume` continues"
             }
@@ -375,6 +402,65 @@ pub fn drive(
     run_job(&job, settings, console, &mut reporters, root_lock)
 }
 
+/// `replay cache ACTION`: prints what the action cache holds, or maintains
+/// it, on `console.stdout`.
+pub fn cache(
+    action: CacheAction,
+    options: &CacheOptions,
+    console: &Console,
+) -> Result<(), SessionError> {
+    use replay_cache::Store;
+    let store = Store::open(&options.dir, options.max_size).map_err(SessionError::CacheOpen)?;
+    let mut out = SinkWriter(Arc::clone(&console.stdout));
+    let dir = options.dir.display();
+    let text = match action {
+        CacheAction::Stats => {
+            let stats = store.stats().map_err(SessionError::CacheMaint)?;
+            format!(
+                "cache `{dir}`: {} entries, {} (cap {})\n\
+                 {} hits, {} misses, {} evictions; hits saved {} of outputs and {} of tool time\n",
+                stats.entries,
+                crate::report::bytes(stats.bytes),
+                crate::report::bytes(options.max_size),
+                stats.hits,
+                stats.misses,
+                stats.evictions,
+                crate::report::bytes(stats.bytes_saved),
+                crate::report::seconds(stats.ms_saved),
+            )
+        }
+        CacheAction::Gc => {
+            let gc = store.gc().map_err(SessionError::CacheMaint)?;
+            format!(
+                "cache `{dir}`: evicted {} entries, removed {} blobs; {} now\n",
+                gc.evicted,
+                gc.blobs_removed,
+                crate::report::bytes(gc.bytes)
+            )
+        }
+        CacheAction::Verify => {
+            let verify = store.verify().map_err(SessionError::CacheMaint)?;
+            let mut text = format!(
+                "cache `{dir}`: checked {} blobs, {} bad (removed), {} entries evicted\n",
+                verify.checked,
+                verify.bad.len(),
+                verify.evicted
+            );
+            for bad in &verify.bad {
+                text.push_str(&format!("  bad: {}\n", bad.display()));
+            }
+            text
+        }
+        CacheAction::Clear => {
+            store.clear().map_err(SessionError::CacheMaint)?;
+            format!("cache `{dir}`: cleared\n")
+        }
+    };
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(SessionError::Report)
+}
+
 /// The reporters of a run: progress, the report for people on stderr,
 /// and the JSON report if asked for.
 fn reporters(settings: &RunSettings, console: &Console) -> Result<Reporters, SessionError> {
@@ -500,6 +586,7 @@ fn execute_options(
         landlock: want("landlock"),
         network: want("network"),
         root_lock: Some(root_lock),
+        cache: settings.cache.clone(),
     })
 }
 

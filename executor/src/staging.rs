@@ -345,6 +345,18 @@ impl Staging {
         &self.dir
     }
 
+    /// The mirror of the work root the outputs are written into.
+    pub fn out_dir(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+
+    /// Each output's normalized root-relative path and its staged file.
+    pub fn staged_files(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.staged
+            .iter()
+            .map(|s| (s.normal.as_str(), s.written.as_path()))
+    }
+
     /// The directory the tool gets as `TMPDIR`.
     pub fn tmp_dir(&self) -> PathBuf {
         self.dir.join("tmp")

@@ -57,6 +57,22 @@ impl<W: Write> Reporter for HumanReporter<W> {
                         denied.len() - SHOWN_DENIALS
                     )?;
                 }
+                for file in record.undeclared_reads.iter().take(SHOWN_DENIALS) {
+                    writeln!(
+                        self.out,
+                        "replay: command {} ({}) read `{file}`, which it does not declare",
+                        record.id, record.tool
+                    )?;
+                }
+                if record.undeclared_reads.len() > SHOWN_DENIALS {
+                    writeln!(
+                        self.out,
+                        "replay: command {} ({}): ... and {} more undeclared reads (see --report)",
+                        record.id,
+                        record.tool,
+                        record.undeclared_reads.len() - SHOWN_DENIALS
+                    )?;
+                }
                 for file in &record.discarded {
                     writeln!(
                         self.out,
@@ -146,7 +162,7 @@ impl<W: Write> Reporter for HumanReporter<W> {
                         Status::Error { message } => format!(" ({message})"),
                         Status::Denied { reason, .. } => format!(" ({reason})"),
                         Status::Blocked { input } => format!(" (needs `{input}`, not built)"),
-                        Status::Ok | Status::Resumed => String::new(),
+                        Status::Ok | Status::Resumed | Status::Cached => String::new(),
                     };
                     writeln!(
                         self.out,
@@ -178,6 +194,15 @@ impl<W: Write> Reporter for HumanReporter<W> {
                     seconds(totals.cpu_ms),
                     bytes(totals.replay_peak_rss)
                 )?;
+                if totals.cache_hits + totals.cache_misses > 0 {
+                    writeln!(
+                        self.out,
+                        "cache: {} hits, {} misses; hits saved {} of tool time",
+                        totals.cache_hits,
+                        totals.cache_misses,
+                        seconds(totals.cache_saved_ms)
+                    )?;
+                }
                 self.out.flush()
             }
             Event::Validated { .. } | Event::Started { .. } => Ok(()),
@@ -234,6 +259,8 @@ mod tests {
             },
             outcome: None,
             discarded: vec!["stray.o".into()],
+            undeclared_reads: vec!["inc/x.h".into()],
+            cache: None,
         };
         human.event(&Event::Finished(&record)).unwrap();
         human

@@ -12,6 +12,10 @@ use super::watch::{Stop, Stopper};
 /// How much of each stream the report keeps: the tail, where errors are.
 pub const KEPT_BYTES: usize = 16 << 10;
 
+/// How much of each stream is also kept whole, for the action cache to
+/// replay on a hit; a tool that prints more is not cached.
+pub const WHOLE_BYTES: usize = 1 << 20;
+
 /// Where a stream goes.
 pub type Sink = Arc<Mutex<dyn Write + Send>>;
 
@@ -27,6 +31,8 @@ pub struct Captured {
     pub tail: String,
     /// Bytes it carried in all.
     pub bytes: u64,
+    /// Every byte it carried, unless more than [`WHOLE_BYTES`].
+    pub whole: Option<Vec<u8>>,
 }
 
 /// Shared count of bytes across a tool's streams, for the output limit.
@@ -139,6 +145,7 @@ fn pump(
     let mut tail = VecDeque::with_capacity(KEPT_BYTES);
     let mut bytes = 0u64;
     let mut line = Vec::new();
+    let mut whole = Some(Vec::new());
     let mut over = false;
     loop {
         line.clear();
@@ -161,13 +168,13 @@ fn pump(
             // Drain without passing more through.
             continue;
         }
-        if let Ok(mut sink) = sink.lock() {
-            let _ = sink.write_all(prefix.as_bytes());
-            let _ = sink.write_all(&escape_controls(&line));
-            if !line.ends_with(b"\n") {
-                let _ = sink.write_all(b"\n");
+        pass_line(sink, prefix, &line);
+        if let Some(kept) = &mut whole {
+            if kept.len() + line.len() <= WHOLE_BYTES {
+                kept.extend_from_slice(&line);
+            } else {
+                whole = None;
             }
-            let _ = sink.flush();
         }
         for &b in &line {
             if tail.len() == KEPT_BYTES {
@@ -182,6 +189,28 @@ fn pump(
     Captured {
         tail: String::from_utf8_lossy(&kept).into_owned(),
         bytes,
+        whole: whole.filter(|_| !over),
+    }
+}
+
+/// Writes one line of a tool's output to `sink` as the user sees it:
+/// prefixed, controls escaped, ended with a newline.
+fn pass_line(sink: &Sink, prefix: &str, line: &[u8]) {
+    if let Ok(mut sink) = sink.lock() {
+        let _ = sink.write_all(prefix.as_bytes());
+        let _ = sink.write_all(&escape_controls(line));
+        if !line.ends_with(b"\n") {
+            let _ = sink.write_all(b"\n");
+        }
+        let _ = sink.flush();
+    }
+}
+
+/// Writes what a tool once printed (an action cache hit's) to `sink`,
+/// line by line, exactly as [`Capture`] passed it through then.
+pub fn replay(output: &[u8], prefix: &str, sink: &Sink) {
+    for line in output.split_inclusive(|b| *b == b'\n') {
+        pass_line(sink, prefix, line);
     }
 }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::sandbox::{self, AppliedLayers, SandboxSpec};
 use capture::{Capture, Captured, OutputBudget, Sink};
-pub use observe::Denial;
+pub use observe::{Access, Denial};
 use trace::{ExecRule, ExitStatus, ProcessPeak, Tracer, Tree};
 use watch::{Stop, ToolLimits, Watcher};
 
@@ -103,6 +103,16 @@ pub struct ToolOutcome {
     /// policy does not list), as the tracer saw it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub denied: Vec<Denial>,
+    /// The files its processes opened, ran or looked for: `None` when it
+    /// was not traced (nothing was observed).
+    #[serde(skip)]
+    pub accessed: Option<trace::Accessed>,
+    /// Its whole stdout, if it printed at most [`capture::WHOLE_BYTES`].
+    #[serde(skip)]
+    pub stdout: Option<Vec<u8>>,
+    /// Its whole stderr, likewise.
+    #[serde(skip)]
+    pub stderr: Option<Vec<u8>>,
 }
 
 impl ToolOutcome {
@@ -217,7 +227,13 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     };
 
     let waited = match tracer {
-        Some(tracer) => tracer.wait().map(|(main, peaks, denied)| {
+        Some(tracer) => tracer.wait().map(|traced| {
+            let trace::Traced {
+                main,
+                peaks,
+                denied,
+                accessed,
+            } = traced;
             // The seccomp filter refuses `CLONE_UNTRACED`; should a process
             // have left the tracer's sight anyway, it dies here too, as an
             // untraced tool's leftovers do.
@@ -239,6 +255,7 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
                 main.ru_maxrss,
                 peaks,
                 denied,
+                Some(accessed),
             )
         }),
         None => launch.child().wait().map(|status| {
@@ -258,18 +275,20 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
                 0,
                 Vec::new(),
                 Vec::new(),
+                None,
             )
         }),
     };
     // Stop the watcher on every path, so it never signals a stale group.
     let watched = watcher.finish();
-    let (exit, user, system, ru_maxrss, processes, denied) = waited.map_err(RunError::Wait)?;
+    let (exit, user, system, ru_maxrss, processes, denied, accessed) =
+        waited.map_err(RunError::Wait)?;
     let mut tails: Vec<Captured> = captures
         .into_iter()
         .map(|capture| capture.map(Capture::finish).unwrap_or_default())
         .collect();
-    let stderr_tail = tails.pop().map(|c| c.tail).unwrap_or_default();
-    let stdout_tail = tails.pop().map(|c| c.tail).unwrap_or_default();
+    let stderr = tails.pop().unwrap_or_default();
+    let stdout = tails.pop().unwrap_or_default();
     let peak_process = processes.iter().max_by_key(|p| p.bytes).cloned();
     Ok(ToolOutcome {
         exit,
@@ -285,9 +304,12 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
             samples: watched.samples,
             ru_maxrss,
         },
-        stdout_tail,
-        stderr_tail,
+        stdout_tail: stdout.tail,
+        stderr_tail: stderr.tail,
         denied,
+        accessed,
+        stdout: stdout.whole,
+        stderr: stderr.whole,
     })
 }
 

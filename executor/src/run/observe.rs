@@ -24,6 +24,28 @@ pub struct Denial {
     pub by: &'static str,
 }
 
+/// A file a tool's process opened, ran, or looked for and did not find,
+/// as the tracer saw it: what a cache entry's read set is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Access {
+    /// `read`, `write` or `exec`.
+    pub action: &'static str,
+    /// The path it named, made absolute where the tracer could.
+    pub path: String,
+    /// Whether the call succeeded; `false` only for a read that failed
+    /// with `ENOENT` (a search that missed).
+    pub found: bool,
+}
+
+/// What the tracer learns at an observed call's exit.
+#[derive(Debug, Clone)]
+pub(crate) enum Seen {
+    /// The kernel refused it.
+    Denied(Denial),
+    /// It opened, ran or looked for a file.
+    Accessed(Access),
+}
+
 /// A call seen at its entry, waiting for its exit.
 #[derive(Debug, Clone)]
 pub(crate) struct Pending {
@@ -88,18 +110,37 @@ pub(crate) fn entry(_pid: i32) -> Option<Pending> {
     None
 }
 
-/// At the call's exit: a [`Denial`] if the kernel refused it.
+/// At the call's exit: a [`Denial`] if the kernel refused it, an
+/// [`Access`] if it opened, ran or missed a file.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn exit(pid: i32, pending: Pending) -> Option<Denial> {
+pub(crate) fn exit(pid: i32, pending: Pending) -> Option<Seen> {
     let regs = nix::sys::ptrace::getregs(Pid::from_raw(pid)).ok()?;
     let result = regs.rax as i64;
+    let opens = matches!(
+        pending.call,
+        "open" | "openat" | "openat2" | "creat" | "execve" | "execveat"
+    );
+    if result >= 0 {
+        return opens.then_some(Seen::Accessed(Access {
+            action: pending.action,
+            path: pending.path,
+            found: true,
+        }));
+    }
     let errno = match -result {
         e if e == i64::from(libc::EACCES) => "EACCES",
         e if e == i64::from(libc::EPERM) => "EPERM",
         e if e == i64::from(libc::EXDEV) && pending.action == "write" => "EXDEV",
+        e if e == i64::from(libc::ENOENT) && opens && pending.action != "write" => {
+            return Some(Seen::Accessed(Access {
+                action: pending.action,
+                path: pending.path,
+                found: false,
+            }));
+        }
         _ => return None,
     };
-    Some(Denial {
+    Some(Seen::Denied(Denial {
         pid,
         action: pending.action,
         detail: format!(
@@ -108,12 +149,12 @@ pub(crate) fn exit(pid: i32, pending: Pending) -> Option<Denial> {
         ),
         path: pending.path,
         by: "kernel",
-    })
+    }))
 }
 
 /// Elsewhere, nothing is decoded.
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn exit(_pid: i32, _pending: Pending) -> Option<Denial> {
+pub(crate) fn exit(_pid: i32, _pending: Pending) -> Option<Seen> {
     None
 }
 

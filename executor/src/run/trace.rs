@@ -28,7 +28,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use super::observe::Denial;
+use super::observe::{Access, Denial, Seen};
 
 /// The peak of one process, read from the kernel as it exited.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -158,6 +158,33 @@ pub struct ExecRule {
 /// How many denials one tool's outcome keeps.
 const MAX_DENIALS: usize = 64;
 
+/// How many distinct files one tool's outcome records as accessed; past
+/// it the record is incomplete (and the run is not cached).
+pub const MAX_ACCESSES: usize = 50_000;
+
+/// The files a tool's processes opened, ran or looked for.
+#[derive(Debug, Clone, Default)]
+pub struct Accessed {
+    /// Each distinct access, in the order first seen.
+    pub files: Vec<Access>,
+    /// False if more than [`MAX_ACCESSES`] were seen (the rest are not
+    /// listed).
+    pub complete: bool,
+}
+
+/// What [`Tracer::wait`] saw of the whole tree.
+#[derive(Debug)]
+pub struct Traced {
+    /// How the main process ended.
+    pub main: MainExit,
+    /// Each process's peak.
+    pub peaks: Vec<ProcessPeak>,
+    /// What the sandbox stopped.
+    pub denied: Vec<Denial>,
+    /// What the tree opened, ran or looked for.
+    pub accessed: Accessed,
+}
+
 /// Follows one tool's process tree; see the module doc.
 pub struct Tracer {
     main: i32,
@@ -172,6 +199,9 @@ pub struct Tracer {
     denied: Vec<Denial>,
     /// Observed calls between their seccomp stop and their exit.
     pending: HashMap<i32, super::observe::Pending>,
+    /// Files accessed, and the set that keeps them distinct.
+    accessed: Accessed,
+    seen: HashSet<Access>,
 }
 
 /// The options every tracee gets, and its children inherit.
@@ -209,7 +239,24 @@ impl Tracer {
             main_execd: false,
             denied: Vec::new(),
             pending: HashMap::new(),
+            accessed: Accessed {
+                files: Vec::new(),
+                complete: true,
+            },
+            seen: HashSet::new(),
         })
+    }
+
+    fn access(&mut self, access: Access) {
+        if !self.accessed.complete || self.seen.contains(&access) {
+            return;
+        }
+        if self.accessed.files.len() >= MAX_ACCESSES {
+            self.accessed.complete = false;
+            return;
+        }
+        self.seen.insert(access.clone());
+        self.accessed.files.push(access);
     }
 
     fn deny(&mut self, denial: Denial) {
@@ -327,7 +374,7 @@ impl Tracer {
     /// Handles ptrace stops and exits until the main process and every
     /// process it started are gone; returns how the main process ended and
     /// the peak of each process that ran (by thread-group id).
-    pub fn wait(mut self) -> io::Result<(MainExit, Vec<ProcessPeak>, Vec<Denial>)> {
+    pub fn wait(mut self) -> io::Result<Traced> {
         let mut main_exit = None;
         loop {
             let mut status = 0;
@@ -407,8 +454,10 @@ impl Tracer {
                 }
                 WaitStatus::PtraceSyscall(pid) => {
                     if let Some(pending) = self.pending.remove(&pid.as_raw()) {
-                        if let Some(denial) = super::observe::exit(pid.as_raw(), pending) {
-                            self.deny(denial);
+                        match super::observe::exit(pid.as_raw(), pending) {
+                            Some(Seen::Denied(denial)) => self.deny(denial),
+                            Some(Seen::Accessed(access)) => self.access(access),
+                            None => {}
                         }
                     }
                     let _ = ptrace::cont(pid, None);
@@ -440,7 +489,12 @@ impl Tracer {
         })?;
         let mut peaks: Vec<ProcessPeak> = self.peaks.into_values().collect();
         peaks.sort_by_key(|peak| peak.pid);
-        Ok((main_exit, peaks, self.denied))
+        Ok(Traced {
+            main: main_exit,
+            peaks,
+            denied: self.denied,
+            accessed: self.accessed,
+        })
     }
 
     /// Reads the exiting task's `VmHWM` and keeps the largest per process.

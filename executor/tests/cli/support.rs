@@ -34,7 +34,10 @@ impl Fixture {
     /// `replay` with its working directory at the root.
     pub fn replay(&self) -> Command {
         let mut command = Command::cargo_bin("replay").expect("replay is built");
-        command.current_dir(self.dir.path()).env_remove("NO_COLOR");
+        command
+            .current_dir(self.dir.path())
+            .env_remove("NO_COLOR")
+            .env("REPLAY_NO_CACHE", "1");
         command
     }
 

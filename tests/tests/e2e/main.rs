@@ -4,6 +4,7 @@
 // is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod confinement;
 mod flags;
 mod footprint;

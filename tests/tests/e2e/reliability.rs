@@ -38,7 +38,7 @@ fn root() -> (tempfile::TempDir, PathBuf) {
 /// `replay ARGS` in `root`, its stdout piped so the test can see a gated
 /// tool start.
 fn spawn(root: &Path, args: &[&str]) -> Child {
-    Command::new(bin("replay"))
+    crate::support::replay_command()
         .args(args)
         .current_dir(root)
         .stdout(Stdio::piped())
@@ -90,7 +90,7 @@ fn finish(mut child: Child) -> Output {
 
 /// `replay ARGS` in `root`, failing the test if it hangs.
 fn replay(root: &Path, args: &[&str]) -> Output {
-    let child = Command::new(bin("replay"))
+    let child = crate::support::replay_command()
         .args(args)
         .current_dir(root)
         .stdin(Stdio::null())
@@ -376,7 +376,7 @@ fn a_producer_killed_by_a_signal_is_reported_with_it_and_exit_5() {
 /// `replay ARGS` in `root` with a file-size limit: a run that copies more
 /// than `bytes` of anything dies of SIGXFSZ.
 fn replay_with_fsize(root: &Path, args: &[&str], bytes: u64) -> Output {
-    let mut command = Command::new(bin("replay"));
+    let mut command = crate::support::replay_command();
     command
         .args(args)
         .current_dir(root)
@@ -479,7 +479,7 @@ fn sigterm_stops_replay_blocked_opening_a_fifo_log() {
     let (_dir, root) = root();
     let path = root.join("fifo.json");
     mkfifo(&path);
-    let child = Command::new(bin("replay"))
+    let child = crate::support::replay_command()
         .args(["--policy", "memtouch.toml", "fifo.json"])
         .current_dir(&root)
         .stdout(Stdio::null())
@@ -531,6 +531,7 @@ fn a_full_disk_says_no_space_left_on_device_and_where() {
         &[(&["--fill=1024", "--out=big.txt"], &[], &["big.txt"])],
     );
     let output = Command::new("unshare")
+        .env(crate::support::NO_CACHE.0, crate::support::NO_CACHE.1)
         .args(["--mount", "--map-root-user", "sh", "-c", &script])
         .output()
         .expect("run unshare");

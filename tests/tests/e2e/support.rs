@@ -37,9 +37,23 @@ pub fn shipped_policy(name: &str) -> PathBuf {
     repo().join("policies").join(name)
 }
 
-/// Runs `program` with `args` in `dir`, returning its output.
+/// The environment that keeps `replay` off the action cache unless a
+/// test passes `--cache DIR`: each test's runs are its own, with no hit
+/// from another test's.
+pub const NO_CACHE: (&str, &str) = ("REPLAY_NO_CACHE", "1");
+
+/// `replay`, off the action cache unless given `--cache DIR`.
+pub fn replay_command() -> Command {
+    let mut command = Command::new(bin("replay"));
+    command.env(NO_CACHE.0, NO_CACHE.1);
+    command
+}
+
+/// Runs `program` with `args` in `dir` (off the action cache, if it is
+/// `replay`), returning its output.
 pub fn run(program: &Path, args: &[&str], dir: &Path) -> Output {
     Command::new(program)
+        .env(NO_CACHE.0, NO_CACHE.1)
         .args(args)
         .current_dir(dir)
         .output()
@@ -128,7 +142,7 @@ pub fn report(path: &Path) -> serde_json::Value {
 /// `replay ARGS` started in `root` with its output discarded, for tests
 /// that signal or kill it while it runs.
 pub fn spawn_replay(root: &Path, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(bin("replay"))
+    crate::support::replay_command()
         .args(args)
         .current_dir(root)
         .stdout(std::process::Stdio::null())

@@ -1,0 +1,393 @@
+//! The action cache as a run uses it: the key `replay` computes for a
+//! command the policy allowed (never the log's `cache_key`: a log is
+//! written by whoever wrote it), the read set a finished run leaves in its
+//! entry, and what the report says of both.
+//!
+//! The key ([`replay_cache::ActionSpec`]) is made of what the policy
+//! resolved: the canonical binary's content, `argv[0]` and the arguments
+//! after response-file expansion as declared (not the staged output
+//! paths), the whole environment the policy built, `cwd`, this host's
+//! platform, every declared input's path and content, and the declared
+//! outputs. What else the tool read (a system header, a library, a file of
+//! an `-I` directory) it cannot know beforehand: the tracer sees every
+//! `open`, `openat`, `openat2`, `creat`, `execve` and `execveat` of the
+//! tool's tree (the seccomp filter stops them; `io_uring` and other
+//! syscall ABIs are refused), and each file read, or looked for and not
+//! found, goes into the entry with its digest. A lookup hits only if each
+//! is still the same. The observation is advisory where a tool's threads
+//! race it (a path swapped between the call and the tracer's read of it);
+//! the sandbox, not the read set, is what confines a tool.
+
+use std::path::{Path, PathBuf};
+
+use cmdlog::Command;
+use policy::Resolved;
+use replay_cache::{
+    ActionKey, ActionSpec, Cost, InputFile, Lookup, LookupError, OpenError, ProducedFile, ReadFile,
+    Record, Store,
+};
+
+use crate::run::trace::Accessed;
+use crate::run::ToolOutcome;
+use crate::staging::Staging;
+
+/// The cache's size cap unless `--cache-max-size` says otherwise: 5 GiB.
+pub const DEFAULT_MAX_SIZE: u64 = 5 << 30;
+
+/// Files a read set holds at most; a tool that read more is not cached.
+pub const MAX_READ_SET: usize = 20_000;
+
+/// Where the cache is and how large it may grow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// The cache directory.
+    pub dir: PathBuf,
+    /// Its size cap in bytes (least recently used entries go first).
+    pub max_size: u64,
+}
+
+/// What the report says of one command and the cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheRecord {
+    /// The command's key (the REAPI `Action` digest, hex), if one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Whether the outputs were restored rather than made.
+    pub hit: bool,
+    /// Why a lookup missed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub miss: Option<String>,
+    /// Whether this run's result was stored.
+    pub stored: bool,
+    /// Why it was not stored (or no key was made), if it ran and succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_stored: Option<String>,
+    /// The tool's wall time the hit saved, in milliseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub saved_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What a finished run read besides what its command declared.
+#[derive(Debug)]
+pub struct Reads {
+    /// Every file read (or looked for) outside the declared inputs, the
+    /// tool's binary and its staging, with its digest now: the entry's
+    /// read set. `None` if it cannot be one (why).
+    pub read_set: Result<Vec<ReadFile>, String>,
+    /// Files inside the work root it read without declaring them
+    /// (root-relative): the report lists them.
+    pub undeclared: Vec<String>,
+}
+
+/// A run's handle on the cache.
+pub struct RunCache {
+    store: Store,
+}
+
+impl RunCache {
+    /// Opens (or makes, 0700) the cache at `options.dir`; refused if
+    /// another user can write to it.
+    pub fn open(options: &CacheOptions) -> Result<RunCache, OpenError> {
+        Ok(RunCache {
+            store: Store::open(&options.dir, options.max_size)?,
+        })
+    }
+
+    /// The key of `command` as the policy resolved it, run under `root`.
+    pub fn key(
+        &self,
+        command: &Command,
+        resolved: &Resolved,
+        root: &Path,
+    ) -> Result<ActionKey, String> {
+        let memo = self.store.memo();
+        let program_digest = memo.digest(&resolved.program).map_err(|e| {
+            format!(
+                "cannot hash the binary `{}`: {e}",
+                resolved.program.display()
+            )
+        })?;
+        let mut inputs = Vec::with_capacity(resolved.input_files.len());
+        for file in &resolved.input_files {
+            let path = match file.strip_prefix(root) {
+                Ok(inside) => inside.to_string_lossy().into_owned(),
+                Err(_) => file.to_string_lossy().into_owned(),
+            };
+            // A declared directory (`-I .` as an input) is no file: what
+            // the tool reads in it is in the read set.
+            if file.is_dir() {
+                continue;
+            }
+            let input: InputFile = memo
+                .input_file(&path, file)
+                .map_err(|e| format!("cannot hash the input `{}`: {e}", file.display()))?;
+            inputs.push(input);
+        }
+        let mut argv = Vec::with_capacity(resolved.args.len() + 1);
+        argv.push(resolved.argv0.clone());
+        argv.extend(resolved.args.iter().cloned());
+        ActionSpec {
+            program_digest,
+            argv,
+            env: resolved.env.clone(),
+            cwd: command.cwd.clone(),
+            platform: replay_cache::host_platform(),
+            inputs,
+            outputs: command.outputs.clone(),
+        }
+        .key()
+        .map_err(|e| e.to_string())
+    }
+
+    /// Looks `key` up, restoring a hit's outputs into `staging`'s mirror of
+    /// them (committed from there exactly as a run's are).
+    pub fn lookup(&self, key: &ActionKey, staging: &Staging) -> Result<Lookup, LookupError> {
+        self.store.lookup(&key.action, &staging.out_dir())
+    }
+
+    /// What the finished run of `resolved` read besides what it declared.
+    pub fn reads(
+        &self,
+        outcome: &ToolOutcome,
+        resolved: &Resolved,
+        root: &Path,
+        staging: &Staging,
+    ) -> Reads {
+        reads(
+            outcome.accessed.as_ref(),
+            resolved,
+            root,
+            staging.dir(),
+            |path| self.store.memo().digest(path),
+        )
+    }
+
+    /// Stores the successful run `outcome`, whose outputs are still in
+    /// `staging`, under `key`, with `read_set`.
+    pub fn store(
+        &self,
+        key: &ActionKey,
+        outcome: &ToolOutcome,
+        staging: &Staging,
+        read_set: Vec<ReadFile>,
+    ) -> Result<(), String> {
+        let (Some(stdout), Some(stderr)) = (&outcome.stdout, &outcome.stderr) else {
+            return Err("it printed more than the cache keeps".into());
+        };
+        let m = &outcome.measurements;
+        let record = Record {
+            outputs: staging
+                .staged_files()
+                .map(|(path, file)| ProducedFile {
+                    path: path.to_owned(),
+                    file: file.to_owned(),
+                })
+                .collect(),
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+            exit_code: 0,
+            cost: Cost {
+                wall_ms: m.wall_ms,
+                cpu_ms: m.user_ms + m.system_ms,
+                peak_rss_bytes: m
+                    .peak_process
+                    .as_ref()
+                    .map_or(m.peak_tree_rss_sampled, |p| p.bytes),
+            },
+            read_set,
+        };
+        self.store
+            .put(&key.action, &record)
+            .map(drop)
+            .map_err(|e| crate::report::one_line(&e))
+    }
+}
+
+/// Pseudo-file systems: what is read there is no file content to key.
+const PSEUDO: &[&str] = &["/proc/", "/sys/", "/dev/"];
+
+/// The read set and the undeclared reads of `accessed` (`None`: not
+/// observed, so nothing can be cached), hashing with `digest`.
+fn reads(
+    accessed: Option<&Accessed>,
+    resolved: &Resolved,
+    root: &Path,
+    stage_dir: &Path,
+    digest: impl Fn(&Path) -> std::io::Result<replay_cache::Digest>,
+) -> Reads {
+    let Some(accessed) = accessed else {
+        return Reads {
+            read_set: Err("its reads were not observed (no ptrace here)".into()),
+            undeclared: Vec::new(),
+        };
+    };
+    let mut undeclared = Vec::new();
+    let mut read_set = Vec::new();
+    let mut problem = (!accessed.complete).then(|| "it opened too many files to list".to_owned());
+    for access in &accessed.files {
+        if access.action == "write" {
+            continue;
+        }
+        let path = Path::new(&access.path);
+        if !path.is_absolute() {
+            problem.get_or_insert_with(|| {
+                format!("it read `{}`, a path it could not resolve", access.path)
+            });
+            continue;
+        }
+        if PSEUDO.iter().any(|p| access.path.starts_with(p))
+            || path.starts_with(stage_dir)
+            || path == resolved.program
+            || resolved.input_files.iter().any(|f| f == path)
+        {
+            continue;
+        }
+        if !access.found {
+            read_set.push(ReadFile {
+                path: path.to_owned(),
+                digest: None,
+            });
+            continue;
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) => {}
+            Err(e) => {
+                problem.get_or_insert_with(|| {
+                    format!("cannot look at `{}`, which it read: {e}", access.path)
+                });
+                continue;
+            }
+        }
+        if let Ok(inside) = path.strip_prefix(root) {
+            undeclared.push(inside.to_string_lossy().into_owned());
+        }
+        match digest(path) {
+            Ok(d) => read_set.push(ReadFile {
+                path: path.to_owned(),
+                digest: Some(d),
+            }),
+            Err(e) => {
+                problem.get_or_insert_with(|| {
+                    format!("cannot hash `{}`, which it read: {e}", access.path)
+                });
+            }
+        }
+    }
+    if read_set.len() > MAX_READ_SET {
+        problem.get_or_insert_with(|| format!("it read more than {MAX_READ_SET} files"));
+    }
+    Reads {
+        read_set: match problem {
+            Some(problem) => Err(problem),
+            None => Ok(read_set),
+        },
+        undeclared,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Access;
+
+    fn resolved(root: &Path) -> Resolved {
+        Resolved {
+            program: PathBuf::from("/usr/bin/tool"),
+            argv0: "tool".into(),
+            args: Vec::new(),
+            env: Default::default(),
+            limits: Default::default(),
+            linker_reads: Default::default(),
+            may_exec: Vec::new(),
+            input_dirs: Vec::new(),
+            input_files: vec![root.join("in.c")],
+        }
+    }
+
+    fn read(path: &Path, found: bool) -> Access {
+        Access {
+            action: "read",
+            path: path.display().to_string(),
+            found,
+        }
+    }
+
+    #[test]
+    fn the_read_set_is_what_was_read_besides_the_declared() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let stage = root.join(".replay-stage/1-1");
+        std::fs::create_dir_all(root.join("include")).unwrap();
+        std::fs::create_dir_all(&stage).unwrap();
+        for file in ["in.c", "include/x.h"] {
+            std::fs::write(root.join(file), file).unwrap();
+        }
+        let system = dir.path().join("system.h");
+        std::fs::write(&system, "s").unwrap();
+        let accessed = Accessed {
+            files: vec![
+                read(&root.join("in.c"), true),
+                read(&root.join("include/x.h"), true),
+                read(&root.join("include"), true),
+                read(&system, true),
+                read(&dir.path().join("absent.h"), false),
+                read(Path::new("/proc/self/status"), true),
+                read(&stage.join("out/a.o"), true),
+                read(Path::new("/usr/bin/tool"), true),
+                Access {
+                    action: "write",
+                    path: stage.join("out/a.o").display().to_string(),
+                    found: true,
+                },
+            ],
+            complete: true,
+        };
+        let got = reads(Some(&accessed), &resolved(&root), &root, &stage, |p| {
+            Ok(replay_cache::Digest::of(p.display().to_string().as_bytes()))
+        });
+        let set = got.read_set.unwrap();
+        let paths: Vec<(&Path, bool)> = set
+            .iter()
+            .map(|r| (r.path.as_path(), r.digest.is_some()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                (root.join("include/x.h").as_path(), true),
+                (system.as_path(), true),
+                (dir.path().join("absent.h").as_path(), false),
+            ]
+        );
+        assert_eq!(got.undeclared, ["include/x.h"]);
+    }
+
+    #[test]
+    fn what_was_not_observed_or_not_listed_whole_is_never_a_read_set() {
+        let root = Path::new("/r");
+        let unobserved = reads(
+            None,
+            &resolved(root),
+            root,
+            Path::new("/r/s"),
+            |_| unreachable!(),
+        );
+        assert!(unobserved.read_set.is_err());
+        let incomplete = Accessed {
+            files: Vec::new(),
+            complete: false,
+        };
+        let cut = reads(
+            Some(&incomplete),
+            &resolved(root),
+            root,
+            Path::new("/r/s"),
+            |_| unreachable!(),
+        );
+        assert!(cut.read_set.is_err());
+    }
+}

@@ -1,0 +1,350 @@
+//! The action cache on real runs: a rerun restores every output, an edit
+//! reruns exactly what it changed, a changed file the tool read is a miss,
+//! a tampered blob is caught and rerun, two runs share one cache, and a
+//! tool that reads what it did not declare is reported.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::support::{bin, memtouch_policy, report, shipped_policy, text};
+
+/// `replay --cache CACHE ARGS` in `root` (explicitly on the cache: the
+/// other tests run without one).
+fn cached(root: &Path, cache: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(bin("replay"))
+        .env_remove("REPLAY_NO_CACHE")
+        .arg("--cache")
+        .arg(cache)
+        .args(args)
+        .current_dir(root)
+        .output()
+        .expect("run replay")
+}
+
+/// Each command's report status, by id order.
+fn statuses(report: &serde_json::Value) -> Vec<String> {
+    report["commands"]
+        .as_array()
+        .expect("commands")
+        .iter()
+        .map(|c| c["status"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// Writes a three-file C program under `root` and `aotc`'s log for it,
+/// with `answer` as what `second()` returns.
+fn c_program(root: &Path, answer: u32) {
+    let files = [
+        (
+            "main.c",
+            "int first(void); int second(void); int third(void);\n\
+             int printf(const char *, ...);\n\
+             int main(void) { printf(\"%d\\n\", first() + second() + third()); return 0; }\n"
+                .to_owned(),
+        ),
+        ("one.c", "int first(void) { return 1; }\n".to_owned()),
+        (
+            "two.c",
+            format!("int second(void) {{ return {answer}; }}\n"),
+        ),
+        ("three.c", "int third(void) { return 3; }\n".to_owned()),
+    ];
+    let mut lls = Vec::new();
+    for (name, source) in &files {
+        std::fs::write(root.join(name), source).unwrap();
+        let ll = name.replace(".c", ".ll");
+        let clang = crate::support::run(
+            Path::new("/usr/bin/clang-14"),
+            &["-S", "-emit-llvm", "-O1", name, "-o", &ll],
+            root,
+        );
+        assert!(clang.status.success(), "{}", text(&clang.stderr));
+        lls.push(ll);
+    }
+    let mut args: Vec<&str> = lls.iter().map(String::as_str).collect();
+    args.extend(["-o", "prog", "--log", "log.json", "--partitions", "4"]);
+    let aotc = crate::support::run(&bin("aotc"), &args, root);
+    assert!(aotc.status.success(), "{}", text(&aotc.stderr));
+}
+
+/// The outputs a run of the aotc log leaves (what a fresh rerun removes).
+fn built(root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name == "prog" || name.ends_with(".o") || name.ends_with(".opt.bc")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_rerun_is_all_hits_and_an_edit_reruns_only_its_partition_and_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&root).unwrap();
+    c_program(&root, 2);
+    let policy = shipped_policy("linux.toml");
+    let policy = policy.to_str().unwrap();
+    let args = ["--policy", policy, "--report", "report.json", "log.json"];
+
+    let cold = cached(&root, &cache, &args);
+    assert!(cold.status.success(), "{}", text(&cold.stderr));
+    let first = report(&root.join("report.json"));
+    let n = statuses(&first).len();
+    assert!(n >= 4, "at least two partitions and a link: {first:#}");
+    assert!(statuses(&first).iter().all(|s| s == "ok"), "{first:#}");
+    let outputs = built(&root);
+    let bytes: Vec<Vec<u8>> = outputs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let run_prog = |root: &Path| crate::support::run(&root.join("prog"), &[], root).stdout;
+    assert_eq!(run_prog(&root), b"6\n");
+
+    // Fresh outputs removed: every command is restored, byte for byte.
+    for path in &outputs {
+        std::fs::remove_file(path).unwrap();
+    }
+    let warm = cached(&root, &cache, &args);
+    assert!(warm.status.success(), "{}", text(&warm.stderr));
+    let second = report(&root.join("report.json"));
+    assert_eq!(statuses(&second), vec!["cached"; n], "{second:#}");
+    assert_eq!(second["totals"]["cache_hits"], n as u64);
+    for (path, before) in outputs.iter().zip(&bytes) {
+        assert_eq!(&std::fs::read(path).unwrap(), before, "{}", path.display());
+    }
+    assert_eq!(run_prog(&root), b"6\n");
+    // The keys are replay's own, the same on both runs.
+    for (a, b) in first["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(second["commands"].as_array().unwrap())
+    {
+        assert_eq!(a["cache"]["key"], b["cache"]["key"]);
+        assert!(a["cache"]["key"].as_str().is_some_and(|k| k.len() == 64));
+    }
+
+    // One function edited: its partition's opt and llc rerun, and the
+    // link; every other partition is restored.
+    c_program(&root, 40);
+    let edited = cached(&root, &cache, &args);
+    assert!(edited.status.success(), "{}", text(&edited.stderr));
+    let third = report(&root.join("report.json"));
+    let ran: Vec<(String, String)> = third["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "ok")
+        .map(|c| (c["tool"].as_str().unwrap().to_owned(), c["id"].to_string()))
+        .collect();
+    let tools: Vec<&str> = ran.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(tools, ["opt", "llc", "cc"], "{third:#}");
+    assert_eq!(third["totals"]["cache_hits"], (n - 3) as u64, "{third:#}");
+    assert_eq!(run_prog(&root), b"44\n");
+}
+
+/// A memtouch log of `commands` (each `(args, inputs, outputs)`) under a
+/// fresh root with the memtouch policy; returns the root and the policy.
+fn memtouch_root(
+    parent: &Path,
+    name: &str,
+    commands: &[(&[&str], &[&str], &[&str])],
+) -> (PathBuf, String) {
+    let root = parent.join(name);
+    std::fs::create_dir(&root).unwrap();
+    let root = root.canonicalize().unwrap();
+    let policy = memtouch_policy(&root, "");
+    let commands = commands
+        .iter()
+        .enumerate()
+        .map(|(i, (args, inputs, outputs))| {
+            serde_json::json!({
+                "id": i + 1, "tool": "memtouch", "program": "memtouch",
+                "args": args, "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs,
+            })
+        })
+        .collect();
+    crate::support::write_log(&root, commands);
+    (root, policy.display().to_string())
+}
+
+#[test]
+fn a_tampered_blob_is_caught_evicted_and_its_command_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (root, policy) = memtouch_root(
+        dir.path(),
+        "root",
+        &[(&["--fill=4096", "--out=a.txt"], &[], &["a.txt"])],
+    );
+    let args = [
+        "--policy",
+        policy.as_str(),
+        "--report",
+        "r.json",
+        "log.json",
+    ];
+    let cold = cached(&root, &cache, &args);
+    assert!(cold.status.success(), "{}", text(&cold.stderr));
+    let good = std::fs::read(root.join("a.txt")).unwrap();
+    // Flip a byte of the output's blob (the one as large as the output).
+    let blob = walk(&cache.join("cas"))
+        .into_iter()
+        .find(|p| std::fs::metadata(p).unwrap().len() == good.len() as u64)
+        .expect("the output's blob");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    std::fs::remove_file(root.join("a.txt")).unwrap();
+
+    let rerun = cached(&root, &cache, &args);
+    let stderr = text(&rerun.stderr);
+    assert!(rerun.status.success(), "{stderr}");
+    assert!(stderr.contains("damaged and is evicted"), "{stderr}");
+    let doc = report(&root.join("r.json"));
+    assert_eq!(statuses(&doc), ["ok"], "it ran again: {doc:#}");
+    assert!(
+        doc["commands"][0]["cache"]["miss"]
+            .as_str()
+            .is_some_and(|m| m.contains("corrupt")),
+        "{doc:#}"
+    );
+    assert_eq!(std::fs::read(root.join("a.txt")).unwrap(), good);
+    // What the rerun stored is whole again: the next run restores it.
+    std::fs::remove_file(root.join("a.txt")).unwrap();
+    let third = cached(&root, &cache, &args);
+    assert!(third.status.success(), "{}", text(&third.stderr));
+    assert_eq!(statuses(&report(&root.join("r.json"))), ["cached"]);
+    assert_eq!(std::fs::read(root.join("a.txt")).unwrap(), good);
+}
+
+#[test]
+fn a_changed_header_is_a_miss_and_an_undeclared_read_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("inc")).unwrap();
+    std::fs::write(
+        root.join("main.c"),
+        "#include \"x.h\"\nint main(void) { return X; }\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("inc/x.h"), "#define X 1\n").unwrap();
+    // `cc -c` reads the header through `-I inc`: a directory the policy
+    // lets it search, not a file the command declares.
+    crate::support::write_log(
+        &root,
+        vec![serde_json::json!({
+            "id": 1, "tool": "cc", "program": "/usr/lib/llvm-14/bin/clang-14",
+            "args": ["-c", "main.c", "-Iinc", "-o", "main.o"], "cwd": ".", "env": {},
+            "inputs": ["main.c"], "outputs": ["main.o"],
+        })],
+    );
+    let policy = shipped_policy("linux.toml");
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--report",
+        "r.json",
+        "log.json",
+    ];
+
+    let cold = cached(&root, &cache, &args);
+    assert!(cold.status.success(), "{}", text(&cold.stderr));
+    let doc = report(&root.join("r.json"));
+    assert_eq!(
+        doc["commands"][0]["undeclared_reads"],
+        serde_json::json!(["inc/x.h"]),
+        "{doc:#}"
+    );
+    assert!(
+        text(&cold.stderr).contains("read `inc/x.h`, which it does not declare"),
+        "{}",
+        text(&cold.stderr)
+    );
+    let one = std::fs::read(root.join("main.o")).unwrap();
+
+    let warm = cached(&root, &cache, &args);
+    assert!(warm.status.success(), "{}", text(&warm.stderr));
+    assert_eq!(statuses(&report(&root.join("r.json"))), ["cached"]);
+
+    std::fs::write(root.join("inc/x.h"), "#define X 2\n").unwrap();
+    let changed = cached(&root, &cache, &args);
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    let doc = report(&root.join("r.json"));
+    assert_eq!(statuses(&doc), ["ok"], "it ran again: {doc:#}");
+    assert!(
+        doc["commands"][0]["cache"]["miss"]
+            .as_str()
+            .is_some_and(|m| m.contains("inc/x.h")),
+        "{doc:#}"
+    );
+    assert_ne!(std::fs::read(root.join("main.o")).unwrap(), one);
+}
+
+#[test]
+fn two_runs_share_one_cache_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let commands: &[(&[&str], &[&str], &[&str])] = &[
+        (&["--fill=65536", "--out=a.txt"], &[], &["a.txt"]),
+        (&["--copy=a.txt", "--out=b.txt"], &["a.txt"], &["b.txt"]),
+        (&["--fill=1000", "--out=c.txt"], &[], &["c.txt"]),
+    ];
+    let roots: Vec<(PathBuf, String)> = ["one", "two"]
+        .iter()
+        .map(|name| memtouch_root(dir.path(), name, commands))
+        .collect();
+    // Both started before either is waited for: they race to store.
+    let children: Vec<_> = roots
+        .iter()
+        .map(|(root, policy)| {
+            std::process::Command::new(bin("replay"))
+                .env_remove("REPLAY_NO_CACHE")
+                .arg("--cache")
+                .arg(&cache)
+                .args(["--policy", policy, "log.json"])
+                .current_dir(root)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for ((root, _), child) in roots.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for file in ["a.txt", "b.txt", "c.txt"] {
+            let here = std::fs::read(root.join(file)).unwrap();
+            let there = std::fs::read(roots[0].0.join(file)).unwrap();
+            assert!(here == there, "{file} differs between the two runs");
+        }
+    }
+    let stats = std::process::Command::new(bin("replay"))
+        .args(["cache", "stats", "--cache"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(stats.status.success(), "{}", text(&stats.stderr));
+    assert!(
+        text(&stats.stdout).contains("3 entries"),
+        "{}",
+        text(&stats.stdout)
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
