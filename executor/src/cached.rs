@@ -135,7 +135,7 @@ impl RunCache {
             argv,
             env: resolved.env.clone(),
             cwd: command.cwd.clone(),
-            platform: replay_cache::host_platform(),
+            platform: platform(),
             inputs,
             outputs: command.outputs.clone(),
         }
@@ -205,6 +205,15 @@ impl RunCache {
             .map(drop)
             .map_err(|e| crate::report::one_line(&e))
     }
+}
+
+/// This host's platform, and the `replay` that confines the tool: what a
+/// tool can see (the sandbox's system directories, its environment) is
+/// this version's, so another version's entries are not this one's.
+fn platform() -> Vec<(String, String)> {
+    let mut platform = replay_cache::host_platform();
+    platform.push(("replay".into(), env!("CARGO_PKG_VERSION").into()));
+    platform
 }
 
 /// Pseudo-file systems: what is read there is no file content to key.

@@ -496,7 +496,7 @@ impl Runner<'_, '_> {
                     Err(why) => record.not_stored = Some(why),
                 }
             };
-            let committed = self.commit(command, staging, inputs_before, store);
+            let committed = self.commit(command, staging, inputs_before, false, store);
             self.cache = cache;
             match committed {
                 Ok(committed) => {
@@ -601,7 +601,7 @@ impl Runner<'_, '_> {
             crate::run::capture::replay(&hit.stdout, &run_options.prefix, &run_options.stdout);
             crate::run::capture::replay(&hit.stderr, &run_options.prefix, &run_options.stderr);
         }
-        let (status, discarded) = match self.commit(command, staging, inputs, |_| {}) {
+        let (status, discarded) = match self.commit(command, staging, inputs, true, |_| {}) {
             Ok(committed) => (Status::Cached, committed.discarded),
             Err(message) => (Status::Error { message }, Vec::new()),
         };
@@ -640,6 +640,7 @@ impl Runner<'_, '_> {
         command: &Command,
         staging: Staging,
         inputs: Vec<(String, String)>,
+        cached: bool,
         before_move: impl FnOnce(&Staging),
     ) -> Result<crate::staging::Committed, String> {
         let now = journal::input_hashes(command, &self.job.root);
@@ -656,6 +657,7 @@ impl Runner<'_, '_> {
             command: journal::command_hash(command),
             outputs: committed.hashes.clone(),
             inputs,
+            cached,
         };
         self.journal
             .record(&entry)

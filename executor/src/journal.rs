@@ -33,6 +33,10 @@ pub struct Entry {
     /// command with inputs: such commands rerun.
     #[serde(default)]
     pub inputs: Vec<(String, String)>,
+    /// Whether the outputs were restored from the action cache rather
+    /// than made by the tool.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// The hash recorded for an input that is not a regular file.
@@ -413,6 +417,7 @@ mod tests {
             command: command_hash(&a),
             outputs: vec![("a.o".into(), file_hash(&root.join("a.o")).unwrap())],
             inputs: vec![],
+            cached: false,
         };
         let mut journal = Journal::create(&path).unwrap();
         journal.record(&entry).unwrap();
@@ -454,6 +459,7 @@ mod tests {
             command: command_hash(&a),
             outputs: vec![("a.o".into(), file_hash(&root.join("a.o")).unwrap())],
             inputs: vec![],
+            cached: false,
         };
         assert!(still_done(&entry, &a, root));
         let mut changed = a.clone();
@@ -481,6 +487,7 @@ mod tests {
             command: command_hash(&b),
             outputs: vec![("b.txt".into(), file_hash(&root.join("b.txt")).unwrap())],
             inputs: input_hashes(&b, root),
+            cached: false,
         };
         assert_eq!(entry.inputs.len(), 1, "system inputs are not hashed");
         assert!(still_done(&entry, &b, root));
@@ -504,6 +511,7 @@ mod tests {
             command: "c".into(),
             outputs: vec![],
             inputs: vec![],
+            cached: false,
         };
         let mut bytes = serde_json::to_vec(&entry).unwrap();
         bytes.extend_from_slice(b"\nnot an entry\n\xff\xfe\x00binary\n\n");
@@ -525,6 +533,7 @@ mod tests {
             command: "c".into(),
             outputs: vec![],
             inputs: vec![],
+            cached: false,
         };
         bytes.extend_from_slice(&serde_json::to_vec(&entry).unwrap());
         bytes.push(b'\n');

@@ -116,6 +116,13 @@ fn a_rerun_is_all_hits_and_an_edit_reruns_only_its_partition_and_the_link() {
         assert_eq!(&std::fs::read(path).unwrap(), before, "{}", path.display());
     }
     assert_eq!(run_prog(&root), b"6\n");
+    // The journal says each was restored, not made.
+    let journal = std::fs::read_to_string(root.join("log.json.journal")).unwrap();
+    let restored = journal
+        .lines()
+        .filter(|line| line.contains("\"cached\":true"))
+        .count();
+    assert_eq!(restored, n, "{journal}");
     // The keys are replay's own, the same on both runs.
     for (a, b) in first["commands"]
         .as_array()
