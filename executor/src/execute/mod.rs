@@ -222,6 +222,28 @@ fn release_freed_memory() {
     }
 }
 
+/// What [`Runner::prepare`] leaves for a command.
+enum Next {
+    /// Nothing to run: its record is final (skipped, blocked, restored,
+    /// or failed before its tool could start).
+    Done(CommandRecord),
+    /// Its tool is ready to run.
+    Run(Box<Prepared>),
+}
+
+/// A command staged and ready to run, with all that
+/// [`Runner::complete`] needs once its tool has exited.
+struct Prepared {
+    command: Command,
+    resolved: policy::Resolved,
+    staging: Staging,
+    spec: SandboxSpec,
+    run_options: RunOptions,
+    inputs_before: Vec<(String, String)>,
+    key: Option<replay_cache::ActionKey>,
+    cache_record: Option<CacheRecord>,
+}
+
 /// The second pass's visitor.
 struct Runner<'a, 'p> {
     job: &'a Job,
@@ -298,7 +320,22 @@ impl Runner<'_, '_> {
         ControlFlow::Continue(())
     }
 
+    /// Runs `command` to its record: prepared, its tool run here, then
+    /// completed (one tool at a time).
     fn run(&mut self, command: &Command) -> CommandRecord {
+        match self.prepare(command) {
+            Next::Done(record) => record,
+            Next::Run(prepared) => {
+                let result = run_tool(&prepared.spec, &prepared.run_options);
+                self.complete(*prepared, result)
+            }
+        }
+    }
+
+    /// Everything before a command's tool runs: judged again, skipped
+    /// (resumed, blocked), restored from the action cache, or staged and
+    /// ready to run.
+    fn prepare(&mut self, command: &Command) -> Next {
         let record = |status| CommandRecord {
             id: command.id,
             tool: command.tool.name().to_owned(),
@@ -324,9 +361,9 @@ impl Runner<'_, '_> {
                     id: command.id,
                     reason,
                 });
-                return record(Status::Error {
+                return Next::Done(record(Status::Error {
                     message: "refused on the second pass".into(),
-                });
+                }));
             }
         };
         // A command whose inputs were rebuilt in this run is not done, even
@@ -334,7 +371,7 @@ impl Runner<'_, '_> {
         if self.options.resume && !self.any_rebuilt(&command.inputs) {
             if let Some(entry) = self.done.get(&command.id) {
                 if journal::still_done(entry, command, root) {
-                    return record(Status::Resumed);
+                    return Next::Done(record(Status::Resumed));
                 }
             }
         }
@@ -344,9 +381,9 @@ impl Runner<'_, '_> {
             .find(|input| self.failed_outputs.contains(&self.key(input)))
         {
             self.failed_outputs.extend(self.output_ids(command));
-            return record(Status::Blocked {
+            return Next::Done(record(Status::Blocked {
                 input: input.clone(),
-            });
+            }));
         }
         if let Some(problem) = command
             .inputs
@@ -354,7 +391,7 @@ impl Runner<'_, '_> {
             .find_map(|input| input_problem(root, input))
         {
             self.failed_outputs.extend(self.output_ids(command));
-            return record(Status::Error { message: problem });
+            return Next::Done(record(Status::Error { message: problem }));
         }
         // What the linker reads from the root is what the policy allowed:
         // objects, not scripts. Earlier commands may have made or changed
@@ -364,9 +401,9 @@ impl Runner<'_, '_> {
                 id: command.id,
                 reason,
             });
-            return record(Status::Error {
+            return Next::Done(record(Status::Error {
                 message: "refused before it ran".into(),
-            });
+            }));
         }
         let (args, mut staging) = match Staging::plan(
             &self.stage,
@@ -377,9 +414,9 @@ impl Runner<'_, '_> {
         ) {
             Ok(planned) => planned,
             Err(error) => {
-                return record(Status::Error {
+                return Next::Done(record(Status::Error {
                     message: error.to_string(),
-                })
+                }))
             }
         };
         // clang names a dependency file's target after `-o`: pin it to the
@@ -391,9 +428,9 @@ impl Runner<'_, '_> {
             }
         }
         if let Err(error) = staging.prepare() {
-            return record(Status::Error {
+            return Next::Done(record(Status::Error {
                 message: crate::report::one_line(&error),
-            });
+            }));
         }
         let mut spec = SandboxSpec::new(
             resolved.program.clone(),
@@ -428,18 +465,63 @@ impl Runner<'_, '_> {
         // What the tool read is what the journal must record: hashed
         // before it starts, compared after it exits (see `commit`).
         let inputs_before = journal::input_hashes(command, root);
-        let (key, mut cache_record) = self.look_up(command, &resolved, &staging);
+        let (key, cache_record) = self.look_up(command, &resolved, &staging);
         if cache_record.as_ref().is_some_and(|c| c.hit) {
-            return self.restored(command, staging, inputs_before, &run_options, cache_record);
+            return Next::Done(self.restored(
+                command,
+                staging,
+                inputs_before,
+                &run_options,
+                cache_record,
+            ));
         }
-        let outcome = match run_tool(&spec, &run_options) {
+        Next::Run(Box::new(Prepared {
+            command: command.clone(),
+            resolved,
+            staging,
+            spec,
+            run_options,
+            inputs_before,
+            key,
+            cache_record,
+        }))
+    }
+
+    /// Everything after a prepared command's tool ran (`result`): its
+    /// status, its outputs committed or discarded, the cache told.
+    fn complete(
+        &mut self,
+        prepared: Prepared,
+        result: Result<crate::run::ToolOutcome, crate::run::RunError>,
+    ) -> CommandRecord {
+        let Prepared {
+            command,
+            resolved,
+            staging,
+            spec,
+            run_options: _,
+            inputs_before,
+            key,
+            mut cache_record,
+        } = prepared;
+        let command = &command;
+        let root = &self.job.root;
+        let outcome = match result {
             Ok(outcome) => outcome,
             Err(error) => {
                 staging.abort();
                 self.failed_outputs.extend(self.output_ids(command));
-                return record(Status::Error {
-                    message: crate::report::one_line(&error),
-                });
+                return CommandRecord {
+                    id: command.id,
+                    tool: command.tool.name().to_owned(),
+                    status: Status::Error {
+                        message: crate::report::one_line(&error),
+                    },
+                    outcome: None,
+                    discarded: Vec::new(),
+                    undeclared_reads: Vec::new(),
+                    cache: cache_record,
+                };
             }
         };
         let file_size_limit = spec.rlimits.fsize;
