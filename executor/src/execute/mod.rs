@@ -226,7 +226,7 @@ fn release_freed_memory() {
 enum Next {
     /// Nothing to run: its record is final (skipped, blocked, restored,
     /// or failed before its tool could start).
-    Done(CommandRecord),
+    Done(Box<CommandRecord>),
     /// Its tool is ready to run.
     Run(Box<Prepared>),
 }
@@ -324,7 +324,7 @@ impl Runner<'_, '_> {
     /// completed (one tool at a time).
     fn run(&mut self, command: &Command) -> CommandRecord {
         match self.prepare(command) {
-            Next::Done(record) => record,
+            Next::Done(record) => *record,
             Next::Run(prepared) => {
                 let result = run_tool(&prepared.spec, &prepared.run_options);
                 self.complete(*prepared, result)
@@ -361,9 +361,9 @@ impl Runner<'_, '_> {
                     id: command.id,
                     reason,
                 });
-                return Next::Done(record(Status::Error {
+                return Next::Done(Box::new(record(Status::Error {
                     message: "refused on the second pass".into(),
-                }));
+                })));
             }
         };
         // A command whose inputs were rebuilt in this run is not done, even
@@ -371,7 +371,7 @@ impl Runner<'_, '_> {
         if self.options.resume && !self.any_rebuilt(&command.inputs) {
             if let Some(entry) = self.done.get(&command.id) {
                 if journal::still_done(entry, command, root) {
-                    return Next::Done(record(Status::Resumed));
+                    return Next::Done(Box::new(record(Status::Resumed)));
                 }
             }
         }
@@ -381,9 +381,9 @@ impl Runner<'_, '_> {
             .find(|input| self.failed_outputs.contains(&self.key(input)))
         {
             self.failed_outputs.extend(self.output_ids(command));
-            return Next::Done(record(Status::Blocked {
+            return Next::Done(Box::new(record(Status::Blocked {
                 input: input.clone(),
-            }));
+            })));
         }
         if let Some(problem) = command
             .inputs
@@ -391,7 +391,7 @@ impl Runner<'_, '_> {
             .find_map(|input| input_problem(root, input))
         {
             self.failed_outputs.extend(self.output_ids(command));
-            return Next::Done(record(Status::Error { message: problem }));
+            return Next::Done(Box::new(record(Status::Error { message: problem })));
         }
         // What the linker reads from the root is what the policy allowed:
         // objects, not scripts. Earlier commands may have made or changed
@@ -401,9 +401,9 @@ impl Runner<'_, '_> {
                 id: command.id,
                 reason,
             });
-            return Next::Done(record(Status::Error {
+            return Next::Done(Box::new(record(Status::Error {
                 message: "refused before it ran".into(),
-            }));
+            })));
         }
         let (args, mut staging) = match Staging::plan(
             &self.stage,
@@ -414,9 +414,9 @@ impl Runner<'_, '_> {
         ) {
             Ok(planned) => planned,
             Err(error) => {
-                return Next::Done(record(Status::Error {
+                return Next::Done(Box::new(record(Status::Error {
                     message: error.to_string(),
-                }))
+                })))
             }
         };
         // clang names a dependency file's target after `-o`: pin it to the
@@ -428,9 +428,9 @@ impl Runner<'_, '_> {
             }
         }
         if let Err(error) = staging.prepare() {
-            return Next::Done(record(Status::Error {
+            return Next::Done(Box::new(record(Status::Error {
                 message: crate::report::one_line(&error),
-            }));
+            })));
         }
         let mut spec = SandboxSpec::new(
             resolved.program.clone(),
@@ -467,13 +467,13 @@ impl Runner<'_, '_> {
         let inputs_before = journal::input_hashes(command, root);
         let (key, cache_record) = self.look_up(command, &resolved, &staging);
         if cache_record.as_ref().is_some_and(|c| c.hit) {
-            return Next::Done(self.restored(
+            return Next::Done(Box::new(self.restored(
                 command,
                 staging,
                 inputs_before,
                 &run_options,
                 cache_record,
-            ));
+            )));
         }
         Next::Run(Box::new(Prepared {
             command: command.clone(),
