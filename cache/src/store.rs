@@ -727,6 +727,18 @@ impl Store {
         Ok(entry)
     }
 
+    /// The measured cost of the run stored under `key`, if an entry of
+    /// this format is there: a prediction only (nothing is verified or
+    /// restored, and no counter moves).
+    pub fn cost(&self, key: &Digest) -> Option<Cost> {
+        if !check_key(key) {
+            return None;
+        }
+        let text = fs::read(self.entry_path(key)).ok()?;
+        let entry: Entry = serde_json::from_slice(&text).ok()?;
+        (entry.format == FORMAT_VERSION).then_some(entry.cost)
+    }
+
     /// Looks `key` up; on a hit, restores every output into `out_dir`,
     /// mirrored by declared path, as fresh 0755/0644 copies whose content
     /// was rehashed. All or nothing: on a miss or an error nothing is left

@@ -143,6 +143,16 @@ impl RunCache {
         .map_err(|e| e.to_string())
     }
 
+    /// The content digest (hex) of the binary at `path`, memoized.
+    pub fn program_digest(&self, path: &Path) -> Option<String> {
+        self.store.memo().digest(path).ok().map(|d| d.hash)
+    }
+
+    /// The peak memory the cache measured for `key`'s run, if it has one.
+    pub fn peak(&self, key: &ActionKey) -> Option<u64> {
+        self.store.cost(&key.action).map(|c| c.peak_rss_bytes)
+    }
+
     /// Looks `key` up, restoring a hit's outputs into `staging`'s mirror of
     /// them (committed from there exactly as a run's are).
     pub fn lookup(&self, key: &ActionKey, staging: &Staging) -> Result<Lookup, LookupError> {
@@ -193,10 +203,13 @@ impl RunCache {
             cost: Cost {
                 wall_ms: m.wall_ms,
                 cpu_ms: m.user_ms + m.system_ms,
+                // What the scheduler admits: the larger of the exact
+                // largest process and the sampled sum of the tree.
                 peak_rss_bytes: m
                     .peak_process
                     .as_ref()
-                    .map_or(m.peak_tree_rss_sampled, |p| p.bytes),
+                    .map_or(0, |p| p.bytes)
+                    .max(m.peak_tree_rss_sampled),
             },
             read_set,
         };

@@ -8,6 +8,7 @@
 //! what a user would see, as cargo-nextest's reporters do.
 
 use std::io;
+use std::time::Duration;
 
 use cmdlog::ToolKind;
 use policy::report::Tally;
@@ -105,6 +106,33 @@ pub struct CommandRecord {
     /// What the action cache did for it, when the run has a cache.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cached::CacheRecord>,
+    /// When it started and ended, and the memory admitted for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// When a command ran within the run, and what memory it was admitted
+/// with (a parallel run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Timing {
+    /// Its start, in milliseconds after the run's.
+    pub started_ms: u64,
+    /// Its end, likewise.
+    pub ended_ms: u64,
+    /// The peak predicted (and admitted under the budget), in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admitted: Option<u64>,
+}
+
+impl Timing {
+    /// From `started` to `ended` after the run's start.
+    pub fn between(started: Duration, ended: Duration, admitted: Option<u64>) -> Timing {
+        Timing {
+            started_ms: started.as_millis() as u64,
+            ended_ms: ended.as_millis() as u64,
+            admitted,
+        }
+    }
 }
 
 /// The whole run's totals.
@@ -134,6 +162,13 @@ pub struct Totals {
     pub cache_misses: u64,
     /// The tools' wall time the hits saved, in milliseconds.
     pub cache_saved_ms: u64,
+    /// Tools run at once at most (`-j`).
+    pub jobs: usize,
+    /// The memory budget of a parallel run, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<u64>,
+    /// The largest sum of the running tools' sampled tree RSS, in bytes.
+    pub peak_sum_rss: u64,
 }
 
 impl Totals {

@@ -67,6 +67,13 @@ pub struct RunSettings {
     pub launcher: Option<PathBuf>,
     /// The action cache, if the run uses one.
     pub cache: Option<CacheOptions>,
+    /// Tools run at once at most (1: one at a time, in order).
+    pub jobs: usize,
+    /// The memory budget of a parallel run [default: 80% of
+    /// `MemAvailable` at the start].
+    pub memory_budget: Option<u64>,
+    /// Per tool kind, the peak to assume when nothing was measured.
+    pub predict: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for RunSettings {
@@ -81,6 +88,9 @@ impl Default for RunSettings {
             sample_interval: Duration::from_millis(5),
             launcher: None,
             cache: None,
+            jobs: 1,
+            memory_budget: None,
+            predict: Default::default(),
         }
     }
 }
@@ -587,6 +597,9 @@ fn execute_options(
         network: want("network"),
         root_lock: Some(root_lock),
         cache: settings.cache.clone(),
+        jobs: settings.jobs,
+        memory_budget: settings.memory_budget,
+        predict: settings.predict.clone(),
     })
 }
 

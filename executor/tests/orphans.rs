@@ -69,6 +69,7 @@ fn an_untraced_tool_leaves_no_process_that_left_its_group() {
         interrupted: Arc::new(AtomicBool::new(false)),
         trace: false,
         may_exec: None,
+        gauge: None,
     };
     let outcome = run_tool(&spec, &options).expect("runs");
     assert!(outcome.success(), "{outcome:?}");

@@ -19,9 +19,12 @@ use cmdlog::path_ids::{PathId, PathIdSet, PathIds};
 use cmdlog::{Command, LogReader, Visit};
 use policy::{Checker, Mode, Policy, Status as Judged};
 
+mod predict;
+mod schedule;
+
 use crate::audit::check_options;
 use crate::cached::{CacheOptions, CacheRecord, RunCache};
-use crate::event::{CommandRecord, Event, Reporter, Status, Totals};
+use crate::event::{CommandRecord, Event, Reporter, Status, Timing, Totals};
 use crate::job::{Job, JobError};
 use crate::journal::{self, Entry, Journal, JournalError};
 use crate::run::capture::Sink;
@@ -63,6 +66,13 @@ pub struct ExecuteOptions {
     pub root_lock: Option<Arc<crate::lock::RootLock>>,
     /// The action cache, if the run uses one.
     pub cache: Option<CacheOptions>,
+    /// Tools run at once at most (`-j`); 1 runs one at a time, in order.
+    pub jobs: usize,
+    /// The memory the tools running at once may hold together, in bytes
+    /// (a parallel run); `None`: 80% of `MemAvailable` at the start.
+    pub memory_budget: Option<u64>,
+    /// Per tool kind, the peak to assume when nothing was measured.
+    pub predict: std::collections::BTreeMap<String, u64>,
 }
 
 /// How the run ended, worst first.
@@ -156,6 +166,15 @@ pub fn execute(
         .map(RunCache::open)
         .transpose()
         .map_err(ExecuteError::Cache)?;
+    let budget = options.memory_budget.unwrap_or_else(default_budget);
+    let parallel = (options.jobs > 1).then(|| {
+        let predictor = predict::Predictor::new(
+            budget,
+            options.predict.clone(),
+            options.cache.as_ref().map(|c| c.dir.as_path()),
+        );
+        schedule::Parallel::new(options.jobs, budget, predictor)
+    });
     reporter
         .event(&Event::Validated { commands })
         .map_err(ExecuteError::Report)?;
@@ -176,9 +195,13 @@ pub fn execute(
         stage,
         cache,
         hit: None,
+        parallel,
+        run_started: started,
         reporter,
         totals: Totals {
             commands,
+            jobs: options.jobs.max(1),
+            memory_budget: (options.jobs > 1).then_some(budget),
             ..Totals::default()
         },
         status: RunStatus::Success,
@@ -195,6 +218,22 @@ pub fn execute(
             path: job.log.clone(),
             source: Box::new(source),
         })?;
+    if runner.parallel.is_some() {
+        // Whatever still runs or waits, in order, to the end (or, once
+        // the run stops early, only what runs).
+        let _ = runner.pump(0);
+        if let Some(parallel) = &runner.parallel {
+            runner.totals.peak_sum_rss = parallel.peak_sum;
+            if let Err(error) = parallel.save() {
+                runner.warn(&format!(
+                    "cannot save the memory history for the next run's predictions: {error}"
+                ));
+            }
+        }
+        if let Some(since) = crate::run::start_time(std::process::id() as i32) {
+            crate::run::reap_all_orphans(since);
+        }
+    }
     if let Some(error) = runner.error.take() {
         return Err(error);
     }
@@ -265,6 +304,10 @@ struct Runner<'a, 'p> {
     cache: Option<RunCache>,
     /// The hit [`Runner::look_up`] found, until it is restored.
     hit: Option<replay_cache::Hit>,
+    /// `-j N` with N > 1: the scheduler's state.
+    parallel: Option<schedule::Parallel>,
+    /// When the run started.
+    run_started: Instant,
     reporter: &'a mut dyn Reporter,
     totals: Totals,
     status: RunStatus,
@@ -344,6 +387,7 @@ impl Runner<'_, '_> {
             discarded: Vec::new(),
             undeclared_reads: Vec::new(),
             cache: None,
+            timing: None,
         };
         let root = &self.job.root;
         // Judge first, always, even a command skipped below: the files may
@@ -461,6 +505,7 @@ impl Runner<'_, '_> {
             interrupted: Arc::clone(&self.options.interrupted),
             trace: true,
             may_exec: Some(crate::confine::exec_rules(&resolved)),
+            gauge: None,
         };
         // What the tool read is what the journal must record: hashed
         // before it starts, compared after it exits (see `commit`).
@@ -521,6 +566,7 @@ impl Runner<'_, '_> {
                     discarded: Vec::new(),
                     undeclared_reads: Vec::new(),
                     cache: cache_record,
+                    timing: None,
                 };
             }
         };
@@ -608,6 +654,7 @@ impl Runner<'_, '_> {
             discarded,
             undeclared_reads,
             cache: cache_record,
+            timing: None,
         }
     }
 
@@ -702,6 +749,7 @@ impl Runner<'_, '_> {
             discarded,
             undeclared_reads: Vec::new(),
             cache,
+            timing: None,
         }
     }
 
@@ -770,6 +818,9 @@ impl Visit for Runner<'_, '_> {
             self.status = worst(self.status, RunStatus::Interrupted);
             return ControlFlow::Break(());
         }
+        if self.parallel.is_some() {
+            return self.take(command);
+        }
         self.position += 1;
         if let Err(error) = self.reporter.event(&Event::Started {
             id: command.id,
@@ -779,12 +830,38 @@ impl Visit for Runner<'_, '_> {
             self.error = Some(ExecuteError::Report(error));
             return ControlFlow::Break(());
         }
-        let record = self.run(&command);
+        let began = self.run_started.elapsed();
+        let mut record = self.run(&command);
+        record.timing = Some(Timing::between(began, self.run_started.elapsed(), None));
+        self.totals.peak_sum_rss = self.totals.peak_sum_rss.max(
+            record
+                .outcome
+                .as_ref()
+                .map_or(0, |o| o.measurements.peak_tree_rss_sampled),
+        );
         if self.error.is_some() {
             return ControlFlow::Break(());
         }
         self.finish(record)
     }
+}
+
+/// 80% of `MemAvailable` now, or 1 GiB if `/proc/meminfo` cannot say.
+fn default_budget() -> u64 {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemAvailable:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        });
+    available.map_or(1 << 30, |kib| kib * 1024 / 10 * 8)
 }
 
 /// A path as the run compares them: `./out/p.o` and `out/p.o` are one file.

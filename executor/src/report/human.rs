@@ -261,6 +261,7 @@ mod tests {
             discarded: vec!["stray.o".into()],
             undeclared_reads: vec!["inc/x.h".into()],
             cache: None,
+            timing: None,
         };
         human.event(&Event::Finished(&record)).unwrap();
         human

@@ -73,6 +73,11 @@ pub fn describe_stop(stop: &Stop) -> String {
             bytes(limit),
             seconds(after_ms)
         ),
+        Stop::Budget { budget, after_ms } => format!(
+            "memory budget: the tools running at once passed {}; stopped after {} to run again alone",
+            bytes(budget),
+            seconds(after_ms)
+        ),
         Stop::Interrupted { after_ms } => {
             format!(
                 "interrupted: replay was asked to stop after {}",

@@ -60,6 +60,9 @@ pub struct RunOptions {
     /// tool itself; anything else is killed ([`trace::Tracer::seize`]).
     /// `None` judges nothing.
     pub may_exec: Option<Vec<ExecRule>>,
+    /// In a parallel run: where the watcher posts the tree's RSS, and how
+    /// the scheduler asks it to stop the tool for the memory budget.
+    pub gauge: Option<Arc<watch::Gauge>>,
 }
 
 /// Everything measured about one tool run.
@@ -138,6 +141,7 @@ pub enum RunError {
 
 /// Runs one tool to completion; see the module doc.
 pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome, RunError> {
+    let _running = Running::enter();
     let started = Instant::now();
     let mut launch = sandbox::launch(&options.launcher, spec, Stdio::piped(), Stdio::piped())
         .map_err(RunError::Sandbox)?;
@@ -164,6 +168,7 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         options.limits,
         options.sample_interval,
         Arc::clone(&options.interrupted),
+        options.gauge.clone(),
     )
     .map_err(RunError::Thread)?;
     let budget = OutputBudget::new(options.limits.max_output);
@@ -246,7 +251,7 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
             // back to `replay` (the subreaper) as a child; with no child at
             // all there is nothing to look for in `/proc`.
             if has_children() {
-                reap_orphans(launched_at.unwrap_or(u64::MAX));
+                reap_alone(launched_at.unwrap_or(u64::MAX));
             }
             (
                 main.status,
@@ -266,7 +271,7 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            reap_orphans(launched_at.unwrap_or(u64::MAX));
+            reap_alone(launched_at.unwrap_or(u64::MAX));
             let exit = ExitStatus::from_std(status);
             (
                 exit,
@@ -311,6 +316,53 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         stdout: stdout.whole,
         stderr: stderr.whole,
     })
+}
+
+/// How many tools this process is running now (a parallel run has
+/// several). The orphan reaper kills every descendant started since a
+/// tool began, which is right only while no other tool runs.
+static RUNNING_TOOLS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// One tool counted in [`RUNNING_TOOLS`] while it lives.
+struct Running;
+
+impl Running {
+    fn enter() -> Running {
+        if let Ok(mut n) = RUNNING_TOOLS.lock() {
+            *n += 1;
+        }
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut n) = RUNNING_TOOLS.lock() {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// [`reap_orphans`] if this is the only tool running; with others
+/// running, what escaped this one is left for [`reap_all_orphans`] when the
+/// run ends. The count is held locked throughout, so no tool starts (its
+/// launcher would look like an orphan) while this reaps.
+fn reap_alone(since: u64) {
+    if let Ok(n) = RUNNING_TOOLS.lock() {
+        if *n <= 1 {
+            reap_orphans(since);
+        }
+    }
+}
+
+/// At the end of a parallel run, with no tool running: kills whatever any
+/// tool left behind (started since `since`).
+pub fn reap_all_orphans(since: u64) {
+    if let Ok(n) = RUNNING_TOOLS.lock() {
+        if *n == 0 {
+            reap_orphans(since);
+        }
+    }
 }
 
 /// Makes `replay` the reaper of orphaned descendants, so a tool's

@@ -383,7 +383,17 @@ impl Tracer {
             let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
             // SAFETY: valid pointers to a status int and a rusage struct,
             // both live for the call.
-            let pid = unsafe { libc::wait4(-1, &mut status, libc::__WALL, &mut rusage) };
+            // `__WNOTHREAD`: only this thread's tracees and children. In a
+            // parallel run each tool has its own tracer thread, and a wait
+            // on any child would take another tool's events.
+            let pid = unsafe {
+                libc::wait4(
+                    -1,
+                    &mut status,
+                    libc::__WALL | libc::__WNOTHREAD,
+                    &mut rusage,
+                )
+            };
             if pid < 0 {
                 let error = io::Error::last_os_error();
                 match error.raw_os_error() {

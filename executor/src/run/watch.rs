@@ -71,6 +71,37 @@ pub enum Stop {
         /// When, in milliseconds after the start.
         after_ms: u64,
     },
+    /// The tools running at once held more than the run's memory budget,
+    /// and this one, the last started, was stopped to make room: it runs
+    /// again alone, so this is not its result.
+    Budget {
+        /// The run's budget, in bytes.
+        budget: u64,
+        /// When, in milliseconds after the start.
+        after_ms: u64,
+    },
+}
+
+/// What a tool's watcher shares with the scheduler of a parallel run: its
+/// latest sample of the tree's RSS, and a request to stop it to keep the
+/// run under its memory budget.
+#[derive(Debug, Default)]
+pub struct Gauge {
+    rss: std::sync::atomic::AtomicU64,
+    evict: std::sync::atomic::AtomicU64,
+}
+
+impl Gauge {
+    /// The tree's resident bytes at the last sample.
+    pub fn rss(&self) -> u64 {
+        self.rss.load(Ordering::SeqCst)
+    }
+
+    /// Asks the watcher to stop the tool (SIGKILL) because the run went
+    /// over `budget`.
+    pub fn evict(&self, budget: u64) {
+        self.evict.store(budget.max(1), Ordering::SeqCst);
+    }
 }
 
 /// What the watcher saw.
@@ -150,6 +181,7 @@ impl Watcher {
         limits: ToolLimits,
         interval: Duration,
         interrupted: Arc<AtomicBool>,
+        gauge: Option<Arc<Gauge>>,
     ) -> std::io::Result<Watcher> {
         let done = Arc::new(AtomicBool::new(false));
         let stopper = Stopper {
@@ -172,6 +204,7 @@ impl Watcher {
                     thread_done,
                     interrupted,
                     thread_stopper,
+                    gauge,
                 )
             })?;
         Ok(Watcher {
@@ -207,6 +240,7 @@ fn watch(
     done: Arc<AtomicBool>,
     interrupted: Arc<AtomicBool>,
     stopper: Stopper,
+    gauge: Option<Arc<Gauge>>,
 ) -> Watched {
     let mut system = System::new();
     let refresh = ProcessRefreshKind::nothing().with_memory();
@@ -225,6 +259,13 @@ fn watch(
             .sum();
         watched.samples += 1;
         watched.peak_tree_rss = watched.peak_tree_rss.max(sum);
+        if let Some(gauge) = &gauge {
+            gauge.rss.store(sum, Ordering::SeqCst);
+            let budget = gauge.evict.load(Ordering::SeqCst);
+            if budget > 0 {
+                stopper.stop(|after_ms| Stop::Budget { budget, after_ms }, true);
+            }
+        }
         let elapsed = stopper.start.elapsed();
         if let Some(limit) = limits.max_rss {
             if sum > limit {

@@ -11,6 +11,7 @@ mod footprint;
 mod layering;
 mod limits;
 mod measure;
+mod parallel;
 mod pipeline;
 mod plugins;
 mod programs;

@@ -1,0 +1,308 @@
+//! The command line's types: what `replay` accepts, parsed by clap, and
+//! its conversion into the library's options ([`RunSettings`],
+//! [`CacheOptions`]). Each option is validated once, here, at parse time.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use replay::cached::CacheOptions;
+use replay::session::{RunSettings, SessionError};
+
+/// Check the tool commands a compiler logged against an allowlist policy,
+/// then run them one at a time, sandboxed and measured.
+///
+/// `replay --policy FILE LOG` checks every command of LOG and, only if all
+/// pass, runs them. Paths in LOG are relative to its work root: the
+/// directory that holds LOG, or `--root`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "replay",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = EXIT_CODES_HELP
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  a tool failed
+  2  bad input or usage (unreadable or malformed log or policy), or another
+     run holds the work root
+  3  denied by policy: nothing ran
+  4  a limit (time, memory, output) stopped a tool
+  5  drive: a signal killed the producer: nothing ran
+130  interrupted (SIGINT, SIGTERM, SIGHUP or SIGQUIT): the running tool was stopped";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Validate every command of a log against a policy and run nothing
+    /// (audit).
+    Check(CheckArgs),
+    /// Start a compiler with a pipe for its log, then check and run what it
+    /// logged (driver mode).
+    Drive(DriveArgs),
+    /// Inspect or maintain the action cache.
+    Cache(CacheArgs),
+}
+
+/// Where the action cache is, and how large it may grow.
+#[derive(Debug, Args)]
+pub(crate) struct CacheDir {
+    /// The action cache's directory [default: $XDG_CACHE_HOME/replay/actions,
+    /// else ~/.cache/replay/actions].
+    #[arg(long = "cache", value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+
+    /// The cache's size cap (bytes, or with a K/M/G suffix); least recently
+    /// used entries are evicted past it.
+    #[arg(long, value_name = "SIZE", default_value = "5G", value_parser = parse_size)]
+    pub(crate) cache_max_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CacheArgs {
+    #[command(subcommand)]
+    pub(crate) action: CacheAction,
+
+    /// The action cache's directory [default: $XDG_CACHE_HOME/replay/actions,
+    /// else ~/.cache/replay/actions].
+    #[arg(long = "cache", value_name = "DIR", global = true)]
+    pub(crate) dir: Option<PathBuf>,
+
+    /// The cache's size cap (bytes, or with a K/M/G suffix), for `gc`.
+    #[arg(long, value_name = "SIZE", default_value = "5G", value_parser = parse_size, global = true)]
+    pub(crate) cache_max_size: u64,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub(crate) enum CacheAction {
+    /// Entries, bytes, hits, misses, evictions, and what hits saved.
+    Stats,
+    /// Evict down to the size cap and drop blobs no entry names.
+    Gc,
+    /// Rehash every blob; evict what no longer matches its digest.
+    Verify,
+    /// Remove every entry and blob.
+    Clear,
+}
+
+/// Where a log's paths are resolved and which policy judges it.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// The policy file (TOML) that judges the log.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub(crate) policy: Option<PathBuf>,
+
+    /// The work root that paths in the log are relative to [default: the
+    /// directory that holds LOG].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) target: Target,
+
+    #[command(flatten)]
+    pub(crate) running: Running,
+
+    /// The command log (JSON, format `replay-log` version 1).
+    #[arg(value_name = "LOG", required = true)]
+    pub(crate) log: Option<PathBuf>,
+}
+
+/// How tools run: shared by the default command and `drive`.
+#[derive(Debug, Args)]
+pub(crate) struct Running {
+    /// After a tool fails, run the commands that do not depend on its
+    /// outputs (default: stop at the first failure).
+    #[arg(long)]
+    pub(crate) keep_going: bool,
+
+    /// Skip commands that the journal (`LOG.journal`) shows finished with
+    /// their outputs unchanged; run the rest.
+    #[arg(long)]
+    pub(crate) resume: bool,
+
+    /// Also write the report, with every measurement, as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+
+    /// Stop any tool that runs longer (seconds; tightens the policy's).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds_arg)]
+    pub(crate) timeout: Option<Duration>,
+
+    /// Stop any tool whose process tree holds more resident memory
+    /// (bytes, or with a K/M/G suffix; tightens the policy's).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) max_rss: Option<u64>,
+
+    /// Time between SIGTERM and SIGKILL when a tool times out (seconds).
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = seconds_arg)]
+    pub(crate) grace: Duration,
+
+    /// How often each tool's process tree is sampled (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    pub(crate) sample_interval: u64,
+
+    /// Run up to N tools at once, each when the commands that make its
+    /// inputs are done (0: one per CPU; 1: one at a time, in log order).
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
+    pub(crate) jobs: usize,
+
+    /// With -j: the memory the tools running at once may hold together
+    /// (bytes, or with a K/M/G suffix) [default: 80% of MemAvailable].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) memory_budget: Option<u64>,
+
+    /// With -j: the peak to assume for a tool kind that the cache and the
+    /// history have not measured yet (e.g. `cc=300M`); repeat for kinds.
+    #[arg(long, value_name = "KIND=SIZE", value_parser = parse_prediction)]
+    pub(crate) predict: Vec<(String, u64)>,
+
+    #[command(flatten)]
+    pub(crate) cache: CacheDir,
+
+    /// Run every command, neither restoring from nor storing in the
+    /// action cache (also: REPLAY_NO_CACHE=1 in the environment, unless
+    /// `--cache DIR` is given).
+    #[arg(long, conflicts_with = "dir")]
+    pub(crate) no_cache: bool,
+}
+
+/// `1024`, `64K`, `512M`, `2G` (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 10),
+        Some((at, 'm' | 'M')) => (&text[..at], 20),
+        Some((at, 'g' | 'G')) => (&text[..at], 30),
+        _ => (text, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("`{text}` is not a size: use bytes, or a number with K, M or G"))
+}
+
+/// `KIND=SIZE`, as `--predict` takes it.
+fn parse_prediction(text: &str) -> Result<(String, u64), String> {
+    let (kind, size) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KIND=SIZE (e.g. `cc=300M`)"))?;
+    if kind.is_empty() {
+        return Err(format!("`{text}` names no tool kind (e.g. `cc=300M`)"));
+    }
+    Ok((kind.to_owned(), parse_size(size)?))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) target: Target,
+
+    /// How to print the verdicts.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub(crate) format: Format,
+
+    /// Treat what cannot be verified on this machine (a binary of a log
+    /// recorded on another platform) as refused.
+    #[arg(long)]
+    pub(crate) strict: bool,
+
+    /// The command log (JSON, format `replay-log` version 1).
+    #[arg(value_name = "LOG")]
+    pub(crate) log: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DriveArgs {
+    #[command(flatten)]
+    pub(crate) target: Target,
+
+    #[command(flatten)]
+    pub(crate) running: Running,
+
+    /// The producer to start, and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    pub(crate) program: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    /// Text for people.
+    Human,
+    /// One JSON document, for CI.
+    Json,
+}
+
+impl Running {
+    pub(crate) fn settings(&self) -> Result<RunSettings, SessionError> {
+        Ok(RunSettings {
+            keep_going: self.keep_going,
+            resume: self.resume,
+            report: self.report.clone(),
+            timeout: self.timeout,
+            max_rss: self.max_rss,
+            grace: self.grace,
+            sample_interval: Duration::from_millis(self.sample_interval),
+            launcher: None,
+            jobs: match self.jobs {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            },
+            memory_budget: self.memory_budget,
+            predict: self.predict.iter().cloned().collect(),
+            cache: if self.no_cache || (no_cache_env() && self.cache.dir.is_none()) {
+                None
+            } else {
+                Some(self.cache.options()?)
+            },
+        })
+    }
+}
+
+/// Whether the environment turns the action cache off (`REPLAY_NO_CACHE=1`).
+fn no_cache_env() -> bool {
+    std::env::var_os("REPLAY_NO_CACHE").is_some_and(|v| v == "1")
+}
+
+impl CacheDir {
+    pub(crate) fn options(&self) -> Result<CacheOptions, SessionError> {
+        let dir = match &self.dir {
+            Some(dir) => dir.clone(),
+            None => replay_cache::default_dir().ok_or_else(|| {
+                SessionError::Usage(
+                    "no directory for the action cache: neither XDG_CACHE_HOME nor HOME is set; pass `--cache DIR` or `--no-cache`".into(),
+                )
+            })?,
+        };
+        Ok(CacheOptions {
+            dir,
+            max_size: self.cache_max_size,
+        })
+    }
+}
+
+/// A command-line duration in seconds that a `Duration` can hold: a
+/// usage error at parse time, before anything is read or run.
+fn seconds_arg(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("`{text}` must be a number of seconds from 0 to about 10^19"))
+}
