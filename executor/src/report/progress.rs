@@ -9,6 +9,8 @@ use crate::event::{Event, Reporter};
 pub struct ProgressReporter {
     bar: Option<indicatif::ProgressBar>,
     lines: Box<dyn Write + Send>,
+    /// What runs now (`-j N` runs several), as `id tool`.
+    running: Vec<(u64, String)>,
 }
 
 impl ProgressReporter {
@@ -31,6 +33,7 @@ impl ProgressReporter {
         ProgressReporter {
             bar: Some(bar),
             lines: Box::new(io::sink()),
+            running: Vec::new(),
         }
     }
 
@@ -39,6 +42,7 @@ impl ProgressReporter {
         ProgressReporter {
             bar: None,
             lines: out,
+            running: Vec::new(),
         }
     }
 }
@@ -47,8 +51,15 @@ impl Reporter for ProgressReporter {
     fn event(&mut self, event: &Event<'_>) -> io::Result<()> {
         match (&self.bar, event) {
             (Some(bar), Event::Validated { commands }) => bar.set_length(*commands),
-            (Some(bar), Event::Started { id, tool, .. }) => bar.set_message(format!("{id} {tool}")),
-            (Some(bar), Event::Finished(_)) => bar.inc(1),
+            (Some(bar), Event::Started { id, tool, .. }) => {
+                self.running.push((*id, (*tool).to_owned()));
+                bar.set_message(running(&self.running));
+            }
+            (Some(bar), Event::Finished(record)) => {
+                self.running.retain(|(id, _)| *id != record.id);
+                bar.set_message(running(&self.running));
+                bar.inc(1);
+            }
             (Some(bar), Event::Done(_)) => bar.finish_and_clear(),
             (None, Event::Started { id, tool, position }) => {
                 writeln!(
@@ -60,6 +71,14 @@ impl Reporter for ProgressReporter {
         }
         Ok(())
     }
+}
+
+/// `3 opt, 4 llc`: what runs now.
+fn running(list: &[(u64, String)]) -> String {
+    list.iter()
+        .map(|(id, tool)| format!("{id} {tool}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -101,5 +120,14 @@ mod tests {
             text,
             "replay: [1] running command 7 (llc)\nreplay: [2] running command 9 (llc)\n"
         );
+    }
+
+    #[test]
+    fn the_bar_names_every_command_running() {
+        assert_eq!(
+            running(&[(3, "opt".into()), (4, "llc".into())]),
+            "3 opt, 4 llc"
+        );
+        assert_eq!(running(&[]), "");
     }
 }
