@@ -55,7 +55,7 @@
 //! let store = Store::open(&default_dir().ok_or("no home")?, 10 << 30)?;
 //! let spec = ActionSpec::default(); // filled from the resolved command
 //! let key = spec.key()?;
-//! match store.lookup(&key.action, std::path::Path::new("stage/out"))? {
+//! match store.lookup(&key.action, std::path::Path::new("stage/out"), &["a.o".into()])? {
 //!     Lookup::Hit(hit) => { /* commit the staging dir; print hit.stdout */ }
 //!     Lookup::Miss(reason) => {
 //!         eprintln!("cache miss: {reason}");
@@ -78,8 +78,9 @@ pub use key::{
 pub use memo::DigestMemo;
 pub use reapi::Digest;
 pub use store::{
-    default_dir, Cost, Entry, GcReport, Hit, Lookup, LookupError, MaintError, MissReason,
-    OpenError, OutputEntry, ProducedFile, PutError, ReadFile, Record, Stats, Store, VerifyReport,
+    default_dir, listing_digest, Cost, Entry, GcReport, Hit, Lookup, LookupError, MaintError,
+    MissReason, OpenError, OutputEntry, ProducedFile, PutError, ReadFile, Record, Stats, Store,
+    VerifyReport,
 };
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! File digests, memoized by what `stat` says about the file.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -76,7 +75,11 @@ impl DigestMemo {
     /// The content digest of the file at `path` (symbolic links followed),
     /// from the memo while its stamp is unchanged.
     pub fn digest(&self, path: &Path) -> io::Result<Digest> {
-        let mut file = File::open(path)?;
+        // Non-blocking: a FIFO planted where a file was must not hang us.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_nonblock())
+            .open(path)?;
         let before = file.metadata()?;
         if !before.is_file() {
             return Err(io::Error::new(
@@ -145,6 +148,11 @@ impl DigestMemo {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// `O_NONBLOCK | O_CLOEXEC`, for opening what a tool read.
+fn libc_nonblock() -> i32 {
+    nix::fcntl::OFlag::O_NONBLOCK.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits()
 }
 
 #[cfg(test)]

@@ -53,6 +53,104 @@ pub struct ReadFile {
     /// not there (a header search that missed): then it must still be
     /// missing for a hit.
     pub digest: Option<Digest>,
+    /// A directory the tool listed: the digest is of its sorted entry
+    /// names ([`listing_digest`]), not of a file's content.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub listing: bool,
+}
+
+/// The digest of a directory's listing: its entry names, sorted, each
+/// ended by a NUL byte. A toolchain found by listing a directory (clang
+/// picks the highest GCC version it sees) changes with it.
+pub fn listing_digest(dir: &Path) -> io::Result<Digest> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut names: Vec<Vec<u8>> = fs::read_dir(dir)?
+        .map(|entry| entry.map(|e| e.file_name().as_bytes().to_vec()))
+        .collect::<io::Result<_>>()?;
+    names.sort();
+    let mut bytes = Vec::new();
+    for name in names {
+        bytes.extend_from_slice(&name);
+        bytes.push(0);
+    }
+    Ok(Digest::of(&bytes))
+}
+
+/// An entry larger than this is not read (a store writes far smaller).
+const MAX_ENTRY_BYTES: u64 = 16 << 20;
+
+/// A standard-stream blob larger than this is not read.
+const MAX_STREAM_BYTES: u64 = 16 << 20;
+
+/// Read-set files an entry may list.
+const MAX_READ_SET: usize = 50_000;
+
+/// Opens a file of the store for reading: not through a link, not
+/// blocking, and only if it is a regular file of this user's that nobody
+/// else can write (anything else was not written by a store).
+fn open_own(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            nix::fcntl::OFlag::O_NOFOLLOW.bits()
+                | nix::fcntl::OFlag::O_NONBLOCK.bits()
+                | nix::fcntl::OFlag::O_CLOEXEC.bits(),
+        )
+        .open(path)?;
+    let meta = file.metadata()?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if !meta.is_file() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "`{}` is not a regular file of this user's that only it can write",
+                path.display()
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+/// Reads at most `max` bytes of a file [`open_own`] accepts.
+fn read_own(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let file = open_own(path)?;
+    if file.metadata()?.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("`{}` is larger than {max} bytes", path.display()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Checks that `dir` and every directory above it are owned by this user
+/// or root, and writable by nobody else unless sticky (as `/tmp` is):
+/// otherwise another user could rename the cache away and plant one.
+fn check_ancestors(dir: &Path) -> Result<(), OpenError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let canonical = fs::canonicalize(dir).map_err(|source| OpenError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for at in canonical.ancestors().skip(1) {
+        let meta = fs::metadata(at).map_err(|source| OpenError::Io {
+            path: at.to_owned(),
+            source,
+        })?;
+        let mode = meta.mode() & 0o7777;
+        let sticky = mode & 0o1000 != 0;
+        if (meta.uid() != uid && meta.uid() != 0) || (mode & 0o022 != 0 && !sticky) {
+            return Err(OpenError::UnsafeAncestor {
+                path: at.to_owned(),
+                owner: meta.uid(),
+                mode,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One output as the store keeps it.
@@ -268,6 +366,17 @@ pub enum OpenError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A directory above it belongs to another user or may be written by
+    /// others (and is not sticky): they could swap the cache for theirs.
+    #[error("`{}`, above the cache directory, belongs to uid {owner} or is writable by others (mode {mode:o}); put the cache under a directory only you (or root) can change", path.display())]
+    UnsafeAncestor {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// Why a result was not stored. The first four say the result is not
@@ -473,9 +582,23 @@ impl Store {
                 mode,
             });
         }
+        check_ancestors(dir)?;
         for sub in ["cas", "ac", "use"] {
             let path = dir.join(sub);
-            make_dir(&path).map_err(|source| OpenError::Io { path, source })?;
+            make_dir(&path).map_err(|source| OpenError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let meta = fs::symlink_metadata(&path).map_err(|source| OpenError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+                return Err(OpenError::Writable {
+                    path,
+                    mode: meta.mode() & 0o7777,
+                });
+            }
         }
         Ok(Store {
             dir: dir.to_owned(),
@@ -734,7 +857,7 @@ impl Store {
         if !check_key(key) {
             return None;
         }
-        let text = fs::read(self.entry_path(key)).ok()?;
+        let text = read_own(&self.entry_path(key), MAX_ENTRY_BYTES).ok()?;
         let entry: Entry = serde_json::from_slice(&text).ok()?;
         (entry.format == FORMAT_VERSION).then_some(entry.cost)
     }
@@ -745,14 +868,21 @@ impl Store {
     /// in `out_dir` (give a fresh staging directory: a file already at an
     /// output's place is replaced, and removed if a later one fails). A
     /// corrupt or missing blob evicts the entry.
-    pub fn lookup(&self, key: &Digest, out_dir: &Path) -> Result<Lookup, LookupError> {
+    /// `expected` lists the declared outputs (root-relative, normalized):
+    /// an entry that restores any other set is a bad entry.
+    pub fn lookup(
+        &self,
+        key: &Digest,
+        out_dir: &Path,
+        expected: &[String],
+    ) -> Result<Lookup, LookupError> {
         if !check_key(key) {
             return Err(LookupError::BadKey(key.clone()));
         }
         let held = self
             .lock(false)
             .map_err(at("lock", &self.dir.join("lock"), lookup_io))?;
-        let outcome = self.lookup_locked(key, out_dir);
+        let outcome = self.lookup_locked(key, out_dir, expected);
         drop(held);
         let _ = self.count(|c| match &outcome {
             Ok(Lookup::Hit(hit)) => {
@@ -783,16 +913,27 @@ impl Store {
         let _ = fs::remove_file(self.dir.join("use").join(key_hex));
     }
 
-    fn lookup_locked(&self, key: &Digest, out_dir: &Path) -> Result<Lookup, LookupError> {
+    fn lookup_locked(
+        &self,
+        key: &Digest,
+        out_dir: &Path,
+        expected: &[String],
+    ) -> Result<Lookup, LookupError> {
         let path = self.entry_path(key);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_own(&path, MAX_ENTRY_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Lookup::Miss(MissReason::NoEntry))
             }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                self.evict_entry(&key.hash);
+                return Ok(Lookup::Miss(MissReason::BadEntry {
+                    reason: e.to_string(),
+                }));
+            }
             Err(e) => return Err(lookup_io("read", path, e)),
         };
-        let entry = match parse_entry(&bytes, key) {
+        let entry = match parse_entry(&bytes, key, Some(expected)) {
             Ok(entry) => entry,
             Err(reason) => {
                 self.evict_entry(&key.hash);
@@ -800,7 +941,12 @@ impl Store {
             }
         };
         for read in &entry.read_set {
-            let now = match self.memo.digest(&read.path) {
+            let now = if read.listing {
+                listing_digest(&read.path)
+            } else {
+                self.memo.digest(&read.path)
+            };
+            let now = match now {
                 Ok(digest) => Some(digest),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(_) => {
@@ -849,10 +995,15 @@ impl Store {
     /// Reads a whole blob, checking its digest.
     fn read_blob(&self, digest: &Digest) -> Result<Result<Vec<u8>, MissReason>, LookupError> {
         let path = self.blob_path(digest);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_own(&path, MAX_STREAM_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Err(MissReason::MissingBlob {
+                    digest: digest.clone(),
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Ok(Err(MissReason::Corrupt {
                     digest: digest.clone(),
                 }))
             }
@@ -936,10 +1087,16 @@ impl Store {
             made_dirs.push(dir);
         }
         let blob = self.blob_path(&output.digest);
-        let mut source = match File::open(&blob) {
+        let mut source = match open_own(&blob) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Err(MissReason::MissingBlob {
+                    digest: output.digest.clone(),
+                }))
+            }
+            // A link, a FIFO, another's file: not what a store wrote.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData || e.raw_os_error() == Some(40) => {
+                return Ok(Err(MissReason::Corrupt {
                     digest: output.digest.clone(),
                 }))
             }
@@ -983,7 +1140,11 @@ impl Store {
 
 /// Parses an entry and checks it belongs under `key`; the reason it is a
 /// miss otherwise.
-fn parse_entry(bytes: &[u8], key: &Digest) -> Result<Entry, MissReason> {
+fn parse_entry(
+    bytes: &[u8],
+    key: &Digest,
+    expected: Option<&[String]>,
+) -> Result<Entry, MissReason> {
     #[derive(Deserialize)]
     struct Version {
         format: u32,
@@ -1002,6 +1163,18 @@ fn parse_entry(bytes: &[u8], key: &Digest) -> Result<Entry, MissReason> {
     let bad = |reason: String| Err(MissReason::BadEntry { reason });
     if entry.action != *key {
         return bad(format!("it is stored for {}", entry.action));
+    }
+    if entry.read_set.len() > MAX_READ_SET {
+        return bad(format!("it lists more than {MAX_READ_SET} files read"));
+    }
+    if let Some(expected) = expected {
+        let mut stored: Vec<&str> = entry.outputs.iter().map(|o| o.path.as_str()).collect();
+        let mut wanted: Vec<&str> = expected.iter().map(String::as_str).collect();
+        stored.sort_unstable();
+        wanted.sort_unstable();
+        if stored != wanted {
+            return bad("its outputs are not the command's".into());
+        }
     }
     if entry.exit_code != 0 {
         return bad(format!("it records exit code {}", entry.exit_code));
@@ -1057,7 +1230,7 @@ impl Store {
                 hash: name.clone(),
                 size_bytes: 0,
             };
-            let parsed = fs::read(&path)
+            let parsed = read_own(&path, MAX_ENTRY_BYTES)
                 .ok()
                 .filter(|_| key.is_well_formed())
                 .and_then(|bytes| {
@@ -1065,7 +1238,7 @@ impl Store {
                     // entry's own, then check the hash agrees.
                     let entry: Entry = serde_json::from_slice(&bytes).ok()?;
                     (entry.action.hash == name)
-                        .then(|| parse_entry(&bytes, &entry.action).ok())
+                        .then(|| parse_entry(&bytes, &entry.action, None).ok())
                         .flatten()
                 });
             let Some(entry) = parsed else {

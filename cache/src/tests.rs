@@ -91,6 +91,11 @@ fn mode(path: &Path) -> u32 {
     fs::metadata(path).expect("meta").mode() & 0o7777
 }
 
+/// Declared outputs, as a lookup takes them.
+fn outs(paths: &[&str]) -> Vec<String> {
+    paths.iter().map(|p| (*p).to_owned()).collect()
+}
+
 fn hit(outcome: Lookup) -> Hit {
     match outcome {
         Lookup::Hit(hit) => hit,
@@ -133,7 +138,9 @@ fn a_stored_entry_hits_and_restores_identical_outputs_with_modes() {
     assert_eq!(entry.cost.peak_rss_bytes, 123_456_789);
 
     let out = stage(&f, "stage1");
-    let got = hit(store.lookup(&key(1), &out).expect("lookup"));
+    let got = hit(store
+        .lookup(&key(1), &out, &outs(&["out/a.o", "bin/tool"]))
+        .expect("lookup"));
     assert_eq!(got.stdout, b"out\n");
     assert_eq!(got.stderr, b"warning: x\n");
     assert_eq!(fs::read(out.join("out/a.o")).expect("a.o"), b"object");
@@ -167,7 +174,11 @@ fn an_unknown_key_misses_and_writes_nothing() {
     let store = Store::open(&f.cache, 1 << 30).expect("open");
     let out = stage(&f, "stage");
     assert_eq!(
-        miss(store.lookup(&key(9), &out).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(9), &out, &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::NoEntry
     );
     assert!(listing(&out).is_empty());
@@ -187,7 +198,11 @@ fn a_tampered_blob_is_a_corrupt_miss_evicted_counted_and_nothing_is_left() {
     flip(&blob_file(&f.cache, &bad));
 
     let out = stage(&f, "stage");
-    let reason = miss(store.lookup(&key(1), &out).expect("lookup"));
+    let reason = miss(
+        store
+            .lookup(&key(1), &out, &outs(&["a.o", "sub/b.o"]))
+            .expect("lookup"),
+    );
     assert_eq!(
         reason,
         MissReason::Corrupt {
@@ -201,7 +216,11 @@ fn a_tampered_blob_is_a_corrupt_miss_evicted_counted_and_nothing_is_left() {
     let stats = store.stats().expect("stats");
     assert_eq!((stats.misses, stats.evictions, stats.entries), (1, 1, 0));
     assert_eq!(
-        miss(store.lookup(&key(1), &out).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &out, &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::NoEntry
     );
 }
@@ -216,7 +235,11 @@ fn a_tampered_stdout_blob_is_a_miss_too() {
     flip(&blob_file(&f.cache, &entry.stdout));
     let out = stage(&f, "stage");
     assert!(matches!(
-        miss(store.lookup(&key(1), &out).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &out, &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::Corrupt { .. }
     ));
     assert!(listing(&out).is_empty());
@@ -234,20 +257,28 @@ fn a_changed_or_appearing_read_file_misses() {
         ReadFile {
             path: header.clone(),
             digest: Some(store.digest_file(&header).expect("digest")),
+            listing: false,
         },
         ReadFile {
             path: absent.clone(),
             digest: None,
+            listing: false,
         },
     ];
     store.put(&key(1), &rec).expect("put");
     let out = stage(&f, "s1");
-    hit(store.lookup(&key(1), &out).expect("lookup"));
+    hit(store
+        .lookup(&key(1), &out, &outs(&["a.o"]))
+        .expect("lookup"));
 
     fs::write(&header, b"#define A 2").expect("write");
     let out = stage(&f, "s2");
     assert_eq!(
-        miss(store.lookup(&key(1), &out).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &out, &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::ReadChanged {
             path: header.clone()
         }
@@ -255,10 +286,16 @@ fn a_changed_or_appearing_read_file_misses() {
     assert!(listing(&out).is_empty());
 
     fs::write(&header, b"#define A 1").expect("write");
-    hit(store.lookup(&key(1), &stage(&f, "s3")).expect("lookup"));
+    hit(store
+        .lookup(&key(1), &stage(&f, "s3"), &outs(&["a.o"]))
+        .expect("lookup"));
     fs::write(&absent, b"").expect("write");
     assert_eq!(
-        miss(store.lookup(&key(1), &stage(&f, "s4")).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &stage(&f, "s4"), &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::ReadChanged { path: absent }
     );
 }
@@ -289,7 +326,11 @@ fn failures_and_missing_outputs_are_never_stored() {
         Err(PutError::BadPath { .. })
     ));
     assert_eq!(
-        miss(store.lookup(&key(1), &stage(&f, "s")).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &stage(&f, "s"), &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::NoEntry
     );
 }
@@ -307,13 +348,21 @@ fn an_entry_of_another_format_or_garbage_is_a_miss() {
     assert_ne!(text, other);
     fs::write(&path, other).expect("write");
     assert_eq!(
-        miss(store.lookup(&key(1), &stage(&f, "s1")).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &stage(&f, "s1"), &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::OtherFormat { found: 99 }
     );
     assert!(!path.exists());
     fs::write(&path, b"{not json").expect("write");
     assert!(matches!(
-        miss(store.lookup(&key(1), &stage(&f, "s2")).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &stage(&f, "s2"), &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::BadEntry { .. }
     ));
     // An entry copied under another key is not trusted.
@@ -322,7 +371,11 @@ fn an_entry_of_another_format_or_garbage_is_a_miss() {
         .expect("put");
     fs::copy(f.cache.join("ac").join(&key(2).hash), &path).expect("copy");
     assert!(matches!(
-        miss(store.lookup(&key(1), &stage(&f, "s3")).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &stage(&f, "s3"), &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::BadEntry { .. }
     ));
 }
@@ -382,7 +435,10 @@ fn concurrent_stores_and_lookups_of_one_key_all_succeed() {
                     store.put(&key(1), &rec).expect("put");
                     let out = work.join(format!("t{t}-{i}"));
                     fs::create_dir(&out).expect("stage");
-                    match store.lookup(&key(1), &out).expect("lookup") {
+                    match store
+                        .lookup(&key(1), &out, &outs(&["a.o", "b.o"]))
+                        .expect("lookup")
+                    {
                         Lookup::Hit(_) => {
                             assert_eq!(fs::read(out.join("a.o")).expect("a.o"), [7u8; 100_000]);
                         }
@@ -415,9 +471,13 @@ fn over_the_cap_the_never_read_entry_goes_first_then_the_least_recent() {
     }
     let three = size(&store);
     // 1 and 3 are read (1 first); 2 never is.
-    hit(store.lookup(&key(1), &stage(&f, "a")).expect("lookup"));
+    hit(store
+        .lookup(&key(1), &stage(&f, "a"), &outs(&["o"]))
+        .expect("lookup"));
     std::thread::sleep(Duration::from_millis(20));
-    hit(store.lookup(&key(3), &stage(&f, "b")).expect("lookup"));
+    hit(store
+        .lookup(&key(3), &stage(&f, "b"), &outs(&["o"]))
+        .expect("lookup"));
 
     // A cap that holds three entries but not four: storing 4 evicts one.
     let capped = Store::open(&f.cache, three + 100).expect("open");
@@ -434,7 +494,9 @@ fn over_the_cap_the_never_read_entry_goes_first_then_the_least_recent() {
     assert_eq!(report.evicted, 2);
     assert!(!present(4) && !present(1) && present(3));
     assert_eq!(tighter.stats().expect("stats").evictions, 3);
-    hit(tighter.lookup(&key(3), &stage(&f, "c")).expect("lookup"));
+    hit(tighter
+        .lookup(&key(3), &stage(&f, "c"), &outs(&["o"]))
+        .expect("lookup"));
 }
 
 #[test]
@@ -452,7 +514,9 @@ fn gc_removes_blobs_no_entry_names() {
     assert_eq!((report.evicted, report.blobs_removed), (0, 1));
     assert!(!path.exists());
     assert!(blob_file(&f.cache, &entry.outputs[0].digest).exists());
-    hit(store.lookup(&key(1), &stage(&f, "s")).expect("lookup"));
+    hit(store
+        .lookup(&key(1), &stage(&f, "s"), &outs(&["a.o"]))
+        .expect("lookup"));
 }
 
 #[test]
@@ -473,10 +537,16 @@ fn verify_finds_a_flipped_byte_and_evicts_its_entry() {
     assert_eq!(report.bad, vec![path]);
     assert_eq!(report.evicted, 1);
     assert_eq!(
-        miss(store.lookup(&key(1), &stage(&f, "s1")).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &stage(&f, "s1"), &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::NoEntry
     );
-    hit(store.lookup(&key(2), &stage(&f, "s2")).expect("lookup"));
+    hit(store
+        .lookup(&key(2), &stage(&f, "s2"), &outs(&["a.o"]))
+        .expect("lookup"));
 }
 
 #[test]
@@ -486,12 +556,18 @@ fn clear_empties_the_store_and_the_counters() {
     store
         .put(&key(1), &record(&f, &[("a.o", b"x", false)]))
         .expect("put");
-    hit(store.lookup(&key(1), &stage(&f, "s")).expect("lookup"));
+    hit(store
+        .lookup(&key(1), &stage(&f, "s"), &outs(&["a.o"]))
+        .expect("lookup"));
     store.clear().expect("clear");
     let stats = store.stats().expect("stats");
     assert_eq!(stats, Stats::default());
     assert_eq!(
-        miss(store.lookup(&key(1), &stage(&f, "t")).expect("lookup")),
+        miss(
+            store
+                .lookup(&key(1), &stage(&f, "t"), &outs(&["a.o"]))
+                .expect("lookup")
+        ),
         MissReason::NoEntry
     );
 }
@@ -519,7 +595,9 @@ fn a_key_from_a_spec_round_trips_through_the_store() {
     store
         .put(&key.action, &record(&f, &[("a.o", b"obj", false)]))
         .expect("put");
-    hit(store.lookup(&key.action, &stage(&f, "s")).expect("lookup"));
+    hit(store
+        .lookup(&key.action, &stage(&f, "s"), &outs(&["a.o"]))
+        .expect("lookup"));
     fs::write(&src, b"int b;").expect("write");
     let mut changed = spec.clone();
     changed.inputs[0].digest = store.digest_file(&src).expect("digest");
@@ -527,7 +605,7 @@ fn a_key_from_a_spec_round_trips_through_the_store() {
     assert_eq!(
         miss(
             store
-                .lookup(&other.action, &stage(&f, "t"))
+                .lookup(&other.action, &stage(&f, "t"), &outs(&["a.o"]))
                 .expect("lookup")
         ),
         MissReason::NoEntry
@@ -543,7 +621,7 @@ fn malformed_keys_are_refused() {
         size_bytes: 1,
     };
     assert!(matches!(
-        store.lookup(&evil, &stage(&f, "s")),
+        store.lookup(&evil, &stage(&f, "s"), &outs(&["a.o"])),
         Err(LookupError::BadKey(_))
     ));
     assert!(matches!(
@@ -586,7 +664,9 @@ fn process_helper() {
         store.put(&key(1), &rec).expect("put");
         let out = work.join(format!("p{}-{i}", std::process::id()));
         fs::create_dir(&out).expect("stage");
-        let got = hit(store.lookup(&key(1), &out).expect("lookup"));
+        let got = hit(store
+            .lookup(&key(1), &out, &outs(&["a.o"]))
+            .expect("lookup"));
         assert_eq!(got.stdout, b"hello");
         assert_eq!(fs::read(out.join("a.o")).expect("a.o"), [3u8; 200_000]);
     }
@@ -617,4 +697,91 @@ fn concurrent_processes_share_one_cache() {
         .stats()
         .expect("stats");
     assert_eq!((stats.entries, stats.hits, stats.misses), (1, 60, 0));
+}
+
+#[test]
+fn an_entry_whose_outputs_are_not_the_commands_is_a_bad_entry() {
+    let f = fixture();
+    let store = Store::open(&f.cache, 1 << 30).expect("open");
+    store
+        .put(&key(1), &record(&f, &[("a.o", b"x", false)]))
+        .expect("put");
+    let reason = miss(
+        store
+            .lookup(&key(1), &stage(&f, "s"), &outs(&["a.o", "b.o"]))
+            .expect("lookup"),
+    );
+    assert!(matches!(reason, MissReason::BadEntry { .. }), "{reason:?}");
+    assert!(listing(&stage(&f, "s")).is_empty());
+}
+
+#[test]
+fn a_cache_under_a_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    let open = f.cache.parent().expect("parent").join("open");
+    fs::create_dir(&open).expect("mkdir");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let refused = Store::open(&open.join("cache"), 1 << 30);
+    assert!(
+        matches!(refused, Err(crate::OpenError::UnsafeAncestor { .. })),
+        "{refused:?}"
+    );
+    // Sticky, as /tmp is: others cannot rename what is ours.
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    assert!(Store::open(&open.join("cache2"), 1 << 30).is_ok());
+}
+
+#[test]
+fn a_changed_directory_listing_is_a_miss() {
+    let f = fixture();
+    let store = Store::open(&f.cache, 1 << 30).expect("open");
+    let dir = f.cache.parent().expect("parent").join("gcc");
+    fs::create_dir_all(dir.join("12")).expect("mkdir");
+    let mut rec = record(&f, &[("a.o", b"x", false)]);
+    rec.read_set = vec![ReadFile {
+        path: dir.clone(),
+        digest: Some(crate::store::listing_digest(&dir).expect("listing")),
+        listing: true,
+    }];
+    store.put(&key(1), &rec).expect("put");
+    hit(store
+        .lookup(&key(1), &stage(&f, "s1"), &outs(&["a.o"]))
+        .expect("lookup"));
+    fs::create_dir(dir.join("99")).expect("a newer toolchain");
+    assert!(matches!(
+        miss(
+            store
+                .lookup(&key(1), &stage(&f, "s2"), &outs(&["a.o"]))
+                .expect("lookup")
+        ),
+        MissReason::ReadChanged { .. }
+    ));
+}
+
+#[test]
+fn a_fifo_where_a_read_file_was_is_a_miss_not_a_hang() {
+    let f = fixture();
+    let store = Store::open(&f.cache, 1 << 30).expect("open");
+    let header = f.cache.parent().expect("parent").join("x.h");
+    let mut rec = record(&f, &[("a.o", b"x", false)]);
+    rec.read_set = vec![ReadFile {
+        path: header.clone(),
+        digest: None,
+        listing: false,
+    }];
+    store.put(&key(1), &rec).expect("put");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&header)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    assert!(matches!(
+        miss(
+            store
+                .lookup(&key(1), &stage(&f, "s"), &outs(&["a.o"]))
+                .expect("lookup")
+        ),
+        MissReason::ReadChanged { .. }
+    ));
 }

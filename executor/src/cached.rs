@@ -27,7 +27,10 @@ use replay_cache::{
     Record, Store,
 };
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use crate::run::trace::Accessed;
+use crate::run::Stamp;
 use crate::run::ToolOutcome;
 use crate::staging::Staging;
 
@@ -135,7 +138,7 @@ impl RunCache {
             argv,
             env: resolved.env.clone(),
             cwd: command.cwd.clone(),
-            platform: platform(),
+            platform: platform(root, &resolved.program),
             inputs,
             outputs: command.outputs.clone(),
         }
@@ -156,7 +159,9 @@ impl RunCache {
     /// Looks `key` up, restoring a hit's outputs into `staging`'s mirror of
     /// them (committed from there exactly as a run's are).
     pub fn lookup(&self, key: &ActionKey, staging: &Staging) -> Result<Lookup, LookupError> {
-        self.store.lookup(&key.action, &staging.out_dir())
+        let expected: Vec<String> = staging.staged_files().map(|(p, _)| p.to_owned()).collect();
+        self.store
+            .lookup(&key.action, &staging.out_dir(), &expected)
     }
 
     /// What the finished run of `resolved` read besides what it declared.
@@ -167,13 +172,20 @@ impl RunCache {
         root: &Path,
         staging: &Staging,
     ) -> Reads {
-        reads(
+        let mut reads = reads(
             outcome.accessed.as_ref(),
             resolved,
             root,
             staging.dir(),
+            outcome.started_at,
             |path| self.store.memo().digest(path),
-        )
+        );
+        // A run the sandbox refused something is not a result to reuse:
+        // what it did without may differ where it is allowed.
+        if !outcome.denied.is_empty() {
+            reads.read_set = Err("the sandbox refused some of what it tried".into());
+        }
+        reads
     }
 
     /// Stores the successful run `outcome`, whose outputs are still in
@@ -220,25 +232,61 @@ impl RunCache {
     }
 }
 
-/// This host's platform, and the `replay` that confines the tool: what a
-/// tool can see (the sandbox's system directories, its environment) is
-/// this version's, so another version's entries are not this one's.
-fn platform() -> Vec<(String, String)> {
+/// This host's platform and more that a result can depend on without a
+/// file saying so: the `replay` that confines the tool (the sandbox's
+/// system directories, its environment), the work root (a result records
+/// it: `DW_AT_comp_dir`; and read sets name files under it), the binary's
+/// canonical path (clang finds its resource directory and sibling tools
+/// from it) and the CPU (`-march=native`, `/proc/cpuinfo`).
+fn platform(root: &Path, program: &Path) -> Vec<(String, String)> {
     let mut platform = replay_cache::host_platform();
     platform.push(("replay".into(), env!("CARGO_PKG_VERSION").into()));
+    platform.push(("root".into(), root.display().to_string()));
+    platform.push(("program".into(), program.display().to_string()));
+    platform.push(("cpu".into(), cpu().to_owned()));
     platform
+}
+
+/// The CPU as `/proc/cpuinfo`'s first processor names it (vendor,
+/// family, model, flags), hashed; computed once.
+fn cpu() -> &'static str {
+    static CPU: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CPU.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let first = text.split("\n\n").next().unwrap_or_default();
+        let identity: Vec<&str> = first
+            .lines()
+            .filter(|line| {
+                [
+                    "vendor_id",
+                    "cpu family",
+                    "model",
+                    "model name",
+                    "flags",
+                    "isa",
+                    "uarch",
+                ]
+                .iter()
+                .any(|key| line.split(':').next().is_some_and(|k| k.trim() == *key))
+            })
+            .collect();
+        replay_cache::Digest::of(identity.join("\n").as_bytes()).hash
+    })
 }
 
 /// Pseudo-file systems: what is read there is no file content to key.
 const PSEUDO: &[&str] = &["/proc/", "/sys/", "/dev/"];
 
 /// The read set and the undeclared reads of `accessed` (`None`: not
-/// observed, so nothing can be cached), hashing with `digest`.
+/// observed, so nothing can be cached), hashing with `digest`. A file that
+/// changed after the tool opened it, or since the tool started, makes the
+/// result one not to store (it may hold either content).
 fn reads(
     accessed: Option<&Accessed>,
     resolved: &Resolved,
     root: &Path,
     stage_dir: &Path,
+    started: SystemTime,
     digest: impl Fn(&Path) -> std::io::Result<replay_cache::Digest>,
 ) -> Reads {
     let Some(accessed) = accessed else {
@@ -250,40 +298,79 @@ fn reads(
     let mut undeclared = Vec::new();
     let mut read_set = Vec::new();
     let mut problem = (!accessed.complete).then(|| "it opened too many files to list".to_owned());
-    for access in &accessed.files {
-        if access.action == "write" {
+    let started_ns = started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    // The loader the kernel maps to start the tool is opened by no call.
+    let loaders = crate::confine::with_interpreters(&resolved.program);
+    let files = accessed
+        .files
+        .iter()
+        .map(|a| (a.action, a.path.as_str(), a.found, a.stamp));
+    let loaders = loaders
+        .iter()
+        .skip(1)
+        .filter_map(|p| p.to_str())
+        .map(|p| ("read", p, true, None));
+    for (action, shown, found, stamp) in files.chain(loaders) {
+        if action == "write" {
             continue;
         }
-        let path = Path::new(&access.path);
+        let path = Path::new(shown);
         if !path.is_absolute() {
             problem.get_or_insert_with(|| {
-                format!("it read `{}`, a path it could not resolve", access.path)
+                format!("it used `{shown}`, a path the tracer could not resolve")
             });
             continue;
         }
-        if PSEUDO.iter().any(|p| access.path.starts_with(p))
+        if PSEUDO.iter().any(|p| shown.starts_with(p))
             || path.starts_with(stage_dir)
             || path == resolved.program
             || resolved.input_files.iter().any(|f| f == path)
         {
             continue;
         }
-        if !access.found {
+        if !found {
             read_set.push(ReadFile {
                 path: path.to_owned(),
                 digest: None,
+                listing: false,
             });
             continue;
         }
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => continue,
-            Ok(_) => {}
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
             Err(e) => {
-                problem.get_or_insert_with(|| {
-                    format!("cannot look at `{}`, which it read: {e}", access.path)
-                });
+                problem
+                    .get_or_insert_with(|| format!("cannot look at `{shown}`, which it read: {e}"));
                 continue;
             }
+        };
+        if action == "list" {
+            match replay_cache::listing_digest(path) {
+                Ok(d) => read_set.push(ReadFile {
+                    path: path.to_owned(),
+                    digest: Some(d),
+                    listing: true,
+                }),
+                Err(e) => {
+                    problem.get_or_insert_with(|| {
+                        format!("cannot list `{shown}`, which it listed: {e}")
+                    });
+                }
+            }
+            continue;
+        }
+        if !meta.is_file() {
+            // A directory opened (to list, or as a base for `openat`) or a
+            // device: what it read there is observed on its own.
+            continue;
+        }
+        let now = Stamp::of(&meta);
+        if stamp.is_some_and(|then| then != now) || now.ctime_ns >= started_ns {
+            problem
+                .get_or_insert_with(|| format!("`{shown}`, which it read, changed while it ran"));
+            continue;
         }
         if let Ok(inside) = path.strip_prefix(root) {
             undeclared.push(inside.to_string_lossy().into_owned());
@@ -292,17 +379,18 @@ fn reads(
             Ok(d) => read_set.push(ReadFile {
                 path: path.to_owned(),
                 digest: Some(d),
+                listing: false,
             }),
             Err(e) => {
-                problem.get_or_insert_with(|| {
-                    format!("cannot hash `{}`, which it read: {e}", access.path)
-                });
+                problem.get_or_insert_with(|| format!("cannot hash `{shown}`, which it read: {e}"));
             }
         }
     }
     if read_set.len() > MAX_READ_SET {
         problem.get_or_insert_with(|| format!("it read more than {MAX_READ_SET} files"));
     }
+    undeclared.sort();
+    undeclared.dedup();
     Reads {
         read_set: match problem {
             Some(problem) => Err(problem),
@@ -336,6 +424,7 @@ mod tests {
             action: "read",
             path: path.display().to_string(),
             found,
+            stamp: std::fs::metadata(path).ok().map(|m| Stamp::of(&m)),
         }
     }
 
@@ -365,13 +454,20 @@ mod tests {
                     action: "write",
                     path: stage.join("out/a.o").display().to_string(),
                     found: true,
+                    stamp: None,
                 },
             ],
             complete: true,
         };
-        let got = reads(Some(&accessed), &resolved(&root), &root, &stage, |p| {
-            Ok(replay_cache::Digest::of(p.display().to_string().as_bytes()))
-        });
+        let started = SystemTime::now() + std::time::Duration::from_secs(1);
+        let got = reads(
+            Some(&accessed),
+            &resolved(&root),
+            &root,
+            &stage,
+            started,
+            |p| Ok(replay_cache::Digest::of(p.display().to_string().as_bytes())),
+        );
         let set = got.read_set.unwrap();
         let paths: Vec<(&Path, bool)> = set
             .iter()
@@ -396,6 +492,7 @@ mod tests {
             &resolved(root),
             root,
             Path::new("/r/s"),
+            SystemTime::now(),
             |_| unreachable!(),
         );
         assert!(unobserved.read_set.is_err());
@@ -408,8 +505,67 @@ mod tests {
             &resolved(root),
             root,
             Path::new("/r/s"),
+            SystemTime::now(),
             |_| unreachable!(),
         );
         assert!(cut.read_set.is_err());
+    }
+
+    #[test]
+    fn a_file_changed_after_the_tool_opened_it_or_since_it_started_is_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let header = dir.path().join("x.h");
+        std::fs::write(&header, "#define X 1\n").unwrap();
+        let opened = read(&header, true);
+        let after = SystemTime::now() + std::time::Duration::from_secs(1);
+        let stage = root.join(".replay-stage/1-1");
+        let hash = |p: &Path| Ok(replay_cache::Digest::of(p.display().to_string().as_bytes()));
+        let accessed = Accessed {
+            files: vec![opened.clone()],
+            complete: true,
+        };
+        // Unchanged and older than the run: stored.
+        assert!(reads(
+            Some(&accessed),
+            &resolved(&root),
+            &root,
+            &stage,
+            after,
+            hash
+        )
+        .read_set
+        .is_ok());
+        // Created after the tool started: it may have read either content.
+        let before = SystemTime::now() - std::time::Duration::from_secs(60);
+        assert!(reads(
+            Some(&accessed),
+            &resolved(&root),
+            &root,
+            &stage,
+            before,
+            hash
+        )
+        .read_set
+        .is_err());
+        // Rewritten after the tool opened it.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&header, "#define X 22\n").unwrap();
+        let got = reads(
+            Some(&accessed),
+            &resolved(&root),
+            &root,
+            &stage,
+            after,
+            hash,
+        );
+        assert!(
+            got.read_set
+                .as_ref()
+                .is_err_and(|e| e.contains("changed while it ran")),
+            "{:?}",
+            got.read_set
+        );
     }
 }

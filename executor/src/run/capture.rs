@@ -88,10 +88,20 @@ impl Capture {
 /// output could otherwise set the window title, write the clipboard (OSC
 /// 52) or rewrite the line above with a forged `replay:` message.
 pub(crate) fn escape_controls(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    // Bytes of valid UTF-8 sequences; any other byte of 0x80 and up (a
+    // lone 0x9b is an 8-bit CSI to some terminals) is shown, not sent.
+    let mut utf8 = vec![false; line.len()];
+    let mut at = 0;
+    for chunk in line.utf8_chunks() {
+        let valid = chunk.valid().len();
+        utf8[at..at + valid].fill(true);
+        at += valid + chunk.invalid().len();
+    }
     let harmless = |at: usize| {
         let b = line[at];
         b >= 0x20
             && b != 0x7f
+            && (b < 0x80 || utf8[at])
             && !(b == 0xc2 && line.get(at + 1).is_some_and(|n| (0x80..0xa0).contains(n)))
             || b == b'\t'
             || b == b'\n'
@@ -246,5 +256,7 @@ mod tests {
         );
         assert_eq!(shown("\u{9b}31m\n".as_bytes()), "\\u{9b}31m\n");
         assert_eq!(shown(b"\x00\x7f\n"), "\\x00\\x7f\n");
+        // Regression (review): a lone 0x9b, an 8-bit CSI, came through.
+        assert_eq!(shown(b"\x9b31mred\n"), "\\x9b31mred\n");
     }
 }

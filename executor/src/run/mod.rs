@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::sandbox::{self, AppliedLayers, SandboxSpec};
 use capture::{Capture, Captured, OutputBudget, Sink};
-pub use observe::{Access, Denial};
+pub use observe::{Access, Denial, Stamp};
 use trace::{ExecRule, ExitStatus, ProcessPeak, Tracer, Tree};
 use watch::{Stop, ToolLimits, Watcher};
 
@@ -116,6 +116,9 @@ pub struct ToolOutcome {
     /// Its whole stderr, likewise.
     #[serde(skip)]
     pub stderr: Option<Vec<u8>>,
+    /// When it was launched.
+    #[serde(skip)]
+    pub started_at: std::time::SystemTime,
 }
 
 impl ToolOutcome {
@@ -143,6 +146,7 @@ pub enum RunError {
 pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome, RunError> {
     let _running = Running::enter();
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let mut launch = sandbox::launch(&options.launcher, spec, Stdio::piped(), Stdio::piped())
         .map_err(RunError::Sandbox)?;
     let pid = launch.pid() as i32;
@@ -315,6 +319,7 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         accessed,
         stdout: stdout.whole,
         stderr: stderr.whole,
+        started_at,
     })
 }
 

@@ -24,17 +24,53 @@ pub struct Denial {
     pub by: &'static str,
 }
 
-/// A file a tool's process opened, ran, or looked for and did not find,
-/// as the tracer saw it: what a cache entry's read set is made of.
+/// A file a tool's process opened, ran, probed or listed, or looked for
+/// and did not find, as the tracer saw it: what a cache entry's read set
+/// is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Access {
-    /// `read`, `write` or `exec`.
+    /// `read`, `write`, `exec`, `probe` (`access`) or `list` (`getdents`).
     pub action: &'static str,
-    /// The path it named, made absolute where the tracer could.
+    /// The file the kernel opened (resolved through `/proc/PID/fd`), or the
+    /// path named, resolved where it could be; empty if it could not be
+    /// read at all (the observation is then incomplete).
     pub path: String,
-    /// Whether the call succeeded; `false` only for a read that failed
-    /// with `ENOENT` (a search that missed).
+    /// Whether it was there; `false` for a call that failed with
+    /// `ENOENT` or `ENOTDIR` (a search that missed).
     pub found: bool,
+    /// What the file was when the call returned, for a file that was
+    /// there: a change before its digest is taken shows.
+    pub stamp: Option<Stamp>,
+}
+
+/// A file's identity and last change: device, inode, size, mtime and
+/// ctime (nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Last status change, nanoseconds since the epoch.
+    pub ctime_ns: i128,
+}
+
+impl Stamp {
+    /// The stamp of `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
 }
 
 /// What the tracer learns at an observed call's exit.
@@ -63,9 +99,11 @@ pub(crate) fn entry(pid: i32) -> Option<Pending> {
     let regs = nix::sys::ptrace::getregs(Pid::from_raw(pid)).ok()?;
     let nr = regs.orig_rax as i64;
     let [a0, a1, a2, a3] = [regs.rdi, regs.rsi, regs.rdx, regs.r10];
+    // Opened for reading (even with `O_CREAT`: an existing file is then
+    // read) is a read; anything that can change the file is a write.
     let writes = |flags: u64| {
         let flags = flags as i32;
-        flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+        flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
     };
     let open_action = |flags: u64| if writes(flags) { "write" } else { "read" };
     // (call, action, dirfd, path)
@@ -94,14 +132,27 @@ pub(crate) fn entry(pid: i32) -> Option<Pending> {
         libc::SYS_mknodat => ("mknodat", "write", Some(a0), a1),
         libc::SYS_execve => ("execve", "exec", None, a0),
         libc::SYS_execveat => ("execveat", "exec", Some(a0), a1),
+        libc::SYS_access => ("access", "probe", None, a0),
+        libc::SYS_faccessat | libc::SYS_faccessat2 => ("faccessat", "probe", Some(a0), a1),
+        libc::SYS_getdents64 | libc::SYS_getdents => {
+            // The directory is the one the descriptor holds.
+            let path = std::fs::read_link(format!("/proc/{pid}/fd/{}", a0 as i32))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            return Some(Pending {
+                action: "list",
+                path,
+                call: "getdents64",
+            });
+        }
         _ => return None,
     };
-    let name = read_string(pid, path)?;
-    Some(Pending {
-        action,
-        path: absolute(pid, dirfd, name),
-        call,
-    })
+    // A name the tracer cannot read is still a call to account for: an
+    // empty path marks the observation incomplete (never cached).
+    let path = read_string(pid, path)
+        .map(|name| absolute(pid, dirfd, name))
+        .unwrap_or_default();
+    Some(Pending { action, path, call })
 }
 
 /// Elsewhere, nothing is decoded.
@@ -120,24 +171,67 @@ pub(crate) fn exit(pid: i32, pending: Pending) -> Option<Seen> {
         pending.call,
         "open" | "openat" | "openat2" | "creat" | "execve" | "execveat"
     );
+    let looks = opens || matches!(pending.call, "access" | "faccessat" | "getdents64");
     if result >= 0 {
-        return opens.then_some(Seen::Accessed(Access {
+        if !looks {
+            return None;
+        }
+        let (path, stamp) = match pending.call {
+            // The file the kernel opened, whatever the name said
+            // (`/proc/self/cwd/...`, `..`, links): its descriptor knows.
+            "open" | "openat" | "openat2" | "creat" => {
+                let fd = format!("/proc/{pid}/fd/{result}");
+                let path = std::fs::read_link(&fd)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                (path, std::fs::metadata(&fd).ok().map(|m| Stamp::of(&m)))
+            }
+            // The program now running in the process.
+            "execve" | "execveat" => {
+                let exe = format!("/proc/{pid}/exe");
+                let path = std::fs::read_link(&exe)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                (path, std::fs::metadata(&exe).ok().map(|m| Stamp::of(&m)))
+            }
+            "getdents64" => (pending.path, None),
+            _ => {
+                let path = resolve(pid, &pending.path).unwrap_or_default();
+                let stamp = std::fs::metadata(&path).ok().map(|m| Stamp::of(&m));
+                (path, stamp)
+            }
+        };
+        return Some(Seen::Accessed(Access {
             action: pending.action,
-            path: pending.path,
+            path,
             found: true,
+            stamp,
+        }));
+    }
+    let missed = -result == i64::from(libc::ENOENT) || -result == i64::from(libc::ENOTDIR);
+    if missed && looks && pending.action != "write" {
+        return Some(Seen::Accessed(Access {
+            action: pending.action,
+            path: resolve(pid, &pending.path).unwrap_or_default(),
+            found: false,
+            stamp: None,
+        }));
+    }
+    if pending.action == "probe" {
+        // `access` says EACCES of a file that is there (a mode it lacks).
+        let path = resolve(pid, &pending.path).unwrap_or_default();
+        let stamp = std::fs::metadata(&path).ok().map(|m| Stamp::of(&m));
+        return Some(Seen::Accessed(Access {
+            action: "probe",
+            path,
+            found: true,
+            stamp,
         }));
     }
     let errno = match -result {
         e if e == i64::from(libc::EACCES) => "EACCES",
         e if e == i64::from(libc::EPERM) => "EPERM",
         e if e == i64::from(libc::EXDEV) && pending.action == "write" => "EXDEV",
-        e if e == i64::from(libc::ENOENT) && opens && pending.action != "write" => {
-            return Some(Seen::Accessed(Access {
-                action: pending.action,
-                path: pending.path,
-                found: false,
-            }));
-        }
         _ => return None,
     };
     Some(Seen::Denied(Denial {
@@ -156,6 +250,41 @@ pub(crate) fn exit(pid: i32, pending: Pending) -> Option<Seen> {
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) fn exit(_pid: i32, _pending: Pending) -> Option<Seen> {
     None
+}
+
+/// `path` (absolute, as the tool named it) as the file system resolves it
+/// for the tracer: `/proc/self` is the tool's, `..` and links resolved
+/// through the longest part that exists, the rest appended as written.
+/// `None` for an empty or relative path.
+fn resolve(pid: i32, path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let path = ["/proc/self/", "/proc/thread-self/"]
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix))
+        .map_or_else(|| path.to_owned(), |rest| format!("/proc/{pid}/{rest}"));
+    let path = std::path::Path::new(&path);
+    let mut missing = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(canonical) = std::fs::canonicalize(existing) {
+            let mut resolved = canonical;
+            for part in missing.iter().rev() {
+                match *part {
+                    ".." => {
+                        resolved.pop();
+                    }
+                    "." | "" => {}
+                    name => resolved.push(name),
+                }
+            }
+            return Some(resolved.display().to_string());
+        }
+        let name = existing.file_name()?.to_str()?;
+        missing.push(name);
+        existing = existing.parent()?;
+    }
 }
 
 /// `name` made absolute against the directory descriptor or the cwd of

@@ -49,6 +49,13 @@ pub(crate) const OBSERVED: &[i64] = &[
     libc::SYS_mknodat,
     libc::SYS_execve,
     libc::SYS_execveat,
+    // What the action cache keys besides opened files: existence probes
+    // and directory listings (a toolchain found by listing a directory).
+    libc::SYS_access,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    libc::SYS_getdents,
+    libc::SYS_getdents64,
 ];
 
 /// The system calls that fail with `EPERM` (x86_64 numbers).

@@ -13,6 +13,7 @@
 //! PID`, PID its own), read `/etc/hostname`, and connect to
 //! `127.0.0.1:PORT`.
 //!
+//! `--list=DIR` writes the names DIR holds into the output instead.
 //! For the reliability tests: `--copy=FILE` reads FILE first and writes
 //! its contents into the output at the end; `--gate=NAME` prints
 //! `gate: waiting` and waits (up to two minutes) until a file NAME exists
@@ -73,13 +74,26 @@ fn main() -> ExitCode {
     let code = flag(&args, "--exit=").unwrap_or(0) as u8;
     let crash = flag(&args, "--crash=") == Some(1);
     let out = args.iter().find_map(|arg| arg.strip_prefix("--out="));
-    let copied = match args.iter().find_map(|arg| arg.strip_prefix("--copy=")) {
+    let mut copied = match args.iter().find_map(|arg| arg.strip_prefix("--copy=")) {
         Some(input) => match std::fs::read_to_string(input) {
             Ok(text) => Some(text),
             Err(_) => return ExitCode::from(95),
         },
         None => None,
     };
+    // `--list=DIR`: the output says which names DIR holds (what a
+    // toolchain does when it picks the highest version it finds).
+    if let Some(dir) = args.iter().find_map(|arg| arg.strip_prefix("--list=")) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return ExitCode::from(94);
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        copied = Some(format!("{}\n", names.join(" ")));
+    }
     let mut file = match out.map(std::fs::File::create).transpose() {
         Ok(file) => file,
         Err(_) => return ExitCode::from(98),

@@ -336,8 +336,9 @@ fn two_runs_share_one_cache_at_once() {
         .output()
         .unwrap();
     assert!(stats.status.success(), "{}", text(&stats.stderr));
+    // Each root's commands are its own entries: the root is keyed.
     assert!(
-        text(&stats.stdout).contains("3 entries"),
+        text(&stats.stdout).contains("6 entries"),
         "{}",
         text(&stats.stdout)
     );
@@ -354,4 +355,116 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// The one-command `cc -c main.c -Iinc` log of the header test, in `root`.
+fn header_root(parent: &Path, name: &str, include: &str, value: u32) -> PathBuf {
+    let root = parent.join(name);
+    std::fs::create_dir_all(root.join("inc")).unwrap();
+    std::fs::write(
+        root.join("main.c"),
+        format!("#include \"{include}\"\nint main(void) {{ return X; }}\n"),
+    )
+    .unwrap();
+    std::fs::write(root.join("inc/x.h"), format!("#define X {value}\n")).unwrap();
+    crate::support::write_log(
+        &root,
+        vec![serde_json::json!({
+            "id": 1, "tool": "cc", "program": "/usr/lib/llvm-14/bin/clang-14",
+            "args": ["-c", "main.c", "-Iinc", "-o", "main.o"], "cwd": ".", "env": {},
+            "inputs": ["main.c"], "outputs": ["main.o"],
+        })],
+    );
+    root
+}
+
+#[test]
+fn another_root_with_other_headers_is_a_miss_not_the_first_roots_result() {
+    // Regression (review): the key left out the work root, and the read
+    // set named the first root's header, so a second root with a header
+    // of its own was restored the first root's object.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let policy = shipped_policy("linux.toml");
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--report",
+        "r.json",
+        "log.json",
+    ];
+    let a = header_root(dir.path(), "a", "x.h", 1);
+    let b = header_root(dir.path(), "b", "x.h", 2);
+    for root in [&a, &b] {
+        let out = cached(root, &cache, &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(statuses(&report(&root.join("r.json"))), ["ok"]);
+    }
+    assert_ne!(
+        std::fs::read(a.join("main.o")).unwrap(),
+        std::fs::read(b.join("main.o")).unwrap()
+    );
+}
+
+#[test]
+fn a_header_read_through_proc_self_cwd_is_keyed() {
+    // Regression (review): paths under /proc were skipped as pseudo-files,
+    // and `/proc/self/cwd/inc/x.h` is the root's header.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let policy = shipped_policy("linux.toml");
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--report",
+        "r.json",
+        "log.json",
+    ];
+    let root = header_root(dir.path(), "root", "/proc/self/cwd/inc/x.h", 1);
+    let cold = cached(&root, &cache, &args);
+    assert!(cold.status.success(), "{}", text(&cold.stderr));
+    let doc = report(&root.join("r.json"));
+    assert_eq!(doc["commands"][0]["cache"]["stored"], true, "{doc:#}");
+    std::fs::write(root.join("inc/x.h"), "#define X 7\n").unwrap();
+    std::fs::remove_file(root.join("main.o")).unwrap();
+    let changed = cached(&root, &cache, &args);
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    assert_eq!(statuses(&report(&root.join("r.json"))), ["ok"], "a miss");
+}
+
+#[test]
+fn a_directory_the_tool_listed_is_keyed_by_its_names() {
+    // Regression (review): clang picks its GCC by listing a directory;
+    // a new entry there changed the result but not the key.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (root, policy) = memtouch_root(
+        dir.path(),
+        "root",
+        &[(&["--list=in", "--out=a.txt"], &["in"], &["a.txt"])],
+    );
+    std::fs::create_dir_all(root.join("in/12")).unwrap();
+    let args = [
+        "--policy",
+        policy.as_str(),
+        "--report",
+        "r.json",
+        "log.json",
+    ];
+    let cold = cached(&root, &cache, &args);
+    assert!(cold.status.success(), "{}", text(&cold.stderr));
+    assert_eq!(
+        report(&root.join("r.json"))["commands"][0]["cache"]["stored"],
+        true
+    );
+    let warm = cached(&root, &cache, &args);
+    assert!(warm.status.success(), "{}", text(&warm.stderr));
+    assert_eq!(statuses(&report(&root.join("r.json"))), ["cached"]);
+
+    std::fs::create_dir(root.join("in/99")).unwrap();
+    let listed = cached(&root, &cache, &args);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert_eq!(statuses(&report(&root.join("r.json"))), ["ok"], "a miss");
+    let out = std::fs::read_to_string(root.join("a.txt")).unwrap();
+    assert!(out.contains("12 99"), "{out}");
 }

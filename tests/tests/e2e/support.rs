@@ -92,6 +92,7 @@ flags = [
   {{ name = "--out=", form = "joined", path = "output" }},
   {{ name = "--escape=", form = "joined", range = [1, 65535] }},
   {{ name = "--copy=", form = "joined", path = "input" }},
+  {{ name = "--list=", form = "joined", path = "input" }},
   {{ name = "--gate=", form = "joined", pattern = "[a-z]+" }},
   {{ name = "--fill=", form = "joined", range = [0, 1048576] }},
 ]
