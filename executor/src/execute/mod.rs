@@ -637,15 +637,7 @@ impl Runner<'_, '_> {
             staging.abort();
             status
         };
-        if matches!(status, Status::Ok) {
-            // Only a resumed run asks what was rebuilt: a run from the
-            // start does not pay a set entry per output for it.
-            if self.options.resume {
-                self.rebuilt.extend(self.output_ids(command));
-            }
-        } else {
-            self.failed_outputs.extend(self.output_ids(command));
-        }
+        self.settle(command, matches!(status, Status::Ok));
         CommandRecord {
             id: command.id,
             tool: command.tool.name().to_owned(),
@@ -734,13 +726,7 @@ impl Runner<'_, '_> {
             Ok(committed) => (Status::Cached, committed.discarded),
             Err(message) => (Status::Error { message }, Vec::new()),
         };
-        if matches!(status, Status::Cached) {
-            if self.options.resume {
-                self.rebuilt.extend(self.output_ids(command));
-            }
-        } else {
-            self.failed_outputs.extend(self.output_ids(command));
-        }
+        self.settle(command, matches!(status, Status::Cached));
         CommandRecord {
             id: command.id,
             tool: command.tool.name().to_owned(),
@@ -750,6 +736,19 @@ impl Runner<'_, '_> {
             undeclared_reads: Vec::new(),
             cache,
             timing: None,
+        }
+    }
+
+    /// Notes `command`'s outputs as made (`good`) or not: what was rebuilt
+    /// (only a resumed run asks: a run from the start does not pay a set
+    /// entry per output for it), or what later commands cannot use.
+    fn settle(&mut self, command: &Command, good: bool) {
+        if good {
+            if self.options.resume {
+                self.rebuilt.extend(self.output_ids(command));
+            }
+        } else {
+            self.failed_outputs.extend(self.output_ids(command));
         }
     }
 

@@ -164,17 +164,7 @@ fn memtouch_root(
     std::fs::create_dir(&root).unwrap();
     let root = root.canonicalize().unwrap();
     let policy = memtouch_policy(&root, "");
-    let commands = commands
-        .iter()
-        .enumerate()
-        .map(|(i, (args, inputs, outputs))| {
-            serde_json::json!({
-                "id": i + 1, "tool": "memtouch", "program": "memtouch",
-                "args": args, "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs,
-            })
-        })
-        .collect();
-    crate::support::write_log(&root, commands);
+    crate::support::memtouch_commands(&root, commands);
     (root, policy.display().to_string())
 }
 
@@ -198,7 +188,7 @@ fn a_tampered_blob_is_caught_evicted_and_its_command_rerun() {
     assert!(cold.status.success(), "{}", text(&cold.stderr));
     let good = std::fs::read(root.join("a.txt")).unwrap();
     // Flip a byte of the output's blob (the one as large as the output).
-    let blob = walk(&cache.join("cas"))
+    let blob = crate::support::walk(&cache.join("cas"))
         .into_iter()
         .find(|p| std::fs::metadata(p).unwrap().len() == good.len() as u64)
         .expect("the output's blob");
@@ -342,19 +332,6 @@ fn two_runs_share_one_cache_at_once() {
         "{}",
         text(&stats.stdout)
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// The one-command `cc -c main.c -Iinc` log of the header test, in `root`.

@@ -106,7 +106,7 @@ fn two_at_a_time_builds_the_same_bytes_as_one_at_a_time() {
             ],
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let mut files: Vec<(String, Vec<u8>)> = walk(&root)
+        let mut files: Vec<(String, Vec<u8>)> = crate::support::walk(&root)
             .into_iter()
             .filter(|p| {
                 let name = p.to_string_lossy();
@@ -300,17 +300,4 @@ fn sigkill_during_a_parallel_run_then_resume_ends_like_an_uninterrupted_run() {
             .is_ok_and(|mut d| d.next().is_some()),
         "no staging left behind"
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

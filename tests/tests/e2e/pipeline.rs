@@ -147,7 +147,7 @@ fn a_missing_input_is_refused_before_anything_runs() {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "bc"))
         .or_else(|| {
-            walk(root)
+            crate::support::walk(root)
                 .into_iter()
                 .find(|p| p.extension().is_some_and(|x| x == "bc"))
         })
@@ -160,19 +160,6 @@ fn a_missing_input_is_refused_before_anything_runs() {
         root,
     );
     assert_eq!(replay.status.code(), Some(3), "{}", text(&replay.stderr));
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

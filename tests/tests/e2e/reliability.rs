@@ -13,18 +13,7 @@ use crate::support::{bin, memtouch_policy, text};
 /// Writes `log.json` under `root` with memtouch `commands`, each
 /// `(args, inputs, outputs)`.
 fn log(root: &Path, commands: &[(&[&str], &[&str], &[&str])]) -> PathBuf {
-    let commands: Vec<serde_json::Value> = commands
-        .iter()
-        .enumerate()
-        .map(|(i, (args, inputs, outputs))| {
-            serde_json::json!({
-                "id": i + 1, "tool": "memtouch", "program": "memtouch",
-                "args": args, "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs,
-            })
-        })
-        .collect();
-    crate::support::write_log(root, commands);
-    root.join("log.json")
+    crate::support::memtouch_commands(root, commands)
 }
 
 /// A fresh, canonical work root with the memtouch policy in it.

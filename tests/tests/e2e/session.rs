@@ -58,17 +58,7 @@ fn root(commands: &[(&[&str], &[&str], &[&str])]) -> (tempfile::TempDir, PathBuf
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let policy = memtouch_policy(&root, "");
-    let commands = commands
-        .iter()
-        .enumerate()
-        .map(|(i, (args, inputs, outputs))| {
-            serde_json::json!({
-                "id": i + 1, "tool": "memtouch", "program": "memtouch",
-                "args": args, "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs,
-            })
-        })
-        .collect();
-    crate::support::write_log(&root, commands);
+    crate::support::memtouch_commands(&root, commands);
     let target = Target { policy, root: None };
     (dir, root, target)
 }

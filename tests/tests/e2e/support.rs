@@ -120,6 +120,37 @@ pub fn memtouch_log(root: &Path, commands: &[(&[&str], &[&str])]) -> PathBuf {
     root.join("log.json")
 }
 
+/// Writes `root/log.json` with memtouch `commands`, each `(args, inputs,
+/// outputs)`; returns its path.
+pub fn memtouch_commands(root: &Path, commands: &[(&[&str], &[&str], &[&str])]) -> PathBuf {
+    let commands: Vec<serde_json::Value> = commands
+        .iter()
+        .enumerate()
+        .map(|(i, (args, inputs, outputs))| {
+            serde_json::json!({
+                "id": i + 1, "tool": "memtouch", "program": "memtouch",
+                "args": args, "cwd": ".", "env": {}, "inputs": inputs, "outputs": outputs,
+            })
+        })
+        .collect();
+    write_log(root, commands);
+    root.join("log.json")
+}
+
+/// Every file under `dir`, at any depth.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Writes `root/log.json`: a Linux log of this machine's architecture with
 /// `commands` (JSON objects, in order); returns its text.
 pub fn write_log(root: &Path, commands: Vec<serde_json::Value>) -> String {
