@@ -14,7 +14,7 @@ use cmdlog::text::{printable, MAX_PRINTED_CHARS};
 use cmdlog::ToolKind;
 use serde::Serialize;
 
-use crate::check::{Finding, Status, Verdict};
+use crate::verdict::{Finding, Status, Verdict};
 
 /// Writes one finding: status, where, message, rule, then a hint line.
 pub fn write_finding(
