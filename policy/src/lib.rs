@@ -11,6 +11,8 @@
 //! findings for people.
 
 #[cfg(feature = "wasm")]
+pub mod combine;
+#[cfg(feature = "wasm")]
 pub mod plugin;
 
 mod checker;
