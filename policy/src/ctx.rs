@@ -17,18 +17,19 @@ use crate::model::Policy;
 use crate::rootfs::{Lookup, RootFs};
 use crate::verdict::{Finding, LinkerReads, Status};
 
-/// How many walks are remembered.
-pub(crate) const CACHE_MAX: usize = 4096;
-
 /// The per-command state rules share while one command is checked.
 pub(crate) struct Ctx<'a> {
+    /// The policy the command is judged against.
     pub policy: &'a Policy,
+    /// The work root, opened once; every path in it is looked up here.
     pub fs: &'a mut RootFs,
+    /// What the rules found so far, in the order they found it.
     pub findings: Vec<Finding>,
     /// The command's id, for its findings.
     pub id: u64,
     /// Whether unverified findings count as refused.
     pub strict: bool,
+    /// Whether paths compare ignoring case (the policy is not for Linux).
     pub fold: bool,
     /// Whether the log's platform is this host's (paths outside the root
     /// can be looked at).
@@ -47,7 +48,10 @@ pub(crate) struct Ctx<'a> {
     pub cwd: String,
     /// The command's cwd as written.
     pub raw_cwd: &'a str,
+    /// The declared inputs' keys: normalized, root-relative or absolute,
+    /// lower-cased when `fold`.
     pub inputs: Vec<String>,
+    /// The declared outputs' keys, made as the inputs' are.
     pub outputs: Vec<String>,
     /// What the linker will read from the root, to verify before it runs.
     pub linker_reads: LinkerReads,
@@ -210,6 +214,9 @@ pub(crate) struct RootDir {
 
 /// What a walk found: `None`, or (rule, message).
 pub(crate) type WalkResult = Option<(&'static str, String)>;
+
+/// How many walks are remembered.
+pub(crate) const CACHE_MAX: usize = 4096;
 
 /// The walks a checker remembers.
 #[derive(Debug, Default)]
