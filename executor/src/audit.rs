@@ -9,13 +9,13 @@
 //! and every plugin allow it, and a plugin that fails in any way (trap,
 //! deadline, bad output, pin mismatch) refuses the whole log.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::ops::ControlFlow;
 
 use cmdlog::{Command, Header, LogReader, ToolKind, Visit};
-use policy::plugin::{PluginHost, PluginSpec};
+use policy::combine;
+use policy::plugin::PluginSpec;
 use policy::report::Tally;
 use policy::{CheckOptions, Checker, CheckerError, Finding, Mode, Policy, Status, Verdict};
 
@@ -143,88 +143,13 @@ fn judge_with_plugins(
     tally: &mut Tally,
     shown: &mut Shown<'_>,
 ) -> Result<(), AuditError> {
-    let host = PluginHost::new(PluginHost::default_cache_dir()).map_err(AuditError::PluginHost)?;
-    let commands: Vec<Command> = kept.iter().map(|(c, _)| c.clone()).collect();
-    let mut refused: HashSet<u64> = kept
-        .iter()
-        .filter(|(_, status)| *status == Status::Refused)
-        .map(|(c, _)| c.id)
-        .collect();
-    for spec in specs {
-        let verdicts = host
-            .load(spec)
-            .map_err(|e| crate::report::one_line(&e))
-            .and_then(|plugin| {
-                plugin
-                    .evaluate(platform, &commands)
-                    .map_err(|e| crate::report::one_line(&e))
-            });
-        let verdicts = match verdicts {
-            Ok(verdicts) => verdicts,
-            Err(message) => {
-                // Fail closed: a plugin that cannot judge refuses the log,
-                // and every command counts as refused.
-                let named = format!("plugin `{}` failed", spec.name);
-                let message = if message.starts_with(&named) {
-                    message
-                } else {
-                    format!("{named}, so every command is refused: {message}")
-                };
-                for (command, status) in kept {
-                    if refused.insert(command.id) {
-                        move_to_refused(tally, *status);
-                    }
-                }
-                let finding = Finding {
-                    id: None,
-                    rule: "plugin.failed",
-                    subject: spec.name.clone(),
-                    message,
-                    hint: "fix or unpin the plugin; a plugin that cannot answer never allows"
-                        .into(),
-                    status: Status::Refused,
-                };
-                tally.add_log(std::slice::from_ref(&finding));
-                shown.finding(None, &finding);
-                continue;
-            }
-        };
-        for (verdict, (command, status)) in verdicts.iter().zip(kept) {
-            if verdict.allow {
-                continue;
-            }
-            let finding = Finding {
-                id: Some(verdict.id),
-                rule: "plugin.refused",
-                subject: spec.name.clone(),
-                message: format!(
-                    "plugin `{}`: {}",
-                    spec.name,
-                    verdict
-                        .reason
-                        .as_deref()
-                        .unwrap_or("refused (no reason given)")
-                ),
-                hint: format!("see the rules of plugin `{}` in the policy", spec.name),
-                status: Status::Refused,
-            };
-            shown.finding(Some(&command.tool), &finding);
-            if refused.insert(command.id) {
-                move_to_refused(tally, *status);
-            }
-        }
+    let findings = combine::judge(specs, platform, kept, tally).map_err(|e| match e {
+        combine::CombineError::Host(e) => AuditError::PluginHost(e),
+    })?;
+    for found in &findings {
+        shown.finding(found.tool.as_ref(), &found.finding);
     }
     Ok(())
-}
-
-/// Recounts a command the rules gave `status` as refused.
-fn move_to_refused(tally: &mut Tally, status: Status) {
-    match status {
-        Status::Allowed => tally.allowed -= 1,
-        Status::Unverified => tally.unverified -= 1,
-        Status::Refused => return,
-    }
-    tally.refused += 1;
 }
 
 /// The visitor of the pass: judges, counts, tells.

@@ -11,25 +11,27 @@
 //! findings for people.
 
 #[cfg(feature = "wasm")]
+pub mod combine;
+#[cfg(feature = "wasm")]
 pub mod plugin;
 
-mod args;
-mod binary;
-mod check;
-mod dirs;
+mod checker;
+mod ctx;
 mod error;
 mod kind;
-mod linker;
 mod load;
 mod model;
 pub mod report;
 mod rootfs;
+mod rules;
+mod verdict;
 mod wire;
 
-pub use check::{
-    CheckOptions, Checker, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
-};
+pub use checker::Checker;
 pub use error::{CheckerError, Invalid, PolicyError};
 pub use kind::{check_input_kind, InputKindError};
 pub use load::{never_from_log, MAX_INCLUDE_DEPTH};
 pub use model::{PluginTable, Policy, ToolLimits};
+pub use verdict::{
+    CheckOptions, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
+};

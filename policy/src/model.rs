@@ -138,7 +138,7 @@ pub struct Grammar {
     /// required). Checked for the command's own argv, not delegated parts.
     pub(crate) require_one_of: Vec<String>,
     /// Whether positional inputs are linker inputs (see
-    /// [`crate::args`]): an existing one must look like an object.
+    /// [`crate::rules::args`]): an existing one must look like an object.
     pub(crate) linker_inputs: bool,
     /// Extensions (without the dot) of inputs compiled, not linked.
     pub(crate) source_extensions: Vec<String>,

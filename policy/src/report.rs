@@ -14,7 +14,20 @@ use cmdlog::text::{printable, MAX_PRINTED_CHARS};
 use cmdlog::ToolKind;
 use serde::Serialize;
 
-use crate::check::{Finding, Status, Verdict};
+use crate::verdict::{Finding, Status, Verdict};
+
+/// An error and its causes on one line (`what: why: why`), for a report
+/// row or a finding: the one rendering every report of `replay` uses.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// Writes one finding: status, where, message, rule, then a hint line.
 pub fn write_finding(

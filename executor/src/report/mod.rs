@@ -16,18 +16,7 @@ pub use human::{HumanReporter, TABLE_ROWS};
 pub use json::{Document, JsonReporter};
 pub use progress::ProgressReporter;
 
-/// An error and its causes on one line (`what: why: why`), for a report
-/// row or a finding.
-pub fn one_line(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use policy::report::one_line;
 
 /// `12.3 MiB`, `512 KiB`, `-`.
 pub fn bytes(n: u64) -> String {

@@ -10,15 +10,17 @@
 //! (`!<thin>`) names its members by any path. [`inspect`] refuses all of
 //! these, reading only headers and section tables (never whole files), and
 //! [`check_reads`] applies it to a command's [`LinkerReads`], at check time
-//! and again right before the linker runs.
+//! (from the argument rule) and again right before the linker runs (the
+//! re-check, [`Resolved::verify_linker_reads`], which is defined here).
 //!
 //! Files that are too short to be the objects they start like are left
 //! alone: a linker cannot read them either, and fails.
 
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
 
-use crate::check::LinkerReads;
 use crate::rootfs::{Kind, Lookup, RootFs};
+use crate::verdict::{LinkerReads, Resolved};
 
 /// `SHT_LLVM_DEPENDENT_LIBRARIES`: the type `ld.lld` recognizes `.deplibs`
 /// sections by.
@@ -469,6 +471,29 @@ pub(crate) fn check_reads(fs: &mut RootFs, reads: &LinkerReads, at_check: bool) 
         }
     }
     out
+}
+
+impl Resolved {
+    /// Checks, now, that every file the linker will read from the root is
+    /// an object or a regular archive of objects that names no other file
+    /// (GNU ld reads any other file as a linker script; `ld.lld` follows
+    /// `.deplibs` sections; thin archives name their members by path), and
+    /// that every `lib*.so*`/`lib*.a` in its `-L` directories is a regular
+    /// file inside the root that passes the same checks (one that cannot
+    /// be read is refused, not skipped). `Err` names the file and the rule.
+    /// Files are opened through a handle on `root`, so nothing outside it
+    /// is read; only headers and section tables are read.
+    pub fn verify_linker_reads(&self, root: &Path) -> Result<(), String> {
+        let reads = &self.linker_reads;
+        if reads.objects.is_empty() && reads.library_dirs.is_empty() {
+            return Ok(());
+        }
+        let mut fs = RootFs::open(root).map_err(|e| format!("cannot open the work root: {e}"))?;
+        match check_reads(&mut fs, reads, false).into_iter().next() {
+            None => Ok(()),
+            Some(r) => Err(format!("{} [{}]", r.message, r.rule)),
+        }
+    }
 }
 
 #[cfg(test)]

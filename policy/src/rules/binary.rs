@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use cmdlog::Os;
 use sha2::{Digest, Sha256};
 
-use crate::check::Status;
 use crate::load::dir_key;
 use crate::model::{ProgramRule, ToolRules};
+use crate::verdict::Status;
 
 /// A finding about the binary, before it is tied to a command.
 #[derive(Debug, Clone)]

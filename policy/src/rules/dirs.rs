@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::check::{under_any, Ctx};
+use crate::ctx::{Ctx, WalkResult, CACHE_MAX};
 use crate::kind::special;
 use crate::rootfs::{Kind, Lookup};
 
@@ -35,25 +35,6 @@ const ROOT_DEPTH: usize = 32;
 /// How many entries of one directory in the root are looked at; past this
 /// it is refused, as it cannot be vouched for.
 const ROOT_ENTRIES: usize = 100_000;
-
-/// How many walks are remembered.
-const CACHE_MAX: usize = 4096;
-
-/// A directory in the root to check once the command's paths are known.
-#[derive(Debug, Clone)]
-pub(crate) struct RootDir {
-    /// The value as the log gave it, for findings.
-    pub subject: String,
-    /// Where it physically is, root-relative (`.` for the root).
-    pub physical: String,
-    /// A compile's source directory: left out, not refused, if it fails.
-    pub source: bool,
-    /// Whether it exists now (else it is judged by name only).
-    pub exists: bool,
-}
-
-/// What a walk found: `None`, or (rule, message).
-pub(crate) type WalkResult = Option<(&'static str, String)>;
 
 /// Checks an absolute directory value that is lexically under the
 /// system directories: resolved, and its top walked, it must stay there.
@@ -254,39 +235,6 @@ pub(crate) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
             }
         }
     })
-}
-
-/// The walks a checker remembers.
-#[derive(Debug, Default)]
-pub(crate) struct DirCache {
-    /// System directories, by canonical path: they do not change while a
-    /// log is checked.
-    pub system: std::collections::HashMap<PathBuf, WalkResult>,
-    /// Directories in the root, by physical path; only while the whole
-    /// log is judged (no output may land in an input directory, so what
-    /// one holds does not change between commands), never in a run's
-    /// second pass.
-    pub root: std::collections::HashMap<String, WalkResult>,
-}
-
-impl DirCache {
-    /// Remembers a root walk, within bounds.
-    pub(crate) fn remember_root(&mut self, physical: &str, found: &WalkResult) {
-        if self.root.len() >= CACHE_MAX {
-            self.root.clear();
-        }
-        self.root.insert(physical.to_owned(), found.clone());
-    }
-}
-
-impl Ctx<'_> {
-    /// Whether a canonical path is under the policy's system directories
-    /// (as listed, or as they resolve here).
-    pub(crate) fn under_system_resolved(&self, real: &Path) -> bool {
-        real.to_str()
-            .is_some_and(|r| under_any(&self.policy.system_inputs, r, self.fold))
-            || self.system_canonical.iter().any(|d| real.starts_with(d))
-    }
 }
 
 #[cfg(test)]

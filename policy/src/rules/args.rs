@@ -11,9 +11,12 @@
 
 use cmdlog::path::is_absolute;
 
-use crate::check::Ctx;
+use super::dirs::system_dir;
+use super::linker::{check_reads, inspect, Problem};
+use crate::ctx::{Ctx, RootDir};
 use crate::model::{FlagRule, Grammar, Positional, ValueRule};
 use crate::rootfs::{Kind, Lookup};
+use crate::verdict::LinkerReads;
 
 /// How deep flag values may be handed from grammar to grammar
 /// (`clang -Wl,` -> `ld` is depth 1).
@@ -38,11 +41,11 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, grammar: &str, args: &[String]) -> Vec<St
     // What `-l` finds in the root's `-L` directories: checked now, and
     // again right before the linker runs.
     if !ctx.linker_reads.library_dirs.is_empty() {
-        let dirs = crate::check::LinkerReads {
+        let dirs = LinkerReads {
             objects: Vec::new(),
             library_dirs: ctx.linker_reads.library_dirs.clone(),
         };
-        for r in crate::linker::check_reads(ctx.fs, &dirs, true) {
+        for r in check_reads(ctx.fs, &dirs, true) {
             ctx.refuse(r.rule, &r.path, r.message, r.hint);
         }
     }
@@ -498,8 +501,8 @@ fn linker_input(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
         return;
     }
     let problem = match ctx.fs.open_file(&native) {
-        Ok(file) => crate::linker::inspect(file).err(),
-        Err(e) => Some(crate::linker::Problem::Unreadable(e)),
+        Ok(file) => inspect(file).err(),
+        Err(e) => Some(Problem::Unreadable(e)),
     };
     if let Some(problem) = problem {
         let message = format!("{}{}", problem.message(arg), shown_via(via));
@@ -704,7 +707,7 @@ fn path_value(ctx: &mut Ctx<'_>, arg: &str, v: &str, role: PathRole, via: &str) 
         if ok {
             if role == PathRole::Dir {
                 if let Some(key) = ctx.absolute_key(v) {
-                    crate::dirs::system_dir(ctx, v, &key);
+                    system_dir(ctx, v, &key);
                 }
             }
             return;
@@ -905,7 +908,7 @@ fn root_dir(ctx: &mut Ctx<'_>, subject: &str, raw: &str, source: bool) {
     {
         return;
     }
-    ctx.root_dirs.push(crate::dirs::RootDir {
+    ctx.root_dirs.push(RootDir {
         subject: subject.to_owned(),
         physical,
         source,
