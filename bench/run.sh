@@ -6,7 +6,7 @@
 # bench/scale.svg. Arguments go to bench/run.py (`--runs N`, `--quick`,
 # `--only FIGURES`, `--merge` to rerun some figures and keep the others;
 # see `python3 bench/run.py --help`).
-# Takes about 75 minutes on 2 cores (the 100,000-command footprint run is
+# Takes about 80 minutes on 2 cores (the 100,000-command footprint run is
 # a quarter of an hour of it). Not part of the tests or CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,6 +4,7 @@
 #
 #   bash bench/workloads/sqlite.sh              fetch and build it (idempotent)
 #   bash bench/workloads/sqlite.sh verify PROG  check a program aotc built from it
+#   bash bench/workloads/sqlite.sh edit         build the one-function edit (below)
 #
 # Setup fetches the npm package better-sqlite3 with `npm pack` (it ships the
 # amalgamation under deps/sqlite3/; the version is pinned below, override
@@ -12,6 +13,12 @@
 # for aotc) and ref, the same program built by clang-14 directly. Verify
 # runs PROG and compares its output with demo.expected (checked in) and
 # with ref's.
+#
+# Edit (the action cache's figure, after setup) writes bench/work/sqlite/edit/:
+# sqlite3.c with ONE function body changed (sqlite3_libversion_number()
+# returns SQLITE_VERSION_NUMBER + 1; demo.c never calls it, so verify
+# still passes) and its sqlite3.bc, built exactly as sqlite3.bc is (same
+# flags, same file name, so nothing else in the bitcode differs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work="$here/../work/sqlite"
@@ -30,7 +37,22 @@ if [[ ${1:-} == verify ]]; then
   done
   exit 0
 fi
-[[ $# == 0 ]] || { echo "usage: sqlite.sh | sqlite.sh verify PROG" >&2; exit 2; }
+if [[ ${1:-} == edit ]]; then
+  [[ -f $work/sqlite3.c && -f $work/sqlite3.h ]] || { echo "sqlite: run \`sqlite.sh\` (setup) first" >&2; exit 2; }
+  mkdir -p "$work/edit"
+  cd "$work/edit"
+  if [[ ! -f sqlite3.bc || ../sqlite3.c -nt sqlite3.bc ]]; then
+    sed 's/^\(SQLITE_API int sqlite3_libversion_number(void){ return SQLITE_VERSION_NUMBER\); }$/\1 + 1; }/' \
+      ../sqlite3.c > sqlite3.c
+    changed=$(diff ../sqlite3.c sqlite3.c | grep -c '^>' || true)
+    [[ $changed == 1 ]] || { echo "sqlite: the edit changed $changed lines, not 1" >&2; exit 1; }
+    cp ../sqlite3.h .
+    clang-14 -emit-llvm -c -O0 -Xclang -disable-O0-optnone "${defines[@]}" sqlite3.c -o sqlite3.bc.new
+    mv sqlite3.bc.new sqlite3.bc
+  fi
+  exit 0
+fi
+[[ $# == 0 ]] || { echo "usage: sqlite.sh | sqlite.sh verify PROG | sqlite.sh edit" >&2; exit 2; }
 
 mkdir -p "$work"
 cd "$work"
