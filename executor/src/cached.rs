@@ -232,6 +232,26 @@ impl RunCache {
     }
 }
 
+/// The files inside `root` that the finished run of `resolved` read
+/// without declaring them (root-relative), for a run without a cache.
+pub fn undeclared(
+    outcome: &ToolOutcome,
+    resolved: &Resolved,
+    root: &Path,
+    staging: &Staging,
+) -> Vec<String> {
+    // No digest is needed for the list: every file "hashes" alike.
+    reads(
+        outcome.accessed.as_ref(),
+        resolved,
+        root,
+        staging.dir(),
+        outcome.started_at,
+        |_| Ok(replay_cache::Digest::of(b"")),
+    )
+    .undeclared
+}
+
 /// This host's platform and more that a result can depend on without a
 /// file saying so: the `replay` that confines the tool (the sandbox's
 /// system directories, its environment), the work root (a result records
@@ -366,14 +386,14 @@ fn reads(
             // device: what it read there is observed on its own.
             continue;
         }
+        if let Ok(inside) = path.strip_prefix(root) {
+            undeclared.push(inside.to_string_lossy().into_owned());
+        }
         let now = Stamp::of(&meta);
         if stamp.is_some_and(|then| then != now) || now.ctime_ns >= started_ns {
             problem
                 .get_or_insert_with(|| format!("`{shown}`, which it read, changed while it ran"));
             continue;
-        }
-        if let Ok(inside) = path.strip_prefix(root) {
-            undeclared.push(inside.to_string_lossy().into_owned());
         }
         match digest(path) {
             Ok(d) => read_set.push(ReadFile {

@@ -234,6 +234,7 @@ struct Layer {
     os: Option<Os>,
     system_inputs: Option<Vec<String>>,
     required_layers: Vec<String>,
+    refuse_undeclared_reads: bool,
     env_set: BTreeMap<String, String>,
     env_allow: BTreeMap<String, ValueRule>,
     limits: LimitsLayer,
@@ -758,6 +759,7 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
         if let Some(list) = &header.system_inputs {
             layer.system_inputs = Some(dirs(source, "policy.system_inputs", list)?);
         }
+        layer.refuse_undeclared_reads = header.refuse_undeclared_reads.unwrap_or(false);
         for name in &header.require_sandbox {
             if !crate::model::SANDBOX_LAYERS.contains(&name.get_ref().as_str()) {
                 return Err(source.invalid(
@@ -849,6 +851,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         merged.os = layer.os.or(merged.os);
         merged.system_inputs = layer.system_inputs.or(merged.system_inputs);
         // Requirements only add up: a derived policy cannot drop one.
+        merged.refuse_undeclared_reads |= layer.refuse_undeclared_reads;
         for layer_name in layer.required_layers {
             if !merged.required_layers.contains(&layer_name) {
                 merged.required_layers.push(layer_name);
@@ -1009,6 +1012,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         grammars,
         plugins: merged.plugins,
         required_layers: merged.required_layers,
+        refuse_undeclared_reads: merged.refuse_undeclared_reads,
         files: Vec::new(),
     })
 }

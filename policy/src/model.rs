@@ -33,6 +33,9 @@ pub struct Policy {
     pub(crate) plugins: Vec<PluginTable>,
     /// Sandbox layers a tool must run under; without one, nothing runs.
     pub(crate) required_layers: Vec<String>,
+    /// `[policy] refuse_undeclared_reads`: a tool seen reading a file of
+    /// the root that its command does not declare fails.
+    pub(crate) refuse_undeclared_reads: bool,
     /// Every file the policy was read from (canonical): its own, then each
     /// one it extends.
     pub(crate) files: Vec<PathBuf>,
@@ -227,6 +230,13 @@ impl Policy {
     /// [`SANDBOX_LAYERS`]: a machine that cannot apply one refuses to run.
     pub fn required_layers(&self) -> &[String] {
         &self.required_layers
+    }
+
+    /// Whether a tool seen reading a file inside the root that its command
+    /// does not declare (through an input directory, say) fails, its
+    /// outputs discarded, rather than being reported only.
+    pub fn refuses_undeclared_reads(&self) -> bool {
+        self.refuse_undeclared_reads
     }
 
     /// The platform whose logs this policy judges.

@@ -42,6 +42,8 @@ pub(crate) struct HeaderWire {
     pub system_inputs: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub require_sandbox: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub refuse_undeclared_reads: Option<bool>,
 }
 
 /// `[env]`.

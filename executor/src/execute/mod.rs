@@ -196,6 +196,7 @@ pub fn execute(
         cache,
         hit: None,
         parallel,
+        refuse_undeclared: policy.refuses_undeclared_reads(),
         run_started: started,
         reporter,
         totals: Totals {
@@ -306,6 +307,8 @@ struct Runner<'a, 'p> {
     hit: Option<replay_cache::Hit>,
     /// `-j N` with N > 1: the scheduler's state.
     parallel: Option<schedule::Parallel>,
+    /// The policy's `refuse_undeclared_reads`.
+    refuse_undeclared: bool,
     /// When the run started.
     run_started: Instant,
     reporter: &'a mut dyn Reporter,
@@ -603,10 +606,22 @@ impl Runner<'_, '_> {
             .cache
             .as_ref()
             .map(|cache| cache.reads(&outcome, &resolved, root, &staging));
-        let undeclared_reads = reads
-            .as_ref()
-            .map(|r| r.undeclared.clone())
-            .unwrap_or_default();
+        let undeclared_reads = match &reads {
+            Some(reads) => reads.undeclared.clone(),
+            None => crate::cached::undeclared(&outcome, &resolved, root, &staging),
+        };
+        // The policy may make reading what the command did not declare a
+        // failure, not only a line of the report.
+        let status = match (&status, undeclared_reads.first()) {
+            (Status::Ok, Some(first)) if self.refuse_undeclared => Status::Denied {
+                action: "read".into(),
+                path: first.clone(),
+                reason: format!(
+                    "it read `{first}`, which its command does not declare, and the policy refuses undeclared reads (`refuse_undeclared_reads`)"
+                ),
+            },
+            _ => status,
+        };
         let status = if matches!(status, Status::Ok) {
             // Lent to the closure while `commit` borrows the runner.
             let cache = self.cache.take();

@@ -33,6 +33,9 @@ pub enum Basis {
     History,
     /// `--predict KIND=SIZE`.
     Given,
+    /// The tool's memory limit (policy or `--max-rss`): it is stopped
+    /// before it holds more.
+    Limit,
     /// Nothing is known: the whole budget.
     Unknown,
 }
@@ -57,6 +60,8 @@ pub struct Subject<'a> {
     pub input_bytes: u64,
     /// The action cache's measured peak for its key, if any.
     pub cached_peak: Option<u64>,
+    /// Its memory limit, if it has one.
+    pub limit: Option<u64>,
 }
 
 /// Predictions for one run, and what it learns for the next.
@@ -108,6 +113,12 @@ impl Predictor {
             return Prediction {
                 bytes: *bytes,
                 basis: Basis::Given,
+            };
+        }
+        if let Some(limit) = subject.limit {
+            return Prediction {
+                bytes: limit,
+                basis: Basis::Limit,
             };
         }
         Prediction {
@@ -175,6 +186,7 @@ mod tests {
             program: Some("ab12"),
             input_bytes,
             cached_peak,
+            limit: None,
         }
     }
 

@@ -342,6 +342,7 @@ impl Runner<'_, '_> {
             program: program.as_deref(),
             input_bytes: input_bytes(&prepared.resolved),
             cached_peak,
+            limit: prepared.run_options.limits.max_rss,
         })
     }
 
@@ -454,6 +455,7 @@ impl Runner<'_, '_> {
                         program: program.as_deref(),
                         input_bytes: bytes,
                         cached_peak: None,
+                        limit: None,
                     },
                     peak,
                 );

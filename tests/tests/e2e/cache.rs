@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::support::{bin, memtouch_policy, report, shipped_policy, text};
+use crate::support::{bin, memtouch_policy, report, run, shipped_policy, text};
 
 /// `replay --cache CACHE ARGS` in `root` (explicitly on the cache: the
 /// other tests run without one).
@@ -444,4 +444,29 @@ fn a_directory_the_tool_listed_is_keyed_by_its_names() {
     assert_eq!(statuses(&report(&root.join("r.json"))), ["ok"], "a miss");
     let out = std::fs::read_to_string(root.join("a.txt")).unwrap();
     assert!(out.contains("12 99"), "{out}");
+}
+
+#[test]
+fn a_policy_can_make_an_undeclared_read_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = header_root(dir.path(), "root", "x.h", 1);
+    let policy = root.join("strict.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[policy]\nname = \"strict\"\nextends = [\"{}\"]\nrefuse_undeclared_reads = true\n",
+            shipped_policy("linux.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = run(
+        &bin("replay"),
+        &["--policy", "strict.toml", "--report", "r.json", "log.json"],
+        &root,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let doc = report(&root.join("r.json"));
+    assert_eq!(doc["commands"][0]["status"], "denied", "{doc:#}");
+    assert_eq!(doc["commands"][0]["path"], "inc/x.h", "{doc:#}");
+    assert!(!root.join("main.o").exists(), "its output is discarded");
 }

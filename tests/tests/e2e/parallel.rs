@@ -301,3 +301,69 @@ fn sigkill_during_a_parallel_run_then_resume_ends_like_an_uninterrupted_run() {
         "no staging left behind"
     );
 }
+
+#[test]
+fn keep_going_in_parallel_blocks_what_needs_a_failed_output_and_runs_the_rest() {
+    let commands = vec![
+        (
+            vec!["--exit=1".to_owned(), "--out=a.txt".to_owned()],
+            vec!["a.txt".to_owned()],
+        ),
+        (
+            vec!["--hold-ms=200".to_owned(), "--out=c.txt".to_owned()],
+            vec!["c.txt".to_owned()],
+        ),
+    ];
+    let (_dir, root) = memtouch_root(&commands);
+    // A third command that needs the failed one's output.
+    let log = std::fs::read_to_string(root.join("log.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&log).unwrap();
+    doc["commands"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 3, "tool": "memtouch", "program": "memtouch",
+            "args": ["--copy=a.txt", "--out=b.txt"], "cwd": ".", "env": {},
+            "inputs": ["a.txt"], "outputs": ["b.txt"],
+        }));
+    crate::support::write_log(&root, doc["commands"].as_array().unwrap().clone());
+    let out = replay(
+        &root,
+        &[
+            "-j",
+            "2",
+            "--keep-going",
+            "--predict",
+            "memtouch=10M",
+            "--policy",
+            "memtouch.toml",
+            "--report",
+            "r.json",
+            "log.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let doc = report(&root.join("r.json"));
+    let mut statuses: Vec<(u64, String)> = doc["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_u64().unwrap(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            (1, "failed".to_owned()),
+            (2, "ok".to_owned()),
+            (3, "blocked".to_owned())
+        ],
+        "{doc:#}"
+    );
+    assert!(root.join("c.txt").is_file() && !root.join("b.txt").exists());
+}
