@@ -132,6 +132,58 @@ impl DigestMemo {
         })
     }
 
+    /// Remembers the digests of `bytes` (what [`DigestMemo::to_bytes`]
+    /// wrote): a later run of `replay` need not hash a system library
+    /// again while its stamp is unchanged. Anything unreadable is ignored
+    /// (the memo only saves time; a stamp still has to match).
+    pub fn load_bytes(&self, bytes: &[u8]) {
+        let Ok(saved) = serde_json::from_slice::<Vec<Saved>>(bytes) else {
+            return;
+        };
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
+        for s in saved.into_iter().take(MAX_SAVED) {
+            let digest = Digest {
+                hash: s.hash,
+                size_bytes: s.size_bytes,
+            };
+            if !digest.is_well_formed() {
+                continue;
+            }
+            let stamp = Stamp {
+                dev: s.dev,
+                ino: s.ino,
+                size: s.size,
+                mtime: s.mtime,
+                ctime: s.ctime,
+            };
+            known.entry((s.dev, s.ino)).or_insert((stamp, digest));
+        }
+    }
+
+    /// The memo as [`DigestMemo::load_bytes`] reads it (at most
+    /// [`MAX_SAVED`] files).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let Ok(known) = self.known.lock() else {
+            return b"[]".to_vec();
+        };
+        let saved: Vec<Saved> = known
+            .values()
+            .take(MAX_SAVED)
+            .map(|(stamp, digest)| Saved {
+                dev: stamp.dev,
+                ino: stamp.ino,
+                size: stamp.size,
+                mtime: stamp.mtime,
+                ctime: stamp.ctime,
+                hash: digest.hash.clone(),
+                size_bytes: digest.size_bytes,
+            })
+            .collect();
+        serde_json::to_vec(&saved).unwrap_or_else(|_| b"[]".to_vec())
+    }
+
     /// Forgets every digest.
     pub fn clear(&self) {
         if let Ok(mut known) = self.known.lock() {
@@ -148,6 +200,21 @@ impl DigestMemo {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Files a saved memo holds at most.
+pub const MAX_SAVED: usize = 100_000;
+
+/// One remembered digest as it is saved between runs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    hash: String,
+    size_bytes: i64,
 }
 
 /// `O_NONBLOCK | O_CLOEXEC`, for opening what a tool read.

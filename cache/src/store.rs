@@ -76,6 +76,9 @@ pub fn listing_digest(dir: &Path) -> io::Result<Digest> {
     Ok(Digest::of(&bytes))
 }
 
+/// The digests of files, saved between runs ([`Store::save_memo`]).
+const MEMO_FILE: &str = "memo.json";
+
 /// An entry larger than this is not read (a store writes far smaller).
 const MAX_ENTRY_BYTES: u64 = 16 << 20;
 
@@ -600,10 +603,15 @@ impl Store {
                 });
             }
         }
+        let memo = DigestMemo::new();
+        // The digests earlier runs took, for files whose stamp is the same.
+        if let Ok(bytes) = read_own(&dir.join(MEMO_FILE), MAX_ENTRY_BYTES * 2) {
+            memo.load_bytes(&bytes);
+        }
         Ok(Store {
             dir: dir.to_owned(),
             max_size,
-            memo: DigestMemo::new(),
+            memo,
         })
     }
 
@@ -616,6 +624,19 @@ impl Store {
     /// digests too.
     pub fn memo(&self) -> &DigestMemo {
         &self.memo
+    }
+
+    /// Saves the memo's digests for the next run (`memo.json`, by rename):
+    /// a hit then costs no rehash of the system libraries its read set
+    /// names. Best effort: only time is lost if it fails.
+    pub fn save_memo(&self) -> io::Result<()> {
+        let mut file = tempfile::Builder::new()
+            .prefix(".memo-")
+            .tempfile_in(&self.dir)?;
+        file.write_all(&self.memo.to_bytes())?;
+        file.persist(self.dir.join(MEMO_FILE))
+            .map(drop)
+            .map_err(|e| e.error)
     }
 
     /// The content digest of a file, through the memo.

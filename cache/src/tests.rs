@@ -785,3 +785,28 @@ fn a_fifo_where_a_read_file_was_is_a_miss_not_a_hang() {
         MissReason::ReadChanged { .. }
     ));
 }
+
+#[test]
+fn the_memo_outlives_the_store_and_a_changed_file_is_hashed_again() {
+    let f = fixture();
+    let lib = f.cache.parent().expect("parent").join("libx.so");
+    fs::write(&lib, b"one").expect("write");
+    // Settled: the memo remembers only files not changed in the last second.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+    fs::File::options()
+        .write(true)
+        .open(&lib)
+        .and_then(|f| f.set_modified(old))
+        .expect("mtime");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let store = Store::open(&f.cache, 1 << 30).expect("open");
+    let first = store.digest_file(&lib).expect("digest");
+    store.save_memo().expect("save");
+    let again = Store::open(&f.cache, 1 << 30).expect("open");
+    assert_eq!(again.memo().len(), 1, "the digest came back");
+    assert_eq!(again.digest_file(&lib).expect("digest"), first);
+    fs::write(&lib, b"two").expect("rewrite");
+    let changed = again.digest_file(&lib).expect("digest");
+    assert_ne!(changed, first, "a new stamp is hashed again");
+    assert_eq!(changed, Digest::of(b"two"));
+}

@@ -146,6 +146,12 @@ impl RunCache {
         .map_err(|e| e.to_string())
     }
 
+    /// Keeps the digests this run took for the next (a hit then rehashes
+    /// no system library whose stamp is unchanged); best effort.
+    pub fn save_memo(&self) {
+        let _ = self.store.save_memo();
+    }
+
     /// The content digest (hex) of the binary at `path`, memoized.
     pub fn program_digest(&self, path: &Path) -> Option<String> {
         self.store.memo().digest(path).ok().map(|d| d.hash)

@@ -235,6 +235,9 @@ pub fn execute(
             crate::run::reap_all_orphans(since);
         }
     }
+    if let Some(cache) = &runner.cache {
+        cache.save_memo();
+    }
     if let Some(error) = runner.error.take() {
         return Err(error);
     }
