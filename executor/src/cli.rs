@@ -158,12 +158,13 @@ pub(crate) struct Running {
 
     /// Run up to N tools at once, each when the commands that make its
     /// inputs are done (0: one per CPU; 1: one at a time, in log order).
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
-    pub(crate) jobs: usize,
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub(crate) jobs: u16,
 
     /// With -j: the memory the tools running at once may hold together
     /// (bytes, or with a K/M/G suffix) [default: 80% of MemAvailable].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_budget)]
     pub(crate) memory_budget: Option<u64>,
 
     /// With -j: the peak to assume for a tool kind that the cache and the
@@ -196,6 +197,17 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(1u64 << shift))
         .ok_or_else(|| format!("`{text}` is not a size: use bytes, or a number with K, M or G"))
+}
+
+/// A memory budget: a size of at least 1 MiB (no tool runs in less).
+fn parse_budget(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    if size < 1 << 20 {
+        return Err(format!(
+            "`{text}` is too small a memory budget: give at least 1M"
+        ));
+    }
+    Ok(size)
 }
 
 /// `KIND=SIZE`, as `--predict` takes it.
@@ -262,7 +274,7 @@ impl Running {
             launcher: None,
             jobs: match self.jobs {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
-                n => n,
+                n => usize::from(n),
             },
             memory_budget: self.memory_budget,
             predict: self.predict.iter().cloned().collect(),

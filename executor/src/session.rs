@@ -136,7 +136,7 @@ impl Console {
     fn progress(&self) -> ProgressReporter {
         match &self.bar {
             Some(bar) => ProgressReporter::bar(bar.clone()),
-            None => ProgressReporter::lines(Box::new(SinkWriter(Arc::clone(&self.stderr)))),
+            None => ProgressReporter::lines(Box::new(SinkWriter::new(Arc::clone(&self.stderr)))),
         }
     }
 }
@@ -342,7 +342,7 @@ pub fn check(
 ) -> Result<Checked, SessionError> {
     let job = Job::new(log, target.root.as_deref(), &target.policy)?;
     let policy = Policy::load(&job.policy)?;
-    let out = SinkWriter(Arc::clone(&console.stdout));
+    let out = SinkWriter::new(Arc::clone(&console.stdout));
     let mut reporter: Box<dyn Reporter> = match format {
         CheckFormat::Human => Box::new(HumanReporter::new(out)),
         CheckFormat::Json => Box::new(
@@ -421,7 +421,7 @@ pub fn cache(
 ) -> Result<(), SessionError> {
     use replay_cache::Store;
     let store = Store::open(&options.dir, options.max_size).map_err(SessionError::CacheOpen)?;
-    let mut out = SinkWriter(Arc::clone(&console.stdout));
+    let mut out = SinkWriter::new(Arc::clone(&console.stdout));
     let dir = options.dir.display();
     let text = match action {
         CacheAction::Stats => {
@@ -476,7 +476,9 @@ pub fn cache(
 fn reporters(settings: &RunSettings, console: &Console) -> Result<Reporters, SessionError> {
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(console.progress()),
-        Box::new(HumanReporter::new(SinkWriter(Arc::clone(&console.stderr)))),
+        Box::new(HumanReporter::new(SinkWriter::new(Arc::clone(
+            &console.stderr,
+        )))),
     ];
     if let Some(path) = &settings.report {
         // A name planted there (a link to a file elsewhere, a FIFO) is
@@ -622,21 +624,47 @@ impl<W: Write> Write for BarWriter<W> {
     }
 }
 
-/// A [`Sink`] as a plain `Write`: each write takes the lock.
-struct SinkWriter(Sink);
+/// A [`Sink`] as a plain `Write` for `replay`'s own lines: each whole
+/// line is written under one lock, so a tool's output never cuts it.
+struct SinkWriter(Sink, Vec<u8>);
 
-impl Write for SinkWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+impl SinkWriter {
+    fn new(sink: Sink) -> SinkWriter {
+        SinkWriter(sink, Vec::new())
+    }
+
+    fn write_out(&mut self, upto: usize) -> io::Result<()> {
+        let line: Vec<u8> = self.1.drain(..upto).collect();
         self.0
             .lock()
             .map_err(|_| io::Error::other("an output stream's writer panicked"))?
-            .write(buf)
+            .write_all(&line)
+    }
+}
+
+impl Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        if let Some(end) = self.1.iter().rposition(|b| *b == b'\n') {
+            self.write_out(end + 1)?;
+        }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        let all = self.1.len();
+        if all > 0 {
+            self.write_out(all)?;
+        }
         self.0
             .lock()
             .map_err(|_| io::Error::other("an output stream's writer panicked"))?
             .flush()
+    }
+}
+
+impl Drop for SinkWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }

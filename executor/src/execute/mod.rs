@@ -302,14 +302,16 @@ struct Runner<'a, 'p> {
     /// Identities of paths in `failed_outputs` and `rebuilt`: 8 bytes per
     /// output ([`cmdlog::path_ids`]).
     ids: PathIds,
+    /// `-j N` with N > 1: the scheduler's state. Declared before `stage`
+    /// so it drops first: a waiting command's staging is removed before
+    /// the run's staging base is.
+    parallel: Option<schedule::Parallel>,
     /// This run's `.replay-stage`: each command's private staging.
     stage: StageBase,
     /// The action cache, if the run uses one.
     cache: Option<RunCache>,
     /// The hit [`Runner::look_up`] found, until it is restored.
     hit: Option<replay_cache::Hit>,
-    /// `-j N` with N > 1: the scheduler's state.
-    parallel: Option<schedule::Parallel>,
     /// The policy's `refuse_undeclared_reads`.
     refuse_undeclared: bool,
     /// When the run started.

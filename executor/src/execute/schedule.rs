@@ -7,7 +7,10 @@
 //! ([`super::predict`]) fits in what the running tools' predictions leave
 //! of the budget; the earliest ready command goes first, and a later one
 //! never overtakes it for memory (so a large command is not starved). A
-//! command with no prediction is given the whole budget: it runs alone.
+//! command with no prediction, or one predicted above the budget, runs
+//! alone. Paths are compared as the file system resolves them when the
+//! command is read (a symlinked input is its target), and the window is
+//! scanned again only when something changed.
 //!
 //! Judging, staging, the cache, committing and journaling stay on this
 //! thread, in log order of readiness; each tool runs on a thread of its
@@ -17,8 +20,9 @@
 //! stopped (SIGKILL: a traced tool cannot be frozen by SIGSTOP, its tracer
 //! resumes group stops), its outputs discarded, and it runs again alone.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::ops::ControlFlow;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -44,6 +48,7 @@ enum Waiting {
     Read {
         position: u64,
         command: Command,
+        footprint: Footprint,
         /// It was stopped for the budget once: it runs alone.
         alone: bool,
     },
@@ -51,16 +56,76 @@ enum Waiting {
     Ready {
         position: u64,
         prepared: Box<Prepared>,
+        footprint: Footprint,
         prediction: Prediction,
         alone: bool,
     },
 }
 
+/// The files a command reads and writes, as the file system resolves
+/// them (symlinks followed through the part that exists), for ordering.
+#[derive(Debug, Clone, Default)]
+struct Footprint {
+    reads: Vec<String>,
+    writes: Vec<String>,
+}
+
+impl Footprint {
+    /// `command`'s paths under `root`, resolved now (no command can make
+    /// a symlink: outputs are regular files).
+    fn of(command: &Command, root: &Path) -> Footprint {
+        let resolve = |p: &String| resolve_in(root, &super::normalized(p));
+        Footprint {
+            reads: command.inputs.iter().map(resolve).collect(),
+            writes: command.outputs.iter().map(resolve).collect(),
+        }
+    }
+
+    /// Whether it must wait for a command that reads `reads` and writes
+    /// `writes` (earlier in the log, not finished).
+    fn waits_for(&self, reads: &HashSet<String>, writes: &HashSet<String>) -> bool {
+        self.reads.iter().any(|r| writes.contains(r))
+            || self
+                .writes
+                .iter()
+                .any(|w| writes.contains(w) || reads.contains(w))
+    }
+
+    /// Adds its paths to `reads` and `writes`.
+    fn claim(&self, reads: &mut HashSet<String>, writes: &mut HashSet<String>) {
+        reads.extend(self.reads.iter().cloned());
+        writes.extend(self.writes.iter().cloned());
+    }
+}
+
+/// `path` (root-relative, normalized) as the file system resolves it:
+/// the longest part that exists made canonical, the rest appended.
+fn resolve_in(root: &Path, path: &str) -> String {
+    let full = root.join(path);
+    let mut rest = Vec::new();
+    let mut at = full.as_path();
+    loop {
+        if let Ok(canonical) = std::fs::canonicalize(at) {
+            let mut resolved = canonical;
+            for part in rest.iter().rev() {
+                resolved.push(part);
+            }
+            return resolved.display().to_string();
+        }
+        match (at.file_name(), at.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            _ => return full.display().to_string(),
+        }
+    }
+}
+
 impl Waiting {
-    fn command(&self) -> &Command {
+    fn footprint(&self) -> &Footprint {
         match self {
-            Waiting::Read { command, .. } => command,
-            Waiting::Ready { prepared, .. } => &prepared.command,
+            Waiting::Read { footprint, .. } | Waiting::Ready { footprint, .. } => footprint,
         }
     }
 
@@ -76,6 +141,7 @@ struct Slot {
     number: u64,
     position: u64,
     prepared: Box<Prepared>,
+    footprint: Footprint,
     prediction: Prediction,
     gauge: Arc<Gauge>,
     started: Instant,
@@ -102,6 +168,8 @@ pub(super) struct Parallel {
     pub(super) peak_sum: u64,
     predictor: Predictor,
     said_cold: bool,
+    /// Something changed since the window was last scanned.
+    dirty: bool,
 }
 
 impl Parallel {
@@ -120,6 +188,7 @@ impl Parallel {
             peak_sum: 0,
             predictor,
             said_cold: false,
+            dirty: true,
         }
     }
 
@@ -129,30 +198,21 @@ impl Parallel {
     }
 }
 
-/// Whether two commands touch a file in a way that orders them: one
-/// writes what the other reads or writes.
-fn conflict(a: &Command, b: &Command) -> bool {
-    let meets = |xs: &[String], ys: &[String]| {
-        xs.iter().any(|x| {
-            ys.iter()
-                .any(|y| super::normalized(x) == super::normalized(y))
-        })
-    };
-    meets(&a.outputs, &b.inputs) || meets(&a.inputs, &b.outputs) || meets(&a.outputs, &b.outputs)
-}
-
 impl Runner<'_, '_> {
     /// Takes `command` into the window, then runs what can run until the
     /// window has room to read more.
     pub(super) fn take(&mut self, command: Command) -> ControlFlow<()> {
         self.position += 1;
         let position = self.position;
+        let footprint = Footprint::of(&command, &self.job.root);
         if let Some(parallel) = &mut self.parallel {
             parallel.waiting.push_back(Waiting::Read {
                 position,
                 command,
+                footprint,
                 alone: false,
             });
+            parallel.dirty = true;
         }
         self.pump(WINDOW)
     }
@@ -206,8 +266,20 @@ impl Runner<'_, '_> {
     }
 
     /// Prepares and starts, in log order, every waiting command whose
-    /// turn has come and whose memory fits.
+    /// turn has come and whose memory fits (when something changed).
     fn start_what_fits(&mut self) {
+        match &mut self.parallel {
+            Some(parallel) if parallel.dirty => parallel.dirty = false,
+            _ => return,
+        }
+        // What earlier commands still waiting, and those running, read
+        // and write: a later command touching it waits for them.
+        let (mut reads, mut writes) = (HashSet::new(), HashSet::new());
+        if let Some(parallel) = &self.parallel {
+            for slot in &parallel.running {
+                slot.footprint.claim(&mut reads, &mut writes);
+            }
+        }
         let mut at = 0;
         loop {
             let Some(parallel) = &self.parallel else {
@@ -225,48 +297,34 @@ impl Runner<'_, '_> {
             let Some(candidate) = parallel.waiting.get(at) else {
                 return;
             };
-            let command = candidate.command();
-            let blocked = parallel
-                .waiting
-                .iter()
-                .take(at)
-                .any(|earlier| conflict(earlier.command(), command))
-                || parallel
-                    .running
-                    .iter()
-                    .any(|slot| conflict(&slot.prepared.command, command));
-            if blocked {
+            if candidate.footprint().waits_for(&reads, &writes) {
+                candidate.footprint().claim(&mut reads, &mut writes);
                 at += 1;
                 continue;
             }
             let Some(waiting) = self.parallel.as_mut().and_then(|p| p.waiting.remove(at)) else {
                 return;
             };
-            let (position, prepared, prediction, alone) = match waiting {
+            let (position, prepared, footprint, prediction, alone) = match waiting {
                 Waiting::Ready {
                     position,
                     prepared,
+                    footprint,
                     prediction,
                     alone,
-                } => (position, prepared, prediction, alone),
+                } => (position, prepared, footprint, prediction, alone),
                 Waiting::Read {
                     position,
                     command,
+                    footprint,
                     alone,
                 } => {
-                    if let Err(error) = self.reporter.event(&Event::Started {
-                        id: command.id,
-                        tool: command.tool.name(),
-                        position,
-                    }) {
-                        self.error = Some(super::ExecuteError::Report(error));
-                        return;
-                    }
                     let began = self.run_started.elapsed();
                     match self.prepare(&command) {
                         Next::Done(mut record) => {
                             record.timing =
                                 Some(Timing::between(began, self.run_started.elapsed(), None));
+                            self.started(&command, position);
                             if self.finish(*record).is_break() {
                                 self.stop();
                             }
@@ -274,7 +332,7 @@ impl Runner<'_, '_> {
                         }
                         Next::Run(prepared) => {
                             let prediction = self.predict(&prepared);
-                            (position, prepared, prediction, alone)
+                            (position, prepared, footprint, prediction, alone)
                         }
                     }
                 }
@@ -282,6 +340,9 @@ impl Runner<'_, '_> {
             let Some(parallel) = &mut self.parallel else {
                 return;
             };
+            // Nothing known, or more than the budget: it runs alone.
+            let alone =
+                alone || prediction.basis == Basis::Unknown || prediction.bytes > parallel.budget;
             let admitted: u64 = parallel.running.iter().map(|s| s.prediction.bytes).sum();
             let fits = parallel.running.is_empty()
                 || (!alone && admitted.saturating_add(prediction.bytes) <= parallel.budget);
@@ -293,6 +354,7 @@ impl Runner<'_, '_> {
                     Waiting::Ready {
                         position,
                         prepared,
+                        footprint,
                         prediction,
                         alone,
                     },
@@ -302,14 +364,13 @@ impl Runner<'_, '_> {
             if prediction.basis == Basis::Unknown && parallel.jobs > 1 && !parallel.said_cold {
                 parallel.said_cold = true;
                 let message = format!(
-                    "command {} has no measured or given memory figure, so it runs alone (as does every such command); a warm cache, or `--predict {}=SIZE`, lets commands run in parallel",
+                    "command {} has no measured or given memory figure, so it runs alone (as does every such command); a warm cache, a policy `max_rss`, or `--predict {}=SIZE`, lets commands run in parallel",
                     prepared.command.id,
                     prepared.command.tool.name()
                 );
                 self.warn(&message);
-            }
-            if prediction.bytes > self.parallel.as_ref().map_or(0, |p| p.budget)
-                && prediction.basis != Basis::Unknown
+            } else if prediction.basis != Basis::Unknown
+                && prediction.bytes > self.parallel.as_ref().map_or(0, |p| p.budget)
             {
                 let message = format!(
                     "command {} is predicted to need more than the memory budget; it runs alone",
@@ -317,7 +378,20 @@ impl Runner<'_, '_> {
                 );
                 self.warn(&message);
             }
-            self.launch(position, prepared, prediction, alone);
+            footprint.claim(&mut reads, &mut writes);
+            self.launch(position, prepared, footprint, prediction, alone);
+        }
+    }
+
+    /// Tells the reporters `command` starts (at its launch, or just
+    /// before its record when it needs no tool).
+    fn started(&mut self, command: &Command, position: u64) {
+        if let Err(error) = self.reporter.event(&Event::Started {
+            id: command.id,
+            tool: command.tool.name(),
+            position,
+        }) {
+            self.error.get_or_insert(super::ExecuteError::Report(error));
         }
     }
 
@@ -329,10 +403,7 @@ impl Runner<'_, '_> {
                 basis: Basis::Unknown,
             };
         };
-        let program = self
-            .cache
-            .as_ref()
-            .and_then(|cache| cache.program_digest(&prepared.resolved.program));
+        let program = program_key(self.cache.as_ref(), &prepared.resolved.program);
         let cached_peak = match (&self.cache, &prepared.key) {
             (Some(cache), Some(key)) => cache.peak(key),
             _ => None,
@@ -351,9 +422,11 @@ impl Runner<'_, '_> {
         &mut self,
         position: u64,
         prepared: Box<Prepared>,
+        footprint: Footprint,
         prediction: Prediction,
         alone: bool,
     ) {
+        self.started(&prepared.command, position);
         let Some(parallel) = &mut self.parallel else {
             return;
         };
@@ -367,7 +440,15 @@ impl Runner<'_, '_> {
         let spawned = std::thread::Builder::new()
             .name(format!("replay-tool-{}", prepared.command.id))
             .spawn(move || {
-                let result = run_tool(&spec, &options);
+                // A panic must still end the slot, or the run waits forever.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_tool(&spec, &options)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(RunError::Thread(std::io::Error::other(
+                        "the thread running the tool panicked",
+                    )))
+                });
                 let _ = sender.send((number, result));
             });
         if let Err(error) = spawned {
@@ -384,6 +465,7 @@ impl Runner<'_, '_> {
             number,
             position,
             prepared,
+            footprint,
             prediction,
             gauge,
             started: Instant::now(),
@@ -402,13 +484,32 @@ impl Runner<'_, '_> {
             return;
         };
         let slot = parallel.running.remove(at);
+        parallel.dirty = true;
         let budgeted = matches!(
             &result,
             Ok(outcome) if matches!(outcome.stop, Some(Stop::Budget { .. }))
         );
         if budgeted && !self.options.interrupted.load(Ordering::SeqCst) {
+            // What it held when stopped is a lower bound of its peak: the
+            // next prediction for its kind is at least that.
+            let program = program_key(self.cache.as_ref(), &slot.prepared.resolved.program);
+            let subject = Subject {
+                kind: slot.prepared.command.tool.name(),
+                program: program.as_deref(),
+                input_bytes: input_bytes(&slot.prepared.resolved),
+                cached_peak: None,
+                limit: None,
+            };
+            let held = slot.gauge.rss();
+            let Some(parallel) = &mut self.parallel else {
+                return;
+            };
+            parallel.predictor.learn(&subject, held);
             let Slot {
-                position, prepared, ..
+                position,
+                prepared,
+                footprint,
+                ..
             } = slot;
             let Prepared {
                 command, staging, ..
@@ -430,6 +531,7 @@ impl Runner<'_, '_> {
                 Waiting::Read {
                     position,
                     command,
+                    footprint,
                     alone: true,
                 },
             );
@@ -443,10 +545,7 @@ impl Runner<'_, '_> {
                 .max(m.peak_process.as_ref().map_or(0, |p| p.bytes))
         });
         if let Some(peak) = learned {
-            let program = self
-                .cache
-                .as_ref()
-                .and_then(|cache| cache.program_digest(&slot.prepared.resolved.program));
+            let program = program_key(self.cache.as_ref(), &slot.prepared.resolved.program);
             let bytes = input_bytes(&slot.prepared.resolved);
             if let Some(parallel) = &mut self.parallel {
                 parallel.predictor.learn(
@@ -474,14 +573,17 @@ impl Runner<'_, '_> {
     }
 
     /// Sums the running tools' memory; over the budget, stops the last
-    /// one started (unless it runs alone).
+    /// one started (one at a time: a tool being stopped no longer counts,
+    /// and none other is stopped until it has ended).
     fn watch_memory(&mut self) {
         let Some(parallel) = &mut self.parallel else {
             return;
         };
-        let sum: u64 = parallel.running.iter().map(|s| s.gauge.rss()).sum();
+        let live = || parallel.running.iter().filter(|s| !s.evicted);
+        let sum: u64 = live().map(|s| s.gauge.rss()).sum();
         parallel.peak_sum = parallel.peak_sum.max(sum);
-        if sum <= parallel.budget || parallel.running.len() < 2 {
+        let stopping_one = parallel.running.iter().any(|s| s.evicted);
+        if sum <= parallel.budget || live().count() < 2 || stopping_one {
             return;
         }
         if let Some(last) = parallel
@@ -493,6 +595,15 @@ impl Runner<'_, '_> {
             last.evicted = true;
             last.gauge.evict(parallel.budget);
         }
+    }
+}
+
+/// What the history knows a tool's binary by: its content digest with a
+/// cache, else its canonical path (this run's memory only).
+fn program_key(cache: Option<&crate::cached::RunCache>, program: &Path) -> Option<String> {
+    match cache {
+        Some(cache) => cache.program_digest(program),
+        None => Some(program.display().to_string()),
     }
 }
 
@@ -525,19 +636,49 @@ mod tests {
         }
     }
 
+    fn orders(root: &Path, earlier: &Command, later: &Command) -> bool {
+        let (mut reads, mut writes) = (HashSet::new(), HashSet::new());
+        Footprint::of(earlier, root).claim(&mut reads, &mut writes);
+        Footprint::of(later, root).waits_for(&reads, &writes)
+    }
+
     #[test]
     fn commands_that_share_a_file_are_ordered_and_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
         let opt = command(&["p0.bc"], &["p0.opt.bc"]);
         let llc = command(&["./p0.opt.bc"], &["p0.o"]);
         let other = command(&["p1.bc"], &["p1.opt.bc"]);
         let rewrite = command(&["x"], &["p0.bc"]);
         let same_output = command(&[], &["p1.opt.bc"]);
-        assert!(conflict(&opt, &llc) && conflict(&llc, &opt));
-        assert!(!conflict(&opt, &other));
+        assert!(orders(root, &opt, &llc));
+        assert!(!orders(root, &opt, &other));
         assert!(
-            conflict(&opt, &rewrite),
+            orders(root, &opt, &rewrite),
             "a later command rewrites its input"
         );
-        assert!(conflict(&other, &same_output));
+        assert!(orders(root, &other, &same_output));
+    }
+
+    #[test]
+    fn a_symlinked_input_is_ordered_after_the_writer_of_its_target() {
+        // Regression (review): `link -> a` read by a later command was
+        // not ordered after the command writing `a`.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("a"), "old").unwrap();
+        std::os::unix::fs::symlink("a", root.join("link")).unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::os::unix::fs::symlink("d", root.join("d2")).unwrap();
+        let writer = command(&[], &["a"]);
+        let reader = command(&["link"], &["b"]);
+        assert!(orders(&root, &writer, &reader));
+        assert!(
+            orders(&root, &reader, &writer),
+            "and a later write of a read target"
+        );
+        let into_dir = command(&[], &["d/x"]);
+        let through_link = command(&["d2/x"], &["y"]);
+        assert!(orders(&root, &into_dir, &through_link));
     }
 }

@@ -175,6 +175,9 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         options.gauge.clone(),
     )
     .map_err(RunError::Thread)?;
+    if let Some(gauge) = &options.gauge {
+        gauge.attach(watcher.stopper());
+    }
     let budget = OutputBudget::new(options.limits.max_output);
     let child = launch.child();
     let stdout = child.stdout.take();

@@ -89,6 +89,9 @@ pub enum Stop {
 pub struct Gauge {
     rss: std::sync::atomic::AtomicU64,
     evict: std::sync::atomic::AtomicU64,
+    /// The tool's stopper, once its watcher runs: an eviction acts at
+    /// once, not at the next sample.
+    stopper: Mutex<Option<Stopper>>,
 }
 
 impl Gauge {
@@ -101,6 +104,18 @@ impl Gauge {
     /// over `budget`.
     pub fn evict(&self, budget: u64) {
         self.evict.store(budget.max(1), Ordering::SeqCst);
+        if let Ok(stopper) = self.stopper.lock() {
+            if let Some(stopper) = stopper.as_ref() {
+                stopper.stop(|after_ms| Stop::Budget { budget, after_ms }, true);
+            }
+        }
+    }
+
+    /// Lets [`Gauge::evict`] stop the tool itself (its watcher's stopper).
+    pub(crate) fn attach(&self, stopper: Stopper) {
+        if let Ok(mut slot) = self.stopper.lock() {
+            *slot = Some(stopper);
+        }
     }
 }
 
