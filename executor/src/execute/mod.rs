@@ -371,18 +371,6 @@ impl Runner<'_, '_> {
         ControlFlow::Continue(())
     }
 
-    /// Runs `command` to its record: prepared, its tool run here, then
-    /// completed (one tool at a time).
-    fn run(&mut self, command: &Command) -> CommandRecord {
-        match self.prepare(command) {
-            Next::Done(record) => *record,
-            Next::Run(prepared) => {
-                let result = run_tool(&prepared.spec, &prepared.run_options);
-                self.complete(*prepared, result)
-            }
-        }
-    }
-
     /// Everything before a command's tool runs: judged again, skipped
     /// (resumed, blocked), restored from the action cache, or staged and
     /// ready to run.
@@ -841,16 +829,24 @@ impl Visit for Runner<'_, '_> {
             return self.take(command);
         }
         self.position += 1;
-        if let Err(error) = self.reporter.event(&Event::Started {
-            id: command.id,
-            tool: command.tool.name(),
-            position: self.position,
-        }) {
-            self.error = Some(ExecuteError::Report(error));
-            return ControlFlow::Break(());
-        }
         let began = self.run_started.elapsed();
-        let mut record = self.run(&command);
+        // Only a command whose tool runs is told as started: one resumed
+        // or restored from the cache is not "running".
+        let mut record = match self.prepare(&command) {
+            Next::Done(record) => *record,
+            Next::Run(prepared) => {
+                if let Err(error) = self.reporter.event(&Event::Started {
+                    id: command.id,
+                    tool: command.tool.name(),
+                    position: self.position,
+                }) {
+                    self.error = Some(ExecuteError::Report(error));
+                    return ControlFlow::Break(());
+                }
+                let result = run_tool(&prepared.spec, &prepared.run_options);
+                self.complete(*prepared, result)
+            }
+        };
         record.timing = Some(Timing::between(began, self.run_started.elapsed(), None));
         self.totals.peak_sum_rss = self.totals.peak_sum_rss.max(
             record

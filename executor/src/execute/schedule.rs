@@ -324,7 +324,6 @@ impl Runner<'_, '_> {
                         Next::Done(mut record) => {
                             record.timing =
                                 Some(Timing::between(began, self.run_started.elapsed(), None));
-                            self.started(&command, position);
                             if self.finish(*record).is_break() {
                                 self.stop();
                             }
@@ -383,8 +382,8 @@ impl Runner<'_, '_> {
         }
     }
 
-    /// Tells the reporters `command` starts (at its launch, or just
-    /// before its record when it needs no tool).
+    /// Tells the reporters `command`'s tool starts (a command resumed or
+    /// restored from the cache is never told as started).
     fn started(&mut self, command: &Command, position: u64) {
         if let Err(error) = self.reporter.event(&Event::Started {
             id: command.id,

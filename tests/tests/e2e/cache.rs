@@ -109,6 +109,12 @@ fn a_rerun_is_all_hits_and_an_edit_reruns_only_its_partition_and_the_link() {
     }
     let warm = cached(&root, &cache, &args);
     assert!(warm.status.success(), "{}", text(&warm.stderr));
+    // A restored command is not "running" (issue 19's rough edge).
+    assert!(
+        !text(&warm.stderr).contains("running command"),
+        "{}",
+        text(&warm.stderr)
+    );
     let second = report(&root.join("report.json"));
     assert_eq!(statuses(&second), vec!["cached"; n], "{second:#}");
     assert_eq!(second["totals"]["cache_hits"], n as u64);
