@@ -150,10 +150,16 @@ pub(crate) fn entry(e: &Entry, base: &Path, root: &Path, result: &mut Import) ->
         }
     };
     if steps.is_empty() {
-        leave_out(
-            result,
-            "it runs nothing (an empty, phony or no-op command)".into(),
-        );
+        // Nothing is lost: ninja's phony and utility rules, `:`.
+        result.notes.push(Remark {
+            entry: e.index,
+            subject: if shown.is_empty() {
+                e.file.clone()
+            } else {
+                shown.clone()
+            },
+            reason: "skipped: it runs nothing (an empty, phony or no-op command)".into(),
+        });
         return Vec::new();
     }
     match fold(e.index, steps, &mut result.notes) {

@@ -115,8 +115,8 @@ pub fn import_file(path: &Path, options: &Options) -> Result<Import, ImportError
     })?;
     let base = path
         .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     import(&text, &base, options)
 }
 
@@ -127,6 +127,15 @@ pub fn import(json: &[u8], base: &Path, options: &Options) -> Result<Import, Imp
         path: options.root.clone(),
         source,
     })?;
+    // Relative `directory` fields are taken from the database's
+    // directory, made absolute from the current one.
+    let base = std::path::absolute(base)
+        .map(|b| paths::lexical(&b))
+        .map_err(|source| ImportError::Root {
+            path: base.to_path_buf(),
+            source,
+        })?;
+    let base = base.as_path();
     let entries = entry::parse(json)?;
     let mut result = Import::default();
     // Duplicates (Bear's `--append`, or CMake's list and ninja's): the last
