@@ -188,7 +188,7 @@ pub fn import(json: &[u8], base: &Path, options: &Options) -> Result<Import, Imp
         .collect();
     let held: Vec<&str> = held.iter().map(String::as_str).collect();
     for c in &mut unique {
-        c.add_source_dirs(&held);
+        c.add_source_dirs(&held, &root);
     }
     let ordered = order::producers_first(unique, &mut result.left_out);
     for (at, c) in ordered.into_iter().enumerate() {

@@ -310,3 +310,37 @@ fn a_malformed_database_names_the_entry_and_field() {
         assert!(err.contains(want), "{db}: {err}");
     }
 }
+
+#[test]
+fn a_build_directory_inside_the_sources_grants_them_file_by_file() {
+    // cJSON's layout: sources at the top, tests beside, the build inside.
+    let p = project();
+    for (name, body) in [
+        ("cJSON.c", ""),
+        ("cJSON.h", ""),
+        ("CMakeLists.txt", ""),
+        ("tests/t.c", "#include \"../cJSON.c\""),
+        ("tests/unity/src/unity.c", ""),
+    ] {
+        let path = p.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    let db = r#"[
+      { "directory": "@ROOT@/build", "file": "@ROOT@/cJSON.c", "command": "cc -c @ROOT@/cJSON.c -o cJSON.o" },
+      { "directory": "@ROOT@/build/tests", "file": "@ROOT@/tests/t.c", "command": "cc -c @ROOT@/tests/t.c -o t.o" },
+      { "directory": "@ROOT@/build/tests", "file": "@ROOT@/tests/unity/src/unity.c", "command": "cc -c @ROOT@/tests/unity/src/unity.c -o unity.o" }
+    ]"#;
+    let got = p.import(db).unwrap();
+    // The root holds the build and the log: never granted whole.
+    assert_eq!(got.commands[0].inputs, ["cJSON.c", "cJSON.h"]);
+    // `tests` holds no output: granted whole, the widest such directory.
+    assert_eq!(
+        got.commands[1].inputs,
+        ["tests/t.c", "tests", "cJSON.c", "cJSON.h"]
+    );
+    assert_eq!(
+        got.commands[2].inputs,
+        ["tests/unity/src/unity.c", "tests", "cJSON.c", "cJSON.h"]
+    );
+}
