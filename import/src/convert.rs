@@ -262,8 +262,8 @@ fn steps(
                 );
                 if !rm {
                     return Err(format!(
-                        "`{}` is a CMake step (regeneration, a script, a file operation) that the importer does not turn into a tool command",
-                        words.join(" ")
+                        "it runs `cmake {}`, a CMake step (regeneration, a script, a file operation) the importer does not turn into a tool command",
+                        words.get(1).map_or("", String::as_str)
                     ));
                 }
                 let mut files = Vec::new();
@@ -280,8 +280,7 @@ fn steps(
             }
             _ => {
                 return Err(format!(
-                    "`{}` is not a program the importer knows (compilers, `ar`, `ranlib`, `ld`)",
-                    words.join(" ")
+                    "it runs `{first}`, not a program the importer knows (compilers, `ar`, `ranlib`, `ld`)"
                 ))
             }
         }
