@@ -12,7 +12,7 @@
 # Needs root (or sudo) for the deb-src entry and `apt-get update`, the
 # packages of scripts/install-deps.sh, and `cargo build --workspace --bins`
 # first. The third-party sources stay in WORK_DIR, never in the repository.
-# Projects: cjson (CMake; its 19 tests). Idempotent.
+# Projects: cjson (its 19 tests), jansson (its 213). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -98,9 +98,9 @@ project() {
   echo "replay: $(tail -n 3 "$tree.ctest.log" | grep 'tests passed')"
 
   # One injected attack each: a linker plugin in a link, a compiler
-  # plugin in a compile. Refused at import (exit 3) and by replay, and
-  # nothing is built.
-  for attack in '-Wl,-plugin,/tmp/x.so' '-fplugin=/tmp/x.so'; do
+  # plugin or a search directory for clang's own programs in a compile.
+  # Refused at import (exit 3) and by replay, and nothing is built.
+  for attack in '-Wl,-plugin,/tmp/x.so' '-fplugin=/tmp/x.so' '-B/tmp'; do
     local bad=$work/$name-attack
     configure "$src" "$bad" "$@"
     if [[ $attack == -Wl* ]]; then
@@ -124,4 +124,7 @@ project() {
 # cJSON: static library (shared ones need `cmake -E cmake_symlink_library`,
 # not imported yet), its tests on.
 project cjson -DBUILD_SHARED_LIBS=OFF -DENABLE_CJSON_TEST=ON
+# Jansson: static by default; its 213 tests (test suites run through its
+# own json_process and unit test programs). No docs (Sphinx).
+project jansson -DJANSSON_BUILD_DOCS=OFF
 echo "real-projects: ok"
