@@ -273,11 +273,7 @@ fn steps(
                 }
                 steps.push(Step::Remove(files, words.join(" ")));
             }
-            Program::Cxx => {
-                return Err(format!(
-                    "`{first}` is a C++ compiler: the `c++` tool kind is not imported yet"
-                ))
-            }
+            Program::Cxx => steps.push(Step::Tool(compile(index, words, &place, ToolKind::Cxx)?)),
             _ => {
                 return Err(format!(
                     "it runs `{first}`, not a program the importer knows (compilers, `ar`, `ranlib`, `ld`)"

@@ -246,13 +246,19 @@ fn shell_constructs_and_unknown_programs_are_left_out() {
       { "directory": "@ROOT@", "file": "a2.c", "command": "cc -c a.c -o $(whoami).o" },
       { "directory": "@ROOT@", "file": "x.py", "command": "python3 gen.py > x.c" },
       { "directory": "@ROOT@", "file": "y", "command": "/usr/bin/cmake -E cmake_symlink_library libx.so.1.0 libx.so.1 libx.so" },
-      { "directory": "@ROOT@", "file": "z.cc", "command": "clang++ -c z.cc -o z.o" },
+      { "directory": "@ROOT@", "file": "z.cc", "command": "/usr/bin/clang++-14 -std=c++17 -c z.cc -o z.o" },
       { "directory": "@ROOT@", "file": "c.c", "command": "cd src && cc -c c.c -o c.o" }
     ]"#;
     let got = p.import(db).unwrap();
     let left: Vec<usize> = got.left_out.iter().map(|r| r.entry).collect();
-    assert_eq!(left, [0, 1, 2, 3, 4], "{:#?}", got.left_out);
-    let c = &got.commands[0];
+    assert_eq!(left, [0, 1, 2, 3], "{:#?}", got.left_out);
+    // C++ is its own tool kind.
+    let cxx = &got.commands[0];
+    assert_eq!(
+        (&cxx.tool, cxx.outputs.as_slice()),
+        (&ToolKind::Cxx, &["z.o".to_owned()][..])
+    );
+    let c = &got.commands[1];
     assert_eq!(
         (c.cwd.as_str(), c.outputs.as_slice()),
         ("src", &["src/c.o".to_owned()][..])

@@ -64,19 +64,21 @@ int main(void) {
 /// Writes the project into `root`, configures it with CMake for Ninja
 /// and clang-14 in `root/build`, and writes `ninja -t compdb` there.
 fn configure(root: &Path) -> PathBuf {
-    for (path, body) in FILES {
+    configure_project(root, FILES, "-DCMAKE_C_COMPILER=clang-14")
+}
+
+/// Writes `files` into `root`, configures them with CMake for Ninja and
+/// `compiler` (a `-DCMAKE_..._COMPILER=` flag) in `root/build`, and
+/// writes `ninja -t compdb` there.
+fn configure_project(root: &Path, files: &[(&str, &str)], compiler: &str) -> PathBuf {
+    for (path, body) in files {
         let path = root.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, body).unwrap();
     }
     let build = root.join("build");
     let out = Command::new("cmake")
-        .args([
-            "-G",
-            "Ninja",
-            "-DCMAKE_C_COMPILER=clang-14",
-            "-DCMAKE_BUILD_TYPE=Release",
-        ])
+        .args(["-G", "Ninja", compiler, "-DCMAKE_BUILD_TYPE=Release"])
         .args(["-DCMAKE_EXPORT_COMPILE_COMMANDS=ON", "-S"])
         .arg(root)
         .arg("-B")
@@ -247,4 +249,52 @@ fn an_output_outside_the_root_is_left_out_and_said_so() {
         "never rewritten into the log"
     );
     assert!(!evil.exists());
+}
+
+/// A small C++ project: a static library using the standard library, and
+/// a program.
+const CXX_FILES: &[(&str, &str)] = &[
+    (
+        "CMakeLists.txt",
+        "cmake_minimum_required(VERSION 3.13)\nproject(p CXX)\nset(CMAKE_CXX_STANDARD 17)\n\
+         add_library(shapes STATIC src/shapes.cpp)\nadd_executable(p src/main.cpp)\n\
+         target_link_libraries(p shapes)\n",
+    ),
+    (
+        "src/shapes.h",
+        "#include <string>\n#include <vector>\nstd::string describe(const std::vector<int>& v);\n",
+    ),
+    (
+        "src/shapes.cpp",
+        "#include \"shapes.h\"\n#include <numeric>\n#include <sstream>\n\
+         std::string describe(const std::vector<int>& v) {\n  std::ostringstream s;\n  \
+         s << \"n=\" << v.size() << \" sum=\" << std::accumulate(v.begin(), v.end(), 0);\n  return s.str();\n}\n",
+    ),
+    (
+        "src/main.cpp",
+        "#include <iostream>\n#include \"shapes.h\"\nint main() { std::cout << describe({1, 2, 3, 4}) << std::endl; }\n",
+    ),
+];
+
+#[test]
+fn a_cmake_ninja_cxx_project_builds_through_import_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let db = configure_project(root, CXX_FILES, "-DCMAKE_CXX_COMPILER=clang++-14");
+    let out = import(root, &db, "replay.log.json");
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", text(&out.stderr));
+    assert!(said.contains("imported 4 commands"), "{said}");
+    let log = std::fs::read_to_string(root.join("replay.log.json")).unwrap();
+    assert!(log.contains(r#""tool":"c++""#), "{log}");
+    let out = replay_command()
+        .args(["--policy", &policy(), "replay.log.json"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        program(&root.join("build"), "p"),
+        (Some(0), "n=4 sum=10\n".to_owned())
+    );
 }
