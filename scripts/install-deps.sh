@@ -2,7 +2,8 @@
 # Installs what replay needs on a Debian bookworm machine with rustup, and
 # nothing that is already there: LLVM 14 (headers and libLLVM for inkwell,
 # and the opt/llc/clang tools the logs run), GNU ld, and the wasm32-wasip1
-# Rust target for policy plugins. Safe to run any number of times.
+# Rust target for policy plugins, and CMake and Ninja (the end-to-end test
+# of `replay import compdb` builds a real CMake+Ninja project). Safe to run any number of times.
 # With --bench, also what the benchmarks need (python3, and npm to fetch
 # SQLite's amalgamation), when missing.
 set -euo pipefail
@@ -14,6 +15,7 @@ packages=(
   libc6-dev                         # crt files and libc for linking
   gcc                               # `cc`, the linker rustc itself calls
   time                              # /usr/bin/time -v, used by the benches
+  cmake ninja-build                 # real C projects imported by `replay import`
 )
 
 if [[ ${1:-} == --bench ]]; then

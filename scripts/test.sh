@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone: installs what is missing, checks
 # formatting and lints, builds every binary (the end-to-end tests drive
-# them), then runs every test of the workspace.
+# them), then runs every test of the workspace, and builds real C projects
+# (Debian source packages) through `replay import` and `replay`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,9 @@ echo "== cargo build (binaries for the end-to-end tests)"
 cargo build --workspace --bins --locked
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== real projects (Debian source packages through replay import and replay)"
+bash tests/real-projects.sh
 
 echo "== plugin workspace (policies/plugins)"
 cargo fmt --manifest-path policies/plugins/Cargo.toml -p replay-plugin-kit -p replay-plugin-naming -- --check

@@ -141,6 +141,8 @@ pub enum ToolKind {
     Llc,
     /// A C compiler driver (`clang`, `cc`, `cl`), also used to link.
     Cc,
+    /// A C++ compiler driver (`clang++`, `c++`, `g++`), also used to link.
+    Cxx,
     /// A linker (`ld`, `ld64`, `lld-link`, `link`).
     Ld,
     /// An assembler.
@@ -161,10 +163,11 @@ pub enum ToolKind {
 
 impl ToolKind {
     /// Every kind this version knows, in a stable order.
-    pub const KNOWN: [ToolKind; 10] = [
+    pub const KNOWN: [ToolKind; 11] = [
         ToolKind::Opt,
         ToolKind::Llc,
         ToolKind::Cc,
+        ToolKind::Cxx,
         ToolKind::Ld,
         ToolKind::As,
         ToolKind::Ar,
@@ -180,6 +183,7 @@ impl ToolKind {
             "opt" => ToolKind::Opt,
             "llc" => ToolKind::Llc,
             "cc" => ToolKind::Cc,
+            "c++" => ToolKind::Cxx,
             "ld" => ToolKind::Ld,
             "as" => ToolKind::As,
             "ar" => ToolKind::Ar,
@@ -197,6 +201,7 @@ impl ToolKind {
             ToolKind::Opt => "opt",
             ToolKind::Llc => "llc",
             ToolKind::Cc => "cc",
+            ToolKind::Cxx => "c++",
             ToolKind::Ld => "ld",
             ToolKind::As => "as",
             ToolKind::Ar => "ar",

@@ -53,6 +53,45 @@ pub(crate) enum Command {
     Drive(DriveArgs),
     /// Inspect or maintain the action cache.
     Cache(CacheArgs),
+    /// Write a log from a build recorded by another tool (a compilation
+    /// database), reporting what cannot be imported.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    #[command(subcommand)]
+    pub(crate) from: ImportFrom,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImportFrom {
+    /// A JSON Compilation Database, as CMake
+    /// (`-DCMAKE_EXPORT_COMPILE_COMMANDS=ON`), Bear and `ninja -t compdb`
+    /// write it. Exits 3 if `--policy` would refuse a command (the log is
+    /// written all the same).
+    Compdb(CompdbArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompdbArgs {
+    /// The log to write [default: replay.log.json in the work root].
+    #[arg(short = 'o', long = "output", value_name = "LOG")]
+    pub(crate) log: Option<PathBuf>,
+
+    /// The work root every path is made relative to; entries that reach
+    /// outside it are left out [default: the directory that holds FILE].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) root: Option<PathBuf>,
+
+    /// Also check the imported log against this policy, naming the
+    /// database entry of each command it would refuse.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+
+    /// The compilation database (`compile_commands.json`).
+    #[arg(value_name = "FILE")]
+    pub(crate) database: PathBuf,
 }
 
 /// Where the action cache is, and how large it may grow.

@@ -17,6 +17,7 @@ pub mod drive;
 pub mod event;
 #[cfg(target_os = "linux")]
 pub mod execute;
+pub mod import;
 pub mod job;
 pub mod journal;
 pub mod lock;

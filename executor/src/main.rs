@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{CacheAction, CacheDir, Cli, Command, Format, Target};
+use cli::{CacheAction, CacheDir, Cli, Command, Format, ImportFrom, Target};
 use replay::session::{self, CheckFormat, Console, SessionError};
 
 fn main() -> ExitCode {
@@ -64,6 +64,17 @@ fn run(cli: Cli) -> Result<(), SessionError> {
             };
             session::cache(action, &dir.options()?, &console)
         }
+        Some(Command::Import(args)) => match args.from {
+            ImportFrom::Compdb(args) => session::import(
+                &session::ImportSettings {
+                    database: args.database,
+                    log: args.log,
+                    root: args.root,
+                    policy: args.policy,
+                },
+                &console,
+            ),
+        },
         None => {
             let args = cli.run;
             let log = args

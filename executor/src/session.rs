@@ -218,6 +218,12 @@ pub enum SessionError {
     /// A `replay cache` action failed.
     #[error("the action cache could not be maintained")]
     CacheMaint(#[source] replay_cache::MaintError),
+    /// `import`: the database could not be imported.
+    #[error(transparent)]
+    Import(#[from] replay_import::ImportError),
+    /// `import`: the log could not be created.
+    #[error("cannot write the imported log")]
+    ImportLog(#[source] OwnFileError),
     /// `drive`: the work root is unusable.
     #[error("the work root `{}` is not usable", path.display())]
     Root {
@@ -290,6 +296,10 @@ impl SessionError {
             }
             SessionError::Interrupted => "rerun with `--resume` to continue",
             SessionError::Root { .. } => "pass an existing directory with `--root`",
+            SessionError::Import(_) => {
+                "fix the database (or regenerate it: `cmake -DCMAKE_EXPORT_COMPILE_COMMANDS=ON`, `ninja -t compdb`, `bear --`)"
+            }
+            SessionError::ImportLog(_) => "pass `-o` a path in a directory you can write to",
             SessionError::ProducerFailed { .. } => {
                 "fix the producer's error above (or what killed it); its log is not trusted"
             }
@@ -410,6 +420,92 @@ pub fn drive(
     }
     let job = Job::new(&log, Some(&root), &target.policy)?;
     run_job(&job, settings, console, &mut reporters, root_lock)
+}
+
+/// What `replay import compdb` imports, and where it writes.
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    /// The JSON Compilation Database.
+    pub database: PathBuf,
+    /// The log to write [default: `replay.log.json` in the root].
+    pub log: Option<PathBuf>,
+    /// The work root [default: the database's directory].
+    pub root: Option<PathBuf>,
+    /// A policy to check the imported log with, if any.
+    pub policy: Option<PathBuf>,
+}
+
+/// The log `replay import` writes by default, in the work root.
+pub const IMPORT_LOG: &str = "replay.log.json";
+
+/// `replay import compdb`: writes the database's commands as a v1 log,
+/// prints what was left out on `console.stdout`, and with a policy checks
+/// the log (`Err(CheckRefused)` if it would refuse a command: the log is
+/// written all the same, for the user to read).
+pub fn import(settings: &ImportSettings, console: &Console) -> Result<(), SessionError> {
+    let root = match &settings.root {
+        Some(root) => root.clone(),
+        None => settings
+            .database
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    let root = root
+        .canonicalize()
+        .map_err(|source| SessionError::Root { path: root, source })?;
+    let log = settings
+        .log
+        .clone()
+        .unwrap_or_else(|| root.join(IMPORT_LOG));
+    // Fail on a bad policy before anything is written.
+    let policy = settings.policy.as_deref().map(Policy::load).transpose()?;
+    let log_in_root = log
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| Path::new(".").canonicalize(), Path::canonicalize)
+        .ok()
+        .and_then(|dir| {
+            let name = log.file_name()?;
+            let rel = dir
+                .join(name)
+                .strip_prefix(&root)
+                .ok()?
+                .to_str()?
+                .to_owned();
+            Some(rel)
+        });
+    let options = replay_import::Options {
+        root: root.clone(),
+        log: log_in_root,
+    };
+    let imported = replay_import::import_file(&settings.database, &options)?;
+    let file = crate::ownfile::create_fresh(&log).map_err(SessionError::ImportLog)?;
+    replay_import::write_log(&imported, io::BufWriter::new(file))?;
+    let mut out = SinkWriter(Arc::clone(&console.stdout));
+    crate::import::describe(&imported, &log.display().to_string(), &mut out)
+        .map_err(SessionError::Report)?;
+    let (Some(policy), Some(policy_path)) = (policy, &settings.policy) else {
+        return Ok(());
+    };
+    let job = Job::new(&log, Some(&root), policy_path)?;
+    let mut human = HumanReporter::new(SinkWriter(Arc::clone(&console.stdout)));
+    let mut named = crate::import::EntryNames {
+        out: SinkWriter(Arc::clone(&console.stdout)),
+        inner: &mut human,
+        sources: &imported.sources,
+        writes: imported
+            .commands
+            .iter()
+            .map(|c| c.outputs.last().cloned().unwrap_or_default())
+            .collect(),
+        named: std::collections::HashSet::new(),
+    };
+    let checked = check_pass(&job, &policy, Mode::Audit, false, &mut named)?;
+    if checked.status() == Status::Refused {
+        return Err(SessionError::CheckRefused);
+    }
+    Ok(())
 }
 
 /// `replay cache ACTION`: prints what the action cache holds, or maintains

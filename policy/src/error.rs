@@ -111,7 +111,7 @@ pub enum Invalid {
     #[error("{0}")]
     Constraint(&'static str),
     /// A positional rule that does not exist.
-    #[error("`{0}` is not a positional rule (`input`, `refuse`)")]
+    #[error("`{0}` is not a positional rule (`input`, `refuse`, `archive`)")]
     Positional(String),
     /// A path rule that does not exist.
     #[error("`{0}` is not a path rule (`input`, `output`, `dir`)")]

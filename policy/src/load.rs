@@ -225,6 +225,7 @@ struct GrammarLayer {
     require_one_of: Option<Vec<String>>,
     linker_inputs: Option<bool>,
     source_extensions: Option<Vec<String>>,
+    operations: Option<Vec<String>>,
     place: Place,
 }
 
@@ -604,6 +605,7 @@ fn grammar(
         Some(p) => Some(match p.get_ref().as_str() {
             "input" => Positional::Input,
             "refuse" => Positional::Refuse,
+            "archive" => Positional::Archive,
             other => {
                 return Err(source.invalid(
                     p.span(),
@@ -655,6 +657,7 @@ fn grammar(
         require_one_of: wire.require_one_of.clone(),
         linker_inputs: wire.linker_inputs,
         source_extensions: wire.source_extensions.clone(),
+        operations: wire.operations.clone(),
         place: source.place(spanned.span(), key),
     })
 }
@@ -897,6 +900,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                         require_one_of: g.require_one_of.or(base.require_one_of),
                         linker_inputs: g.linker_inputs.or(base.linker_inputs),
                         source_extensions: g.source_extensions.or(base.source_extensions),
+                        operations: g.operations.or(base.operations),
                         place: g.place,
                     }
                 }
@@ -1082,8 +1086,15 @@ fn finish_grammar(g: &GrammarLayer) -> Result<Grammar, PolicyError> {
         }
         require_one_of.push(name);
     }
+    let positional = g.positional.unwrap_or(Positional::Input);
+    let operations = g.operations.clone().unwrap_or_default();
+    if positional == Positional::Archive && operations.is_empty() {
+        return Err(g.place.invalid(Invalid::Constraint(
+            "a grammar with `positional = \"archive\"` must list its `operations`",
+        )));
+    }
     Ok(Grammar {
-        positional: g.positional.unwrap_or(Positional::Input),
+        positional,
         response_files: g.response_files.unwrap_or(false),
         response_file_depth: depth,
         case_insensitive,
@@ -1093,6 +1104,7 @@ fn finish_grammar(g: &GrammarLayer) -> Result<Grammar, PolicyError> {
         require_one_of,
         linker_inputs: g.linker_inputs.unwrap_or(false),
         source_extensions: g.source_extensions.clone().unwrap_or_default(),
+        operations,
     })
 }
 

@@ -145,6 +145,9 @@ pub struct Grammar {
     pub(crate) linker_inputs: bool,
     /// Extensions (without the dot) of inputs compiled, not linked.
     pub(crate) source_extensions: Vec<String>,
+    /// The archiver operations (with modifiers) a [`Positional::Archive`]
+    /// grammar allows, exactly as written (`qc`, `rcs`).
+    pub(crate) operations: Vec<String>,
 }
 
 /// What a positional argument must be.
@@ -154,6 +157,10 @@ pub enum Positional {
     Input,
     /// Positional arguments are refused.
     Refuse,
+    /// An archiver's (`ar qc lib.a a.o`): the first is the operation, one
+    /// of the grammar's `operations`; the second the archive, a declared
+    /// output; the rest are declared inputs (the members).
+    Archive,
 }
 
 /// How a flag carries its value.

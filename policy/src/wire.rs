@@ -165,6 +165,10 @@ pub(crate) struct GrammarWire {
     /// hands to the linker (exempt from the `linker_inputs` check).
     #[serde(default)]
     pub source_extensions: Option<Vec<String>>,
+    /// With `positional = "archive"`: the operations (with modifiers)
+    /// allowed as the first positional argument.
+    #[serde(default)]
+    pub operations: Option<Vec<String>>,
 }
 
 /// One allowed flag.

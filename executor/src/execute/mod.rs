@@ -459,10 +459,10 @@ impl Runner<'_, '_> {
                 })))
             }
         };
-        // clang names a dependency file's target after `-o`: pin it to the
+        // clang (and clang++) names a dependency file's target after `-o`: pin it to the
         // value as written, after staging (which would rewrite it too).
         let mut args = args;
-        if command.tool == cmdlog::ToolKind::Cc {
+        if matches!(command.tool, cmdlog::ToolKind::Cc | cmdlog::ToolKind::Cxx) {
             if let Some(pin) = crate::staging::dependency_target(&resolved.args) {
                 args.splice(0..0, pin);
             }

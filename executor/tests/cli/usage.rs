@@ -129,3 +129,50 @@ fn a_huge_timeout_is_a_usage_error_not_a_panic() {
             .stderr(predicate::str::contains("must be a number of seconds"));
     }
 }
+
+#[test]
+fn a_malformed_database_is_an_import_error_naming_entry_and_field() {
+    let fixture = Fixture::new();
+    fixture.write(
+        "compile_commands.json",
+        r#"[{"directory": ".", "file": "a.c", "command": "cc -c a.c -o a.o"}, {"file": "b.c"}]"#,
+    );
+    fixture
+        .replay()
+        .args(["import", "compdb", "compile_commands.json"])
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains(
+            "error: entry 1: field `directory`: missing",
+        ))
+        .stderr(predicate::str::contains("hint: fix the database"));
+    assert!(!fixture.path("replay.log.json").exists());
+}
+
+#[test]
+fn import_writes_the_log_and_says_what_it_left_out() {
+    let fixture = Fixture::new();
+    fixture.write(
+        "compile_commands.json",
+        r#"[{"directory": ".", "file": "a.c", "command": "cc -DMSG='\"a b\"' -c a.c -o a.o"},
+            {"directory": ".", "file": "b.c", "command": "cc -c b.c -o b.o | tee log"}]"#,
+    );
+    let output = fixture
+        .replay()
+        .args([
+            "import",
+            "compdb",
+            "compile_commands.json",
+            "-o",
+            "out.json",
+        ])
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    assert!(stdout.contains("left out: entry 1: `cc -c b.c -o b.o | tee log`: its command uses the shell operator `|`"), "{stdout}");
+    assert!(stdout.contains("imported 1 commands"), "{stdout}");
+    let log = std::fs::read_to_string(fixture.path("out.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&log).unwrap();
+    assert_eq!(doc["commands"][0]["args"][0], "-DMSG=\"a b\"");
+    assert_eq!(doc["producer"]["name"], "replay-import");
+}

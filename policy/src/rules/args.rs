@@ -237,13 +237,15 @@ fn match_key(g: &Grammar, arg: &str) -> Option<String> {
 fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) -> Vec<String> {
     let mut delegated: Vec<Delegation> = Vec::new();
     let mut given: Vec<String> = Vec::new();
+    let mut positionals = 0;
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
         i += 1;
         // A lone `-` is stdin/stdout, which no declared path can be.
         let Some(key) = match_key(g, arg).filter(|_| arg.len() > 1) else {
-            positional(ctx, g, arg, via);
+            positional(ctx, g, arg, via, positionals);
+            positionals += 1;
             continue;
         };
         if let Some(deny) = g.deny.iter().find(|d| {
@@ -381,6 +383,15 @@ fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) 
             _ => runs.push(d),
         }
     }
+    if g.positional == Positional::Archive && positionals < 2 {
+        ctx.refuse(
+            "args.missing-output",
+            &args.join(" "),
+            "the archiver is given no operation and archive: it needs `OPERATION ARCHIVE MEMBERS...`"
+                .to_owned(),
+            "name the operation and the archive (a declared output)",
+        );
+    }
     for run in runs {
         if depth + 1 > MAX_DELEGATION {
             ctx.refuse(
@@ -433,12 +444,28 @@ fn origin(arg: &str, v: &str, via: &str) -> String {
     }
 }
 
-/// A positional argument.
-fn positional(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str) {
+/// A positional argument, the `nth` (from 0) of its argv.
+fn positional(ctx: &mut Ctx<'_>, g: &Grammar, arg: &str, via: &str, nth: usize) {
     if unexpanded_response_file(ctx, arg, via) {
         return;
     }
     match g.positional {
+        Positional::Archive if nth == 0 => {
+            if !g.operations.iter().any(|o| o == arg) {
+                ctx.refuse(
+                    "args.bad-value",
+                    arg,
+                    format!(
+                        "`{arg}`{} is not an archiver operation this policy allows ({})",
+                        shown_via(via),
+                        g.operations.join(", ")
+                    ),
+                    "use one of the allowed operations (no thin archives, no plugins)",
+                );
+            }
+        }
+        Positional::Archive if nth == 1 => path_value(ctx, arg, arg, PathRole::Output, via),
+        Positional::Archive => path_value(ctx, arg, arg, PathRole::Input, via),
         Positional::Refuse => ctx.refuse(
             "args.positional",
             arg,

@@ -8,6 +8,7 @@ mod cache;
 mod confinement;
 mod flags;
 mod footprint;
+mod import;
 mod layering;
 mod limits;
 mod measure;
