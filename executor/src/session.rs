@@ -482,16 +482,16 @@ pub fn import(settings: &ImportSettings, console: &Console) -> Result<(), Sessio
     let imported = replay_import::import_file(&settings.database, &options)?;
     let file = crate::ownfile::create_fresh(&log).map_err(SessionError::ImportLog)?;
     replay_import::write_log(&imported, io::BufWriter::new(file))?;
-    let mut out = SinkWriter(Arc::clone(&console.stdout));
+    let mut out = SinkWriter::new(Arc::clone(&console.stdout));
     crate::import::describe(&imported, &log.display().to_string(), &mut out)
         .map_err(SessionError::Report)?;
     let (Some(policy), Some(policy_path)) = (policy, &settings.policy) else {
         return Ok(());
     };
     let job = Job::new(&log, Some(&root), policy_path)?;
-    let mut human = HumanReporter::new(SinkWriter(Arc::clone(&console.stdout)));
+    let mut human = HumanReporter::new(SinkWriter::new(Arc::clone(&console.stdout)));
     let mut named = crate::import::EntryNames {
-        out: SinkWriter(Arc::clone(&console.stdout)),
+        out: SinkWriter::new(Arc::clone(&console.stdout)),
         inner: &mut human,
         sources: &imported.sources,
         writes: imported
