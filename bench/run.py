@@ -536,7 +536,9 @@ def hit_breakdown(root: Path, pristine: Path, cache: Path, runs: int, out: Path)
     sizes: dict = {}
     for entry in (cache / "ac").iterdir():
         for read in json.loads(entry.read_text()).get("read_set", []):
-            if read.get("digest"):
+            # A directory listed (`"listing": true`) is keyed by its sorted
+            # names, not hashed as a file.
+            if read.get("digest") and not read.get("listing"):
                 sizes[read["path"]] = read["digest"]["size_bytes"]
     for i in range(runs):
         # CPU time, not wall: this machine may be shared.
