@@ -7,7 +7,7 @@ first; see the README's "Benchmarks" section. Not a test: nothing here is
 asserted, every figure is measured and written down, including the ones
 that miss a target.
 
-  python3 bench/run.py [--runs 5] [--quick] [--only pipeline,overhead,...,cache]
+  python3 bench/run.py [--runs 5] [--quick] [--only pipeline,overhead,...,cache,parallel]
 
 Every figure is a comparison made in the same run: each side is run
 `--runs` times, interleaved (A, B, A, B, ...), and reported as the median
@@ -39,7 +39,7 @@ TOOLS = BENCH / "tools" / "target" / "release"
 LINUX_POLICY = REPO / "policies" / "linux.toml"
 NAMING_POLICY = REPO / "policies" / "linux-naming.toml"
 MIB = 1024 * 1024
-FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale", "footprint", "cache"]
+FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale", "footprint", "cache", "parallel"]
 # The compiler's own process name and the tools' (as /proc/PID/comm shows them).
 COMPILER_COMM = "aotc"
 TOOL_COMMS = ("opt", "llc", "clang", "clang-14", "ld", "ld.bfd", "collect2", "cc1")
@@ -536,7 +536,9 @@ def hit_breakdown(root: Path, pristine: Path, cache: Path, runs: int, out: Path)
     sizes: dict = {}
     for entry in (cache / "ac").iterdir():
         for read in json.loads(entry.read_text()).get("read_set", []):
-            if read.get("digest"):
+            # A directory listed (`"listing": true`) is keyed by its sorted
+            # names, not hashed as a file.
+            if read.get("digest") and not read.get("listing"):
                 sizes[read["path"]] = read["digest"]["size_bytes"]
     for i in range(runs):
         # CPU time, not wall: this machine may be shared.
@@ -692,6 +694,175 @@ def fig_cache(w: Workload, runs: int, out: Path) -> dict:
         "hit_breakdown": breakdown,
         # This machine may be shared: the 1-minute load around the figure.
         "loadavg_1m": [load_before[0], os.getloadavg()[0]], "cores": os.cpu_count(),
+    }
+
+
+def timing_overlap(commands: list) -> dict:
+    """From the report's per-command timing: how many commands ran while
+    another did, the most running at once, the time two or more ran, and
+    the largest sum of the memory admitted for the commands running."""
+    ran = [c for c in commands if c.get("timing") and c.get("outcome")]
+    iv = [(c["timing"]["started_ms"], c["timing"]["ended_ms"], c["timing"].get("admitted") or 0) for c in ran]
+    overlapped = sum(1 for i, (s, e, _) in enumerate(iv)
+                     if any(j != i and s < e2 and s2 < e for j, (s2, e2, _) in enumerate(iv)))
+    # Ends sort before starts at the same millisecond: touching is not overlapping.
+    events = sorted([(s, 1, a) for s, _, a in iv] + [(e, 0, a) for _, e, a in iv])
+    running = most = admitted = most_admitted = 0
+    both_ms, last = 0, 0
+    for at, start, a in events:
+        if running >= 2:
+            both_ms += at - last
+        last = at
+        running += 1 if start else -1
+        admitted += a if start else -a
+        most, most_admitted = max(most, running), max(most_admitted, admitted)
+    return {"overlapped": overlapped, "max_running": most, "two_or_more_s": both_ms / 1000,
+            "max_admitted_sum": most_admitted}
+
+
+def mib_up(n: int) -> str:
+    """A size for replay's command line, in whole MiB rounded up."""
+    return f"{-(-n // MIB)}M"
+
+
+def fig_parallel(w: Workload, runs: int, out: Path) -> dict:
+    """Figure 10: parallel runs (`-j N`) on w's log (`aotc --partitions
+    auto`), every tool really run (`--no-cache`). A first `-j 1` run
+    (not counted) measures each tool kind's largest peak, given to every
+    parallel run as `--predict KIND=SIZE` so a cold run can be parallel.
+    Then, interleaved, each from aotc's bitcode alone: (a) `-j 1`; (b)
+    `-j 2` under a generous budget; (c) `-j 2` under a budget just above
+    the largest tool's peak (x 1.1: two large tools cannot run at once);
+    (d) `replay drive -j 2 -- aotc` against `aotc --exec`, whose wall and
+    pipeline peak (every process at one instant) `treepeak` measures, as in
+    figure 1. Every program is verified."""
+    load_before = os.getloadavg()
+    root = fresh(out / "root")
+    run([BIN / "aotc", "--log", root / "log.json", *w.aotc_args(root, "auto")])
+    pristine = out / "pristine"
+    shutil.rmtree(pristine, ignore_errors=True)
+    shutil.copytree(root, pristine)
+    commands = len(json.loads((pristine / "log.json").read_text())["commands"])
+
+    def replay_run(side: str, i, flags: list) -> dict:
+        shutil.rmtree(root)
+        shutil.copytree(pristine, root)
+        report = out / f"{side}.{i}.report.json"
+        m = measured([BIN / "replay", "--no-cache", *flags, "--policy", LINUX_POLICY, "--report", report,
+                      root / "log.json"], out / f"{side}.{i}", sample=False)
+        w.verify(root)
+        # measured() names its files after the tag less its last suffix.
+        return parallel_entry(m, json.loads(report.read_text()), (out / f"{side}.{i}").with_suffix(".out"),
+                              root / "prog")
+
+    log(f"parallel {w.name}: calibrating (-j 1, not counted)")
+    calib = replay_run("calibrate", 0, ["-j", "1"])
+    doc = json.loads((out / "calibrate.0.report.json").read_text())
+    per_kind: dict = {}
+    for c in doc["commands"]:
+        m = c["outcome"]["measurements"]
+        # The tree's sampled peak, but never above the sum of its processes'
+        # own peaks: a sample taken while a spawned child still shares its
+        # parent's memory (clang's, before the child execs ld) counts that
+        # memory twice, and would make the budget depend on a sample's luck.
+        own = [p["bytes"] for p in m.get("processes", [])]
+        tree = min(m["peak_tree_rss_sampled"], sum(own)) if own else m["peak_tree_rss_sampled"]
+        peak = max((m.get("peak_process") or {}).get("bytes", 0), tree)
+        per_kind[c["tool"]] = max(per_kind.get(c["tool"], 0), peak)
+    largest = max(per_kind.values())
+    predict = [a for kind, peak in sorted(per_kind.items()) for a in ("--predict", f"{kind}={mib_up(peak)}")]
+    generous = 4 * 1024 * MIB
+    tight = int(largest * 1.1)
+    flags = {
+        "j1": ["-j", "1"],
+        "j2_generous": ["-j", "2", "--memory-budget", mib_up(generous), *predict],
+        "j2_tight": ["-j", "2", "--memory-budget", mib_up(tight), *predict],
+    }
+    sides = ["j1", "j2_generous", "j2_tight", "drive_j2", "exec"]
+    raw: dict = {side: [] for side in sides}
+    for i in range(runs):
+        # Rotated, so no side always runs first (or right after another).
+        for side in sides[i % len(sides):] + sides[:i % len(sides)]:
+            log(f"parallel {w.name}: {side}, run {i + 1}/{runs}")
+            if side in flags:
+                raw[side].append(replay_run(side, i, flags[side]))
+                continue
+            root = fresh(out / "root")
+            tag = out / f"{side}.{i}"
+            report = out / f"{side}.{i}.report.json"
+            if side == "drive_j2":
+                cmd = [BIN / "replay", "drive", "-j", "2", "--no-cache", "--memory-budget", mib_up(generous), *predict,
+                       "--policy", LINUX_POLICY, "--root", root, "--report", report, "--",
+                       BIN / "aotc", *w.aotc_args(root, "auto")]
+            else:
+                cmd = [BIN / "aotc", "--exec", "--log", root / "log.json", *w.aotc_args(root, "auto")]
+            m = measured(cmd, tag)
+            w.verify(root)
+            peak = m["treepeak"]
+            if side == "drive_j2":
+                entry = parallel_entry(m, json.loads(report.read_text()), tag.with_suffix(".out"), root / "prog")
+            else:
+                entry = {"wall_s": m["time"]["wall_s"], "cpu_s": m["time"]["user_s"] + m["time"]["system_s"],
+                         "prog_sha256": hashlib.sha256((root / "prog").read_bytes()).hexdigest()}
+            entry.update({
+                "treepeak_wall_s": peak["wall_s"],
+                "pipeline_peak": peak["peak_tree_rss"],
+                "compiler_peak": peak["by_comm"].get(COMPILER_COMM, 0),
+                "largest_tool": largest_tool(peak["by_comm"]),
+                # What the tools held together at the pipeline's peak instant.
+                "tools_at_peak": sum(p["rss"] for p in peak["at_peak"] if p["comm"] != COMPILER_COMM),
+            })
+            raw[side].append(entry)
+    fields = ("wall_s", "cpu_s", "peak_sum_rss", "memory_budget", "overlapped", "max_running", "two_or_more_s",
+              "max_admitted_sum", "stopped_for_budget", "pipeline_peak", "compiler_peak", "tools_at_peak")
+    s = {side: {f: summary([r.get(f) for r in raw[side]]) for f in fields} for side in sides}
+    a = raw["j1"]
+    ratios = {
+        "j2_generous_over_j1": summary([b["wall_s"] / x["wall_s"] for b, x in zip(raw["j2_generous"], a)]),
+        "j2_tight_over_j1": summary([c["wall_s"] / x["wall_s"] for c, x in zip(raw["j2_tight"], a)]),
+        "drive_over_exec_wall": summary([d["wall_s"] / e["wall_s"] for d, e in zip(raw["drive_j2"], raw["exec"])]),
+        "drive_over_exec_peak": summary([d["pipeline_peak"] / e["pipeline_peak"]
+                                         for d, e in zip(raw["drive_j2"], raw["exec"])]),
+    }
+    over = {side: [r["peak_sum_rss"] - r["memory_budget"] for r in raw[side] if r.get("memory_budget")]
+            for side in ("j2_generous", "j2_tight", "drive_j2")}
+    return {
+        "workload": w.name, "commands": commands, "raw": raw, "summary": s, "ratios": ratios,
+        "calibration": calib, "per_kind_peak": per_kind, "largest_peak": largest,
+        "predict": [p for p in predict if p != "--predict"],
+        "budgets": {"generous": mib_up(generous), "tight": mib_up(tight)},
+        "over_budget_runs": {side: sum(1 for d in v if d > 0) for side, v in over.items()},
+        "most_over_budget": {side: max(v, default=None) for side, v in over.items()},
+        "same_program": len({r["prog_sha256"] for side in ("j1", "j2_generous", "j2_tight", "drive_j2")
+                             for r in raw[side]}) == 1,
+        "same_as_exec": {r["prog_sha256"] for r in raw["exec"]} == {r["prog_sha256"] for r in a},
+        # This machine may be shared: the 1-minute load around the figure.
+        "loadavg_1m": [load_before[0], os.getloadavg()[0]], "cores": os.cpu_count(),
+    }
+
+
+def parallel_entry(m: dict, doc: dict, output: Path, prog: Path) -> dict:
+    """One replay run of figure 10, from its clock and its report."""
+    totals = doc["totals"]
+    link = doc["commands"][-1]
+    return {
+        "wall_s": m["time"]["wall_s"],
+        "replay_wall_ms": totals["wall_ms"],
+        "cpu_s": m["time"]["user_s"] + m["time"]["system_s"],
+        "jobs": totals.get("jobs"),
+        "memory_budget": totals.get("memory_budget"),
+        "peak_sum_rss": totals.get("peak_sum_rss"),
+        "largest_tool_tree": totals["peak_tree_rss_sampled"],
+        "ran": totals["ran"],
+        **timing_overlap(doc["commands"]),
+        # A tool stopped for the budget (a wrong prediction) says so on stderr.
+        "stopped_for_budget": output.read_text(errors="replace").count("was stopped to keep the tools running"),
+        "prog_sha256": hashlib.sha256(prog.read_bytes()).hexdigest(),
+        # The link (clang runs ld): its sampled tree peak against its
+        # processes' own peaks (a sample while clang's child shares its
+        # memory, before ld's exec, counts that memory twice).
+        "link_tree_sampled": link["outcome"]["measurements"]["peak_tree_rss_sampled"],
+        "link_processes": {p["name"]: p["bytes"] for p in link["outcome"]["measurements"]["processes"]},
     }
 
 
@@ -906,6 +1077,9 @@ def render(results: dict, args: argparse.Namespace) -> str:
     ca = results.get("cache")
     if ca:
         lines += render_cache(ca)
+    pa = results.get("parallel")
+    if pa:
+        lines += render_parallel(pa)
     commits = results.get("commits", {})
     if len(set(commits.values())) > 1:
         lines += ["## Commits", "", "Figures rerun with `--merge` were measured at different commits:", ""]
@@ -1021,6 +1195,115 @@ def render_cache(ca: dict) -> list:
     return lines + [""]
 
 
+def render_parallel(pa: dict) -> list:
+    """Figure 10's section: the table, what was run, and issue 17's
+    target, met or missed."""
+    s, r, raw = pa["summary"], pa["ratios"], pa["raw"]
+    kinds = ", ".join(f"`{k}` {v / MIB:.1f} MiB" for k, v in sorted(pa["per_kind_peak"].items()))
+    predict = " ".join(f"`--predict {p}`" for p in pa["predict"])
+
+    def budget(side: str) -> str:
+        b = s[side]["memory_budget"]
+        return "none (one at a time)" if b["median"] is None else f"{b['median'] / MIB:.0f} MiB"
+
+    def ratio(name: str) -> str:
+        x = r[name]
+        return f"**{x['median']:.2f}** ({x['min']:.2f}–{x['max']:.2f})"
+
+    rows = [
+        ("(a) `-j 1`", "j1", None),
+        (f"(b) `-j 2 --memory-budget {pa['budgets']['generous']}`", "j2_generous", "j2_generous_over_j1"),
+        (f"(c) `-j 2 --memory-budget {pa['budgets']['tight']}`", "j2_tight", "j2_tight_over_j1"),
+    ]
+    lines = [
+        f"## 10. Parallel runs ({pa['workload']}, `--partitions auto`)",
+        "",
+        f"`aotc --log --partitions auto` writes SQLite's log ({pa['commands']} commands: an `opt` and an `llc` per "
+        "partition, then the link) once. Every run starts from aotc's bitcode alone and runs "
+        "`replay --no-cache --policy policies/linux.toml --report ...` (every tool really runs). A first `-j 1` "
+        f"run, not counted, measured each tool kind's largest peak (its largest process, or its sampled tree capped "
+        f"at the sum of its processes' peaks): {kinds}; every "
+        f"parallel run is given them as {predict}, so a cold run can be parallel. Then, interleaved (the order "
+        "rotated each run): (a) `-j 1`; (b) `-j 2` with a generous budget; (c) `-j 2` with a budget just above "
+        f"the largest tool's peak ({pa['largest_peak'] / MIB:.1f} MiB x 1.1), so two large tools cannot run at "
+        "once; (d) below. Wall from the bench's clock around `replay`; `peak_sum_rss` (the largest sum of the "
+        "running tools' sampled tree RSS, sampled every 10 ms), the budget and each command's start and end from "
+        "the report. Every program is verified (`sqlite.sh verify`).",
+        "",
+        "| run | wall | wall / (a), per run | `peak_sum_rss` | budget | commands that overlapped another | "
+        "time with 2 running | most admitted at once |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, side, name in rows:
+        x = s[side]
+        lines.append(
+            f"| {label} | {cell(x['wall_s'], 's', 1, 2)} | {ratio(name) if name else ''} | "
+            f"{cell(x['peak_sum_rss'], 'MiB', MIB)} | {budget(side)} | {cell(x['overlapped'], '', 1, 0)} of "
+            f"{pa['commands']} | {cell(x['two_or_more_s'], 's', 1, 2)} | "
+            f"{cell(x['max_admitted_sum'], 'MiB', MIB) if side != 'j1' else ''} |")
+    d, e = s["drive_j2"], s["exec"]
+    procs: dict = {}
+    for x in raw["j1"]:
+        for name, b in x["link_processes"].items():
+            procs[name] = max(procs.get(name, 0), b)
+    link_procs = ", ".join(f"`{n}` {b / MIB:.1f} MiB" for n, b in procs.items())
+    lines += [
+        "",
+        f"(d) `replay drive -j 2 --no-cache --memory-budget {pa['budgets']['generous']} {' '.join('--predict ' + p for p in pa['predict'])} "
+        "-- aotc ...` against `aotc --exec` (which runs its tools one at a time), interleaved with the above, "
+        "each from a fresh root; wall from the bench's clock, the pipeline's peak (every process at one instant) "
+        "from `treepeak` as in figure 1:",
+        "",
+        "| pipeline | wall | peak (all processes) | `aotc` alone | tools at the peak instant | `peak_sum_rss` (replay) |",
+        "|---|---|---|---|---|---|",
+        f"| `replay drive -j 2 -- aotc` | {cell(d['wall_s'], 's', 1, 2)} | {cell(d['pipeline_peak'], 'MiB', MIB)} | "
+        f"{cell(d['compiler_peak'], 'MiB', MIB)} | {cell(d['tools_at_peak'], 'MiB', MIB)} | "
+        f"{cell(d['peak_sum_rss'], 'MiB', MIB)} |",
+        f"| `aotc --exec` | {cell(e['wall_s'], 's', 1, 2)} | {cell(e['pipeline_peak'], 'MiB', MIB)} | "
+        f"{cell(e['compiler_peak'], 'MiB', MIB)} | {cell(e['tools_at_peak'], 'MiB', MIB)} | |",
+        "",
+        f"- drive -j 2 / exec, per run: wall {ratio('drive_over_exec_wall')}, peak {ratio('drive_over_exec_peak')}.",
+        f"- In drive -j 2, {cell(d['overlapped'], '', 1, 0)} of {pa['commands']} commands overlapped another, "
+        f"2 running for {cell(d['two_or_more_s'], 's', 1, 2)}.",
+        f"- Tools stopped for the budget (a prediction too small, rerun alone): "
+        + ", ".join(f"{side} {sum(x['stopped_for_budget'] for x in raw[side])}"
+                    for side in ("j2_generous", "j2_tight", "drive_j2")) + ".",
+        "- The link's sampled tree peak (clang and the ld it runs), over every replay run: "
+        + cell(summary([x["link_tree_sampled"] for side in ("j1", "j2_generous", "j2_tight", "drive_j2")
+                        for x in raw[side]]), "MiB", MIB)
+        + f", against its processes' own peaks: {link_procs} (a sample taken while clang's spawned child still "
+        "shares clang's memory, before it execs ld, counts that memory twice; "
+        "which is why the calibration caps each tool's tree peak at the sum of its processes' own).",
+        f"- Programs of (a), (b), (c) and drive byte-identical: {'yes' if pa['same_program'] else '**no**'}; "
+        f"the same as `aotc --exec`'s: {'yes' if pa['same_as_exec'] else 'no'}.",
+        f"- CPU time (replay and its tools, `time -v`): (a) {cell(s['j1']['cpu_s'], 's', 1, 2)}, "
+        f"(b) {cell(s['j2_generous']['cpu_s'], 's', 1, 2)}, (c) {cell(s['j2_tight']['cpu_s'], 's', 1, 2)}.",
+        f"- 1-minute load average before and after the figure: {pa['loadavg_1m'][0]:.1f}, "
+        f"{pa['loadavg_1m'][1]:.1f} ({pa['cores']} cores: a load above that means other work shared the machine; "
+        "a parallel run needs both cores free to gain).",
+        "",
+        "Targets (issue 17):",
+        "",
+    ]
+    med = r["j2_generous_over_j1"]["median"]
+    lines.append(f"- `-j 2` (generous budget) at most 0.6x the wall of `-j 1`: {'meets' if med <= 0.6 else '**misses**'} "
+                 f"it ({med:.2f}; per run {r['j2_generous_over_j1']['min']:.2f}–{r['j2_generous_over_j1']['max']:.2f}).")
+    for side, label in (("j2_tight", "(c), budget just above the largest tool"), ("j2_generous", "(b)"),
+                        ("drive_j2", "(d), drive")):
+        n, worst = pa["over_budget_runs"][side], pa["most_over_budget"][side]
+        lines.append(f"- `peak_sum_rss` never above the budget, {label}: "
+                     + ("meets it (in every run; closest " if n == 0 else f"**misses** it ({n} of {len(raw[side])} runs; worst ")
+                     + f"{abs(worst) / MIB:.1f} MiB {'under' if worst <= 0 else 'over'})." if worst is not None
+                     else f"- {label}: no budget reported.")
+        for i, x in enumerate(raw[side]):
+            if x.get("memory_budget") and x["peak_sum_rss"] > x["memory_budget"]:
+                lines.append(f"  - run {i + 1}: `peak_sum_rss` {x['peak_sum_rss'] / MIB:.1f} MiB; the link's own tree "
+                             f"sample {x['link_tree_sampled'] / MIB:.1f} MiB"
+                             + (" (above the budget with the link running alone)."
+                                if x["link_tree_sampled"] > x["memory_budget"] else "."))
+    return lines + [""]
+
+
 def targets_check(c: dict) -> list:
     """Says plainly which rows miss the targets of the other issues."""
     out = []
@@ -1097,14 +1380,14 @@ def main() -> None:
     previous = BENCH / "results.json"
     if args.merge and previous.exists():
         kept = json.loads(previous.read_text())
-        for figure in ("pipeline", "overhead", "check", "scale", "footprint", "cache"):
+        for figure in ("pipeline", "overhead", "check", "scale", "footprint", "cache", "parallel"):
             if figure in kept and figure not in only:
                 results[figure] = kept[figure]
                 results["commits"][figure] = kept.get("commits", {}).get(figure, kept["machine"]["commit"])
     for figure in only:
         results["commits"][figure] = results["machine"]["commit"]
     out = WORK / "runs"
-    if "pipeline" in only or "overhead" in only or "accuracy" in only or "cache" in only:
+    if {"pipeline", "overhead", "accuracy", "cache", "parallel"} & set(only):
         sqlite = sqlite_workload()
     if "pipeline" in only:
         results["pipeline"] = fig_pipeline(sqlite, args.runs, fresh(out / "pipeline"))
@@ -1125,6 +1408,8 @@ def main() -> None:
         results["footprint"] = fig_footprint(sizes, out / "footprint")
     if "cache" in only:
         results["cache"] = fig_cache(sqlite, args.runs, fresh(out / "cache"))
+    if "parallel" in only:
+        results["parallel"] = fig_parallel(sqlite, args.runs, fresh(out / "parallel"))
     (BENCH / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     args.out.write_text(render(results, args))
     log(f"wrote {args.out} and {BENCH / 'results.json'}")

@@ -93,13 +93,16 @@ impl Walker {
         self.stack.push((root, 0));
         self.seen.insert(root);
         while let Some((pid, parent)) = self.stack.pop() {
+            // A child between `vfork` (or `posix_spawn`, which Rust's
+            // `Command` uses) and `exec` runs in its parent's address
+            // space: its RSS is the parent's pages, counted once. Asked
+            // before `statm` is read: a child only ever goes from sharing
+            // to not (at its exec), so asking after could find it already
+            // exec'd and keep the parent's pages read just before.
+            let shared = parent != 0 && shares_address_space(parent, pid);
             match self.read_process(pid) {
                 Ok(Some(mut info)) => {
-                    // A child between `vfork` (or `posix_spawn`, which
-                    // Rust's `Command` uses) and `exec` runs in its
-                    // parent's address space: its RSS is the parent's
-                    // pages, counted once.
-                    if parent != 0 && shares_address_space(parent, pid) {
+                    if shared {
                         info.rss = 0;
                     }
                     out.push(info)
