@@ -247,13 +247,8 @@ fn a_changed_header_is_a_miss_and_an_undeclared_read_is_reported() {
         })],
     );
     let policy = shipped_policy("linux.toml");
-    let args = [
-        "--policy",
-        policy.to_str().unwrap(),
-        "--report",
-        "r.json",
-        "log.json",
-    ];
+    let args = linux_args(&policy);
+    let args = args.each_ref().map(String::as_str);
 
     let cold = cached(&root, &cache, &args);
     assert!(cold.status.success(), "{}", text(&cold.stderr));
@@ -340,6 +335,17 @@ fn two_runs_share_one_cache_at_once() {
     );
 }
 
+/// `--policy POLICY --report r.json log.json`.
+fn linux_args(policy: &Path) -> [String; 5] {
+    [
+        "--policy".into(),
+        policy.display().to_string(),
+        "--report".into(),
+        "r.json".into(),
+        "log.json".into(),
+    ]
+}
+
 /// The one-command `cc -c main.c -Iinc` log of the header test, in `root`.
 fn header_root(parent: &Path, name: &str, include: &str, value: u32) -> PathBuf {
     let root = parent.join(name);
@@ -369,13 +375,8 @@ fn another_root_with_other_headers_is_a_miss_not_the_first_roots_result() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let policy = shipped_policy("linux.toml");
-    let args = [
-        "--policy",
-        policy.to_str().unwrap(),
-        "--report",
-        "r.json",
-        "log.json",
-    ];
+    let args = linux_args(&policy);
+    let args = args.each_ref().map(String::as_str);
     let a = header_root(dir.path(), "a", "x.h", 1);
     let b = header_root(dir.path(), "b", "x.h", 2);
     for root in [&a, &b] {
@@ -396,13 +397,8 @@ fn a_header_read_through_proc_self_cwd_is_keyed() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let policy = shipped_policy("linux.toml");
-    let args = [
-        "--policy",
-        policy.to_str().unwrap(),
-        "--report",
-        "r.json",
-        "log.json",
-    ];
+    let args = linux_args(&policy);
+    let args = args.each_ref().map(String::as_str);
     let root = header_root(dir.path(), "root", "/proc/self/cwd/inc/x.h", 1);
     let cold = cached(&root, &cache, &args);
     assert!(cold.status.success(), "{}", text(&cold.stderr));

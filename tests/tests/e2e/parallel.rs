@@ -19,18 +19,38 @@ fn memtouch_root(commands: &[(Vec<String>, Vec<String>)]) -> (tempfile::TempDir,
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     memtouch_policy(&root, "");
-    let commands = commands
+    let args: Vec<Vec<&str>> = commands
         .iter()
-        .enumerate()
-        .map(|(i, (args, outputs))| {
-            serde_json::json!({
-                "id": i + 1, "tool": "memtouch", "program": "memtouch",
-                "args": args, "cwd": ".", "env": {}, "inputs": [], "outputs": outputs,
-            })
-        })
+        .map(|(a, _)| a.iter().map(String::as_str).collect())
         .collect();
-    crate::support::write_log(&root, commands);
+    let outputs: Vec<Vec<&str>> = commands
+        .iter()
+        .map(|(_, o)| o.iter().map(String::as_str).collect())
+        .collect();
+    let borrowed: Vec<(&[&str], &[&str], &[&str])> = args
+        .iter()
+        .zip(&outputs)
+        .map(|(a, o)| (a.as_slice(), &[][..], o.as_slice()))
+        .collect();
+    crate::support::memtouch_commands(&root, &borrowed);
     (dir, root)
+}
+
+/// `n` memtouch commands touching `mib` MiB for `hold_ms`, each writing
+/// its own `oI.txt`.
+fn touching(n: usize, mib: u64, hold_ms: u64) -> Vec<(Vec<String>, Vec<String>)> {
+    (1..=n)
+        .map(|i| {
+            (
+                vec![
+                    format!("--mib={mib}"),
+                    format!("--hold-ms={hold_ms}"),
+                    format!("--out=o{i}.txt"),
+                ],
+                vec![format!("o{i}.txt")],
+            )
+        })
+        .collect()
 }
 
 /// Each command's `[start, end)` in milliseconds, from the report.
@@ -147,18 +167,7 @@ fn two_at_a_time_builds_the_same_bytes_as_one_at_a_time() {
 
 #[test]
 fn a_budget_smaller_than_two_tools_never_runs_two_at_once() {
-    let commands: Vec<(Vec<String>, Vec<String>)> = (1..=3)
-        .map(|i| {
-            (
-                vec![
-                    "--mib=64".into(),
-                    "--hold-ms=200".into(),
-                    format!("--out=o{i}.txt"),
-                ],
-                vec![format!("o{i}.txt")],
-            )
-        })
-        .collect();
+    let commands = touching(3, 64, 200);
     let (_dir, root) = memtouch_root(&commands);
     let out = replay(
         &root,
@@ -190,18 +199,7 @@ fn a_budget_smaller_than_two_tools_never_runs_two_at_once() {
 
 #[test]
 fn a_tool_that_outgrows_its_prediction_is_stopped_and_run_again_alone() {
-    let commands: Vec<(Vec<String>, Vec<String>)> = (1..=2)
-        .map(|i| {
-            (
-                vec![
-                    "--mib=100".into(),
-                    "--hold-ms=1500".into(),
-                    format!("--out=o{i}.txt"),
-                ],
-                vec![format!("o{i}.txt")],
-            )
-        })
-        .collect();
+    let commands = touching(2, 100, 1500);
     let (_dir, root) = memtouch_root(&commands);
     // Predicted at 10 MiB each, both are admitted; together they pass
     // the budget, so the later one is stopped and runs again alone.
