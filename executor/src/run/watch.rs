@@ -261,10 +261,15 @@ fn watch(
     let refresh = ProcessRefreshKind::nothing().with_memory();
     let mut watched = Watched::default();
     while !done.load(Ordering::SeqCst) {
-        let pids: Vec<Pid> = tree
-            .pids()
-            .into_iter()
-            .map(|pid| Pid::from_u32(pid as u32))
+        let live = tree.pids();
+        // A child between vfork (clang's posix_spawn) and exec runs in its
+        // parent's address space: its RSS is the parent's pages, counted
+        // once. Asked before the sample: a child only goes from sharing to
+        // not (at its exec), so asking after could keep the parent's pages.
+        let pids: Vec<Pid> = live
+            .iter()
+            .filter(|pid| !shares_parents_memory(**pid, &live))
+            .map(|pid| Pid::from_u32(*pid as u32))
             .collect();
         system.refresh_processes_specifics(ProcessesToUpdate::Some(&pids), true, refresh);
         let sum: u64 = pids
@@ -314,4 +319,63 @@ fn watch(
     }
     watched.stop = stopper.stopped();
     watched
+}
+
+/// Whether `pid` runs in the address space of its parent, itself one of
+/// `tree` (a vfork child before its exec).
+fn shares_parents_memory(pid: i32, tree: &[i32]) -> bool {
+    parent_of(pid)
+        .filter(|p| tree.contains(p))
+        .is_some_and(|parent| same_address_space(parent, pid))
+}
+
+/// Whether processes `a` and `b` run in one address space (`kcmp`).
+fn same_address_space(a: i32, b: i32) -> bool {
+    const KCMP_VM: libc::c_long = 1;
+    // SAFETY: kcmp compares two kernel objects of the given pids and
+    // touches no memory of ours; a gone pid or a refused permission is an
+    // error return (then: not shared, so counted), never undefined
+    // behaviour.
+    let same = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            libc::c_long::from(a),
+            libc::c_long::from(b),
+            KCMP_VM,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    same == 0
+}
+
+/// The parent of `pid` (`/proc/PID/stat`, the field after the name).
+fn parent_of(pid: i32) -> Option<i32> {
+    let raw = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = raw.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(raw.get(close + 1..)?).ok()?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_process_in_its_parents_address_space_is_left_out_of_the_sum() {
+        let me = std::process::id() as i32;
+        assert!(same_address_space(me, me), "kcmp answers here");
+        // A child that has exec'd (posix_spawn returns after the exec)
+        // has its own address space, and is counted.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep");
+        let pid = child.id() as i32;
+        assert_eq!(parent_of(pid), Some(me));
+        assert!(!same_address_space(me, pid));
+        assert!(!shares_parents_memory(pid, &[me, pid]));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
