@@ -239,13 +239,19 @@ impl Runner<'_, '_> {
                 return ControlFlow::Break(());
             };
             if parallel.running.is_empty() {
-                // An empty machine admits the first waiting command, so
-                // nothing waits here unless the run is stopping.
-                return if parallel.stopping || self.error.is_some() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                };
+                if parallel.stopping || self.error.is_some() {
+                    return ControlFlow::Break(());
+                }
+                if parallel.waiting.is_empty() || (room > 0 && parallel.waiting.len() < room) {
+                    return ControlFlow::Continue(());
+                }
+                // An empty machine admits the first waiting command: scan
+                // again (whatever left the window unscanned), never return
+                // with commands unrun.
+                if let Some(parallel) = &mut self.parallel {
+                    parallel.dirty = true;
+                }
+                continue;
             }
             if !parallel.stopping && room > 0 && parallel.waiting.len() < room {
                 return ControlFlow::Continue(());
