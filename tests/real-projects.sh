@@ -26,6 +26,18 @@ bash scripts/install-deps.sh >/dev/null
 sudo=()
 [[ $(id -u) -eq 0 ]] || sudo=(sudo)
 
+# `retry CMD...`: a network step, tried up to three times (a mirror's
+# hiccup must not fail the suite).
+retry() {
+  local n
+  for n in 1 2 3; do
+    "$@" && return 0
+    echo "real-projects: \`$*\` failed (try $n of 3)" >&2
+    sleep $((n * 5))
+  done
+  return 1
+}
+
 # deb-src: the same archives, suites and components as the machine's own
 # `deb` entries (deb822 or one-line format).
 deb_src() {
@@ -42,7 +54,7 @@ deb_src() {
   [[ -n $src ]] || { echo "real-projects: no Debian apt sources to derive deb-src from" >&2; exit 2; }
   echo "real-projects: adding $out"
   printf '%s\n' "$src" | "${sudo[@]}" tee "$out" >/dev/null
-  "${sudo[@]}" apt-get update -qq
+  retry "${sudo[@]}" apt-get update -qq
 }
 
 # fetch PACKAGE: its unpacked source directory under $work.
@@ -53,7 +65,7 @@ fetch() {
   dir=$(find "$work/src" -maxdepth 1 -type d -name "$package-*" | head -n1)
   if [[ -z $dir ]]; then
     deb_src
-    (cd "$work/src" && apt-get source -qq "$package" >/dev/null 2>&1)
+    (cd "$work/src" && retry apt-get source -qq "$package" >/dev/null 2>&1) || true
     dir=$(find "$work/src" -maxdepth 1 -type d -name "$package-*" | head -n1)
   fi
   [[ -n $dir ]] || { echo "real-projects: apt-get source $package failed" >&2; exit 2; }
