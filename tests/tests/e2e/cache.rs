@@ -228,24 +228,9 @@ fn a_tampered_blob_is_caught_evicted_and_its_command_rerun() {
 fn a_changed_header_is_a_miss_and_an_undeclared_read_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("inc")).unwrap();
-    std::fs::write(
-        root.join("main.c"),
-        "#include \"x.h\"\nint main(void) { return X; }\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("inc/x.h"), "#define X 1\n").unwrap();
     // `cc -c` reads the header through `-I inc`: a directory the policy
     // lets it search, not a file the command declares.
-    crate::support::write_log(
-        &root,
-        vec![serde_json::json!({
-            "id": 1, "tool": "cc", "program": "/usr/lib/llvm-14/bin/clang-14",
-            "args": ["-c", "main.c", "-Iinc", "-o", "main.o"], "cwd": ".", "env": {},
-            "inputs": ["main.c"], "outputs": ["main.o"],
-        })],
-    );
+    let root = header_root(dir.path(), "root", "x.h", 1);
     let policy = shipped_policy("linux.toml");
     let args = linux_args(&policy);
     let args = args.each_ref().map(String::as_str);

@@ -87,25 +87,7 @@ fn two_at_a_time_builds_the_same_bytes_as_one_at_a_time() {
     let build = |jobs: &str| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
-        std::fs::copy(
-            crate::support::repo().join("examples/hello/hello.ll"),
-            root.join("hello.ll"),
-        )
-        .unwrap();
-        let aotc = run(
-            &bin("aotc"),
-            &[
-                "hello.ll",
-                "-o",
-                "hello",
-                "--log",
-                "log.json",
-                "--partitions",
-                "4",
-            ],
-            &root,
-        );
-        assert!(aotc.status.success(), "{}", text(&aotc.stderr));
+        crate::support::log_hello(&root, "4");
         let policy = shipped_policy("linux.toml");
         let out = replay(
             &root,

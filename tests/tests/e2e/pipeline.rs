@@ -3,35 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{bin, repo, report, run, shipped_policy, text};
-
-/// Copies the bundled example's IR into `root`.
-fn copy_hello(root: &Path) {
-    std::fs::copy(
-        repo().join("examples/hello/hello.ll"),
-        root.join("hello.ll"),
-    )
-    .unwrap();
-}
-
-/// Compiles the bundled example with `aotc` into a log under `root`.
-fn log_hello(root: &Path, partitions: &str) {
-    copy_hello(root);
-    let aotc = run(
-        &bin("aotc"),
-        &[
-            "hello.ll",
-            "-o",
-            "hello",
-            "--log",
-            "log.json",
-            "--partitions",
-            partitions,
-        ],
-        root,
-    );
-    assert!(aotc.status.success(), "aotc failed: {}", text(&aotc.stderr));
-}
+use crate::support::{bin, copy_hello, log_hello, report, run, shipped_policy, text};
 
 #[test]
 fn aotc_log_is_checked_run_and_builds_a_working_program() {

@@ -137,6 +137,35 @@ pub fn memtouch_commands(root: &Path, commands: &[(&[&str], &[&str], &[&str])]) 
     root.join("log.json")
 }
 
+/// Copies the bundled example's IR into `root`.
+pub fn copy_hello(root: &Path) {
+    std::fs::copy(
+        repo().join("examples/hello/hello.ll"),
+        root.join("hello.ll"),
+    )
+    .expect("copy the bundled example");
+}
+
+/// Compiles the bundled example with `aotc` into a log under `root`, in
+/// `partitions` partitions.
+pub fn log_hello(root: &Path, partitions: &str) {
+    copy_hello(root);
+    let aotc = run(
+        &bin("aotc"),
+        &[
+            "hello.ll",
+            "-o",
+            "hello",
+            "--log",
+            "log.json",
+            "--partitions",
+            partitions,
+        ],
+        root,
+    );
+    assert!(aotc.status.success(), "aotc failed: {}", text(&aotc.stderr));
+}
+
 /// Every file under `dir`, at any depth.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
