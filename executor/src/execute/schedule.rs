@@ -58,6 +58,7 @@ enum Waiting {
         prepared: Box<Prepared>,
         footprint: Footprint,
         prediction: Prediction,
+        profile: Profile,
         alone: bool,
     },
 }
@@ -136,6 +137,16 @@ impl Waiting {
     }
 }
 
+/// What the history knows a command by, taken once when it is predicted
+/// and used again to learn from its run.
+#[derive(Debug, Clone, Default)]
+struct Profile {
+    /// Its binary's key ([`program_key`]).
+    program: Option<String>,
+    /// The summed size of its declared input files.
+    input_bytes: u64,
+}
+
 /// A tool running on its own thread.
 struct Slot {
     number: u64,
@@ -143,10 +154,24 @@ struct Slot {
     prepared: Box<Prepared>,
     footprint: Footprint,
     prediction: Prediction,
+    profile: Profile,
     gauge: Arc<Gauge>,
     started: Instant,
     alone: bool,
     evicted: bool,
+}
+
+impl Slot {
+    /// What the history learns its run under.
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            kind: self.prepared.command.tool.name(),
+            program: self.profile.program.as_deref(),
+            input_bytes: self.profile.input_bytes,
+            cached_peak: None,
+            limit: None,
+        }
+    }
 }
 
 /// What a tool's thread sends back.
@@ -311,14 +336,15 @@ impl Runner<'_, '_> {
             let Some(waiting) = self.parallel.as_mut().and_then(|p| p.waiting.remove(at)) else {
                 return;
             };
-            let (position, prepared, footprint, prediction, alone) = match waiting {
+            let (position, prepared, footprint, (prediction, profile), alone) = match waiting {
                 Waiting::Ready {
                     position,
                     prepared,
                     footprint,
                     prediction,
+                    profile,
                     alone,
-                } => (position, prepared, footprint, prediction, alone),
+                } => (position, prepared, footprint, (prediction, profile), alone),
                 Waiting::Read {
                     position,
                     command,
@@ -336,8 +362,8 @@ impl Runner<'_, '_> {
                             continue;
                         }
                         Next::Run(prepared) => {
-                            let prediction = self.predict(&prepared);
-                            (position, prepared, footprint, prediction, alone)
+                            let predicted = self.predict(&prepared);
+                            (position, prepared, footprint, predicted, alone)
                         }
                     }
                 }
@@ -361,6 +387,7 @@ impl Runner<'_, '_> {
                         prepared,
                         footprint,
                         prediction,
+                        profile,
                         alone,
                     },
                 );
@@ -384,7 +411,7 @@ impl Runner<'_, '_> {
                 self.warn(&message);
             }
             footprint.claim(&mut reads, &mut writes);
-            self.launch(position, prepared, footprint, prediction, alone);
+            self.launch(position, prepared, footprint, (prediction, profile), alone);
         }
     }
 
@@ -400,26 +427,31 @@ impl Runner<'_, '_> {
         }
     }
 
-    /// The memory to admit for `prepared`.
-    fn predict(&self, prepared: &Prepared) -> Prediction {
+    /// The memory to admit for `prepared`, and what it was predicted by.
+    fn predict(&self, prepared: &Prepared) -> (Prediction, Profile) {
+        let profile = Profile {
+            program: program_key(self.cache.as_ref(), &prepared.resolved.program),
+            input_bytes: input_bytes(&prepared.resolved),
+        };
         let Some(parallel) = &self.parallel else {
-            return Prediction {
+            let unknown = Prediction {
                 bytes: 0,
                 basis: Basis::Unknown,
             };
+            return (unknown, profile);
         };
-        let program = program_key(self.cache.as_ref(), &prepared.resolved.program);
         let cached_peak = match (&self.cache, &prepared.key) {
             (Some(cache), Some(key)) => cache.peak(key),
             _ => None,
         };
-        parallel.predictor.predict(&Subject {
+        let prediction = parallel.predictor.predict(&Subject {
             kind: prepared.command.tool.name(),
-            program: program.as_deref(),
-            input_bytes: input_bytes(&prepared.resolved),
+            program: profile.program.as_deref(),
+            input_bytes: profile.input_bytes,
             cached_peak,
             limit: prepared.run_options.limits.max_rss,
-        })
+        });
+        (prediction, profile)
     }
 
     /// Starts `prepared`'s tool on a thread of its own.
@@ -428,7 +460,7 @@ impl Runner<'_, '_> {
         position: u64,
         prepared: Box<Prepared>,
         footprint: Footprint,
-        prediction: Prediction,
+        (prediction, profile): (Prediction, Profile),
         alone: bool,
     ) {
         self.started(&prepared.command, position);
@@ -472,6 +504,7 @@ impl Runner<'_, '_> {
             prepared,
             footprint,
             prediction,
+            profile,
             gauge,
             started: Instant::now(),
             alone,
@@ -497,19 +530,10 @@ impl Runner<'_, '_> {
         if budgeted && !self.options.interrupted.load(Ordering::SeqCst) {
             // What it held when stopped is a lower bound of its peak: the
             // next prediction for its kind is at least that.
-            let program = program_key(self.cache.as_ref(), &slot.prepared.resolved.program);
-            let subject = Subject {
-                kind: slot.prepared.command.tool.name(),
-                program: program.as_deref(),
-                input_bytes: input_bytes(&slot.prepared.resolved),
-                cached_peak: None,
-                limit: None,
-            };
-            let held = slot.gauge.rss();
             let Some(parallel) = &mut self.parallel else {
                 return;
             };
-            parallel.predictor.learn(&subject, held);
+            parallel.predictor.learn(&slot.subject(), slot.gauge.rss());
             let Slot {
                 position,
                 prepared,
@@ -549,21 +573,8 @@ impl Runner<'_, '_> {
             m.peak_tree_rss_sampled
                 .max(m.peak_process.as_ref().map_or(0, |p| p.bytes))
         });
-        if let Some(peak) = learned {
-            let program = program_key(self.cache.as_ref(), &slot.prepared.resolved.program);
-            let bytes = input_bytes(&slot.prepared.resolved);
-            if let Some(parallel) = &mut self.parallel {
-                parallel.predictor.learn(
-                    &Subject {
-                        kind: slot.prepared.command.tool.name(),
-                        program: program.as_deref(),
-                        input_bytes: bytes,
-                        cached_peak: None,
-                        limit: None,
-                    },
-                    peak,
-                );
-            }
+        if let (Some(peak), Some(parallel)) = (learned, &mut self.parallel) {
+            parallel.predictor.learn(&slot.subject(), peak);
         }
         let admitted = slot.prediction.bytes;
         let mut record: CommandRecord = self.complete(*slot.prepared, result);
