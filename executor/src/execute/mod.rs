@@ -595,10 +595,13 @@ impl Runner<'_, '_> {
         // Before the abort below frees what the tool wrote: a full disk?
         let status = crate::space::explain(status, root, &command.outputs);
         let mut discarded = Vec::new();
-        let reads = self
-            .cache
-            .as_ref()
-            .map(|cache| cache.reads(&outcome, &resolved, root, &staging));
+        // The read set (every file read, hashed) is only worth taking for
+        // a result the cache may store; the undeclared reads are listed
+        // in every case.
+        let reads = match (&self.cache, &status) {
+            (Some(cache), Status::Ok) => Some(cache.reads(&outcome, &resolved, root, &staging)),
+            _ => None,
+        };
         let undeclared_reads = match &reads {
             Some(reads) => reads.undeclared.clone(),
             None => crate::cached::undeclared(&outcome, &resolved, root, &staging),
