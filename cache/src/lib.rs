@@ -70,6 +70,7 @@ mod key;
 mod memo;
 pub mod reapi;
 mod store;
+mod warm;
 
 pub use key::{
     host_platform, ActionKey, ActionSpec, InputFile, KeyError, FORMAT_VERSION, PROGRAM_FILE,
@@ -82,6 +83,7 @@ pub use store::{
     MissReason, OpenError, OutputEntry, ProducedFile, PutError, ReadFile, Record, Stats, Store,
     VerifyReport,
 };
+pub use warm::{Warmer, MAX_WARMED};
 
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,11 @@
 //! File digests, memoized by what `stat` says about the file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
@@ -29,19 +30,47 @@ struct Stamp {
 /// A file changed within the last second is hashed but not remembered:
 /// on a file system with coarse timestamps, a second write in the same
 /// tick would leave the stamp unchanged ("racily clean", as git says).
+/// One thread at a time hashes a given file: another that asks for it
+/// meanwhile waits for that digest instead of reading the file again
+/// (a [`crate::Warmer`] hashing a library in the background is then never
+/// hashed twice).
 #[derive(Debug)]
 pub struct DigestMemo {
     known: Mutex<HashMap<(u64, u64), (Stamp, Digest)>>,
+    /// The files (device, inode) a thread is hashing now.
+    hashing: Mutex<HashSet<(u64, u64)>>,
+    /// Signalled when a file leaves `hashing`.
+    hashed: Condvar,
     /// How long ago a file must have changed to be remembered.
     settle: Duration,
+    /// Bytes read to hash files, in all.
+    bytes_hashed: AtomicU64,
 }
 
 impl Default for DigestMemo {
     fn default() -> DigestMemo {
         DigestMemo {
             known: Mutex::new(HashMap::new()),
+            hashing: Mutex::new(HashSet::new()),
+            hashed: Condvar::new(),
             settle: Duration::from_secs(1),
+            bytes_hashed: AtomicU64::new(0),
         }
+    }
+}
+
+/// Takes a file out of [`DigestMemo::hashing`] however its hashing ends.
+struct Hashing<'a> {
+    memo: &'a DigestMemo,
+    id: (u64, u64),
+}
+
+impl Drop for Hashing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut hashing) = self.memo.hashing.lock() {
+            hashing.remove(&self.id);
+        }
+        self.memo.hashed.notify_all();
     }
 }
 
@@ -72,6 +101,19 @@ impl DigestMemo {
         DigestMemo::default()
     }
 
+    /// An empty memo that remembers a file changed more than `settle` ago.
+    pub fn settled_after(settle: Duration) -> DigestMemo {
+        DigestMemo {
+            settle,
+            ..DigestMemo::default()
+        }
+    }
+
+    /// How many bytes this memo has read to hash files.
+    pub fn bytes_hashed(&self) -> u64 {
+        self.bytes_hashed.load(Ordering::Relaxed)
+    }
+
     /// The content digest of the file at `path` (symbolic links followed),
     /// from the memo while its stamp is unchanged.
     pub fn digest(&self, path: &Path) -> io::Result<Digest> {
@@ -94,14 +136,32 @@ impl DigestMemo {
             mtime: (before.mtime(), before.mtime_nsec()),
             ctime: (before.ctime(), before.ctime_nsec()),
         };
-        if let Ok(known) = self.known.lock() {
-            if let Some((s, d)) = known.get(&(stamp.dev, stamp.ino)) {
-                if *s == stamp {
-                    return Ok(d.clone());
-                }
-            }
+        if let Some(digest) = self.remembered(&stamp) {
+            return Ok(digest);
         }
+        let id = (stamp.dev, stamp.ino);
+        let _hashing = {
+            let Ok(mut hashing) = self.hashing.lock() else {
+                return Err(io::Error::other("the digest memo's lock is poisoned"));
+            };
+            while hashing.contains(&id) {
+                hashing = match self.hashed.wait(hashing) {
+                    Ok(hashing) => hashing,
+                    Err(_) => return Err(io::Error::other("the digest memo's lock is poisoned")),
+                };
+            }
+            // The thread that held it may have remembered this very stamp.
+            if let Some(digest) = self.remembered(&stamp) {
+                return Ok(digest);
+            }
+            hashing.insert(id);
+            Hashing { memo: self, id }
+        };
         let digest = digest_reader(&mut file)?;
+        self.bytes_hashed.fetch_add(
+            u64::try_from(digest.size_bytes).unwrap_or(0),
+            Ordering::Relaxed,
+        );
         let after = file.metadata()?;
         let changed = UNIX_EPOCH
             + Duration::from_secs(u64::try_from(stamp.ctime.0).unwrap_or(0))
@@ -117,6 +177,13 @@ impl DigestMemo {
             }
         }
         Ok(digest)
+    }
+
+    /// The digest remembered for a file of `stamp`, if any.
+    fn remembered(&self, stamp: &Stamp) -> Option<Digest> {
+        let known = self.known.lock().ok()?;
+        let (s, d) = known.get(&(stamp.dev, stamp.ino))?;
+        (s == stamp).then(|| d.clone())
     }
 
     /// A declared input for [`crate::ActionSpec`]: `path` as it is keyed
@@ -267,5 +334,30 @@ mod tests {
     fn a_directory_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(DigestMemo::new().digest(dir.path()).is_err());
+    }
+
+    #[test]
+    fn threads_asking_for_one_file_at_once_read_it_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big");
+        let size: usize = 64 << 20;
+        fs::write(&path, vec![1u8; size]).expect("write");
+        std::thread::sleep(Duration::from_millis(5));
+        let memo = DigestMemo::settled_after(Duration::ZERO);
+        let digests: Vec<Digest> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| memo.digest(&path).expect("digest")))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("join"))
+                .collect()
+        });
+        assert!(digests.iter().all(|d| *d == digests[0]));
+        assert_eq!(
+            memo.bytes_hashed(),
+            size as u64,
+            "hashed once, not per thread"
+        );
     }
 }

@@ -21,6 +21,7 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -523,7 +524,7 @@ struct Counters {
 pub struct Store {
     dir: PathBuf,
     max_size: u64,
-    memo: DigestMemo,
+    memo: Arc<DigestMemo>,
 }
 
 /// Makes a directory 0700 if it is missing.
@@ -603,7 +604,7 @@ impl Store {
                 });
             }
         }
-        let memo = DigestMemo::new();
+        let memo = Arc::new(DigestMemo::new());
         // The digests earlier runs took, for files whose stamp is the same.
         if let Ok(bytes) = read_own(&dir.join(MEMO_FILE), MAX_ENTRY_BYTES * 2) {
             memo.load_bytes(&bytes);
@@ -624,6 +625,11 @@ impl Store {
     /// digests too.
     pub fn memo(&self) -> &DigestMemo {
         &self.memo
+    }
+
+    /// The same memo, to share with another thread (a [`crate::Warmer`]).
+    pub fn shared_memo(&self) -> Arc<DigestMemo> {
+        Arc::clone(&self.memo)
     }
 
     /// Saves the memo's digests for the next run (`memo.json`, by rename):

@@ -19,6 +19,7 @@
 //! the sandbox, not the read set, is what confines a tool.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cmdlog::Command;
 use policy::Resolved;
@@ -29,7 +30,7 @@ use replay_cache::{
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::run::trace::Accessed;
+use crate::run::trace::{Accessed, ReadHook};
 use crate::run::Stamp;
 use crate::run::ToolOutcome;
 use crate::staging::Staging;
@@ -89,6 +90,8 @@ pub struct Reads {
 /// A run's handle on the cache.
 pub struct RunCache {
     store: Store,
+    /// Hashes what tools read while they run; started at the first miss.
+    warmer: std::sync::OnceLock<Option<Arc<replay_cache::Warmer>>>,
 }
 
 impl RunCache {
@@ -97,7 +100,35 @@ impl RunCache {
     pub fn open(options: &CacheOptions) -> Result<RunCache, OpenError> {
         Ok(RunCache {
             store: Store::open(&options.dir, options.max_size)?,
+            warmer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// What the tracer tells of each file a missed command's tool reads:
+    /// a file outside `root` (a system library, the tool's own files) is
+    /// hashed in the background while the tool runs, so storing its read
+    /// set afterwards finds the digest taken. Files in the root are left
+    /// alone (other commands may be writing them); `None` if no thread
+    /// could be started.
+    pub fn read_hook(&self, root: &Path) -> Option<ReadHook> {
+        let warmer = self
+            .warmer
+            .get_or_init(|| {
+                replay_cache::Warmer::start(self.store.shared_memo())
+                    .ok()
+                    .map(Arc::new)
+            })
+            .clone()?;
+        let root = root.to_owned();
+        Some(Arc::new(move |path: &str| {
+            let file = Path::new(path);
+            if file.is_absolute()
+                && !file.starts_with(&root)
+                && !PSEUDO.iter().any(|p| path.starts_with(p))
+            {
+                warmer.warm(file);
+            }
+        }))
     }
 
     /// The key of `command` as the policy resolved it, run under `root`.

@@ -70,6 +70,7 @@ fn an_untraced_tool_leaves_no_process_that_left_its_group() {
         trace: false,
         may_exec: None,
         gauge: None,
+        on_read: None,
     };
     let outcome = run_tool(&spec, &options).expect("runs");
     assert!(outcome.success(), "{outcome:?}");

@@ -491,7 +491,7 @@ impl Runner<'_, '_> {
             max_rss: tighter(resolved.limits.max_rss, self.options.max_rss),
             max_output: None,
         };
-        let run_options = RunOptions {
+        let mut run_options = RunOptions {
             launcher: self.options.launcher.clone(),
             limits,
             sample_interval: self.options.sample_interval,
@@ -502,6 +502,7 @@ impl Runner<'_, '_> {
             trace: true,
             may_exec: Some(crate::confine::exec_rules(&resolved)),
             gauge: None,
+            on_read: None,
         };
         // What the tool read is what the journal must record: hashed
         // before it starts, compared after it exits (see `commit`).
@@ -515,6 +516,9 @@ impl Runner<'_, '_> {
                 &run_options,
                 cache_record,
             )));
+        }
+        if let (Some(cache), Some(_)) = (&self.cache, &key) {
+            run_options.on_read = cache.read_hook(root);
         }
         Next::Run(Box::new(Prepared {
             command: command.clone(),

@@ -63,6 +63,9 @@ pub struct RunOptions {
     /// In a parallel run: where the watcher posts the tree's RSS, and how
     /// the scheduler asks it to stop the tool for the memory budget.
     pub gauge: Option<Arc<watch::Gauge>>,
+    /// When traced, told of each file the tool reads or runs as it happens
+    /// (the cache hashes them while the tool runs).
+    pub on_read: Option<trace::ReadHook>,
 }
 
 /// Everything measured about one tool run.
@@ -158,7 +161,8 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     let mut tracer = options
         .trace
         .then(|| Tracer::seize(pid, tree.clone(), options.may_exec.clone()).ok())
-        .flatten();
+        .flatten()
+        .map(|tracer| tracer.on_read(options.on_read.clone()));
     if tracer.is_some() {
         launch.observe_calls();
     } else {

@@ -185,6 +185,10 @@ pub struct Traced {
     pub accessed: Accessed,
 }
 
+/// Told of each file a tool's processes open to read or run, as the
+/// tracer first sees it (from the tracer's thread: it must return fast).
+pub type ReadHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Follows one tool's process tree; see the module doc.
 pub struct Tracer {
     main: i32,
@@ -202,6 +206,7 @@ pub struct Tracer {
     /// Files accessed, and the set that keeps them distinct.
     accessed: Accessed,
     seen: HashSet<Access>,
+    on_read: Option<ReadHook>,
 }
 
 /// The options every tracee gets, and its children inherit.
@@ -244,7 +249,15 @@ impl Tracer {
                 complete: true,
             },
             seen: HashSet::new(),
+            on_read: None,
         })
+    }
+
+    /// Tells `hook` of each file the tree opens to read or runs, found
+    /// there, once each.
+    pub fn on_read(mut self, hook: Option<ReadHook>) -> Tracer {
+        self.on_read = hook;
+        self
     }
 
     fn access(&mut self, access: Access) {
@@ -254,6 +267,11 @@ impl Tracer {
         if self.accessed.files.len() >= MAX_ACCESSES {
             self.accessed.complete = false;
             return;
+        }
+        if let Some(hook) = &self.on_read {
+            if access.found && matches!(access.action, "read" | "exec") {
+                hook(&access.path);
+            }
         }
         self.seen.insert(access.clone());
         self.accessed.files.push(access);

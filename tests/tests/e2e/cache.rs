@@ -457,3 +457,71 @@ fn a_policy_can_make_an_undeclared_read_a_failure() {
     assert_eq!(doc["commands"][0]["path"], "inc/x.h", "{doc:#}");
     assert!(!root.join("main.o").exists(), "its output is discarded");
 }
+
+/// The tracer tells the cache of each file a traced tool opens to read or
+/// runs, found, once each, while it runs (the cache hashes them then).
+#[test]
+fn the_tracer_tells_of_each_file_a_tool_reads_once() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().expect("work root");
+    let root = dir.path().canonicalize().expect("canonical root");
+    std::fs::write(root.join("in.txt"), b"hello\n").expect("write input");
+    // `cat` reads its input twice over and one missing file: the hook
+    // hears of the input once and never of the missing file.
+    let mut spec = replay::sandbox::SandboxSpec::new(
+        PathBuf::from("/bin/sh"),
+        "sh",
+        vec![
+            "-c".into(),
+            "cat in.txt in.txt; cat missing.txt 2>/dev/null; true".into(),
+        ],
+        [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
+        root.clone(),
+        &root,
+    );
+    spec.landlock = replay::sandbox::Want::Off;
+    spec.network = replay::sandbox::Want::Off;
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let hook_heard = Arc::clone(&heard);
+    let sink: Arc<Mutex<dyn std::io::Write + Send>> = Arc::new(Mutex::new(std::io::sink()));
+    let options = replay::run::RunOptions {
+        launcher: bin("replay"),
+        limits: replay::run::watch::ToolLimits {
+            timeout: Some(std::time::Duration::from_secs(60)),
+            grace: std::time::Duration::from_secs(1),
+            max_rss: None,
+            max_output: None,
+        },
+        sample_interval: std::time::Duration::from_millis(5),
+        prefix: String::new(),
+        stdout: Arc::clone(&sink),
+        stderr: sink,
+        interrupted: Arc::new(AtomicBool::new(false)),
+        trace: true,
+        may_exec: None,
+        gauge: None,
+        on_read: Some(Arc::new(move |path: &str| {
+            hook_heard.lock().expect("lock").push(path.to_owned());
+        })),
+    };
+    let outcome = replay::run::run_tool(&spec, &options).expect("runs");
+    assert!(outcome.success(), "{outcome:?}");
+    let heard = heard.lock().expect("lock").clone();
+    let input = root.join("in.txt").display().to_string();
+    assert_eq!(
+        heard.iter().filter(|p| **p == input).count(),
+        1,
+        "the input, read twice, is told once: {heard:?}"
+    );
+    assert_eq!(
+        heard.iter().filter(|p| p.contains("libc.so")).count(),
+        1,
+        "the C library both sh and cat map is told once: {heard:?}"
+    );
+    assert!(
+        !heard.iter().any(|p| p.ends_with("missing.txt")),
+        "a file that was not found is not: {heard:?}"
+    );
+}

@@ -1,0 +1,165 @@
+//! Hashing files into a [`DigestMemo`] on a background thread.
+//!
+//! A cold run stores each tool's read set, and hashing it is most of what
+//! the cache costs such a run: the system libraries a tool maps (LLVM's
+//! are over 100 MiB) are hashed once per process. The executor hands each
+//! file to a [`Warmer`] as the tracer sees the tool open it, so the
+//! hashing overlaps the tool's own run instead of following it; the digest
+//! is then a lookup in the memo (or a wait for the one hash under way:
+//! the memo hashes a file once at a time). Nothing here decides what goes
+//! into a key: a warmed digest is the memo's, checked against the file's
+//! stamp like any other.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::memo::DigestMemo;
+
+/// How many distinct files one warmer queues at most; past it, files are
+/// left to be hashed when their digest is asked for.
+pub const MAX_WARMED: usize = 20_000;
+
+/// A background thread that hashes the files it is given into a memo.
+#[derive(Debug)]
+pub struct Warmer {
+    queue: Mutex<Option<Sender<PathBuf>>>,
+    queued: Mutex<HashSet<PathBuf>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Warmer {
+    /// Starts the thread, hashing into `memo`.
+    pub fn start(memo: Arc<DigestMemo>) -> std::io::Result<Warmer> {
+        let (tx, rx) = channel::<PathBuf>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("replay-warm".into())
+            .spawn(move || {
+                for path in rx {
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    // Only a regular file is opened: opening a device or a
+                    // FIFO can do something. (The memo checks again on the
+                    // file it opened.)
+                    if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                        let _ = memo.digest(&path);
+                    }
+                }
+            })?;
+        Ok(Warmer {
+            queue: Mutex::new(Some(tx)),
+            queued: Mutex::new(HashSet::new()),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `path` to be hashed, once per warmer; returns whether it was
+    /// queued now.
+    pub fn warm(&self, path: &Path) -> bool {
+        let Ok(mut queued) = self.queued.lock() else {
+            return false;
+        };
+        if queued.len() >= MAX_WARMED || queued.contains(path) {
+            return false;
+        }
+        let Ok(queue) = self.queue.lock() else {
+            return false;
+        };
+        let Some(tx) = queue.as_ref() else {
+            return false;
+        };
+        if tx.send(path.to_owned()).is_err() {
+            return false;
+        }
+        queued.insert(path.to_owned());
+        true
+    }
+}
+
+impl Drop for Warmer {
+    /// Stops after the file being hashed, if any; what is still queued is
+    /// dropped.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Digest;
+    use std::time::{Duration, Instant};
+
+    fn settled_memo() -> Arc<DigestMemo> {
+        Arc::new(DigestMemo::settled_after(Duration::ZERO))
+    }
+
+    #[test]
+    fn a_warmed_file_is_in_the_memo_and_queued_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lib.so");
+        std::fs::write(&path, vec![7u8; 3 << 20]).expect("write");
+        std::thread::sleep(Duration::from_millis(5));
+        let memo = settled_memo();
+        let warmer = Warmer::start(Arc::clone(&memo)).expect("start");
+        assert!(warmer.warm(&path));
+        assert!(!warmer.warm(&path), "a path is queued once");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while memo.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(memo.len(), 1, "the warmer remembered the file");
+        assert_eq!(
+            memo.digest(&path).expect("digest"),
+            Digest::of(&vec![7u8; 3 << 20])
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_is_never_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let memo = settled_memo();
+        let warmer = Warmer::start(Arc::clone(&memo)).expect("start");
+        assert!(warmer.warm(&fifo));
+        assert!(warmer.warm(dir.path()));
+        assert!(warmer.warm(&dir.path().join("missing")));
+        // Dropping joins the thread: it must not hang on the FIFO.
+        drop(warmer);
+        assert!(memo.is_empty());
+    }
+
+    #[test]
+    fn a_file_changed_after_warming_is_hashed_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lib.so");
+        std::fs::write(&path, b"old").expect("write");
+        std::thread::sleep(Duration::from_millis(5));
+        let memo = settled_memo();
+        {
+            let warmer = Warmer::start(Arc::clone(&memo)).expect("start");
+            warmer.warm(&path);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while memo.is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        std::fs::write(&path, b"new").expect("write");
+        assert_eq!(memo.digest(&path).expect("digest"), Digest::of(b"new"));
+    }
+}
