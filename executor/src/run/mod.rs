@@ -494,14 +494,48 @@ fn descendants(root: i32, since: u64, table: &[ProcStat]) -> Vec<i32> {
     found
 }
 
-/// The path `replay` re-executes for the double spawn.
+/// The name of the launcher binary installed beside `replay`.
+pub const LAUNCHER_NAME: &str = "replay-sandbox";
+
+/// The path `replay` executes for the double spawn: `replay-sandbox` beside
+/// the running `replay` (built and installed with it; it links only the
+/// sandbox's child side, so each command starts it in about half the
+/// time), else `replay` itself.
 pub fn current_launcher() -> std::io::Result<std::path::PathBuf> {
-    std::env::current_exe().and_then(|p| Path::new(&p).canonicalize())
+    let me = std::env::current_exe().and_then(|p| Path::new(&p).canonicalize())?;
+    Ok(launcher_beside(&me).unwrap_or(me))
+}
+
+/// The launcher binary in `exe`'s directory, if a regular executable file
+/// is there (links resolved).
+fn launcher_beside(exe: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let sibling = exe.parent()?.join(LAUNCHER_NAME).canonicalize().ok()?;
+    let meta = std::fs::metadata(&sibling).ok()?;
+    (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(sibling)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_launcher_beside_replay_is_used_only_if_it_is_an_executable_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = dir.path().join("replay");
+        std::fs::write(&exe, b"").expect("write");
+        assert_eq!(launcher_beside(&exe), None, "none there");
+        let sibling = dir.path().join(LAUNCHER_NAME);
+        std::fs::create_dir(&sibling).expect("mkdir");
+        assert_eq!(launcher_beside(&exe), None, "a directory");
+        std::fs::remove_dir(&sibling).expect("rmdir");
+        std::fs::write(&sibling, b"").expect("write");
+        assert_eq!(launcher_beside(&exe), None, "not executable");
+        std::fs::set_permissions(&sibling, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let found = launcher_beside(&exe).expect("an executable file");
+        assert_eq!(found, sibling.canonicalize().expect("canonical"));
+    }
 
     fn process(pid: i32, ppid: i32, start: u64) -> ProcStat {
         ProcStat { pid, ppid, start }
