@@ -19,9 +19,9 @@ impl ProgressReporter {
         use std::io::IsTerminal;
         io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
-            if let Ok(style) =
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
-            {
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {elapsed} (eta {eta}) {wide_msg}",
+            ) {
                 bar.set_style(style);
             }
             bar
@@ -73,6 +73,18 @@ impl Reporter for ProgressReporter {
     }
 }
 
+impl Drop for ProgressReporter {
+    /// A session that ends early (an error, Ctrl-C before the run's end)
+    /// leaves no bar behind on the terminal.
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            if !bar.is_finished() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
 /// `3 opt, 4 llc`: what runs now.
 fn running(list: &[(u64, String)]) -> String {
     list.iter()
@@ -120,6 +132,16 @@ mod tests {
             text,
             "replay: [1] running command 7 (llc)\nreplay: [2] running command 9 (llc)\n"
         );
+    }
+
+    #[test]
+    fn a_bar_dropped_before_the_run_ends_is_cleared() {
+        // Regression: on Ctrl-C the session ended without `Done`, and the
+        // bar stayed drawn under the shell's prompt.
+        let bar = indicatif::ProgressBar::hidden();
+        let progress = ProgressReporter::bar(bar.clone());
+        drop(progress);
+        assert!(bar.is_finished());
     }
 
     #[test]
