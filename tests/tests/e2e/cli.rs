@@ -194,3 +194,24 @@ fn an_unknown_flag_hint_names_the_grammar_and_the_files_that_hold_it() {
     assert!(out.contains("llvm-14-common.toml`"), "{out}");
     assert!(out.contains("linux.toml`)"), "{out}");
 }
+
+#[test]
+fn the_quick_start_runs_the_binaries_where_cargo_put_them() {
+    // Regression: it ran `target/debug/replay`, which does not exist (or
+    // is stale) when `CARGO_TARGET_DIR` sends the build elsewhere.
+    let script =
+        std::fs::read_to_string(crate::support::repo().join("scripts/quickstart.sh")).unwrap();
+    assert!(!script.contains("target/debug/"), "{script}");
+    assert!(
+        script.contains("${CARGO_TARGET_DIR:-target}/debug"),
+        "{script}"
+    );
+}
+
+#[test]
+fn the_readme_links_nothing_outside_the_repository() {
+    let readme = std::fs::read_to_string(crate::support::repo().join("README.md")).unwrap();
+    for needle in ["](../", "`../shared", "](/"] {
+        assert!(!readme.contains(needle), "README.md has `{needle}`");
+    }
+}
