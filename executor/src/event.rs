@@ -1,7 +1,8 @@
 //! The events of a session, and the one trait every reporter implements.
 //!
 //! Both passes speak through [`Event`]: the check pass ([`crate::audit`])
-//! emits each finding it shows and its tally; the run pass
+//! emits each finding it shows (with where its command begins in the
+//! log), each command's verdict, and its tally; the run pass
 //! ([`crate::execute`]) emits each command's start and record and the
 //! totals. Reporters ([`crate::report`]) consume the events of both, each
 //! writing to its own `Write`, so a test feeds events and reads exactly

@@ -289,7 +289,7 @@ impl SessionError {
         let hint = match self {
             SessionError::Job(error) => job_hint(error),
             SessionError::Policy(_) => "fix the policy, or start from one of `policies/*.toml`",
-            SessionError::Refused => "see the refusals above; `replay check` audits without running",
+            SessionError::Refused => "see the refusals above (`replay explain RULE` says what a rule refuses and how to allow what is safe); `replay check` audits without running",
             SessionError::InputsMissing(_) => "run the commands or the build step that make them, or fix their paths in the log",
             SessionError::LayerMissing { .. } => "run where the layer is available (e.g. where unprivileged user namespaces are allowed), or drop it from `require_sandbox`",
             SessionError::Lock(error) => return Some(error.hint()),

@@ -116,8 +116,16 @@ impl Policy {
         for file in &self.files {
             text.push_str(&format!("#   {}\n", file.display()));
         }
-        text.push('\n');
-        text.push_str(&toml::to_string(&doc).unwrap_or_default());
+        // Sections in the order policy files are written in (a table's
+        // keys would come sorted): each alone, then joined.
+        for key in ["policy", "env", "tool", "args", "plugin"] {
+            if let Some(value) = doc.remove(key) {
+                let mut section = Table::new();
+                section.insert(key.into(), value);
+                text.push('\n');
+                text.push_str(&toml::to_string(&section).unwrap_or_default());
+            }
+        }
         text
     }
 }
@@ -307,6 +315,11 @@ mod tests {
             };
             assert_eq!(body(&again.to_toml()), body(&shown), "{name}");
             assert!(!shown.contains("extends"), "{name}");
+            assert!(
+                shown.find("[policy]") < shown.find("[tool.")
+                    && shown.find("[tool.") < shown.find("[args."),
+                "{name}: sections out of order"
+            );
         }
     }
 
