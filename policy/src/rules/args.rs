@@ -597,7 +597,11 @@ fn value(
                 "value `{v}` of `{arg}`{} is not allowed: expected {expected}",
                 shown_via(via)
             ),
-            "use an allowed value, or widen the flag's constraint in the policy",
+            &format!(
+                "use an allowed value, or widen the constraint of `{}` in `flags` of {}",
+                flag.name,
+                g.whereabouts()
+            ),
         )
     };
     match rule {
