@@ -18,7 +18,7 @@ use policy::{Finding, Status as Verdict};
 use tempfile::SpooledTempFile;
 
 use super::{describe_exit, describe_stop, printable, Document};
-use crate::event::{CommandRecord, Event, Reporter, Status};
+use crate::event::{CommandRecord, Event, Reporter, Status, SHOWN_PER_RULE};
 use crate::run::watch::Stop;
 
 /// Bytes of spooled cases kept in memory before a temporary file.
@@ -140,6 +140,19 @@ impl<W: Write> JunitReporter<W> {
         let mut body = String::new();
         for (finding, at) in self.pending.drain(..) {
             body.push_str(&failure_of(&finding, at));
+        }
+        // Past the findings shown per rule, a refused command has none
+        // here: it still fails, saying where its findings are counted.
+        if body.is_empty() && status != Verdict::Allowed {
+            let element = match status {
+                Verdict::Refused => "failure",
+                _ => "skipped",
+            };
+            let _ = writeln!(
+                body,
+                "      <{element} type=\"{}\" message=\"its findings are among those not shown (the first {SHOWN_PER_RULE} of each rule are); `replay check --format json` counts them\"/>",
+                status.as_str()
+            );
         }
         self.count_finding(status);
         self.check
@@ -447,6 +460,35 @@ mod tests {
         assert!(text.ends_with("</testsuites>\n"), "{text}");
         assert!(text.contains("<testcase name=\"log: [args.forbidden-flag]\""));
         assert!(text.contains("<error type=\"stopped\""), "{text}");
+    }
+
+    #[test]
+    fn a_refused_command_whose_findings_were_not_shown_still_fails() {
+        let mut out = Vec::new();
+        {
+            let mut junit =
+                JunitReporter::new(&mut out, Document::Check, Path::new("log.json")).unwrap();
+            let tool = cmdlog::ToolKind::Other("opt".into());
+            junit
+                .event(&Event::Judged {
+                    id: 30,
+                    tool: &tool,
+                    status: Verdict::Refused,
+                    at: cmdlog::Position { line: 1, column: 1 },
+                })
+                .unwrap();
+            junit
+                .event(&Event::Checked(&crate::event::Checked::default()))
+                .unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("failures=\"1\""), "{text}");
+        assert!(
+            text.contains(
+                "<failure type=\"refused\" message=\"its findings are among those not shown"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

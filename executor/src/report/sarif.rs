@@ -16,7 +16,7 @@ use policy::{Finding, Status as Verdict};
 use serde_json::json;
 
 use super::{describe_exit, describe_stop, Document};
-use crate::event::{CommandRecord, Event, Reporter, Status};
+use crate::event::{CommandRecord, Event, Reporter, Status, SHOWN_PER_RULE};
 use crate::run::watch::Stop;
 
 /// The schema a SARIF 2.1.0 log names.
@@ -32,6 +32,8 @@ pub struct SarifReporter<W: Write> {
     rules: Vec<String>,
     first: bool,
     closed: bool,
+    /// Rules with findings past those shown, and how many.
+    not_shown: Vec<(String, u64)>,
 }
 
 impl<W: Write> SarifReporter<W> {
@@ -50,6 +52,7 @@ impl<W: Write> SarifReporter<W> {
             rules: Vec::new(),
             first: true,
             closed: false,
+            not_shown: Vec::new(),
         })
     }
 
@@ -169,9 +172,20 @@ impl<W: Write> SarifReporter<W> {
             })
             .collect();
         let mut invocation = json!({ "executionSuccessful": successful });
+        let mut notes: Vec<serde_json::Value> = self
+            .not_shown
+            .iter()
+            .map(|(rule, more)| {
+                json!({ "level": "note", "message": { "text": format!(
+                    "{more} more findings of [{rule}] not shown (the first {SHOWN_PER_RULE} are)"
+                ) } })
+            })
+            .collect();
         if let Some(note) = note {
-            invocation["toolExecutionNotifications"] =
-                json!([{ "level": "error", "message": { "text": note } }]);
+            notes.push(json!({ "level": "error", "message": { "text": note } }));
+        }
+        if !notes.is_empty() {
+            invocation["toolExecutionNotifications"] = notes.into();
         }
         self.out.write_all(b"\n],\"tool\":")?;
         let tool = json!({ "driver": {
@@ -197,11 +211,20 @@ impl<W: Write> Reporter for SarifReporter<W> {
         }
         match event {
             Event::Finding { tool, finding, at } => self.finding(*tool, finding, *at),
-            Event::Checked(_) if self.document == Document::Check => self.close(true, None),
+            Event::Checked(checked) => {
+                self.not_shown = checked
+                    .not_shown
+                    .iter()
+                    .map(|(rule, more)| ((*rule).to_owned(), *more))
+                    .collect();
+                match self.document {
+                    Document::Check => self.close(true, None),
+                    Document::Run => Ok(()),
+                }
+            }
             Event::Finished(record) => self.finished(record),
             Event::Done(_) => self.close(true, None),
-            Event::Checked(_)
-            | Event::Judged { .. }
+            Event::Judged { .. }
             | Event::Producer(_)
             | Event::Validated { .. }
             | Event::Started { .. }
@@ -280,7 +303,10 @@ mod tests {
                 })
                 .unwrap();
             sarif
-                .event(&Event::Checked(&crate::event::Checked::default()))
+                .event(&Event::Checked(&crate::event::Checked {
+                    not_shown: vec![("args.forbidden-flag", 7)],
+                    ..crate::event::Checked::default()
+                }))
                 .unwrap();
         }
         let log: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -297,5 +323,9 @@ mod tests {
             "args.forbidden-flag"
         );
         assert_eq!(run["invocations"][0]["executionSuccessful"], true);
+        assert_eq!(
+            run["invocations"][0]["toolExecutionNotifications"][0]["message"]["text"],
+            "7 more findings of [args.forbidden-flag] not shown (the first 20 are)"
+        );
     }
 }

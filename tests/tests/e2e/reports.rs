@@ -273,3 +273,33 @@ fn the_report_schema_in_docs_is_the_one_the_types_give() {
         "`docs/report-v1.schema.json` is out of date: run `UPDATE_SCHEMAS=1 cargo test -p replay-e2e --test e2e reports` and commit it"
     );
 }
+
+#[test]
+fn findings_past_those_shown_are_counted_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    let args: [&str; 1] = ["--bogus"];
+    let commands: Vec<(&[&str], &[&str], &[&str])> =
+        (0..25).map(|_| (&args[..], &[][..], &[][..])).collect();
+    memtouch_commands(&root, &commands);
+    let sarif = check(&root, "sarif");
+    let sarif: serde_json::Value = serde_json::from_slice(&sarif.stdout).unwrap();
+    validate_json("vendor/sarif-schema-2.1.0.json", &sarif);
+    let run = &sarif["runs"][0];
+    assert_eq!(run["results"].as_array().map(Vec::len), Some(20));
+    assert_eq!(
+        run["invocations"][0]["toolExecutionNotifications"][0]["message"]["text"],
+        "5 more findings of [args.unknown-flag] not shown (the first 20 are)"
+    );
+    let junit = check(&root, "junit");
+    let xml = root.join("check.xml");
+    std::fs::write(&xml, &junit.stdout).unwrap();
+    validate_junit(&xml);
+    // Every refused command fails, the 5 whose findings were not shown too.
+    assert!(
+        text(&junit.stdout).contains("tests=\"25\" failures=\"25\""),
+        "{}",
+        text(&junit.stdout)
+    );
+}
