@@ -559,6 +559,41 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_fits_100_columns_with_large_figures() {
+        // Regression: one `total:` line held commands, wall, peak, CPU and
+        // replay's own peak, 130 columns on a real build.
+        let mut out = Vec::new();
+        {
+            let mut human = HumanReporter::new(&mut out);
+            human
+                .event(&Event::Done(&Totals {
+                    commands: 1_000_000,
+                    ran: 999_999,
+                    succeeded: 999_998,
+                    wall_ms: 123_456_789_000,
+                    peak_rss: 123 << 30,
+                    peak_rss_command: Some(999_999),
+                    cpu_ms: 987_654_321_000,
+                    replay_peak_rss: 81 << 20,
+                    cache_hits: 500_000,
+                    cache_misses: 499_999,
+                    cache_saved_ms: 123_456_789_000,
+                    ..Totals::default()
+                }))
+                .unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("total: 1000000 commands"), "{text}");
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 100,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+    }
+
+    #[test]
     fn quiet_prints_only_the_failures() {
         let quiet = run_of(3, Verbosity::Quiet);
         let lines: Vec<&str> = quiet.lines().collect();
