@@ -215,3 +215,37 @@ fn the_readme_links_nothing_outside_the_repository() {
         assert!(!readme.contains(needle), "README.md has `{needle}`");
     }
 }
+
+#[test]
+fn quiet_runs_print_only_failures_and_verbose_lists_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    memtouch_policy(&root, "");
+    let commands: Vec<(&[&str], &[&str], &[&str])> = (0..25)
+        .map(|i| {
+            let args: &[&str] = if i == 24 { &["--exit=3"] } else { &["--mib=0"] };
+            (args, &[][..], &[][..])
+        })
+        .collect();
+    memtouch_commands(&root, &commands);
+    let quiet = replay(&root, &["--policy", "memtouch.toml", "-q", "log.json"]);
+    assert_eq!(quiet.status.code(), Some(1));
+    let err = text(&quiet.stderr);
+    assert!(err.contains("FAILED (exit 3)"), "{err}");
+    for noise in ["running command", "total:", "allowed:", "     1  memtouch"] {
+        assert!(!err.contains(noise), "`{noise}` with -q: {err}");
+    }
+    // 25 commands: a long log lists its failures, -v every command.
+    let normal = replay(&root, &["--policy", "memtouch.toml", "log.json"]);
+    let err = text(&normal.stderr);
+    assert!(
+        !err.contains("     1  memtouch") && err.contains("    25  memtouch"),
+        "{err}"
+    );
+    let verbose = replay(&root, &["--policy", "memtouch.toml", "-v", "log.json"]);
+    let err = text(&verbose.stderr);
+    assert!(
+        err.contains("     1  memtouch") && err.contains("    25  memtouch"),
+        "{err}"
+    );
+}
