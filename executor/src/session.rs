@@ -396,13 +396,15 @@ pub fn check(
     settings: CheckSettings,
     console: &Console,
 ) -> Result<Checked, SessionError> {
-    let job = Job::new(log, target.root.as_deref(), &target.policy)?;
-    let policy = Policy::load(&job.policy)?;
+    // The document is begun first, so that an unreadable log or policy
+    // still leaves one (saying the check did not finish) for CI to read.
     let out = SinkWriter::new(Arc::clone(&console.stdout));
     let reporter = settings
         .format
         .reporter(out, Document::Check, log)
         .map_err(SessionError::Report)?;
+    let job = Job::new(log, target.root.as_deref(), &target.policy)?;
+    let policy = Policy::load(&job.policy)?;
     let mut counted = MissingInputs {
         inner: reporter,
         missing: 0,

@@ -303,3 +303,30 @@ fn findings_past_those_shown_are_counted_in_every_format() {
         text(&junit.stdout)
     );
 }
+
+#[test]
+fn a_check_that_cannot_start_still_prints_a_valid_document() {
+    // A policy that does not load: exit 2, and CI still gets a document
+    // that says the check did not finish.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    refused_log(&root);
+    std::fs::write(root.join("memtouch.toml"), "[policy\n").unwrap();
+    let sarif = check(&root, "sarif");
+    assert_eq!(sarif.status.code(), Some(2), "{}", text(&sarif.stderr));
+    let sarif: serde_json::Value = serde_json::from_slice(&sarif.stdout).unwrap();
+    validate_json("vendor/sarif-schema-2.1.0.json", &sarif);
+    assert_eq!(
+        sarif["runs"][0]["invocations"][0]["executionSuccessful"],
+        false
+    );
+    let json = check(&root, "json");
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    validate_json("report-v1.schema.json", &json);
+    assert!(json["error"].is_string(), "{json}");
+    let junit = check(&root, "junit");
+    let xml = root.join("check.xml");
+    std::fs::write(&xml, &junit.stdout).unwrap();
+    validate_junit(&xml);
+    assert!(text(&junit.stdout).contains("<error type=\"stopped\""));
+}
