@@ -11,6 +11,8 @@ if [[ -f scripts/build-plugins.sh ]]; then
   bash scripts/build-plugins.sh
 fi
 cargo build --workspace --bins --locked
+# Where cargo put the binaries: `CARGO_TARGET_DIR` if set, else `target`.
+bin=${CARGO_TARGET_DIR:-target}/debug
 
 out=examples/hello/out
 rm -rf "$out"
@@ -26,10 +28,10 @@ step() {
 }
 
 step "aotc: compile the example and write its tool commands to a log" \
-  target/debug/aotc examples/hello/hello.ll -o "$out/hello" --log "$out/log.json"
+  "$bin/aotc" examples/hello/hello.ll -o "$out/hello" --log "$out/log.json"
 step "replay check: audit every command against the Linux policy" \
-  target/debug/replay check --policy policies/linux.toml "$out/log.json"
+  "$bin/replay" check --policy policies/linux.toml "$out/log.json"
 step "replay: check again, then run the tools one at a time" \
-  target/debug/replay --policy policies/linux.toml "$out/log.json"
+  "$bin/replay" --policy policies/linux.toml "$out/log.json"
 step "run the program the tools built" "$out/hello"
 echo "== done"

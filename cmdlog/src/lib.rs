@@ -34,6 +34,6 @@ mod write;
 
 pub use error::{CommandRef, Field, Item, Location, Problem, ReadError, WriteError};
 pub use limits::{Limit, Limits, MAX_HEADER_BYTES};
-pub use read::{read_document, LogReader, Summary, Visit};
+pub use read::{read_document, LogReader, Position, Summary, Visit};
 pub use types::{Command, Document, Header, Os, Platform, Producer, ToolKind, FORMAT, VERSION};
 pub use write::LogWriter;

@@ -39,6 +39,24 @@ pub trait Visit {
 
     /// Called for each command, in document order. `Break` stops reading.
     fn command(&mut self, command: Command) -> ControlFlow<()>;
+
+    /// Called instead of [`Visit::command`] by the reader, with where the
+    /// command's object begins in the document (its `{`); by default it
+    /// forgets the place and calls [`Visit::command`].
+    fn command_at(&mut self, command: Command, at: Position) -> ControlFlow<()> {
+        let _ = at;
+        self.command(command)
+    }
+}
+
+/// Where something begins in a log: a 1-based line, and a 1-based column
+/// counted in Unicode code points from the line's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Position {
+    /// The line, from 1.
+    pub line: u64,
+    /// The column, from 1, in code points.
+    pub column: u64,
 }
 
 impl<F: FnMut(Command) -> ControlFlow<()>> Visit for F {
@@ -103,6 +121,7 @@ impl<R: Read> LogReader<R> {
             commands: 0,
             last_id: None,
             command: None,
+            command_at: Position::default(),
             field: None,
             problem: None,
             stopped: false,
@@ -171,6 +190,10 @@ struct Meter {
     /// Which limit the current window enforces.
     window_limit: Cell<Limit>,
     exceeded: Cell<Option<Limit>>,
+    /// Lines begun so far (1 before the first newline).
+    line: Cell<u64>,
+    /// Code points read on the current line.
+    column: Cell<u64>,
 }
 
 impl Meter {
@@ -182,6 +205,34 @@ impl Meter {
             window_max: Cell::new(MAX_HEADER_BYTES),
             window_limit: Cell::new(Limit::HeaderBytes),
             exceeded: Cell::new(None),
+            line: Cell::new(1),
+            column: Cell::new(0),
+        }
+    }
+
+    /// Counts lines and code points in `bytes`, just read.
+    fn advance(&self, bytes: &[u8]) {
+        let (mut line, mut column) = (self.line.get(), self.column.get());
+        for &b in bytes {
+            if b == b'\n' {
+                line += 1;
+                column = 0;
+            } else if b & 0xC0 != 0x80 {
+                // Not a UTF-8 continuation byte: a code point begins.
+                column += 1;
+            }
+        }
+        self.line.set(line);
+        self.column.set(column);
+    }
+
+    /// The position of the last byte read. serde_json reads one byte at a
+    /// time and peeks one ahead, so where a value has just been peeked
+    /// (a command's `{`), this is where it begins.
+    fn position(&self) -> Position {
+        Position {
+            line: self.line.get(),
+            column: self.column.get().max(1),
         }
     }
 
@@ -213,6 +264,7 @@ impl<R: Read> Read for Metered<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let m = &self.meter;
         let n = self.inner.read(buf)?;
+        m.advance(&buf[..n]);
         let consumed = m.consumed.get() + n as u64;
         m.consumed.set(consumed);
         let limit = if consumed > m.max_total {
@@ -240,6 +292,8 @@ struct State<'v, V> {
     last_id: Option<u64>,
     /// The command being parsed, if any.
     command: Option<CommandRef>,
+    /// Where it begins.
+    command_at: Position,
     /// The field being parsed, if any.
     field: Option<Field>,
     /// The typed problem behind the last error raised by a seed.
@@ -474,6 +528,7 @@ impl<'de, V: Visit> DeserializeSeed<'de> for CommandSeed<'_, '_, V> {
             position: state.commands + 1,
             id: None,
         });
+        state.command_at = state.meter.position();
         state.field = None;
         if state.commands >= state.limits.max_commands {
             return Err(state.fail(Problem::TooLarge {
@@ -615,7 +670,7 @@ impl<'de, V: Visit> Visitor<'de> for CommandSeed<'_, '_, V> {
         };
         state.last_id = Some(command.id);
         state.commands += 1;
-        if state.visit.command(command).is_break() {
+        if state.visit.command_at(command, state.command_at).is_break() {
             state.stopped = true;
             return Err(de::Error::custom("stopped by the visitor"));
         }
@@ -757,5 +812,67 @@ impl<'de, V> Visitor<'de> for EnvSeed<'_, '_, V> {
         }
         state.at("env");
         Ok(env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Places(Vec<(u64, Position)>);
+
+    impl Visit for Places {
+        fn command(&mut self, _: Command) -> ControlFlow<()> {
+            unreachable!("the reader calls command_at")
+        }
+
+        fn command_at(&mut self, command: Command, at: Position) -> ControlFlow<()> {
+            self.0.push((command.id, at));
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn command(id: u64) -> String {
+        format!(
+            r#"{{"id": {id}, "tool": "opt", "program": "opt", "args": ["é"], "cwd": ".", "env": {{}}, "inputs": [], "outputs": []}}"#
+        )
+    }
+
+    #[test]
+    fn each_command_is_handed_out_with_where_its_object_begins() {
+        // Line 4 holds two commands: the second's column counts the first's
+        // `é` as one code point, not two bytes.
+        let (one, two, three) = (command(1), command(2), command(3));
+        let text = format!(
+            "{{\"format\": \"replay-log\", \"version\": 1,\n\
+             \"producer\": {{\"name\": \"t\", \"version\": \"1\"}},\n\
+             \"platform\": {{\"os\": \"linux\", \"arch\": \"x86_64\"}},\n\
+             \"commands\": [{one}, {two},\n  \n    {three}]}}\n"
+        );
+        let mut places = Places(Vec::new());
+        LogReader::new(text.as_bytes())
+            .read(&mut places)
+            .expect("a valid log");
+        let second = "\"commands\": [".chars().count() + one.chars().count() + ", ".len() + 1;
+        assert_eq!(
+            places.0,
+            vec![
+                (
+                    1,
+                    Position {
+                        line: 4,
+                        column: 14
+                    }
+                ),
+                (
+                    2,
+                    Position {
+                        line: 4,
+                        column: second as u64
+                    }
+                ),
+                (3, Position { line: 6, column: 5 }),
+            ]
+        );
     }
 }

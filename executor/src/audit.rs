@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io;
 use std::ops::ControlFlow;
 
-use cmdlog::{Command, Header, LogReader, ToolKind, Visit};
+use cmdlog::{Command, Header, LogReader, Position, ToolKind, Visit};
 use policy::combine;
 use policy::plugin::PluginSpec;
 use policy::report::Tally;
@@ -94,6 +94,7 @@ pub fn audit(
         commands: 0,
         shown: &mut shown,
         kept: (!specs.is_empty()).then(Vec::new),
+        places: Vec::new(),
         platform: None,
     };
     let file = File::open(&job.read_from).map_err(|source| JobError::Log {
@@ -112,15 +113,16 @@ pub fn audit(
         commands,
         shown,
         kept,
+        places,
         platform,
     } = visit;
     let end = checker.finish();
     tally.add_log(&end);
     for finding in &end {
-        shown.finding(None, finding);
+        shown.finding(None, finding, None);
     }
     if let (Some(kept), Some(platform)) = (kept, platform) {
-        judge_with_plugins(&specs, &platform, &kept, &mut tally, shown)?;
+        judge_with_plugins(&specs, &platform, &kept, &places, &mut tally, shown)?;
     }
     if let Some(error) = shown.error.take() {
         return Err(AuditError::Output(error));
@@ -140,6 +142,7 @@ fn judge_with_plugins(
     specs: &[PluginSpec],
     platform: &cmdlog::Platform,
     kept: &[(Command, Status)],
+    places: &[(u64, Position)],
     tally: &mut Tally,
     shown: &mut Shown<'_>,
 ) -> Result<(), AuditError> {
@@ -147,7 +150,14 @@ fn judge_with_plugins(
         combine::CombineError::Host(e) => AuditError::PluginHost(e),
     })?;
     for found in &findings {
-        shown.finding(found.tool.as_ref(), &found.finding);
+        // Ids strictly increase, so the places are sorted by id.
+        let at = found.finding.id.and_then(|id| {
+            places
+                .binary_search_by_key(&id, |(id, _)| *id)
+                .ok()
+                .map(|at| places[at].1)
+        });
+        shown.finding(found.tool.as_ref(), &found.finding, at);
     }
     Ok(())
 }
@@ -160,6 +170,8 @@ struct Judge<'p, 'o, 'w> {
     shown: &'o mut Shown<'w>,
     /// Commands and their rules' status, kept for the plugins (if any).
     kept: Option<Vec<(Command, Status)>>,
+    /// Where each kept command begins, by id (only with plugins).
+    places: Vec<(u64, Position)>,
     /// The log's platform, for the plugins' request.
     platform: Option<cmdlog::Platform>,
 }
@@ -170,17 +182,22 @@ impl Visit for Judge<'_, '_, '_> {
         let findings = self.checker.header(header);
         self.tally.add_log(&findings);
         for finding in &findings {
-            self.shown.finding(None, finding);
+            self.shown.finding(None, finding, None);
         }
         ControlFlow::Continue(())
     }
 
     fn command(&mut self, command: Command) -> ControlFlow<()> {
+        self.command_at(command, Position::default())
+    }
+
+    fn command_at(&mut self, command: Command, at: Position) -> ControlFlow<()> {
         let verdict = self.checker.command(&command);
         self.commands += 1;
         self.tally.add(&verdict);
-        self.shown.verdict(&verdict);
+        self.shown.verdict(&verdict, at);
         if let Some(kept) = &mut self.kept {
+            self.places.push((command.id, at));
             kept.push((command, verdict.status));
         }
         if self.shown.error.is_some() {
@@ -225,13 +242,23 @@ pub fn capped(finding: &Finding) -> std::borrow::Cow<'_, Finding> {
 }
 
 impl Shown<'_> {
-    fn verdict(&mut self, verdict: &Verdict) {
+    fn verdict(&mut self, verdict: &Verdict, at: Position) {
         for finding in &verdict.findings {
-            self.finding(Some(&verdict.tool), finding);
+            self.finding(Some(&verdict.tool), finding, Some(at));
+        }
+        if self.error.is_none() {
+            if let Err(error) = self.reporter.event(&Event::Judged {
+                id: verdict.id,
+                tool: &verdict.tool,
+                status: verdict.status,
+                at,
+            }) {
+                self.error = Some(error);
+            }
         }
     }
 
-    fn finding(&mut self, tool: Option<&ToolKind>, finding: &Finding) {
+    fn finding(&mut self, tool: Option<&ToolKind>, finding: &Finding, at: Option<Position>) {
         if self.error.is_some() || !self.admit(finding.rule) {
             return;
         }
@@ -239,6 +266,7 @@ impl Shown<'_> {
         if let Err(error) = self.reporter.event(&Event::Finding {
             tool,
             finding: &finding,
+            at,
         }) {
             self.error = Some(error);
         }
@@ -297,14 +325,14 @@ mod tests {
     fn each_rule_shows_its_first_findings_then_counts_the_rest() {
         let mut out = Vec::new();
         {
-            let mut human = crate::report::HumanReporter::new(&mut out);
+            let mut human = crate::report::HumanReporter::new(&mut out).ungrouped();
             let mut shown = Shown {
                 reporter: &mut human,
                 error: None,
                 per_rule: Vec::new(),
             };
             for _ in 0..(SHOWN_PER_RULE + 5) {
-                shown.finding(None, &finding("-bad"));
+                shown.finding(None, &finding("-bad"), None);
             }
             let checked = Checked {
                 not_shown: shown.hidden().collect(),

@@ -51,7 +51,7 @@ pub struct CacheOptions {
 }
 
 /// What the report says of one command and the cache.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct CacheRecord {
     /// The command's key (the REAPI `Action` digest, hex), if one was made.
     #[serde(skip_serializing_if = "Option::is_none")]

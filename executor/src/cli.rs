@@ -35,9 +35,9 @@ pub(crate) struct Cli {
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
-  1  a tool failed
-  2  bad input or usage (unreadable or malformed log or policy), or another
-     run holds the work root
+  1  a tool failed; policy lint: the policy has warnings
+  2  bad input or usage (unreadable or malformed log or policy), another
+     run holds the work root, or check --here: inputs are missing
   3  denied by policy: nothing ran
   4  a limit (time, memory, output) stopped a tool
   5  drive: a signal killed the producer: nothing ran
@@ -56,6 +56,119 @@ pub(crate) enum Command {
     /// Write a log from a build recorded by another tool (a compilation
     /// database), reporting what cannot be imported.
     Import(ImportArgs),
+    /// Say what a policy rule refuses, why, and how to allow what is safe
+    /// (without RULE: list every rule).
+    Explain(ExplainArgs),
+    /// Show a policy as `replay` enforces it, or lint it.
+    Policy(PolicyArgs),
+    /// Print a completion script for a shell (e.g. `replay completions
+    /// bash > /etc/bash_completion.d/replay`).
+    Completions(CompletionsArgs),
+    /// Print the manual page, in roff (`replay man > replay.1`).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// A rule's id, as findings name it (e.g. `args.unknown-flag`).
+    #[arg(value_name = "RULE")]
+    pub(crate) rule: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    #[command(subcommand)]
+    pub(crate) action: PolicyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyAction {
+    /// Print the policy after `extends`, merged, as TOML.
+    Show {
+        /// The policy file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Load the policy and warn about entries that never take effect or
+    /// allow more than they seem to. Exits 1 if it warns, 2 if the policy
+    /// does not load.
+    Lint {
+        /// The policy file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_name = "SHELL", value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+/// What clap cannot say about a command line, because the root takes a
+/// LOG where a subcommand could be: a subcommand after the root's options
+/// (`replay --policy p.toml check log.json`), or a mistyped one
+/// (`replay chek ...`). The message, in clap's words, if so.
+pub(crate) fn preflight(args: &[OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
+    let takes_value = |flag: &str| {
+        command.get_arguments().any(|a| {
+            a.get_action().takes_values()
+                && (a.get_long().is_some_and(|l| flag == format!("--{l}"))
+                    || a.get_short().is_some_and(|s| flag == format!("-{s}")))
+        })
+    };
+    let mut at = 1;
+    while let Some(arg) = args.get(at) {
+        let text = arg.to_str()?;
+        if text == "--" {
+            return None;
+        }
+        if text.starts_with('-') {
+            at += if !text.contains('=') && takes_value(text) {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        if names.contains(&text) {
+            if at == 1 {
+                return None;
+            }
+            let before: Vec<&str> = args[1..at].iter().filter_map(|a| a.to_str()).collect();
+            return Some(format!(
+                "error: `{text}` is a subcommand, so its options go after it: `replay {text} {} ...`\n\nFor more information, try '--help'.\n",
+                before.join(" ")
+            ));
+        }
+        // A LOG that does not exist and looks like a subcommand's name.
+        if at == 1 && !std::path::Path::new(text).exists() {
+            let close = names
+                .iter()
+                .find(|name| strsim::damerau_levenshtein(text, name) <= 2)?;
+            return Some(format!(
+                "error: unrecognized subcommand '{text}'\n\n  tip: a similar subcommand exists: '{close}'\n\nUsage: replay [OPTIONS] --policy <FILE> <LOG>\n       replay <COMMAND>\n\nFor more information, try '--help'.\n"
+            ));
+        }
+        return None;
+    }
+    None
+}
+
+/// Writes the completion script for `shell` to `out`.
+pub(crate) fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "replay", out);
+}
+
+/// Writes the manual page (roff) to `out`.
+pub(crate) fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command()).render(out)
 }
 
 #[derive(Debug, Args)]
@@ -102,7 +215,7 @@ pub(crate) struct CacheDir {
     #[arg(long = "cache", value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
 
-    /// The cache's size cap (bytes, or with a K/M/G suffix); least recently
+    /// The cache's size cap (bytes, or with K, M, G, T or KiB, MiB, GiB, TiB: `512MiB`); least recently
     /// used entries are evicted past it.
     #[arg(long, value_name = "SIZE", default_value = "5G", value_parser = parse_size)]
     pub(crate) cache_max_size: u64,
@@ -118,7 +231,7 @@ pub(crate) struct CacheArgs {
     #[arg(long = "cache", value_name = "DIR", global = true)]
     pub(crate) dir: Option<PathBuf>,
 
-    /// The cache's size cap (bytes, or with a K/M/G suffix), for `gc`.
+    /// The cache's size cap (bytes, or with K, M, G, T or KiB, MiB, GiB, TiB: `512MiB`), for `gc`.
     #[arg(long, value_name = "SIZE", default_value = "5G", value_parser = parse_size, global = true)]
     pub(crate) cache_max_size: u64,
 }
@@ -143,7 +256,7 @@ pub(crate) struct Target {
     pub(crate) policy: Option<PathBuf>,
 
     /// The work root that paths in the log are relative to [default: the
-    /// directory that holds LOG].
+    /// directory that holds LOG; for `drive`, the current directory].
     #[arg(long, value_name = "DIR")]
     pub(crate) root: Option<PathBuf>,
 }
@@ -169,25 +282,36 @@ pub(crate) struct Running {
     #[arg(long)]
     pub(crate) keep_going: bool,
 
-    /// Skip commands that the journal (`LOG.journal`) shows finished with
-    /// their outputs unchanged; run the rest.
+    /// Skip commands that the journal (`LOG.journal`; for `drive`,
+    /// `replay-drive.log.json.journal` in the work root) shows finished
+    /// with their outputs unchanged; run the rest.
     #[arg(long)]
     pub(crate) resume: bool,
 
-    /// Also write the report, with every measurement, as JSON to FILE.
+    /// Also write a report to FILE: every command's status, sandbox
+    /// layers and measurements (JSON), or in `--report-format`; repeat
+    /// for several.
     #[arg(long, value_name = "FILE")]
-    pub(crate) report: Option<PathBuf>,
+    pub(crate) report: Vec<PathBuf>,
 
-    /// Stop any tool that runs longer (seconds; tightens the policy's).
+    /// The format of a `--report`: the Nth `--report-format` is the Nth
+    /// `--report`'s; a report without one is JSON.
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub(crate) report_format: Vec<Format>,
+
+    /// Stop any tool that runs longer (seconds, or `1500ms`, `5m`, `1h`;
+    /// tightens the policy's).
     #[arg(long, value_name = "SECONDS", value_parser = seconds_arg)]
     pub(crate) timeout: Option<Duration>,
 
     /// Stop any tool whose process tree holds more resident memory
-    /// (bytes, or with a K/M/G suffix; tightens the policy's).
+    /// (bytes, or with K, M, G, T or KiB, MiB, GiB, TiB: `512MiB`;
+    /// tightens the policy's).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) max_rss: Option<u64>,
 
-    /// Time between SIGTERM and SIGKILL when a tool times out (seconds).
+    /// Time between SIGTERM and SIGKILL when a tool times out (seconds, or
+    /// `500ms`).
     #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = seconds_arg)]
     pub(crate) grace: Duration,
 
@@ -202,7 +326,7 @@ pub(crate) struct Running {
     pub(crate) jobs: u16,
 
     /// With -j: the memory the tools running at once may hold together
-    /// (bytes, or with a K/M/G suffix) [default: 80% of MemAvailable].
+    /// (bytes, or with K, M, G, T or KiB, MiB, GiB, TiB: `512MiB`) [default: 80% of MemAvailable].
     #[arg(long, value_name = "SIZE", value_parser = parse_budget)]
     pub(crate) memory_budget: Option<u64>,
 
@@ -219,23 +343,34 @@ pub(crate) struct Running {
     /// `--cache DIR` is given).
     #[arg(long, conflicts_with = "dir")]
     pub(crate) no_cache: bool,
+
+    /// List every command in the final table, however long the log
+    /// (default: every command of a log of at most 20, else the failures).
+    #[arg(short = 'v', long, conflicts_with = "quiet")]
+    pub(crate) verbose: bool,
+
+    /// Print only failures: refusals, failed commands, errors.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
 }
 
-/// `1024`, `64K`, `512M`, `2G` (powers of 1024).
+/// A size as policies write one: `1024`, `64K`, `512MiB`, `2G`, `8 GiB`
+/// (powers of 1024; a lowercase unit too, `512m`).
 fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, shift) = match text.char_indices().last() {
-        Some((at, 'k' | 'K')) => (&text[..at], 10),
-        Some((at, 'm' | 'M')) => (&text[..at], 20),
-        Some((at, 'g' | 'G')) => (&text[..at], 30),
-        _ => (text, 0),
+    let upper = |t: &str| {
+        let at = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(at);
+        let mut unit = unit.to_owned();
+        if let Some(first) = unit.get(..1) {
+            unit.replace_range(..1, &first.to_ascii_uppercase());
+        }
+        format!("{digits}{unit}")
     };
-    digits
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1u64 << shift))
-        .ok_or_else(|| format!("`{text}` is not a size: use bytes, or a number with K, M or G"))
+    policy::parse_size(text)
+        .or_else(|| policy::parse_size(&upper(text.trim())))
+        .ok_or_else(|| {
+            format!("`{text}` is not a size: use bytes, or a whole number with K, M, G or T (or KiB, MiB, GiB, TiB), e.g. `512MiB`")
+        })
 }
 
 /// A memory budget: a size of at least 1 MiB (no tool runs in less).
@@ -265,7 +400,7 @@ pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub(crate) target: Target,
 
-    /// How to print the verdicts.
+    /// How to print the verdicts: text, or a document for CI.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub(crate) format: Format,
 
@@ -273,6 +408,12 @@ pub(crate) struct CheckArgs {
     /// recorded on another platform) as refused.
     #[arg(long)]
     pub(crate) strict: bool,
+
+    /// Judge as a run here would, running nothing: every binary resolves
+    /// on this machine and every input exists or is made by an earlier
+    /// command. Missing inputs alone exit 2 (bad input), not 3.
+    #[arg(long)]
+    pub(crate) here: bool,
 
     /// The command log (JSON, format `replay-log` version 1).
     #[arg(value_name = "LOG")]
@@ -296,16 +437,43 @@ pub(crate) struct DriveArgs {
 pub(crate) enum Format {
     /// Text for people.
     Human,
-    /// One JSON document, for CI.
+    /// One JSON document (`docs/report-v1.schema.json`).
     Json,
+    /// JUnit XML: a test case per command.
+    Junit,
+    /// SARIF 2.1.0: findings on the log's lines, for code scanning.
+    Sarif,
+}
+
+impl From<Format> for replay::report::Format {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Human => replay::report::Format::Human,
+            Format::Json => replay::report::Format::Json,
+            Format::Junit => replay::report::Format::Junit,
+            Format::Sarif => replay::report::Format::Sarif,
+        }
+    }
 }
 
 impl Running {
     pub(crate) fn settings(&self) -> Result<RunSettings, SessionError> {
+        if self.report_format.len() > self.report.len() {
+            return Err(SessionError::Usage(format!(
+                "{} `--report-format` given for {} `--report`: give each format after its `--report FILE`",
+                self.report_format.len(),
+                self.report.len()
+            )));
+        }
+        let formats = self
+            .report_format
+            .iter()
+            .map(|f| (*f).into())
+            .chain(std::iter::repeat(replay::report::Format::Json));
         Ok(RunSettings {
             keep_going: self.keep_going,
             resume: self.resume,
-            report: self.report.clone(),
+            report: self.report.iter().cloned().zip(formats).collect(),
             timeout: self.timeout,
             max_rss: self.max_rss,
             grace: self.grace,
@@ -317,6 +485,11 @@ impl Running {
             },
             memory_budget: self.memory_budget,
             predict: self.predict.iter().cloned().collect(),
+            verbosity: match (self.verbose, self.quiet) {
+                (true, _) => replay::report::Verbosity::Verbose,
+                (_, true) => replay::report::Verbosity::Quiet,
+                _ => replay::report::Verbosity::Normal,
+            },
             cache: if self.no_cache || (no_cache_env() && self.cache.dir.is_none()) {
                 None
             } else {
@@ -348,12 +521,37 @@ impl CacheDir {
     }
 }
 
-/// A command-line duration in seconds that a `Duration` can hold: a
-/// usage error at parse time, before anything is read or run.
+/// A command-line duration as policies write one (`90`, `1500ms`, `30s`,
+/// `5m`, `1h`), or seconds with a fraction (`0.5`): a usage error at parse
+/// time, before anything is read or run.
 fn seconds_arg(text: &str) -> Result<Duration, String> {
-    let value: f64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if let Some(duration) = policy::parse_duration(text) {
+        return Ok(duration);
+    }
+    let value: f64 = text.trim().parse().map_err(|_| {
+        format!("`{text}` is not a duration: use seconds (`90`, `0.5`), or a whole number with ms, s, m or h (`5m`)")
+    })?;
     Duration::try_from_secs_f64(value)
         .map_err(|_| format!("`{text}` must be a number of seconds from 0 to about 10^19"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_read_as_in_policies() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("lots").is_err());
+        assert_eq!(seconds_arg("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(seconds_arg("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(seconds_arg("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(seconds_arg("2"), Ok(Duration::from_secs(2)));
+        assert!(seconds_arg("5 minutes").is_err());
+    }
 }

@@ -32,7 +32,7 @@ pub const LOG_FD_VAR: &str = "REPLAY_LOG_FD";
 pub const ROOT_VAR: &str = "REPLAY_ROOT";
 
 /// What the producer did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Produced {
     /// The producer as started.
     pub program: String,

@@ -1,7 +1,8 @@
 //! The events of a session, and the one trait every reporter implements.
 //!
 //! Both passes speak through [`Event`]: the check pass ([`crate::audit`])
-//! emits each finding it shows and its tally; the run pass
+//! emits each finding it shows (with where its command begins in the
+//! log), each command's verdict, and its tally; the run pass
 //! ([`crate::execute`]) emits each command's start and record and the
 //! totals. Reporters ([`crate::report`]) consume the events of both, each
 //! writing to its own `Write`, so a test feeds events and reads exactly
@@ -10,7 +11,7 @@
 use std::io;
 use std::time::Duration;
 
-use cmdlog::ToolKind;
+use cmdlog::{Position, ToolKind};
 use policy::report::Tally;
 use policy::Finding;
 
@@ -19,7 +20,7 @@ use crate::run::watch::Stop;
 use crate::run::ToolOutcome;
 
 /// What happened to one command.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     /// It ran and succeeded.
@@ -83,7 +84,7 @@ impl Status {
 }
 
 /// One command's line of the report.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct CommandRecord {
     /// The command's id.
     pub id: u64,
@@ -97,11 +98,11 @@ pub struct CommandRecord {
     pub outcome: Option<ToolOutcome>,
     /// Files the tool wrote in its staging that no output declares
     /// (root-relative): never committed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub discarded: Vec<String>,
     /// Files inside the work root it read without declaring them
     /// (root-relative), as the tracer saw.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undeclared_reads: Vec<String>,
     /// What the action cache did for it, when the run has a cache.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,7 +114,7 @@ pub struct CommandRecord {
 
 /// When a command ran within the run, and what memory it was admitted
 /// with (a parallel run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Timing {
     /// Its start, in milliseconds after the run's.
     pub started_ms: u64,
@@ -136,7 +137,7 @@ impl Timing {
 }
 
 /// The whole run's totals.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct Totals {
     /// Commands in the log.
     pub commands: u64,
@@ -237,6 +238,21 @@ pub enum Event<'a> {
         tool: Option<&'a ToolKind>,
         /// The finding, its subject quoted short.
         finding: &'a Finding,
+        /// Where its command begins in the log, when the pass knows (a
+        /// whole-log rule's finding has none).
+        at: Option<Position>,
+    },
+    /// The check pass judged one command (after the findings it showed
+    /// for it). A plugin may still refuse it later, with a finding.
+    Judged {
+        /// The command's id.
+        id: u64,
+        /// Its tool kind.
+        tool: &'a ToolKind,
+        /// What the rules said.
+        status: policy::Status,
+        /// Where it begins in the log.
+        at: Position,
     },
     /// The check pass is over.
     Checked(&'a Checked),

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{CacheAction, CacheDir, Cli, Command, Format, ImportFrom, Target};
-use replay::session::{self, CheckFormat, Console, SessionError};
+use cli::{CacheAction, CacheDir, Cli, Command, ImportFrom, PolicyAction, Target};
+use replay::session::{self, Console, SessionError};
 
 fn main() -> ExitCode {
     // The sandbox child of a tool (a double spawn): before anything else runs.
@@ -18,7 +18,12 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(replay::sandbox::CHILD_ARG.as_ref()) {
         return replay::sandbox::child_main();
     }
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(message) = cli::preflight(&args) {
+        let _ = std::io::stderr().write_all(message.as_bytes());
+        return ExitCode::from(u8::try_from(replay::ReplayExitCode::BAD_INPUT).unwrap_or(2));
+    }
+    let cli = Cli::parse_from(args);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -31,20 +36,17 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), SessionError> {
     let console = Console::terminal();
     match cli.command {
-        Some(Command::Check(args)) => {
-            let format = match args.format {
-                Format::Human => CheckFormat::Human,
-                Format::Json => CheckFormat::Json,
-            };
-            session::check(
-                &target(&args.target)?,
-                &args.log,
-                args.strict,
-                format,
-                &console,
-            )
-            .map(drop)
-        }
+        Some(Command::Check(args)) => session::check(
+            &target(&args.target)?,
+            &args.log,
+            session::CheckSettings {
+                strict: args.strict,
+                here: args.here,
+                format: args.format.into(),
+            },
+            &console,
+        )
+        .map(drop),
         Some(Command::Drive(args)) => session::drive(
             &target(&args.target)?,
             &args.program,
@@ -75,6 +77,16 @@ fn run(cli: Cli) -> Result<(), SessionError> {
                 &console,
             ),
         },
+        Some(Command::Explain(args)) => session::explain(args.rule.as_deref(), &console),
+        Some(Command::Policy(args)) => match args.action {
+            PolicyAction::Show { file } => session::policy_show(&file, &console),
+            PolicyAction::Lint { file } => session::policy_lint(&file, &console),
+        },
+        Some(Command::Completions(args)) => {
+            cli::completions(args.shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Some(Command::Man) => cli::man(&mut std::io::stdout()).map_err(SessionError::Report),
         None => {
             let args = cli.run;
             let log = args

@@ -27,7 +27,8 @@ use crate::execute::{execute, ExecuteError, ExecuteOptions, RunStatus};
 use crate::job::{Job, JobError};
 use crate::lock::{LockError, RootLock};
 use crate::ownfile::OwnFileError;
-use crate::report::{Document, HumanReporter, JsonReporter, ProgressReporter};
+pub use crate::report::Format;
+use crate::report::{Document, HumanReporter, ProgressReporter, Verbosity};
 use crate::run::capture::Sink;
 use crate::sandbox::Want;
 use crate::ReplayExitCode;
@@ -52,8 +53,8 @@ pub struct RunSettings {
     pub keep_going: bool,
     /// Skip commands the journal shows done with their outputs unchanged.
     pub resume: bool,
-    /// Also write the JSON report to this file.
-    pub report: Option<PathBuf>,
+    /// Also write reports to these files, each in its format.
+    pub report: Vec<(PathBuf, Format)>,
     /// A timeout tighter than the policy's.
     pub timeout: Option<Duration>,
     /// A memory limit tighter than the policy's, in bytes.
@@ -74,6 +75,8 @@ pub struct RunSettings {
     pub memory_budget: Option<u64>,
     /// Per tool kind, the peak to assume when nothing was measured.
     pub predict: std::collections::BTreeMap<String, u64>,
+    /// How much the report for people says.
+    pub verbosity: Verbosity,
 }
 
 impl Default for RunSettings {
@@ -81,7 +84,7 @@ impl Default for RunSettings {
         RunSettings {
             keep_going: false,
             resume: false,
-            report: None,
+            report: Vec::new(),
             timeout: None,
             max_rss: None,
             grace: Duration::from_secs(2),
@@ -91,17 +94,9 @@ impl Default for RunSettings {
             jobs: 1,
             memory_budget: None,
             predict: Default::default(),
+            verbosity: Verbosity::Normal,
         }
     }
-}
-
-/// How `replay check` prints its verdicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckFormat {
-    /// One line per finding, with a hint, then a tally.
-    Human,
-    /// One JSON document.
-    Json,
 }
 
 /// Where a session writes: its reports, and the tools' own output.
@@ -121,22 +116,19 @@ impl Console {
     pub fn terminal() -> Console {
         let bar = ProgressReporter::terminal_bar();
         Console {
-            stdout: Arc::new(Mutex::new(BarWriter {
-                bar: bar.clone(),
-                out: io::stdout(),
-            })),
-            stderr: Arc::new(Mutex::new(BarWriter {
-                bar: bar.clone(),
-                out: io::stderr(),
-            })),
+            stdout: Arc::new(Mutex::new(BarWriter::new(bar.clone(), io::stdout()))),
+            stderr: Arc::new(Mutex::new(BarWriter::new(bar.clone(), io::stderr()))),
             bar,
         }
     }
 
-    fn progress(&self) -> ProgressReporter {
-        match &self.bar {
-            Some(bar) => ProgressReporter::bar(bar.clone()),
-            None => ProgressReporter::lines(Box::new(SinkWriter::new(Arc::clone(&self.stderr)))),
+    fn progress(&self, verbosity: Verbosity) -> ProgressReporter {
+        match (&self.bar, verbosity) {
+            (Some(bar), _) => ProgressReporter::bar(bar.clone()),
+            (None, Verbosity::Quiet) => ProgressReporter::lines(Box::new(io::sink())),
+            (None, _) => {
+                ProgressReporter::lines(Box::new(SinkWriter::new(Arc::clone(&self.stderr))))
+            }
         }
     }
 }
@@ -174,6 +166,9 @@ pub enum SessionError {
     /// `replay check`: the policy refused the log (the findings said why).
     #[error("the policy refused the log")]
     CheckRefused,
+    /// `check --here`: inputs are missing (and nothing else is wrong).
+    #[error("{0} input(s) of the log are missing here: neither in the work root nor made by an earlier command (see above)")]
+    InputsMissing(u64),
     /// A run: the policy refused the log, so nothing ran.
     #[error("the policy refused the log: nothing ran")]
     Refused,
@@ -239,6 +234,23 @@ pub enum SessionError {
     /// `drive`: the producer could not be run or its log kept.
     #[error(transparent)]
     Drive(#[from] DriveError),
+    /// `explain`: no rule has this id.
+    #[error("no rule is called `{rule}`")]
+    UnknownRule {
+        /// The id given.
+        rule: String,
+        /// Rule ids close to it.
+        close: Vec<&'static str>,
+    },
+    /// `policy lint`: the policy loads, with warnings (printed).
+    #[error("the policy has {0} warning(s)")]
+    PolicyWarnings(usize),
+    /// `drive`: the producer succeeded without writing a log.
+    #[error("the producer `{program}` exited 0 without writing a log to the descriptor in `REPLAY_LOG_FD`: nothing ran")]
+    NoLog {
+        /// The producer.
+        program: String,
+    },
     /// `drive`: the producer failed, so its log is not trusted.
     #[error("{message}")]
     ProducerFailed {
@@ -257,7 +269,9 @@ impl SessionError {
             | SessionError::Refused
             | SessionError::LayerMissing { .. }
             | SessionError::Execute(ExecuteError::Changed { .. }) => ReplayExitCode::DENIED,
-            SessionError::ToolFailed => ReplayExitCode::TOOL_FAILED,
+            SessionError::ToolFailed | SessionError::PolicyWarnings(_) => {
+                ReplayExitCode::TOOL_FAILED
+            }
             SessionError::LimitHit => ReplayExitCode::LIMIT,
             SessionError::Interrupted => ReplayExitCode::INTERRUPTED,
             SessionError::ProducerFailed { code, .. } => *code,
@@ -275,7 +289,8 @@ impl SessionError {
         let hint = match self {
             SessionError::Job(error) => job_hint(error),
             SessionError::Policy(_) => "fix the policy, or start from one of `policies/*.toml`",
-            SessionError::Refused => "see the refusals above; `replay check` audits without running",
+            SessionError::Refused => "see the refusals above (`replay explain RULE` says what a rule refuses and how to allow what is safe); `replay check` audits without running",
+            SessionError::InputsMissing(_) => "run the commands or the build step that make them, or fix their paths in the log",
             SessionError::LayerMissing { .. } => "run where the layer is available (e.g. where unprivileged user namespaces are allowed), or drop it from `require_sandbox`",
             SessionError::Lock(error) => return Some(error.hint()),
             SessionError::ReportFile(_) => "pass `--report` a path in a directory you can write to",
@@ -303,6 +318,24 @@ impl SessionError {
             SessionError::ProducerFailed { .. } => {
                 "fix the producer's error above (or what killed it); its log is not trusted"
             }
+            SessionError::UnknownRule { close, .. } if !close.is_empty() => {
+                return Some(format!(
+                    "did you mean {}? `replay explain` lists every rule",
+                    close
+                        .iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ))
+            }
+            SessionError::UnknownRule { .. } => "`replay explain` lists every rule",
+            SessionError::NoLog { .. } => "does the producer support driver mode? it must write one v1 log to the descriptor `REPLAY_LOG_FD` names, its paths relative to `REPLAY_ROOT` (`aotc` does, see `docs/aotc.md`); a build tool that cannot is recorded and imported instead (`replay import compdb`)",
+            SessionError::Drive(DriveError::Spawn { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                "no such program: give its path, or the name of a program on `PATH` (e.g. `replay drive --policy policies/linux.toml -- aotc in.ll -o prog`)"
+            }
+            SessionError::PolicyWarnings(_) => "see the warnings above, each with its policy key",
             SessionError::Usage(_)
             | SessionError::Audit(_)
             | SessionError::CheckRefused
@@ -341,30 +374,156 @@ impl From<AuditError> for SessionError {
     }
 }
 
+/// How `replay check` judges and prints.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckSettings {
+    /// Refuse what cannot be verified on this machine.
+    pub strict: bool,
+    /// Judge as a run here would (`--here`): binaries resolve on this
+    /// machine, every input exists or is made by an earlier command.
+    pub here: bool,
+    /// How the verdicts are printed.
+    pub format: Format,
+}
+
 /// `replay check`: judges every command of `log`, prints the verdicts on
-/// `console.stdout`, runs nothing. `Err(CheckRefused)` if refused.
+/// `console.stdout`, runs nothing. `Err(CheckRefused)` if refused; with
+/// `here`, `Err(InputsMissing)` if the only refusals are missing inputs
+/// (bad input, not the policy's verdict).
 pub fn check(
     target: &Target,
     log: &Path,
-    strict: bool,
-    format: CheckFormat,
+    settings: CheckSettings,
     console: &Console,
 ) -> Result<Checked, SessionError> {
+    // The document is begun first, so that an unreadable log or policy
+    // still leaves one (saying the check did not finish) for CI to read.
+    let out = SinkWriter::new(Arc::clone(&console.stdout));
+    let reporter = settings
+        .format
+        .reporter(out, Document::Check, log)
+        .map_err(SessionError::Report)?;
     let job = Job::new(log, target.root.as_deref(), &target.policy)?;
     let policy = Policy::load(&job.policy)?;
-    let out = SinkWriter::new(Arc::clone(&console.stdout));
-    let mut reporter: Box<dyn Reporter> = match format {
-        CheckFormat::Human => Box::new(HumanReporter::new(out)),
-        CheckFormat::Json => Box::new(
-            JsonReporter::new(io::BufWriter::new(out), Document::Check)
-                .map_err(SessionError::Report)?,
-        ),
+    let mut counted = MissingInputs {
+        inner: reporter,
+        missing: 0,
+        other: 0,
     };
-    let checked = check_pass(&job, &policy, Mode::Audit, strict, &mut *reporter)?;
+    let (mode, strict) = match settings.here {
+        true => (Mode::Run, true),
+        false => (Mode::Audit, settings.strict),
+    };
+    let checked = check_pass(&job, &policy, mode, strict, &mut counted)?;
     if checked.status() == Status::Refused {
+        if settings.here && counted.missing > 0 && counted.other == 0 {
+            return Err(SessionError::InputsMissing(counted.missing));
+        }
         return Err(SessionError::CheckRefused);
     }
     Ok(checked)
+}
+
+/// Passes events on, counting the refusals shown: missing inputs, and
+/// the rest (`check --here` tells bad input from a refusal by them).
+struct MissingInputs {
+    inner: Box<dyn Reporter>,
+    missing: u64,
+    other: u64,
+}
+
+impl Reporter for MissingInputs {
+    fn event(&mut self, event: &Event<'_>) -> io::Result<()> {
+        if let Event::Finding { finding, .. } = event {
+            match (finding.rule, finding.status) {
+                ("inputs.missing", _) => self.missing += 1,
+                (_, Status::Refused) => self.other += 1,
+                _ => {}
+            }
+        }
+        self.inner.event(event)
+    }
+}
+
+/// `replay explain [RULE]`: what `rule` refuses, why, and how to allow
+/// what is safe, with its policy keys; without a rule, every rule's id and
+/// what it refuses.
+pub fn explain(rule: Option<&str>, console: &Console) -> Result<(), SessionError> {
+    use policy::explain;
+    let mut out = SinkWriter::new(Arc::clone(&console.stdout));
+    let text = match rule {
+        None => explain::RULES
+            .iter()
+            .map(|e| format!("{:<30} {}\n", e.rule, e.refuses))
+            .collect::<String>(),
+        Some(id) => {
+            let Some(e) = explain::rule(id) else {
+                let mut close: Vec<(usize, &'static str)> = explain::RULES
+                    .iter()
+                    .map(|e| (strsim::levenshtein(id, e.rule), e.rule))
+                    .filter(|(distance, rule)| *distance <= 3 || rule.contains(id))
+                    .collect();
+                close.sort();
+                return Err(SessionError::UnknownRule {
+                    rule: id.to_owned(),
+                    close: close.into_iter().take(3).map(|(_, r)| r).collect(),
+                });
+            };
+            let keys = if e.keys.is_empty() {
+                "(none: no policy key widens it)".to_owned()
+            } else {
+                e.keys
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "[{}]\n\nrefuses: {}\nwhy:     {}\nallow:   {}\nkeys:    {keys}\n",
+                e.rule, e.refuses, e.why, e.allow
+            )
+        }
+    };
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(SessionError::Report)
+}
+
+/// `replay policy show FILE`: the policy after `extends`, as TOML.
+pub fn policy_show(path: &Path, console: &Console) -> Result<(), SessionError> {
+    let policy = Policy::load(path)?;
+    let mut out = SinkWriter::new(Arc::clone(&console.stdout));
+    out.write_all(policy.to_toml().as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(SessionError::Report)
+}
+
+/// `replay policy lint FILE`: loads the policy (an error if it does not)
+/// and prints its warnings; `Err(PolicyWarnings)` if there are any.
+pub fn policy_lint(path: &Path, console: &Console) -> Result<(), SessionError> {
+    let policy = Policy::load(path)?;
+    let lints = policy.lint();
+    let mut out = SinkWriter::new(Arc::clone(&console.stdout));
+    let mut text = String::new();
+    for lint in &lints {
+        text.push_str(&format!(
+            "warning: `{}`: `{}`: {}\n",
+            path.display(),
+            lint.key,
+            lint.message
+        ));
+    }
+    if lints.is_empty() {
+        text.push_str(&format!("`{}`: no warnings\n", path.display()));
+    }
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(SessionError::Report)?;
+    if lints.is_empty() {
+        Ok(())
+    } else {
+        Err(SessionError::PolicyWarnings(lints.len()))
+    }
 }
 
 /// `replay --policy FILE LOG`: checks the whole log, then, only if every
@@ -379,7 +538,7 @@ pub fn run(
     // One run per root: taken first, so a second run writes nothing (not
     // even its report) while another runs.
     let root_lock = Arc::new(RootLock::acquire(&job.root)?);
-    let mut reporters = reporters(settings, console)?;
+    let mut reporters = reporters(settings, console, log)?;
     run_job(&job, settings, console, &mut reporters, root_lock)
 }
 
@@ -402,8 +561,8 @@ pub fn drive(
     };
     // One run per root, from before the producer writes the log there.
     let root_lock = Arc::new(RootLock::acquire(&root)?);
-    let mut reporters = reporters(settings, console)?;
     let log = root.join(DRIVE_LOG);
+    let mut reporters = reporters(settings, console, &log)?;
     let produced = crate::drive::produce(
         program,
         rest,
@@ -417,6 +576,11 @@ pub fn drive(
     if !produced.exit.success() {
         let (code, message) = crate::drive::producer_failure(&produced.program, produced.exit);
         return Err(SessionError::ProducerFailed { code, message });
+    }
+    if produced.log_bytes == 0 {
+        return Err(SessionError::NoLog {
+            program: produced.program.clone(),
+        });
     }
     let job = Job::new(&log, Some(&root), &target.policy)?;
     run_job(&job, settings, console, &mut reporters, root_lock)
@@ -489,7 +653,8 @@ pub fn import(settings: &ImportSettings, console: &Console) -> Result<(), Sessio
         return Ok(());
     };
     let job = Job::new(&log, Some(&root), policy_path)?;
-    let mut human = HumanReporter::new(SinkWriter::new(Arc::clone(&console.stdout)));
+    // Ungrouped: the entry names are printed between findings.
+    let mut human = HumanReporter::new(SinkWriter::new(Arc::clone(&console.stdout))).ungrouped();
     let mut named = crate::import::EntryNames {
         out: SinkWriter::new(Arc::clone(&console.stdout)),
         inner: &mut human,
@@ -568,21 +733,28 @@ pub fn cache(
 }
 
 /// The reporters of a run: progress, the report for people on stderr,
-/// and the JSON report if asked for.
-fn reporters(settings: &RunSettings, console: &Console) -> Result<Reporters, SessionError> {
+/// and each `--report` file in its format (about `log`).
+fn reporters(
+    settings: &RunSettings,
+    console: &Console,
+    log: &Path,
+) -> Result<Reporters, SessionError> {
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
-        Box::new(console.progress()),
-        Box::new(HumanReporter::new(SinkWriter::new(Arc::clone(
-            &console.stderr,
-        )))),
+        Box::new(console.progress(settings.verbosity)),
+        Box::new(
+            HumanReporter::new(SinkWriter::new(Arc::clone(&console.stderr)))
+                .with_verbosity(settings.verbosity),
+        ),
     ];
-    if let Some(path) = &settings.report {
+    for (path, format) in &settings.report {
         // A name planted there (a link to a file elsewhere, a FIFO) is
         // unlinked, never written through.
         let file = crate::ownfile::create_fresh(path).map_err(SessionError::ReportFile)?;
-        let json = JsonReporter::new(io::BufWriter::new(file), Document::Run)
-            .map_err(SessionError::Report)?;
-        reporters.push(Box::new(json));
+        reporters.push(
+            format
+                .reporter(file, Document::Run, log)
+                .map_err(SessionError::Report)?,
+        );
     }
     Ok(Reporters(reporters))
 }
@@ -701,22 +873,61 @@ fn execute_options(
     })
 }
 
-/// Output written around the progress bar so neither tears.
-struct BarWriter<W> {
+/// Output written around the progress bar so neither tears: whole lines
+/// only, each with the bar hidden, then the bar drawn again below it. A
+/// line comes in pieces (a tool's `[id tool]` prefix, then its text), and
+/// the bar redrawn between two pieces would wipe the first.
+struct BarWriter<W: Write> {
     bar: Option<indicatif::ProgressBar>,
     out: W,
+    /// The line begun and not yet ended (with a bar only).
+    pending: Vec<u8>,
+}
+
+impl<W: Write> BarWriter<W> {
+    fn new(bar: Option<indicatif::ProgressBar>, out: W) -> Self {
+        BarWriter {
+            bar,
+            out,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes the first `upto` bytes held, with the bar hidden.
+    fn write_held(&mut self, upto: usize) -> io::Result<()> {
+        let lines: Vec<u8> = self.pending.drain(..upto).collect();
+        match &self.bar {
+            Some(bar) => bar.suspend(|| self.out.write_all(&lines).and_then(|()| self.out.flush())),
+            None => self.out.write_all(&lines),
+        }
+    }
 }
 
 impl<W: Write> Write for BarWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| self.out.write(buf)),
-            None => self.out.write(buf),
+        if self.bar.is_none() {
+            return self.out.write(buf);
         }
+        self.pending.extend_from_slice(buf);
+        if let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') {
+            self.write_held(end + 1)?;
+        }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        // A line not ended yet stays held: flushing it alone would let the
+        // bar be drawn after it, on its line.
         self.out.flush()
+    }
+}
+
+impl<W: Write> Drop for BarWriter<W> {
+    fn drop(&mut self) {
+        let held = self.pending.len();
+        if held > 0 {
+            let _ = self.write_held(held);
+        }
     }
 }
 
@@ -762,5 +973,58 @@ impl Write for SinkWriter {
 impl Drop for SinkWriter {
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records each write as it reaches the terminal.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if let Ok(mut writes) = self.0.lock() {
+                writes.push(buf.to_vec());
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn with_a_bar_a_tool_line_reaches_the_terminal_whole_with_its_prefix() {
+        // Regression: the capture writes a line's `[id tool]` prefix, then
+        // its text, then maybe a newline; each write was made with the bar
+        // hidden and drawn again after it, so the bar's redraw, on the
+        // line where the prefix stood, wiped the prefix.
+        let writes = Writes::default();
+        let sink: crate::run::capture::Sink = Arc::new(Mutex::new(BarWriter::new(
+            Some(indicatif::ProgressBar::hidden()),
+            writes.clone(),
+        )));
+        crate::run::capture::replay(b"hello\nworld", "[3 opt] ", &sink);
+        let seen = writes.0.lock().map(|w| w.clone()).unwrap_or_default();
+        assert_eq!(
+            seen,
+            vec![b"[3 opt] hello\n".to_vec(), b"[3 opt] world\n".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_line_not_ended_is_written_when_the_writer_goes() {
+        let writes = Writes::default();
+        {
+            let mut writer = BarWriter::new(Some(indicatif::ProgressBar::hidden()), writes.clone());
+            writer.write_all(b"no newline").unwrap();
+            writer.flush().unwrap();
+            assert!(writes.0.lock().unwrap().is_empty());
+        }
+        assert_eq!(*writes.0.lock().unwrap(), vec![b"no newline".to_vec()]);
     }
 }

@@ -45,6 +45,17 @@ pub enum PolicyError {
         #[source]
         problem: Invalid,
     },
+    /// A file named in `extends` could not be read.
+    #[error("cannot read policy `{path}`, which `{by}` extends")]
+    Extends {
+        /// The extended file, as resolved.
+        path: PathBuf,
+        /// The policy whose `extends` names it.
+        by: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// Policies include each other in a cycle.
     #[error("policy `{path}` includes itself: {chain}")]
     Cycle {

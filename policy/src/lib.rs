@@ -12,6 +12,7 @@
 
 #[cfg(feature = "wasm")]
 pub mod combine;
+pub mod explain;
 #[cfg(feature = "wasm")]
 pub mod plugin;
 
@@ -19,19 +20,22 @@ mod checker;
 mod ctx;
 mod error;
 mod kind;
+mod lint;
 mod load;
 mod model;
 pub mod report;
 mod rootfs;
 mod rules;
+mod show;
 mod verdict;
 mod wire;
 
 pub use checker::Checker;
 pub use error::{CheckerError, Invalid, PolicyError};
 pub use kind::{check_input_kind, InputKindError};
+pub use lint::Lint;
 pub use load::{never_from_log, MAX_INCLUDE_DEPTH};
-pub use model::{PluginTable, Policy, ToolLimits};
+pub use model::{parse_duration, parse_size, PluginTable, Policy, ToolLimits};
 pub use verdict::{
     CheckOptions, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
 };

@@ -227,6 +227,8 @@ struct GrammarLayer {
     source_extensions: Option<Vec<String>>,
     operations: Option<Vec<String>>,
     place: Place,
+    /// The files that define or extend it, the earliest first.
+    files: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -311,7 +313,19 @@ fn load_layers(
     stack.push(canonical);
     if let Some(header) = &wire.policy {
         for include in &header.extends {
-            load_layers(&base_dir.join(include.get_ref()), stack, out, files)?;
+            let included = base_dir.join(include.get_ref());
+            load_layers(&included, stack, out, files).map_err(|error| match error {
+                // Name the file whose `extends` led to the unreadable one.
+                PolicyError::Read {
+                    path: unread,
+                    source,
+                } if unread == included => PolicyError::Extends {
+                    path: unread,
+                    by: path.to_owned(),
+                    source,
+                },
+                other => other,
+            })?;
         }
     }
     stack.pop();
@@ -659,6 +673,7 @@ fn grammar(
         source_extensions: wire.source_extensions.clone(),
         operations: wire.operations.clone(),
         place: source.place(spanned.span(), key),
+        files: vec![source.path.clone()],
     })
 }
 
@@ -902,6 +917,12 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                         source_extensions: g.source_extensions.or(base.source_extensions),
                         operations: g.operations.or(base.operations),
                         place: g.place,
+                        files: {
+                            let mut files = base.files;
+                            files.retain(|f| !g.files.contains(f));
+                            files.extend(g.files);
+                            files
+                        },
                     }
                 }
                 None => g,
@@ -924,7 +945,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
 
     let mut grammars = BTreeMap::new();
     for (gname, g) in &merged.grammars {
-        grammars.insert(gname.clone(), finish_grammar(g)?);
+        grammars.insert(gname.clone(), finish_grammar(gname, g)?);
     }
     // Every grammar a flag hands values to must exist.
     for g in merged.grammars.values() {
@@ -1021,7 +1042,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
     })
 }
 
-fn finish_grammar(g: &GrammarLayer) -> Result<Grammar, PolicyError> {
+fn finish_grammar(name: &str, g: &GrammarLayer) -> Result<Grammar, PolicyError> {
     let case_insensitive = g.case_insensitive.unwrap_or(false);
     let flag_chars = g.flag_chars.clone().unwrap_or_else(|| vec!['-']);
     let canonical = |name: &str, place: &Place| -> Result<String, PolicyError> {
@@ -1105,6 +1126,8 @@ fn finish_grammar(g: &GrammarLayer) -> Result<Grammar, PolicyError> {
         linker_inputs: g.linker_inputs.unwrap_or(false),
         source_extensions: g.source_extensions.clone().unwrap_or_default(),
         operations,
+        name: name.to_owned(),
+        files: g.files.clone(),
     })
 }
 

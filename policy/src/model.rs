@@ -148,6 +148,23 @@ pub struct Grammar {
     /// The archiver operations (with modifiers) a [`Positional::Archive`]
     /// grammar allows, exactly as written (`qc`, `rcs`).
     pub(crate) operations: Vec<String>,
+    /// Its name: `[args.NAME]`.
+    pub(crate) name: String,
+    /// The policy files that define or extend it, the earliest first.
+    pub(crate) files: Vec<PathBuf>,
+}
+
+impl Grammar {
+    /// Where to allow a flag: the grammar's table and the files that hold
+    /// it, for hints.
+    pub(crate) fn whereabouts(&self) -> String {
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| format!("`{}`", f.display()))
+            .collect();
+        format!("`[args.{}]` ({})", self.name, files.join(", "))
+    }
 }
 
 /// What a positional argument must be.
@@ -292,7 +309,7 @@ impl Policy {
 
 /// Parses a size: a byte count, or a number with `K`, `M`, `G`, `T`
 /// (powers of 1024, optionally `KiB` etc., `B` allowed).
-pub(crate) fn parse_size(text: &str) -> Option<u64> {
+pub fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
@@ -309,7 +326,7 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
 }
 
 /// Parses a duration: seconds, or a number with `ms`, `s`, `m`, `h`.
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+pub fn parse_duration(text: &str) -> Option<Duration> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);

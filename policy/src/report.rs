@@ -69,7 +69,7 @@ pub fn write_verdict(out: &mut dyn Write, verdict: &Verdict) -> io::Result<()> {
 }
 
 /// Counts of verdicts by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Tally {
     /// Commands that passed.
     pub allowed: u64,

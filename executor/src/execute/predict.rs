@@ -24,7 +24,7 @@ const HISTORY_MARGIN: f64 = 1.25;
 const MAX_HISTORY: usize = 20_000;
 
 /// Where a prediction came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {
     /// The action cache measured this very command.
@@ -41,7 +41,7 @@ pub enum Basis {
 }
 
 /// A predicted peak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Prediction {
     /// Bytes admitted for the command.
     pub bytes: u64,

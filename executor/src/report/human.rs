@@ -1,12 +1,17 @@
-//! The report for people: the check pass's findings and tally as they
-//! come, warnings, what the sandbox refused, then one table of every
-//! command's figures when the run is done.
+//! The report for people: the check pass's findings (identical ones
+//! grouped, one block naming every command) and tally, warnings, what the
+//! sandbox refused, then the commands' table and the totals when the run
+//! is done: every command for a short log or `-v`, the failures only
+//! otherwise, and with `-q` the failures and nothing else.
 
 use std::io::{self, Write};
 
+use cmdlog::text::{printable, MAX_PRINTED_CHARS};
+use cmdlog::ToolKind;
 use policy::report::write_finding;
+use policy::Finding;
 
-use super::{bytes, describe_stop, seconds};
+use super::{bytes, describe_stop, seconds, Verbosity};
 use crate::event::{CommandRecord, Event, Reporter, Status, SHOWN_PER_RULE};
 use crate::run::trace::ExitStatus;
 
@@ -16,23 +21,139 @@ const SHOWN_DENIALS: usize = 5;
 /// Rows the human table shows at most; the JSON report has them all.
 pub const TABLE_ROWS: usize = 200;
 
+/// Up to this many commands, a log is short: its table shows every
+/// command (longer ones, only failures, unless `-v`).
+pub const SHORT_LOG: u64 = 20;
+
+/// Command ids a grouped finding names before `and N more`.
+const GROUP_IDS: usize = 10;
+
 /// A summary table for people, printed when the run is done.
-pub struct HumanReporter<W> {
+pub struct HumanReporter<W: Write> {
     out: W,
     rows: Vec<CommandRecord>,
     hidden: u64,
     producer: Option<crate::drive::Produced>,
+    verbosity: Verbosity,
+    /// Findings held until the check pass ends, identical ones together
+    /// (`None`: printed as they come). At most [`SHOWN_PER_RULE`] a rule
+    /// reach a reporter, so this is bounded.
+    groups: Option<Vec<Group>>,
+}
+
+/// Findings that differ only in their command.
+struct Group {
+    tool: Option<ToolKind>,
+    finding: Finding,
+    ids: Vec<u64>,
 }
 
 impl<W: Write> HumanReporter<W> {
-    /// A reporter printing to `out`.
+    /// A reporter printing to `out`, grouping identical findings.
     pub fn new(out: W) -> Self {
         HumanReporter {
             out,
             rows: Vec::new(),
             hidden: 0,
             producer: None,
+            verbosity: Verbosity::Normal,
+            groups: Some(Vec::new()),
         }
+    }
+
+    /// The same, printing `verbosity`'s share.
+    pub fn with_verbosity(mut self, verbosity: Verbosity) -> Self {
+        self.verbosity = verbosity;
+        self
+    }
+
+    /// The same, printing each finding as it comes (for a caller that
+    /// writes its own lines between them).
+    pub fn ungrouped(mut self) -> Self {
+        self.groups = None;
+        self
+    }
+
+    fn finding(&mut self, tool: Option<&ToolKind>, finding: &Finding) -> io::Result<()> {
+        if self.verbosity == Verbosity::Quiet && finding.status != policy::Status::Refused {
+            return Ok(());
+        }
+        let Some(groups) = &mut self.groups else {
+            return write_finding(&mut self.out, tool, finding);
+        };
+        let same = groups.iter_mut().find(|g| {
+            g.finding.id.is_some()
+                && finding.id.is_some()
+                && g.finding.rule == finding.rule
+                && g.finding.message == finding.message
+                && g.finding.hint == finding.hint
+                && g.finding.status == finding.status
+                && g.tool.as_ref().map(ToolKind::name) == tool.map(ToolKind::name)
+        });
+        match (same, finding.id) {
+            (Some(group), Some(id)) => group.ids.push(id),
+            _ => groups.push(Group {
+                tool: tool.cloned(),
+                finding: finding.clone(),
+                ids: finding.id.into_iter().collect(),
+            }),
+        }
+        Ok(())
+    }
+
+    /// Prints the findings held, each group once.
+    fn flush_groups(&mut self) -> io::Result<()> {
+        let Some(groups) = self.groups.as_mut().map(std::mem::take) else {
+            return Ok(());
+        };
+        for group in groups {
+            if group.ids.len() < 2 {
+                write_finding(&mut self.out, group.tool.as_ref(), &group.finding)?;
+                continue;
+            }
+            let mut ids: Vec<String> = group
+                .ids
+                .iter()
+                .take(GROUP_IDS)
+                .map(u64::to_string)
+                .collect();
+            if group.ids.len() > GROUP_IDS {
+                ids.push(format!("and {} more", group.ids.len() - GROUP_IDS));
+            }
+            let tool = group
+                .tool
+                .as_ref()
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
+            let f = &group.finding;
+            writeln!(
+                self.out,
+                "{}: commands {}{}: {} [{}]",
+                f.status.as_str(),
+                ids.join(", "),
+                printable(&tool, MAX_PRINTED_CHARS),
+                printable(&f.message, MAX_PRINTED_CHARS),
+                f.rule
+            )?;
+            if !f.hint.is_empty() {
+                writeln!(
+                    self.out,
+                    "  hint: {}",
+                    printable(&f.hint, MAX_PRINTED_CHARS)
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a row of the table is shown.
+    fn shows(&self, row: &CommandRecord, commands: u64) -> bool {
+        let all = match self.verbosity {
+            Verbosity::Quiet => false,
+            Verbosity::Normal => commands <= SHORT_LOG,
+            Verbosity::Verbose => true,
+        };
+        all || !row.status.is_good()
     }
 }
 
@@ -96,6 +217,10 @@ impl<W: Write> Reporter for HumanReporter<W> {
                 Ok(())
             }
             Event::Producer(produced) => {
+                self.producer = Some((*produced).clone());
+                if self.verbosity == Verbosity::Quiet {
+                    return Ok(());
+                }
                 writeln!(
                     self.out,
                     "replay: producer `{}` exited {}, peak RSS {}; {} bytes of log in `{}`",
@@ -109,11 +234,14 @@ impl<W: Write> Reporter for HumanReporter<W> {
                     produced.log_bytes,
                     produced.log.display()
                 )?;
-                self.producer = Some((*produced).clone());
                 Ok(())
             }
-            Event::Finding { tool, finding } => write_finding(&mut self.out, *tool, finding),
+            Event::Finding { tool, finding, .. } => self.finding(*tool, finding),
             Event::Checked(checked) => {
+                self.flush_groups()?;
+                if self.verbosity == Verbosity::Quiet {
+                    return self.out.flush();
+                }
                 for (rule, more) in &checked.not_shown {
                     writeln!(
                         self.out,
@@ -126,7 +254,8 @@ impl<W: Write> Reporter for HumanReporter<W> {
             }
             Event::Warning(message) => writeln!(self.out, "warning: {message}"),
             Event::Done(totals) => {
-                if let Some(p) = &self.producer {
+                let quiet = self.verbosity == Verbosity::Quiet;
+                if let (Some(p), false) = (&self.producer, quiet) {
                     writeln!(
                         self.out,
                         "producer `{}`: wall {}, peak RSS {} (its memory was returned before any tool ran)",
@@ -135,63 +264,52 @@ impl<W: Write> Reporter for HumanReporter<W> {
                         bytes(p.peak_rss.unwrap_or(p.ru_maxrss)),
                     )?;
                 }
-                writeln!(
-                    self.out,
-                    "{:>6}  {:<10} {:>9} {:>11} {:>11}  status",
-                    "id", "tool", "wall", "peak RSS", "tree RSS"
-                )?;
-                for row in &self.rows {
-                    let (wall, peak, tree) = match &row.outcome {
-                        Some(o) => (
-                            seconds(o.measurements.wall_ms),
-                            bytes(o.measurements.peak_process.as_ref().map_or(0, |p| p.bytes)),
-                            bytes(o.measurements.peak_tree_rss_sampled),
-                        ),
-                        None => ("-".into(), "-".into(), "-".into()),
-                    };
-                    let detail = match &row.status {
-                        Status::Failed {
-                            exit: ExitStatus::Code(code),
-                        } => format!(" (exit {code})"),
-                        Status::Failed {
-                            exit: ExitStatus::Signal(signal),
-                        } => {
-                            format!(" (signal {signal})")
-                        }
-                        Status::Stopped { stop } => format!(" ({})", describe_stop(stop)),
-                        Status::Error { message } => format!(" ({message})"),
-                        Status::Denied { reason, .. } => format!(" ({reason})"),
-                        Status::Blocked { input } => format!(" (needs `{input}`, not built)"),
-                        Status::Ok | Status::Resumed | Status::Cached => String::new(),
-                    };
+                let rows: Vec<&CommandRecord> = self
+                    .rows
+                    .iter()
+                    .filter(|row| self.shows(row, totals.commands))
+                    .collect();
+                if !rows.is_empty() {
                     writeln!(
                         self.out,
-                        "{:>6}  {:<10} {:>9} {:>11} {:>11}  {}{}",
-                        row.id,
-                        row.tool,
-                        wall,
-                        peak,
-                        tree,
-                        row.status.word(),
-                        detail
+                        "{:>6}  {:<10} {:>9} {:>11} {:>11}  status",
+                        "id", "tool", "wall", "peak RSS", "tree RSS"
+                    )?;
+                }
+                for row in &rows {
+                    write_row(&mut self.out, row)?;
+                }
+                if quiet {
+                    return self.out.flush();
+                }
+                let omitted = self.rows.len() - rows.len();
+                if omitted > 0 {
+                    writeln!(
+                        self.out,
+                        "   ({omitted} commands that succeeded not listed: `-v` lists every command)"
                     )?;
                 }
                 if self.hidden > 0 {
                     writeln!(self.out, "   ... {} more (see --report)", self.hidden)?;
                 }
+                // Each line of the summary fits 100 columns.
                 writeln!(
                     self.out,
-                    "total: {} commands, {} ran, {} ok; wall {}, largest peak RSS {}{}, tools' CPU {}, replay itself {}",
+                    "total: {} commands, {} ran, {} ok; wall {}, tools' CPU {}",
                     totals.commands,
                     totals.ran,
                     totals.succeeded,
                     seconds(totals.wall_ms),
+                    seconds(totals.cpu_ms),
+                )?;
+                writeln!(
+                    self.out,
+                    "memory: largest peak RSS {}{}, replay itself {}",
                     bytes(totals.peak_rss),
                     totals
                         .peak_rss_command
                         .map(|id| format!(" (command {id})"))
                         .unwrap_or_default(),
-                    seconds(totals.cpu_ms),
                     bytes(totals.replay_peak_rss)
                 )?;
                 if totals.cache_hits + totals.cache_misses > 0 {
@@ -205,8 +323,51 @@ impl<W: Write> Reporter for HumanReporter<W> {
                 }
                 self.out.flush()
             }
-            Event::Validated { .. } | Event::Started { .. } => Ok(()),
+            Event::Validated { .. } | Event::Started { .. } | Event::Judged { .. } => Ok(()),
         }
+    }
+}
+
+/// One row of the table.
+fn write_row(out: &mut dyn Write, row: &CommandRecord) -> io::Result<()> {
+    let (wall, peak, tree) = match &row.outcome {
+        Some(o) => (
+            seconds(o.measurements.wall_ms),
+            bytes(o.measurements.peak_process.as_ref().map_or(0, |p| p.bytes)),
+            bytes(o.measurements.peak_tree_rss_sampled),
+        ),
+        None => ("-".into(), "-".into(), "-".into()),
+    };
+    let detail = match &row.status {
+        Status::Failed {
+            exit: ExitStatus::Code(code),
+        } => format!(" (exit {code})"),
+        Status::Failed {
+            exit: ExitStatus::Signal(signal),
+        } => format!(" (signal {signal})"),
+        Status::Stopped { stop } => format!(" ({})", describe_stop(stop)),
+        Status::Error { message } => format!(" ({message})"),
+        Status::Denied { reason, .. } => format!(" ({reason})"),
+        Status::Blocked { input } => format!(" (needs `{input}`, not built)"),
+        Status::Ok | Status::Resumed | Status::Cached => String::new(),
+    };
+    writeln!(
+        out,
+        "{:>6}  {:<10} {:>9} {:>11} {:>11}  {}{}",
+        row.id,
+        row.tool,
+        wall,
+        peak,
+        tree,
+        row.status.word(),
+        detail
+    )
+}
+
+impl<W: Write> Drop for HumanReporter<W> {
+    /// A check pass cut short still shows the findings it had.
+    fn drop(&mut self) {
+        let _ = self.flush_groups().and_then(|()| self.out.flush());
     }
 }
 
@@ -238,6 +399,7 @@ mod tests {
             .event(&Event::Finding {
                 tool: Some(&tool),
                 finding: &finding(3),
+                at: None,
             })
             .unwrap();
         let checked = Checked {
@@ -298,5 +460,145 @@ mod tests {
         );
         assert!(text.contains("blocked (needs `a.bc`, not built)"), "{text}");
         assert!(text.ends_with("replay itself -\n"), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+    }
+
+    fn record(id: u64, status: Status) -> CommandRecord {
+        CommandRecord {
+            id,
+            tool: "opt".into(),
+            status,
+            outcome: None,
+            discarded: Vec::new(),
+            undeclared_reads: Vec::new(),
+            cache: None,
+            timing: None,
+        }
+    }
+
+    fn run_of(commands: u64, verbosity: Verbosity) -> String {
+        let mut out = Vec::new();
+        {
+            let mut human = HumanReporter::new(&mut out).with_verbosity(verbosity);
+            for id in 1..=commands {
+                let status = if id == 2 {
+                    Status::Failed {
+                        exit: ExitStatus::Code(1),
+                    }
+                } else {
+                    Status::Ok
+                };
+                human.event(&Event::Finished(&record(id, status))).unwrap();
+            }
+            human
+                .event(&Event::Done(&Totals {
+                    commands,
+                    ..Totals::default()
+                }))
+                .unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn identical_findings_are_one_block_naming_every_command() {
+        // Regression: one line and one hint per command, so a flag the
+        // policy refuses in 300 compiles printed 600 lines.
+        let mut out = Vec::new();
+        {
+            let mut human = HumanReporter::new(&mut out);
+            let tool = cmdlog::ToolKind::Other("opt".into());
+            for id in [3, 5, 9] {
+                human
+                    .event(&Event::Finding {
+                        tool: Some(&tool),
+                        finding: &finding(id),
+                        at: None,
+                    })
+                    .unwrap();
+            }
+            let other = Finding {
+                message: "`-y` is not a flag the policy lists".into(),
+                ..finding(4)
+            };
+            human
+                .event(&Event::Finding {
+                    tool: Some(&tool),
+                    finding: &other,
+                    at: None,
+                })
+                .unwrap();
+            human.event(&Event::Checked(&Checked::default())).unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..4],
+            [
+                "refused: commands 3, 5, 9 (opt): `-x` is not a flag the policy lists [args.unknown-flag]",
+                "  hint: remove it",
+                "refused: command 4 (opt): `-y` is not a flag the policy lists [args.unknown-flag]",
+                "  hint: remove it",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_short_log_lists_every_command_a_long_one_its_failures() {
+        let short = run_of(3, Verbosity::Normal);
+        assert!(short.contains("     1  opt"), "{short}");
+        assert!(short.contains("     2  opt") && short.contains("FAILED (exit 1)"));
+        let long = run_of(SHORT_LOG + 5, Verbosity::Normal);
+        assert!(!long.contains("     1  opt"), "{long}");
+        assert!(long.contains("     2  opt"), "{long}");
+        assert!(long.contains("(24 commands that succeeded not listed: `-v` lists every command)"));
+        assert!(long.contains("total: 25 commands"), "{long}");
+        let verbose = run_of(SHORT_LOG + 5, Verbosity::Verbose);
+        assert!(verbose.contains("     1  opt"), "{verbose}");
+    }
+
+    #[test]
+    fn the_summary_fits_100_columns_with_large_figures() {
+        // Regression: one `total:` line held commands, wall, peak, CPU and
+        // replay's own peak, 130 columns on a real build.
+        let mut out = Vec::new();
+        {
+            let mut human = HumanReporter::new(&mut out);
+            human
+                .event(&Event::Done(&Totals {
+                    commands: 1_000_000,
+                    ran: 999_999,
+                    succeeded: 999_998,
+                    wall_ms: 123_456_789_000,
+                    peak_rss: 123 << 30,
+                    peak_rss_command: Some(999_999),
+                    cpu_ms: 987_654_321_000,
+                    replay_peak_rss: 81 << 20,
+                    cache_hits: 500_000,
+                    cache_misses: 499_999,
+                    cache_saved_ms: 123_456_789_000,
+                    ..Totals::default()
+                }))
+                .unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("total: 1000000 commands"), "{text}");
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 100,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+    }
+
+    #[test]
+    fn quiet_prints_only_the_failures() {
+        let quiet = run_of(3, Verbosity::Quiet);
+        let lines: Vec<&str> = quiet.lines().collect();
+        assert_eq!(lines.len(), 2, "{quiet}");
+        assert!(lines[1].contains("FAILED (exit 1)"), "{quiet}");
+        assert_eq!(run_of(1, Verbosity::Quiet), "");
     }
 }

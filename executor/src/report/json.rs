@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use policy::Finding;
 
+use super::schema::FindingRecord;
 use crate::event::{Checked, Event, Reporter};
 
 /// Which document a [`JsonReporter`] writes.
@@ -46,7 +47,15 @@ pub struct JsonReporter<W: Write> {
 impl<W: Write> JsonReporter<W> {
     /// Starts `document` on `out`.
     pub fn new(mut out: W, document: Document) -> io::Result<Self> {
-        out.write_all(b"{")?;
+        let format = match document {
+            Document::Check => super::schema::CHECK_FORMAT,
+            Document::Run => super::schema::RUN_FORMAT,
+        };
+        write!(
+            out,
+            "{{\"format\":\"{format}\",\"version\":{},",
+            super::schema::VERSION
+        )?;
         Ok(JsonReporter {
             out,
             document,
@@ -69,19 +78,26 @@ impl<W: Write> JsonReporter<W> {
         Ok(())
     }
 
-    fn finding(&mut self, tool: Option<&cmdlog::ToolKind>, finding: &Finding) -> io::Result<()> {
+    fn finding(
+        &mut self,
+        tool: Option<&cmdlog::ToolKind>,
+        finding: &Finding,
+        at: Option<cmdlog::Position>,
+    ) -> io::Result<()> {
         self.open_check()?;
         self.item()?;
-        let value = serde_json::json!({
-            "id": finding.id,
-            "tool": tool.map(|t| t.name()),
-            "status": finding.status,
-            "rule": finding.rule,
-            "subject": finding.subject,
-            "message": finding.message,
-            "hint": finding.hint,
-        });
-        serde_json::to_writer(&mut self.out, &value).map_err(io::Error::from)
+        let record = FindingRecord {
+            id: finding.id,
+            tool: tool.map(|t| t.name()),
+            status: finding.status,
+            rule: finding.rule,
+            subject: &finding.subject,
+            message: &finding.message,
+            hint: &finding.hint,
+            line: at.map(|at| at.line),
+            column: at.map(|at| at.column),
+        };
+        serde_json::to_writer(&mut self.out, &record).map_err(io::Error::from)
     }
 
     fn checked(&mut self, checked: &Checked) -> io::Result<()> {
@@ -144,7 +160,7 @@ impl<W: Write> Reporter for JsonReporter<W> {
             return Ok(());
         }
         match (self.document, event) {
-            (_, Event::Finding { tool, finding }) => self.finding(*tool, finding),
+            (_, Event::Finding { tool, finding, at }) => self.finding(*tool, finding, *at),
             (_, Event::Checked(checked)) => self.checked(checked),
             (Document::Run, Event::Producer(produced))
                 if !self.commands_open && self.check == Section::Before =>
@@ -170,6 +186,7 @@ impl<W: Write> Reporter for JsonReporter<W> {
                 _,
                 Event::Producer(_)
                 | Event::Validated { .. }
+                | Event::Judged { .. }
                 | Event::Started { .. }
                 | Event::Finished(_)
                 | Event::Done(_)
@@ -253,10 +270,13 @@ mod tests {
                 Event::Finding {
                     tool: Some(&tool),
                     finding: &finding,
+                    at: None,
                 },
                 Event::Checked(&checked),
             ],
         );
+        assert_eq!(doc["format"], "replay-check");
+        assert_eq!(doc["version"], 1);
         assert_eq!(doc["findings"][0]["tool"], "opt");
         assert_eq!(doc["findings"][0]["rule"], "args.unknown-flag");
         assert_eq!(doc["status"], "refused");
@@ -278,6 +298,7 @@ mod tests {
                 Event::Finding {
                     tool: None,
                     finding: &finding,
+                    at: None,
                 },
                 Event::Checked(&checked),
                 Event::Validated { commands: 1 },
@@ -303,6 +324,7 @@ mod tests {
             &[Event::Finding {
                 tool: None,
                 finding: &finding,
+                at: None,
             }],
         );
         assert_eq!(doc["check"]["findings"][0]["id"], 2);

@@ -17,15 +17,9 @@ impl ProgressReporter {
     /// A bar for stderr, if stderr is a terminal.
     pub fn terminal_bar() -> Option<indicatif::ProgressBar> {
         use std::io::IsTerminal;
-        io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            if let Ok(style) =
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
-            {
-                bar.set_style(style);
-            }
-            bar
-        })
+        io::stderr()
+            .is_terminal()
+            .then(|| styled(indicatif::ProgressBar::new(0)))
     }
 
     /// Progress shown on `bar`.
@@ -71,6 +65,29 @@ impl Reporter for ProgressReporter {
         }
         Ok(())
     }
+}
+
+impl Drop for ProgressReporter {
+    /// A session that ends early (an error, Ctrl-C before the run's end)
+    /// leaves no bar behind on the terminal.
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            if !bar.is_finished() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// The bar's look: done of all, the time since the run began and an
+/// estimate of what is left, then what runs now.
+fn styled(bar: indicatif::ProgressBar) -> indicatif::ProgressBar {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} {elapsed} (eta {eta}) {wide_msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }
 
 /// `3 opt, 4 llc`: what runs now.
@@ -120,6 +137,73 @@ mod tests {
             text,
             "replay: [1] running command 7 (llc)\nreplay: [2] running command 9 (llc)\n"
         );
+    }
+
+    /// A terminal that keeps what is drawn on it.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            100
+        }
+        fn move_cursor_up(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_bar_shows_elapsed_time_and_an_estimate() {
+        let screen = Screen::default();
+        let bar = styled(indicatif::ProgressBar::with_draw_target(
+            Some(4),
+            indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        ));
+        let mut progress = ProgressReporter::bar(bar.clone());
+        progress
+            .event(&Event::Started {
+                id: 3,
+                tool: "opt",
+                position: 1,
+            })
+            .unwrap();
+        bar.inc(1);
+        bar.force_draw();
+        let drawn = screen.0.lock().unwrap().clone();
+        assert!(drawn.contains("1/4 0s (eta "), "{drawn:?}");
+        assert!(drawn.contains("3 opt"), "{drawn:?}");
+    }
+
+    #[test]
+    fn a_bar_dropped_before_the_run_ends_is_cleared() {
+        // Regression: on Ctrl-C the session ended without `Done`, and the
+        // bar stayed drawn under the shell's prompt.
+        let bar = indicatif::ProgressBar::hidden();
+        let progress = ProgressReporter::bar(bar.clone());
+        drop(progress);
+        assert!(bar.is_finished());
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub struct RunOptions {
 }
 
 /// Everything measured about one tool run.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Measurements {
     /// Wall time from launch to the last process's exit, in milliseconds.
     pub wall_ms: u64,
@@ -91,7 +91,7 @@ pub struct Measurements {
 }
 
 /// How one tool run ended.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ToolOutcome {
     /// The main process's exit.
     pub exit: ExitStatus,
@@ -107,7 +107,7 @@ pub struct ToolOutcome {
     pub stderr_tail: String,
     /// What the sandbox stopped its processes from doing (a program the
     /// policy does not list), as the tracer saw it.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied: Vec<Denial>,
     /// The files its processes opened, ran or looked for: `None` when it
     /// was not traced (nothing was observed).

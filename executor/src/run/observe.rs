@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 
 /// Something a tool's process tried that the sandbox stopped, as the
 /// tracer saw it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Denial {
     /// The process that tried.
     pub pid: i32,

@@ -31,7 +31,7 @@ use nix::unistd::Pid;
 use super::observe::{Access, Denial, Seen};
 
 /// The peak of one process, read from the kernel as it exited.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct ProcessPeak {
     /// The process id.
     pub pid: i32,
@@ -56,7 +56,7 @@ pub struct MainExit {
 }
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExitStatus {
     /// It exited with this code.

@@ -32,7 +32,7 @@ pub struct ToolLimits {
 }
 
 /// Which limit stopped a tool, by how much, after how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Stop {
     /// It ran past its timeout.

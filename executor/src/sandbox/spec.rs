@@ -45,7 +45,7 @@ pub const DEFAULT_READABLE: &[&str] = &[
 pub const DEFAULT_WRITABLE_DEVICES: &[&str] = &["/dev/null"];
 
 /// How much a layer is wanted: the policy's `require` maps to [`Want::Required`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Want {
     /// Do not apply the layer.
@@ -58,7 +58,9 @@ pub enum Want {
 
 /// Resource limits for the tool, applied as both soft and hard limits;
 /// the default disables core dumps and sets nothing else.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Rlimits {
     /// `RLIMIT_CORE` in bytes; 0 disables core dumps.
@@ -70,7 +72,7 @@ pub struct Rlimits {
 }
 
 /// Everything the sandbox child needs to run one tool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxSpec {
     /// Absolute path of the validated binary to exec.
@@ -148,7 +150,7 @@ fn on() -> bool {
 }
 
 /// A layer of the sandbox, as named in reports and errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Layer {
     /// `PR_SET_PDEATHSIG`.
@@ -176,7 +178,7 @@ impl fmt::Display for Layer {
 }
 
 /// Whether Landlock enforced everything requested.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Enforcement {
     /// Every access right `replay` handles (up to its tested ABI) is enforced.
@@ -187,7 +189,7 @@ pub enum Enforcement {
 }
 
 /// The Landlock layer as applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LandlockLayer {
     /// The Landlock ABI version in effect.
@@ -199,7 +201,7 @@ pub struct LandlockLayer {
 }
 
 /// A wanted layer that was not applied, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Skipped {
     /// The layer.
@@ -215,7 +217,7 @@ impl fmt::Display for Skipped {
 }
 
 /// The layers a tool runs under, as the child applied them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppliedLayers {
     /// SIGKILL on the death of the launching thread.

@@ -176,3 +176,158 @@ fn import_writes_the_log_and_says_what_it_left_out() {
     assert_eq!(doc["commands"][0]["args"][0], "-DMSG=\"a b\"");
     assert_eq!(doc["producer"]["name"], "replay-import");
 }
+
+#[test]
+fn a_mistyped_subcommand_gets_a_did_you_mean() {
+    // Regression: `chek` was taken for LOG, and the options after it
+    // for the root's, so clap's error spoke of a conflict.
+    let fixture = Fixture::new();
+    fixture.write("p.toml", MINIMAL_POLICY);
+    fixture
+        .replay()
+        .args(["chek", "--policy", "p.toml", "log.json"])
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains("unrecognized subcommand 'chek'"))
+        .stderr(predicate::str::contains(
+            "a similar subcommand exists: 'check'",
+        ));
+}
+
+#[test]
+fn an_option_before_a_subcommand_says_where_it_goes() {
+    let fixture = Fixture::new();
+    fixture.write("p.toml", MINIMAL_POLICY);
+    fixture.write("log.json", GOOD_LOG);
+    fixture
+        .replay()
+        .args(["--policy", "p.toml", "check", "log.json"])
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains(
+            "`check` is a subcommand, so its options go after it: `replay check --policy p.toml ...`",
+        ));
+}
+
+#[test]
+fn sizes_and_durations_are_written_as_in_policies() {
+    let fixture = Fixture::new();
+    fixture.write("p.toml", MINIMAL_POLICY);
+    fixture.write("log.json", GOOD_LOG);
+    // Refused by the policy (it allows no tool), after the flags parsed.
+    fixture
+        .replay()
+        .args([
+            "--policy",
+            "p.toml",
+            "--max-rss",
+            "512MiB",
+            "--timeout",
+            "5m",
+        ])
+        .args(["--memory-budget", "2GiB", "--grace", "1500ms", "log.json"])
+        .assert()
+        .code(cmdlog::exit_codes::ReplayExitCode::DENIED);
+    fixture
+        .replay()
+        .args(["--policy", "p.toml", "--max-rss", "1.5G", "log.json"])
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains("e.g. `512MiB`"));
+}
+
+#[test]
+fn help_and_the_readme_agree_on_subcommands_and_exit_codes() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let fixture = Fixture::new();
+    let output = fixture.replay().arg("--help").assert().success();
+    let help = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    // Every subcommand `--help` lists is in the README's command line.
+    let commands = help
+        .split("Commands:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_default();
+    // An entry starts two spaces in; its description's next lines, further.
+    for line in commands.lines().filter(|l| !l.starts_with("   ")) {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        if name == "help" {
+            continue;
+        }
+        assert!(
+            readme.contains(&format!("replay {name}")),
+            "`replay {name}` is in --help but not in README.md"
+        );
+    }
+    // Every exit code of the README's table is in --help, and back.
+    let table: Vec<&str> = readme
+        .split("### Exit codes")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|code| code.parse::<u8>().is_ok())
+        .collect();
+    let listed: Vec<&str> = help
+        .split("Exit codes:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|code| code.parse::<u8>().is_ok())
+        .collect();
+    assert_eq!(table, listed, "README's exit codes vs --help's");
+}
+
+#[test]
+fn drive_help_gives_its_own_root_and_journal() {
+    let fixture = Fixture::new();
+    let output = fixture
+        .replay()
+        .args(["drive", "--help"])
+        .assert()
+        .success();
+    let help = String::from_utf8_lossy(&output.get_output().stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        help.contains("for `drive`, the current directory"),
+        "{help}"
+    );
+    assert!(help.contains("replay-drive.log.json.journal"), "{help}");
+}
+
+#[test]
+fn drive_with_a_producer_that_writes_no_log_asks_about_driver_mode() {
+    let fixture = Fixture::new();
+    fixture.write("p.toml", MINIMAL_POLICY);
+    fixture
+        .replay()
+        .args(["drive", "--policy", "p.toml", "--", "true"])
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains(
+            "the producer `true` exited 0 without writing a log",
+        ))
+        .stderr(predicate::str::contains("support driver mode?"));
+}
+
+#[test]
+fn drive_with_an_unknown_program_says_so_with_a_hint() {
+    let fixture = Fixture::new();
+    fixture.write("p.toml", MINIMAL_POLICY);
+    fixture
+        .replay()
+        .args(["drive", "--policy", "p.toml", "--", "no-such-producer-x"])
+        .assert()
+        .code(BAD_INPUT)
+        .stderr(predicate::str::contains(
+            "cannot start the producer `no-such-producer-x`",
+        ))
+        .stderr(predicate::str::contains("hint: no such program"));
+}

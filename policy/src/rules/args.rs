@@ -336,7 +336,10 @@ fn walk(ctx: &mut Ctx<'_>, g: &Grammar, args: &[String], depth: u32, via: &str) 
             "args.unknown-flag",
             arg,
             format!("`{arg}`{} is not a flag the policy allows for this program", shown_via(via)),
-            "remove the flag, or allow it (with a value constraint) under the program's `[args.*]` grammar",
+            &format!(
+                "remove the flag, or allow it (with a value constraint) in `flags` of {}; `replay explain args.unknown-flag`",
+                g.whereabouts()
+            ),
         );
     }
     // Flags allowed only beside another (`-MD` writes where `-MF` says,
@@ -594,7 +597,11 @@ fn value(
                 "value `{v}` of `{arg}`{} is not allowed: expected {expected}",
                 shown_via(via)
             ),
-            "use an allowed value, or widen the flag's constraint in the policy",
+            &format!(
+                "use an allowed value, or widen the constraint of `{}` in `flags` of {}",
+                flag.name,
+                g.whereabouts()
+            ),
         )
     };
     match rule {

@@ -232,9 +232,14 @@ fn include_cycles_are_refused() {
 }
 
 #[test]
-fn a_missing_include_is_a_read_error_naming_it() {
-    match load_err("[policy]\nos = \"linux\"\nextends = [\"nowhere.toml\"]\n") {
-        PolicyError::Read { path, .. } => assert!(path.ends_with("nowhere.toml")),
+fn a_missing_include_is_a_read_error_naming_it_and_the_file_that_extends_it() {
+    let error = load_err("[policy]\nos = \"linux\"\nextends = [\"nowhere.toml\"]\n");
+    let message = error.to_string();
+    match error {
+        PolicyError::Extends { path, by, .. } => {
+            assert!(path.ends_with("nowhere.toml"));
+            assert!(message.contains(&format!("which `{}` extends", by.display())));
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -257,7 +262,7 @@ fn an_include_that_is_not_a_regular_file_is_a_read_error_at_once() {
             &format!("[policy]\nos = \"linux\"\nextends = [\"{target}\"]\n"),
         );
         match Policy::load(&p) {
-            Err(PolicyError::Read { path, source }) => {
+            Err(PolicyError::Extends { path, source, .. }) => {
                 assert!(path.display().to_string().contains(&target), "{path:?}");
                 assert!(
                     source.to_string().contains("not a regular file"),

@@ -1,6 +1,6 @@
 //! Snapshots of what users read: the human report of refused commands,
 //! the JSON form of verdicts (`--format json`), and policy load errors.
-//! Temp paths are masked.
+//! Temp paths and the repository's are masked.
 
 use policy::report::{write_finding, write_verdict, Tally};
 use policy::{CheckOptions, Mode, Policy};
@@ -12,6 +12,13 @@ fn masked<T>(f: impl FnOnce() -> T) -> T {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"/tmp/\.tmp[A-Za-z0-9]+", "[TEMP]");
     settings.add_filter(r"/tmp/[A-Za-z0-9_.-]+", "[TEMP]");
+    // Hints name the policy files that hold a grammar: the repository's.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(|p| p.canonicalize().ok())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    settings.add_filter(&regex::escape(&repo), "[REPO]");
     settings.bind(f)
 }
 

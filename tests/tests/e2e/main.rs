@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cache;
+mod cli;
 mod confinement;
 mod flags;
 mod footprint;
@@ -17,6 +18,7 @@ mod pipeline;
 mod plugins;
 mod programs;
 mod reliability;
+mod reports;
 mod resume;
 mod sandboxing;
 mod session;

@@ -82,7 +82,8 @@ fn the_naming_plugin_refuses_o0_like_a_rule_and_nothing_runs() {
     assert_eq!(check.status.code(), Some(3));
     let stdout = text(&check.stdout);
     assert!(
-        stdout.contains("refused: command 1 (opt): plugin `naming`: optimisation level `-O0`"),
+        // Both `opt` commands, as one block (identical but for the id).
+        stdout.contains("refused: commands 1, 3 (opt): plugin `naming`: optimisation level `-O0`"),
         "{stdout}"
     );
     assert!(

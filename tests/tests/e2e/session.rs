@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use replay::session::{self, CheckFormat, Console, RunSettings, SessionError, Target};
+use replay::session::{self, Console, Format, RunSettings, SessionError, Target};
 use replay::ReplayExitCode;
 
 use crate::support::{bin, memtouch_policy};
@@ -65,7 +65,7 @@ fn root(commands: &[(&[&str], &[&str], &[&str])]) -> (tempfile::TempDir, PathBuf
 
 fn settings(report: &Path) -> RunSettings {
     RunSettings {
-        report: Some(report.to_owned()),
+        report: vec![(report.to_owned(), Format::Json)],
         launcher: Some(bin("replay")),
         ..RunSettings::default()
     }
@@ -149,8 +149,11 @@ fn a_check_session_prints_its_verdict_document_and_runs_nothing() {
     let error = session::check(
         &target,
         &root.join("log.json"),
-        false,
-        CheckFormat::Json,
+        session::CheckSettings {
+            strict: false,
+            here: false,
+            format: Format::Json,
+        },
         &console,
     )
     .expect_err("refused");
