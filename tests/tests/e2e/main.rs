@@ -17,6 +17,7 @@ mod pipeline;
 mod plugins;
 mod programs;
 mod reliability;
+mod remote;
 mod resume;
 mod sandboxing;
 mod session;
