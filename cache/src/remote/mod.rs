@@ -946,3 +946,167 @@ pub fn to_result(entry: &Entry) -> ActionResult {
         ..ActionResult::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Digest {
+        Digest::of(b"action")
+    }
+
+    fn entry() -> Entry {
+        Entry {
+            format: FORMAT_VERSION,
+            action: key(),
+            outputs: vec![OutputEntry {
+                path: "a.o".into(),
+                digest: Digest::of(b"object"),
+                executable: false,
+                size: 6,
+            }],
+            stdout: Digest::of(b""),
+            stderr: Digest::of(b"warning\n"),
+            exit_code: 0,
+            cost: Cost {
+                wall_ms: 12,
+                cpu_ms: 10,
+                peak_rss_bytes: 1 << 20,
+            },
+            read_set: vec![
+                ReadFile {
+                    path: "/usr/include/stdio.h".into(),
+                    digest: Some(Digest::of(b"stdio")),
+                    listing: false,
+                },
+                ReadFile {
+                    path: "/usr/include/absent.h".into(),
+                    digest: None,
+                    listing: false,
+                },
+            ],
+        }
+    }
+
+    fn expected() -> Vec<String> {
+        vec!["a.o".into()]
+    }
+
+    #[test]
+    fn an_uploaded_result_reads_back_as_the_same_entry() {
+        let result = to_result(&entry());
+        let decoded = ActionResult::decode(result.encode_to_vec().as_slice()).unwrap();
+        let (back, inline) = to_entry(&key(), &decoded, &expected()).unwrap();
+        assert_eq!(back, entry());
+        assert!(inline.is_empty());
+    }
+
+    #[test]
+    fn a_result_that_is_not_the_commands_is_refused() {
+        let refused = |change: &dyn Fn(&mut ActionResult), expected: &[String], what: &str| {
+            let mut result = to_result(&entry());
+            change(&mut result);
+            let why = to_entry(&key(), &result, expected).unwrap_err();
+            assert!(why.contains(what), "{why}");
+        };
+        refused(
+            &|r| {
+                let mut other = r.output_files[0].clone();
+                other.path = "../evil.o".into();
+                r.output_files.push(other);
+            },
+            &expected(),
+            "`../evil.o`, which the command does not declare",
+        );
+        refused(
+            &|_| {},
+            &["a.o".into(), "b.o".into()],
+            "lacks the declared output `b.o`",
+        );
+        refused(
+            &|r| r.output_symlinks.push(proto::OutputOther { path: "a.o".into() }),
+            &expected(),
+            "directory or symlink",
+        );
+        refused(&|r| r.exit_code = 1, &expected(), "exit code 1");
+        refused(&|r| r.execution_metadata = None, &expected(), "no read set");
+        refused(
+            &|r| {
+                r.stderr_raw = b"other\n".to_vec();
+            },
+            &expected(),
+            "inlined stderr does not match",
+        );
+        refused(
+            &|r| r.output_files[0].digest = None,
+            &expected(),
+            "without a digest",
+        );
+        refused(
+            &|r| {
+                r.output_files[0].digest = Some(Digest {
+                    hash: "../../etc".into(),
+                    size_bytes: 1,
+                })
+            },
+            &expected(),
+            "malformed digest",
+        );
+        refused(
+            &|r| {
+                let metadata = r.execution_metadata.as_mut().unwrap();
+                let mut m = ReplayMetadata::decode(metadata.auxiliary_metadata[0].value.as_slice())
+                    .unwrap();
+                m.read_set[0].path = "usr/include/stdio.h".into();
+                metadata.auxiliary_metadata[0].value = m.encode_to_vec();
+            },
+            &expected(),
+            "not absolute",
+        );
+    }
+
+    #[test]
+    fn a_url_that_is_not_grpc_and_a_bad_header_are_refused() {
+        let config = |url: &str, headers: Vec<(String, String)>| RemoteConfig {
+            url: url.into(),
+            instance: String::new(),
+            headers,
+            ca: None,
+            timeout: Duration::from_secs(1),
+            mode: Mode::Read,
+        };
+        assert!(matches!(
+            Remote::new(config("http://127.0.0.1:1", Vec::new())),
+            Err(RemoteError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            Remote::new(config(
+                "grpc://127.0.0.1:1",
+                vec![("Bad Name".into(), "x".into())]
+            )),
+            Err(RemoteError::BadHeader { .. })
+        ));
+        assert!(Remote::new(config("grpc://127.0.0.1:1", Vec::new())).is_ok());
+    }
+
+    #[test]
+    fn a_remote_that_refuses_connections_fails_within_the_timeout() {
+        // Port 1 on loopback: nothing listens (connection refused).
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache"), 1 << 30).unwrap();
+        let remote = Remote::new(RemoteConfig {
+            url: "grpc://127.0.0.1:1".into(),
+            instance: String::new(),
+            headers: Vec::new(),
+            ca: None,
+            timeout: Duration::from_secs(5),
+            mode: Mode::ReadWrite,
+        })
+        .unwrap();
+        let fetched = remote.fetch(&store, &key(), &expected());
+        assert!(fetched.is_err(), "{fetched:?}");
+        assert_eq!(remote.counts().remote_misses, 1);
+        assert!(remote.take_down());
+        assert!(!remote.take_down(), "only the first failure warns");
+    }
+}

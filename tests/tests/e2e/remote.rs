@@ -470,3 +470,122 @@ fn read_mode_and_an_untrusted_remote_upload_nothing() {
     );
     assert!(!root.join("main.o").exists());
 }
+
+#[test]
+fn a_large_output_goes_through_bytestream_both_ways_and_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BuildGrid::start(&dir.path().join("server"));
+    let root = dir.path().join("checkout");
+    // memtouch writes "partial " and then KiB of `f`: 3 MiB is past the
+    // batch calls' 1 MiB, so it is written and read with ByteStream.
+    let checkout = |root: &Path| {
+        std::fs::create_dir(root).unwrap();
+        let policy = crate::support::memtouch_policy(root, "");
+        let text = std::fs::read_to_string(&policy).unwrap().replace(
+            "os = \"linux\"\n",
+            &format!(
+                "os = \"linux\"\nremote_cache_writers = [\"{}\"]\n",
+                server.url()
+            ),
+        );
+        std::fs::write(&policy, text).unwrap();
+        crate::support::memtouch_log(
+            root,
+            &[
+                (&["--fill=3072", "--out=big.bin"], &["big.bin"]),
+                (&["--fill=2", "--out=small.bin"], &["small.bin"]),
+            ],
+        );
+        policy
+    };
+    let policy = checkout(&root);
+    let cache_a = dir.path().join("cache-a");
+    let a = remote_run(&root, &cache_a, &server.url(), &policy, &[]);
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let doc = report(&root.join("report.json"));
+    assert_eq!(remote_notes(&doc), ["uploaded", "uploaded"], "{doc:#}");
+    let big = std::fs::read(root.join("big.bin")).unwrap();
+    assert!(big.len() > 3 << 20, "{}", big.len());
+    assert!(
+        stats(&cache_a).contains("MiB uploaded"),
+        "{}",
+        stats(&cache_a)
+    );
+
+    std::fs::rename(&root, dir.path().join("machine-a")).unwrap();
+    let policy = checkout(&root);
+    let cache_b = dir.path().join("cache-b");
+    let b = remote_run(&root, &cache_b, &server.url(), &policy, &[]);
+    assert!(b.status.success(), "{}", text(&b.stderr));
+    let doc = report(&root.join("report.json"));
+    assert_eq!(statuses(&doc), ["cached", "cached"], "{doc:#}");
+    assert_eq!(remote_notes(&doc), ["hit", "hit"], "{doc:#}");
+    assert_eq!(std::fs::read(root.join("big.bin")).unwrap(), big);
+    assert!(
+        stats(&cache_b).contains("MiB downloaded"),
+        "{}",
+        stats(&cache_b)
+    );
+
+    // The large blob altered in the server's storage (same size): the
+    // streamed download is refused and the command runs.
+    let digest = Digest::of(&big);
+    let blob = server
+        .cas_dir()
+        .join("cas/objects")
+        .join(&digest.hash[..2])
+        .join(&digest.hash[2..]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] = b'g';
+    std::fs::write(&blob, &bytes).unwrap();
+    std::fs::rename(&root, dir.path().join("machine-b")).unwrap();
+    let policy = checkout(&root);
+    let c = remote_run(
+        &root,
+        &dir.path().join("cache-c"),
+        &server.url(),
+        &policy,
+        &["--remote-cache-mode", "read"],
+    );
+    assert!(c.status.success(), "{}", text(&c.stderr));
+    let doc = report(&root.join("report.json"));
+    assert_eq!(statuses(&doc), ["ok", "cached"], "{doc:#}");
+    let note = &remote_notes(&doc)[0];
+    assert!(
+        note.starts_with("refused:") && note.contains(&digest.hash),
+        "{note}"
+    );
+    assert_eq!(std::fs::read(root.join("big.bin")).unwrap(), big);
+}
+
+#[test]
+fn a_policy_can_forbid_the_remote_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("checkout");
+    one_compile(&root);
+    let policy = dir.path().join("no-remote.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[policy]\nextends = [\"{}\"]\nremote_cache = false\n",
+            shipped_policy("linux.toml").display()
+        ),
+    )
+    .unwrap();
+    // No server is needed: the run is refused before anything is asked.
+    let out = remote_run(
+        &root,
+        &dir.path().join("cache"),
+        "grpc://127.0.0.1:9",
+        &policy,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("remote_cache = false"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!root.join("main.o").exists());
+}
