@@ -955,6 +955,18 @@ impl Store {
         (Digest::of(&bytes) == *digest).then_some(bytes)
     }
 
+    /// Opens a blob of the CAS to stream it (a large upload), if it is
+    /// there as the store writes blobs and has the digest's size; its
+    /// content is not rehashed here (the receiving server checks it).
+    pub fn open_blob(&self, digest: &Digest) -> Option<File> {
+        if !digest.is_well_formed() {
+            return None;
+        }
+        let file = open_own(&self.blob_path(digest)).ok()?;
+        let size = file.metadata().ok()?.len();
+        (size == digest.size()).then_some(file)
+    }
+
     /// Stores an entry whose blobs the CAS already holds (one fetched from
     /// a remote cache), after the checks a lookup makes of any entry; a
     /// lookup then verifies its read set and blobs and restores it.

@@ -365,13 +365,14 @@ impl Remote {
         .map_err(call_error("UpdateActionResult"))
     }
 
-    /// Uploads `blobs` (digest, bytes) the remote lacks; returns the bytes
-    /// sent. Every digest is the bytes' own (made here).
-    pub fn upload_blobs(&self, blobs: &[(Digest, Vec<u8>)]) -> Result<u64, RemoteError> {
-        self.bounded(self.put_blobs(blobs))
-    }
-
-    async fn put_blobs(&self, blobs: &[(Digest, Vec<u8>)]) -> Result<u64, RemoteError> {
+    /// Uploads what of `blobs` the remote lacks (each in memory, or read
+    /// from `store`'s CAS when it is sent: a large one is streamed);
+    /// returns the bytes sent.
+    async fn put_blobs(
+        &self,
+        store: &Store,
+        blobs: &[(Digest, Source)],
+    ) -> Result<u64, RemoteError> {
         let request = FindMissingBlobsRequest {
             instance_name: self.config.instance.clone(),
             blob_digests: blobs.iter().map(|(d, _)| d.clone()).collect(),
@@ -392,16 +393,26 @@ impl Remote {
             if !done.insert(digest.hash.clone()) {
                 continue;
             }
-            let Some((_, bytes)) = blobs.iter().find(|(d, _)| d == digest) else {
+            let Some((_, source)) = blobs.iter().find(|(d, _)| d == digest) else {
                 return Err(RemoteError::Garbage(format!(
                     "FindMissingBlobs named {digest}, which was not asked about"
                 )));
             };
-            sent += bytes.len() as u64;
+            let missing_blob =
+                || RemoteError::Local(format!("the blob {digest} is missing or damaged"));
+            sent += digest.size();
             if digest.size() > BATCH_BLOB_MAX {
-                self.write_stream(digest, bytes).await?;
+                let reader: Box<dyn std::io::Read + Send> = match source {
+                    Source::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+                    Source::Stored => Box::new(store.open_blob(digest).ok_or_else(missing_blob)?),
+                };
+                self.write_stream(digest, reader).await?;
                 continue;
             }
+            let bytes = match source {
+                Source::Bytes(bytes) => bytes.clone(),
+                Source::Stored => store.blob_bytes(digest).ok_or_else(missing_blob)?,
+            };
             if batch_bytes + digest.size() > BATCH_BYTES_MAX {
                 self.batch_update(std::mem::take(&mut batch)).await?;
                 batch_bytes = 0;
@@ -409,7 +420,7 @@ impl Remote {
             batch_bytes += digest.size();
             batch.push(UpdateBlob {
                 digest: Some(digest.clone()),
-                data: bytes.clone(),
+                data: bytes,
             });
         }
         if !batch.is_empty() {
@@ -445,33 +456,45 @@ impl Remote {
         Ok(())
     }
 
-    async fn write_stream(&self, digest: &Digest, bytes: &[u8]) -> Result<(), RemoteError> {
-        let resource = format!(
+    /// Writes one blob with ByteStream, read from `reader` a chunk at a
+    /// time as the stream is sent (never whole in memory).
+    async fn write_stream(
+        &self,
+        digest: &Digest,
+        mut reader: Box<dyn std::io::Read + Send>,
+    ) -> Result<(), RemoteError> {
+        let mut resource = Some(format!(
             "{}uploads/{}/blobs/{}/{}",
             instance_prefix(&self.config.instance),
             upload_id(),
             digest.hash,
             digest.size_bytes
-        );
-        let mut messages = Vec::new();
-        let mut offset = 0usize;
-        loop {
-            let end = (offset + CHUNK).min(bytes.len());
-            messages.push(WriteRequest {
-                resource_name: if offset == 0 {
-                    resource.clone()
-                } else {
-                    String::new()
-                },
-                write_offset: offset as i64,
-                finish_write: end == bytes.len(),
-                data: bytes[offset..end].to_vec(),
-            });
-            offset = end;
-            if offset == bytes.len() {
-                break;
+        ));
+        let size = digest.size();
+        let mut offset = 0u64;
+        let mut finished = false;
+        // A read error ends the stream without `finish_write`: the server
+        // then refuses the write, and the upload fails.
+        let messages = std::iter::from_fn(move || {
+            if finished {
+                return None;
             }
-        }
+            let want = usize::try_from((size - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
+            let mut data = vec![0u8; want];
+            if std::io::Read::read_exact(&mut reader, &mut data).is_err() {
+                finished = true;
+                return None;
+            }
+            let message = WriteRequest {
+                resource_name: resource.take().unwrap_or_default(),
+                write_offset: i64::try_from(offset).unwrap_or(i64::MAX),
+                finish_write: offset + want as u64 == size,
+                data,
+            };
+            offset += want as u64;
+            finished = message.finish_write;
+            Some(message)
+        });
         let mut grpc = self.grpc();
         grpc.ready()
             .await
@@ -701,24 +724,26 @@ impl Remote {
         if self.config.mode != Mode::ReadWrite {
             return Ok(());
         }
-        let mut blobs: Vec<(Digest, Vec<u8>)> = key.blobs.clone();
+        // The key's messages in memory; the outputs and streams are read
+        // from the store only if the remote lacks them.
+        let mut blobs: Vec<(Digest, Source)> = key
+            .blobs
+            .iter()
+            .map(|(d, bytes)| (d.clone(), Source::Bytes(bytes.clone())))
+            .collect();
         for digest in entry
             .outputs
             .iter()
             .map(|o| &o.digest)
             .chain([&entry.stdout, &entry.stderr])
         {
-            if blobs.iter().any(|(d, _)| d == digest) {
-                continue;
+            if !blobs.iter().any(|(d, _)| d == digest) {
+                blobs.push((digest.clone(), Source::Stored));
             }
-            let bytes = store.blob_bytes(digest).ok_or_else(|| {
-                RemoteError::Local(format!("the blob {digest} is missing or damaged"))
-            })?;
-            blobs.push((digest.clone(), bytes));
         }
         let result = to_result(entry);
         let sent = self.bounded(async {
-            let sent = self.put_blobs(&blobs).await?;
+            let sent = self.put_blobs(store, &blobs).await?;
             self.update_result(&key.action, result).await?;
             Ok(sent)
         })?;
@@ -728,6 +753,14 @@ impl Remote {
         });
         Ok(())
     }
+}
+
+/// Where a blob to upload comes from.
+enum Source {
+    /// These bytes (a message of the key).
+    Bytes(Vec<u8>),
+    /// The local store's CAS, read when sent.
+    Stored,
 }
 
 /// `INSTANCE/`, or nothing for the empty instance.
@@ -1024,7 +1057,10 @@ mod tests {
             "lacks the declared output `b.o`",
         );
         refused(
-            &|r| r.output_symlinks.push(proto::OutputOther { path: "a.o".into() }),
+            &|r| {
+                r.output_symlinks
+                    .push(proto::OutputOther { path: "a.o".into() })
+            },
             &expected(),
             "directory or symlink",
         );
