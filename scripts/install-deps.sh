@@ -16,6 +16,7 @@ packages=(
   gcc                               # `cc`, the linker rustc itself calls
   time                              # /usr/bin/time -v, used by the benches
   cmake ninja-build                 # real C projects imported by `replay import`
+  openssl                           # certificates of the TLS remote-cache test
 )
 
 if [[ ${1:-} == --bench ]]; then

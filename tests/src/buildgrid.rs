@@ -34,6 +34,7 @@ pub struct BuildGrid {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    tls: bool,
 }
 
 /// A loopback port nothing listens on now.
@@ -46,6 +47,21 @@ impl BuildGrid {
     /// Starts a server whose files (config, disk CAS, log) live in `dir`,
     /// and waits until it accepts connections (at most 90 s).
     pub fn start(dir: &Path) -> BuildGrid {
+        BuildGrid::launch(dir, false)
+    }
+
+    /// As [`BuildGrid::start`], serving TLS only, with a certificate for
+    /// 127.0.0.1 signed by a CA made here ([`BuildGrid::ca`]; `openssl`).
+    pub fn start_tls(dir: &Path) -> BuildGrid {
+        BuildGrid::launch(dir, true)
+    }
+
+    /// The PEM of the CA that signed a TLS server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn launch(dir: &Path, tls: bool) -> BuildGrid {
         let bgd = bgd();
         assert!(
             bgd.is_file(),
@@ -54,6 +70,16 @@ impl BuildGrid {
         );
         std::fs::create_dir_all(dir.join("cas")).expect("make the CAS directory");
         let port = free_port();
+        let channel = if tls {
+            make_certificates(dir);
+            format!(
+                "    insecure-mode: false\n    credentials:\n      tls-server-key: {}\n      tls-server-cert: {}\n",
+                dir.join("server.key").display(),
+                dir.join("server.pem").display()
+            )
+        } else {
+            "    insecure-mode: true\n".to_owned()
+        };
         let config = dir.join("buildgrid.yml");
         std::fs::write(
             &config,
@@ -61,7 +87,7 @@ impl BuildGrid {
                 "server:\n\
                  \x20 - !channel\n\
                  \x20   address: \"127.0.0.1:{port}\"\n\
-                 \x20   insecure-mode: true\n\
+                 {channel}\
                  authorization:\n\
                  \x20 method: none\n\
                  storages:\n\
@@ -99,6 +125,7 @@ impl BuildGrid {
             child: Some(child),
             port,
             dir: dir.to_owned(),
+            tls,
         };
         server.wait_ready(Duration::from_secs(90));
         server
@@ -128,9 +155,10 @@ impl BuildGrid {
         }
     }
 
-    /// `grpc://127.0.0.1:PORT`.
+    /// `grpc://127.0.0.1:PORT` (`grpcs://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "grpcs" } else { "grpc" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The directory of the disk CAS (one file per blob, named by hash).
@@ -165,4 +193,58 @@ impl Drop for BuildGrid {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed
+/// (`server.pem`, `server.key`), P-256, valid two days, in `dir`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (scripts/install-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=replay test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the certificate's extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
 }

@@ -589,3 +589,74 @@ fn a_policy_can_forbid_the_remote_cache() {
     );
     assert!(!root.join("main.o").exists());
 }
+
+#[test]
+fn a_tls_remote_is_used_with_its_ca_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BuildGrid::start_tls(&dir.path().join("server"));
+    let url = server.url();
+    assert!(url.starts_with("grpcs://"), "{url}");
+    let policy = trusting_policy(dir.path(), &url);
+    let ca = server.ca().display().to_string();
+    let root = dir.path().join("checkout");
+    one_compile(&root);
+    let a = remote_run(
+        &root,
+        &dir.path().join("cache-a"),
+        &url,
+        &policy,
+        &["--remote-ca", &ca],
+    );
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    assert_eq!(
+        remote_notes(&report(&root.join("report.json"))),
+        ["uploaded"]
+    );
+
+    // Machine B trusts the system's roots only: the server's certificate
+    // does not chain to them, so the remote fails, once, and B builds.
+    std::fs::remove_file(root.join("main.o")).unwrap();
+    let b = remote_run(&root, &dir.path().join("cache-b"), &url, &policy, &[]);
+    let stderr = text(&b.stderr);
+    assert!(b.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("goes on without it").count(), 1, "{stderr}");
+    let doc = report(&root.join("report.json"));
+    assert_eq!(statuses(&doc), ["ok"], "{doc:#}");
+    assert!(remote_notes(&doc)[0].starts_with("failed:"), "{doc:#}");
+
+    // Machine C with the CA: a verified hit over TLS.
+    std::fs::remove_file(root.join("main.o")).unwrap();
+    let c = remote_run(
+        &root,
+        &dir.path().join("cache-c"),
+        &url,
+        &policy,
+        &["--remote-ca", &ca],
+    );
+    assert!(c.status.success(), "{}", text(&c.stderr));
+    let doc = report(&root.join("report.json"));
+    assert_eq!(statuses(&doc), ["cached"], "{doc:#}");
+    assert_eq!(remote_notes(&doc), ["hit"], "{doc:#}");
+}
+
+#[test]
+fn a_remote_url_or_header_that_cannot_be_used_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("checkout");
+    one_compile(&root);
+    let policy = shipped_policy("linux.toml");
+    for (url, extra, says) in [
+        ("http://127.0.0.1:9", &[][..], "is not grpc://HOST:PORT"),
+        ("grpc://", &[][..], "names no host"),
+        (
+            "grpc://127.0.0.1:9",
+            &["--remote-header", "bad name=x"][..],
+            "not a gRPC metadata name",
+        ),
+    ] {
+        let out = remote_run(&root, &dir.path().join("cache"), url, &policy, extra);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+    assert!(!root.join("main.o").exists());
+}
