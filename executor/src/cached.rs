@@ -229,10 +229,18 @@ impl RunCache {
         if let (Ok(Lookup::Miss(_)), Some(remote)) = (&lookup, &self.remote) {
             let said = remote.fetch(&self.store, &key.action, &expected);
             if said.as_deref() == Some("hit") {
+                let lookup = self
+                    .store
+                    .lookup(&key.action, &staging.out_dir(), &expected);
+                // The entry was checked before it was kept; a file it
+                // names could still change before this lookup.
+                let said = match &lookup {
+                    Ok(Lookup::Hit(_)) => said,
+                    Ok(Lookup::Miss(reason)) => Some(format!("refused: {reason}")),
+                    Err(e) => Some(format!("refused: {}", crate::report::one_line(e))),
+                };
                 return Looked {
-                    lookup: self
-                        .store
-                        .lookup(&key.action, &staging.out_dir(), &expected),
+                    lookup,
                     remote: said,
                 };
             }
