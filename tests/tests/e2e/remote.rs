@@ -162,6 +162,14 @@ fn a_second_machine_builds_the_program_from_remote_hits_byte_for_byte() {
     let second = report(&root.join("report.json"));
     assert_eq!(statuses(&second), vec!["cached"; n], "{second:#}");
     assert_eq!(remote_notes(&second), vec!["hit"; n], "{second:#}");
+    assert_eq!(second["totals"]["remote_hits"], n as u64, "{second:#}");
+    assert!(
+        text(&b.stderr).contains(&format!(
+            "remote cache: {n} of the hits, 0 results uploaded"
+        )),
+        "{}",
+        text(&b.stderr)
+    );
     for (path, before) in &outputs {
         assert_eq!(&std::fs::read(path).unwrap(), before, "{}", path.display());
     }
