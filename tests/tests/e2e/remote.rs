@@ -668,3 +668,53 @@ fn a_remote_url_or_header_that_cannot_be_used_is_a_usage_error() {
     }
     assert!(!root.join("main.o").exists());
 }
+
+#[test]
+fn a_remote_that_answers_garbage_is_warned_about_once_and_the_build_finishes() {
+    // Not a gRPC server: whatever connects is sent bytes that are no
+    // HTTP/2, then the connection closes. Bounded: it serves at most 64
+    // connections and stops when the test ends.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("grpc://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { break };
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nthis is not a remote cache\n");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("checkout");
+    one_compile(&root);
+    std::fs::write(root.join("other.c"), "int other(void) { return 1; }\n").unwrap();
+    crate::support::write_log(
+        &root,
+        ["main", "other"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                serde_json::json!({
+                    "id": i + 1, "tool": "cc", "program": "/usr/lib/llvm-14/bin/clang-14",
+                    "args": ["-c", format!("{name}.c"), "-o", format!("{name}.o")],
+                    "cwd": ".", "env": {},
+                    "inputs": [format!("{name}.c")], "outputs": [format!("{name}.o")],
+                })
+            })
+            .collect(),
+    );
+    let out = remote_run(
+        &root,
+        &dir.path().join("cache"),
+        &url,
+        &shipped_policy("linux.toml"),
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("goes on without it").count(), 1, "{stderr}");
+    let doc = report(&root.join("report.json"));
+    assert_eq!(statuses(&doc), ["ok", "ok"], "{doc:#}");
+    let notes = remote_notes(&doc);
+    assert!(notes[0].starts_with("failed:"), "{notes:?}");
+    assert_eq!(notes[1], "", "not asked again: {notes:?}");
+}
