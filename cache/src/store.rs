@@ -939,6 +939,11 @@ impl Store {
         })
     }
 
+    /// The size cap in bytes.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
     /// Whether the CAS holds a blob named `digest` (not rehashed: a
     /// restore rehashes it).
     pub fn has_blob(&self, digest: &Digest) -> bool {

@@ -704,6 +704,15 @@ impl Remote {
             .collect();
         wanted.sort();
         wanted.dedup();
+        // What the entry claims decides how much is fetched: never more
+        // than the local cache may hold.
+        let claimed: u64 = wanted.iter().map(Digest::size).sum();
+        if claimed > store.max_size() {
+            return Ok(Fetched::Refused(format!(
+                "its blobs ({claimed} bytes) are larger than the local cache's cap ({} bytes)",
+                store.max_size()
+            )));
+        }
         // The empty blob needs no call.
         wanted.retain(|d| d.size_bytes != 0 || keep(store, d, b"").is_err());
         match self.download(store, &wanted).await? {

@@ -203,7 +203,7 @@ fn a_second_machine_builds_the_program_from_remote_hits_byte_for_byte() {
         &dir.path().join("cache-c"),
         &server.url(),
         &policy,
-        &["--remote-cache-mode", "read"],
+        &["--remote-cache-mode", "read", "--cache-max-size", "512"],
     );
     assert!(c.status.success(), "{}", text(&c.stderr));
     let fourth = report(&elsewhere.join("report.json"));
@@ -325,6 +325,26 @@ fn an_entry_naming_an_output_the_command_does_not_declare_is_refused() {
         "{note}"
     );
     assert!(!root.join("evil.o").exists());
+    assert_eq!(std::fs::read(root.join("main.o")).unwrap(), object);
+
+    // An entry whose blobs are larger than the local cache may hold is
+    // not fetched at all (what the server claims bounds the download).
+    let mut result = remote.get_action_result(action).unwrap().expect("there");
+    result.output_files.retain(|f| f.path == "main.o");
+    remote.update_action_result(action, result).unwrap();
+    std::fs::remove_file(root.join("main.o")).unwrap();
+    let c = remote_run(
+        &root,
+        &dir.path().join("cache-c"),
+        &server.url(),
+        &policy,
+        &["--remote-cache-mode", "read", "--cache-max-size", "512"],
+    );
+    assert!(c.status.success(), "{}", text(&c.stderr));
+    let doc = report(&root.join("report.json"));
+    assert_eq!(statuses(&doc), ["ok"], "it ran: {doc:#}");
+    let note = &remote_notes(&doc)[0];
+    assert!(note.contains("larger than the local cache's cap"), "{note}");
     assert_eq!(std::fs::read(root.join("main.o")).unwrap(), object);
 }
 
@@ -554,7 +574,7 @@ fn a_large_output_goes_through_bytestream_both_ways_and_is_verified() {
         &dir.path().join("cache-c"),
         &server.url(),
         &policy,
-        &["--remote-cache-mode", "read"],
+        &["--remote-cache-mode", "read", "--cache-max-size", "512"],
     );
     assert!(c.status.success(), "{}", text(&c.stderr));
     let doc = report(&root.join("report.json"));
