@@ -203,7 +203,7 @@ fn a_second_machine_builds_the_program_from_remote_hits_byte_for_byte() {
         &dir.path().join("cache-c"),
         &server.url(),
         &policy,
-        &["--remote-cache-mode", "read", "--cache-max-size", "512"],
+        &["--remote-cache-mode", "read"],
     );
     assert!(c.status.success(), "{}", text(&c.stderr));
     let fourth = report(&elsewhere.join("report.json"));
@@ -574,7 +574,7 @@ fn a_large_output_goes_through_bytestream_both_ways_and_is_verified() {
         &dir.path().join("cache-c"),
         &server.url(),
         &policy,
-        &["--remote-cache-mode", "read", "--cache-max-size", "512"],
+        &["--remote-cache-mode", "read"],
     );
     assert!(c.status.success(), "{}", text(&c.stderr));
     let doc = report(&root.join("report.json"));
