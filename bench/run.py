@@ -34,12 +34,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 WORK = BENCH / "work"
-BIN = REPO / "target" / "release"
+# The binaries measured; BENCH_BIN overrides (e.g. target/debug, to try a
+# figure out: such numbers are not the release build's figures).
+BIN = Path(os.environ.get("BENCH_BIN", REPO / "target" / "release"))
 TOOLS = BENCH / "tools" / "target" / "release"
 LINUX_POLICY = REPO / "policies" / "linux.toml"
 NAMING_POLICY = REPO / "policies" / "linux-naming.toml"
 MIB = 1024 * 1024
-FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale", "footprint", "cache", "parallel"]
+FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale", "footprint", "cache", "parallel", "remote"]
 # The compiler's own process name and the tools' (as /proc/PID/comm shows them).
 COMPILER_COMM = "aotc"
 TOOL_COMMS = ("opt", "llc", "clang", "clang-14", "ld", "ld.bfd", "collect2", "cc1")
@@ -697,6 +699,153 @@ def fig_cache(w: Workload, runs: int, out: Path) -> dict:
     }
 
 
+def start_buildgrid(dir: Path):
+    """A BuildGrid (the pinned one scripts/install-deps.sh installs) on a
+    free loopback port with a disk CAS in dir; returns (process, url)."""
+    import socket
+    bgd = Path(os.environ.get("REPLAY_BGD", Path.home() / ".cache/replay-test/buildgrid-0.4.4/bin/bgd"))
+    if not bgd.exists():
+        sys.exit(f"bench: remote figure: no BuildGrid at {bgd}; run `bash scripts/install-deps.sh`")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (dir / "cas").mkdir(parents=True, exist_ok=True)
+    config = dir / "buildgrid.yml"
+    config.write_text(
+        f"server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n"
+        "authorization:\n  method: none\n"
+        f"storages:\n  - !disk-storage &cas\n    path: {dir / 'cas'}\n"
+        "caches:\n  - !lru-action-cache &ac\n    storage: *cas\n    max-cached-refs: 100000\n"
+        "    allow-updates: true\n    cache-failed-actions: false\n"
+        "instances:\n  - name: ''\n    services:\n      - !action-cache\n        cache: *ac\n"
+        "      - !cas\n        storage: *cas\n      - !bytestream\n        storage: *cas\n")
+    logf = open(dir / "bgd.log", "w")
+    proc = subprocess.Popen([bgd, "server", "start", config], stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"grpc://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                sys.exit(f"bench: BuildGrid did not start; see {dir / 'bgd.log'}")
+            time.sleep(0.1)
+
+
+def remote_counts(cache: Path) -> dict:
+    """The remote line of `replay cache stats`, as numbers (bytes exact
+    from stats.json)."""
+    stats = json.loads((cache / "stats.json").read_text()) if (cache / "stats.json").exists() else {}
+    return {k: stats.get(k, 0) for k in ("remote_hits", "remote_misses", "remote_uploads",
+                                          "remote_bytes_down", "remote_bytes_up")}
+
+
+def fig_remote(w: Workload, runs: int, out: Path) -> dict:
+    """Figure 11: the remote cache (REAPI v2, a local BuildGrid) on w's log
+    (`aotc --partitions auto`). Per run, with a fresh server: (a) machine A,
+    cold: empty local cache, `--remote-cache` read-write (the policy trusts
+    the server), uploads every result; (b) machine B: the same sources at
+    the same path, its own empty local cache, warm from the remote; (c)
+    machine A again, warm from its local cache alone (no remote). Each
+    program is verified and all three are byte-identical."""
+    load_before = os.getloadavg()
+    root = fresh(out / "root")
+    run([BIN / "aotc", "--log", root / "log.json", *w.inputs, "-o", root / "prog", "--partitions", "auto", *w.link])
+    pristine = out / "pristine"
+    shutil.rmtree(pristine, ignore_errors=True)
+    shutil.copytree(root, pristine)
+    commands = len(json.loads((pristine / "log.json").read_text())["commands"])
+    sides = ("a_cold_upload", "b_remote_warm", "c_local_warm")
+    raw: dict = {side: [] for side in sides}
+    for i in range(runs):
+        server_dir = fresh(out / "server")
+        proc, url = start_buildgrid(server_dir)
+        try:
+            policy = out / "trusting.toml"
+            policy.write_text(f'[policy]\nextends = ["{LINUX_POLICY}"]\nremote_cache_writers = ["{url}"]\n')
+            caches = {"a": out / "cache-a", "b": out / "cache-b"}
+            for cache in caches.values():
+                shutil.rmtree(cache, ignore_errors=True)
+            for side in sides:
+                log(f"remote {w.name}: {side}, run {i + 1}/{runs}")
+                shutil.rmtree(root)
+                shutil.copytree(pristine, root)
+                cache = caches["b" if side == "b_remote_warm" else "a"]
+                before = remote_counts(cache)
+                remote = [] if side == "c_local_warm" else ["--remote-cache", url]
+                report = out / f"{side}.{i}.report.json"
+                m = measured([BIN / "replay", "--cache", cache, *remote, "--policy", policy,
+                              "--report", report, root / "log.json"], out / f"{side}.{i}", sample=False)
+                w.verify(root)
+                doc = json.loads(report.read_text())
+                after = remote_counts(cache)
+                raw[side].append({
+                    "wall_s": m["time"]["wall_s"],
+                    "cpu_s": m["time"]["user_s"] + m["time"]["system_s"],
+                    "hits": doc["totals"].get("cache_hits", 0),
+                    "remote": {k: after[k] - before[k] for k in after},
+                    "notes": sorted({(c.get("cache") or {}).get("remote") or "" for c in doc["commands"]}),
+                    "prog_sha256": hashlib.sha256((root / "prog").read_bytes()).hexdigest(),
+                })
+        finally:
+            proc.kill()
+            proc.wait()
+    s = {side: {"wall_s": summary([r["wall_s"] for r in raw[side]]),
+                "cpu_s": summary([r["cpu_s"] for r in raw[side]])} for side in sides}
+    return {
+        "workload": w.name, "commands": commands, "raw": raw, "summary": s,
+        "ratios": {
+            "remote_over_cold": summary([b["wall_s"] / a["wall_s"] for a, b in
+                                         zip(raw["a_cold_upload"], raw["b_remote_warm"])]),
+            "remote_over_local": summary([b["wall_s"] / c["wall_s"] for b, c in
+                                          zip(raw["b_remote_warm"], raw["c_local_warm"])]),
+        },
+        "bytes_up": summary([r["remote"]["remote_bytes_up"] for r in raw["a_cold_upload"]]),
+        "bytes_down": summary([r["remote"]["remote_bytes_down"] for r in raw["b_remote_warm"]]),
+        "same_program": len({r["prog_sha256"] for side in sides for r in raw[side]}) == 1,
+        "loadavg_1m": [load_before[0], os.getloadavg()[0]], "cores": os.cpu_count(),
+        "bin": str(BIN),
+    }
+
+
+def render_remote(re_: dict) -> list:
+    """Figure 11's section."""
+    s, r = re_["summary"], re_["ratios"]
+    rows = [("a. machine A, cold, uploading (read-write)", "a_cold_upload"),
+            ("b. machine B, empty local cache, warm from the remote", "b_remote_warm"),
+            ("c. machine A again, warm local cache, no remote", "c_local_warm")]
+    lines = [
+        f"## 11. Remote cache ({re_['workload']}, `--partitions auto`, a local BuildGrid 0.4.4)",
+        "",
+        f"The log ({re_['commands']} commands) is run three times per run, each from aotc's bitcode alone at the "
+        "same path, against a fresh BuildGrid on loopback (disk CAS): (a) an empty local cache with "
+        "`--remote-cache` read-write, (b) another empty local cache with the remote (all remote hits "
+        "expected), (c) (a)'s warm local cache without the remote. Binaries: "
+        f"`{re_['bin']}`.",
+        "",
+        "| run | wall | CPU | remote hits | uploads | bytes moved |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, side in rows:
+        last = re_["raw"][side][-1]["remote"]
+        moved = last["remote_bytes_up"] + last["remote_bytes_down"]
+        lines.append(f"| {label} | {cell(s[side]['wall_s'], 's', 1, 2)} | {cell(s[side]['cpu_s'], 's', 1, 2)} | "
+                     f"{last['remote_hits']} | {last['remote_uploads']} | {moved / MIB:.1f} MiB |")
+    lines += [
+        "",
+        f"- b / a (per run): **{r['remote_over_cold']['median']:.3f}**; b / c: "
+        f"**{r['remote_over_local']['median']:.3f}** (what the network round trips and downloads cost over "
+        "local hits).",
+        f"- Uploaded in a: {cell(re_['bytes_up'], 'MiB', MIB)}; downloaded in b: {cell(re_['bytes_down'], 'MiB', MIB)}.",
+        f"- Programs of a, b and c byte-identical: {'yes' if re_['same_program'] else '**no**'}.",
+        f"- 1-minute load average before and after: {re_['loadavg_1m'][0]:.1f}, {re_['loadavg_1m'][1]:.1f} "
+        f"({re_['cores']} cores).",
+        "",
+    ]
+    return lines
+
+
 def timing_overlap(commands: list) -> dict:
     """From the report's per-command timing: how many commands ran while
     another did, the most running at once, the time two or more ran, and
@@ -1080,6 +1229,9 @@ def render(results: dict, args: argparse.Namespace) -> str:
     pa = results.get("parallel")
     if pa:
         lines += render_parallel(pa)
+    rm = results.get("remote")
+    if rm:
+        lines += render_remote(rm)
     commits = results.get("commits", {})
     if len(set(commits.values())) > 1:
         lines += ["## Commits", "", "Figures rerun with `--merge` were measured at different commits:", ""]
@@ -1380,14 +1532,14 @@ def main() -> None:
     previous = BENCH / "results.json"
     if args.merge and previous.exists():
         kept = json.loads(previous.read_text())
-        for figure in ("pipeline", "overhead", "check", "scale", "footprint", "cache", "parallel"):
+        for figure in ("pipeline", "overhead", "check", "scale", "footprint", "cache", "parallel", "remote"):
             if figure in kept and figure not in only:
                 results[figure] = kept[figure]
                 results["commits"][figure] = kept.get("commits", {}).get(figure, kept["machine"]["commit"])
     for figure in only:
         results["commits"][figure] = results["machine"]["commit"]
     out = WORK / "runs"
-    if {"pipeline", "overhead", "accuracy", "cache", "parallel"} & set(only):
+    if {"pipeline", "overhead", "accuracy", "cache", "parallel", "remote"} & set(only):
         sqlite = sqlite_workload()
     if "pipeline" in only:
         results["pipeline"] = fig_pipeline(sqlite, args.runs, fresh(out / "pipeline"))
@@ -1410,6 +1562,8 @@ def main() -> None:
         results["cache"] = fig_cache(sqlite, args.runs, fresh(out / "cache"))
     if "parallel" in only:
         results["parallel"] = fig_parallel(sqlite, args.runs, fresh(out / "parallel"))
+    if "remote" in only:
+        results["remote"] = fig_remote(sqlite, args.runs, fresh(out / "remote"))
     (BENCH / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     args.out.write_text(render(results, args))
     log(f"wrote {args.out} and {BENCH / 'results.json'}")

@@ -17,6 +17,7 @@ packages=(
   time                              # /usr/bin/time -v, used by the benches
   cmake ninja-build                 # real C projects imported by `replay import`
   libxml2-utils                     # xmllint: the tests validate JUnit reports with the XSD
+  openssl                           # certificates of the TLS remote-cache test
 )
 
 if [[ ${1:-} == --bench ]]; then
@@ -56,3 +57,22 @@ fi
 for tool in /usr/lib/llvm-14/bin/opt /usr/lib/llvm-14/bin/llc /usr/bin/clang-14 /usr/bin/ld; do
   [[ -x $tool ]] || { echo "install-deps: $tool is missing after installation" >&2; exit 1; }
 done
+
+# BuildGrid, the REAPI v2 server the remote-cache tests start (issue 21):
+# pinned, in its own virtual environment under ~/.cache/replay-test/
+# (the tests look for `bgd` there, or at $REPLAY_BGD). Needs python3-venv.
+buildgrid_version=0.4.4
+buildgrid_venv="${REPLAY_TEST_CACHE:-$HOME/.cache/replay-test}/buildgrid-$buildgrid_version"
+if ! "$buildgrid_venv/bin/bgd" --help >/dev/null 2>&1; then
+  echo "install-deps: installing BuildGrid $buildgrid_version into $buildgrid_venv"
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    sudo=()
+    [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  fi
+  rm -rf "$buildgrid_venv"
+  python3 -m venv "$buildgrid_venv"
+  "$buildgrid_venv/bin/pip" install -q "buildgrid==$buildgrid_version"
+  "$buildgrid_venv/bin/bgd" --help >/dev/null
+fi

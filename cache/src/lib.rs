@@ -69,6 +69,8 @@
 mod key;
 mod memo;
 pub mod reapi;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod store;
 mod warm;
 
@@ -79,9 +81,9 @@ pub use key::{
 pub use memo::DigestMemo;
 pub use reapi::Digest;
 pub use store::{
-    default_dir, listing_digest, Cost, Entry, GcReport, Hit, Lookup, LookupError, MaintError,
-    MissReason, OpenError, OutputEntry, ProducedFile, PutError, ReadFile, Record, Stats, Store,
-    VerifyReport,
+    default_dir, listing_digest, BlobSink, Cost, Entry, GcReport, Hit, Lookup, LookupError,
+    MaintError, MissReason, OpenError, OutputEntry, ProducedFile, PutError, ReadFile, Record,
+    RemoteCounts, Stats, Store, VerifyReport,
 };
 pub use warm::{Warmer, MAX_WARMED};
 

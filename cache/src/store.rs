@@ -310,6 +310,35 @@ pub struct Stats {
     pub bytes_saved: u64,
     /// Wall milliseconds of tool runs saved.
     pub ms_saved: u64,
+    /// What the remote cache (`--remote-cache`) did for this store.
+    pub remote: RemoteCounts,
+}
+
+/// What a remote cache did for a local store, counted across runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RemoteCounts {
+    /// Local misses the remote had (its outputs verified and restored).
+    pub remote_hits: u64,
+    /// Local misses the remote did not have (or had unusable).
+    pub remote_misses: u64,
+    /// Results uploaded (`UpdateActionResult` accepted).
+    pub remote_uploads: u64,
+    /// Blob bytes downloaded.
+    pub remote_bytes_down: u64,
+    /// Blob bytes uploaded.
+    pub remote_bytes_up: u64,
+}
+
+impl RemoteCounts {
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: &RemoteCounts) {
+        self.remote_hits += other.remote_hits;
+        self.remote_misses += other.remote_misses;
+        self.remote_uploads += other.remote_uploads;
+        self.remote_bytes_down += other.remote_bytes_down;
+        self.remote_bytes_up += other.remote_bytes_up;
+    }
 }
 
 /// What `gc` or an eviction did.
@@ -418,6 +447,21 @@ pub enum PutError {
     /// The key is not a SHA-256 digest.
     #[error("the key `{0}` is not a SHA-256 digest; make keys with ActionSpec::key")]
     BadKey(Digest),
+    /// An entry from elsewhere (a remote cache) is not one a lookup
+    /// would use.
+    #[error("the entry is refused: {reason}")]
+    BadEntry {
+        /// Why.
+        reason: String,
+    },
+    /// A blob from elsewhere is not what its digest names.
+    #[error("the blob {expected} is refused: its content hashes to {got}")]
+    Mismatch {
+        /// The digest it was fetched as.
+        expected: Digest,
+        /// What its bytes hash to.
+        got: Digest,
+    },
     /// Reading or writing failed.
     #[error("cannot {what} `{}`: {source}; check the cache directory's space and permissions", path.display())]
     Io {
@@ -508,12 +552,15 @@ const TEMP_PREFIX: &str = ".tmp-";
 
 /// The persisted counters.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Counters {
     hits: u64,
     misses: u64,
     evictions: u64,
     bytes_saved: u64,
     ms_saved: u64,
+    #[serde(flatten)]
+    remote: RemoteCounts,
     /// Bytes on disk as last counted, plus what was stored since: when it
     /// passes the cap, an eviction recounts exactly.
     bytes_estimate: u64,
@@ -877,6 +924,124 @@ impl Store {
         Ok(entry)
     }
 
+    /// A writer of one blob into the CAS that must turn out to be
+    /// `expected` (a download from a remote cache): nothing is kept
+    /// unless [`BlobSink::finish`] finds the digest and size it names.
+    pub fn blob_sink(&self, expected: &Digest) -> Result<BlobSink<'_>, PutError> {
+        if !expected.is_well_formed() {
+            return Err(PutError::BadKey(expected.clone()));
+        }
+        let cas = self.dir.join("cas");
+        let temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&cas)
+            .map_err(at("make a temporary file in", &cas, put_io))?;
+        Ok(BlobSink {
+            store: self,
+            expected: expected.clone(),
+            temp,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// The size cap in bytes.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Whether the CAS holds a blob named `digest` (not rehashed: a
+    /// restore rehashes it).
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        digest.is_well_formed() && self.blob_path(digest).is_file()
+    }
+
+    /// Reads a blob of the CAS whole, rehashed: `None` if it is missing
+    /// or does not match `digest` (what is uploaded is what it names).
+    pub fn blob_bytes(&self, digest: &Digest) -> Option<Vec<u8>> {
+        if !digest.is_well_formed() {
+            return None;
+        }
+        let bytes = read_own(&self.blob_path(digest), MAX_STREAM_BYTES.max(digest.size())).ok()?;
+        (Digest::of(&bytes) == *digest).then_some(bytes)
+    }
+
+    /// Opens a blob of the CAS to stream it (a large upload), if it is
+    /// there as the store writes blobs and has the digest's size; its
+    /// content is not rehashed here (the receiving server checks it).
+    pub fn open_blob(&self, digest: &Digest) -> Option<File> {
+        if !digest.is_well_formed() {
+            return None;
+        }
+        let file = open_own(&self.blob_path(digest)).ok()?;
+        let size = file.metadata().ok()?.len();
+        (size == digest.size()).then_some(file)
+    }
+
+    /// Stores an entry whose blobs the CAS already holds (one fetched from
+    /// a remote cache), after the checks a lookup makes of any entry; a
+    /// lookup then verifies its read set and blobs and restores it.
+    pub fn put_entry(&self, entry: &Entry, expected: &[String]) -> Result<(), PutError> {
+        let json = serde_json::to_vec(entry).map_err(|e| PutError::BadPath {
+            path: e.to_string(),
+            reason: "cannot be written as JSON (is it UTF-8?)",
+        })?;
+        if let Err(reason) = parse_entry(&json, &entry.action, Some(expected)) {
+            return Err(PutError::BadEntry {
+                reason: reason.to_string(),
+            });
+        }
+        if let Some(read) = entry.read_set.iter().find(|r| !r.path.is_absolute()) {
+            return Err(PutError::BadPath {
+                path: read.path.display().to_string(),
+                reason: "is read but not absolute",
+            });
+        }
+        let held = self
+            .lock(false)
+            .map_err(at("lock", &self.dir.join("lock"), put_io))?;
+        let ac = self.dir.join("ac");
+        let mut temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&ac)
+            .map_err(at("make a temporary file in", &ac, put_io))?;
+        temp.write_all(&json)
+            .map_err(at("write", temp.path(), put_io))?;
+        let target = self.entry_path(&entry.action);
+        temp.persist(&target)
+            .map_err(|e| put_io("rename an entry to", target.clone(), e.error))?;
+        drop(held);
+        let added = json.len() as u64 + entry.outputs.iter().map(|o| o.size).sum::<u64>();
+        let _ = self.count(|c| c.bytes_estimate = c.bytes_estimate.saturating_add(added));
+        Ok(())
+    }
+
+    /// The first file of `read_set` that is not as it was (another
+    /// digest, now absent or present, unreadable), if any.
+    pub fn read_set_changed(&self, read_set: &[ReadFile]) -> Option<PathBuf> {
+        for read in read_set {
+            let now = if read.listing {
+                listing_digest(&read.path)
+            } else {
+                self.memo.digest(&read.path)
+            };
+            let now = match now {
+                Ok(digest) => Some(digest),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(_) => return Some(read.path.clone()),
+            };
+            if now != read.digest {
+                return Some(read.path.clone());
+            }
+        }
+        None
+    }
+
+    /// Adds what a remote cache did to the persisted counters.
+    pub fn count_remote(&self, counts: &RemoteCounts) {
+        let _ = self.count(|c| c.remote.add(counts));
+    }
+
     /// The measured cost of the run stored under `key`, if an entry of
     /// this format is there: a prediction only (nothing is verified or
     /// restored, and no counter moves).
@@ -967,26 +1132,8 @@ impl Store {
                 return Ok(Lookup::Miss(reason));
             }
         };
-        for read in &entry.read_set {
-            let now = if read.listing {
-                listing_digest(&read.path)
-            } else {
-                self.memo.digest(&read.path)
-            };
-            let now = match now {
-                Ok(digest) => Some(digest),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(_) => {
-                    return Ok(Lookup::Miss(MissReason::ReadChanged {
-                        path: read.path.clone(),
-                    }))
-                }
-            };
-            if now != read.digest {
-                return Ok(Lookup::Miss(MissReason::ReadChanged {
-                    path: read.path.clone(),
-                }));
-            }
+        if let Some(path) = self.read_set_changed(&entry.read_set) {
+            return Ok(Lookup::Miss(MissReason::ReadChanged { path }));
         }
         let stdout = match self.read_blob(&entry.stdout)? {
             Ok(bytes) => bytes,
@@ -1228,6 +1375,64 @@ fn parse_entry(
     Ok(entry)
 }
 
+/// One blob being written into the CAS; see [`Store::blob_sink`].
+pub struct BlobSink<'a> {
+    store: &'a Store,
+    expected: Digest,
+    temp: NamedTempFile,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl BlobSink<'_> {
+    /// Appends `bytes`; refused once more than the expected size arrived.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), PutError> {
+        self.size += bytes.len() as u64;
+        if self.size > self.expected.size() {
+            return Err(PutError::Mismatch {
+                expected: self.expected.clone(),
+                got: Digest {
+                    hash: "(longer than its size)".into(),
+                    size_bytes: i64::try_from(self.size).unwrap_or(i64::MAX),
+                },
+            });
+        }
+        self.hasher.update(bytes);
+        let path = self.temp.path().to_owned();
+        self.temp
+            .write_all(bytes)
+            .map_err(|e| put_io("write", path, e))
+    }
+
+    /// Keeps the blob if it is what was expected (else drops it); returns
+    /// whether it was new to the CAS.
+    pub fn finish(self) -> Result<bool, PutError> {
+        let got = Digest {
+            hash: hex(&self.hasher.finalize()),
+            size_bytes: i64::try_from(self.size).unwrap_or(i64::MAX),
+        };
+        if got != self.expected {
+            return Err(PutError::Mismatch {
+                expected: self.expected,
+                got,
+            });
+        }
+        let cas = self.store.dir.join("cas");
+        let target = self.store.blob_path(&got);
+        let parent = cas.join(&got.hash[..2]);
+        make_dir(&parent).map_err(at("make", &parent, put_io))?;
+        let new = !target.exists();
+        self.temp
+            .as_file()
+            .set_permissions(Permissions::from_mode(0o400))
+            .map_err(at("set the mode of", &target, put_io))?;
+        self.temp
+            .persist(&target)
+            .map_err(|e| put_io("rename a blob to", target.clone(), e.error))?;
+        Ok(new)
+    }
+}
+
 /// What a scan of the store found.
 struct Scan {
     /// Entries by key hex: the entry, its file size, its last use (None:
@@ -1430,6 +1635,7 @@ impl Store {
         stats.evictions = counters.evictions;
         stats.bytes_saved = counters.bytes_saved;
         stats.ms_saved = counters.ms_saved;
+        stats.remote = counters.remote;
         Ok(stats)
     }
 

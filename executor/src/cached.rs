@@ -48,6 +48,8 @@ pub struct CacheOptions {
     pub dir: PathBuf,
     /// Its size cap in bytes (least recently used entries go first).
     pub max_size: u64,
+    /// A remote cache in front of it (`--remote-cache`), if any.
+    pub remote: Option<crate::remote::RemoteOptions>,
 }
 
 /// What the report says of one command and the cache.
@@ -69,6 +71,10 @@ pub struct CacheRecord {
     /// The tool's wall time the hit saved, in milliseconds.
     #[serde(skip_serializing_if = "is_zero")]
     pub saved_ms: u64,
+    /// What the remote cache did: `hit`, `miss`, `refused: WHY`,
+    /// `uploaded`, `failed: WHY`, `upload failed: WHY`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -92,16 +98,64 @@ pub struct RunCache {
     store: Store,
     /// Hashes what tools read while they run; started at the first miss.
     warmer: std::sync::OnceLock<Option<Arc<replay_cache::Warmer>>>,
+    #[cfg(feature = "remote-cache")]
+    remote: Option<crate::remote::RunRemote>,
+}
+
+/// What a lookup found, locally or remotely.
+pub struct Looked {
+    /// The local store's answer (after a remote hit filled it).
+    pub lookup: Result<Lookup, LookupError>,
+    /// What the remote did, for the report.
+    pub remote: Option<String>,
+}
+
+/// Why the cache cannot be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunCacheError {
+    /// The local store.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The remote cache's client could not be set up (a bad URL, header
+    /// or CA file).
+    #[cfg(feature = "remote-cache")]
+    #[error(transparent)]
+    Remote(#[from] replay_cache::remote::RemoteError),
 }
 
 impl RunCache {
     /// Opens (or makes, 0700) the cache at `options.dir`; refused if
-    /// another user can write to it.
-    pub fn open(options: &CacheOptions) -> Result<RunCache, OpenError> {
+    /// another user can write to it. Sets up the remote client if one is
+    /// configured (no call is made yet).
+    pub fn open(options: &CacheOptions) -> Result<RunCache, RunCacheError> {
         Ok(RunCache {
             store: Store::open(&options.dir, options.max_size)?,
             warmer: std::sync::OnceLock::new(),
+            #[cfg(feature = "remote-cache")]
+            remote: options
+                .remote
+                .as_ref()
+                .map(crate::remote::RunRemote::new)
+                .transpose()?,
         })
+    }
+
+    /// The remote cache's failure, the first time it fails: the run
+    /// warns once and goes on without it.
+    pub fn take_remote_warning(&self) -> Option<String> {
+        #[cfg(feature = "remote-cache")]
+        if let Some(remote) = &self.remote {
+            return remote.take_warning();
+        }
+        None
+    }
+
+    /// Adds what the remote did in this run to the store's counters.
+    pub fn save_remote_counts(&self) {
+        #[cfg(feature = "remote-cache")]
+        if let Some(remote) = &self.remote {
+            remote.save_counts(&self.store);
+        }
     }
 
     /// What the tracer tells of each file a missed command's tool reads:
@@ -195,10 +249,41 @@ impl RunCache {
 
     /// Looks `key` up, restoring a hit's outputs into `staging`'s mirror of
     /// them (committed from there exactly as a run's are).
-    pub fn lookup(&self, key: &ActionKey, staging: &Staging) -> Result<Lookup, LookupError> {
+    /// A local miss asks the remote cache, if any; a usable remote result
+    /// becomes a local entry and is restored by the same local lookup.
+    pub fn lookup(&self, key: &ActionKey, staging: &Staging) -> Looked {
         let expected: Vec<String> = staging.staged_files().map(|(p, _)| p.to_owned()).collect();
-        self.store
-            .lookup(&key.action, &staging.out_dir(), &expected)
+        let lookup = self
+            .store
+            .lookup(&key.action, &staging.out_dir(), &expected);
+        #[cfg(feature = "remote-cache")]
+        if let (Ok(Lookup::Miss(_)), Some(remote)) = (&lookup, &self.remote) {
+            let said = remote.fetch(&self.store, &key.action, &expected);
+            if said.as_deref() == Some("hit") {
+                let lookup = self
+                    .store
+                    .lookup(&key.action, &staging.out_dir(), &expected);
+                // The entry was checked before it was kept; a file it
+                // names could still change before this lookup.
+                let said = match &lookup {
+                    Ok(Lookup::Hit(_)) => said,
+                    Ok(Lookup::Miss(reason)) => Some(format!("refused: {reason}")),
+                    Err(e) => Some(format!("refused: {}", crate::report::one_line(e))),
+                };
+                return Looked {
+                    lookup,
+                    remote: said,
+                };
+            }
+            return Looked {
+                lookup,
+                remote: said,
+            };
+        }
+        Looked {
+            lookup,
+            remote: None,
+        }
     }
 
     /// What the finished run of `resolved` read besides what it declared.
@@ -226,14 +311,16 @@ impl RunCache {
     }
 
     /// Stores the successful run `outcome`, whose outputs are still in
-    /// `staging`, under `key`, with `read_set`.
+    /// `staging`, under `key`, with `read_set`, and uploads it to the
+    /// remote cache in read-write mode; what the remote did, for the
+    /// report.
     pub fn store(
         &self,
         key: &ActionKey,
         outcome: &ToolOutcome,
         staging: &Staging,
         read_set: Vec<ReadFile>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         let (Some(stdout), Some(stderr)) = (&outcome.stdout, &outcome.stderr) else {
             return Err("it printed more than the cache keeps".into());
         };
@@ -262,10 +349,16 @@ impl RunCache {
             },
             read_set,
         };
-        self.store
+        let entry = self
+            .store
             .put(&key.action, &record)
-            .map(drop)
-            .map_err(|e| crate::report::one_line(&e))
+            .map_err(|e| crate::report::one_line(&e))?;
+        #[cfg(feature = "remote-cache")]
+        if let Some(remote) = &self.remote {
+            return Ok(remote.upload(&self.store, key, &entry));
+        }
+        drop(entry);
+        Ok(None)
     }
 }
 

@@ -352,6 +352,107 @@ pub(crate) struct Running {
     /// Print only failures: refusals, failed commands, errors.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,
+
+    #[command(flatten)]
+    pub(crate) remote: Box<RemoteArgs>,
+}
+
+/// The remote action cache (REAPI v2): asked on a local miss, given what
+/// ran here when the policy trusts it.
+#[derive(Debug, Args)]
+pub(crate) struct RemoteArgs {
+    /// A REAPI v2 remote action cache: grpc://HOST:PORT or grpcs://HOST:PORT
+    /// (BuildGrid, Buildbarn, NativeLink, bazel-remote...).
+    #[arg(long, value_name = "URL", value_parser = parse_remote_url, conflicts_with = "no_cache")]
+    pub(crate) remote_cache: Option<String>,
+
+    /// The remote's instance name [default: none].
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "",
+        hide_default_value = true,
+        requires = "remote_cache"
+    )]
+    pub(crate) remote_instance: String,
+
+    /// gRPC metadata sent with every remote call, e.g.
+    /// `authorization=Bearer TOKEN`; repeat for more.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_header, requires = "remote_cache")]
+    pub(crate) remote_header: Vec<(String, String)>,
+
+    /// PEM file of the roots a grpcs:// remote's certificate must chain
+    /// to [default: the system's roots].
+    #[arg(long, value_name = "FILE", requires = "remote_cache")]
+    pub(crate) remote_ca: Option<PathBuf>,
+
+    /// `read` looks up only; `read-write` also uploads what ran here,
+    /// which the policy must allow (`remote_cache_writers`) [default:
+    /// read-write if the policy names the remote a writer, else read].
+    #[arg(long, value_enum, value_name = "MODE", requires = "remote_cache")]
+    pub(crate) remote_cache_mode: Option<RemoteModeArg>,
+
+    /// The longest a remote lookup or upload may take (seconds); a remote
+    /// that fails or overruns is not asked again in the run.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = seconds_arg, requires = "remote_cache")]
+    pub(crate) remote_timeout: Duration,
+}
+
+/// `--remote-cache-mode`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum RemoteModeArg {
+    /// Look up only; upload nothing.
+    Read,
+    /// Look up, and upload results made here.
+    ReadWrite,
+}
+
+/// A remote URL: grpc:// or grpcs://, with a host.
+fn parse_remote_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("grpc://")
+        .or_else(|| text.strip_prefix("grpcs://"))
+        .ok_or_else(|| format!("`{text}` is not grpc://HOST:PORT or grpcs://HOST:PORT"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("`{text}` names no host"));
+    }
+    Ok(text.to_owned())
+}
+
+/// `KEY=VALUE` for gRPC metadata: a lowercase name.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE (e.g. `authorization=Bearer TOKEN`)"))?;
+    let key = key.trim().to_ascii_lowercase();
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!("`{key}` is not a gRPC metadata name"));
+    }
+    if !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(format!("the value of `{key}` must be printable ASCII"));
+    }
+    Ok((key, value.to_owned()))
+}
+
+impl RemoteArgs {
+    fn options(&self) -> Option<replay::remote::RemoteOptions> {
+        let url = self.remote_cache.clone()?;
+        Some(replay::remote::RemoteOptions {
+            url,
+            instance: self.remote_instance.clone(),
+            headers: self.remote_header.clone(),
+            ca: self.remote_ca.clone(),
+            timeout: self.remote_timeout,
+            mode: self.remote_cache_mode.map(|m| match m {
+                RemoteModeArg::Read => replay::remote::RemoteMode::Read,
+                RemoteModeArg::ReadWrite => replay::remote::RemoteMode::ReadWrite,
+            }),
+        })
+    }
 }
 
 /// A size as policies write one: `1024`, `64K`, `512MiB`, `2G`, `8 GiB`
@@ -491,9 +592,16 @@ impl Running {
                 _ => replay::report::Verbosity::Normal,
             },
             cache: if self.no_cache || (no_cache_env() && self.cache.dir.is_none()) {
+                if self.remote.remote_cache.is_some() {
+                    return Err(SessionError::Usage(
+                        "`--remote-cache` needs the local action cache, which REPLAY_NO_CACHE=1 turns off; pass `--cache DIR` too".into(),
+                    ));
+                }
                 None
             } else {
-                Some(self.cache.options()?)
+                let mut options = self.cache.options()?;
+                options.remote = self.remote.options();
+                Some(options)
             },
         })
     }
@@ -517,6 +625,7 @@ impl CacheDir {
         Ok(CacheOptions {
             dir,
             max_size: self.cache_max_size,
+            remote: None,
         })
     }
 }

@@ -163,6 +163,10 @@ pub struct Totals {
     pub cache_misses: u64,
     /// The tools' wall time the hits saved, in milliseconds.
     pub cache_saved_ms: u64,
+    /// Of the hits, those the remote cache had (`--remote-cache`).
+    pub remote_hits: u64,
+    /// Results uploaded to the remote cache.
+    pub remote_uploads: u64,
     /// Tools run at once at most (`-j`).
     pub jobs: usize,
     /// The memory budget of a parallel run, in bytes.
@@ -196,6 +200,11 @@ impl Totals {
                 self.cache_saved_ms += cache.saved_ms;
             } else if cache.miss.is_some() {
                 self.cache_misses += 1;
+            }
+            match cache.remote.as_deref() {
+                Some("hit") if cache.hit => self.remote_hits += 1,
+                Some("uploaded") => self.remote_uploads += 1,
+                _ => {}
             }
         }
     }

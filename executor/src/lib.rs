@@ -22,6 +22,7 @@ pub mod job;
 pub mod journal;
 pub mod lock;
 pub mod ownfile;
+pub mod remote;
 pub mod report;
 #[cfg(target_os = "linux")]
 pub mod run;

@@ -689,7 +689,8 @@ pub fn cache(
             let stats = store.stats().map_err(SessionError::CacheMaint)?;
             format!(
                 "cache `{dir}`: {} entries, {} (cap {})\n\
-                 {} hits, {} misses, {} evictions; hits saved {} of outputs and {} of tool time\n",
+                 {} hits, {} misses, {} evictions; hits saved {} of outputs and {} of tool time\n\
+                 remote: {} hits, {} misses, {} uploads; {} downloaded, {} uploaded\n",
                 stats.entries,
                 crate::report::bytes(stats.bytes),
                 crate::report::bytes(options.max_size),
@@ -698,6 +699,11 @@ pub fn cache(
                 stats.evictions,
                 crate::report::bytes(stats.bytes_saved),
                 crate::report::seconds(stats.ms_saved),
+                stats.remote.remote_hits,
+                stats.remote.remote_misses,
+                stats.remote.remote_uploads,
+                crate::report::bytes(stats.remote.remote_bytes_down),
+                crate::report::bytes(stats.remote.remote_bytes_up),
             )
         }
         CacheAction::Gc => {
@@ -848,6 +854,17 @@ fn execute_options(
     }
     // Orphaned grandchildren of a tool come back to replay to be reaped.
     let _ = crate::run::become_subreaper();
+    // The remote cache as the policy allows it (a log names none).
+    let mut cache = settings.cache.clone();
+    if let Some(options) = cache.as_mut() {
+        if let Some(remote) = &options.remote {
+            options.remote = Some(
+                remote
+                    .judge(policy)
+                    .map_err(|e| SessionError::Usage(e.to_string()))?,
+            );
+        }
+    }
     let launcher = match &settings.launcher {
         Some(launcher) => launcher.clone(),
         None => crate::run::current_launcher().map_err(SessionError::Launcher)?,
@@ -866,7 +883,7 @@ fn execute_options(
         landlock: want("landlock"),
         network: want("network"),
         root_lock: Some(root_lock),
-        cache: settings.cache.clone(),
+        cache,
         jobs: settings.jobs,
         memory_budget: settings.memory_budget,
         predict: settings.predict.clone(),

@@ -238,6 +238,8 @@ struct Layer {
     system_inputs: Option<Vec<String>>,
     required_layers: Vec<String>,
     refuse_undeclared_reads: bool,
+    remote_cache_forbidden: bool,
+    remote_cache_writers: Option<Vec<String>>,
     env_set: BTreeMap<String, String>,
     env_allow: BTreeMap<String, ValueRule>,
     limits: LimitsLayer,
@@ -778,6 +780,8 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
             layer.system_inputs = Some(dirs(source, "policy.system_inputs", list)?);
         }
         layer.refuse_undeclared_reads = header.refuse_undeclared_reads.unwrap_or(false);
+        layer.remote_cache_forbidden = header.remote_cache == Some(false);
+        layer.remote_cache_writers = header.remote_cache_writers.clone();
         for name in &header.require_sandbox {
             if !crate::model::SANDBOX_LAYERS.contains(&name.get_ref().as_str()) {
                 return Err(source.invalid(
@@ -870,6 +874,8 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         merged.system_inputs = layer.system_inputs.or(merged.system_inputs);
         // Requirements only add up: a derived policy cannot drop one.
         merged.refuse_undeclared_reads |= layer.refuse_undeclared_reads;
+        merged.remote_cache_forbidden |= layer.remote_cache_forbidden;
+        merged.remote_cache_writers = layer.remote_cache_writers.or(merged.remote_cache_writers);
         for layer_name in layer.required_layers {
             if !merged.required_layers.contains(&layer_name) {
                 merged.required_layers.push(layer_name);
@@ -1038,6 +1044,8 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         plugins: merged.plugins,
         required_layers: merged.required_layers,
         refuse_undeclared_reads: merged.refuse_undeclared_reads,
+        remote_cache_forbidden: merged.remote_cache_forbidden,
+        remote_cache_writers: merged.remote_cache_writers.unwrap_or_default(),
         files: Vec::new(),
     })
 }

@@ -36,6 +36,12 @@ pub struct Policy {
     /// `[policy] refuse_undeclared_reads`: a tool seen reading a file of
     /// the root that its command does not declare fails.
     pub(crate) refuse_undeclared_reads: bool,
+    /// `[policy] remote_cache = false`: no remote action cache for this
+    /// platform (a derived policy cannot allow it again).
+    pub(crate) remote_cache_forbidden: bool,
+    /// `[policy] remote_cache_writers`: the remote caches (URLs) trusted
+    /// with results made here; any other is only read.
+    pub(crate) remote_cache_writers: Vec<String>,
     /// Every file the policy was read from (canonical): its own, then each
     /// one it extends.
     pub(crate) files: Vec<PathBuf>,
@@ -261,6 +267,18 @@ impl Policy {
     /// outputs discarded, rather than being reported only.
     pub fn refuses_undeclared_reads(&self) -> bool {
         self.refuse_undeclared_reads
+    }
+
+    /// Whether the policy forbids a remote action cache (`[policy]
+    /// remote_cache = false`).
+    pub fn forbids_remote_cache(&self) -> bool {
+        self.remote_cache_forbidden
+    }
+
+    /// Whether the policy trusts the remote cache at `url` with results
+    /// made here (`[policy] remote_cache_writers`).
+    pub fn trusts_remote_writer(&self, url: &str) -> bool {
+        self.remote_cache_writers.iter().any(|w| w == url)
     }
 
     /// The platform whose logs this policy judges.

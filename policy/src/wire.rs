@@ -44,6 +44,10 @@ pub(crate) struct HeaderWire {
     pub require_sandbox: Vec<Spanned<String>>,
     #[serde(default)]
     pub refuse_undeclared_reads: Option<bool>,
+    #[serde(default)]
+    pub remote_cache: Option<bool>,
+    #[serde(default)]
+    pub remote_cache_writers: Option<Vec<String>>,
 }
 
 /// `[env]`.

@@ -1,2 +1,5 @@
 //! End-to-end tests of `replay` and `aotc` together; the tests live in
-//! `tests/e2e/`. This library is empty: it only gives the package a target.
+//! `tests/e2e/`. The library holds what they share that is more than a
+//! helper: a real BuildGrid server for the remote-cache tests.
+
+pub mod buildgrid;

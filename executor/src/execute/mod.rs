@@ -114,7 +114,7 @@ pub enum ExecuteError {
     },
     /// The action cache could not be opened.
     #[error("cannot use the action cache")]
-    Cache(#[source] replay_cache::OpenError),
+    Cache(#[source] crate::cached::RunCacheError),
     /// The staging directory of the run could not be made.
     #[error("cannot prepare the outputs' staging")]
     Stage(#[source] StagingError),
@@ -237,6 +237,7 @@ pub fn execute(
     }
     if let Some(cache) = &runner.cache {
         cache.save_memo();
+        cache.save_remote_counts();
     }
     if let Some(error) = runner.error.take() {
         return Err(error);
@@ -635,12 +636,16 @@ impl Runner<'_, '_> {
                     .read_set
                     .and_then(|read_set| cache.store(key, &outcome, staging, read_set));
                 match stored {
-                    Ok(()) => record.stored = true,
+                    Ok(remote) => {
+                        record.stored = true;
+                        record.remote = remote.or(record.remote.take());
+                    }
                     Err(why) => record.not_stored = Some(why),
                 }
             };
             let committed = self.commit(command, staging, inputs_before, false, store);
             self.cache = cache;
+            self.warn_remote();
             match committed {
                 Ok(committed) => {
                     discarded = committed.discarded;
@@ -692,7 +697,9 @@ impl Runner<'_, '_> {
             key: Some(key.action.hash.clone()),
             ..CacheRecord::default()
         };
-        match cache.lookup(&key, staging) {
+        let looked = cache.lookup(&key, staging);
+        record.remote = looked.remote;
+        match looked.lookup {
             Ok(replay_cache::Lookup::Hit(hit)) => {
                 record.hit = true;
                 record.saved_ms = hit.entry.cost.wall_ms;
@@ -720,6 +727,7 @@ impl Runner<'_, '_> {
                 record.miss = Some("the cache could not be read".into());
             }
         }
+        self.warn_remote();
         (Some(key), Some(record))
     }
 
@@ -768,6 +776,14 @@ impl Runner<'_, '_> {
     }
 
     /// Tells the reporters something that does not stop the run.
+    /// Warns of the remote cache's failure, once (the first time).
+    fn warn_remote(&mut self) {
+        let warning = self.cache.as_ref().and_then(RunCache::take_remote_warning);
+        if let Some(warning) = warning {
+            self.warn(&warning);
+        }
+    }
+
     fn warn(&mut self, message: &str) {
         if let Err(error) = self.reporter.event(&Event::Warning(message)) {
             self.error.get_or_insert(ExecuteError::Report(error));

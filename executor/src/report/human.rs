@@ -320,6 +320,13 @@ impl<W: Write> Reporter for HumanReporter<W> {
                         totals.cache_misses,
                         seconds(totals.cache_saved_ms)
                     )?;
+                    if totals.remote_hits + totals.remote_uploads > 0 {
+                        writeln!(
+                            self.out,
+                            "remote cache: {} of the hits, {} results uploaded",
+                            totals.remote_hits, totals.remote_uploads
+                        )?;
+                    }
                 }
                 self.out.flush()
             }

@@ -360,3 +360,46 @@ fn the_plugin_example_syntax_loads_into_a_platform_policy() {
         .map(|a| a.len());
     assert_eq!(opt, Some(1));
 }
+
+#[test]
+fn remote_cache_trust_and_prohibition_load_and_an_extension_cannot_lift_a_prohibition() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let base = write(
+        tmp.path(),
+        "base.toml",
+        &MINIMAL.replace(
+            "os = \"linux\"\n",
+            "os = \"linux\"\nremote_cache_writers = [\"grpcs://cache.example:443\"]\n",
+        ),
+    );
+    let policy = Policy::load(&base).expect("loads");
+    assert!(!policy.forbids_remote_cache());
+    assert!(policy.trusts_remote_writer("grpcs://cache.example:443"));
+    assert!(!policy.trusts_remote_writer("grpc://cache.example:443"));
+
+    let forbidding = write(
+        tmp.path(),
+        "forbid.toml",
+        "[policy]\nextends = [\"base.toml\"]\nremote_cache = false\n",
+    );
+    assert!(Policy::load(&forbidding)
+        .expect("loads")
+        .forbids_remote_cache());
+    let lifting = write(
+        tmp.path(),
+        "lift.toml",
+        "[policy]\nextends = [\"forbid.toml\"]\nremote_cache = true\n",
+    );
+    assert!(Policy::load(&lifting)
+        .expect("loads")
+        .forbids_remote_cache());
+    // A later layer's writers replace the earlier's.
+    let other = write(
+        tmp.path(),
+        "other.toml",
+        "[policy]\nextends = [\"base.toml\"]\nremote_cache_writers = []\n",
+    );
+    assert!(!Policy::load(&other)
+        .expect("loads")
+        .trusts_remote_writer("grpcs://cache.example:443"));
+}

@@ -22,7 +22,7 @@ fn cached(root: &Path, cache: &Path, args: &[&str]) -> Output {
 }
 
 /// Each command's report status, by id order.
-fn statuses(report: &serde_json::Value) -> Vec<String> {
+pub(crate) fn statuses(report: &serde_json::Value) -> Vec<String> {
     report["commands"]
         .as_array()
         .expect("commands")
@@ -33,7 +33,7 @@ fn statuses(report: &serde_json::Value) -> Vec<String> {
 
 /// Writes a three-file C program under `root` and `aotc`'s log for it,
 /// with `answer` as what `second()` returns.
-fn c_program(root: &Path, answer: u32) {
+pub(crate) fn c_program(root: &Path, answer: u32) {
     let files = [
         (
             "main.c",
@@ -68,7 +68,7 @@ fn c_program(root: &Path, answer: u32) {
 }
 
 /// The outputs a run of the aotc log leaves (what a fresh rerun removes).
-fn built(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn built(root: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(root)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

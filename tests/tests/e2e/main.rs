@@ -19,6 +19,7 @@ mod plugins;
 mod programs;
 mod reliability;
 mod reports;
+mod remote;
 mod resume;
 mod sandboxing;
 mod session;

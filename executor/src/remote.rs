@@ -1,0 +1,185 @@
+//! The remote action cache as a run uses it (`--remote-cache`): what the
+//! command line asks for, what the policy allows (it may forbid a remote
+//! for its platform, and only a remote it names in
+//! `remote_cache_writers` is written to), and the handle a run keeps.
+//! A log can name no remote: only the command line and the policy do.
+//!
+//! A remote that fails (down, slow, garbage) is warned about once and
+//! not asked again in the run; its failure never fails a command.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Whether a run may write the remote cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteMode {
+    /// Look up only.
+    Read,
+    /// Look up, and upload what ran here.
+    ReadWrite,
+}
+
+/// The remote cache the command line names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOptions {
+    /// `grpc://HOST:PORT` or `grpcs://HOST:PORT`.
+    pub url: String,
+    /// The REAPI instance name.
+    pub instance: String,
+    /// gRPC metadata for every call (`authorization=Bearer ...`).
+    pub headers: Vec<(String, String)>,
+    /// PEM roots for `grpcs://` instead of the system's.
+    pub ca: Option<PathBuf>,
+    /// The bound on each remote operation.
+    pub timeout: Duration,
+    /// The mode asked for; `None`: read-write if the policy trusts the
+    /// remote, else read. After [`RemoteOptions::judge`], always set.
+    pub mode: Option<RemoteMode>,
+}
+
+/// Why the policy does not let a run use the remote as asked.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RemoteRefused {
+    /// `[policy] remote_cache = false`.
+    #[error("the policy `{policy}` forbids a remote action cache (`remote_cache = false`); drop `--remote-cache`")]
+    Forbidden {
+        /// The policy file.
+        policy: String,
+    },
+    /// Read-write asked for a remote the policy does not trust.
+    #[error("`--remote-cache-mode read-write` needs the policy `{policy}` to trust `{url}` with results made here: add it to `[policy] remote_cache_writers`, or use `--remote-cache-mode read`")]
+    Untrusted {
+        /// The policy file.
+        policy: String,
+        /// The remote.
+        url: String,
+    },
+    /// This `replay` was built without the client.
+    #[error("this replay was built without the `remote-cache` feature; rebuild it with `--features remote-cache`, or drop `--remote-cache`")]
+    NotBuilt,
+}
+
+impl RemoteOptions {
+    /// The options as `policy` allows them: the mode settled (read-write
+    /// only for a remote the policy names as a writer).
+    pub fn judge(&self, policy: &policy::Policy) -> Result<RemoteOptions, RemoteRefused> {
+        if !cfg!(feature = "remote-cache") {
+            return Err(RemoteRefused::NotBuilt);
+        }
+        let name = policy.path().display().to_string();
+        if policy.forbids_remote_cache() {
+            return Err(RemoteRefused::Forbidden { policy: name });
+        }
+        let trusted = policy.trusts_remote_writer(&self.url);
+        let mode = match self.mode {
+            Some(RemoteMode::ReadWrite) if !trusted => {
+                return Err(RemoteRefused::Untrusted {
+                    policy: name,
+                    url: self.url.clone(),
+                })
+            }
+            Some(mode) => mode,
+            None if trusted => RemoteMode::ReadWrite,
+            None => RemoteMode::Read,
+        };
+        Ok(RemoteOptions {
+            mode: Some(mode),
+            ..self.clone()
+        })
+    }
+}
+
+#[cfg(feature = "remote-cache")]
+pub use client::RunRemote;
+
+#[cfg(feature = "remote-cache")]
+mod client {
+    use std::sync::Mutex;
+
+    use replay_cache::remote::{Fetched, Mode, Remote, RemoteConfig, RemoteError};
+    use replay_cache::{ActionKey, Digest, Entry, Store};
+
+    use super::{RemoteMode, RemoteOptions};
+
+    /// A run's connection to the remote cache, and the one warning it
+    /// gives when the remote fails.
+    #[derive(Debug)]
+    pub struct RunRemote {
+        remote: Remote,
+        warning: Mutex<Option<String>>,
+    }
+
+    impl RunRemote {
+        /// Sets up the client (no call is made yet).
+        pub fn new(options: &RemoteOptions) -> Result<RunRemote, RemoteError> {
+            let remote = Remote::new(RemoteConfig {
+                url: options.url.clone(),
+                instance: options.instance.clone(),
+                headers: options.headers.clone(),
+                ca: options.ca.clone(),
+                timeout: options.timeout,
+                mode: match options.mode {
+                    Some(RemoteMode::ReadWrite) => Mode::ReadWrite,
+                    _ => Mode::Read,
+                },
+            })?;
+            Ok(RunRemote {
+                remote,
+                warning: Mutex::new(None),
+            })
+        }
+
+        /// The remote's failure, once: the first time it fails.
+        pub fn take_warning(&self) -> Option<String> {
+            self.warning.lock().ok().and_then(|mut w| w.take())
+        }
+
+        fn failed(&self, error: &RemoteError) {
+            if self.remote.take_down() {
+                if let Ok(mut warning) = self.warning.lock() {
+                    *warning = Some(format!(
+                        "the remote cache `{}` failed ({error}); this run goes on without it (check the server, `--remote-timeout`, or drop `--remote-cache`)",
+                        self.remote.config().url
+                    ));
+                }
+            }
+        }
+
+        /// Asks the remote for `key`; on a usable hit, `store` has the
+        /// entry (look it up again). Returns what the report says.
+        pub fn fetch(&self, store: &Store, key: &Digest, expected: &[String]) -> Option<String> {
+            if self.remote.is_down() {
+                return None;
+            }
+            match self.remote.fetch(store, key, expected) {
+                Ok(Fetched::Stored { .. }) => Some("hit".into()),
+                Ok(Fetched::NotFound) => Some("miss".into()),
+                Ok(Fetched::Refused(why)) => Some(format!("refused: {why}")),
+                Err(error) => {
+                    self.failed(&error);
+                    Some(format!("failed: {error}"))
+                }
+            }
+        }
+
+        /// Uploads the stored `entry` (read-write mode only); what the
+        /// report says.
+        pub fn upload(&self, store: &Store, key: &ActionKey, entry: &Entry) -> Option<String> {
+            if self.remote.is_down() || self.remote.config().mode != Mode::ReadWrite {
+                return None;
+            }
+            match self.remote.upload(store, key, entry) {
+                Ok(()) => Some("uploaded".into()),
+                Err(error) => {
+                    self.failed(&error);
+                    Some(format!("upload failed: {error}"))
+                }
+            }
+        }
+
+        /// Adds this run's remote counts to `store`'s counters.
+        pub fn save_counts(&self, store: &Store) {
+            store.count_remote(&self.remote.counts());
+        }
+    }
+}
