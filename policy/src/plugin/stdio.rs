@@ -292,6 +292,8 @@ impl Stream {
                 .send(ToHost::Verdicts(verdicts))
                 .map_err(|_| Failure::Cancelled)?;
             self.owed = false;
+            self.ids.clear();
+            self.lines_read = 0;
         }
         self.budget.pause(Instant::now());
         match self.from_host.recv() {

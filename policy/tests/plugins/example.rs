@@ -160,3 +160,69 @@ fn naming_plugin_handles_a_large_log_in_one_call() {
     assert_eq!(verdicts.len(), log.len());
     assert!(verdicts.iter().all(|v| v.allow));
 }
+
+/// A log of `n` commands of every kind the plugin judges, a few of them
+/// refused (an `-O0`, an `-O1`, a stray output name), in varied sizes.
+fn mixed_log(n: u64) -> Vec<cmdlog::Command> {
+    (1..=n)
+        .map(|id| {
+            let level = ["-O2", "-O3", "-O0", "-Os", "-O1", "-O2"][(id % 6) as usize];
+            match id % 5 {
+                0 => {
+                    let output = if id % 35 == 0 {
+                        format!("p{id}.s")
+                    } else {
+                        format!("p{id}.o")
+                    };
+                    command(
+                        id,
+                        ToolKind::Llc,
+                        &[level, "in.bc", "-o", output.as_str()],
+                        &[output.as_str()],
+                    )
+                }
+                1 => command(id, ToolKind::Cc, &["-c", "a.c", "-o", "a.o"], &["a.o"]),
+                2 => command(id, ToolKind::Ld, &["a.o", "-o", "prog"], &["prog"]),
+                _ => {
+                    let output = format!("p{id}.opt.bc");
+                    let padding = "x".repeat((id % 300) as usize);
+                    command(
+                        id,
+                        ToolKind::Opt,
+                        &[level, padding.as_str(), "-o", output.as_str()],
+                        &[output.as_str()],
+                    )
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn naming_plugin_gives_the_same_verdicts_over_abi_v2_and_v1() {
+    let Some(v2) = naming_wasm() else { return };
+    let host = host();
+    let streaming = host.load(&example_spec()).unwrap();
+    assert_eq!(streaming.abi(), 2, "naming.wasm speaks ABI v2");
+    let mut spec = example_spec();
+    spec.path = v2.with_file_name("naming-v1.wasm");
+    spec.name = "naming-v1".into();
+    let whole = host.load(&spec).unwrap();
+    assert_eq!(whole.abi(), 1, "naming-v1.wasm speaks ABI v1");
+    // Several batches, the last one partial.
+    let log = mixed_log(3 * policy::plugin::BATCH_COMMANDS as u64 + 17);
+    let by_v2 = streaming.evaluate(&platform(), &log).unwrap();
+    let by_v1 = whole.evaluate(&platform(), &log).unwrap();
+    assert_eq!(by_v2.len(), log.len());
+    assert_eq!(by_v2, by_v1);
+    let refused = by_v2.iter().filter(|v| !v.allow).count();
+    assert!(refused > 100 && refused < log.len() / 2, "{refused}");
+    // The same through a session pushed a command at a time.
+    let mut session = streaming.session(&platform()).unwrap().unwrap();
+    let mut pushed = Vec::new();
+    for command in &log {
+        pushed.extend(session.push(command).unwrap());
+    }
+    pushed.extend(session.finish().unwrap());
+    assert_eq!(pushed, by_v1);
+}
