@@ -3,9 +3,10 @@
 //! flat in the log's length. `replay check` is this pass alone; `replay
 //! --policy` runs it first and runs nothing unless it passes.
 //!
-//! A policy's `[[plugin]]`s judge after the TOML rules, all commands in one
-//! request each (ABI v1), so with plugins the commands are kept in memory
-//! for that request. Plugins only restrict: a command passes if the rules
+//! A policy's `[[plugin]]`s judge after the TOML rules
+//! ([`combine::PluginJudge`]): an ABI v2 plugin as the log streams, a batch
+//! at a time; an ABI v1 plugin in one request at the end, so for it the
+//! commands are kept in memory. Plugins only restrict: a command passes if the rules
 //! and every plugin allow it, and a plugin that fails in any way (trap,
 //! deadline, bad output, pin mismatch) refuses the whole log.
 
@@ -17,7 +18,7 @@ use cmdlog::{Command, Header, LogReader, ToolKind, Visit};
 use policy::combine;
 use policy::plugin::PluginSpec;
 use policy::report::Tally;
-use policy::{CheckOptions, Checker, CheckerError, Finding, Mode, Policy, Status, Verdict};
+use policy::{CheckOptions, Checker, CheckerError, Finding, Mode, Policy, Verdict};
 
 use crate::event::{Checked, Event, Reporter, SHOWN_PER_RULE};
 use crate::job::{Job, JobError};
@@ -93,8 +94,9 @@ pub fn audit(
         tally: Tally::default(),
         commands: 0,
         shown: &mut shown,
-        kept: (!specs.is_empty()).then(Vec::new),
-        platform: None,
+        specs: &specs,
+        plugins: None,
+        plugin_error: None,
     };
     let file = File::open(&job.read_from).map_err(|source| JobError::Log {
         path: job.log.clone(),
@@ -111,16 +113,22 @@ pub fn audit(
         mut tally,
         commands,
         shown,
-        kept,
-        platform,
+        plugins,
+        plugin_error,
+        ..
     } = visit;
+    if let Some(error) = plugin_error {
+        return Err(AuditError::PluginHost(error));
+    }
     let end = checker.finish();
     tally.add_log(&end);
     for finding in &end {
         shown.finding(None, finding);
     }
-    if let (Some(kept), Some(platform)) = (kept, platform) {
-        judge_with_plugins(&specs, &platform, &kept, &mut tally, shown)?;
+    if let Some(plugins) = plugins {
+        for found in &plugins.finish(&mut tally) {
+            shown.finding(found.tool.as_ref(), &found.finding);
+        }
     }
     if let Some(error) = shown.error.take() {
         return Err(AuditError::Output(error));
@@ -133,44 +141,40 @@ pub fn audit(
     })
 }
 
-/// Runs every plugin on all `kept` commands (with the status the rules
-/// gave each) and folds their refusals into `tally`, printing them like the
-/// rules' own.
-fn judge_with_plugins(
-    specs: &[PluginSpec],
-    platform: &cmdlog::Platform,
-    kept: &[(Command, Status)],
-    tally: &mut Tally,
-    shown: &mut Shown<'_>,
-) -> Result<(), AuditError> {
-    let findings = combine::judge(specs, platform, kept, tally).map_err(|e| match e {
-        combine::CombineError::Host(e) => AuditError::PluginHost(e),
-    })?;
-    for found in &findings {
-        shown.finding(found.tool.as_ref(), &found.finding);
-    }
-    Ok(())
-}
-
 /// The visitor of the pass: judges, counts, tells.
 struct Judge<'p, 'o, 'w> {
     checker: Checker<'p>,
     tally: Tally,
     commands: u64,
     shown: &'o mut Shown<'w>,
-    /// Commands and their rules' status, kept for the plugins (if any).
-    kept: Option<Vec<(Command, Status)>>,
-    /// The log's platform, for the plugins' request.
-    platform: Option<cmdlog::Platform>,
+    /// The policy's plugins.
+    specs: &'o [PluginSpec],
+    /// The plugins judging the log (started at its header), if any.
+    plugins: Option<combine::PluginJudge>,
+    /// Why the plugins could not start.
+    plugin_error: Option<policy::plugin::HostError>,
 }
 
 impl Visit for Judge<'_, '_, '_> {
     fn header(&mut self, header: &Header) -> ControlFlow<()> {
-        self.platform = Some(header.platform.clone());
         let findings = self.checker.header(header);
         self.tally.add_log(&findings);
         for finding in &findings {
             self.shown.finding(None, finding);
+        }
+        if !self.specs.is_empty() {
+            match combine::PluginJudge::start(self.specs, &header.platform, &mut self.tally) {
+                Ok((plugins, found)) => {
+                    for found in &found {
+                        self.shown.finding(found.tool.as_ref(), &found.finding);
+                    }
+                    self.plugins = Some(plugins);
+                }
+                Err(combine::CombineError::Host(error)) => {
+                    self.plugin_error = Some(error);
+                    return ControlFlow::Break(());
+                }
+            }
         }
         ControlFlow::Continue(())
     }
@@ -180,8 +184,10 @@ impl Visit for Judge<'_, '_, '_> {
         self.commands += 1;
         self.tally.add(&verdict);
         self.shown.verdict(&verdict);
-        if let Some(kept) = &mut self.kept {
-            kept.push((command, verdict.status));
+        if let Some(plugins) = &mut self.plugins {
+            for found in &plugins.command(&command, verdict.status, &mut self.tally) {
+                self.shown.finding(found.tool.as_ref(), &found.finding);
+            }
         }
         if self.shown.error.is_some() {
             return ControlFlow::Break(());
@@ -269,6 +275,7 @@ impl Shown<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policy::Status;
 
     fn finding(subject: &str) -> Finding {
         Finding {

@@ -226,3 +226,71 @@ fn naming_plugin_gives_the_same_verdicts_over_abi_v2_and_v1() {
     pushed.extend(session.finish().unwrap());
     assert_eq!(pushed, by_v1);
 }
+
+#[test]
+fn combined_with_the_rules_v2_and_v1_give_the_same_findings_and_tally() {
+    use policy::combine;
+    use policy::report::Tally;
+    use policy::Status;
+    let Some(v2) = naming_wasm() else { return };
+    let mut v1 = example_spec();
+    v1.path = v2.with_file_name("naming-v1.wasm");
+    let log = mixed_log(2 * policy::plugin::BATCH_COMMANDS as u64 + 5);
+    // The rules refused every 7th command already.
+    let kept: Vec<_> = log
+        .into_iter()
+        .map(|c| {
+            let status = if c.id % 7 == 0 {
+                Status::Refused
+            } else {
+                Status::Allowed
+            };
+            (c, status)
+        })
+        .collect();
+    let tally_of_rules = || Tally {
+        allowed: kept.iter().filter(|(_, s)| *s == Status::Allowed).count() as u64,
+        refused: kept.iter().filter(|(_, s)| *s == Status::Refused).count() as u64,
+        ..Tally::default()
+    };
+    let mut by_v2 = tally_of_rules();
+    let found_v2 = combine::judge(&[example_spec()], &platform(), &kept, &mut by_v2).unwrap();
+    let mut by_v1 = tally_of_rules();
+    let found_v1 = combine::judge(&[v1], &platform(), &kept, &mut by_v1).unwrap();
+    assert_eq!(found_v2, found_v1);
+    assert_eq!(by_v2, by_v1);
+    assert!(by_v2.refused > tally_of_rules().refused);
+    assert_eq!(by_v2.allowed + by_v2.refused, kept.len() as u64);
+    assert!(found_v2.iter().all(|f| f.finding.rule == "plugin.refused"));
+}
+
+#[test]
+fn a_streaming_plugin_that_fails_late_refuses_the_commands_judged_before() {
+    use policy::combine;
+    use policy::report::Tally;
+    use policy::Status;
+    let Some(_) = naming_wasm() else { return };
+    // A config the plugin refuses only once it reads the header is found
+    // at the first batch: by then commands were counted as allowed.
+    let mut spec = example_spec();
+    spec.config
+        .insert("min_opt_level".into(), serde_json::Value::from(9));
+    let kept: Vec<_> = mixed_log(3 * policy::plugin::BATCH_COMMANDS as u64)
+        .into_iter()
+        .map(|c| (c, Status::Allowed))
+        .collect();
+    let mut tally = Tally {
+        allowed: kept.len() as u64,
+        ..Tally::default()
+    };
+    let found = combine::judge(&[spec], &platform(), &kept, &mut tally).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].finding.rule, "plugin.failed");
+    assert!(
+        found[0].finding.message.contains("exited with status 1"),
+        "{}",
+        found[0].finding.message
+    );
+    assert_eq!(tally.allowed, 0);
+    assert_eq!(tally.refused, kept.len() as u64);
+}
