@@ -120,11 +120,18 @@ pub fn audit(
     if let Some(error) = plugin_error {
         return Err(AuditError::PluginHost(error));
     }
-    let end = checker.finish();
-    tally.add_log(&end);
-    for finding in &end {
-        shown.finding(None, finding);
-    }
+    // The end of the log: findings about it, and (for a log whose paths
+    // were spilled) the whole-log rules' findings about commands, which
+    // move those commands to the refused count.
+    let end = checker.finish(&mut |tool, finding| {
+        if finding.id.is_none() {
+            tally.add_log(std::slice::from_ref(&finding));
+        }
+        shown.finding(tool, &finding);
+    });
+    tally.allowed = tally.allowed.saturating_sub(end.recount.allowed);
+    tally.unverified = tally.unverified.saturating_sub(end.recount.unverified);
+    tally.refused += end.recount.allowed + end.recount.unverified;
     if let Some(plugins) = plugins {
         for found in &plugins.finish(&mut tally) {
             shown.finding(found.tool.as_ref(), &found.finding);
