@@ -24,12 +24,15 @@ const READ: u64 = 0;
 const READ_MISSING: u64 = 1;
 /// A write of an output.
 const WRITE: u64 = 2;
+/// Whether an earlier command writes an input, for a directory check.
+const PROBE: u64 = 3;
 
 /// Finding kinds, as spilled for the second sort.
 const FOUND_MISSING: u64 = 0;
 const FOUND_TWICE: u64 = 1;
 const FOUND_DUPLICATE: u64 = 2;
 const FOUND_READ_EARLY: u64 = 3;
+const FOUND_DIR: u64 = 4;
 
 /// Commands the rules refused after the stream, by the status they had
 /// when they were judged: what the end of the log moves to refused.
@@ -46,6 +49,10 @@ pub(crate) struct Late {
     records: Sorter,
     strings: Strings,
     statuses: BufWriter<File>,
+    /// Input directories judged after the stream, in log order.
+    checks: BufWriter<File>,
+    /// How many there are.
+    check_count: u64,
     /// Position of the next record in the log.
     seq: u64,
     run_records: usize,
@@ -58,6 +65,8 @@ impl Late {
             records: Sorter::new(run_records),
             strings: Strings::new()?,
             statuses: BufWriter::new(tempfile::tempfile()?),
+            checks: BufWriter::new(tempfile::tempfile()?),
+            check_count: 0,
             seq: 0,
             run_records,
         })
@@ -86,6 +95,36 @@ impl Late {
     /// `command` writes `output` (path `path`).
     pub(crate) fn write(&mut self, path: PathId, command: u64, output: &str) -> io::Result<()> {
         self.record(path, WRITE, command, output)
+    }
+
+    /// `command` reads an input directory that holds `held` outputs of
+    /// earlier commands, `declared` of which it declares as inputs, and
+    /// also declares the inputs `unknown`, which may be outputs of earlier
+    /// commands too: refused after the stream (`subject`, `message`) if
+    /// `held` is more than `declared` and those of `unknown` that are.
+    pub(crate) fn dir_check(
+        &mut self,
+        command: u64,
+        held: u64,
+        declared: u64,
+        unknown: &[PathId],
+        subject: &str,
+        message: &str,
+    ) -> io::Result<()> {
+        let check = self.check_count;
+        self.check_count += 1;
+        for path in unknown {
+            self.seq += 1;
+            self.records
+                .push([path.as_u64(), self.seq, PROBE, command, check])?;
+        }
+        self.seq += 1;
+        let subject = self.strings.put(subject)?;
+        let message = self.strings.put(message)?;
+        for value in [command, self.seq, held, declared, subject, message] {
+            self.checks.write_all(&value.to_le_bytes())?;
+        }
+        Ok(())
     }
 
     /// The status `command` (of kind `tool`) was judged with (commands
@@ -121,6 +160,7 @@ impl Late {
             records,
             strings,
             statuses,
+            checks,
             run_records,
             ..
         } = self;
@@ -128,6 +168,9 @@ impl Late {
         // Pass 1, path by path in log order: the findings, as records
         // [command, seq, kind, other command, text] for pass 2.
         let mut found = Sorter::new(run_records);
+        // Which directory checks each probe that an earlier command wrote
+        // its input counts for.
+        let mut written_probes = Sorter::new(run_records);
         let mut current: Option<u64> = None;
         let (mut writer, mut reader) = (None::<u64>, None::<u64>);
         for record in records.finish()? {
@@ -139,6 +182,11 @@ impl Late {
                 reader = read_early.get(&id).copied();
             }
             match kind {
+                PROBE => {
+                    if writer.is_some() {
+                        written_probes.push([text, 0, 0, 0, 0])?;
+                    }
+                }
                 READ | READ_MISSING => {
                     let produced = writer.is_some();
                     if kind == READ_MISSING && !produced {
@@ -164,6 +212,36 @@ impl Late {
                     writer = Some(command);
                 }
             }
+        }
+        // The directory checks, in order, with their probes counted.
+        let mut probes = written_probes.finish()?.peekable();
+        let mut checks = forward(checks)?;
+        let mut check = 0u64;
+        loop {
+            let mut entry = [0u8; 48];
+            match checks.read_exact(&mut entry) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(error) => return Err(error),
+            }
+            let [command, seq, held, declared, subject, message] = words(&entry);
+            let mut also = 0u64;
+            while let Some(Ok([probe, ..])) = probes.peek() {
+                if *probe != check {
+                    break;
+                }
+                also += 1;
+                probes.next();
+            }
+            if let Some(Err(_)) = probes.peek() {
+                if let Some(Err(error)) = probes.next() {
+                    return Err(error);
+                }
+            }
+            if held > declared + also {
+                found.push([command, seq, FOUND_DIR, message, subject])?;
+            }
+            check += 1;
         }
         // Pass 2, in log order: the findings, and the status each refused
         // command had (the status file is in log order too).
@@ -197,6 +275,16 @@ impl Late {
 fn finding(record: &Record, strings: &StringsReader) -> io::Result<Finding> {
     let [command, _, kind, other, text] = *record;
     let path = strings.get(text)?;
+    if kind == FOUND_DIR {
+        return Ok(Finding {
+            id: Some(command),
+            rule: "inputs.dir-holds-output",
+            subject: path,
+            message: strings.get(other)?,
+            hint: "a tool may read everything beneath an input directory; use one that holds only inputs".into(),
+            status: Status::Refused,
+        });
+    }
     let (rule, message, hint) = match kind {
         FOUND_MISSING => (
             "inputs.missing",
@@ -229,6 +317,25 @@ fn finding(record: &Record, strings: &StringsReader) -> io::Result<Finding> {
     })
 }
 
+/// A spill file written to the end, to read from the start.
+fn forward(out: BufWriter<File>) -> io::Result<BufReader<File>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(BufReader::new(file))
+}
+
+/// Six little-endian words.
+fn words(entry: &[u8; 48]) -> [u64; 6] {
+    let mut out = [0u64; 6];
+    for (at, value) in out.iter_mut().enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&entry[at * 8..at * 8 + 8]);
+        *value = u64::from_le_bytes(word);
+    }
+    out
+}
+
 /// The status file, read forward as ids increase.
 struct Statuses {
     reader: BufReader<File>,
@@ -236,11 +343,8 @@ struct Statuses {
 
 impl Statuses {
     fn new(out: BufWriter<File>) -> io::Result<Statuses> {
-        use std::io::{Seek, SeekFrom};
-        let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.seek(SeekFrom::Start(0))?;
         Ok(Statuses {
-            reader: BufReader::new(file),
+            reader: forward(out)?,
         })
     }
 

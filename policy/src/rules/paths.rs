@@ -475,6 +475,8 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
     };
     let lower = key.to_lowercase();
     let mut problem: Option<(&'static str, String)> = None;
+    let mut unknown = Vec::new();
+    let mut deferred = None;
     if let Some(p) = log.protected.iter().find(|p| is_under(p, &lower)) {
         problem = Some((
             "inputs.dir-holds-output",
@@ -487,17 +489,25 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
         ));
     } else if log.judge {
         let held = log.out_dirs.get(&log.ids.of(&key)).copied().unwrap_or(0);
-        let declared = ctx
-            .inputs
-            .iter()
-            .filter(|i| is_under(i, &key) && log.written.contains_key(&log.ids.of(i)))
-            .count() as u64;
-        if held > declared {
-            problem = Some((
-                "inputs.dir-holds-output",
-                "it holds outputs of earlier commands that this command does not declare as inputs"
-                    .into(),
-            ));
+        // The inputs beneath it an earlier command writes: known from the
+        // tables, or (spilled) unknown until after the stream.
+        let mut declared = 0u64;
+        for input in ctx.inputs.iter().filter(|i| is_under(i, &key)) {
+            let id = log.ids.of(input);
+            if log.written.contains_key(&id) {
+                declared += 1;
+            } else if log.late.is_some() {
+                unknown.push(id);
+            }
+        }
+        let at_most = declared + unknown.len() as u64;
+        if held > declared && (held > at_most || dir.source) {
+            // Certainly a problem, or (a compile's source directory, which
+            // is only left out) possibly one: left out.
+            problem = Some(("inputs.dir-holds-output", DIR_HOLDS_EARLIER_OUTPUTS.into()));
+        } else if held > declared {
+            // Judged after the stream, when the unknown inputs are known.
+            deferred = Some((held, declared));
         }
     }
     if problem.is_none() && dir.exists {
@@ -514,11 +524,7 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
     }
     if let Some((rule, message)) = problem {
         if !dir.source {
-            let shown = if dir.physical == "." {
-                "the work root".to_owned()
-            } else {
-                format!("`{}`", dir.physical)
-            };
+            let shown = shown_dir(dir);
             ctx.refuse(
                 rule,
                 &dir.subject,
@@ -527,6 +533,15 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
             );
         }
         return;
+    }
+    if let (Some((held, declared)), Some(late)) = (deferred, log.late.as_deref_mut()) {
+        let shown = shown_dir(dir);
+        let message = format!(
+            "input directory `{}` ({shown}): {DIR_HOLDS_EARLIER_OUTPUTS}",
+            dir.subject
+        );
+        let outcome = late.dir_check(ctx.id, held, declared, &unknown, &dir.subject, &message);
+        log.spilled(outcome);
     }
     if log.judge && !dir.source {
         let dir_id = log.ids.of(&key);
@@ -541,6 +556,19 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
     };
     if dir.exists && at.is_dir() && !ctx.input_dirs.contains(&at) {
         ctx.input_dirs.push(at);
+    }
+}
+
+/// Why an input directory is refused when earlier commands wrote into it.
+const DIR_HOLDS_EARLIER_OUTPUTS: &str =
+    "it holds outputs of earlier commands that this command does not declare as inputs";
+
+/// How a finding names an input directory physically.
+fn shown_dir(dir: &RootDir) -> String {
+    if dir.physical == "." {
+        "the work root".to_owned()
+    } else {
+        format!("`{}`", dir.physical)
     }
 }
 

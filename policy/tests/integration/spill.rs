@@ -19,11 +19,24 @@ fn opt(id: u64, inputs: &[&str], outputs: &[&str]) -> serde_json::Value {
            "inputs": inputs, "outputs": outputs})
 }
 
+/// A compile with `-Igen` declaring `inputs` besides its source.
+fn cc_with_gen(root: &Root, id: u64, inputs: &[&str]) -> serde_json::Value {
+    let src = format!("src/c{id}.c");
+    root.file(&src, "int x;\n");
+    let obj = format!("obj/c{id}.o");
+    let mut all = vec![src.clone()];
+    all.extend(inputs.iter().map(|s| (*s).to_owned()));
+    json!({"id": id, "tool": "cc", "program": "clang-14",
+           "args": ["-Igen", "-c", src, "-o", obj],
+           "inputs": all, "outputs": [obj]})
+}
+
 /// 300 commands, each reading a source and writing an object, some chained,
 /// with every per-path whole-log finding before and after the spill would
 /// begin: two writers (the first one early), an output listed twice, reads
 /// before writes (the read early), a missing input, an input written only
-/// later.
+/// later; and compiles reading an input directory that earlier commands
+/// wrote into, declaring all, some or none of those outputs.
 fn commands(root: &Root) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for id in 1..=300u64 {
@@ -43,6 +56,11 @@ fn commands(root: &Root) -> Vec<serde_json::Value> {
             260 => opt(id, &["made.bc"], &["obj/o260.bc"]),
             270 => opt(id, &["made_later.bc"], &["obj/o270.bc"]),
             280 => opt(id, &["src/s280.bc"], &["made_later.bc"]),
+            100 => opt(id, &["src/s100.bc"], &["gen/a.bc"]),
+            101 => opt(id, &["src/s101.bc"], &["gen/b.bc"]),
+            290 => cc_with_gen(root, id, &["gen/a.bc", "gen/b.bc"]),
+            291 => cc_with_gen(root, id, &["gen/a.bc", "gen/zzz.bc"]),
+            292 => cc_with_gen(root, id, &[]),
             // A chain: each of these reads the object of the one before.
             id if id % 10 == 7 => opt(id, &[&format!("obj/o{}.bc", id - 1)], &[&obj]),
             _ => opt(id, &[&src], &[&obj]),
@@ -50,6 +68,7 @@ fn commands(root: &Root) -> Vec<serde_json::Value> {
         root.file(&src, "");
         out.push(command);
     }
+    root.file("gen/zzz.bc", "");
     out
 }
 
@@ -111,6 +130,17 @@ fn spilled_whole_log_rules_find_what_the_tables_find() {
             assert!(rules.contains(&"inputs.missing"), "{rules:?}");
         }
         assert_eq!(findings(&spilled), expected, "{mode}");
+        // Declaring every output of the input directory passes; one of
+        // two, or none, does not.
+        let dir_refused = |id| {
+            expected
+                .iter()
+                .any(|f| f.id == Some(id) && f.rule == "inputs.dir-holds-output")
+        };
+        assert_eq!(
+            [dir_refused(290), dir_refused(291), dir_refused(292)],
+            [false, true, true]
+        );
         assert_eq!(tally(&spilled), tally(&in_memory), "{mode}");
         // The end's findings come in log order.
         let ids: Vec<u64> = spilled.end.iter().filter_map(|f| f.id).collect();
