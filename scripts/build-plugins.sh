@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the example policy plugins (policies/plugins/, its own cargo
 # workspace) for wasm32-wasip1 in release, and copies each module next to
-# the policies that name it: policies/plugins/naming.wasm. Idempotent; cargo
+# the policies that name it: policies/plugins/naming.wasm (ABI v2) and
+# naming-v1.wasm (the same rules over ABI v1, for tests). Idempotent; cargo
 # rebuilds only what changed. Prints the sha256 to pin in a policy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ export RUSTFLAGS="--remap-path-prefix=$PWD=/replay --remap-path-prefix=${CARGO_H
 cargo build --manifest-path policies/plugins/Cargo.toml \
   --target wasm32-wasip1 --release --locked -p replay-plugin-naming
 
-for plugin in naming; do
+for plugin in naming naming-v1; do
   built="$CARGO_TARGET_DIR/wasm32-wasip1/release/$plugin.wasm"
   # Copy then rename, so a reader (or a concurrent build) never sees half
   # a module.

@@ -44,6 +44,17 @@ impl PathIds {
 pub struct PathId(u64);
 
 impl PathId {
+    /// The identity as a number, to store it outside a [`PathIdMap`]
+    /// (a spill file); meaningful only under the same [`PathIds`].
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The identity a number from [`PathId::as_u64`] stands for.
+    pub fn from_u64(raw: u64) -> PathId {
+        PathId(raw)
+    }
+
     /// Which table of a [`PathIdMap`] holds this identity. Middle bits:
     /// the table itself uses the low bits (bucket) and the top seven (tag).
     fn shard(self) -> usize {

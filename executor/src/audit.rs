@@ -3,9 +3,10 @@
 //! flat in the log's length. `replay check` is this pass alone; `replay
 //! --policy` runs it first and runs nothing unless it passes.
 //!
-//! A policy's `[[plugin]]`s judge after the TOML rules, all commands in one
-//! request each (ABI v1), so with plugins the commands are kept in memory
-//! for that request. Plugins only restrict: a command passes if the rules
+//! A policy's `[[plugin]]`s judge after the TOML rules
+//! ([`combine::PluginJudge`]): an ABI v2 plugin as the log streams, a batch
+//! at a time; an ABI v1 plugin in one request at the end, so for it the
+//! commands are kept in memory. Plugins only restrict: a command passes if the rules
 //! and every plugin allow it, and a plugin that fails in any way (trap,
 //! deadline, bad output, pin mismatch) refuses the whole log.
 
@@ -17,7 +18,7 @@ use cmdlog::{Command, Header, LogReader, Position, ToolKind, Visit};
 use policy::combine;
 use policy::plugin::PluginSpec;
 use policy::report::Tally;
-use policy::{CheckOptions, Checker, CheckerError, Finding, Mode, Policy, Status, Verdict};
+use policy::{CheckOptions, Checker, CheckerError, Finding, Mode, Policy, Verdict};
 
 use crate::event::{Checked, Event, Reporter, SHOWN_PER_RULE};
 use crate::job::{Job, JobError};
@@ -93,9 +94,10 @@ pub fn audit(
         tally: Tally::default(),
         commands: 0,
         shown: &mut shown,
-        kept: (!specs.is_empty()).then(Vec::new),
-        places: Vec::new(),
-        platform: None,
+        specs: &specs,
+        plugins: None,
+        plugin_error: None,
+        places: std::collections::VecDeque::new(),
     };
     let file = File::open(&job.read_from).map_err(|source| JobError::Log {
         path: job.log.clone(),
@@ -112,17 +114,30 @@ pub fn audit(
         mut tally,
         commands,
         shown,
-        kept,
+        plugins,
+        plugin_error,
         places,
-        platform,
+        ..
     } = visit;
-    let end = checker.finish();
-    tally.add_log(&end);
-    for finding in &end {
-        shown.finding(None, finding, None);
+    if let Some(error) = plugin_error {
+        return Err(AuditError::PluginHost(error));
     }
-    if let (Some(kept), Some(platform)) = (kept, platform) {
-        judge_with_plugins(&specs, &platform, &kept, &places, &mut tally, shown)?;
+    // The end of the log: findings about it, and (for a log whose paths
+    // were spilled) the whole-log rules' findings about commands, which
+    // move those commands to the refused count.
+    let end = checker.finish(&mut |tool, finding| {
+        if finding.id.is_none() {
+            tally.add_log(std::slice::from_ref(&finding));
+        }
+        shown.finding(tool, &finding, None);
+    });
+    tally.allowed = tally.allowed.saturating_sub(end.recount.allowed);
+    tally.unverified = tally.unverified.saturating_sub(end.recount.unverified);
+    tally.refused += end.recount.allowed + end.recount.unverified;
+    if let Some(plugins) = plugins {
+        for found in &plugins.finish(&mut tally) {
+            shown.finding(found.tool.as_ref(), &found.finding, place_of(&places, found.finding.id));
+        }
     }
     if let Some(error) = shown.error.take() {
         return Err(AuditError::Output(error));
@@ -135,31 +150,24 @@ pub fn audit(
     })
 }
 
-/// Runs every plugin on all `kept` commands (with the status the rules
-/// gave each) and folds their refusals into `tally`, printing them like the
-/// rules' own.
-fn judge_with_plugins(
-    specs: &[PluginSpec],
-    platform: &cmdlog::Platform,
-    kept: &[(Command, Status)],
-    places: &[(u64, Position)],
-    tally: &mut Tally,
-    shown: &mut Shown<'_>,
-) -> Result<(), AuditError> {
-    let findings = combine::judge(specs, platform, kept, tally).map_err(|e| match e {
-        combine::CombineError::Host(e) => AuditError::PluginHost(e),
-    })?;
-    for found in &findings {
-        // Ids strictly increase, so the places are sorted by id.
-        let at = found.finding.id.and_then(|id| {
-            places
-                .binary_search_by_key(&id, |(id, _)| *id)
+/// How many commands' places a plugin pass keeps, the latest: a plugin's
+/// verdicts come back within a batch or two of their command.
+const PLACES_KEPT: usize = 65_536;
+
+/// Where the command `id` begins, if it is among the places kept.
+fn place_of(places: &std::collections::VecDeque<(u64, Position)>, id: Option<u64>) -> Option<Position> {
+    let id = id?;
+    // Ids strictly increase, so the places are sorted by id.
+    let (front, back) = places.as_slices();
+    front
+        .binary_search_by_key(&id, |(id, _)| *id)
+        .ok()
+        .map(|at| front[at].1)
+        .or_else(|| {
+            back.binary_search_by_key(&id, |(id, _)| *id)
                 .ok()
-                .map(|at| places[at].1)
-        });
-        shown.finding(found.tool.as_ref(), &found.finding, at);
-    }
-    Ok(())
+                .map(|at| back[at].1)
+        })
 }
 
 /// The visitor of the pass: judges, counts, tells.
@@ -168,21 +176,37 @@ struct Judge<'p, 'o, 'w> {
     tally: Tally,
     commands: u64,
     shown: &'o mut Shown<'w>,
-    /// Commands and their rules' status, kept for the plugins (if any).
-    kept: Option<Vec<(Command, Status)>>,
-    /// Where each kept command begins, by id (only with plugins).
-    places: Vec<(u64, Position)>,
-    /// The log's platform, for the plugins' request.
-    platform: Option<cmdlog::Platform>,
+    /// The policy's plugins.
+    specs: &'o [PluginSpec],
+    /// The plugins judging the log (started at its header), if any.
+    plugins: Option<combine::PluginJudge>,
+    /// Why the plugins could not start.
+    plugin_error: Option<policy::plugin::HostError>,
+    /// Where the latest commands begin, by id (only with plugins), for
+    /// the plugins' findings.
+    places: std::collections::VecDeque<(u64, Position)>,
 }
 
 impl Visit for Judge<'_, '_, '_> {
     fn header(&mut self, header: &Header) -> ControlFlow<()> {
-        self.platform = Some(header.platform.clone());
         let findings = self.checker.header(header);
         self.tally.add_log(&findings);
         for finding in &findings {
             self.shown.finding(None, finding, None);
+        }
+        if !self.specs.is_empty() {
+            match combine::PluginJudge::start(self.specs, &header.platform, &mut self.tally) {
+                Ok((plugins, found)) => {
+                    for found in &found {
+                        self.shown.finding(found.tool.as_ref(), &found.finding, None);
+                    }
+                    self.plugins = Some(plugins);
+                }
+                Err(combine::CombineError::Host(error)) => {
+                    self.plugin_error = Some(error);
+                    return ControlFlow::Break(());
+                }
+            }
         }
         ControlFlow::Continue(())
     }
@@ -196,9 +220,15 @@ impl Visit for Judge<'_, '_, '_> {
         self.commands += 1;
         self.tally.add(&verdict);
         self.shown.verdict(&verdict, at);
-        if let Some(kept) = &mut self.kept {
-            self.places.push((command.id, at));
-            kept.push((command, verdict.status));
+        if let Some(plugins) = &mut self.plugins {
+            if self.places.len() >= PLACES_KEPT {
+                self.places.pop_front();
+            }
+            self.places.push_back((command.id, at));
+            for found in &plugins.command(&command, verdict.status, &mut self.tally) {
+                let at = place_of(&self.places, found.finding.id);
+                self.shown.finding(found.tool.as_ref(), &found.finding, at);
+            }
         }
         if self.shown.error.is_some() {
             return ControlFlow::Break(());
@@ -297,6 +327,7 @@ impl Shown<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policy::Status;
 
     fn finding(subject: &str) -> Finding {
         Finding {

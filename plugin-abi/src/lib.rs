@@ -8,11 +8,16 @@
 //! [`RequestRef`] (borrowing the log's commands, never copying them) and
 //! reads [`Response`]; the guest kit (`replay-plugin-kit`) reads
 //! [`Request`], the same document as an owned type, and writes [`Response`].
+//!
+//! Version 2, streaming (JSON Lines, one instance per log), is in [`v2`];
+//! its verdict lines are v1's [`Verdict`].
 
 use cmdlog::{Command, Platform};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+pub mod v2;
 
 /// The ABI version this host speaks: the value of the request's `abi` field.
 pub const ABI_VERSION: u32 = 1;
@@ -149,7 +154,7 @@ pub fn response_schema_text() -> String {
     pretty(&response_schema())
 }
 
-fn pretty(schema: &serde_json::Value) -> String {
+pub(crate) fn pretty(schema: &serde_json::Value) -> String {
     let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
     text.push('\n');
     text

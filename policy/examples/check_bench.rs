@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             ControlFlow::Continue(())
         })?;
-    checker.finish();
+    checker.finish(&mut |_, _| {});
     let elapsed = start.elapsed();
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()

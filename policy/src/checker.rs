@@ -7,7 +7,10 @@
 //! Memory stays flat in what a command holds: across commands it keeps only
 //! what whole-log rules need (the set of outputs written so far with their
 //! writer, and the root paths read before anything wrote them) and a cache
-//! of binary checks per (tool, program).
+//! of binary checks per (tool, program). Once those tables hold
+//! [`DEFAULT_SPILL_AFTER`] paths, they stop growing: each later read and
+//! write of a path is spilled to a temporary file and judged after the
+//! stream ([`crate::rules::late`]), with the same findings.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +26,10 @@ use crate::load::dir_key;
 use crate::model::Policy;
 use crate::rootfs::RootFs;
 use crate::rules::binary::{self, BinaryCheck, Host};
+use crate::rules::late::{Late, Recount};
 use crate::rules::paths::{inside_root, paths, LogState};
 use crate::rules::{args, env};
+use crate::spill::{DEFAULT_RUN_RECORDS, DEFAULT_SPILL_AFTER};
 use crate::verdict::{
     CheckOptions, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
 };
@@ -70,6 +75,24 @@ pub struct Checker<'p> {
     commands: u64,
     /// The previous command's id: ids must strictly increase.
     last_id: Option<u64>,
+    /// Paths `written` and `read_early` may hold before spilling.
+    spill_after: usize,
+    /// Records a spill sorts in memory at once.
+    run_records: usize,
+    /// The spilled reads and writes, once spilling began.
+    late: Option<Late>,
+    /// The first error spilling (the log is then refused).
+    late_error: Option<std::io::Error>,
+}
+
+/// What [`Checker::finish`] tells besides its findings (which are about
+/// the whole log, `id` `None`, or, for a spilled log, about commands the
+/// whole-log rules refuse after the stream).
+#[derive(Debug, Default)]
+pub struct End {
+    /// Commands those later findings refuse, by the status they were
+    /// given when judged (to move from that count to refused).
+    pub recount: Recount,
 }
 
 impl<'p> Checker<'p> {
@@ -113,7 +136,26 @@ impl<'p> Checker<'p> {
             read_dirs: PathIdMap::default(),
             commands: 0,
             last_id: None,
+            spill_after: DEFAULT_SPILL_AFTER,
+            run_records: DEFAULT_RUN_RECORDS,
+            late: None,
+            late_error: None,
         })
+    }
+
+    /// Spills the whole-log rules' paths once the tables hold `paths` of
+    /// them, sorting `run_records` records in memory at a time (the
+    /// defaults are [`DEFAULT_SPILL_AFTER`] and [`DEFAULT_RUN_RECORDS`];
+    /// tests force tiny ones).
+    pub fn spill_after(mut self, paths: usize, run_records: usize) -> Self {
+        self.spill_after = paths;
+        self.run_records = run_records.max(1);
+        self
+    }
+
+    /// Whether the whole-log rules' paths are being spilled to disk.
+    pub fn spilling(&self) -> bool {
+        self.late.is_some()
     }
 
     /// For a second pass over bytes whose whole-log rules already passed
@@ -297,7 +339,18 @@ impl<'p> Checker<'p> {
             }
         }
 
-        // Paths, and the whole-log rules on them.
+        // Paths, and the whole-log rules on them: spilled once the tables
+        // are full.
+        if self.judge_whole_log
+            && self.late.is_none()
+            && self.late_error.is_none()
+            && self.written.len() + self.read_early.len() >= self.spill_after
+        {
+            match Late::new(self.run_records) {
+                Ok(late) => self.late = Some(late),
+                Err(error) => self.late_error = Some(error),
+            }
+        }
         let mut log = LogState {
             written: &mut self.written,
             read_early: &mut self.read_early,
@@ -308,6 +361,8 @@ impl<'p> Checker<'p> {
             read_dirs: &mut self.read_dirs,
             mode: self.options.mode,
             here: matches!(host, Host::Here),
+            late: self.late.as_mut(),
+            late_error: &mut self.late_error,
         };
         paths(&mut ctx, &mut log, command);
 
@@ -323,6 +378,11 @@ impl<'p> Checker<'p> {
             .map(|f| f.status)
             .max()
             .unwrap_or(Status::Allowed);
+        if let Some(late) = &mut self.late {
+            if let Err(error) = late.status(command.id, &command.tool, status) {
+                self.late_error.get_or_insert(error);
+            }
+        }
         let resolved = match (resolved_program, status) {
             (Some(program), Status::Allowed | Status::Unverified) => {
                 let may_exec = self.may_exec(&command.tool, &program, &argv0);
@@ -402,21 +462,50 @@ impl<'p> Checker<'p> {
         list
     }
 
-    /// Judges the end of the log. Every whole-log rule is applied as
-    /// commands arrive (a later writer of an earlier read is refused in the
-    /// writer's verdict), so this only reports a log with no command.
-    pub fn finish(self) -> Vec<Finding> {
-        let mut out = Vec::new();
-        if self.commands == 0 {
-            out.push(Finding {
-                id: None,
-                rule: "log.empty",
-                subject: String::new(),
-                message: "the log has no commands".into(),
-                hint: "nothing to run; check that the producer wrote its commands".into(),
-                status: Status::Unverified,
-            });
+    /// Judges the end of the log: a log with no command, and, if the
+    /// checker spilled, the whole-log rules on the spilled paths. Each
+    /// finding goes to `sink`, with the tool of the command it is about
+    /// (those about commands come in log order); the
+    /// returned [`End`] says which commands they refuse that were counted
+    /// otherwise. A spill that cannot be written or read refuses the log.
+    pub fn finish(self, sink: &mut dyn FnMut(Option<&ToolKind>, Finding)) -> End {
+        let mut end = End::default();
+        let mut error = self.late_error;
+        if let (Some(late), None) = (self.late, error.as_ref()) {
+            match late.judge(&self.written, &self.read_early, sink) {
+                Ok(recount) => end.recount = recount,
+                Err(failed) => error = Some(failed),
+            }
         }
-        out
+        if let Some(error) = error {
+            sink(
+                None,
+                Finding {
+                    id: None,
+                    rule: "log.spill-failed",
+                    subject: String::new(),
+                    message: format!(
+                    "the whole-log rules could not be judged: their temporary file failed: {error}"
+                ),
+                    hint: "free space in the temporary directory (`TMPDIR`), then check again"
+                        .into(),
+                    status: Status::Refused,
+                },
+            );
+        }
+        if self.commands == 0 {
+            sink(
+                None,
+                Finding {
+                    id: None,
+                    rule: "log.empty",
+                    subject: String::new(),
+                    message: "the log has no commands".into(),
+                    hint: "nothing to run; check that the producer wrote its commands".into(),
+                    status: Status::Unverified,
+                },
+            );
+        }
+        end
     }
 }

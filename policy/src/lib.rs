@@ -27,15 +27,18 @@ pub mod report;
 mod rootfs;
 mod rules;
 mod show;
+mod spill;
 mod verdict;
 mod wire;
 
-pub use checker::Checker;
+pub use checker::{Checker, End};
 pub use error::{CheckerError, Invalid, PolicyError};
 pub use kind::{check_input_kind, InputKindError};
 pub use lint::Lint;
 pub use load::{never_from_log, MAX_INCLUDE_DEPTH};
 pub use model::{parse_duration, parse_size, PluginTable, Policy, ToolLimits};
+pub use rules::late::Recount;
+pub use spill::{DEFAULT_RUN_RECORDS, DEFAULT_SPILL_AFTER};
 pub use verdict::{
     CheckOptions, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
 };

@@ -14,5 +14,6 @@ mod plugins {
     mod example;
     mod hostile;
     mod load;
+    mod stream;
     mod support;
 }

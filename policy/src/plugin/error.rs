@@ -120,6 +120,17 @@ pub enum LoadError {
         /// What is missing or extra (`_start`, an import the host lacks).
         reason: String,
     },
+    /// The module's `replay.plugin-abi` custom section names an ABI this
+    /// host does not speak.
+    #[error("plugin `{plugin}`: `{}` asks for plugin ABI `{abi}` (its `replay.plugin-abi` section); this host speaks 1 and 2", path.display())]
+    UnknownAbi {
+        /// The plugin's name in the policy.
+        plugin: String,
+        /// The module file.
+        path: PathBuf,
+        /// The section's content, printable.
+        abi: String,
+    },
     /// A limit in the plugin's policy entry is out of range.
     #[error("plugin `{plugin}`: {reason}")]
     InvalidLimit {
@@ -178,6 +189,19 @@ pub enum Failure {
     Deadline {
         /// The deadline from the policy.
         timeout: Duration,
+    },
+    /// The plugin (ABI v2) spent longer than its batch deadline on one
+    /// batch of commands.
+    #[error("ran past its deadline of {} ms for one batch of commands", timeout.as_millis())]
+    BatchDeadline {
+        /// The batch deadline from the policy.
+        timeout: Duration,
+    },
+    /// The plugin (ABI v2) used all the fuel one batch gets.
+    #[error("ran out of fuel on one batch of commands ({fuel} units a batch)")]
+    BatchOutOfFuel {
+        /// The batch fuel from the policy.
+        fuel: u64,
     },
     /// The plugin used all the fuel the policy gives it.
     #[error("ran out of fuel ({fuel} units)")]
@@ -259,6 +283,65 @@ pub enum Failure {
     DuplicateVerdict {
         /// The id.
         id: u64,
+    },
+    /// A verdict line (ABI v2) is not a verdict.
+    #[error("wrote a verdict line that is not ABI v2 JSON{}", after.map(|id| format!(" (after the verdict on command id {id})")).unwrap_or_default())]
+    MalformedVerdict {
+        /// The id of the last good verdict, if any.
+        after: Option<u64>,
+        /// What the JSON parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A verdict line (ABI v2) is longer than any verdict may be.
+    #[error("wrote a verdict line longer than {limit} bytes")]
+    VerdictTooLong {
+        /// The longest line accepted.
+        limit: usize,
+    },
+    /// The plugin (ABI v2) ended in the middle of a verdict line.
+    #[error("ended in the middle of a verdict line{}", after.map(|id| format!(" (after the verdict on command id {id})")).unwrap_or_default())]
+    UnfinishedLine {
+        /// The id of the last good verdict, if any.
+        after: Option<u64>,
+    },
+    /// The plugin (ABI v2) gave a verdict on a command before it read it.
+    #[error("gave a verdict (on command id {id}) before reading the command it is about")]
+    EarlyVerdict {
+        /// The id in the verdict.
+        id: u64,
+    },
+    /// The plugin (ABI v2) gave a verdict after the last command.
+    #[error("gave a verdict (on command id {id}) after the last command")]
+    ExtraVerdict {
+        /// The id in the verdict.
+        id: u64,
+    },
+    /// The plugin (ABI v2) answered out of order.
+    #[error("gave a verdict on command id {got} where the one on command id {expected} was due (verdicts come in the order of the commands)")]
+    OutOfOrder {
+        /// The id whose verdict was due.
+        expected: u64,
+        /// The id it gave.
+        got: u64,
+    },
+    /// The plugin (ABI v2) asked for more commands before answering the
+    /// ones it had read.
+    #[error("asked for more commands before giving its verdict on command id {id}")]
+    ReadAhead {
+        /// The first id without a verdict.
+        id: u64,
+    },
+    /// The host stopped the plugin (an earlier failure, or the host gave up
+    /// waiting).
+    #[error("was stopped by the host")]
+    Cancelled,
+    /// The plugin's thread could not be started.
+    #[error("cannot start the plugin's thread")]
+    Thread {
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
     },
     /// The caller passed two commands with the same id (a log reader never
     /// does), so verdicts cannot be matched to commands.

@@ -3,8 +3,11 @@
 //! log.
 //!
 //! A plugin is a WASI preview 1 command (`wasm32-wasip1`) speaking ABI v1
-//! (see [`abi`] and `docs/plugin-abi-v1.md`): the request JSON on stdin,
-//! `{"verdicts":[...]}` on stdout, exit 0. [`PluginHost`] owns the one
+//! (see [`abi`] and `docs/plugin-abi-v1.md`: the request JSON on stdin,
+//! `{"verdicts":[...]}` on stdout, exit 0) or, when its
+//! `replay.plugin-abi` custom section says `2`, ABI v2
+//! (`docs/plugin-abi-v2.md`: JSON Lines both ways, one instance per log,
+//! see [`Session`]). [`PluginHost`] owns the one
 //! shared [`wasmtime::Engine`] and [`wasmtime::Linker`], the epoch ticker
 //! thread and the compiled-module cache; [`PluginHost::load`] turns a
 //! [`PluginSpec`] (a `[[plugin]]` entry of a policy) into a
@@ -22,6 +25,8 @@ mod cache;
 mod error;
 mod sandbox;
 mod spec;
+mod stdio;
+mod stream;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -38,6 +43,8 @@ use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module};
 pub use cache::CacheOutcome;
 pub use error::{EvalError, Failure, HostError, LoadError, WasmError};
 pub use spec::SpecError;
+pub use stdio::MAX_VERDICT_LINE;
+pub use stream::{Session, BATCH_BYTES, BATCH_COMMANDS};
 
 use cache::ModuleCache;
 use sandbox::State;
@@ -65,6 +72,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The memory cap of a plugin whose policy entry sets none.
 pub const DEFAULT_MAX_MEMORY: u64 = 256 * 1024 * 1024;
 
+/// The batch deadline (ABI v2) of a plugin whose policy entry sets none
+/// (never more than its `timeout`).
+pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The stdout cap of a plugin whose policy entry sets none.
 pub const DEFAULT_MAX_OUTPUT: u64 = 64 * 1024 * 1024;
 
@@ -83,11 +94,16 @@ pub struct PluginSpec {
     pub sha256: Option<String>,
     /// The policy's `config` table, passed to the plugin as is.
     pub config: serde_json::Map<String, serde_json::Value>,
-    /// Wall-clock deadline of one evaluation.
+    /// Wall-clock deadline of one evaluation (ABI v2: of the plugin's busy
+    /// time over the whole log).
     pub timeout: Duration,
+    /// ABI v2: wall-clock deadline of one batch of commands.
+    pub batch_timeout: Duration,
     /// Fuel of one evaluation (about one unit per wasm instruction), if
     /// bounded.
     pub fuel: Option<u64>,
+    /// ABI v2: fuel of one batch of commands, if bounded.
+    pub batch_fuel: Option<u64>,
     /// Cap on the plugin's linear memory, in bytes.
     pub max_memory: u64,
     /// Cap on what the plugin writes to stdout, in bytes.
@@ -103,7 +119,9 @@ impl PluginSpec {
             sha256: None,
             config: serde_json::Map::new(),
             timeout: DEFAULT_TIMEOUT,
+            batch_timeout: DEFAULT_BATCH_TIMEOUT,
             fuel: None,
+            batch_fuel: None,
             max_memory: DEFAULT_MAX_MEMORY,
             max_output: DEFAULT_MAX_OUTPUT,
         }
@@ -173,6 +191,17 @@ impl PluginHost {
             .map_err(|error| HostError::Linker {
                 source: error.into(),
             })?;
+        // stdio is the host's own: every byte written is counted as it is
+        // written (an output cap stops the plugin at once), and v2's stdin
+        // waits for the next batch.
+        linker
+            .func_wrap("wasi_snapshot_preview1", "fd_write", stdio::fd_write)
+            .and_then(|linker| {
+                linker.func_wrap("wasi_snapshot_preview1", "fd_read", stdio::fd_read)
+            })
+            .map_err(|error| HostError::Linker {
+                source: error.into(),
+            })?;
         linker.allow_shadowing(false);
         let cache = cache_dir
             .map(|dir| ModuleCache::open(dir, &engine))
@@ -228,6 +257,11 @@ impl PluginHost {
                 });
             }
         }
+        let abi = module_abi(&bytes).map_err(|abi| LoadError::UnknownAbi {
+            plugin: plugin(),
+            path: spec.path.clone(),
+            abi,
+        })?;
         let (module, cache_outcome) = self.module(spec, &bytes, &sha256)?;
         check_command(&module).map_err(|reason| LoadError::NotCommand {
             plugin: plugin(),
@@ -244,6 +278,7 @@ impl PluginHost {
             })?;
         Ok(LoadedPlugin {
             spec: spec.clone(),
+            abi,
             sha256,
             pre,
             engine: self.engine.clone(),
@@ -287,6 +322,7 @@ impl PluginHost {
 /// A plugin ready to evaluate logs: compiled, pinned, linked.
 pub struct LoadedPlugin {
     spec: PluginSpec,
+    abi: u32,
     sha256: String,
     pre: InstancePre<State>,
     engine: Engine,
@@ -300,6 +336,7 @@ impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
             .field("spec", &self.spec)
+            .field("abi", &self.abi)
             .field("sha256", &self.sha256)
             .field("cache_outcome", &self.cache_outcome)
             .finish_non_exhaustive()
@@ -317,6 +354,19 @@ impl LoadedPlugin {
         &self.spec
     }
 
+    /// The plugin ABI its module speaks: 1, or 2 (streaming) when its
+    /// `replay.plugin-abi` custom section says so.
+    pub fn abi(&self) -> u32 {
+        self.abi
+    }
+
+    /// Starts an ABI v2 plugin on a log of `platform`: push its commands
+    /// into the [`Session`], in log order, then finish it. `None` for a v1
+    /// plugin, which must see the whole log at once ([`Self::evaluate`]).
+    pub fn session(&self, platform: &Platform) -> Option<Result<Session, EvalError>> {
+        (self.abi == abi::v2::ABI_VERSION).then(|| Session::start(self, platform))
+    }
+
     /// The sha256 of its module file, lowercase hex.
     pub fn sha256(&self) -> &str {
         &self.sha256
@@ -327,8 +377,9 @@ impl LoadedPlugin {
         &self.cache_outcome
     }
 
-    /// Asks the plugin about every command of a log at once, in a fresh
-    /// store; returns one verdict per command, in the order of `commands`.
+    /// Asks the plugin about every command of a log (v1: at once, in one
+    /// request; v2: streamed through a [`Session`]), in a fresh store;
+    /// returns one verdict per command, in the order of `commands`.
     ///
     /// Command ids must be unique (every log reader guarantees it). Any
     /// error means the plugin denies every command.
@@ -337,6 +388,15 @@ impl LoadedPlugin {
         platform: &Platform,
         commands: &[Command],
     ) -> Result<Vec<PluginVerdict>, EvalError> {
+        if let Some(session) = self.session(platform) {
+            let mut session = session?;
+            let mut verdicts = Vec::with_capacity(commands.len());
+            for command in commands {
+                verdicts.extend(session.push(command)?);
+            }
+            verdicts.extend(session.finish()?);
+            return Ok(verdicts);
+        }
         let fail = |failure, stderr| EvalError {
             plugin: self.spec.name.clone(),
             failure,
@@ -370,24 +430,21 @@ impl LoadedPlugin {
         match_verdicts(response, commands, &slots).map_err(|failure| fail(failure, stderr))
     }
 
-    /// Runs the plugin once on `request`: its stdout, its stderr, and how it
-    /// ended.
+    /// Runs the plugin once on `request` (ABI v1): its stdout, its stderr,
+    /// and how it ended.
     fn run(&self, request: Vec<u8>) -> (Vec<u8>, Vec<u8>, Result<(), Failure>) {
         let spec = &self.spec;
-        // Both fit: `check_limits` refused caps that do not.
-        let max_output = usize::try_from(spec.max_output).unwrap_or(usize::MAX);
+        // It fits: `check_limits` refused caps that do not.
         let memory_cap = usize::try_from(spec.max_memory).unwrap_or(usize::MAX);
-        let ticks = deadline_ticks(spec.timeout);
-        let (mut store, pipes) = match sandbox::new_store(
+        let stdio = stdio::Stdio::whole(request, spec.max_output);
+        let mut store = match sandbox::new_store(
             &self.engine,
             &spec.name,
-            request,
-            max_output,
+            stdio,
             memory_cap,
-            spec.fuel,
-            ticks,
+            spec.fuel.unwrap_or(u64::MAX),
         ) {
-            Ok(made) => made,
+            Ok(store) => store,
             Err(error) => {
                 return (
                     Vec::new(),
@@ -398,43 +455,51 @@ impl LoadedPlugin {
                 )
             }
         };
-        let outcome = match self.pre.instantiate(&mut store) {
-            Err(error) => {
-                let limiter = &mut store.data_mut().limiter;
-                if error.downcast_ref::<wasmtime::Trap>().is_some() || limiter.was_hit() {
-                    // A start function that traps or a memory over the cap.
-                    sandbox::classify(error, limiter, spec.timeout, spec.fuel).and(Err(
-                        Failure::Instantiate {
-                            source: "the module stopped during instantiation".into(),
-                        },
-                    ))
-                } else {
-                    Err(Failure::Instantiate {
-                        source: error.into(),
-                    })
-                }
-            }
-            Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-                Err(error) => Err(Failure::Instantiate {
-                    source: error.into(),
-                }),
-                Ok(start) => match start.call(&mut store, ()) {
-                    Ok(()) => Ok(()),
-                    Err(error) => sandbox::classify(
-                        error,
-                        &mut store.data_mut().limiter,
-                        spec.timeout,
-                        spec.fuel,
-                    ),
-                },
-            },
+        store.set_epoch_deadline(deadline_ticks(spec.timeout));
+        store.epoch_deadline_trap();
+        let outcome = run_start(&mut store, &self.pre, spec.timeout, spec.fuel);
+        let state = store.data_mut();
+        let stderr = std::mem::take(&mut state.stdio.stderr);
+        let stdout = match &mut state.stdio.mode {
+            stdio::Mode::Whole { stdout, .. } => std::mem::take(stdout),
+            stdio::Mode::Stream(_) => Vec::new(),
         };
-        drop(store);
-        (
-            pipes.stdout.contents().to_vec(),
-            pipes.stderr.contents().to_vec(),
-            outcome,
-        )
+        (stdout, stderr, outcome)
+    }
+}
+
+/// Instantiates `pre` in `store` and runs its `_start`: how it ended.
+fn run_start(
+    store: &mut wasmtime::Store<State>,
+    pre: &InstancePre<State>,
+    timeout: Duration,
+    fuel: Option<u64>,
+) -> Result<(), Failure> {
+    match pre.instantiate(&mut *store) {
+        Err(error) => {
+            let limiter = &mut store.data_mut().limiter;
+            if error.downcast_ref::<wasmtime::Trap>().is_some() || limiter.was_hit() {
+                // A start function that traps or a memory over the cap.
+                sandbox::classify(error, limiter, timeout, fuel).and(Err(Failure::Instantiate {
+                    source: "the module stopped during instantiation".into(),
+                }))
+            } else {
+                Err(Failure::Instantiate {
+                    source: error.into(),
+                })
+            }
+        }
+        Ok(instance) => match instance.get_typed_func::<(), ()>(&mut *store, "_start") {
+            Err(error) => Err(Failure::Instantiate {
+                source: error.into(),
+            }),
+            Ok(start) => match start.call(&mut *store, ()) {
+                Ok(()) => Ok(()),
+                Err(error) => {
+                    sandbox::classify(error, &mut store.data_mut().limiter, timeout, fuel)
+                }
+            },
+        },
     }
 }
 
@@ -490,8 +555,16 @@ fn check_limits(spec: &PluginSpec) -> Result<(), LoadError> {
             MAX_TIMEOUT.as_secs()
         )));
     }
-    if spec.fuel == Some(0) {
-        return Err(invalid("`fuel` must be more than 0".into()));
+    if spec.batch_timeout.is_zero() || spec.batch_timeout > MAX_TIMEOUT {
+        return Err(invalid(format!(
+            "`batch_timeout` must be more than 0 and at most {} s",
+            MAX_TIMEOUT.as_secs()
+        )));
+    }
+    if spec.fuel == Some(0) || spec.batch_fuel == Some(0) {
+        return Err(invalid(
+            "`fuel` and `batch_fuel` must be more than 0".into(),
+        ));
     }
     if spec.max_memory < 65536 || usize::try_from(spec.max_memory).is_err() {
         return Err(invalid(
@@ -504,6 +577,36 @@ fn check_limits(spec: &PluginSpec) -> Result<(), LoadError> {
         ));
     }
     Ok(())
+}
+
+/// The plugin ABI a module speaks, from its `replay.plugin-abi` custom
+/// section: 2 when it says `2`, 1 without the section; the section's text
+/// (printable) when it says anything else. A module the parser cannot read
+/// is left to the compiler to refuse.
+fn module_abi(bytes: &[u8]) -> Result<u32, String> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { break };
+        if let wasmparser::Payload::CustomSection(section) = payload {
+            if section.name() == abi::v2::CUSTOM_SECTION {
+                if section.data() == abi::v2::custom_section_value() {
+                    return Ok(abi::v2::ABI_VERSION);
+                }
+                let text: String = String::from_utf8_lossy(section.data())
+                    .chars()
+                    .take(32)
+                    .map(|c| {
+                        if c.is_control() {
+                            char::REPLACEMENT_CHARACTER
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                return Err(text);
+            }
+        }
+    }
+    Ok(abi::ABI_VERSION)
 }
 
 /// A pin as 64 lowercase hex digits, or `None` if it is not one.

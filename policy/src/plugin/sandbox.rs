@@ -12,6 +12,8 @@ use std::time::Duration;
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+use super::stdio::Stdio;
 use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder};
 
 use super::error::Failure;
@@ -32,19 +34,15 @@ pub(crate) const ERRNO_NOSYS: i32 = 52;
 pub(crate) struct State {
     /// The plugin's WASI context.
     pub(crate) wasi: WasiP1Ctx,
-    /// Its memory and table bounds.
+    /// Its memory and table bounds, and the bound that stopped it.
     pub(crate) limiter: Limiter,
+    /// Its stdin, stdout and stderr (served by the host's own `fd_read`
+    /// and `fd_write`).
+    pub(crate) stdio: Stdio,
 }
 
-/// The plugin's side of stdio, kept by the host to read after the run.
-pub(crate) struct Pipes {
-    /// What the plugin wrote to stdout (at most the cap + 1 bytes).
-    pub(crate) stdout: MemoryOutputPipe,
-    /// What the plugin wrote to stderr.
-    pub(crate) stderr: MemoryOutputPipe,
-}
-
-/// Bounds on linear memory and tables that record which one was hit, so
+/// Bounds on linear memory and tables that record which one was hit (or
+/// which other bound the host's functions saw crossed: output, budget), so
 /// the failure can say so, and trap at once instead of letting
 /// `memory.grow` return -1 (which a guest could ignore and spin on).
 pub(crate) struct Limiter {
@@ -66,6 +64,11 @@ impl Limiter {
         self.hit.is_some()
     }
 
+    /// Records `failure` as the bound that stopped the plugin.
+    pub(crate) fn record(&mut self, failure: Failure) {
+        self.hit.get_or_insert(failure);
+    }
+
     /// The bound that stopped the plugin, if one did.
     pub(crate) fn take_hit(&mut self) -> Option<Failure> {
         self.hit.take()
@@ -75,7 +78,7 @@ impl Limiter {
 /// The error a [`Limiter`] raises to trap the plugin.
 #[derive(Debug, thiserror::Error)]
 #[error("a resource limit was hit")]
-struct LimitHit;
+pub(crate) struct LimitHit;
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
@@ -152,27 +155,23 @@ const FIXED_RANDOM: [u8; 16] = [
     0x24, 0x3f, 0x6a, 0x88, 0x85, 0xa3, 0x08, 0xd3, 0x13, 0x19, 0x8a, 0x2e, 0x03, 0x70, 0x73, 0x44,
 ];
 
-/// A store for one evaluation: WASI with only stdio (stdin holds `request`),
+/// A store for one evaluation: WASI with only stdio (served by `stdio`),
 /// the program name as its only argument, no environment, no preopened
 /// directories, no sockets, frozen clocks and fixed randomness; bounded by
-/// the memory cap, `fuel` and a deadline `deadline_ticks` epochs away.
+/// the memory cap and `fuel`. The caller sets its deadline.
 pub(crate) fn new_store(
     engine: &Engine,
     program: &str,
-    request: Vec<u8>,
-    max_output: usize,
+    stdio: Stdio,
     memory_cap: usize,
-    fuel: Option<u64>,
-    deadline_ticks: u64,
-) -> wasmtime::Result<(Store<State>, Pipes)> {
-    // One byte over the cap, so a plugin that writes more than the cap is
-    // seen to have done so (the pipe stops taking bytes when full).
-    let stdout = MemoryOutputPipe::new(max_output.saturating_add(1));
-    let stderr = MemoryOutputPipe::new(STDERR_CAP);
+    fuel: u64,
+) -> wasmtime::Result<Store<State>> {
+    // The host's `fd_read` and `fd_write` serve stdio; WASI's pipes only
+    // answer `fd_fdstat_get` and the like, and hold nothing.
     let wasi = WasiCtxBuilder::new()
-        .stdin(MemoryInputPipe::new(request))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
+        .stdin(MemoryInputPipe::new(Vec::new()))
+        .stdout(MemoryOutputPipe::new(0))
+        .stderr(MemoryOutputPipe::new(0))
         .arg(program)
         .wall_clock(FrozenClock)
         .monotonic_clock(FrozenClock)
@@ -188,13 +187,12 @@ pub(crate) fn new_store(
         State {
             wasi,
             limiter: Limiter::new(memory_cap),
+            stdio,
         },
     );
     store.limiter(|state| &mut state.limiter);
-    store.set_fuel(fuel.unwrap_or(u64::MAX))?;
-    store.set_epoch_deadline(deadline_ticks);
-    store.epoch_deadline_trap();
-    Ok((store, Pipes { stdout, stderr }))
+    store.set_fuel(fuel)?;
+    Ok(store)
 }
 
 /// What a run that ended with `error` means: `Ok` for a clean `exit(0)`,

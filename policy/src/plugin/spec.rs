@@ -7,7 +7,9 @@
 //! path = "plugins/naming.wasm" # relative to the policy file
 //! sha256 = "<64 hex digits>"   # optional pin
 //! timeout = "2s"               # seconds, or with `ms`, `s`, `m`, `h`
+//! batch_timeout = "500ms"      # ABI v2: one batch of commands (default 1 s)
 //! fuel = 5_000_000_000         # optional
+//! batch_fuel = 100_000_000     # ABI v2, optional: one batch of commands
 //! max_memory = "128MiB"        # bytes, or with `K`, `M`, `G` (powers of 1024)
 //! max_output = "16MiB"         # optional, like `max_memory`
 //! [plugin.config]              # passed to the plugin as JSON
@@ -25,13 +27,15 @@ use crate::PluginTable;
 use super::PluginSpec;
 
 /// The keys a `[[plugin]]` table may have.
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 10] = [
     "name",
     "path",
     "sha256",
     "config",
     "timeout",
+    "batch_timeout",
     "fuel",
+    "batch_fuel",
     "max_memory",
     "max_output",
 ];
@@ -93,20 +97,34 @@ impl PluginSpec {
                 _ => return Err(fail("`config` must be a table".into())),
             }
         }
-        if let Some(timeout) = table.get("timeout") {
-            spec.timeout = quantity(timeout, parse_duration).ok_or_else(|| {
-                fail(
-                    "`timeout` must be seconds or a duration like \"500ms\", \"2s\", \"1m\"".into(),
-                )
-            })?;
+        for (key, slot) in [
+            ("timeout", &mut spec.timeout),
+            ("batch_timeout", &mut spec.batch_timeout),
+        ] {
+            if let Some(timeout) = table.get(key) {
+                *slot = quantity(timeout, parse_duration).ok_or_else(|| {
+                    fail(format!(
+                        "`{key}` must be seconds or a duration like \"500ms\", \"2s\", \"1m\""
+                    ))
+                })?;
+            }
         }
-        if let Some(fuel) = table.get("fuel") {
-            spec.fuel = Some(
-                fuel.as_integer()
-                    .and_then(|fuel| u64::try_from(fuel).ok())
-                    .filter(|fuel| *fuel > 0)
-                    .ok_or_else(|| fail("`fuel` must be a positive integer".into()))?,
-            );
+        // A batch never gets longer than the whole log.
+        if table.get("batch_timeout").is_none() {
+            spec.batch_timeout = spec.batch_timeout.min(spec.timeout);
+        }
+        for (key, slot) in [
+            ("fuel", &mut spec.fuel),
+            ("batch_fuel", &mut spec.batch_fuel),
+        ] {
+            if let Some(fuel) = table.get(key) {
+                *slot = Some(
+                    fuel.as_integer()
+                        .and_then(|fuel| u64::try_from(fuel).ok())
+                        .filter(|fuel| *fuel > 0)
+                        .ok_or_else(|| fail(format!("`{key}` must be a positive integer")))?,
+                );
+            }
         }
         for (key, slot) in [
             ("max_memory", &mut spec.max_memory),

@@ -8,6 +8,8 @@
 //!   resolves inside the kind's `dirs`, is not world-writable, matches its pin;
 //! - [`args`]: the argument grammar: each argv word against the program's allowlist;
 //! - [`paths`]: cwd, inputs and outputs inside the root, and the whole-log rules on them;
+//! - [`late`]: the per-path whole-log rules judged after the stream, for logs
+//!   whose paths were spilled to disk;
 //! - [`dirs`]: input directories (`-I`, `-L`, ...): all a tool may read beneath one is an input;
 //! - [`linker`]: what the linker reads from the root: objects and archives
 //!   that name no other file, at check time and right before it runs;
@@ -17,5 +19,6 @@ pub(crate) mod args;
 pub(crate) mod binary;
 pub(crate) mod dirs;
 pub(crate) mod env;
+pub(crate) mod late;
 pub(crate) mod linker;
 pub(crate) mod paths;

@@ -13,6 +13,7 @@ use cmdlog::path_ids::{PathIdMap, PathIds};
 use cmdlog::Command;
 
 use super::dirs::{ancestors, is_under, walk_root};
+use super::late::Late;
 use crate::ctx::{under_any, Ctx, RootDir};
 use crate::kind::{check_input_kind, InputKindError};
 use crate::load::dir_key;
@@ -39,6 +40,34 @@ pub(crate) struct LogState<'a> {
     pub mode: Mode,
     /// Whether the log's platform is this host's.
     pub here: bool,
+    /// Once the tables outgrew memory: where each read and write of a path
+    /// goes instead of `written` and `read_early` (frozen from then on),
+    /// to be judged after the stream.
+    pub late: Option<&'a mut Late>,
+    /// The first error writing to `late` (the log is then refused).
+    pub late_error: &'a mut Option<std::io::Error>,
+}
+
+impl LogState<'_> {
+    /// Whether an earlier command writes `path`: `None` once spilled (it
+    /// is judged after the stream).
+    fn produced(&self, path: &cmdlog::path_ids::PathId) -> Option<bool> {
+        if !self.judge {
+            // Unjudged, every input may be an earlier command's output.
+            return Some(true);
+        }
+        match self.late {
+            Some(_) if !self.written.contains_key(path) => None,
+            _ => Some(self.written.contains_key(path)),
+        }
+    }
+
+    /// Keeps the outcome of writing a spill record.
+    fn spilled(&mut self, outcome: std::io::Result<()>) {
+        if let Err(error) = outcome {
+            self.late_error.get_or_insert(error);
+        }
+    }
 }
 
 /// The rules on `cwd`, inputs and outputs, and the whole-log rules.
@@ -169,9 +198,18 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             continue;
         }
         let input_id = log.ids.of(&key);
-        // Unjudged, every input may be an earlier command's output.
-        let produced = !log.judge || log.written.contains_key(&input_id);
-        match ctx.lookup(input) {
+        // Spilled, whether an earlier command writes it is judged after
+        // the stream: so is the refusal of a missing input.
+        let known = log.produced(&input_id);
+        let produced = known.unwrap_or(true);
+        let looked = ctx.lookup(input);
+        let missing = matches!(
+            looked,
+            Lookup::Inside {
+                kind: Kind::Missing
+            }
+        );
+        match looked {
             Lookup::Escapes { via } => {
                 ctx.symlink_escape(input, &via);
                 continue;
@@ -251,8 +289,19 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
                 }
             }
         }
-        if !produced && !log.read_early.contains_key(&input_id) {
-            log.read_early.insert(input_id, id);
+        if known.is_none() {
+            if let Some(late) = log.late.as_deref_mut() {
+                let outcome = late.read(input_id, id, input, run && missing);
+                log.spilled(outcome);
+            }
+        } else if !produced && !log.read_early.contains_key(&input_id) {
+            if let Some(late) = log.late.as_deref_mut() {
+                // Frozen: the spill keeps the rest.
+                let outcome = late.read(input_id, id, input, false);
+                log.spilled(outcome);
+            } else {
+                log.read_early.insert(input_id, id);
+            }
         }
     }
 
@@ -349,6 +398,17 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             continue;
         }
         let output_id = log.ids.of(&key);
+        if !log.written.contains_key(&output_id) {
+            if let Some(late) = log.late.as_deref_mut() {
+                // Spilled: its writer and readers are judged after the
+                // stream. Its directories are counted here, as the first
+                // writer's (a second writer refuses the log anyway).
+                let outcome = late.write(output_id, id, output);
+                log.spilled(outcome);
+                count_dirs(ctx, log, output, &key, id);
+                continue;
+            }
+        }
         if let Some(&writer) = log.written.get(&output_id) {
             let message = if writer == id {
                 format!("output `{output}` is listed twice")
@@ -372,10 +432,18 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             );
         }
         log.written.insert(output_id, id);
-        // No output may land in a directory an earlier command reads
-        // whole: it would read (or have read) a file nobody declared.
+        count_dirs(ctx, log, output, &key, id);
+    }
+}
+
+/// Counts `output` (normalized `key`, written by command `id`) in each
+/// directory above it; no output may land in a directory an earlier
+/// command reads whole: it would read (or have read) a file nobody
+/// declared.
+fn count_dirs(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, output: &str, key: &str, id: u64) {
+    {
         let mut refused = false;
-        for dir in ancestors(&key) {
+        for dir in ancestors(key) {
             let dir_id = log.ids.of(dir);
             if let Some(&reader) = log.read_dirs.get(&dir_id).filter(|r| **r != id) {
                 if !refused {
@@ -407,6 +475,8 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
     };
     let lower = key.to_lowercase();
     let mut problem: Option<(&'static str, String)> = None;
+    let mut unknown = Vec::new();
+    let mut deferred = None;
     if let Some(p) = log.protected.iter().find(|p| is_under(p, &lower)) {
         problem = Some((
             "inputs.dir-holds-output",
@@ -419,17 +489,25 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
         ));
     } else if log.judge {
         let held = log.out_dirs.get(&log.ids.of(&key)).copied().unwrap_or(0);
-        let declared = ctx
-            .inputs
-            .iter()
-            .filter(|i| is_under(i, &key) && log.written.contains_key(&log.ids.of(i)))
-            .count() as u64;
-        if held > declared {
-            problem = Some((
-                "inputs.dir-holds-output",
-                "it holds outputs of earlier commands that this command does not declare as inputs"
-                    .into(),
-            ));
+        // The inputs beneath it an earlier command writes: known from the
+        // tables, or (spilled) unknown until after the stream.
+        let mut declared = 0u64;
+        for input in ctx.inputs.iter().filter(|i| is_under(i, &key)) {
+            let id = log.ids.of(input);
+            if log.written.contains_key(&id) {
+                declared += 1;
+            } else if log.late.is_some() {
+                unknown.push(id);
+            }
+        }
+        let at_most = declared + unknown.len() as u64;
+        if held > declared && (held > at_most || dir.source) {
+            // Certainly a problem, or (a compile's source directory, which
+            // is only left out) possibly one: left out.
+            problem = Some(("inputs.dir-holds-output", DIR_HOLDS_EARLIER_OUTPUTS.into()));
+        } else if held > declared {
+            // Judged after the stream, when the unknown inputs are known.
+            deferred = Some((held, declared));
         }
     }
     if problem.is_none() && dir.exists {
@@ -446,11 +524,7 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
     }
     if let Some((rule, message)) = problem {
         if !dir.source {
-            let shown = if dir.physical == "." {
-                "the work root".to_owned()
-            } else {
-                format!("`{}`", dir.physical)
-            };
+            let shown = shown_dir(dir);
             ctx.refuse(
                 rule,
                 &dir.subject,
@@ -459,6 +533,15 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
             );
         }
         return;
+    }
+    if let (Some((held, declared)), Some(late)) = (deferred, log.late.as_deref_mut()) {
+        let shown = shown_dir(dir);
+        let message = format!(
+            "input directory `{}` ({shown}): {DIR_HOLDS_EARLIER_OUTPUTS}",
+            dir.subject
+        );
+        let outcome = late.dir_check(ctx.id, held, declared, &unknown, &dir.subject, &message);
+        log.spilled(outcome);
     }
     if log.judge && !dir.source {
         let dir_id = log.ids.of(&key);
@@ -473,6 +556,19 @@ fn root_dir(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, dir: &RootDir) {
     };
     if dir.exists && at.is_dir() && !ctx.input_dirs.contains(&at) {
         ctx.input_dirs.push(at);
+    }
+}
+
+/// Why an input directory is refused when earlier commands wrote into it.
+const DIR_HOLDS_EARLIER_OUTPUTS: &str =
+    "it holds outputs of earlier commands that this command does not declare as inputs";
+
+/// How a finding names an input directory physically.
+fn shown_dir(dir: &RootDir) -> String {
+    if dir.physical == "." {
+        "the work root".to_owned()
+    } else {
+        format!("`{}`", dir.physical)
     }
 }
 

@@ -16,3 +16,4 @@ mod linker;
 mod load;
 mod messages;
 mod shipped;
+mod spill;

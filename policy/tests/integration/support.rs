@@ -54,6 +54,8 @@ pub struct Outcome {
     pub header: Vec<Finding>,
     pub verdicts: Vec<Verdict>,
     pub end: Vec<Finding>,
+    /// Commands the end's findings refuse that were counted otherwise.
+    pub recount: policy::Recount,
 }
 
 impl Outcome {
@@ -103,7 +105,9 @@ pub fn check_with(mut checker: Checker<'_>, log: &str) -> Outcome {
     if let Err(e) = LogReader::new(log.as_bytes()).read(&mut v) {
         panic!("log does not read: {e}");
     }
-    out.end = checker.finish();
+    let mut end = Vec::new();
+    out.recount = checker.finish(&mut |_, f| end.push(f)).recount;
+    out.end = end;
     out
 }
 

@@ -78,3 +78,47 @@ fn documented_examples_are_valid_messages() {
         serde_json::from_str(blocks[1]).expect("second block is a response");
     assert!(!response.verdicts.is_empty());
 }
+
+#[test]
+fn checked_in_v2_schemas_match_the_types() {
+    assert_checked_in(
+        "plugin-request-v2-header.schema.json",
+        &abi::v2::request_schema_text(),
+    );
+    assert_checked_in(
+        "plugin-response-v2-verdict.schema.json",
+        &abi::v2::response_schema_text(),
+    );
+    let header = abi::v2::request_schema();
+    assert_eq!(header["properties"]["abi"]["const"], 2);
+    assert_eq!(header["additionalProperties"], false);
+    let verdict = abi::v2::response_schema();
+    assert_eq!(verdict["additionalProperties"], false);
+}
+
+#[test]
+fn documented_v2_examples_are_valid_lines() {
+    // The examples in docs/plugin-abi-v2.md, kept here so they cannot rot.
+    let doc = std::fs::read_to_string(docs("plugin-abi-v2.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```json")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 2, "docs/plugin-abi-v2.md lost its examples");
+    let mut request = blocks[0].trim().lines();
+    let header: abi::v2::Header = serde_json::from_str(request.next().unwrap()).unwrap();
+    assert_eq!(header.abi, 2);
+    let commands: Vec<cmdlog::Command> = request
+        .map(|line| serde_json::from_str(line).expect("a command line"))
+        .collect();
+    let verdicts: Vec<abi::Verdict> = blocks[1]
+        .trim()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a verdict line"))
+        .collect();
+    assert_eq!(commands.len(), verdicts.len());
+    for (command, verdict) in commands.iter().zip(&verdicts) {
+        assert_eq!(command.id, verdict.id);
+    }
+}

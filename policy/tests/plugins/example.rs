@@ -160,3 +160,137 @@ fn naming_plugin_handles_a_large_log_in_one_call() {
     assert_eq!(verdicts.len(), log.len());
     assert!(verdicts.iter().all(|v| v.allow));
 }
+
+/// A log of `n` commands of every kind the plugin judges, a few of them
+/// refused (an `-O0`, an `-O1`, a stray output name), in varied sizes.
+fn mixed_log(n: u64) -> Vec<cmdlog::Command> {
+    (1..=n)
+        .map(|id| {
+            let level = ["-O2", "-O3", "-O0", "-Os", "-O1", "-O2"][(id % 6) as usize];
+            match id % 5 {
+                0 => {
+                    let output = if id % 35 == 0 {
+                        format!("p{id}.s")
+                    } else {
+                        format!("p{id}.o")
+                    };
+                    command(
+                        id,
+                        ToolKind::Llc,
+                        &[level, "in.bc", "-o", output.as_str()],
+                        &[output.as_str()],
+                    )
+                }
+                1 => command(id, ToolKind::Cc, &["-c", "a.c", "-o", "a.o"], &["a.o"]),
+                2 => command(id, ToolKind::Ld, &["a.o", "-o", "prog"], &["prog"]),
+                _ => {
+                    let output = format!("p{id}.opt.bc");
+                    let padding = "x".repeat((id % 300) as usize);
+                    command(
+                        id,
+                        ToolKind::Opt,
+                        &[level, padding.as_str(), "-o", output.as_str()],
+                        &[output.as_str()],
+                    )
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn naming_plugin_gives_the_same_verdicts_over_abi_v2_and_v1() {
+    let Some(v2) = naming_wasm() else { return };
+    let host = host();
+    let streaming = host.load(&example_spec()).unwrap();
+    assert_eq!(streaming.abi(), 2, "naming.wasm speaks ABI v2");
+    let mut spec = example_spec();
+    spec.path = v2.with_file_name("naming-v1.wasm");
+    spec.name = "naming-v1".into();
+    let whole = host.load(&spec).unwrap();
+    assert_eq!(whole.abi(), 1, "naming-v1.wasm speaks ABI v1");
+    // Several batches, the last one partial.
+    let log = mixed_log(3 * policy::plugin::BATCH_COMMANDS as u64 + 17);
+    let by_v2 = streaming.evaluate(&platform(), &log).unwrap();
+    let by_v1 = whole.evaluate(&platform(), &log).unwrap();
+    assert_eq!(by_v2.len(), log.len());
+    assert_eq!(by_v2, by_v1);
+    let refused = by_v2.iter().filter(|v| !v.allow).count();
+    assert!(refused > 100 && refused < log.len() / 2, "{refused}");
+    // The same through a session pushed a command at a time.
+    let mut session = streaming.session(&platform()).unwrap().unwrap();
+    let mut pushed = Vec::new();
+    for command in &log {
+        pushed.extend(session.push(command).unwrap());
+    }
+    pushed.extend(session.finish().unwrap());
+    assert_eq!(pushed, by_v1);
+}
+
+#[test]
+fn combined_with_the_rules_v2_and_v1_give_the_same_findings_and_tally() {
+    use policy::combine;
+    use policy::report::Tally;
+    use policy::Status;
+    let Some(v2) = naming_wasm() else { return };
+    let mut v1 = example_spec();
+    v1.path = v2.with_file_name("naming-v1.wasm");
+    let log = mixed_log(2 * policy::plugin::BATCH_COMMANDS as u64 + 5);
+    // The rules refused every 7th command already.
+    let kept: Vec<_> = log
+        .into_iter()
+        .map(|c| {
+            let status = if c.id % 7 == 0 {
+                Status::Refused
+            } else {
+                Status::Allowed
+            };
+            (c, status)
+        })
+        .collect();
+    let tally_of_rules = || Tally {
+        allowed: kept.iter().filter(|(_, s)| *s == Status::Allowed).count() as u64,
+        refused: kept.iter().filter(|(_, s)| *s == Status::Refused).count() as u64,
+        ..Tally::default()
+    };
+    let mut by_v2 = tally_of_rules();
+    let found_v2 = combine::judge(&[example_spec()], &platform(), &kept, &mut by_v2).unwrap();
+    let mut by_v1 = tally_of_rules();
+    let found_v1 = combine::judge(&[v1], &platform(), &kept, &mut by_v1).unwrap();
+    assert_eq!(found_v2, found_v1);
+    assert_eq!(by_v2, by_v1);
+    assert!(by_v2.refused > tally_of_rules().refused);
+    assert_eq!(by_v2.allowed + by_v2.refused, kept.len() as u64);
+    assert!(found_v2.iter().all(|f| f.finding.rule == "plugin.refused"));
+}
+
+#[test]
+fn a_streaming_plugin_that_fails_late_refuses_the_commands_judged_before() {
+    use policy::combine;
+    use policy::report::Tally;
+    use policy::Status;
+    let Some(_) = naming_wasm() else { return };
+    // A config the plugin refuses only once it reads the header is found
+    // at the first batch: by then commands were counted as allowed.
+    let mut spec = example_spec();
+    spec.config
+        .insert("min_opt_level".into(), serde_json::Value::from(9));
+    let kept: Vec<_> = mixed_log(3 * policy::plugin::BATCH_COMMANDS as u64)
+        .into_iter()
+        .map(|c| (c, Status::Allowed))
+        .collect();
+    let mut tally = Tally {
+        allowed: kept.len() as u64,
+        ..Tally::default()
+    };
+    let found = combine::judge(&[spec], &platform(), &kept, &mut tally).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].finding.rule, "plugin.failed");
+    assert!(
+        found[0].finding.message.contains("exited with status 1"),
+        "{}",
+        found[0].finding.message
+    );
+    assert_eq!(tally.allowed, 0);
+    assert_eq!(tally.refused, kept.len() as u64);
+}

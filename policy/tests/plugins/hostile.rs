@@ -392,3 +392,39 @@ fn invalid_host_call_stops_the_plugin() {
         other => panic!("expected the host to stop the plugin, got {other}"),
     }
 }
+
+#[test]
+fn flood_of_64k_writes_is_stopped_at_the_write_that_crosses_the_cap() {
+    // Regression (issue 20): with the default 64 MiB cap, a plugin writing
+    // 64 KiB per `fd_write` in a loop ran on until its deadline (11 s) and
+    // made `replay` hold 211 MB; the cap must stop it at the write that
+    // crosses it. Each round writes one `.` to stderr first, so stderr
+    // counts the rounds the plugin got to run.
+    let fixture = Fixture::new();
+    let path = fixture.plugin(
+        "flood-64k",
+        "(data (i32.const 32) \".\")",
+        "(i32.store (i32.const 0) (i32.const 0))
+         (i32.store (i32.const 4) (i32.const 65536))
+         (i32.store (i32.const 16) (i32.const 32))
+         (i32.store (i32.const 20) (i32.const 1))
+         (loop $more
+           (drop (call $fd_write (i32.const 2) (i32.const 16) (i32.const 1) (i32.const 8)))
+           (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+           (br $more))",
+    );
+    let mut spec = spec("flood-64k", path);
+    spec.max_output = policy::plugin::DEFAULT_MAX_OUTPUT;
+    let error = denies(&host(), &fixture, spec);
+    assert!(
+        matches!(failure(&error), Failure::OutputTooLarge { limit } if *limit == 64 << 20),
+        "{error}"
+    );
+    // 1,024 writes fill 64 MiB; the 1,025th crosses the cap and is the last.
+    assert_eq!(
+        error.stderr.matches('.').count(),
+        1025,
+        "{}",
+        error.stderr.len()
+    );
+}
