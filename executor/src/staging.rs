@@ -209,6 +209,9 @@ pub struct Staging {
     dir: PathBuf,
     /// Made by [`Staging::prepare`]; removed by commit or abort.
     made: bool,
+    /// Whether an output may be a symbolic link: only one `replay` made
+    /// itself (a built-in `symlink`), never a tool's.
+    links: bool,
 }
 
 /// What a commit did besides moving the declared outputs into place.
@@ -336,7 +339,25 @@ impl Staging {
                 root: base.root.clone(),
                 dir,
                 made: false,
+                links: false,
             },
+        ))
+    }
+
+    /// Lets the outputs be symbolic links, committed as links: for a
+    /// built-in `symlink`, whose staging `replay` writes itself (a tool's
+    /// staging never gets this: a link a tool left is refused).
+    pub fn replay_writes_links(&mut self) {
+        self.links = true;
+    }
+
+    /// The staged directory that holds the output `normal` and its name:
+    /// opened from the staging's mirror without following links.
+    pub fn staged_dir(&self, normal: &str) -> io::Result<(OwnedFd, String)> {
+        let (dir, name) = split(normal);
+        Ok((
+            open_beneath(&self.dir.join("out"), dir, false)?,
+            name.to_owned(),
         ))
     }
 
@@ -404,7 +425,7 @@ impl Staging {
             let (dir, name) = split(&output.normal);
             let missing = || StagingError::Missing(output.declared.clone());
             let from = open_beneath(&mirror, dir, false).map_err(|_| missing())?;
-            let hash = seal(&from, name).map_err(|error| match error {
+            let hash = seal(&from, name, self.links).map_err(|error| match error {
                 Sealed::Missing => missing(),
                 Sealed::Not(what) => StagingError::NotRegular {
                     path: output.declared.clone(),
@@ -516,7 +537,7 @@ const MAX_DISCARDED_NAMED: usize = 64;
 const MAX_WALKED: usize = 100_000;
 
 /// `normal` (root-relative, `/`-separated) as (its directory, its name).
-fn split(normal: &str) -> (&str, &str) {
+pub(crate) fn split(normal: &str) -> (&str, &str) {
     match normal.rfind('/') {
         Some(at) => (&normal[..at], &normal[at + 1..]),
         None => ("", normal),
@@ -525,7 +546,7 @@ fn split(normal: &str) -> (&str, &str) {
 
 /// The directory `name` in `dir`, never through a link; with `make`, made
 /// (0o755) if it is missing.
-fn open_dir_at(dir: &OwnedFd, name: &str, make: bool) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_at(dir: &OwnedFd, name: &str, make: bool) -> io::Result<OwnedFd> {
     use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::Mode;
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -544,7 +565,7 @@ fn open_dir_at(dir: &OwnedFd, name: &str, make: bool) -> io::Result<OwnedFd> {
 /// The directory `relative` (`/`-separated, no `..`) beneath `base`,
 /// walked one component at a time without following a link (`base` itself
 /// is the caller's: the root or a staging `replay` made).
-fn open_beneath(base: &Path, relative: &str, make: bool) -> io::Result<OwnedFd> {
+pub(crate) fn open_beneath(base: &Path, relative: &str, make: bool) -> io::Result<OwnedFd> {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
     let mut dir = open(
@@ -575,9 +596,14 @@ enum Sealed {
 /// link), sets its mode to what `replay` commits (0o755 for an ELF
 /// executable or shared object, 0o644 otherwise: never setuid, setgid or
 /// writable by others, whatever the tool asked), and hashes it.
-fn seal(dir: &OwnedFd, name: &str) -> Result<String, Sealed> {
+fn seal(dir: &OwnedFd, name: &str, links: bool) -> Result<String, Sealed> {
     use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::{fstat, Mode, SFlag};
+    if links {
+        if let Ok(target) = nix::fcntl::readlinkat(dir, name) {
+            return Ok(crate::journal::link_hash(target.as_encoded_bytes()));
+        }
+    }
     let fd = match openat(
         dir,
         name,

@@ -245,7 +245,9 @@ impl<'p> Checker<'p> {
         let mut resolved_program = None;
         let mut argv0 = String::new();
         let mut args = Vec::new();
+        let builtin = command.tool.is_builtin();
         match policy.tools.get(&command.tool) {
+            _ if builtin => crate::rules::builtin::builtin(&mut ctx, command),
             None => {
                 let known: Vec<String> = policy.tools.keys().map(|t| format!("`{t}`")).collect();
                 ctx.refuse(
@@ -311,8 +313,12 @@ impl<'p> Checker<'p> {
         };
         paths(&mut ctx, &mut log, command);
 
-        // Environment.
-        let env = env::env(&mut ctx, &command.env);
+        // Environment (a built-in asks for none: judged above).
+        let env = if builtin {
+            Default::default()
+        } else {
+            env::env(&mut ctx, &command.env)
+        };
 
         let findings = ctx.findings;
         let linker_reads = ctx.linker_reads;

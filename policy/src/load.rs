@@ -236,6 +236,7 @@ struct Layer {
     system_inputs: Option<Vec<String>>,
     required_layers: Vec<String>,
     refuse_undeclared_reads: bool,
+    builtins: Vec<ToolKind>,
     env_set: BTreeMap<String, String>,
     env_allow: BTreeMap<String, ValueRule>,
     limits: LimitsLayer,
@@ -773,6 +774,17 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
             }
             layer.required_layers.push(name.get_ref().clone());
         }
+        for name in &header.builtins {
+            let kind = ToolKind::from_name(name.get_ref());
+            if !kind.is_builtin() {
+                return Err(source.invalid(
+                    name.span(),
+                    "policy.builtins",
+                    Invalid::Builtin(name.get_ref().clone()),
+                ));
+            }
+            layer.builtins.push(kind);
+        }
     }
     if let Some(env) = &wire.env {
         for (name, value) in &env.set {
@@ -822,6 +834,13 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
         layer.limits = limits(source, "limits", l)?;
     }
     for (name, t) in &wire.tool {
+        if ToolKind::from_name(name).is_builtin() {
+            return Err(source.invalid(
+                t.span(),
+                format!("tool.{name}"),
+                Invalid::Builtin(name.clone()),
+            ));
+        }
         layer.tools.insert(name.clone(), tool(source, name, t)?);
     }
     for (name, g) in &wire.args {
@@ -858,6 +877,12 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         for layer_name in layer.required_layers {
             if !merged.required_layers.contains(&layer_name) {
                 merged.required_layers.push(layer_name);
+            }
+        }
+        // Like tool kinds, a derived policy may allow more built-ins.
+        for kind in layer.builtins {
+            if !merged.builtins.contains(&kind) {
+                merged.builtins.push(kind);
             }
         }
         merged.env_set.extend(layer.env_set);
@@ -1017,6 +1042,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         plugins: merged.plugins,
         required_layers: merged.required_layers,
         refuse_undeclared_reads: merged.refuse_undeclared_reads,
+        builtins: merged.builtins,
         files: Vec::new(),
     })
 }

@@ -36,6 +36,8 @@ pub struct Policy {
     /// `[policy] refuse_undeclared_reads`: a tool seen reading a file of
     /// the root that its command does not declare fails.
     pub(crate) refuse_undeclared_reads: bool,
+    /// `[policy] builtins`: the built-in file operations logs may name.
+    pub(crate) builtins: Vec<ToolKind>,
     /// Every file the policy was read from (canonical): its own, then each
     /// one it extends.
     pub(crate) files: Vec<PathBuf>,
@@ -277,6 +279,11 @@ impl Policy {
             }
         }
         files
+    }
+
+    /// Whether logs may name the built-in file operation `kind`.
+    pub fn allows_builtin(&self, kind: &ToolKind) -> bool {
+        self.builtins.contains(kind)
     }
 
     /// The tool kinds this policy allows.

@@ -44,6 +44,10 @@ pub(crate) struct HeaderWire {
     pub require_sandbox: Vec<Spanned<String>>,
     #[serde(default)]
     pub refuse_undeclared_reads: Option<bool>,
+    /// Built-in file operations (`symlink`, `copy`, `rename`, `remove`)
+    /// logs may name.
+    #[serde(default)]
+    pub builtins: Vec<Spanned<String>>,
 }
 
 /// `[env]`.

@@ -389,8 +389,11 @@ impl Runner<'_, '_> {
         // Judge first, always, even a command skipped below: the files may
         // have changed since the first pass.
         let verdict = self.checker.command(command);
+        let builtin = command.tool.is_builtin();
         let resolved = match (verdict.status, verdict.resolved) {
-            (Judged::Allowed, Some(resolved)) => resolved,
+            (Judged::Allowed, Some(resolved)) => Some(resolved),
+            // A built-in runs no program: nothing to resolve.
+            (Judged::Allowed, None) if builtin => None,
             _ => {
                 let reason = verdict
                     .findings
@@ -433,6 +436,9 @@ impl Runner<'_, '_> {
             self.failed_outputs.extend(self.output_ids(command));
             return Next::Done(Box::new(record(Status::Error { message: problem })));
         }
+        let Some(resolved) = resolved else {
+            return Next::Done(Box::new(self.builtin(command, record(Status::Ok))));
+        };
         // What the linker reads from the root is what the policy allowed:
         // objects, not scripts. Earlier commands may have made or changed
         // those files since the check, so look again now.
@@ -748,6 +754,38 @@ impl Runner<'_, '_> {
             cache,
             timing: None,
         }
+    }
+
+    /// Performs the built-in file operation `command` (judged allowed),
+    /// committing and journaling what it made as a tool's outputs are;
+    /// `record` is its record, to complete.
+    fn builtin(&mut self, command: &Command, mut record: CommandRecord) -> CommandRecord {
+        let root = &self.job.root;
+        let inputs = journal::input_hashes(command, root);
+        let done = crate::builtin::perform(command, root, &self.stage)
+            .map_err(|e| crate::report::one_line(&e))
+            .and_then(|done| match done {
+                crate::builtin::Done::Staged(staging) => self
+                    .commit(command, staging, inputs, false, |_| {})
+                    .map(|_| ()),
+                crate::builtin::Done::Moved(outputs) => {
+                    let entry = Entry {
+                        id: command.id,
+                        command: journal::command_hash(command),
+                        outputs,
+                        inputs,
+                        cached: false,
+                    };
+                    self.journal
+                        .record(&entry)
+                        .map_err(|e| crate::report::one_line(&e))
+                }
+            });
+        if let Err(message) = done {
+            record.status = Status::Error { message };
+        }
+        self.settle(command, matches!(record.status, Status::Ok));
+        record
     }
 
     /// Notes `command`'s outputs as made (`good`) or not: what was rebuilt

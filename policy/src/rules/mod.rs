@@ -11,10 +11,12 @@
 //! - [`dirs`]: input directories (`-I`, `-L`, ...): all a tool may read beneath one is an input;
 //! - [`linker`]: what the linker reads from the root: objects and archives
 //!   that name no other file, at check time and right before it runs;
+//! - [`builtin`]: the built-in file operations: allowed, well formed, naming what they declare;
 //! - [`env`](mod@env): the environment: only the variables, and values, the policy allows.
 
 pub(crate) mod args;
 pub(crate) mod binary;
+pub(crate) mod builtin;
 pub(crate) mod dirs;
 pub(crate) mod env;
 pub(crate) mod linker;

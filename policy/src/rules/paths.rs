@@ -10,7 +10,7 @@ use std::path::Path;
 
 use cmdlog::path::{check_confined, is_absolute, normalize_under};
 use cmdlog::path_ids::{PathIdMap, PathIds};
-use cmdlog::Command;
+use cmdlog::{Command, ToolKind};
 
 use super::dirs::{ancestors, is_under, walk_root};
 use crate::ctx::{under_any, Ctx, RootDir};
@@ -45,6 +45,13 @@ pub(crate) struct LogState<'a> {
 pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
     let id = command.id;
     let run = log.mode == Mode::Run;
+    // A built-in replaces an output's name itself (`renameat2`, `unlinkat`
+    // from its physical directory), never writing through it: a symlink
+    // inside the root in an output's place (the link an earlier run made)
+    // is replaced, not followed. `rename` and `remove` take over a path an
+    // earlier command wrote.
+    let replaces_name = command.tool.is_builtin();
+    let takes_over = matches!(command.tool, ToolKind::Rename | ToolKind::Remove);
     if check_confined(&command.cwd).is_err() {
         ctx.refuse(
             "paths.outside-root",
@@ -336,7 +343,12 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
         // .`) would name a protected file, or another command's output,
         // under a second spelling. Outputs are therefore written only
         // where they physically are.
-        if let Some(physical) = ctx.symlinked_as(output) {
+        let through = if replaces_name {
+            ctx.symlinked_parent(output)
+        } else {
+            ctx.symlinked_as(output)
+        };
+        if let Some(physical) = through {
             ctx.refuse(
                 "outputs.through-symlink",
                 output,
@@ -349,7 +361,11 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             continue;
         }
         let output_id = log.ids.of(&key);
-        if let Some(&writer) = log.written.get(&output_id) {
+        if let Some(&writer) = log
+            .written
+            .get(&output_id)
+            .filter(|w| !(takes_over && **w != id))
+        {
             let message = if writer == id {
                 format!("output `{output}` is listed twice")
             } else {

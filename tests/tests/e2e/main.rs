@@ -6,6 +6,7 @@
 
 mod cache;
 mod confinement;
+mod fileops;
 mod flags;
 mod footprint;
 mod import;

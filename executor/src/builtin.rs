@@ -1,0 +1,345 @@
+//! The built-in file operations ([`cmdlog::FileOp`]: `symlink`, `copy`,
+//! `rename`, `remove`), performed by `replay` itself: no shell, no
+//! program, no sandbox to escape, so every path is walked the way the
+//! commit walks outputs ([`crate::staging`]): from directory descriptors,
+//! one component at a time, never following a symbolic link, and only
+//! inside the work root. The policy judged the operation's declared paths
+//! first (`policy/src/rules/builtin.rs`); this is the second line.
+//!
+//! A new file or link is made in the command's staging directory and
+//! committed as a tool's outputs are ([`Done::Staged`]: all or nothing,
+//! hashed, journaled); a rename or a remove is one `renameat`/`unlinkat`
+//! per path between descriptors ([`Done::Moved`]), each atomic. A copy
+//! reads its source with `openat2(RESOLVE_BENEATH)`: symlinks are
+//! followed only while they stay inside the root.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use cmdlog::{Command, FileOp, FileOpError};
+
+use crate::journal;
+use crate::staging::{open_beneath, split, StageBase, Staging, StagingError};
+
+/// Why a built-in operation was not performed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuiltinError {
+    /// The arguments do not describe the operation (the policy refuses
+    /// this first).
+    #[error("command {id}: malformed built-in operation")]
+    Malformed {
+        /// The command.
+        id: u64,
+        /// What is wrong.
+        #[source]
+        source: FileOpError,
+    },
+    /// The staging of its output could not be made.
+    #[error("command {id}: cannot stage `{path}`")]
+    Stage {
+        /// The command.
+        id: u64,
+        /// The output.
+        path: String,
+        /// Why.
+        #[source]
+        source: StagingError,
+    },
+    /// A path could not be reached without following a link, or read or
+    /// written.
+    #[error("command {id} ({kind}): cannot {action} `{path}`")]
+    Io {
+        /// The command.
+        id: u64,
+        /// Its kind.
+        kind: &'static str,
+        /// What it was doing: `read`, `make`, `move`, `remove`.
+        action: &'static str,
+        /// The path, root-relative.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// What is in a path's place is not what the operation may touch.
+    #[error("command {id} ({kind}): `{path}` is {what}; built-in operations move and remove files and symbolic links only")]
+    NotAFile {
+        /// The command.
+        id: u64,
+        /// Its kind.
+        kind: &'static str,
+        /// The path.
+        path: String,
+        /// What is there.
+        what: &'static str,
+    },
+}
+
+/// What a performed operation leaves for the runner.
+#[derive(Debug)]
+pub enum Done {
+    /// Its new file or link, staged: commit it as a tool's outputs.
+    Staged(Staging),
+    /// Already in place: each declared output and its hash now.
+    Moved(Vec<(String, String)>),
+}
+
+/// Performs `command`, a built-in operation the policy allowed, under
+/// `root`, staging under `base`.
+pub fn perform(command: &Command, root: &Path, base: &StageBase) -> Result<Done, BuiltinError> {
+    let id = command.id;
+    let kind = kind_name(command);
+    let op = FileOp::parse(command).map_err(|source| BuiltinError::Malformed { id, source })?;
+    let io = |action: &'static str, path: &str| {
+        let path = path.to_owned();
+        move |source: io::Error| BuiltinError::Io {
+            id,
+            kind,
+            action,
+            path,
+            source,
+        }
+    };
+    match &op {
+        FileOp::Symlink { target, link, .. } => {
+            let mut staging = stage(base, link, id)?;
+            staging.replay_writes_links();
+            let (dir, name) = staging.staged_dir(link).map_err(io("make", link))?;
+            nix::unistd::symlinkat(target.as_str(), &dir, name.as_str())
+                .map_err(|e| io("make", link)(e.into()))?;
+            Ok(Done::Staged(staging))
+        }
+        FileOp::Copy { from, to } => {
+            let mut source = open_inside(root, from).map_err(io("read", from))?;
+            let kind_of = source.metadata().map_err(io("read", from))?;
+            if !kind_of.is_file() {
+                return Err(BuiltinError::NotAFile {
+                    id,
+                    kind,
+                    path: from.clone(),
+                    what: "not a regular file",
+                });
+            }
+            let staging = stage(base, to, id)?;
+            let (dir, name) = staging.staged_dir(to).map_err(io("make", to))?;
+            let mut copy = create_at(&dir, &name).map_err(io("make", to))?;
+            io::copy(&mut source, &mut copy).map_err(io("make", to))?;
+            copy.sync_all().map_err(io("make", to))?;
+            Ok(Done::Staged(staging))
+        }
+        FileOp::Rename { from, to } => {
+            let (from_dir, from_name) = parent_of(root, from, false).map_err(io("move", from))?;
+            if let Some(what) = movable(&from_dir, &from_name).map_err(io("move", from))? {
+                return Err(BuiltinError::NotAFile {
+                    id,
+                    kind,
+                    path: from.clone(),
+                    what,
+                });
+            }
+            let (to_dir, to_name) = parent_of(root, to, true).map_err(io("move", to))?;
+            nix::fcntl::renameat(&from_dir, from_name.as_str(), &to_dir, to_name.as_str())
+                .map_err(|e| io("move", from)(e.into()))?;
+            Ok(Done::Moved(vec![
+                (to.clone(), journal::output_hash(&root.join(to))),
+                (from.clone(), journal::ABSENT.to_owned()),
+            ]))
+        }
+        FileOp::Remove { paths } => {
+            let mut hashes = Vec::with_capacity(paths.len());
+            for path in paths {
+                let (dir, name) = match parent_of(root, path, false) {
+                    Ok(found) => found,
+                    // No directory, nothing to remove (`rm -f`).
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        hashes.push((path.clone(), journal::ABSENT.to_owned()));
+                        continue;
+                    }
+                    Err(e) => return Err(io("remove", path)(e)),
+                };
+                match movable(&dir, &name) {
+                    Ok(None) => {}
+                    Ok(Some(what)) => {
+                        return Err(BuiltinError::NotAFile {
+                            id,
+                            kind,
+                            path: path.clone(),
+                            what,
+                        })
+                    }
+                    Err(e) => return Err(io("remove", path)(e)),
+                }
+                match nix::unistd::unlinkat(
+                    &dir,
+                    name.as_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                ) {
+                    Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                    Err(errno) => return Err(io("remove", path)(errno.into())),
+                }
+                hashes.push((path.clone(), journal::ABSENT.to_owned()));
+            }
+            Ok(Done::Moved(hashes))
+        }
+    }
+}
+
+/// The kind's name, as `'static` (the checked kinds are known).
+fn kind_name(command: &Command) -> &'static str {
+    match command.tool {
+        cmdlog::ToolKind::Symlink => "symlink",
+        cmdlog::ToolKind::Copy => "copy",
+        cmdlog::ToolKind::Rename => "rename",
+        _ => "remove",
+    }
+}
+
+/// A staging for the one output `path` of command `id`.
+fn stage(base: &StageBase, path: &str, id: u64) -> Result<Staging, BuiltinError> {
+    let stage_error = |source| BuiltinError::Stage {
+        id,
+        path: path.to_owned(),
+        source,
+    };
+    let (_, mut staging) =
+        Staging::plan(base, ".", &[], &[path.to_owned()], id).map_err(stage_error)?;
+    staging.prepare().map_err(stage_error)?;
+    Ok(staging)
+}
+
+/// The directory holding root-relative `path` (walked without following
+/// a link; with `make`, made where missing) and its last name.
+fn parent_of(root: &Path, path: &str, make: bool) -> io::Result<(OwnedFd, String)> {
+    let (dir, name) = split(path);
+    Ok((open_beneath(root, dir, make)?, name.to_owned()))
+}
+
+/// `None` if `name` in `dir` is a regular file, a symbolic link (itself,
+/// not followed) or missing; else what it is.
+fn movable(dir: &OwnedFd, name: &str) -> io::Result<Option<&'static str>> {
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::{fstatat, SFlag};
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(stat) => {
+            let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+            Ok(match kind {
+                SFlag::S_IFREG | SFlag::S_IFLNK => None,
+                SFlag::S_IFDIR => Some("a directory"),
+                SFlag::S_IFIFO => Some("a FIFO"),
+                _ => Some("a device or socket"),
+            })
+        }
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Opens root-relative `path` for reading, following symbolic links only
+/// while they stay beneath the root (`RESOLVE_BENEATH`), never blocking
+/// on a FIFO.
+fn open_inside(root: &Path, path: &str) -> io::Result<File> {
+    use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::Mode;
+    let root = open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    Ok(File::from(openat2(&root, path, how)?))
+}
+
+/// Creates `name` in `dir` (a staging `replay` made), fresh.
+fn create_at(dir: &OwnedFd, name: &str) -> io::Result<File> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn command(tool: cmdlog::ToolKind, args: &[&str], ins: &[&str], outs: &[&str]) -> Command {
+        let own = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect();
+        Command {
+            id: 7,
+            tool,
+            program: "cmake".into(),
+            args: own(args),
+            cwd: ".".into(),
+            env: BTreeMap::new(),
+            inputs: own(ins),
+            outputs: own(outs),
+            cache_key: None,
+        }
+    }
+
+    /// A root beside an `outside` directory holding `victim`, with
+    /// `root/in -> outside` and `root/leak -> outside/victim` planted as
+    /// if after the policy judged the paths (the second line's case).
+    fn planted() -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&root).expect("root");
+        std::fs::create_dir_all(&outside).expect("outside");
+        std::fs::write(outside.join("victim"), b"victim").expect("victim");
+        std::os::unix::fs::symlink(&outside, root.join("in")).expect("dir link");
+        std::os::unix::fs::symlink(outside.join("victim"), root.join("leak")).expect("file link");
+        (tmp, root)
+    }
+
+    #[test]
+    fn no_operation_follows_a_link_out_of_the_root() {
+        use cmdlog::ToolKind::{Copy, Remove, Rename};
+        let (tmp, root) = planted();
+        let base = StageBase::open(&root).expect("stage base");
+        let copy = command(Copy, &["leak", "c"], &["leak"], &["c"]);
+        assert!(matches!(
+            perform(&copy, &root, &base),
+            Err(BuiltinError::Io { action: "read", .. })
+        ));
+        let copy = command(Copy, &["in/victim", "c"], &["in/victim"], &["c"]);
+        assert!(perform(&copy, &root, &base).is_err());
+        let remove = command(Remove, &["in/victim"], &[], &["in/victim"]);
+        assert!(perform(&remove, &root, &base).is_err());
+        let rename = command(
+            Rename,
+            &["in/victim", "x"],
+            &["in/victim"],
+            &["x", "in/victim"],
+        );
+        assert!(perform(&rename, &root, &base).is_err());
+        let rename = command(Rename, &["leak", "in/x"], &["leak"], &["in/x", "leak"]);
+        assert!(perform(&rename, &root, &base).is_err());
+        assert_eq!(
+            std::fs::read(tmp.path().join("outside/victim")).expect("victim"),
+            b"victim"
+        );
+        assert!(!tmp.path().join("outside/x").exists());
+        assert!(!root.join("c").exists());
+    }
+
+    #[test]
+    fn removing_a_link_removes_the_link_not_its_target() {
+        let (tmp, root) = planted();
+        let base = StageBase::open(&root).expect("stage base");
+        let remove = command(cmdlog::ToolKind::Remove, &["leak"], &[], &["leak"]);
+        let done = perform(&remove, &root, &base).expect("removed");
+        assert!(matches!(done, Done::Moved(h) if h[0].1 == journal::ABSENT));
+        assert!(std::fs::symlink_metadata(root.join("leak")).is_err());
+        assert!(tmp.path().join("outside/victim").exists());
+    }
+}

@@ -1,0 +1,312 @@
+//! The built-in file operations (`symlink`, `copy`, `rename`, `remove`)
+//! that `replay` performs itself (issue 18): run in order, committed and
+//! journaled as tools' outputs are, resumed; and every escape refused
+//! before anything runs: a link pointing out of the root, a `..` through
+//! a link, a dangling link as an input, an output planted as a link out
+//! of the root, a policy that does not list built-ins.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::support::{replay_command, shipped_policy, text, write_log};
+
+/// A command of a built-in kind.
+fn op(
+    id: u64,
+    tool: &str,
+    cwd: &str,
+    args: &[&str],
+    inputs: &[&str],
+    outputs: &[&str],
+) -> serde_json::Value {
+    json!({"id": id, "tool": tool, "program": "cmake", "args": args, "cwd": cwd,
+           "env": {}, "inputs": inputs, "outputs": outputs})
+}
+
+/// `replay --policy linux-cc.toml [extra] log.json` in `root`.
+fn replay(root: &Path, extra: &[&str]) -> std::process::Output {
+    let policy = shipped_policy("linux-cc.toml");
+    replay_command()
+        .arg("--policy")
+        .arg(&policy)
+        .args(extra)
+        .arg("log.json")
+        .current_dir(root)
+        .output()
+        .expect("run replay")
+}
+
+/// The operations a shared library's build does after its link.
+fn soname_log(root: &Path) {
+    std::fs::create_dir_all(root.join("build")).unwrap();
+    std::fs::write(root.join("build/libx.so.1.2.3"), b"\x7fELF not really").unwrap();
+    std::fs::write(root.join("build/stale.txt"), b"old").unwrap();
+    write_log(
+        root,
+        vec![
+            op(
+                1,
+                "symlink",
+                "build",
+                &["libx.so.1.2.3", "libx.so.1"],
+                &["build/libx.so.1.2.3"],
+                &["build/libx.so.1"],
+            ),
+            op(
+                2,
+                "symlink",
+                "build",
+                &["libx.so.1", "libx.so"],
+                &["build/libx.so.1"],
+                &["build/libx.so"],
+            ),
+            op(
+                3,
+                "copy",
+                ".",
+                &["build/libx.so", "dist/libx.so.copy"],
+                &["build/libx.so"],
+                &["dist/libx.so.copy"],
+            ),
+            op(
+                4,
+                "rename",
+                ".",
+                &["dist/libx.so.copy", "dist/libx-final.so"],
+                &["dist/libx.so.copy"],
+                &["dist/libx-final.so", "dist/libx.so.copy"],
+            ),
+            op(
+                5,
+                "remove",
+                ".",
+                &["build/stale.txt", "build/never-there"],
+                &[],
+                &["build/stale.txt", "build/never-there"],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn soname_links_copies_renames_and_removes_are_done_by_replay_and_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    soname_log(root);
+    let out = replay(root, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let link = |p: &str| std::fs::read_link(root.join(p)).unwrap();
+    assert_eq!(link("build/libx.so.1"), Path::new("libx.so.1.2.3"));
+    assert_eq!(link("build/libx.so"), Path::new("libx.so.1"));
+    // The copy is of what the links lead to, a plain file, renamed.
+    let copied = root.join("dist/libx-final.so");
+    assert!(std::fs::symlink_metadata(&copied).unwrap().is_file());
+    assert_eq!(std::fs::read(&copied).unwrap(), b"\x7fELF not really");
+    assert!(!root.join("dist/libx.so.copy").exists());
+    assert!(!root.join("build/stale.txt").exists());
+    let journal = std::fs::read_to_string(root.join("log.json.journal")).unwrap();
+    assert_eq!(journal.lines().count(), 5, "{journal}");
+    assert!(journal.contains("\"link:"), "{journal}");
+    assert!(journal.contains("\"absent\""), "{journal}");
+
+    // Resumed: the links and the remove are done; the copy's output was
+    // renamed away since, so the copy (and the rename after it) run again.
+    let out = replay(root, &["--resume", "--report", "r.json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = crate::support::report(&root.join("r.json"));
+    let statuses: Vec<String> = report["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["resumed", "resumed", "ok", "ok", "resumed"],
+        "{report}"
+    );
+
+    // Run again from the start: the links the first run made are in the
+    // outputs' places, and are replaced, not followed.
+    std::fs::write(root.join("build/stale.txt"), b"old").unwrap();
+    let out = replay(root, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(link("build/libx.so.1"), Path::new("libx.so.1.2.3"));
+    assert_eq!(link("build/libx.so"), Path::new("libx.so.1"));
+    assert_eq!(
+        std::fs::read(root.join("build/libx.so.1.2.3")).unwrap(),
+        b"\x7fELF not really"
+    );
+    assert!(!root.join("build/stale.txt").exists());
+}
+
+/// Runs `log` (commands) in a fresh root prepared by `setup`, expecting a
+/// refusal by `rule` and no change: returns the root's temp dir.
+fn refused(
+    commands: Vec<serde_json::Value>,
+    setup: impl FnOnce(&Path),
+    rule: &str,
+) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("build")).unwrap();
+    std::fs::write(root.join("build/real"), b"real").unwrap();
+    setup(&root);
+    write_log(&root, commands);
+    let out = replay(&root, &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(rule), "expected [{rule}] in: {stderr}");
+    assert!(
+        !root.join("log.json.journal").exists() || {
+            let j = std::fs::read_to_string(root.join("log.json.journal")).unwrap();
+            j.is_empty()
+        },
+        "nothing may run"
+    );
+    tmp
+}
+
+#[test]
+fn a_symlink_pointing_out_of_the_root_is_refused() {
+    // Out by `..`: the target leaves the root from the link's directory.
+    refused(
+        vec![op(
+            1,
+            "symlink",
+            "build",
+            &["../../outside", "l"],
+            &["outside"],
+            &["build/l"],
+        )],
+        |_| {},
+        "builtin.malformed",
+    );
+    // Out by an absolute target that is no system directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, b"s").unwrap();
+    let secret = secret.to_str().unwrap().to_owned();
+    refused(
+        vec![op(1, "symlink", ".", &[&secret, "l"], &[&secret], &["l"])],
+        |_| {},
+        "inputs.outside-root",
+    );
+}
+
+#[test]
+fn a_target_climbing_after_a_name_through_a_link_is_refused() {
+    // `build/up -> OUTSIDE/a/b`: `up/../../x` is `x` lexically, but the
+    // kernel follows `up` first and climbs outside.
+    refused(
+        vec![op(
+            1,
+            "symlink",
+            ".",
+            &["build/up/../../real", "l"],
+            &["real"],
+            &["l"],
+        )],
+        |root| {
+            let outside = root.parent().unwrap().join("a/b");
+            std::fs::create_dir_all(&outside).unwrap();
+            std::os::unix::fs::symlink(&outside, root.join("build/up")).unwrap();
+            std::fs::write(root.join("real"), b"r").unwrap();
+        },
+        "builtin.symlink-target",
+    );
+}
+
+#[test]
+fn a_dangling_link_as_an_input_is_refused() {
+    refused(
+        vec![op(
+            1,
+            "copy",
+            "build",
+            &["dangling", "copy"],
+            &["build/dangling"],
+            &["build/copy"],
+        )],
+        |root| {
+            std::os::unix::fs::symlink("nowhere", root.join("build/dangling")).unwrap();
+        },
+        "inputs.missing",
+    );
+}
+
+#[test]
+fn a_copy_of_a_link_out_of_the_root_is_refused() {
+    let tmp = refused(
+        vec![op(
+            1,
+            "copy",
+            "build",
+            &["leak", "copy"],
+            &["build/leak"],
+            &["build/copy"],
+        )],
+        |root| {
+            let secret = root.parent().unwrap().join("secret");
+            std::fs::write(&secret, b"secret").unwrap();
+            std::os::unix::fs::symlink(&secret, root.join("build/leak")).unwrap();
+        },
+        "paths.symlink-escape",
+    );
+    assert!(!tmp.path().join("root/build/copy").exists());
+}
+
+#[test]
+fn an_output_planted_as_a_link_out_of_the_root_is_refused_and_untouched() {
+    let tmp = refused(
+        vec![op(
+            1,
+            "copy",
+            "build",
+            &["real", "planted"],
+            &["build/real"],
+            &["build/planted"],
+        )],
+        |root| {
+            let victim = root.parent().unwrap().join("victim");
+            std::fs::write(&victim, b"victim").unwrap();
+            std::os::unix::fs::symlink(&victim, root.join("build/planted")).unwrap();
+        },
+        "paths.symlink-escape",
+    );
+    assert_eq!(std::fs::read(tmp.path().join("victim")).unwrap(), b"victim");
+    // And a directory link planted in an output's path: the same.
+    let tmp = refused(
+        vec![op(1, "remove", ".", &["out/victim"], &[], &["out/victim"])],
+        |root| {
+            let outside = root.parent().unwrap().join("dir");
+            std::fs::create_dir_all(&outside).unwrap();
+            std::fs::write(outside.join("victim"), b"victim").unwrap();
+            std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
+        },
+        "paths.symlink-escape",
+    );
+    assert!(tmp.path().join("dir/victim").exists());
+}
+
+#[test]
+fn built_ins_are_refused_by_a_policy_that_does_not_list_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    soname_log(root);
+    let out = replay_command()
+        .arg("check")
+        .arg("--policy")
+        .arg(shipped_policy("linux.toml"))
+        .arg("log.json")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr) + &text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("built-in file operation `symlink` is not allowed"),
+        "{stderr}"
+    );
+}
