@@ -298,3 +298,59 @@ fn a_cmake_ninja_cxx_project_builds_through_import_and_replay() {
         (Some(0), "n=4 sum=10\n".to_owned())
     );
 }
+
+#[test]
+fn a_shared_library_with_soname_links_builds_and_loads_through_replay() {
+    // The calc project with `calc` shared, versioned: CMake links it as
+    // `libcalc.so.1.2.3` and makes `libcalc.so.1` and `libcalc.so` with
+    // `cmake -E cmake_symlink_library`, imported as built-in symlinks.
+    let cmake = FILES[0].1.replace(
+        "add_library(calc STATIC src/calc.c)",
+        "add_library(calc SHARED src/calc.c)\nset_target_properties(calc PROPERTIES VERSION 1.2.3 SOVERSION 1)",
+    );
+    let mut files = FILES.to_vec();
+    files[0] = ("CMakeLists.txt", cmake.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let db = configure_project(root, &files, "-DCMAKE_C_COMPILER=clang-14");
+    let build = root.join("build");
+    let out = import(root, &db, "replay.log.json");
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", text(&out.stderr));
+    let log = std::fs::read_to_string(root.join("replay.log.json")).unwrap();
+    assert_eq!(log.matches("\"tool\":\"symlink\"").count(), 2, "{log}");
+    assert!(!said.contains("cmake_symlink_library"), "{said}");
+
+    // In parallel, so the links are scheduled by what they read and write.
+    let out = replay_command()
+        .args(["--policy", &policy(), "-j", "2", "replay.log.json"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let link = |name: &str| std::fs::read_link(build.join(name)).unwrap();
+    assert_eq!(link("libcalc.so.1"), Path::new("libcalc.so.1.2.3"));
+    assert_eq!(link("libcalc.so"), Path::new("libcalc.so.1"));
+    assert_eq!(
+        program(&build, "calcprog"),
+        (Some(0), "hello, world: 6 + 7 = 13, 6 * 7 = 42\n".to_owned())
+    );
+    // The program loads the library replay linked, by its soname link.
+    let ldd = Command::new("ldd")
+        .arg(build.join("calctest"))
+        .output()
+        .unwrap();
+    let ldd = text(&ldd.stdout);
+    let expected = format!("{} ", build.join("libcalc.so.1").display());
+    assert!(ldd.contains(&expected), "{ldd}");
+    assert_eq!(
+        program(&build, "calctest"),
+        (Some(0), "calc tests: 2 passed\n".to_owned())
+    );
+}
