@@ -244,6 +244,9 @@ fn path_parts(arg: &str) -> Vec<(&str, &str)> {
 /// Flags whose value is a dependency file's target: text, never staged.
 const DEPENDENCY_TARGETS: &[&str] = &["-MT", "-MQ"];
 
+/// Linker flags whose value is the soname a shared library records.
+const SONAME_FLAGS: &[&str] = &["-soname", "-h"];
+
 /// Flags that make clang write a dependency file.
 const DEPENDENCY_FLAGS: &[&str] = &["-M", "-MM", "-MD", "-MMD"];
 
@@ -309,6 +312,9 @@ impl Staging {
             });
         }
         let mut rewritten = Vec::with_capacity(args.len());
+        // Whether the previous linker word was `-soname`/`-h` (through
+        // `-Wl,` or `-Xlinker`): its value is text the library records.
+        let mut soname_next = false;
         for (at, arg) in args.iter().enumerate() {
             // A dependency file's target (`-MT x`, `-MQ x`, `-MTx`) names
             // an output but is text written into the file: kept as
@@ -320,14 +326,29 @@ impl Staging {
             let glued_target = DEPENDENCY_TARGETS
                 .iter()
                 .any(|flag| arg.len() > flag.len() && arg.starts_with(flag));
+            // A shared library's soname (`-Wl,-soname,libx.so.1`) names
+            // the output when the library is not versioned further: it is
+            // what dependents record, kept as written. Regression: it
+            // became the staged path, and programs linked against the
+            // library looked for it in `.replay-stage`.
+            let mut linker_word = |word: &str| {
+                let text = std::mem::replace(&mut soname_next, SONAME_FLAGS.contains(&word));
+                if text || word.starts_with("-soname=") {
+                    word.to_owned()
+                } else {
+                    rewrite(word, cwd, &staged)
+                }
+            };
+            let after_xlinker = at
+                .checked_sub(1)
+                .is_some_and(|before| args[before] == "-Xlinker");
             rewritten.push(if target_value || glued_target {
                 arg.clone()
             } else if let Some(list) = arg.strip_prefix("-Wl,") {
-                let items: Vec<String> = list
-                    .split(',')
-                    .map(|item| rewrite(item, cwd, &staged))
-                    .collect();
+                let items: Vec<String> = list.split(',').map(&mut linker_word).collect();
                 format!("-Wl,{}", items.join(","))
+            } else if after_xlinker {
+                linker_word(arg)
             } else {
                 rewrite(arg, cwd, &staged)
             });
@@ -813,6 +834,26 @@ mod tests {
         );
         assert_eq!(args[2], "top.o");
         assert_eq!(staging.staged[0].target, dir.path().join("top.o"));
+    }
+
+    #[test]
+    fn a_soname_naming_the_output_is_not_staged() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let base = StageBase::open(tmp.path()).expect("base");
+        let args = strings(&[
+            "-shared",
+            "-Wl,-soname,libx.so.1",
+            "-Xlinker",
+            "-soname",
+            "-Xlinker",
+            "libx.so.1",
+            "-o",
+            "libx.so.1",
+        ]);
+        let (rewritten, _) =
+            Staging::plan(&base, ".", &args, &strings(&["libx.so.1"]), 1).expect("plan");
+        assert_eq!(rewritten[..7], args[..7]);
+        assert_ne!(rewritten[7], args[7]);
     }
 
     #[test]

@@ -296,6 +296,7 @@ impl<'p> Checker<'p> {
                 if let Some(grammar) = &check.grammar {
                     args = args::check(&mut ctx, grammar, &command.args);
                 }
+                crate::rules::derived::derived(&mut ctx, command);
             }
         }
 

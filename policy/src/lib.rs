@@ -32,6 +32,7 @@ pub use error::{CheckerError, Invalid, PolicyError};
 pub use kind::{check_input_kind, InputKindError};
 pub use load::{never_from_log, MAX_INCLUDE_DEPTH};
 pub use model::{PluginTable, Policy, ToolLimits};
+pub use rules::derived::split_dwarf_file;
 pub use verdict::{
     CheckOptions, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
 };

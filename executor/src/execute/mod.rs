@@ -472,6 +472,15 @@ impl Runner<'_, '_> {
             if let Some(pin) = crate::staging::dependency_target(&resolved.args) {
                 args.splice(0..0, pin);
             }
+            // Likewise the `.dwo` name the object records: clang derives
+            // it from the (staged) `-o`; pinned to the name as written,
+            // while the file itself is still written beside the staged
+            // object. Added by replay, after the policy judged the log's
+            // own arguments (a log may not pass `-Xclang`).
+            if let Some(dwo) = policy::split_dwarf_file(&resolved.args) {
+                args.extend(["-Xclang", "-split-dwarf-file", "-Xclang"].map(str::to_owned));
+                args.push(dwo);
+            }
         }
         if let Err(error) = staging.prepare() {
             return Next::Done(Box::new(record(Status::Error {
