@@ -24,54 +24,8 @@ export REPLAY_NO_CACHE=1
 [[ -x $replay ]] || { echo "real-projects: build replay first (cargo build --workspace --bins)" >&2; exit 2; }
 bash scripts/install-deps.sh >/dev/null
 
-sudo=()
-[[ $(id -u) -eq 0 ]] || sudo=(sudo)
-
-# `retry CMD...`: a network step, tried up to three times (a mirror's
-# hiccup must not fail the suite).
-retry() {
-  local n
-  for n in 1 2 3; do
-    "$@" && return 0
-    echo "real-projects: \`$*\` failed (try $n of 3)" >&2
-    sleep $((n * 5))
-  done
-  return 1
-}
-
-# deb-src: the same archives, suites and components as the machine's own
-# `deb` entries (deb822 or one-line format).
-deb_src() {
-  local out=/etc/apt/sources.list.d/replay-deb-src.sources
-  [[ -f $out ]] && return
-  local src=""
-  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-    src=$(sed -n '/^Types:.*\bdeb\b/,/^$/p' /etc/apt/sources.list.d/debian.sources |
-      sed 's/^Types:.*/Types: deb-src/')
-  elif [[ -f /etc/apt/sources.list ]]; then
-    src=$(grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /')
-    out=/etc/apt/sources.list.d/replay-deb-src.list
-  fi
-  [[ -n $src ]] || { echo "real-projects: no Debian apt sources to derive deb-src from" >&2; exit 2; }
-  echo "real-projects: adding $out"
-  printf '%s\n' "$src" | "${sudo[@]}" tee "$out" >/dev/null
-  retry "${sudo[@]}" apt-get update -qq
-}
-
-# fetch PACKAGE: its unpacked source directory under $work.
-fetch() {
-  local package=$1
-  mkdir -p "$work/src"
-  local dir
-  dir=$(find "$work/src" -maxdepth 1 -type d -name "$package-*" | head -n1)
-  if [[ -z $dir ]]; then
-    deb_src
-    (cd "$work/src" && retry apt-get source -qq "$package" >/dev/null 2>&1) || true
-    dir=$(find "$work/src" -maxdepth 1 -type d -name "$package-*" | head -n1)
-  fi
-  [[ -n $dir ]] || { echo "real-projects: apt-get source $package failed" >&2; exit 2; }
-  echo "$dir"
-}
+# retry, deb_src and fetch: shared with the bench (bench/workloads/cjson.sh).
+source scripts/debsrc.sh
 
 # A fresh copy of the source at $2, configured by CMake for Ninja in build/.
 configure() {
@@ -93,7 +47,7 @@ project() {
   shift 2
   local name=$package-$variant
   local src
-  src=$(fetch "$package")
+  src=$(fetch "$package" "$work")
   echo "== $name ($(basename "$src"))"
   # The reference: Ninja builds it and runs its tests.
   configure "$src" "$work/$name-ninja" "$@"
