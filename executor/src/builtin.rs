@@ -92,6 +92,20 @@ pub fn perform(command: &Command, root: &Path, base: &StageBase) -> Result<Done,
     let id = command.id;
     let kind = kind_name(command);
     let op = FileOp::parse(command).map_err(|source| BuiltinError::Malformed { id, source })?;
+    // What the policy does not know: replay's own staging (where other
+    // commands' outputs wait under `-j`) is never touched.
+    if let Some(path) = op
+        .declares()
+        .1
+        .into_iter()
+        .find(|p| crate::staging::reserved(p))
+    {
+        return Err(BuiltinError::Stage {
+            id,
+            source: StagingError::Reserved(path.clone()),
+            path,
+        });
+    }
     let io = |action: &'static str, path: &str| {
         let path = path.to_owned();
         move |source: io::Error| BuiltinError::Io {
@@ -330,6 +344,26 @@ mod tests {
         );
         assert!(!tmp.path().join("outside/x").exists());
         assert!(!root.join("c").exists());
+    }
+
+    #[test]
+    fn replays_own_staging_is_never_renamed_or_removed() {
+        let (_tmp, root) = planted();
+        let base = StageBase::open(&root).expect("stage base");
+        let remove = command(
+            cmdlog::ToolKind::Remove,
+            &[".replay-stage/x"],
+            &[],
+            &[".replay-stage/x"],
+        );
+        assert!(matches!(
+            perform(&remove, &root, &base),
+            Err(BuiltinError::Stage {
+                source: StagingError::Reserved(_),
+                ..
+            })
+        ));
+        assert!(base.path().is_dir());
     }
 
     #[test]

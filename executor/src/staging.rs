@@ -185,6 +185,14 @@ fn run_id() -> String {
     format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
 }
 
+/// Whether root-relative, normalized `normal` is `replay`'s staging
+/// directory or beneath it: never a command's output.
+pub fn reserved(normal: &str) -> bool {
+    normal
+        .strip_prefix(STAGE_DIR)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// One declared output and where the tool writes it meanwhile.
 #[derive(Debug)]
 struct Staged {
@@ -298,10 +306,7 @@ impl Staging {
             let normal = normalize_under(".", declared)
                 .filter(|n| n != ".")
                 .ok_or_else(|| StagingError::Escapes(declared.clone()))?;
-            let reserved = normal
-                .strip_prefix(STAGE_DIR)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-            if reserved {
+            if reserved(&normal) {
                 return Err(StagingError::Reserved(declared.clone()));
             }
             staged.push(Staged {

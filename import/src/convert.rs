@@ -291,7 +291,7 @@ fn steps(
             Program::Cxx => steps.push(Step::Tool(compile(index, words, &place, ToolKind::Cxx)?)),
             _ => {
                 return Err(format!(
-                    "it runs `{first}`, not a program the importer knows (compilers, `ar`, `ranlib`, `ld`)"
+                    "it runs `{first}`, not a program the importer knows (compilers, `ar`, `ranlib`, `ld`, and the file operations `cmake -E`, `ln`, `cp`, `mv`, `rm`)"
                 ))
             }
         }
@@ -314,10 +314,21 @@ fn fold(index: usize, steps: Vec<Step>, notes: &mut Vec<Remark>) -> Result<Vec<C
     for step in steps {
         match step {
             Step::Tool(t) => tools.push(t),
-            Step::Remove(remove, shown) => {
-                if remove.outputs.iter().any(|f| !written.contains(f)) {
-                    // A file no tool of the chain writes: removed by
-                    // replay, as the build would.
+            Step::Remove(mut remove, shown) => {
+                // Files no tool of the chain writes are removed by replay,
+                // as the build would; the others are written fresh anyway
+                // (and a remove before their writer would be a second
+                // writer of them).
+                let (args, outputs): (Vec<String>, Vec<String>) = remove
+                    .args
+                    .iter()
+                    .cloned()
+                    .zip(remove.outputs.iter().cloned())
+                    .filter(|(_, output)| !written.contains(output))
+                    .unzip();
+                if !outputs.is_empty() {
+                    remove.args = args;
+                    remove.outputs = outputs;
                     tools.push(remove);
                     continue;
                 }

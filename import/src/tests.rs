@@ -343,6 +343,23 @@ fn file_operations_become_built_in_commands() {
 }
 
 #[test]
+fn a_remove_keeps_only_what_no_tool_of_its_chain_writes() {
+    let p = project();
+    let db = r#"[
+      { "directory": "@ROOT@/build", "file": "libm.a", "command": "/usr/bin/cmake -E rm -f libm.a stale.a && /usr/bin/llvm-ar-14 qc libm.a a.o" }
+    ]"#;
+    let got = p.import(db).unwrap();
+    let remove = got
+        .commands
+        .iter()
+        .find(|c| c.tool == ToolKind::Remove)
+        .expect("a remove");
+    assert_eq!(remove.args, ["stale.a"]);
+    assert_eq!(remove.outputs, ["build/stale.a"]);
+    cmdlog::FileOp::parse(remove).unwrap();
+}
+
+#[test]
 fn duplicates_keep_the_last_entry() {
     let p = project();
     let db = r#"[
