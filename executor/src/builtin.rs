@@ -117,7 +117,18 @@ pub fn perform(command: &Command, root: &Path, base: &StageBase) -> Result<Done,
         }
     };
     match &op {
-        FileOp::Symlink { target, link, .. } => {
+        FileOp::Symlink {
+            target,
+            resolved,
+            link,
+        } => {
+            // Judged again now, from the link's own directory (physical:
+            // the commit walks it without following links): a relative
+            // target must not lead out of the root through a link made
+            // since the check.
+            if !cmdlog::path::is_absolute(target) {
+                stays_inside(root, resolved).map_err(io("make", link))?;
+            }
             let mut staging = stage(base, link, id)?;
             staging.replay_writes_links();
             let (dir, name) = staging.staged_dir(link).map_err(io("make", link))?;
@@ -145,6 +156,18 @@ pub fn perform(command: &Command, root: &Path, base: &StageBase) -> Result<Done,
         }
         FileOp::Rename { from, to } => {
             let (from_dir, from_name) = parent_of(root, from, false).map_err(io("move", from))?;
+            // A link's text is read from its own directory: moved, it
+            // would point at what nobody judged (out of the root, even).
+            // Refused whatever the check saw (an earlier command may have
+            // made it since).
+            if is_link(&from_dir, &from_name).map_err(io("move", from))? {
+                return Err(BuiltinError::NotAFile {
+                    id,
+                    kind,
+                    path: from.clone(),
+                    what: "a symbolic link (`rename` moves regular files only: make the link anew with `symlink`)",
+                });
+            }
             if let Some(what) = movable(&from_dir, &from_name).map_err(io("move", from))? {
                 return Err(BuiltinError::NotAFile {
                     id,
@@ -246,6 +269,39 @@ fn movable(dir: &OwnedFd, name: &str) -> io::Result<Option<&'static str>> {
             })
         }
         Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Whether `name` in `dir` is a symbolic link itself.
+fn is_link(dir: &OwnedFd, name: &str) -> io::Result<bool> {
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::{fstatat, SFlag};
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(stat) => {
+            Ok(SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFLNK)
+        }
+        Err(nix::errno::Errno::ENOENT) => Ok(false),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Checks that root-relative `path`, followed through any links, stays
+/// beneath the root (`RESOLVE_BENEATH`); a path that does not exist (yet)
+/// passes: it names nothing outside.
+fn stays_inside(root: &Path, path: &str) -> io::Result<()> {
+    use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::Mode;
+    let root = open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(&root, path, how) {
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(errno) => Err(errno.into()),
     }
 }
@@ -364,6 +420,31 @@ mod tests {
             })
         ));
         assert!(base.path().is_dir());
+    }
+
+    #[test]
+    fn a_link_is_never_renamed_and_a_link_out_is_never_made() {
+        use cmdlog::ToolKind::{Rename, Symlink};
+        let (tmp, root) = planted();
+        std::fs::create_dir_all(root.join("a/b")).expect("dirs");
+        std::fs::write(root.join("f"), b"f").expect("f");
+        // Inside the root from `a/b`; from the root, `../../f` is outside.
+        std::os::unix::fs::symlink("../../f", root.join("a/b/l")).expect("link");
+        let base = StageBase::open(&root).expect("stage base");
+        let rename = command(Rename, &["a/b/l", "l"], &["a/b/l"], &["l", "a/b/l"]);
+        let refused = perform(&rename, &root, &base);
+        assert!(
+            matches!(refused, Err(BuiltinError::NotAFile { .. })),
+            "{refused:?}"
+        );
+        assert!(std::fs::symlink_metadata(root.join("l")).is_err());
+        assert!(std::fs::symlink_metadata(root.join("a/b/l")).is_ok());
+        // `in -> outside` was planted after the check: `in/victim` is
+        // outside now, and the link is not made.
+        let symlink = command(Symlink, &["in/victim", "v"], &["in/victim"], &["v"]);
+        assert!(perform(&symlink, &root, &base).is_err());
+        assert!(std::fs::symlink_metadata(root.join("v")).is_err());
+        assert!(tmp.path().join("outside/victim").exists());
     }
 
     #[test]

@@ -230,3 +230,40 @@ pub(crate) fn made(c: &Converted) -> &[String] {
         _ => &c.outputs,
     }
 }
+
+/// `commands` (in run order) without a `rename` of a symbolic link: one an
+/// earlier `symlink` makes, or one in the root now. A link's target is
+/// read from its own directory; `replay` never moves one (the policy and
+/// the executor refuse it), so the `mv` is left out, and said.
+pub(crate) fn no_link_renamed(
+    commands: Vec<Converted>,
+    root: &std::path::Path,
+    left_out: &mut Vec<crate::Remark>,
+) -> Vec<Converted> {
+    let mut links = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(commands.len());
+    for c in commands {
+        match c.tool {
+            ToolKind::Symlink => links.extend(c.outputs.iter().cloned()),
+            ToolKind::Rename => {
+                let Some(from) = c.inputs.first() else {
+                    kept.push(c);
+                    continue;
+                };
+                let on_disk = std::fs::symlink_metadata(root.join(from))
+                    .is_ok_and(|m| m.file_type().is_symlink());
+                if links.contains(from) || on_disk {
+                    left_out.push(crate::Remark {
+                        entry: c.entry,
+                        subject: c.shown(),
+                        reason: format!("it moves the symbolic link `{from}`, whose target would then be read from another directory: replay never renames a link (make it where it belongs with `ln -s`)"),
+                    });
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        kept.push(c);
+    }
+    kept
+}

@@ -197,6 +197,7 @@ pub fn import(json: &[u8], base: &Path, options: &Options) -> Result<Import, Imp
         c.add_source_dirs(&held, &root);
     }
     let ordered = order::producers_first(unique, &mut result.left_out);
+    let ordered = fileops::no_link_renamed(ordered, &root, &mut result.left_out);
     for (at, c) in ordered.into_iter().enumerate() {
         result.sources.push(c.entry);
         result.commands.push(Command {

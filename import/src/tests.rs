@@ -343,6 +343,32 @@ fn file_operations_become_built_in_commands() {
 }
 
 #[test]
+fn a_link_is_never_renamed_its_move_is_left_out() {
+    // The reviewer's escape: a deep relative link inside the root, moved
+    // up, would point out of it.
+    let p = project();
+    let db = r#"[
+      { "directory": "@ROOT@/build", "file": "l", "command": "ln -s ../../../../../../../../../etc/passwd a/b/c/d/e/f/g/h/l" },
+      { "directory": "@ROOT@/build", "file": "pw", "command": "mv a/b/c/d/e/f/g/h/l pw" }
+    ]"#;
+    let got = p.import(db).unwrap();
+    assert!(
+        got.commands
+            .iter()
+            .all(|c| c.tool != cmdlog::ToolKind::Rename),
+        "{:#?}",
+        got.commands
+    );
+    assert!(
+        got.left_out
+            .iter()
+            .any(|r| r.entry == 1 && r.reason.contains("symbolic link")),
+        "{:#?}",
+        got.left_out
+    );
+}
+
+#[test]
 fn a_remove_keeps_only_what_no_tool_of_its_chain_writes() {
     let p = project();
     let db = r#"[

@@ -9,7 +9,7 @@
 //! writer, and the root paths read before anything wrote them) and a cache
 //! of binary checks per (tool, program).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -67,6 +67,9 @@ pub struct Checker<'p> {
     out_dirs: PathIdMap<u64>,
     /// Root directories read as input directories, by first reader.
     read_dirs: PathIdMap<u64>,
+    /// Links earlier `symlink` commands make (root-relative keys): a
+    /// `rename` of one is refused (see [`crate::rules::builtin`]).
+    links: HashSet<String>,
     commands: u64,
     /// The previous command's id: ids must strictly increase.
     last_id: Option<u64>,
@@ -111,6 +114,7 @@ impl<'p> Checker<'p> {
             dir_cache: DirCache::default(),
             out_dirs: PathIdMap::default(),
             read_dirs: PathIdMap::default(),
+            links: HashSet::new(),
             commands: 0,
             last_id: None,
         })
@@ -247,7 +251,12 @@ impl<'p> Checker<'p> {
         let mut args = Vec::new();
         let builtin = command.tool.is_builtin();
         match policy.tools.get(&command.tool) {
-            _ if builtin => crate::rules::builtin::builtin(&mut ctx, command),
+            _ if builtin => crate::rules::builtin::builtin(
+                &mut ctx,
+                command,
+                &mut self.links,
+                self.judge_whole_log,
+            ),
             None => {
                 let known: Vec<String> = policy.tools.keys().map(|t| format!("`{t}`")).collect();
                 ctx.refuse(

@@ -7,14 +7,31 @@
 //! refuses an output through a symlink, so what the target names is what
 //! its declared input names), and no environment is asked for. Which
 //! program the producer would have run is not judged: none runs.
+//!
+//! A `rename` never moves a symbolic link: a relative link's text is read
+//! from the link's own directory, so moving it elsewhere (`x/y/z/l ->
+//! ../../../../etc/passwd` renamed to `pw`) would make it point somewhere
+//! nobody judged, possibly out of the root. A source that is a link on
+//! disk, or that an earlier `symlink` command of the log makes, is
+//! refused (`builtin.rename-link`); the executor refuses a link source
+//! again when it runs, whatever the check saw.
+
+use std::collections::HashSet;
 
 use cmdlog::{Command, FileOp};
 
 use crate::ctx::Ctx;
 
 /// Judges the built-in command `command` (its paths are judged by
-/// [`super::paths`], as any command's).
-pub(crate) fn builtin(ctx: &mut Ctx<'_>, command: &Command) {
+/// [`super::paths`], as any command's); `links` holds the links earlier
+/// `symlink` commands make, and gains this one's when `judge` (the whole
+/// log is judged, not a run's second pass).
+pub(crate) fn builtin(
+    ctx: &mut Ctx<'_>,
+    command: &Command,
+    links: &mut HashSet<String>,
+    judge: bool,
+) {
     let kind = command.tool.name();
     if !ctx.policy.allows_builtin(&command.tool) {
         ctx.refuse(
@@ -38,6 +55,21 @@ pub(crate) fn builtin(ctx: &mut Ctx<'_>, command: &Command) {
             format!("symlink target `{target}` climbs with `..` after a name: the kernel would follow that name (perhaps a symlink) before climbing"),
             "write the target with its `..` first (`../lib/x.so`), or as the plain name of a file beside the link",
         ),
+        Ok(FileOp::Symlink { link, .. }) => {
+            if judge {
+                links.insert(key(ctx, &link));
+            }
+        }
+        Ok(FileOp::Rename { from, .. }) => {
+            if links.contains(&key(ctx, &from)) || is_link_on_disk(ctx, &from) {
+                ctx.refuse(
+                    "builtin.rename-link",
+                    &from,
+                    format!("`rename` would move the symbolic link `{from}`: its target is read from the link's directory, and would name something else (perhaps outside the root) from the new one"),
+                    "make the link where it belongs with `symlink TARGET LINK` (and `remove` the old one)",
+                );
+            }
+        }
         Ok(_) => {}
     }
     for name in command.env.keys() {
@@ -48,6 +80,23 @@ pub(crate) fn builtin(ctx: &mut Ctx<'_>, command: &Command) {
             "give built-in operations an empty `env`",
         );
     }
+}
+
+/// The key of root-relative, normalized `path` ([`Ctx::fold`] applied).
+fn key(ctx: &Ctx<'_>, path: &str) -> String {
+    if ctx.fold {
+        path.to_lowercase()
+    } else {
+        path.to_owned()
+    }
+}
+
+/// Whether root-relative `path` is a symbolic link itself now (its
+/// directories not followed: a path through a link is judged by the path
+/// rules).
+fn is_link_on_disk(ctx: &Ctx<'_>, path: &str) -> bool {
+    std::fs::symlink_metadata(ctx.fs.root().join(ctx.native(path).as_ref()))
+        .is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// Whether `target` has a `..` after a component that is a name.

@@ -310,3 +310,54 @@ fn built_ins_are_refused_by_a_policy_that_does_not_list_them() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_link_is_never_renamed_where_its_target_would_lead_out() {
+    // The reviewer's escape: `x/y/z/l -> ../../../../etc/hosts` is inside
+    // the root from `x/y/z`; renamed to the root it would lead out.
+    let up = "../../../etc/hosts";
+    refused(
+        vec![
+            op(
+                1,
+                "symlink",
+                ".",
+                &[up, "x/y/z/l"],
+                &["etc/hosts"],
+                &["x/y/z/l"],
+            ),
+            op(
+                2,
+                "rename",
+                ".",
+                &["x/y/z/l", "l"],
+                &["x/y/z/l"],
+                &["l", "x/y/z/l"],
+            ),
+        ],
+        |root| {
+            std::fs::create_dir_all(root.join("etc")).unwrap();
+            std::fs::write(root.join("etc/hosts"), b"inside").unwrap();
+        },
+        "builtin.rename-link",
+    );
+    // A link already on disk is refused too.
+    let tmp = refused(
+        vec![op(
+            1,
+            "rename",
+            ".",
+            &["x/y/z/l", "l"],
+            &["x/y/z/l"],
+            &["l", "x/y/z/l"],
+        )],
+        |root| {
+            std::fs::create_dir_all(root.join("x/y/z")).unwrap();
+            std::fs::create_dir_all(root.join("etc")).unwrap();
+            std::fs::write(root.join("etc/hosts"), b"inside").unwrap();
+            std::os::unix::fs::symlink(up, root.join("x/y/z/l")).unwrap();
+        },
+        "builtin.rename-link",
+    );
+    assert!(std::fs::symlink_metadata(tmp.path().join("root/l")).is_err());
+}
