@@ -14,13 +14,17 @@
 //! followed only while they stay inside the root.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cmdlog::{Command, FileOp, FileOpError};
 
 use crate::journal;
+use crate::run::watch::Stop;
 use crate::staging::{open_beneath, split, StageBase, Staging, StagingError};
 
 /// Why a built-in operation was not performed.
@@ -63,6 +67,16 @@ pub enum BuiltinError {
         #[source]
         source: io::Error,
     },
+    /// A limit stopped it (its partial output is discarded).
+    #[error("command {id} ({kind}): stopped: {stop:?}")]
+    Stopped {
+        /// The command.
+        id: u64,
+        /// Its kind.
+        kind: &'static str,
+        /// Which limit.
+        stop: Stop,
+    },
     /// What is in a path's place is not what the operation may touch.
     #[error("command {id} ({kind}): `{path}` is {what}; built-in operations move and remove files and symbolic links only")]
     NotAFile {
@@ -77,6 +91,23 @@ pub enum BuiltinError {
     },
 }
 
+/// What bounds a built-in operation: the policy's `[limits]` (a copy
+/// longer than `max_output` bytes, or running past `timeout`, is stopped)
+/// and `replay`'s interruption.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Bytes a copy may write.
+    pub max_output: Option<u64>,
+    /// Wall-clock time the operation may take (the policy's, or the
+    /// run's `--timeout` if tighter).
+    pub timeout: Option<Duration>,
+    /// Set by `replay`'s signal handler.
+    pub interrupted: Arc<AtomicBool>,
+}
+
+/// How many bytes a copy moves between checks of its limits.
+const COPY_CHUNK: usize = 1 << 20;
+
 /// What a performed operation leaves for the runner.
 #[derive(Debug)]
 pub enum Done {
@@ -88,7 +119,13 @@ pub enum Done {
 
 /// Performs `command`, a built-in operation the policy allowed, under
 /// `root`, staging under `base`.
-pub fn perform(command: &Command, root: &Path, base: &StageBase) -> Result<Done, BuiltinError> {
+pub fn perform(
+    command: &Command,
+    root: &Path,
+    base: &StageBase,
+    limits: &Limits,
+) -> Result<Done, BuiltinError> {
+    let started = Instant::now();
     let id = command.id;
     let kind = kind_name(command);
     let op = FileOp::parse(command).map_err(|source| BuiltinError::Malformed { id, source })?;
@@ -147,10 +184,50 @@ pub fn perform(command: &Command, root: &Path, base: &StageBase) -> Result<Done,
                     what: "not a regular file",
                 });
             }
+            let stopped = |stop| BuiltinError::Stopped { id, kind, stop };
+            let after_ms = || started.elapsed().as_millis() as u64;
+            let too_big = |max| {
+                stopped(Stop::FileSize {
+                    limit: max,
+                    after_ms: after_ms(),
+                })
+            };
+            // Known before a byte is written.
+            if let Some(max) = limits.max_output.filter(|max| kind_of.len() > *max) {
+                return Err(too_big(max));
+            }
             let staging = stage(base, to, id)?;
             let (dir, name) = staging.staged_dir(to).map_err(io("make", to))?;
             let mut copy = create_at(&dir, &name).map_err(io("make", to))?;
-            io::copy(&mut source, &mut copy).map_err(io("make", to))?;
+            // In chunks, each limit checked between them (the source may
+            // grow while it is read): the staging, dropped on an error,
+            // takes the partial copy with it.
+            let mut buffer = vec![0u8; COPY_CHUNK];
+            let mut written: u64 = 0;
+            loop {
+                if limits.interrupted.load(Ordering::SeqCst) {
+                    return Err(stopped(Stop::Interrupted {
+                        after_ms: after_ms(),
+                    }));
+                }
+                if let Some(timeout) = limits.timeout.filter(|t| started.elapsed() >= *t) {
+                    return Err(stopped(Stop::Timeout {
+                        limit_ms: timeout.as_millis() as u64,
+                        after_ms: after_ms(),
+                    }));
+                }
+                let n = match source.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io("read", from)(e)),
+                };
+                written += n as u64;
+                if let Some(max) = limits.max_output.filter(|max| written > *max) {
+                    return Err(too_big(max));
+                }
+                copy.write_all(&buffer[..n]).map_err(io("make", to))?;
+            }
             copy.sync_all().map_err(io("make", to))?;
             Ok(Done::Staged(staging))
         }
@@ -356,6 +433,68 @@ mod tests {
         }
     }
 
+    fn unlimited() -> Limits {
+        Limits {
+            max_output: None,
+            timeout: None,
+            interrupted: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[test]
+    fn a_copy_is_held_to_the_limits_and_leaves_nothing_when_stopped() {
+        let (_tmp, root) = planted();
+        std::fs::write(root.join("big"), vec![7u8; 3 * COPY_CHUNK]).expect("big");
+        let base = StageBase::open(&root).expect("stage base");
+        let copy = command(cmdlog::ToolKind::Copy, &["big", "c"], &["big"], &["c"]);
+        let limited = |limits: Limits| {
+            let done = perform(&copy, &root, &base, &limits);
+            assert!(
+                matches!(done, Err(BuiltinError::Stopped { .. })),
+                "{done:?}"
+            );
+            match done {
+                Err(BuiltinError::Stopped { stop, .. }) => stop,
+                _ => unreachable!(),
+            }
+        };
+        let stop = limited(Limits {
+            max_output: Some(COPY_CHUNK as u64),
+            ..unlimited()
+        });
+        assert!(matches!(stop, Stop::FileSize { .. }), "{stop:?}");
+        let stop = limited(Limits {
+            timeout: Some(Duration::ZERO),
+            ..unlimited()
+        });
+        assert!(matches!(stop, Stop::Timeout { .. }), "{stop:?}");
+        let interrupted = unlimited();
+        interrupted.interrupted.store(true, Ordering::SeqCst);
+        let stop = limited(interrupted);
+        assert!(matches!(stop, Stop::Interrupted { .. }), "{stop:?}");
+        // Nothing copied is left, in place or staged.
+        assert!(!root.join("c").exists());
+        let staged = walkdir(base.path());
+        assert!(staged.is_empty(), "{staged:?}");
+        // Within the limits, it copies.
+        let done = perform(&copy, &root, &base, &unlimited());
+        assert!(matches!(done, Ok(Done::Staged(_))), "{done:?}");
+    }
+
+    /// The files beneath `dir`.
+    fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(walkdir(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found
+    }
+
     /// A root beside an `outside` directory holding `victim`, with
     /// `root/in -> outside` and `root/leak -> outside/victim` planted as
     /// if after the policy judged the paths (the second line's case).
@@ -378,22 +517,22 @@ mod tests {
         let base = StageBase::open(&root).expect("stage base");
         let copy = command(Copy, &["leak", "c"], &["leak"], &["c"]);
         assert!(matches!(
-            perform(&copy, &root, &base),
+            perform(&copy, &root, &base, &unlimited()),
             Err(BuiltinError::Io { action: "read", .. })
         ));
         let copy = command(Copy, &["in/victim", "c"], &["in/victim"], &["c"]);
-        assert!(perform(&copy, &root, &base).is_err());
+        assert!(perform(&copy, &root, &base, &unlimited()).is_err());
         let remove = command(Remove, &["in/victim"], &[], &["in/victim"]);
-        assert!(perform(&remove, &root, &base).is_err());
+        assert!(perform(&remove, &root, &base, &unlimited()).is_err());
         let rename = command(
             Rename,
             &["in/victim", "x"],
             &["in/victim"],
             &["x", "in/victim"],
         );
-        assert!(perform(&rename, &root, &base).is_err());
+        assert!(perform(&rename, &root, &base, &unlimited()).is_err());
         let rename = command(Rename, &["leak", "in/x"], &["leak"], &["in/x", "leak"]);
-        assert!(perform(&rename, &root, &base).is_err());
+        assert!(perform(&rename, &root, &base, &unlimited()).is_err());
         assert_eq!(
             std::fs::read(tmp.path().join("outside/victim")).expect("victim"),
             b"victim"
@@ -413,7 +552,7 @@ mod tests {
             &[".replay-stage/x"],
         );
         assert!(matches!(
-            perform(&remove, &root, &base),
+            perform(&remove, &root, &base, &unlimited()),
             Err(BuiltinError::Stage {
                 source: StagingError::Reserved(_),
                 ..
@@ -432,7 +571,7 @@ mod tests {
         std::os::unix::fs::symlink("../../f", root.join("a/b/l")).expect("link");
         let base = StageBase::open(&root).expect("stage base");
         let rename = command(Rename, &["a/b/l", "l"], &["a/b/l"], &["l", "a/b/l"]);
-        let refused = perform(&rename, &root, &base);
+        let refused = perform(&rename, &root, &base, &unlimited());
         assert!(
             matches!(refused, Err(BuiltinError::NotAFile { .. })),
             "{refused:?}"
@@ -442,7 +581,7 @@ mod tests {
         // `in -> outside` was planted after the check: `in/victim` is
         // outside now, and the link is not made.
         let symlink = command(Symlink, &["in/victim", "v"], &["in/victim"], &["v"]);
-        assert!(perform(&symlink, &root, &base).is_err());
+        assert!(perform(&symlink, &root, &base, &unlimited()).is_err());
         assert!(std::fs::symlink_metadata(root.join("v")).is_err());
         assert!(tmp.path().join("outside/victim").exists());
     }
@@ -452,7 +591,7 @@ mod tests {
         let (tmp, root) = planted();
         let base = StageBase::open(&root).expect("stage base");
         let remove = command(cmdlog::ToolKind::Remove, &["leak"], &[], &["leak"]);
-        let done = perform(&remove, &root, &base).expect("removed");
+        let done = perform(&remove, &root, &base, &unlimited()).expect("removed");
         assert!(matches!(done, Done::Moved(h) if h[0].1 == journal::ABSENT));
         assert!(std::fs::symlink_metadata(root.join("leak")).is_err());
         assert!(tmp.path().join("outside/victim").exists());

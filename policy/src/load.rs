@@ -1043,6 +1043,11 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         required_layers: merged.required_layers,
         refuse_undeclared_reads: merged.refuse_undeclared_reads,
         builtins: merged.builtins,
+        builtin_limits: ToolLimits {
+            timeout: merged.limits.timeout,
+            max_rss: merged.limits.max_rss,
+            max_output: merged.limits.max_output,
+        },
         files: Vec::new(),
     })
 }

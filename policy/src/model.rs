@@ -38,6 +38,9 @@ pub struct Policy {
     pub(crate) refuse_undeclared_reads: bool,
     /// `[policy] builtins`: the built-in file operations logs may name.
     pub(crate) builtins: Vec<ToolKind>,
+    /// `[limits]`: what a built-in operation may take (a copy's size, its
+    /// time).
+    pub(crate) builtin_limits: ToolLimits,
     /// Every file the policy was read from (canonical): its own, then each
     /// one it extends.
     pub(crate) files: Vec<PathBuf>,
@@ -284,6 +287,12 @@ impl Policy {
     /// Whether logs may name the built-in file operation `kind`.
     pub fn allows_builtin(&self, kind: &ToolKind) -> bool {
         self.builtins.contains(kind)
+    }
+
+    /// The policy's `[limits]`, which bound a built-in operation (a
+    /// copy's size by `max_output`, its time by `timeout`).
+    pub fn builtin_limits(&self) -> ToolLimits {
+        self.builtin_limits
     }
 
     /// The tool kinds this policy allows.

@@ -197,6 +197,7 @@ pub fn execute(
         hit: None,
         parallel,
         refuse_undeclared: policy.refuses_undeclared_reads(),
+        builtin_limits: policy.builtin_limits(),
         run_started: started,
         reporter,
         totals: Totals {
@@ -314,6 +315,8 @@ struct Runner<'a, 'p> {
     hit: Option<replay_cache::Hit>,
     /// The policy's `refuse_undeclared_reads`.
     refuse_undeclared: bool,
+    /// The policy's `[limits]`, for built-in operations.
+    builtin_limits: policy::ToolLimits,
     /// When the run started.
     run_started: Instant,
     reporter: &'a mut dyn Reporter,
@@ -771,7 +774,33 @@ impl Runner<'_, '_> {
     fn builtin(&mut self, command: &Command, mut record: CommandRecord) -> CommandRecord {
         let root = &self.job.root;
         let inputs = journal::input_hashes(command, root);
-        let done = crate::builtin::perform(command, root, &self.stage)
+        let policy = self.builtin_limits;
+        let limits = crate::builtin::Limits {
+            max_output: policy.max_output,
+            timeout: tighter(policy.timeout, self.options.timeout),
+            interrupted: Arc::clone(&self.options.interrupted),
+        };
+        let done = match crate::builtin::perform(command, root, &self.stage, &limits) {
+            Err(crate::builtin::BuiltinError::Stopped { stop, .. }) => {
+                // Its partial output went with its staging.
+                record.status = Status::Stopped { stop };
+                self.settle(command, false);
+                return record;
+            }
+            // Interrupted once it was done: nothing is committed or
+            // journaled after the signal (a staged output is dropped).
+            Ok(crate::builtin::Done::Staged(_))
+                if self.options.interrupted.load(Ordering::SeqCst) =>
+            {
+                record.status = Status::Stopped {
+                    stop: crate::run::watch::Stop::Interrupted { after_ms: 0 },
+                };
+                self.settle(command, false);
+                return record;
+            }
+            done => done,
+        };
+        let done = done
             .map_err(|e| crate::report::one_line(&e))
             .and_then(|done| match done {
                 crate::builtin::Done::Staged(staging) => self

@@ -361,3 +361,57 @@ fn a_link_is_never_renamed_where_its_target_would_lead_out() {
     );
     assert!(std::fs::symlink_metadata(tmp.path().join("root/l")).is_err());
 }
+
+/// A policy in `dir` extending the shipped `linux-cc.toml` with `extra`.
+fn derived_policy(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("derived.toml");
+    let base = shipped_policy("linux-cc.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[policy]\nextends = [{:?}]\n{extra}\n",
+            base.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_copy_is_held_to_the_policys_max_output_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("big"), vec![1u8; 2 << 20]).unwrap();
+    std::fs::write(root.join("small"), b"small").unwrap();
+    write_log(
+        &root,
+        vec![
+            op(1, "copy", ".", &["small", "s2"], &["small"], &["s2"]),
+            op(2, "copy", ".", &["big", "b2"], &["big"], &["b2"]),
+        ],
+    );
+    let policy = derived_policy(tmp.path(), "[limits]\nmax_output = \"1MiB\"");
+    let out = replay_command()
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--report", "r.json"])
+        .arg("log.json")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert_eq!(std::fs::read(root.join("s2")).unwrap(), b"small");
+    assert!(!root.join("b2").exists(), "{stderr}");
+    let journal = std::fs::read_to_string(root.join("log.json.journal")).unwrap();
+    assert_eq!(journal.lines().count(), 1, "{journal}");
+    let report = crate::support::report(&root.join("r.json"));
+    let second = &report["commands"][1];
+    assert_eq!(second["status"], "stopped", "{second}");
+    let staged = root.join(".replay-stage");
+    assert!(
+        !staged.exists() || std::fs::read_dir(&staged).unwrap().next().is_none(),
+        "a partial copy was left staged"
+    );
+}
