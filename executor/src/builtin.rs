@@ -26,6 +26,7 @@ use cmdlog::{Command, FileOp, FileOpError};
 use crate::journal;
 use crate::run::watch::Stop;
 use crate::staging::{open_beneath, split, StageBase, Staging, StagingError};
+use nix::sys::stat::Mode;
 
 /// Why a built-in operation was not performed.
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +233,10 @@ pub fn perform(
             Ok(Done::Staged(staging))
         }
         FileOp::Rename { from, to } => {
+            // Everything is checked before anything changes: the source
+            // (a file, not a link), the destination's name and the
+            // directories that exist on its way; then the missing
+            // directories are made, and removed again if the move fails.
             let (from_dir, from_name) = parent_of(root, from, false).map_err(io("move", from))?;
             // A link's text is read from its own directory: moved, it
             // would point at what nobody judged (out of the root, even).
@@ -253,22 +258,69 @@ pub fn perform(
                     what,
                 });
             }
-            let (to_dir, to_name) = parent_of(root, to, true).map_err(io("move", to))?;
-            nix::fcntl::renameat(&from_dir, from_name.as_str(), &to_dir, to_name.as_str())
-                .map_err(|e| io("move", from)(e.into()))?;
+            exists(&from_dir, &from_name).map_err(io("move", from))?;
+            let (to_parent, to_name) = split(to);
+            let (mut chain, missing) = reach(root, to_parent).map_err(io("move", to))?;
+            if let Some(long) = missing
+                .iter()
+                .map(String::as_str)
+                .chain([to_name])
+                .find(|n| n.len() > NAME_MAX)
+            {
+                return Err(io("move", to)(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the name `{long}` is longer than {NAME_MAX} bytes"),
+                )));
+            }
+            if missing.is_empty() {
+                if let Some(what) = movable(&chain[0], to_name).map_err(io("move", to))? {
+                    return Err(BuiltinError::NotAFile {
+                        id,
+                        kind,
+                        path: to.clone(),
+                        what,
+                    });
+                }
+            }
+            let mut made = Vec::new();
+            let moved = (|| -> io::Result<()> {
+                for name in &missing {
+                    let last = chain.last().ok_or(io::ErrorKind::NotFound)?;
+                    nix::sys::stat::mkdirat(last, name.as_str(), Mode::from_bits_truncate(0o755))?;
+                    made.push(name.as_str());
+                    let dir = crate::staging::open_dir_at(last, name, false)?;
+                    chain.push(dir);
+                }
+                let last = chain.last().ok_or(io::ErrorKind::NotFound)?;
+                nix::fcntl::renameat(&from_dir, from_name.as_str(), last, to_name)?;
+                Ok(())
+            })();
+            if let Err(error) = moved {
+                // Undone: the directories made for it, deepest first.
+                for (at, name) in made.iter().enumerate().rev() {
+                    let _ = nix::unistd::unlinkat(
+                        &chain[at],
+                        *name,
+                        nix::unistd::UnlinkatFlags::RemoveDir,
+                    );
+                }
+                return Err(io("move", to)(error));
+            }
             Ok(Done::Moved(vec![
                 (to.clone(), journal::output_hash(&root.join(to))),
                 (from.clone(), journal::ABSENT.to_owned()),
             ]))
         }
         FileOp::Remove { paths } => {
-            let mut hashes = Vec::with_capacity(paths.len());
+            // All or nothing: every path is reached and judged before the
+            // first is removed.
+            let mut found = Vec::with_capacity(paths.len());
             for path in paths {
                 let (dir, name) = match parent_of(root, path, false) {
                     Ok(found) => found,
                     // No directory, nothing to remove (`rm -f`).
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        hashes.push((path.clone(), journal::ABSENT.to_owned()));
+                        found.push(None);
                         continue;
                     }
                     Err(e) => return Err(io("remove", path)(e)),
@@ -285,19 +337,68 @@ pub fn perform(
                     }
                     Err(e) => return Err(io("remove", path)(e)),
                 }
-                match nix::unistd::unlinkat(
-                    &dir,
-                    name.as_str(),
-                    nix::unistd::UnlinkatFlags::NoRemoveDir,
-                ) {
-                    Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-                    Err(errno) => return Err(io("remove", path)(errno.into())),
+                found.push(Some((dir, name)));
+            }
+            let mut hashes = Vec::with_capacity(paths.len());
+            for (path, found) in paths.iter().zip(found) {
+                if let Some((dir, name)) = found {
+                    match nix::unistd::unlinkat(
+                        &dir,
+                        name.as_str(),
+                        nix::unistd::UnlinkatFlags::NoRemoveDir,
+                    ) {
+                        Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                        Err(errno) => return Err(io("remove", path)(errno.into())),
+                    }
                 }
                 hashes.push((path.clone(), journal::ABSENT.to_owned()));
             }
             Ok(Done::Moved(hashes))
         }
     }
+}
+
+/// The longest name a directory entry may have (Linux's `NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// The deepest existing directory on the way to root-relative `dir`
+/// (walked without following a link), alone in a chain the caller grows
+/// as it makes the names still missing below it (returned too). A component that
+/// exists but is not a directory is an error.
+fn reach(root: &Path, dir: &str) -> io::Result<(Vec<OwnedFd>, Vec<String>)> {
+    if dir.split('/').any(|p| p == "..") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a path that climbs with `..`",
+        ));
+    }
+    let mut chain = vec![open_beneath(root, ".", false)?];
+    let mut parts = dir
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .peekable();
+    while let Some(part) = parts.peek() {
+        let last = chain.last().ok_or(io::ErrorKind::NotFound)?;
+        match crate::staging::open_dir_at(last, part, false) {
+            Ok(next) => {
+                chain.push(next);
+                parts.next();
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let missing: Vec<String> = parts.map(str::to_owned).collect();
+    // Only the deepest is needed: the rename's directories are made (and
+    // undone) below it.
+    Ok((chain.split_off(chain.len() - 1), missing))
+}
+
+/// Checks that `name` exists in `dir` (not followed).
+fn exists(dir: &OwnedFd, name: &str) -> io::Result<()> {
+    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map(|_| ())
+        .map_err(io::Error::from)
 }
 
 /// The kind's name, as `'static` (the checked kinds are known).
@@ -584,6 +685,37 @@ mod tests {
         assert!(perform(&symlink, &root, &base, &unlimited()).is_err());
         assert!(std::fs::symlink_metadata(root.join("v")).is_err());
         assert!(tmp.path().join("outside/victim").exists());
+    }
+
+    #[test]
+    fn a_remove_or_a_rename_that_fails_changes_nothing() {
+        use cmdlog::ToolKind::{Remove, Rename};
+        let (_tmp, root) = planted();
+        std::fs::write(root.join("f"), b"f").expect("f");
+        std::fs::write(root.join("g"), b"g").expect("g");
+        let base = StageBase::open(&root).expect("stage base");
+        let long = "n".repeat(300);
+        // `f` is a file: `f/x` cannot be reached; `g` stays.
+        let remove = command(Remove, &["g", "f/x"], &[], &["g", "f/x"]);
+        assert!(perform(&remove, &root, &base, &unlimited()).is_err());
+        assert!(root.join("g").exists());
+        let remove = command(Remove, &["g", &long], &[], &["g", &long]);
+        assert!(perform(&remove, &root, &base, &unlimited()).is_err());
+        assert!(root.join("g").exists());
+        // No directory is left behind by a rename that cannot be done.
+        let to = format!("nd1/nd2/{long}");
+        let rename = command(Rename, &["g", &to], &["g"], &[&to, "g"]);
+        assert!(perform(&rename, &root, &base, &unlimited()).is_err());
+        assert!(root.join("g").exists());
+        assert!(!root.join("nd1").exists());
+        // Nor when the move itself fails: a missing source.
+        let rename = command(Rename, &["gone", "nd1/x"], &["gone"], &["nd1/x", "gone"]);
+        assert!(perform(&rename, &root, &base, &unlimited()).is_err());
+        assert!(!root.join("nd1").exists());
+        // Done, it makes what it needs.
+        let rename = command(Rename, &["g", "nd1/nd2/g"], &["g"], &["nd1/nd2/g", "g"]);
+        assert!(perform(&rename, &root, &base, &unlimited()).is_ok());
+        assert_eq!(std::fs::read(root.join("nd1/nd2/g")).expect("moved"), b"g");
     }
 
     #[test]
