@@ -132,10 +132,10 @@ pub fn perform(
     let op = FileOp::parse(command).map_err(|source| BuiltinError::Malformed { id, source })?;
     // What the policy does not know: replay's own staging (where other
     // commands' outputs wait under `-j`) is never touched.
-    if let Some(path) = op
-        .declares()
-        .1
+    let (inputs, outputs) = op.declares();
+    if let Some(path) = inputs
         .into_iter()
+        .chain(outputs)
         .find(|p| crate::staging::reserved(p))
     {
         return Err(BuiltinError::Stage {
@@ -716,6 +716,27 @@ mod tests {
         let rename = command(Rename, &["g", "nd1/nd2/g"], &["g"], &["nd1/nd2/g", "g"]);
         assert!(perform(&rename, &root, &base, &unlimited()).is_ok());
         assert_eq!(std::fs::read(root.join("nd1/nd2/g")).expect("moved"), b"g");
+    }
+
+    #[test]
+    fn replays_own_staging_is_never_copied_from() {
+        let (_tmp, root) = planted();
+        let base = StageBase::open(&root).expect("stage base");
+        std::fs::create_dir_all(root.join(".replay-stage/x")).expect("dir");
+        std::fs::write(root.join(".replay-stage/x/o"), b"o").expect("o");
+        let copy = command(
+            cmdlog::ToolKind::Copy,
+            &[".replay-stage/x/o", "c"],
+            &[".replay-stage/x/o"],
+            &["c"],
+        );
+        assert!(matches!(
+            perform(&copy, &root, &base, &unlimited()),
+            Err(BuiltinError::Stage {
+                source: StagingError::Reserved(_),
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -175,6 +175,10 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             }
             continue;
         }
+        if is_reserved(&key) {
+            refuse_reserved(ctx, input, "input");
+            continue;
+        }
         let input_id = log.ids.of(&key);
         // Unjudged, every input may be an earlier command's output.
         let produced = !log.judge || log.written.contains_key(&input_id);
@@ -210,6 +214,10 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             Lookup::Inside { kind } => {
                 let native = ctx.native(input).into_owned();
                 if let Some(physical) = ctx.fs.physical(&native) {
+                    if is_reserved(&physical) {
+                        refuse_reserved(ctx, input, "input");
+                        continue;
+                    }
                     let lower = physical.to_lowercase();
                     if let Some(p) = log.protected.iter().find(|p| **p == lower) {
                         // Regression (hardening): a symlink to the log, or
@@ -293,6 +301,10 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             );
             continue;
         };
+        if is_reserved(&key) {
+            refuse_reserved(ctx, output, "output");
+            continue;
+        }
         let lower = key.to_lowercase();
         if let Some(p) = log.protected.iter().find(|p| {
             **p == lower
@@ -408,6 +420,36 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             log.out_dirs.insert(dir_id, n + 1);
         }
     }
+}
+
+/// The directories in the root that are `replay`'s own: its staging,
+/// where other commands' outputs wait under `-j` (and a tool's outputs
+/// are written before they are committed).
+pub(crate) const RESERVED_DIRS: &[&str] = &[".replay-stage"];
+
+/// Whether root-relative, normalized `key` is a reserved directory or
+/// beneath one (compared ignoring case: a folding file system would
+/// find it under any case).
+fn is_reserved(key: &str) -> bool {
+    let lower = key.to_lowercase();
+    RESERVED_DIRS.iter().any(|dir| {
+        lower
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Refuses `path`, an input or output in a reserved directory.
+fn refuse_reserved(ctx: &mut Ctx<'_>, path: &str, role: &str) {
+    ctx.refuse(
+        "paths.reserved",
+        path,
+        format!(
+            "{role} `{path}` is in `{}`, replay's own staging: no command reads or writes there",
+            RESERVED_DIRS.join("`, `")
+        ),
+        "name a path outside replay's staging directory",
+    );
 }
 
 /// Checks a directory in the root the tool will read whole: it may not

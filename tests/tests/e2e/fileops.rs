@@ -415,3 +415,60 @@ fn a_copy_is_held_to_the_policys_max_output_and_leaves_nothing() {
         "a partial copy was left staged"
     );
 }
+
+#[test]
+fn nothing_reads_or_writes_replays_staging() {
+    let stage = |root: &Path| {
+        std::fs::create_dir_all(root.join(".replay-stage/sub")).unwrap();
+        std::fs::write(root.join(".replay-stage/sub/o"), b"o").unwrap();
+        std::fs::write(root.join("f"), b"f").unwrap();
+    };
+    let tmp = refused(
+        vec![op(
+            1,
+            "rename",
+            ".",
+            &["f", ".replay-stage/sub/x"],
+            &["f"],
+            &[".replay-stage/sub/x", "f"],
+        )],
+        stage,
+        "paths.reserved",
+    );
+    assert!(tmp.path().join("root/f").exists());
+    refused(
+        vec![op(
+            1,
+            "remove",
+            ".",
+            &[".replay-stage/x"],
+            &[],
+            &[".replay-stage/x"],
+        )],
+        stage,
+        "paths.reserved",
+    );
+    refused(
+        vec![op(
+            1,
+            "copy",
+            ".",
+            &[".replay-stage/sub/o", "c"],
+            &[".replay-stage/sub/o"],
+            &["c"],
+        )],
+        stage,
+        "paths.reserved",
+    );
+    // A tool's too.
+    refused(
+        vec![json!({"id": 1, "tool": "cc", "program": "clang-14",
+            "args": ["-c", "f.c", "-o", ".replay-stage/f.o"], "cwd": ".", "env": {},
+            "inputs": ["f.c"], "outputs": [".replay-stage/f.o"]})],
+        |root| {
+            stage(root);
+            std::fs::write(root.join("f.c"), b"int f;").unwrap();
+        },
+        "paths.reserved",
+    );
+}
