@@ -236,7 +236,7 @@ struct Layer {
     system_inputs: Option<Vec<String>>,
     required_layers: Vec<String>,
     refuse_undeclared_reads: bool,
-    builtins: Vec<ToolKind>,
+    builtins: Option<Vec<ToolKind>>,
     env_set: BTreeMap<String, String>,
     env_allow: BTreeMap<String, ValueRule>,
     limits: LimitsLayer,
@@ -774,16 +774,22 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
             }
             layer.required_layers.push(name.get_ref().clone());
         }
-        for name in &header.builtins {
-            let kind = ToolKind::from_name(name.get_ref());
-            if !kind.is_builtin() {
-                return Err(source.invalid(
-                    name.span(),
-                    "policy.builtins",
-                    Invalid::Builtin(name.get_ref().clone()),
-                ));
+        if let Some(names) = &header.builtins {
+            let mut kinds = Vec::new();
+            for name in names {
+                let kind = ToolKind::from_name(name.get_ref());
+                if !kind.is_builtin() {
+                    return Err(source.invalid(
+                        name.span(),
+                        "policy.builtins",
+                        Invalid::Builtin(name.get_ref().clone()),
+                    ));
+                }
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
             }
-            layer.builtins.push(kind);
+            layer.builtins = Some(kinds);
         }
     }
     if let Some(env) = &wire.env {
@@ -879,12 +885,9 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                 merged.required_layers.push(layer_name);
             }
         }
-        // Like tool kinds, a derived policy may allow more built-ins.
-        for kind in layer.builtins {
-            if !merged.builtins.contains(&kind) {
-                merged.builtins.push(kind);
-            }
-        }
+        // Like `system_inputs`, a layer's list replaces its base's: a
+        // derived policy may allow fewer built-ins (`[]`: none) or more.
+        merged.builtins = layer.builtins.or(merged.builtins);
         merged.env_set.extend(layer.env_set);
         merged.env_allow.extend(layer.env_allow);
         merged.limits = layer.limits.over(merged.limits);
@@ -1042,7 +1045,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         plugins: merged.plugins,
         required_layers: merged.required_layers,
         refuse_undeclared_reads: merged.refuse_undeclared_reads,
-        builtins: merged.builtins,
+        builtins: merged.builtins.unwrap_or_default(),
         builtin_limits: ToolLimits {
             timeout: merged.limits.timeout,
             max_rss: merged.limits.max_rss,

@@ -45,9 +45,9 @@ pub(crate) struct HeaderWire {
     #[serde(default)]
     pub refuse_undeclared_reads: Option<bool>,
     /// Built-in file operations (`symlink`, `copy`, `rename`, `remove`)
-    /// logs may name.
+    /// logs may name; in a derived policy, the whole list (`[]`: none).
     #[serde(default)]
-    pub builtins: Vec<Spanned<String>>,
+    pub builtins: Option<Vec<Spanned<String>>>,
 }
 
 /// `[env]`.

@@ -472,3 +472,45 @@ fn nothing_reads_or_writes_replays_staging() {
         "paths.reserved",
     );
 }
+
+#[test]
+fn a_derived_policy_switches_built_ins_off_or_narrows_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("f"), b"f").unwrap();
+    std::fs::write(root.join("g"), b"g").unwrap();
+    write_log(
+        &root,
+        vec![
+            op(1, "symlink", ".", &["f", "l"], &["f"], &["l"]),
+            op(2, "remove", ".", &["g"], &[], &["g"]),
+        ],
+    );
+    let check = |policy: &Path| {
+        let out = replay_command()
+            .arg("check")
+            .arg("--policy")
+            .arg(policy)
+            .arg("log.json")
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr) + &text(&out.stdout))
+    };
+    let none = derived_policy(tmp.path(), "builtins = []");
+    let (code, said) = check(&none);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("`symlink` is not allowed"), "{said}");
+    assert!(said.contains("`remove` is not allowed"), "{said}");
+    let links = derived_policy(tmp.path(), "builtins = [\"symlink\"]");
+    let (code, said) = check(&links);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(!said.contains("`symlink` is not allowed"), "{said}");
+    assert!(said.contains("`remove` is not allowed"), "{said}");
+    // Without the key, the base's list holds.
+    let same = derived_policy(tmp.path(), "");
+    let (code, said) = check(&same);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(root.join("g").exists());
+}
