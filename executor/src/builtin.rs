@@ -25,7 +25,7 @@ use cmdlog::{Command, FileOp, FileOpError};
 
 use crate::journal;
 use crate::run::watch::Stop;
-use crate::staging::{open_beneath, split, StageBase, Staging, StagingError};
+use crate::staging::{open_beneath, split, Sealed, StageBase, Staging, StagingError};
 use nix::sys::stat::Mode;
 
 /// Why a built-in operation was not performed.
@@ -259,6 +259,24 @@ pub fn perform(
                 });
             }
             exists(&from_dir, &from_name).map_err(io("move", from))?;
+            // Given the mode a committed output has (0755 for an ELF
+            // program, 0644 otherwise: never setuid, setgid or writable by
+            // others) and hashed, before it moves: one plain file.
+            let hash = match crate::staging::seal(&from_dir, &from_name, false) {
+                Ok(hash) => hash,
+                Err(Sealed::Not(what)) => {
+                    return Err(BuiltinError::NotAFile {
+                        id,
+                        kind,
+                        path: from.clone(),
+                        what,
+                    })
+                }
+                Err(Sealed::Missing) => {
+                    return Err(io("move", from)(io::ErrorKind::NotFound.into()))
+                }
+                Err(Sealed::Io(e)) => return Err(io("move", from)(e)),
+            };
             let (to_parent, to_name) = split(to);
             let (mut chain, missing) = reach(root, to_parent).map_err(io("move", to))?;
             if let Some(long) = missing
@@ -307,7 +325,7 @@ pub fn perform(
                 return Err(io("move", to)(error));
             }
             Ok(Done::Moved(vec![
-                (to.clone(), journal::output_hash(&root.join(to))),
+                (to.clone(), hash),
                 (from.clone(), journal::ABSENT.to_owned()),
             ]))
         }
@@ -737,6 +755,33 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_renamed_file_gets_a_committed_outputs_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_tmp, root) = planted();
+        let base = StageBase::open(&root).expect("stage base");
+        std::fs::write(root.join("f"), b"plain").expect("f");
+        std::fs::set_permissions(root.join("f"), std::fs::Permissions::from_mode(0o6777))
+            .expect("chmod");
+        let rename = command(
+            cmdlog::ToolKind::Rename,
+            &["f", "bin/tool"],
+            &["f"],
+            &["bin/tool", "f"],
+        );
+        let done = perform(&rename, &root, &base, &unlimited()).expect("renamed");
+        let mode = std::fs::metadata(root.join("bin/tool"))
+            .expect("moved")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o644);
+        // Its hash is what the journal would compute.
+        assert!(
+            matches!(&done, Done::Moved(h) if h[0].1 == journal::output_hash(&root.join("bin/tool"))),
+            "{done:?}"
+        );
     }
 
     #[test]

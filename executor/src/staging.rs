@@ -612,9 +612,12 @@ pub(crate) fn open_beneath(base: &Path, relative: &str, make: bool) -> io::Resul
 }
 
 /// Why a staged output cannot be committed.
-enum Sealed {
+pub(crate) enum Sealed {
+    /// Nothing is there.
     Missing,
+    /// Something other than one plain file is there.
     Not(&'static str),
+    /// It could not be read or its mode set.
     Io(io::Error),
 }
 
@@ -622,7 +625,7 @@ enum Sealed {
 /// link), sets its mode to what `replay` commits (0o755 for an ELF
 /// executable or shared object, 0o644 otherwise: never setuid, setgid or
 /// writable by others, whatever the tool asked), and hashes it.
-fn seal(dir: &OwnedFd, name: &str, links: bool) -> Result<String, Sealed> {
+pub(crate) fn seal(dir: &OwnedFd, name: &str, links: bool) -> Result<String, Sealed> {
     use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::{fstat, Mode, SFlag};
     if links {

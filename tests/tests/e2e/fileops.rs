@@ -514,3 +514,30 @@ fn a_derived_policy_switches_built_ins_off_or_narrows_them() {
     assert_eq!(code, Some(0), "{said}");
     assert!(root.join("g").exists());
 }
+
+#[test]
+fn copies_and_renames_get_the_modes_of_committed_outputs() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for name in ["a", "b"] {
+        std::fs::write(root.join(name), b"not a program").unwrap();
+        std::fs::set_permissions(root.join(name), std::fs::Permissions::from_mode(0o6777)).unwrap();
+    }
+    write_log(
+        root,
+        vec![
+            op(1, "copy", ".", &["a", "bin/a"], &["a"], &["bin/a"]),
+            op(2, "rename", ".", &["b", "bin/b"], &["b"], &["bin/b", "b"]),
+        ],
+    );
+    let out = replay(root, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for made in ["bin/a", "bin/b"] {
+        let mode = std::fs::metadata(root.join(made))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o644, "{made}: {mode:o}");
+    }
+}
