@@ -27,6 +27,7 @@ use crate::journal;
 use crate::run::watch::Stop;
 use crate::staging::{open_beneath, split, Sealed, StageBase, Staging, StagingError};
 use nix::sys::stat::Mode;
+use sha2::{Digest, Sha256};
 
 /// Why a built-in operation was not performed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,15 @@ pub enum BuiltinError {
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// A copy's source changed while it was copied (the copy is
+    /// discarded).
+    #[error("command {id} (copy): `{path}` changed while it was copied; the copy was discarded")]
+    Changed {
+        /// The command.
+        id: u64,
+        /// The source.
+        path: String,
     },
     /// A limit stopped it (its partial output is discarded).
     #[error("command {id} ({kind}): stopped: {stop:?}")]
@@ -114,6 +124,16 @@ const COPY_CHUNK: usize = 1 << 20;
 pub enum Done {
     /// Its new file or link, staged: commit it as a tool's outputs.
     Staged(Staging),
+    /// A copy, staged, with its source's declared path and the hash of
+    /// what was copied: the source was seen unchanged from before the copy
+    /// to after it (its identity, size and times), so it is not read
+    /// again to be journaled.
+    Copied {
+        /// The copy.
+        staging: Staging,
+        /// The source as the command declares it, and its hash.
+        source: (String, String),
+    },
     /// Already in place: each declared output and its hash now.
     Moved(Vec<(String, String)>),
 }
@@ -205,6 +225,7 @@ pub fn perform(
             // takes the partial copy with it.
             let mut buffer = vec![0u8; COPY_CHUNK];
             let mut written: u64 = 0;
+            let mut hasher = Sha256::new();
             loop {
                 if limits.interrupted.load(Ordering::SeqCst) {
                     return Err(stopped(Stop::Interrupted {
@@ -227,10 +248,29 @@ pub fn perform(
                 if let Some(max) = limits.max_output.filter(|max| written > *max) {
                     return Err(too_big(max));
                 }
+                hasher.update(&buffer[..n]);
                 copy.write_all(&buffer[..n]).map_err(io("make", to))?;
             }
             copy.sync_all().map_err(io("make", to))?;
-            Ok(Done::Staged(staging))
+            // What the path names now is the file read, as it was.
+            let now = open_inside(root, from)
+                .and_then(|f| f.metadata())
+                .map_err(io("read", from))?;
+            if identity(&now) != identity(&kind_of) {
+                return Err(BuiltinError::Changed {
+                    id,
+                    path: from.clone(),
+                });
+            }
+            let declared = command
+                .inputs
+                .first()
+                .cloned()
+                .unwrap_or_else(|| from.clone());
+            Ok(Done::Copied {
+                staging,
+                source: (declared, hex(&hasher.finalize())),
+            })
         }
         FileOp::Rename { from, to } => {
             // Everything is checked before anything changes: the source
@@ -469,6 +509,26 @@ fn movable(dir: &OwnedFd, name: &str) -> io::Result<Option<&'static str>> {
     }
 }
 
+/// What tells a file's version apart without reading it: its identity,
+/// size, and modification and change times (the kernel sets the latter).
+fn identity(meta: &std::fs::Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
+}
+
+/// `bytes` in lower-case hex, as the journal writes hashes.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Whether `name` in `dir` is a symbolic link itself.
 fn is_link(dir: &OwnedFd, name: &str) -> io::Result<bool> {
     use nix::fcntl::AtFlags;
@@ -597,7 +657,11 @@ mod tests {
         assert!(staged.is_empty(), "{staged:?}");
         // Within the limits, it copies.
         let done = perform(&copy, &root, &base, &unlimited());
-        assert!(matches!(done, Ok(Done::Staged(_))), "{done:?}");
+        let hash = journal::file_hash(&root.join("big")).expect("hash");
+        assert!(
+            matches!(&done, Ok(Done::Copied { source, .. }) if source.1 == hash),
+            "{done:?}"
+        );
     }
 
     /// The files beneath `dir`.

@@ -773,7 +773,13 @@ impl Runner<'_, '_> {
     /// `record` is its record, to complete.
     fn builtin(&mut self, command: &Command, mut record: CommandRecord) -> CommandRecord {
         let root = &self.job.root;
-        let inputs = journal::input_hashes(command, root);
+        // A copy hashes its source as it reads it (`Done::Copied`): not
+        // read a second time here.
+        let inputs = if command.tool == cmdlog::ToolKind::Copy {
+            Vec::new()
+        } else {
+            journal::input_hashes(command, root)
+        };
         let policy = self.builtin_limits;
         let limits = crate::builtin::Limits {
             max_output: policy.max_output,
@@ -789,7 +795,7 @@ impl Runner<'_, '_> {
             }
             // Interrupted once it was done: nothing is committed or
             // journaled after the signal (a staged output is dropped).
-            Ok(crate::builtin::Done::Staged(_))
+            Ok(crate::builtin::Done::Staged(_) | crate::builtin::Done::Copied { .. })
                 if self.options.interrupted.load(Ordering::SeqCst) =>
             {
                 record.status = Status::Stopped {
@@ -805,6 +811,9 @@ impl Runner<'_, '_> {
             .and_then(|done| match done {
                 crate::builtin::Done::Staged(staging) => self
                     .commit(command, staging, inputs, false, |_| {})
+                    .map(|_| ()),
+                crate::builtin::Done::Copied { staging, source } => self
+                    .commit_checked(command, staging, vec![source], false)
                     .map(|_| ()),
                 crate::builtin::Done::Moved(outputs) => {
                     let entry = Entry {
@@ -865,6 +874,17 @@ impl Runner<'_, '_> {
             return Err(journal::changed_input_message(changed));
         }
         before_move(&staging);
+        self.commit_checked(command, staging, inputs, cached)
+    }
+
+    /// [`Runner::commit`] once the inputs are known unchanged.
+    fn commit_checked(
+        &mut self,
+        command: &Command,
+        staging: Staging,
+        inputs: Vec<(String, String)>,
+        cached: bool,
+    ) -> Result<crate::staging::Committed, String> {
         // Hashed from the staged files before they moved: what was
         // committed, not what is in place by the time it is read again.
         let committed = staging.commit().map_err(|e| crate::report::one_line(&e))?;
