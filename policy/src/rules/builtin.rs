@@ -55,6 +55,15 @@ pub(crate) fn builtin(
             format!("symlink target `{target}` climbs with `..` after a name: the kernel would follow that name (perhaps a symlink) before climbing"),
             "write the target with its `..` first (`../lib/x.so`), or as the plain name of a file beside the link",
         ),
+        Ok(op) if long_name(&op).is_some() => {
+            let (path, name) = long_name(&op).unwrap_or_default();
+            ctx.refuse(
+                "builtin.name-too-long",
+                &path,
+                format!("`{path}` has the name `{name}`, longer than {NAME_MAX} bytes: no file system here holds it, and the operation would fail half done"),
+                "shorten the name",
+            );
+        }
         Ok(FileOp::Symlink { link, .. }) => {
             if judge {
                 links.insert(key(ctx, &link));
@@ -80,6 +89,19 @@ pub(crate) fn builtin(
             "give built-in operations an empty `env`",
         );
     }
+}
+
+/// The longest name a directory entry may have (Linux's `NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// The first path `op` touches in the root with a name longer than
+/// [`NAME_MAX`], and that name.
+fn long_name(op: &FileOp) -> Option<(String, String)> {
+    let (inputs, outputs) = op.declares();
+    inputs.into_iter().chain(outputs).find_map(|path| {
+        let name = path.split('/').find(|n| n.len() > NAME_MAX)?.to_owned();
+        Some((path, name))
+    })
 }
 
 /// The key of root-relative, normalized `path` ([`Ctx::fold`] applied).

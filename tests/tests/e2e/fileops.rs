@@ -541,3 +541,15 @@ fn copies_and_renames_get_the_modes_of_committed_outputs() {
         assert_eq!(mode & 0o7777, 0o644, "{made}: {mode:o}");
     }
 }
+
+#[test]
+fn a_name_no_file_system_holds_is_refused_before_anything_moves() {
+    let long = format!("nd1/nd2/{}", "n".repeat(300));
+    let tmp = refused(
+        vec![op(1, "rename", ".", &["g", &long], &["g"], &[&long, "g"])],
+        |root| std::fs::write(root.join("g"), b"g").unwrap(),
+        "builtin.name-too-long",
+    );
+    assert!(tmp.path().join("root/g").exists());
+    assert!(!tmp.path().join("root/nd1").exists());
+}
