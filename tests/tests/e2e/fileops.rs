@@ -553,3 +553,69 @@ fn a_name_no_file_system_holds_is_refused_before_anything_moves() {
     assert!(tmp.path().join("root/g").exists());
     assert!(!tmp.path().join("root/nd1").exists());
 }
+
+/// The largest regular file beneath `dir`, in bytes (0 if none).
+fn largest_file(dir: &Path) -> u64 {
+    let mut largest = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if meta.is_dir() {
+            largest = largest.max(largest_file(&entry.path()));
+        } else if meta.is_file() {
+            largest = largest.max(meta.len());
+        }
+    }
+    largest
+}
+
+#[test]
+fn an_interrupted_copy_stops_and_is_neither_committed_nor_journaled() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    // Sparse: it takes no room; its copy takes what is written of it
+    // before the signal.
+    let big = std::fs::File::create(root.join("big")).unwrap();
+    big.set_len(8 << 30).unwrap();
+    drop(big);
+    write_log(
+        &root,
+        vec![op(1, "copy", ".", &["big", "c"], &["big"], &["c"])],
+    );
+    let policy = derived_policy(tmp.path(), "[limits]\nmax_output = \"16GiB\"");
+    let mut child =
+        crate::support::spawn_replay(&root, &["--policy", policy.to_str().unwrap(), "log.json"]);
+    // Signalled once the copy is under way (its staged file grows).
+    let begun = Instant::now() + Duration::from_secs(60);
+    while largest_file(&root.join(".replay-stage")) == 0 {
+        if Instant::now() > begun || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the copy never began");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: kill has no memory effects; the pid is our own child, not
+    // yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("replay went on copying after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(std::fs::symlink_metadata(root.join("c")).is_err());
+    let journal = std::fs::read_to_string(root.join("log.json.journal")).unwrap_or_default();
+    assert_eq!(journal.lines().count(), 0, "{journal}");
+    assert_eq!(largest_file(&root.join(".replay-stage")), 0);
+}
