@@ -9,9 +9,16 @@
 //! A new file or link is made in the command's staging directory and
 //! committed as a tool's outputs are ([`Done::Staged`]: all or nothing,
 //! hashed, journaled); a rename or a remove is one `renameat`/`unlinkat`
-//! per path between descriptors ([`Done::Moved`]), each atomic. A copy
-//! reads its source with `openat2(RESOLVE_BENEATH)`: symlinks are
-//! followed only while they stay inside the root.
+//! per path between descriptors ([`Done::Moved`]), each atomic, and the
+//! whole operation all or nothing: every path is reached and judged before
+//! the first changes, and directories a rename made are removed if it
+//! fails. A rename never moves a symbolic link (its relative text would
+//! name something else from the new place), and gives the file it moves a
+//! committed output's mode. A symlink's relative target is judged again
+//! right before it is made. A copy reads its source with
+//! `openat2(RESOLVE_BENEATH)` (symlinks followed only while they stay
+//! inside the root), once, hashing it as it goes, within the policy's
+//! `[limits]` and stopping on an interrupt ([`Limits`]).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
