@@ -34,14 +34,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 WORK = BENCH / "work"
-# The binaries measured; BENCH_BIN overrides (e.g. target/debug, to try a
-# figure out: such numbers are not the release build's figures).
-BIN = Path(os.environ.get("BENCH_BIN", REPO / "target" / "release"))
+# The binaries measured: BENCH_BIN overrides (e.g. target/debug, to try a
+# figure out: such numbers are not the release build's figures); else the
+# release build, under CARGO_TARGET_DIR when it is set.
+BIN = Path(os.environ.get("BENCH_BIN") or Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "release")
 TOOLS = BENCH / "tools" / "target" / "release"
 LINUX_POLICY = REPO / "policies" / "linux.toml"
+CC_POLICY = REPO / "policies" / "linux-cc.toml"
 NAMING_POLICY = REPO / "policies" / "linux-naming.toml"
 MIB = 1024 * 1024
-FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale", "footprint", "cache", "parallel", "remote"]
+FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale", "footprint", "cache", "parallel", "realbuild", "remote"]
 # The compiler's own process name and the tools' (as /proc/PID/comm shows them).
 COMPILER_COMM = "aotc"
 TOOL_COMMS = ("opt", "llc", "clang", "clang-14", "ld", "ld.bfd", "collect2", "cc1")
@@ -745,7 +747,7 @@ def remote_counts(cache: Path) -> dict:
 
 
 def fig_remote(w: Workload, runs: int, out: Path) -> dict:
-    """Figure 11: the remote cache (REAPI v2, a local BuildGrid) on w's log
+    """Figure 12: the remote cache (REAPI v2, a local BuildGrid) on w's log
     (`aotc --partitions auto`). Per run, with a fresh server: (a) machine A,
     cold: empty local cache, `--remote-cache` read-write (the policy trusts
     the server), uploads every result; (b) machine B: the same sources at
@@ -813,13 +815,13 @@ def fig_remote(w: Workload, runs: int, out: Path) -> dict:
 
 
 def render_remote(re_: dict) -> list:
-    """Figure 11's section."""
+    """Figure 12's section."""
     s, r = re_["summary"], re_["ratios"]
     rows = [("a. machine A, cold, uploading (read-write)", "a_cold_upload"),
             ("b. machine B, empty local cache, warm from the remote", "b_remote_warm"),
             ("c. machine A again, warm local cache, no remote", "c_local_warm")]
     lines = [
-        f"## 11. Remote cache ({re_['workload']}, `--partitions auto`, a local BuildGrid 0.4.4)",
+        f"## 12. Remote cache ({re_['workload']}, `--partitions auto`, a local BuildGrid 0.4.4)",
         "",
         f"The log ({re_['commands']} commands) is run three times per run, each from aotc's bitcode alone at the "
         "same path, against a fresh BuildGrid on loopback (disk CAS): (a) an empty local cache with "
@@ -991,6 +993,126 @@ def fig_parallel(w: Workload, runs: int, out: Path) -> dict:
         # This machine may be shared: the 1-minute load around the figure.
         "loadavg_1m": [load_before[0], os.getloadavg()[0]], "cores": os.cpu_count(),
     }
+
+
+def fig_realbuild(runs: int, out: Path) -> dict:
+    """Figure 11: a real C project's build through `replay import` and
+    `replay -j 2`, against `ninja -j 2` running the same commands. The
+    workload is Debian's cJSON (static, its tests on), configured by its
+    own CMake for Ninja and clang-14 (`bench/workloads/cjson.sh`), its
+    `ninja -t compdb` imported under `policies/linux-cc.toml`. Each run
+    starts from the configured tree with nothing built (`ninja -t clean`).
+    Sides, interleaved: (a) `ninja -j 2`; (b) `replay -j 2 --no-cache`,
+    with `--predict` per tool kind from a first `-j 1` run (not counted:
+    without a cache or a prediction a cold run is one at a time); (c)
+    `replay -j 2` with a warm action cache (filled by one run, not
+    counted): every command a hit. Every run's outputs are checked."""
+    load_before = os.getloadavg()
+    root = out / "cjson"
+    run(["bash", BENCH / "workloads" / "cjson.sh", root, BIN / "replay"])
+    log_path = root / "replay.log.json"
+    commands = json.loads(log_path.read_text())["commands"]
+    outputs = [o for c in commands for o in c["outputs"]]
+
+    def reset() -> None:
+        run(["ninja", "-C", root / "build", "-t", "clean"])
+        journal = root / "replay.log.json.journal"
+        if journal.exists():
+            journal.unlink()
+
+    def verify(side: str) -> None:
+        # Ninja reads a dependency file into `.ninja_deps` and deletes it.
+        missing = [o for o in outputs if not os.path.lexists(root / o)
+                   and not (side == "ninja" and o.endswith(".d"))]
+        if missing:
+            sys.exit(f"bench: realbuild, {side}: {len(missing)} outputs not built, e.g. {missing[0]}")
+
+    cache = fresh(out / "cache")
+
+    def replay_cmd(flags: list, report: Path) -> list:
+        return [BIN / "replay", "-j", "2", *flags, "--policy", CC_POLICY, "--report", report, log_path]
+
+    log("realbuild cjson: calibrating (replay -j 1, not counted)")
+    reset()
+    report = out / "calibrate.report.json"
+    run([BIN / "replay", "-j", "1", "--no-cache", "--policy", CC_POLICY, "--report", report, log_path])
+    per_kind: dict = {}
+    for c in json.loads(report.read_text())["commands"]:
+        m = (c.get("outcome") or {}).get("measurements")
+        if m:
+            per_kind[c["tool"]] = max(per_kind.get(c["tool"], 0), m["peak_tree_rss_sampled"])
+    predict = [a for kind, peak in sorted(per_kind.items()) for a in ("--predict", f"{kind}={mib_up(peak)}")]
+    log("realbuild cjson: filling the cache (not counted)")
+    reset()
+    run(replay_cmd(["--cache", cache], out / "fill.report.json"))
+    sides = ["ninja", "replay_j2", "replay_j2_warm"]
+    raw: dict = {side: [] for side in sides}
+    for i in range(runs):
+        for side in sides[i % len(sides):] + sides[:i % len(sides)]:
+            log(f"realbuild cjson: {side}, run {i + 1}/{runs}")
+            reset()
+            tag = out / f"{side}.{i}"
+            report = out / f"{side}.{i}.report.json"
+            if side == "ninja":
+                cmd = ["ninja", "-C", root / "build", "-j", "2"]
+            elif side == "replay_j2":
+                cmd = replay_cmd(["--no-cache", "--memory-budget", "4096M", *predict], report)
+            else:
+                cmd = replay_cmd(["--cache", cache], report)
+            m = measured(cmd, tag, sample=False)
+            verify(side)
+            entry = {"wall_s": m["time"]["wall_s"], "cpu_s": m["time"]["user_s"] + m["time"]["system_s"]}
+            if side != "ninja":
+                totals = json.loads(report.read_text())["totals"]
+                entry.update({"ran": totals["ran"], "cache_hits": totals["cache_hits"],
+                              "replay_peak_rss": totals["replay_peak_rss"]})
+            raw[side].append(entry)
+    s = {side: {f: summary([r.get(f) for r in raw[side]]) for f in ("wall_s", "cpu_s", "ran", "cache_hits")}
+         for side in sides}
+    n = raw["ninja"]
+    ratios = {
+        "j2_over_ninja": summary([b["wall_s"] / a["wall_s"] for b, a in zip(raw["replay_j2"], n)]),
+        "warm_over_ninja": summary([c["wall_s"] / a["wall_s"] for c, a in zip(raw["replay_j2_warm"], n)]),
+    }
+    return {
+        "workload": "cjson", "commands": len(commands), "raw": raw, "summary": s, "ratios": ratios,
+        "predict": [p for p in predict if p != "--predict"],
+        "loadavg_1m": [load_before[0], os.getloadavg()[0]], "cores": os.cpu_count(),
+    }
+
+
+def render_realbuild(rb: dict) -> list:
+    """Figure 11's section."""
+    s, r = rb["summary"], rb["ratios"]
+    return [
+        f"## 11. A real build: {rb['workload']} through `replay import` ({rb['commands']} commands)",
+        "",
+        "Debian's cJSON source package (static, its tests on), configured by its own CMake for Ninja and "
+        "clang-14 (`bench/workloads/cjson.sh`); `ninja -t compdb` imported by `replay import compdb` under "
+        "`policies/linux-cc.toml` (install, test and regeneration rules left out). Every run from the configured "
+        "tree with nothing built (`ninja -t clean`); outputs checked after each.",
+        "",
+        "| side | wall | CPU (all processes) | tools run | cache hits |",
+        "|---|---|---|---|---|",
+        f"| (a) `ninja -j 2` | {cell(s['ninja']['wall_s'], 's', 1, 2)} | {cell(s['ninja']['cpu_s'], 's', 1, 2)} | "
+        f"{rb['commands']} | - |",
+        f"| (b) `replay -j 2 --no-cache` | {cell(s['replay_j2']['wall_s'], 's', 1, 2)} | "
+        f"{cell(s['replay_j2']['cpu_s'], 's', 1, 2)} | {cell(s['replay_j2']['ran'], '', 1, 0)} | - |",
+        f"| (c) `replay -j 2`, warm cache | {cell(s['replay_j2_warm']['wall_s'], 's', 1, 2)} | "
+        f"{cell(s['replay_j2_warm']['cpu_s'], 's', 1, 2)} | {cell(s['replay_j2_warm']['ran'], '', 1, 0)} | "
+        f"{cell(s['replay_j2_warm']['cache_hits'], '', 1, 0)} |",
+        "",
+        f"- (b) / (a), wall: **{r['j2_over_ninja']['median']:.2f}** (per run {r['j2_over_ninja']['min']:.2f}–"
+        f"{r['j2_over_ninja']['max']:.2f}): replay's overhead on a real build (the check of every command, the "
+        "sandbox, ptrace on every file-system call, staging and the journal's fsync).",
+        f"- (c) / (a), wall: **{r['warm_over_ninja']['median']:.2f}** (per run {r['warm_over_ninja']['min']:.2f}–"
+        f"{r['warm_over_ninja']['max']:.2f}).",
+        f"- (b) ran with {' '.join('`--predict ' + p + '`' for p in rb['predict'])} (each kind's largest sampled "
+        "tree peak in a `-j 1` run) and `--memory-budget 4096M`.",
+        f"- 1-minute load average before and after the figure: {rb['loadavg_1m'][0]:.1f}, {rb['loadavg_1m'][1]:.1f} "
+        f"({rb['cores']} cores).",
+        "",
+    ]
 
 
 def parallel_entry(m: dict, doc: dict, output: Path, prog: Path) -> dict:
@@ -1236,6 +1358,9 @@ def render(results: dict, args: argparse.Namespace) -> str:
     pa = results.get("parallel")
     if pa:
         lines += render_parallel(pa)
+    rb = results.get("realbuild")
+    if rb:
+        lines += render_realbuild(rb)
     rm = results.get("remote")
     if rm:
         lines += render_remote(rm)
@@ -1555,7 +1680,7 @@ def main() -> None:
     previous = BENCH / "results.json"
     if args.merge and previous.exists():
         kept = json.loads(previous.read_text())
-        for figure in ("pipeline", "overhead", "check", "scale", "footprint", "cache", "parallel", "remote"):
+        for figure in ("pipeline", "overhead", "check", "scale", "footprint", "cache", "parallel", "realbuild", "remote"):
             if figure in kept and figure not in only:
                 results[figure] = kept[figure]
                 results["commits"][figure] = kept.get("commits", {}).get(figure, kept["machine"]["commit"])
@@ -1585,6 +1710,8 @@ def main() -> None:
         results["cache"] = fig_cache(sqlite, args.runs, fresh(out / "cache"))
     if "parallel" in only:
         results["parallel"] = fig_parallel(sqlite, args.runs, fresh(out / "parallel"))
+    if "realbuild" in only:
+        results["realbuild"] = fig_realbuild(args.runs, fresh(out / "realbuild"))
     if "remote" in only:
         results["remote"] = fig_remote(sqlite, args.runs, fresh(out / "remote"))
     (BENCH / "results.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -12,7 +12,8 @@
 # Needs root (or sudo) for the deb-src entry and `apt-get update`, the
 # packages of scripts/install-deps.sh, and `cargo build --workspace --bins`
 # first. The third-party sources stay in WORK_DIR, never in the repository.
-# Projects: cjson (its 19 tests), jansson (its 213). Idempotent.
+# Projects: cjson static and shared (its 19 tests), jansson (its 213).
+# Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -23,54 +24,8 @@ export REPLAY_NO_CACHE=1
 [[ -x $replay ]] || { echo "real-projects: build replay first (cargo build --workspace --bins)" >&2; exit 2; }
 bash scripts/install-deps.sh >/dev/null
 
-sudo=()
-[[ $(id -u) -eq 0 ]] || sudo=(sudo)
-
-# `retry CMD...`: a network step, tried up to three times (a mirror's
-# hiccup must not fail the suite).
-retry() {
-  local n
-  for n in 1 2 3; do
-    "$@" && return 0
-    echo "real-projects: \`$*\` failed (try $n of 3)" >&2
-    sleep $((n * 5))
-  done
-  return 1
-}
-
-# deb-src: the same archives, suites and components as the machine's own
-# `deb` entries (deb822 or one-line format).
-deb_src() {
-  local out=/etc/apt/sources.list.d/replay-deb-src.sources
-  [[ -f $out ]] && return
-  local src=""
-  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-    src=$(sed -n '/^Types:.*\bdeb\b/,/^$/p' /etc/apt/sources.list.d/debian.sources |
-      sed 's/^Types:.*/Types: deb-src/')
-  elif [[ -f /etc/apt/sources.list ]]; then
-    src=$(grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /')
-    out=/etc/apt/sources.list.d/replay-deb-src.list
-  fi
-  [[ -n $src ]] || { echo "real-projects: no Debian apt sources to derive deb-src from" >&2; exit 2; }
-  echo "real-projects: adding $out"
-  printf '%s\n' "$src" | "${sudo[@]}" tee "$out" >/dev/null
-  retry "${sudo[@]}" apt-get update -qq
-}
-
-# fetch PACKAGE: its unpacked source directory under $work.
-fetch() {
-  local package=$1
-  mkdir -p "$work/src"
-  local dir
-  dir=$(find "$work/src" -maxdepth 1 -type d -name "$package-*" | head -n1)
-  if [[ -z $dir ]]; then
-    deb_src
-    (cd "$work/src" && retry apt-get source -qq "$package" >/dev/null 2>&1) || true
-    dir=$(find "$work/src" -maxdepth 1 -type d -name "$package-*" | head -n1)
-  fi
-  [[ -n $dir ]] || { echo "real-projects: apt-get source $package failed" >&2; exit 2; }
-  echo "$dir"
-}
+# retry, deb_src and fetch: shared with the bench (bench/workloads/cjson.sh).
+source scripts/debsrc.sh
 
 # A fresh copy of the source at $2, configured by CMake for Ninja in build/.
 configure() {
@@ -85,11 +40,14 @@ configure() {
 
 built() { find "$1/build" -name '*.o' -o -name '*.a' | wc -l; }
 
+# project PACKAGE VARIANT CMAKE_ARGS...: VARIANT names the trees
+# (`cjson-shared`); the attacks are injected into the `static` variant.
 project() {
-  local name=$1
-  shift
+  local package=$1 variant=$2
+  shift 2
+  local name=$package-$variant
   local src
-  src=$(fetch "$name")
+  src=$(fetch "$package" "$work")
   echo "== $name ($(basename "$src"))"
   # The reference: Ninja builds it and runs its tests.
   configure "$src" "$work/$name-ninja" "$@"
@@ -108,6 +66,24 @@ project() {
   (cd "$tree/build" && ctest --output-on-failure >"$tree.ctest.log") ||
     { tail -n 30 "$tree.ctest.log"; exit 1; }
   echo "replay: $(tail -n 3 "$tree.ctest.log" | grep 'tests passed')"
+  if [[ $variant == shared ]]; then
+    # The tests ran against the shared library replay linked, through the
+    # soname links replay made (built-in `symlink` commands).
+    local lib
+    lib=$(find "$tree/build" -maxdepth 1 -name "lib$package.so.*.*" -type f | head -n1)
+    [[ -n $lib && -L $tree/build/lib$package.so ]] ||
+      { echo "real-projects: no shared library and soname links in $tree/build" >&2; exit 1; }
+    local soname
+    soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+    [[ -L $tree/build/$soname && $(readlink -f "$tree/build/$soname") == "$lib" ]] ||
+      { echo "real-projects: $soname does not lead to $lib" >&2; exit 1; }
+    local test_program
+    test_program=$(find "$tree/build" -path '*test*' -type f -perm -u+x -newer "$lib" | head -n1)
+    ldd "$test_program" | grep -q "$tree/build/$soname" ||
+      { echo "real-projects: $test_program does not load $tree/build/$soname" >&2; ldd "$test_program" >&2; exit 1; }
+    echo "shared: $(basename "$test_program") loads $soname -> $(basename "$lib"), made by replay"
+    return
+  fi
 
   # One injected attack each: a linker plugin in a link, a compiler
   # plugin or a search directory for clang's own programs in a compile.
@@ -133,10 +109,12 @@ project() {
   done
 }
 
-# cJSON: static library (shared ones need `cmake -E cmake_symlink_library`,
-# not imported yet), its tests on.
-project cjson -DBUILD_SHARED_LIBS=OFF -DENABLE_CJSON_TEST=ON
+# cJSON: static library, its tests on; then shared, with its soname links
+# (`cmake -E cmake_symlink_library`, imported as built-in `symlink`s), its
+# tests run against the replay-built .so.
+project cjson static -DBUILD_SHARED_LIBS=OFF -DENABLE_CJSON_TEST=ON
+project cjson shared -DBUILD_SHARED_LIBS=ON -DENABLE_CJSON_TEST=ON
 # Jansson: static by default; its 213 tests (test suites run through its
 # own json_process and unit test programs). No docs (Sphinx).
-project jansson -DJANSSON_BUILD_DOCS=OFF
+project jansson static -DJANSSON_BUILD_DOCS=OFF
 echo "real-projects: ok"

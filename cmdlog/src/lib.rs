@@ -20,6 +20,7 @@
 //! it emits commands as they are decided and refuses to write what a reader
 //! would refuse.
 
+pub mod builtin;
 mod error;
 pub mod exit_codes;
 mod limits;
@@ -32,6 +33,7 @@ mod types;
 mod validate;
 mod write;
 
+pub use builtin::{FileOp, FileOpError};
 pub use error::{CommandRef, Field, Item, Location, Problem, ReadError, WriteError};
 pub use limits::{Limit, Limits, MAX_HEADER_BYTES};
 pub use read::{read_document, LogReader, Position, Summary, Visit};

@@ -157,13 +157,21 @@ pub enum ToolKind {
     Strip,
     /// A debug-info linker (`dsymutil`).
     Dsymutil,
+    /// Built in: make a symbolic link (`ln -s`, `cmake -E create_symlink`).
+    Symlink,
+    /// Built in: copy a file (`cp`, `cmake -E copy`).
+    Copy,
+    /// Built in: rename a file (`mv`, `cmake -E rename`).
+    Rename,
+    /// Built in: remove files (`rm -f`, `cmake -E rm -f`).
+    Remove,
     /// A kind this version does not know, by its name.
     Other(String),
 }
 
 impl ToolKind {
     /// Every kind this version knows, in a stable order.
-    pub const KNOWN: [ToolKind; 11] = [
+    pub const KNOWN: [ToolKind; 15] = [
         ToolKind::Opt,
         ToolKind::Llc,
         ToolKind::Cc,
@@ -175,6 +183,10 @@ impl ToolKind {
         ToolKind::Objcopy,
         ToolKind::Strip,
         ToolKind::Dsymutil,
+        ToolKind::Symlink,
+        ToolKind::Copy,
+        ToolKind::Rename,
+        ToolKind::Remove,
     ];
 
     /// The kind a log names; unknown names become [`ToolKind::Other`].
@@ -191,6 +203,10 @@ impl ToolKind {
             "objcopy" => ToolKind::Objcopy,
             "strip" => ToolKind::Strip,
             "dsymutil" => ToolKind::Dsymutil,
+            "symlink" => ToolKind::Symlink,
+            "copy" => ToolKind::Copy,
+            "rename" => ToolKind::Rename,
+            "remove" => ToolKind::Remove,
             other => ToolKind::Other(other.to_owned()),
         }
     }
@@ -209,6 +225,10 @@ impl ToolKind {
             ToolKind::Objcopy => "objcopy",
             ToolKind::Strip => "strip",
             ToolKind::Dsymutil => "dsymutil",
+            ToolKind::Symlink => "symlink",
+            ToolKind::Copy => "copy",
+            ToolKind::Rename => "rename",
+            ToolKind::Remove => "remove",
             ToolKind::Other(name) => name,
         }
     }
@@ -246,7 +266,7 @@ impl JsonSchema for ToolKind {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let known: Vec<&str> = ToolKind::KNOWN.iter().map(ToolKind::name).collect();
         schemars::json_schema!({
-            "description": "The kind of tool. Known kinds are listed in `examples`; any other non-empty name is kept as an unknown kind, which policies refuse unless they name it.",
+            "description": "The kind of tool. Known kinds are listed in `examples`; `symlink`, `copy`, `rename` and `remove` are file operations replay performs itself (args `TARGET LINK`, `FROM TO`, `FROM TO`, `PATH...`, relative to `cwd`; inputs and outputs exactly the paths they name: see the README's command log section); any other non-empty name is kept as an unknown kind, which policies refuse unless they name it.",
             "type": "string",
             "minLength": 1,
             "examples": known,

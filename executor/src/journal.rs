@@ -377,10 +377,33 @@ pub fn still_done(entry: &Entry, command: &Command, root: &Path) -> bool {
             .iter()
             .zip(&command.outputs)
             .all(|((path, hash), declared)| {
-                path == declared
-                    && fs::metadata(root.join(declared)).is_ok_and(|m| m.is_file())
-                    && file_hash(&root.join(declared)).is_ok_and(|now| &now == hash)
+                path == declared && output_hash(&root.join(declared)) == *hash
             })
+}
+
+/// The hash recorded for an output a built-in `remove` or `rename` took
+/// away.
+pub const ABSENT: &str = "absent";
+
+/// The hash of a symbolic link an output is: of the text it holds, marked
+/// so it never equals a file's.
+pub fn link_hash(target: &[u8]) -> String {
+    format!("link:{}", hex(&Sha256::digest(target)))
+}
+
+/// What an output is now, as the journal records it: a regular file's
+/// [`file_hash`], a symbolic link's [`link_hash`] (not followed),
+/// [`ABSENT`], or [`NOT_A_FILE`].
+pub fn output_hash(path: &Path) -> String {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => fs::read_link(path)
+            .map(|target| link_hash(target.as_os_str().as_encoded_bytes()))
+            .unwrap_or_else(|_| NOT_A_FILE.to_owned()),
+        Ok(meta) if meta.is_file() => file_hash(path).unwrap_or_else(|_| NOT_A_FILE.to_owned()),
+        Ok(_) => NOT_A_FILE.to_owned(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => ABSENT.to_owned(),
+        Err(_) => NOT_A_FILE.to_owned(),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

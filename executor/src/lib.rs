@@ -9,6 +9,8 @@
 
 pub mod audit;
 #[cfg(target_os = "linux")]
+pub mod builtin;
+#[cfg(target_os = "linux")]
 pub mod cached;
 #[cfg(target_os = "linux")]
 pub mod confine;

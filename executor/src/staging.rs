@@ -185,6 +185,14 @@ fn run_id() -> String {
     format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
 }
 
+/// Whether root-relative, normalized `normal` is `replay`'s staging
+/// directory or beneath it: never a command's output.
+pub fn reserved(normal: &str) -> bool {
+    normal
+        .strip_prefix(STAGE_DIR)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// One declared output and where the tool writes it meanwhile.
 #[derive(Debug)]
 struct Staged {
@@ -209,6 +217,9 @@ pub struct Staging {
     dir: PathBuf,
     /// Made by [`Staging::prepare`]; removed by commit or abort.
     made: bool,
+    /// Whether an output may be a symbolic link: only one `replay` made
+    /// itself (a built-in `symlink`), never a tool's.
+    links: bool,
 }
 
 /// What a commit did besides moving the declared outputs into place.
@@ -240,6 +251,9 @@ fn path_parts(arg: &str) -> Vec<(&str, &str)> {
 
 /// Flags whose value is a dependency file's target: text, never staged.
 const DEPENDENCY_TARGETS: &[&str] = &["-MT", "-MQ"];
+
+/// Linker flags whose value is the soname a shared library records.
+const SONAME_FLAGS: &[&str] = &["-soname", "-h"];
 
 /// Flags that make clang write a dependency file.
 const DEPENDENCY_FLAGS: &[&str] = &["-M", "-MM", "-MD", "-MMD"];
@@ -292,10 +306,7 @@ impl Staging {
             let normal = normalize_under(".", declared)
                 .filter(|n| n != ".")
                 .ok_or_else(|| StagingError::Escapes(declared.clone()))?;
-            let reserved = normal
-                .strip_prefix(STAGE_DIR)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-            if reserved {
+            if reserved(&normal) {
                 return Err(StagingError::Reserved(declared.clone()));
             }
             staged.push(Staged {
@@ -306,6 +317,9 @@ impl Staging {
             });
         }
         let mut rewritten = Vec::with_capacity(args.len());
+        // Whether the previous linker word was `-soname`/`-h` (through
+        // `-Wl,` or `-Xlinker`): its value is text the library records.
+        let mut soname_next = false;
         for (at, arg) in args.iter().enumerate() {
             // A dependency file's target (`-MT x`, `-MQ x`, `-MTx`) names
             // an output but is text written into the file: kept as
@@ -317,14 +331,29 @@ impl Staging {
             let glued_target = DEPENDENCY_TARGETS
                 .iter()
                 .any(|flag| arg.len() > flag.len() && arg.starts_with(flag));
+            // A shared library's soname (`-Wl,-soname,libx.so.1`) names
+            // the output when the library is not versioned further: it is
+            // what dependents record, kept as written. Regression: it
+            // became the staged path, and programs linked against the
+            // library looked for it in `.replay-stage`.
+            let mut linker_word = |word: &str| {
+                let text = std::mem::replace(&mut soname_next, SONAME_FLAGS.contains(&word));
+                if text || word.starts_with("-soname=") {
+                    word.to_owned()
+                } else {
+                    rewrite(word, cwd, &staged)
+                }
+            };
+            let after_xlinker = at
+                .checked_sub(1)
+                .is_some_and(|before| args[before] == "-Xlinker");
             rewritten.push(if target_value || glued_target {
                 arg.clone()
             } else if let Some(list) = arg.strip_prefix("-Wl,") {
-                let items: Vec<String> = list
-                    .split(',')
-                    .map(|item| rewrite(item, cwd, &staged))
-                    .collect();
+                let items: Vec<String> = list.split(',').map(&mut linker_word).collect();
                 format!("-Wl,{}", items.join(","))
+            } else if after_xlinker {
+                linker_word(arg)
             } else {
                 rewrite(arg, cwd, &staged)
             });
@@ -336,7 +365,25 @@ impl Staging {
                 root: base.root.clone(),
                 dir,
                 made: false,
+                links: false,
             },
+        ))
+    }
+
+    /// Lets the outputs be symbolic links, committed as links: for a
+    /// built-in `symlink`, whose staging `replay` writes itself (a tool's
+    /// staging never gets this: a link a tool left is refused).
+    pub fn replay_writes_links(&mut self) {
+        self.links = true;
+    }
+
+    /// The staged directory that holds the output `normal` and its name:
+    /// opened from the staging's mirror without following links.
+    pub fn staged_dir(&self, normal: &str) -> io::Result<(OwnedFd, String)> {
+        let (dir, name) = split(normal);
+        Ok((
+            open_beneath(&self.dir.join("out"), dir, false)?,
+            name.to_owned(),
         ))
     }
 
@@ -404,7 +451,7 @@ impl Staging {
             let (dir, name) = split(&output.normal);
             let missing = || StagingError::Missing(output.declared.clone());
             let from = open_beneath(&mirror, dir, false).map_err(|_| missing())?;
-            let hash = seal(&from, name).map_err(|error| match error {
+            let hash = seal(&from, name, self.links).map_err(|error| match error {
                 Sealed::Missing => missing(),
                 Sealed::Not(what) => StagingError::NotRegular {
                     path: output.declared.clone(),
@@ -516,7 +563,7 @@ const MAX_DISCARDED_NAMED: usize = 64;
 const MAX_WALKED: usize = 100_000;
 
 /// `normal` (root-relative, `/`-separated) as (its directory, its name).
-fn split(normal: &str) -> (&str, &str) {
+pub(crate) fn split(normal: &str) -> (&str, &str) {
     match normal.rfind('/') {
         Some(at) => (&normal[..at], &normal[at + 1..]),
         None => ("", normal),
@@ -525,7 +572,7 @@ fn split(normal: &str) -> (&str, &str) {
 
 /// The directory `name` in `dir`, never through a link; with `make`, made
 /// (0o755) if it is missing.
-fn open_dir_at(dir: &OwnedFd, name: &str, make: bool) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_at(dir: &OwnedFd, name: &str, make: bool) -> io::Result<OwnedFd> {
     use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::Mode;
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -544,7 +591,7 @@ fn open_dir_at(dir: &OwnedFd, name: &str, make: bool) -> io::Result<OwnedFd> {
 /// The directory `relative` (`/`-separated, no `..`) beneath `base`,
 /// walked one component at a time without following a link (`base` itself
 /// is the caller's: the root or a staging `replay` made).
-fn open_beneath(base: &Path, relative: &str, make: bool) -> io::Result<OwnedFd> {
+pub(crate) fn open_beneath(base: &Path, relative: &str, make: bool) -> io::Result<OwnedFd> {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
     let mut dir = open(
@@ -565,9 +612,12 @@ fn open_beneath(base: &Path, relative: &str, make: bool) -> io::Result<OwnedFd> 
 }
 
 /// Why a staged output cannot be committed.
-enum Sealed {
+pub(crate) enum Sealed {
+    /// Nothing is there.
     Missing,
+    /// Something other than one plain file is there.
     Not(&'static str),
+    /// It could not be read or its mode set.
     Io(io::Error),
 }
 
@@ -575,9 +625,14 @@ enum Sealed {
 /// link), sets its mode to what `replay` commits (0o755 for an ELF
 /// executable or shared object, 0o644 otherwise: never setuid, setgid or
 /// writable by others, whatever the tool asked), and hashes it.
-fn seal(dir: &OwnedFd, name: &str) -> Result<String, Sealed> {
+pub(crate) fn seal(dir: &OwnedFd, name: &str, links: bool) -> Result<String, Sealed> {
     use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::{fstat, Mode, SFlag};
+    if links {
+        if let Ok(target) = nix::fcntl::readlinkat(dir, name) {
+            return Ok(crate::journal::link_hash(target.as_encoded_bytes()));
+        }
+    }
     let fd = match openat(
         dir,
         name,
@@ -787,6 +842,26 @@ mod tests {
         );
         assert_eq!(args[2], "top.o");
         assert_eq!(staging.staged[0].target, dir.path().join("top.o"));
+    }
+
+    #[test]
+    fn a_soname_naming_the_output_is_not_staged() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let base = StageBase::open(tmp.path()).expect("base");
+        let args = strings(&[
+            "-shared",
+            "-Wl,-soname,libx.so.1",
+            "-Xlinker",
+            "-soname",
+            "-Xlinker",
+            "libx.so.1",
+            "-o",
+            "libx.so.1",
+        ]);
+        let (rewritten, _) =
+            Staging::plan(&base, ".", &args, &strings(&["libx.so.1"]), 1).expect("plan");
+        assert_eq!(rewritten[..7], args[..7]);
+        assert_ne!(rewritten[7], args[7]);
     }
 
     #[test]

@@ -116,6 +116,8 @@ enum Program {
     Ranlib,
     Ld,
     Cmake,
+    /// `ln`, `cp`, `mv`, `rm`: a file operation.
+    File,
     Noop,
     Cd,
     Unknown,
@@ -128,6 +130,9 @@ fn program(word: &str) -> Program {
     }
     if base == "cd" {
         return Program::Cd;
+    }
+    if crate::fileops::is_file_program(base) {
+        return Program::File;
     }
     // Strip a version suffix: `clang-14`, `gcc-12`, `llvm-ar-14`.
     let mut name = base;
@@ -157,9 +162,10 @@ fn program(word: &str) -> Program {
 /// One `&&` part of a chain, once understood.
 enum Step {
     Tool(Converted),
-    /// `cmake -E rm -f FILES` (root-relative): fine if later tools of the
-    /// chain write them all (replay writes outputs fresh).
-    Remove(Vec<String>, String),
+    /// `cmake -E rm -f FILES` or `rm -f FILES`: dropped if later tools of
+    /// the chain write them all (replay writes outputs fresh), else the
+    /// built-in `remove` it holds.
+    Remove(Converted, String),
     /// `ranlib ARCHIVE`: folded into the archiver's `s` modifier.
     Ranlib(String, String),
 }
@@ -255,28 +261,37 @@ fn steps(
                 let (_, rel) = place.path(&words[1], Role::Output)?;
                 steps.push(Step::Ranlib(rel.unwrap_or_default(), words.join(" ")));
             }
-            Program::Cmake => {
-                let rm = matches!(
-                    words.get(1..4),
-                    Some([e, rm, f]) if e == "-E" && (rm == "rm" || rm == "remove") && f == "-f"
-                );
-                if !rm {
+            Program::Cmake | Program::File => {
+                let resolve = |value: &str| -> Result<(String, String), String> {
+                    let (arg, rel) = place.path(value, Role::Output)?;
+                    rel.map(|rel| (arg, rel)).ok_or_else(|| {
+                        format!("`{value}` is outside the work root")
+                    })
+                };
+                let is_cmake = program(first) == Program::Cmake;
+                if is_cmake && words.get(1).map(String::as_str) != Some("-E") {
                     return Err(format!(
-                        "it runs `cmake {}`, a CMake step (regeneration, a script, a file operation) the importer does not turn into a tool command",
+                        "it runs `cmake {}`, a CMake step (regeneration, a script) the importer does not turn into a command",
                         words.get(1).map_or("", String::as_str)
                     ));
                 }
-                let mut files = Vec::new();
-                for w in &words[4..] {
-                    let (_, rel) = place.path(w, Role::Output)?;
-                    files.extend(rel);
+                let made = if is_cmake {
+                    crate::fileops::cmake(index, &words[1..], &cwd, &resolve)?
+                } else {
+                    vec![crate::fileops::posix(index, words, &cwd, &resolve)?]
+                };
+                for c in made {
+                    if c.tool == ToolKind::Remove {
+                        steps.push(Step::Remove(c, words.join(" ")));
+                    } else {
+                        steps.push(Step::Tool(c));
+                    }
                 }
-                steps.push(Step::Remove(files, words.join(" ")));
             }
             Program::Cxx => steps.push(Step::Tool(compile(index, words, &place, ToolKind::Cxx)?)),
             _ => {
                 return Err(format!(
-                    "it runs `{first}`, not a program the importer knows (compilers, `ar`, `ranlib`, `ld`)"
+                    "it runs `{first}`, not a program the importer knows (compilers, `ar`, `ranlib`, `ld`, and the file operations `cmake -E`, `ln`, `cp`, `mv`, `rm`)"
                 ))
             }
         }
@@ -299,11 +314,23 @@ fn fold(index: usize, steps: Vec<Step>, notes: &mut Vec<Remark>) -> Result<Vec<C
     for step in steps {
         match step {
             Step::Tool(t) => tools.push(t),
-            Step::Remove(files, shown) => {
-                if let Some(f) = files.iter().find(|f| !written.contains(f)) {
-                    return Err(format!(
-                        "`{shown}` removes `{f}`, which no tool of the chain writes (file operations are not imported yet)"
-                    ));
+            Step::Remove(mut remove, shown) => {
+                // Files no tool of the chain writes are removed by replay,
+                // as the build would; the others are written fresh anyway
+                // (and a remove before their writer would be a second
+                // writer of them).
+                let (args, outputs): (Vec<String>, Vec<String>) = remove
+                    .args
+                    .iter()
+                    .cloned()
+                    .zip(remove.outputs.iter().cloned())
+                    .filter(|(_, output)| !written.contains(output))
+                    .unzip();
+                if !outputs.is_empty() {
+                    remove.args = args;
+                    remove.outputs = outputs;
+                    tools.push(remove);
+                    continue;
                 }
                 notes.push(Remark {
                     entry: index,

@@ -14,6 +14,7 @@
 
 mod convert;
 mod entry;
+mod fileops;
 mod order;
 pub mod paths;
 pub mod shell;
@@ -163,14 +164,19 @@ pub fn import(json: &[u8], base: &Path, options: &Options) -> Result<Import, Imp
     }
     // One writer per output: the last entry that writes it wins.
     let mut writer: HashMap<String, usize> = HashMap::new();
+    // (A `rename`'s source and a `remove`'s paths are taken away, not
+    // written: they do not compete.)
     for (at, c) in converted.iter().enumerate() {
-        for o in &c.outputs {
+        for o in fileops::made(c) {
             writer.insert(o.clone(), at);
         }
     }
     let mut unique = Vec::with_capacity(converted.len());
     for (at, c) in converted.into_iter().enumerate() {
-        if let Some(other) = c.outputs.iter().find(|o| writer.get(*o) != Some(&at)) {
+        if let Some(other) = fileops::made(&c)
+            .iter()
+            .find(|o| writer.get(*o) != Some(&at))
+        {
             let by = writer.get(other).copied().unwrap_or(at);
             result.left_out.push(Remark {
                 entry: c.entry,
@@ -191,6 +197,7 @@ pub fn import(json: &[u8], base: &Path, options: &Options) -> Result<Import, Imp
         c.add_source_dirs(&held, &root);
     }
     let ordered = order::producers_first(unique, &mut result.left_out);
+    let ordered = fileops::no_link_renamed(ordered, &root, &mut result.left_out);
     for (at, c) in ordered.into_iter().enumerate() {
         result.sources.push(c.entry);
         result.commands.push(Command {

@@ -16,7 +16,11 @@ pub(crate) fn producers_first(
     let producer: HashMap<&str, usize> = commands
         .iter()
         .enumerate()
-        .flat_map(|(at, c)| c.outputs.iter().map(move |o| (o.as_str(), at)))
+        .flat_map(|(at, c)| {
+            crate::fileops::made(c)
+                .iter()
+                .map(move |o| (o.as_str(), at))
+        })
         .collect();
     let mut waiting = vec![0usize; commands.len()];
     let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); commands.len()];

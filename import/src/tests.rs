@@ -245,7 +245,7 @@ fn shell_constructs_and_unknown_programs_are_left_out() {
       { "directory": "@ROOT@", "file": "a.c", "command": "cc -c a.c -o a.o; rm -rf /" },
       { "directory": "@ROOT@", "file": "a2.c", "command": "cc -c a.c -o $(whoami).o" },
       { "directory": "@ROOT@", "file": "x.py", "command": "python3 gen.py > x.c" },
-      { "directory": "@ROOT@", "file": "y", "command": "/usr/bin/cmake -E cmake_symlink_library libx.so.1.0 libx.so.1 libx.so" },
+      { "directory": "@ROOT@", "file": "y", "command": "/usr/bin/cmake -E tar cf x.tar a.c" },
       { "directory": "@ROOT@", "file": "z.cc", "command": "/usr/bin/clang++-14 -std=c++17 -c z.cc -o z.o" },
       { "directory": "@ROOT@", "file": "c.c", "command": "cd src && cc -c c.c -o c.o" }
     ]"#;
@@ -263,6 +263,126 @@ fn shell_constructs_and_unknown_programs_are_left_out() {
         (c.cwd.as_str(), c.outputs.as_slice()),
         ("src", &["src/c.o".to_owned()][..])
     );
+}
+
+#[test]
+fn file_operations_become_built_in_commands() {
+    let p = project();
+    let db = r#"[
+      { "directory": "@ROOT@/build", "file": "libx.so", "command": ": && /usr/bin/clang-14 -fPIC -shared -Wl,-soname,libx.so.1 -o libx.so.1.0 ../src/a.c && /usr/bin/cmake -E cmake_symlink_library libx.so.1.0 libx.so.1 libx.so && :" },
+      { "directory": "@ROOT@/build", "file": "c", "command": "cp libx.so.1.0 copy.so && mv -f copy.so moved.so && ln -sf moved.so moved.link && rm -f stale.txt" },
+      { "directory": "@ROOT@/build", "file": "d", "command": "cp -r a b" },
+      { "directory": "@ROOT@/build", "file": "e", "command": "cmake -E copy a.c b.c ../../outside" },
+      { "directory": "@ROOT@/build", "file": "f", "command": "ln -sf /etc/passwd pw" }
+    ]"#;
+    let got = p.import(db).unwrap();
+    type Shown = (String, Vec<String>, Vec<String>, Vec<String>);
+    let shown: Vec<Shown> = got
+        .commands
+        .iter()
+        .map(|c| {
+            (
+                c.tool.name().to_owned(),
+                c.args.clone(),
+                c.inputs.clone(),
+                c.outputs.clone(),
+            )
+        })
+        .filter(|c| c.0 != "cc")
+        .collect();
+    let own = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        shown,
+        [
+            (
+                "symlink".to_owned(),
+                own(&["libx.so.1.0", "libx.so.1"]),
+                own(&["build/libx.so.1.0"]),
+                own(&["build/libx.so.1"])
+            ),
+            (
+                "symlink".to_owned(),
+                own(&["libx.so.1", "libx.so"]),
+                own(&["build/libx.so.1"]),
+                own(&["build/libx.so"])
+            ),
+            (
+                "copy".to_owned(),
+                own(&["libx.so.1.0", "copy.so"]),
+                own(&["build/libx.so.1.0"]),
+                own(&["build/copy.so"])
+            ),
+            (
+                "rename".to_owned(),
+                own(&["copy.so", "moved.so"]),
+                own(&["build/copy.so"]),
+                own(&["build/moved.so", "build/copy.so"])
+            ),
+            (
+                "symlink".to_owned(),
+                own(&["moved.so", "moved.link"]),
+                own(&["build/moved.so"]),
+                own(&["build/moved.link"])
+            ),
+            (
+                "remove".to_owned(),
+                own(&["stale.txt"]),
+                own(&[]),
+                own(&["build/stale.txt"])
+            ),
+        ]
+    );
+    // Every built-in names what it declares, as `replay` will check.
+    for c in &got.commands {
+        if c.tool.is_builtin() {
+            cmdlog::FileOp::parse(c).unwrap();
+        }
+    }
+    let left: Vec<usize> = got.left_out.iter().map(|r| r.entry).collect();
+    assert_eq!(left, [2, 3, 4], "{:#?}", got.left_out);
+}
+
+#[test]
+fn a_link_is_never_renamed_its_move_is_left_out() {
+    // The reviewer's escape: a deep relative link inside the root, moved
+    // up, would point out of it.
+    let p = project();
+    let db = r#"[
+      { "directory": "@ROOT@/build", "file": "l", "command": "ln -s ../../../../../../../../../etc/passwd a/b/c/d/e/f/g/h/l" },
+      { "directory": "@ROOT@/build", "file": "pw", "command": "mv a/b/c/d/e/f/g/h/l pw" }
+    ]"#;
+    let got = p.import(db).unwrap();
+    assert!(
+        got.commands
+            .iter()
+            .all(|c| c.tool != cmdlog::ToolKind::Rename),
+        "{:#?}",
+        got.commands
+    );
+    assert!(
+        got.left_out
+            .iter()
+            .any(|r| r.entry == 1 && r.reason.contains("symbolic link")),
+        "{:#?}",
+        got.left_out
+    );
+}
+
+#[test]
+fn a_remove_keeps_only_what_no_tool_of_its_chain_writes() {
+    let p = project();
+    let db = r#"[
+      { "directory": "@ROOT@/build", "file": "libm.a", "command": "/usr/bin/cmake -E rm -f libm.a stale.a && /usr/bin/llvm-ar-14 qc libm.a a.o" }
+    ]"#;
+    let got = p.import(db).unwrap();
+    let remove = got
+        .commands
+        .iter()
+        .find(|c| c.tool == ToolKind::Remove)
+        .expect("a remove");
+    assert_eq!(remove.args, ["stale.a"]);
+    assert_eq!(remove.outputs, ["build/stale.a"]);
+    cmdlog::FileOp::parse(remove).unwrap();
 }
 
 #[test]

@@ -12,7 +12,7 @@
 //! write of a path is spilled to a temporary file and judged after the
 //! stream ([`crate::rules::late`]), with the same findings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -72,6 +72,9 @@ pub struct Checker<'p> {
     out_dirs: PathIdMap<u64>,
     /// Root directories read as input directories, by first reader.
     read_dirs: PathIdMap<u64>,
+    /// Links earlier `symlink` commands make (root-relative keys): a
+    /// `rename` of one is refused (see [`crate::rules::builtin`]).
+    links: HashSet<String>,
     commands: u64,
     /// The previous command's id: ids must strictly increase.
     last_id: Option<u64>,
@@ -134,6 +137,7 @@ impl<'p> Checker<'p> {
             dir_cache: DirCache::default(),
             out_dirs: PathIdMap::default(),
             read_dirs: PathIdMap::default(),
+            links: HashSet::new(),
             commands: 0,
             last_id: None,
             spill_after: DEFAULT_SPILL_AFTER,
@@ -287,7 +291,14 @@ impl<'p> Checker<'p> {
         let mut resolved_program = None;
         let mut argv0 = String::new();
         let mut args = Vec::new();
+        let builtin = command.tool.is_builtin();
         match policy.tools.get(&command.tool) {
+            _ if builtin => crate::rules::builtin::builtin(
+                &mut ctx,
+                command,
+                &mut self.links,
+                self.judge_whole_log,
+            ),
             None => {
                 let known: Vec<String> = policy.tools.keys().map(|t| format!("`{t}`")).collect();
                 ctx.refuse(
@@ -336,6 +347,7 @@ impl<'p> Checker<'p> {
                 if let Some(grammar) = &check.grammar {
                     args = args::check(&mut ctx, grammar, &command.args);
                 }
+                crate::rules::derived::derived(&mut ctx, command);
             }
         }
 
@@ -366,8 +378,12 @@ impl<'p> Checker<'p> {
         };
         paths(&mut ctx, &mut log, command);
 
-        // Environment.
-        let env = env::env(&mut ctx, &command.env);
+        // Environment (a built-in asks for none: judged above).
+        let env = if builtin {
+            Default::default()
+        } else {
+            env::env(&mut ctx, &command.env)
+        };
 
         let findings = ctx.findings;
         let linker_reads = ctx.linker_reads;

@@ -144,6 +144,17 @@ impl Ctx<'_> {
         (Some(&physical) != written.as_ref()).then_some(physical)
     }
 
+    /// Like [`Ctx::symlinked_as`] for the directory that holds `raw`:
+    /// `Some(physical)` when it is reached through a symlink. The last
+    /// component itself may be a link (a built-in replaces it).
+    pub(crate) fn symlinked_parent(&mut self, raw: &str) -> Option<String> {
+        let native = self.native(raw).into_owned();
+        let written = normalize_under(".", &native).filter(|w| w != ".")?;
+        let (parent, _) = written.rsplit_once('/')?;
+        let physical = self.fs.physical(parent)?;
+        (physical != parent).then_some(physical)
+    }
+
     /// `raw` with the log platform's separators made `/`.
     pub(crate) fn native<'s>(&self, raw: &'s str) -> std::borrow::Cow<'s, str> {
         if self.policy.os == Os::Windows && raw.contains('\\') {

@@ -139,6 +139,10 @@ pub enum Invalid {
     /// A sandbox layer `replay` does not know.
     #[error("`{0}` is not a sandbox layer (`landlock`, `network`, `no_new_privs`, `rlimits`, `parent_death_signal`)")]
     SandboxLayer(String),
+    /// A `builtins` entry that is not a built-in file operation, or a
+    /// `[tool]` table for one (built-ins run no program).
+    #[error("`{0}` is not a built-in file operation (`symlink`, `copy`, `rename`, `remove`), or is one and has no `[tool]` table: list built-ins in `[policy] builtins`")]
+    Builtin(String),
     /// A `runs` entry naming a tool kind no policy layer defines.
     #[error("no tool kind `{0}` is defined under `[tool]`")]
     UnknownTool(String),

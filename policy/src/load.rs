@@ -240,6 +240,7 @@ struct Layer {
     refuse_undeclared_reads: bool,
     remote_cache_forbidden: bool,
     remote_cache_writers: Option<Vec<String>>,
+    builtins: Option<Vec<ToolKind>>,
     env_set: BTreeMap<String, String>,
     env_allow: BTreeMap<String, ValueRule>,
     limits: LimitsLayer,
@@ -792,6 +793,23 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
             }
             layer.required_layers.push(name.get_ref().clone());
         }
+        if let Some(names) = &header.builtins {
+            let mut kinds = Vec::new();
+            for name in names {
+                let kind = ToolKind::from_name(name.get_ref());
+                if !kind.is_builtin() {
+                    return Err(source.invalid(
+                        name.span(),
+                        "policy.builtins",
+                        Invalid::Builtin(name.get_ref().clone()),
+                    ));
+                }
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            layer.builtins = Some(kinds);
+        }
     }
     if let Some(env) = &wire.env {
         for (name, value) in &env.set {
@@ -841,6 +859,13 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
         layer.limits = limits(source, "limits", l)?;
     }
     for (name, t) in &wire.tool {
+        if ToolKind::from_name(name).is_builtin() {
+            return Err(source.invalid(
+                t.span(),
+                format!("tool.{name}"),
+                Invalid::Builtin(name.clone()),
+            ));
+        }
         layer.tools.insert(name.clone(), tool(source, name, t)?);
     }
     for (name, g) in &wire.args {
@@ -881,6 +906,9 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                 merged.required_layers.push(layer_name);
             }
         }
+        // Like `system_inputs`, a layer's list replaces its base's: a
+        // derived policy may allow fewer built-ins (`[]`: none) or more.
+        merged.builtins = layer.builtins.or(merged.builtins);
         merged.env_set.extend(layer.env_set);
         merged.env_allow.extend(layer.env_allow);
         merged.limits = layer.limits.over(merged.limits);
@@ -1046,6 +1074,12 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         refuse_undeclared_reads: merged.refuse_undeclared_reads,
         remote_cache_forbidden: merged.remote_cache_forbidden,
         remote_cache_writers: merged.remote_cache_writers.unwrap_or_default(),
+        builtins: merged.builtins.unwrap_or_default(),
+        builtin_limits: ToolLimits {
+            timeout: merged.limits.timeout,
+            max_rss: merged.limits.max_rss,
+            max_output: merged.limits.max_output,
+        },
         files: Vec::new(),
     })
 }

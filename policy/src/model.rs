@@ -42,6 +42,11 @@ pub struct Policy {
     /// `[policy] remote_cache_writers`: the remote caches (URLs) trusted
     /// with results made here; any other is only read.
     pub(crate) remote_cache_writers: Vec<String>,
+    /// `[policy] builtins`: the built-in file operations logs may name.
+    pub(crate) builtins: Vec<ToolKind>,
+    /// `[limits]`: what a built-in operation may take (a copy's size, its
+    /// time).
+    pub(crate) builtin_limits: ToolLimits,
     /// Every file the policy was read from (canonical): its own, then each
     /// one it extends.
     pub(crate) files: Vec<PathBuf>,
@@ -312,6 +317,17 @@ impl Policy {
             }
         }
         files
+    }
+
+    /// Whether logs may name the built-in file operation `kind`.
+    pub fn allows_builtin(&self, kind: &ToolKind) -> bool {
+        self.builtins.contains(kind)
+    }
+
+    /// The policy's `[limits]`, which bound a built-in operation (a
+    /// copy's size by `max_output`, its time by `timeout`).
+    pub fn builtin_limits(&self) -> ToolLimits {
+        self.builtin_limits
     }
 
     /// The tool kinds this policy allows.

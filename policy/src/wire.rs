@@ -48,6 +48,10 @@ pub(crate) struct HeaderWire {
     pub remote_cache: Option<bool>,
     #[serde(default)]
     pub remote_cache_writers: Option<Vec<String>>,
+    /// Built-in file operations (`symlink`, `copy`, `rename`, `remove`)
+    /// logs may name; in a derived policy, the whole list (`[]`: none).
+    #[serde(default)]
+    pub builtins: Option<Vec<Spanned<String>>>,
 }
 
 /// `[env]`.

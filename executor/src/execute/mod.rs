@@ -197,6 +197,7 @@ pub fn execute(
         hit: None,
         parallel,
         refuse_undeclared: policy.refuses_undeclared_reads(),
+        builtin_limits: policy.builtin_limits(),
         run_started: started,
         reporter,
         totals: Totals {
@@ -315,6 +316,8 @@ struct Runner<'a, 'p> {
     hit: Option<replay_cache::Hit>,
     /// The policy's `refuse_undeclared_reads`.
     refuse_undeclared: bool,
+    /// The policy's `[limits]`, for built-in operations.
+    builtin_limits: policy::ToolLimits,
     /// When the run started.
     run_started: Instant,
     reporter: &'a mut dyn Reporter,
@@ -390,8 +393,11 @@ impl Runner<'_, '_> {
         // Judge first, always, even a command skipped below: the files may
         // have changed since the first pass.
         let verdict = self.checker.command(command);
+        let builtin = command.tool.is_builtin();
         let resolved = match (verdict.status, verdict.resolved) {
-            (Judged::Allowed, Some(resolved)) => resolved,
+            (Judged::Allowed, Some(resolved)) => Some(resolved),
+            // A built-in runs no program: nothing to resolve.
+            (Judged::Allowed, None) if builtin => None,
             _ => {
                 let reason = verdict
                     .findings
@@ -434,6 +440,9 @@ impl Runner<'_, '_> {
             self.failed_outputs.extend(self.output_ids(command));
             return Next::Done(Box::new(record(Status::Error { message: problem })));
         }
+        let Some(resolved) = resolved else {
+            return Next::Done(Box::new(self.builtin(command, record(Status::Ok))));
+        };
         // What the linker reads from the root is what the policy allowed:
         // objects, not scripts. Earlier commands may have made or changed
         // those files since the check, so look again now.
@@ -466,6 +475,15 @@ impl Runner<'_, '_> {
         if matches!(command.tool, cmdlog::ToolKind::Cc | cmdlog::ToolKind::Cxx) {
             if let Some(pin) = crate::staging::dependency_target(&resolved.args) {
                 args.splice(0..0, pin);
+            }
+            // Likewise the `.dwo` name the object records: clang derives
+            // it from the (staged) `-o`; pinned to the name as written,
+            // while the file itself is still written beside the staged
+            // object. Added by replay, after the policy judged the log's
+            // own arguments (a log may not pass `-Xclang`).
+            if let Some(dwo) = policy::split_dwarf_file(&resolved.args) {
+                args.extend(["-Xclang", "-split-dwarf-file", "-Xclang"].map(str::to_owned));
+                args.push(dwo);
             }
         }
         if let Err(error) = staging.prepare() {
@@ -762,6 +780,73 @@ impl Runner<'_, '_> {
         }
     }
 
+    /// Performs the built-in file operation `command` (judged allowed),
+    /// committing and journaling what it made as a tool's outputs are;
+    /// `record` is its record, to complete.
+    fn builtin(&mut self, command: &Command, mut record: CommandRecord) -> CommandRecord {
+        let root = &self.job.root;
+        // A copy hashes its source as it reads it (`Done::Copied`): not
+        // read a second time here.
+        let inputs = if command.tool == cmdlog::ToolKind::Copy {
+            Vec::new()
+        } else {
+            journal::input_hashes(command, root)
+        };
+        let policy = self.builtin_limits;
+        let limits = crate::builtin::Limits {
+            max_output: policy.max_output,
+            timeout: tighter(policy.timeout, self.options.timeout),
+            interrupted: Arc::clone(&self.options.interrupted),
+        };
+        let done = match crate::builtin::perform(command, root, &self.stage, &limits) {
+            Err(crate::builtin::BuiltinError::Stopped { stop, .. }) => {
+                // Its partial output went with its staging.
+                record.status = Status::Stopped { stop };
+                self.settle(command, false);
+                return record;
+            }
+            // Interrupted once it was done: nothing is committed or
+            // journaled after the signal (a staged output is dropped).
+            Ok(crate::builtin::Done::Staged(_) | crate::builtin::Done::Copied { .. })
+                if self.options.interrupted.load(Ordering::SeqCst) =>
+            {
+                record.status = Status::Stopped {
+                    stop: crate::run::watch::Stop::Interrupted { after_ms: 0 },
+                };
+                self.settle(command, false);
+                return record;
+            }
+            done => done,
+        };
+        let done = done
+            .map_err(|e| crate::report::one_line(&e))
+            .and_then(|done| match done {
+                crate::builtin::Done::Staged(staging) => self
+                    .commit(command, staging, inputs, false, |_| {})
+                    .map(|_| ()),
+                crate::builtin::Done::Copied { staging, source } => self
+                    .commit_checked(command, staging, vec![source], false)
+                    .map(|_| ()),
+                crate::builtin::Done::Moved(outputs) => {
+                    let entry = Entry {
+                        id: command.id,
+                        command: journal::command_hash(command),
+                        outputs,
+                        inputs,
+                        cached: false,
+                    };
+                    self.journal
+                        .record(&entry)
+                        .map_err(|e| crate::report::one_line(&e))
+                }
+            });
+        if let Err(message) = done {
+            record.status = Status::Error { message };
+        }
+        self.settle(command, matches!(record.status, Status::Ok));
+        record
+    }
+
     /// Notes `command`'s outputs as made (`good`) or not: what was rebuilt
     /// (only a resumed run asks: a run from the start does not pay a set
     /// entry per output for it), or what later commands cannot use.
@@ -809,6 +894,17 @@ impl Runner<'_, '_> {
             return Err(journal::changed_input_message(changed));
         }
         before_move(&staging);
+        self.commit_checked(command, staging, inputs, cached)
+    }
+
+    /// [`Runner::commit`] once the inputs are known unchanged.
+    fn commit_checked(
+        &mut self,
+        command: &Command,
+        staging: Staging,
+        inputs: Vec<(String, String)>,
+        cached: bool,
+    ) -> Result<crate::staging::Committed, String> {
         // Hashed from the staged files before they moved: what was
         // committed, not what is in place by the time it is read again.
         let committed = staging.commit().map_err(|e| crate::report::one_line(&e))?;

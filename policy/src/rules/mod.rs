@@ -13,10 +13,14 @@
 //! - [`dirs`]: input directories (`-I`, `-L`, ...): all a tool may read beneath one is an input;
 //! - [`linker`]: what the linker reads from the root: objects and archives
 //!   that name no other file, at check time and right before it runs;
+//! - [`derived`]: outputs a flag writes unnamed (`-gsplit-dwarf`'s `.dwo`) are declared;
+//! - [`builtin`]: the built-in file operations: allowed, well formed, naming what they declare;
 //! - [`env`](mod@env): the environment: only the variables, and values, the policy allows.
 
 pub(crate) mod args;
 pub(crate) mod binary;
+pub(crate) mod builtin;
+pub(crate) mod derived;
 pub(crate) mod dirs;
 pub(crate) mod env;
 pub(crate) mod late;

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use cmdlog::path::{check_confined, is_absolute, normalize_under};
 use cmdlog::path_ids::{PathIdMap, PathIds};
-use cmdlog::Command;
+use cmdlog::{Command, ToolKind};
 
 use super::dirs::{ancestors, is_under, walk_root};
 use super::late::Late;
@@ -74,6 +74,13 @@ impl LogState<'_> {
 pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command) {
     let id = command.id;
     let run = log.mode == Mode::Run;
+    // A built-in replaces an output's name itself (`renameat2`, `unlinkat`
+    // from its physical directory), never writing through it: a symlink
+    // inside the root in an output's place (the link an earlier run made)
+    // is replaced, not followed. `rename` and `remove` take over a path an
+    // earlier command wrote.
+    let replaces_name = command.tool.is_builtin();
+    let takes_over = matches!(command.tool, ToolKind::Rename | ToolKind::Remove);
     if check_confined(&command.cwd).is_err() {
         ctx.refuse(
             "paths.outside-root",
@@ -197,6 +204,10 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             }
             continue;
         }
+        if is_reserved(&key) {
+            refuse_reserved(ctx, input, "input");
+            continue;
+        }
         let input_id = log.ids.of(&key);
         // Spilled, whether an earlier command writes it is judged after
         // the stream: so is the refusal of a missing input.
@@ -241,6 +252,10 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             Lookup::Inside { kind } => {
                 let native = ctx.native(input).into_owned();
                 if let Some(physical) = ctx.fs.physical(&native) {
+                    if is_reserved(&physical) {
+                        refuse_reserved(ctx, input, "input");
+                        continue;
+                    }
                     let lower = physical.to_lowercase();
                     if let Some(p) = log.protected.iter().find(|p| **p == lower) {
                         // Regression (hardening): a symlink to the log, or
@@ -335,6 +350,10 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
             );
             continue;
         };
+        if is_reserved(&key) {
+            refuse_reserved(ctx, output, "output");
+            continue;
+        }
         let lower = key.to_lowercase();
         if let Some(p) = log.protected.iter().find(|p| {
             **p == lower
@@ -385,7 +404,12 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
         // .`) would name a protected file, or another command's output,
         // under a second spelling. Outputs are therefore written only
         // where they physically are.
-        if let Some(physical) = ctx.symlinked_as(output) {
+        let through = if replaces_name {
+            ctx.symlinked_parent(output)
+        } else {
+            ctx.symlinked_as(output)
+        };
+        if let Some(physical) = through {
             ctx.refuse(
                 "outputs.through-symlink",
                 output,
@@ -409,7 +433,11 @@ pub(crate) fn paths(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, command: &Command
                 continue;
             }
         }
-        if let Some(&writer) = log.written.get(&output_id) {
+        if let Some(&writer) = log
+            .written
+            .get(&output_id)
+            .filter(|w| !(takes_over && **w != id))
+        {
             let message = if writer == id {
                 format!("output `{output}` is listed twice")
             } else {
@@ -460,6 +488,36 @@ fn count_dirs(ctx: &mut Ctx<'_>, log: &mut LogState<'_>, output: &str, key: &str
             log.out_dirs.insert(dir_id, n + 1);
         }
     }
+}
+
+/// The directories in the root that are `replay`'s own: its staging,
+/// where other commands' outputs wait under `-j` (and a tool's outputs
+/// are written before they are committed).
+pub(crate) const RESERVED_DIRS: &[&str] = &[".replay-stage"];
+
+/// Whether root-relative, normalized `key` is a reserved directory or
+/// beneath one (compared ignoring case: a folding file system would
+/// find it under any case).
+fn is_reserved(key: &str) -> bool {
+    let lower = key.to_lowercase();
+    RESERVED_DIRS.iter().any(|dir| {
+        lower
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Refuses `path`, an input or output in a reserved directory.
+fn refuse_reserved(ctx: &mut Ctx<'_>, path: &str, role: &str) {
+    ctx.refuse(
+        "paths.reserved",
+        path,
+        format!(
+            "{role} `{path}` is in `{}`, replay's own staging: no command reads or writes there",
+            RESERVED_DIRS.join("`, `")
+        ),
+        "name a path outside replay's staging directory",
+    );
 }
 
 /// Checks a directory in the root the tool will read whole: it may not

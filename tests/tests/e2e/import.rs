@@ -298,3 +298,146 @@ fn a_cmake_ninja_cxx_project_builds_through_import_and_replay() {
         (Some(0), "n=4 sum=10\n".to_owned())
     );
 }
+
+#[test]
+fn a_shared_library_with_soname_links_builds_and_loads_through_replay() {
+    // The calc project with `calc` shared, versioned: CMake links it as
+    // `libcalc.so.1.2.3` and makes `libcalc.so.1` and `libcalc.so` with
+    // `cmake -E cmake_symlink_library`, imported as built-in symlinks.
+    let cmake = FILES[0].1.replace(
+        "add_library(calc STATIC src/calc.c)",
+        "add_library(calc SHARED src/calc.c)\nset_target_properties(calc PROPERTIES VERSION 1.2.3 SOVERSION 1)",
+    );
+    let mut files = FILES.to_vec();
+    files[0] = ("CMakeLists.txt", cmake.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let db = configure_project(root, &files, "-DCMAKE_C_COMPILER=clang-14");
+    let build = root.join("build");
+    let out = import(root, &db, "replay.log.json");
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", text(&out.stderr));
+    let log = std::fs::read_to_string(root.join("replay.log.json")).unwrap();
+    assert_eq!(log.matches("\"tool\":\"symlink\"").count(), 2, "{log}");
+    assert!(!said.contains("cmake_symlink_library"), "{said}");
+
+    // In parallel, so the links are scheduled by what they read and write.
+    let out = replay_command()
+        .args(["--policy", &policy(), "-j", "2", "replay.log.json"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let link = |name: &str| std::fs::read_link(build.join(name)).unwrap();
+    assert_eq!(link("libcalc.so.1"), Path::new("libcalc.so.1.2.3"));
+    assert_eq!(link("libcalc.so"), Path::new("libcalc.so.1"));
+    assert_eq!(
+        program(&build, "calcprog"),
+        (Some(0), "hello, world: 6 + 7 = 13, 6 * 7 = 42\n".to_owned())
+    );
+    // The program loads the library replay linked, by its soname link.
+    let ldd = Command::new("ldd")
+        .arg(build.join("calctest"))
+        .output()
+        .unwrap();
+    let ldd = text(&ldd.stdout);
+    let expected = format!("{} ", build.join("libcalc.so.1").display());
+    assert!(ldd.contains(&expected), "{ldd}");
+    assert_eq!(
+        program(&build, "calctest"),
+        (Some(0), "calc tests: 2 passed\n".to_owned())
+    );
+}
+
+#[test]
+fn meson_and_autotools_flags_run_on_real_clang_with_split_dwarf_declared() {
+    // Flags Meson and autotools builds emit: split DWARF (its `.dwo`
+    // declared by the importer, its recorded name pinned by replay),
+    // hidden visibility, `--as-needed`, `--no-undefined`, a soname.
+    let cmake = FILES[0].1.replace(
+        "add_library(calc STATIC src/calc.c)",
+        "add_library(calc SHARED src/calc.c)\nset_target_properties(calc PROPERTIES SOVERSION 1)\nadd_compile_options(-g -gsplit-dwarf)\ntarget_compile_options(calc PRIVATE -MQ calc-target)\ntarget_link_options(calc PRIVATE -Wl,--as-needed -Wl,--no-undefined)",
+    ) + "target_compile_options(calcprog PRIVATE -fvisibility=hidden)\n";
+    let mut files = FILES.to_vec();
+    files[0] = ("CMakeLists.txt", cmake.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let db = configure_project(root, &files, "-DCMAKE_C_COMPILER=clang-14");
+    let build = root.join("build");
+    let out = import(root, &db, "replay.log.json");
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", text(&out.stderr));
+    let log = std::fs::read_to_string(root.join("replay.log.json")).unwrap();
+    for flag in [
+        "-gsplit-dwarf",
+        "-fvisibility=hidden",
+        "-Wl,--as-needed",
+        "-Wl,--no-undefined",
+        "-Wl,-soname,libcalc.so.1",
+        "-MQ",
+    ] {
+        assert!(log.contains(flag), "{flag} not in {log}");
+    }
+    let out = replay_command()
+        .args(["--policy", &policy(), "replay.log.json"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        program(&build, "calctest"),
+        (Some(0), "calc tests: 2 passed\n".to_owned())
+    );
+    // The object names its `.dwo` as an unstaged compile would, and the
+    // `.dwo` is committed beside it.
+    let object = build.join("CMakeFiles/calctest.dir/tests/test_calc.c.o");
+    let dwo = build.join("CMakeFiles/calctest.dir/tests/test_calc.c.dwo");
+    assert!(dwo.is_file(), "{}", dwo.display());
+    let dump = Command::new("llvm-dwarfdump-14")
+        .arg(&object)
+        .output()
+        .unwrap();
+    let dump = text(&dump.stdout);
+    assert!(
+        dump.contains("DW_AT_dwo_name\t(\"CMakeFiles/calctest.dir/tests/test_calc.c.dwo\")"),
+        "{dump}"
+    );
+    assert!(!dump.contains(".replay-stage"), "{dump}");
+}
+
+#[test]
+fn split_dwarf_without_its_dwo_declared_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("a.c"), "int f(void) { return 1; }\n").unwrap();
+    crate::support::write_log(
+        root,
+        vec![
+            serde_json::json!({"id": 1, "tool": "cc", "program": "clang-14",
+            "args": ["-g", "-gsplit-dwarf", "-c", "a.c", "-o", "a.o"], "cwd": ".", "env": {},
+            "inputs": ["a.c"], "outputs": ["a.o"]}),
+        ],
+    );
+    let out = replay_command()
+        .args(["--policy", &policy(), "log.json"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("args.undeclared-output"), "{stderr}");
+    assert!(stderr.contains("a.dwo"), "{stderr}");
+    assert!(!root.join("a.o").exists());
+}
