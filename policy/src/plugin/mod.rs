@@ -436,7 +436,7 @@ impl LoadedPlugin {
         let spec = &self.spec;
         // It fits: `check_limits` refused caps that do not.
         let memory_cap = usize::try_from(spec.max_memory).unwrap_or(usize::MAX);
-        let stdio = stdio::Stdio::whole(request, spec.max_output);
+        let stdio = stdio::Stdio::whole(request, spec.max_output, spec.timeout);
         let mut store = match sandbox::new_store(
             &self.engine,
             &spec.name,

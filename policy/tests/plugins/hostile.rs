@@ -7,7 +7,7 @@ use std::time::Duration;
 use policy::plugin::Failure;
 use wasmtime::Trap;
 
-use super::support::{denies, failure, host, spec, Fixture};
+use super::support::{denies, failure, host, iovec_flood, spec, Fixture, IOVEC_FLOOD_MEMORY};
 
 #[test]
 fn infinite_loop_hits_the_deadline() {
@@ -427,4 +427,22 @@ fn flood_of_64k_writes_is_stopped_at_the_write_that_crosses_the_cap() {
         "{}",
         error.stderr.len()
     );
+}
+
+#[test]
+fn iovec_floods_are_refused_and_stopped_at_the_deadline() {
+    for call in ["fd_write", "fd_read"] {
+        let fixture = Fixture::new();
+        let path = fixture.plugin(call, "", &iovec_flood(call));
+        let mut spec = spec(call, path);
+        spec.max_memory = IOVEC_FLOOD_MEMORY;
+        spec.timeout = Duration::from_millis(500);
+        // Within `BOUND`, and by the deadline, not by a trap: the plugin
+        // got `EINVAL` for 1,025 iovecs.
+        let error = denies(&host(), &fixture, spec);
+        assert!(
+            matches!(failure(&error), Failure::Deadline { timeout } if *timeout == Duration::from_millis(500)),
+            "{call}: {error}"
+        );
+    }
 }

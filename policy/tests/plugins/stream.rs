@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use policy::plugin::{Failure, PluginVerdict, MAX_VERDICT_LINE};
 
-use super::support::{denies, failure, host, log, platform, spec, Fixture};
+use super::support::{
+    denies, failure, host, iovec_flood, log, platform, spec, Fixture, IOVEC_FLOOD_MEMORY,
+};
 
 /// The custom section that marks a module as ABI v2.
 const V2: &str = r#"(@custom "replay.plugin-abi" "2")"#;
@@ -304,4 +306,23 @@ fn an_unknown_abi_section_is_refused_at_load() {
     let path = fixture.plugin("v9", r#"(@custom "replay.plugin-abi" "9")"#, "");
     let error = host().load(&spec("v9", path)).unwrap_err();
     assert!(error.to_string().contains("ABI `9`"), "{error}");
+}
+
+#[test]
+fn iovec_floods_are_refused_and_stopped_at_the_batch_deadline() {
+    for call in ["fd_write", "fd_read"] {
+        let fixture = Fixture::new();
+        let path = v2(&fixture, call, "", &iovec_flood(call));
+        let mut spec = spec(call, path);
+        spec.max_memory = IOVEC_FLOOD_MEMORY;
+        spec.timeout = Duration::from_secs(30);
+        spec.batch_timeout = Duration::from_millis(500);
+        // Within `BOUND` (the host's join comes promptly), by the batch
+        // deadline: the plugin got `EINVAL` for 1,025 iovecs.
+        let error = denies(&host(), &fixture, spec);
+        assert!(
+            matches!(failure(&error), Failure::BatchDeadline { timeout } if *timeout == Duration::from_millis(500)),
+            "{call}: {error}"
+        );
+    }
 }
