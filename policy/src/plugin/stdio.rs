@@ -296,9 +296,12 @@ impl Stream {
         Ok(())
     }
 
-    /// Whether the plugin has read every byte it was sent.
-    fn exhausted(&self) -> bool {
-        self.at >= self.batch.len()
+    /// Whether a read must wait for the host's next batch: the plugin has
+    /// read every byte it was sent, and the end of input was not told yet
+    /// (after it, reads return 0 at once and start no new batch, so they
+    /// refill no batch fuel).
+    fn wants_batch(&self) -> bool {
+        !self.ended && self.at >= self.batch.len()
     }
 
     /// The plugin read the whole batch and asks for more: hands its
@@ -626,7 +629,7 @@ pub(crate) fn fd_read(
         .data_mut()
         .stdio
         .as_stream()
-        .is_some_and(|stream| stream.exhausted());
+        .is_some_and(|stream| stream.wants_batch());
     if wants_batch {
         let refilled = caller
             .data_mut()

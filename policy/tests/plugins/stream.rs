@@ -326,3 +326,27 @@ fn iovec_floods_are_refused_and_stopped_at_the_batch_deadline() {
         );
     }
 }
+
+#[test]
+fn reading_after_the_end_refills_no_batch_fuel() {
+    // Regression (review of issue 20): every `fd_read` after the end of
+    // input started a "batch" and refilled `batch_fuel`, so a plugin
+    // spinning on reads after the end ran until its batch deadline.
+    let fixture = Fixture::new();
+    let (data, answer) = write(ANSWERS);
+    let path = v2(
+        &fixture,
+        "reread-v2",
+        &data,
+        &format!("{READ} {answer} (loop $forever {READ} (br $forever))"),
+    );
+    let mut spec = spec("reread-v2", path);
+    spec.timeout = Duration::from_secs(30);
+    spec.batch_timeout = Duration::from_secs(30);
+    spec.batch_fuel = Some(200_000);
+    let error = denies(&host(), &fixture, spec);
+    assert!(
+        matches!(failure(&error), Failure::BatchOutOfFuel { fuel: 200_000 }),
+        "{error}"
+    );
+}
