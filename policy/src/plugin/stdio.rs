@@ -405,7 +405,8 @@ pub(crate) struct Stdio {
     pub(crate) mode: Mode,
     /// What the plugin wrote to stderr (the first [`STDERR_CAP`] bytes).
     pub(crate) stderr: Vec<u8>,
-    /// Bytes written to stdout so far.
+    /// Bytes written to stdout so far (ABI v2: since the current batch
+    /// began).
     stdout_bytes: u64,
     /// The output cap.
     max_output: u64,
@@ -453,6 +454,13 @@ impl Stdio {
                 _ => None,
             },
         }
+    }
+
+    /// ABI v2: the plugin got a new batch (or the end of input): the output
+    /// cap counts from here, so it bounds what one batch's verdicts may
+    /// take, not the whole log's.
+    fn new_batch(&mut self) {
+        self.stdout_bytes = 0;
     }
 
     /// The v2 stream, if this is one.
@@ -639,6 +647,7 @@ pub(crate) fn fd_read(
         if let Err(failure) = refilled {
             return Err(stop(&mut caller, failure));
         }
+        caller.data_mut().stdio.new_batch();
         // A new stretch: the batch's fuel, bounded by what is left of the
         // log's.
         let in_store = caller.get_fuel()?;
