@@ -459,7 +459,7 @@ impl LoadedPlugin {
         store.epoch_deadline_trap();
         let outcome = run_start(&mut store, &self.pre, spec.timeout, spec.fuel);
         let state = store.data_mut();
-        let stderr = std::mem::take(&mut state.stdio.stderr);
+        let stderr = state.stdio.take_stderr();
         let stdout = match &mut state.stdio.mode {
             stdio::Mode::Whole { stdout, .. } => std::mem::take(stdout),
             stdio::Mode::Stream(_) => Vec::new(),

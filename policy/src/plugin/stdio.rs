@@ -11,6 +11,7 @@
 //! Host memory for a plugin's output is the cap (v1) or one line (v2), plus
 //! a constant.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -403,8 +404,10 @@ pub(crate) enum Mode {
 pub(crate) struct Stdio {
     /// v1 or v2.
     pub(crate) mode: Mode,
-    /// What the plugin wrote to stderr (the first [`STDERR_CAP`] bytes).
-    pub(crate) stderr: Vec<u8>,
+    /// What the plugin wrote to stderr: the last [`STDERR_CAP`] bytes (one
+    /// instance judges a whole v2 log: its final message is the one worth
+    /// keeping).
+    pub(crate) stderr: VecDeque<u8>,
     /// Bytes written to stdout so far (ABI v2: since the current batch
     /// began).
     stdout_bytes: u64,
@@ -424,7 +427,7 @@ impl Stdio {
                 at: 0,
                 stdout: Vec::new(),
             },
-            stderr: Vec::new(),
+            stderr: VecDeque::new(),
             stdout_bytes: 0,
             max_output,
             deadline: Instant::now()
@@ -437,7 +440,7 @@ impl Stdio {
     pub(crate) fn stream(stream: Stream, max_output: u64) -> Stdio {
         Stdio {
             mode: Mode::Stream(Box::new(stream)),
-            stderr: Vec::new(),
+            stderr: VecDeque::new(),
             stdout_bytes: 0,
             max_output,
             deadline: None,
@@ -496,12 +499,19 @@ impl Stdio {
         }
     }
 
-    /// Takes `bytes` written to stderr: kept up to [`STDERR_CAP`], the rest
-    /// dropped.
+    /// Takes `bytes` written to stderr: the last [`STDERR_CAP`] bytes
+    /// written are kept, older ones dropped (work bounded by the cap, not
+    /// by the write).
     fn stderr(&mut self, bytes: &[u8]) {
-        let room = STDERR_CAP.saturating_sub(self.stderr.len());
-        self.stderr
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        let bytes = &bytes[bytes.len().saturating_sub(STDERR_CAP)..];
+        let excess = (self.stderr.len() + bytes.len()).saturating_sub(STDERR_CAP);
+        self.stderr.drain(..excess);
+        self.stderr.extend(bytes);
+    }
+
+    /// Takes what the plugin wrote to stderr (its end).
+    pub(crate) fn take_stderr(&mut self) -> Vec<u8> {
+        Vec::from(std::mem::take(&mut self.stderr))
     }
 }
 
@@ -746,6 +756,17 @@ mod tests {
             stdio.stderr(&[b'e'; STDERR_CAP / 4]);
         }
         assert_eq!(stdio.stderr.len(), STDERR_CAP);
+    }
+
+    #[test]
+    fn stderr_keeps_the_tail() {
+        let mut stdio = Stdio::whole(Vec::new(), 1, Duration::MAX);
+        stdio.stderr(b"first");
+        stdio.stderr(&vec![b'e'; STDERR_CAP * 3]);
+        stdio.stderr(b"panicked at the end");
+        let kept = stdio.take_stderr();
+        assert_eq!(kept.len(), STDERR_CAP);
+        assert!(kept.ends_with(b"eeepanicked at the end"));
     }
 
     #[test]

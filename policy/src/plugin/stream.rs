@@ -338,7 +338,7 @@ fn run_guest(
     });
     let outcome = super::run_start(&mut store, pre, spec.timeout, spec.fuel);
     let state = store.data_mut();
-    let stderr = std::mem::take(&mut state.stdio.stderr);
+    let stderr = state.stdio.take_stderr();
     let Some(stream) = state.stdio.as_stream() else {
         return;
     };

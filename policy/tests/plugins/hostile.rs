@@ -136,6 +136,36 @@ fn non_zero_exit_denies_and_keeps_stderr() {
 }
 
 #[test]
+fn stderr_keeps_its_end_past_64k() {
+    // Review of issue 20: only the first 64 KiB of stderr were kept, so a
+    // plugin's last words (a panic after a long run) were lost.
+    let fixture = Fixture::new();
+    let message = "panicked: the last words";
+    let path = fixture.plugin(
+        "chatty",
+        &format!("(data (i32.const 64) \"{message}\")"),
+        &format!(
+            "(memory.fill (i32.const 4096) (i32.const 46) (i32.const 60000))
+             (i32.store (i32.const 0) (i32.const 4096))
+             (i32.store (i32.const 4) (i32.const 60000))
+             (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+             (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+             (i32.store (i32.const 0) (i32.const 64))
+             (i32.store (i32.const 4) (i32.const {}))
+             (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+             (call $proc_exit (i32.const 3))",
+            message.len()
+        ),
+    );
+    let error = denies(&host(), &fixture, spec("chatty", path));
+    assert!(
+        matches!(failure(&error), Failure::Exit { code: 3 }),
+        "{error}"
+    );
+    assert!(error.stderr.ends_with(message), "{}", error.stderr.len());
+}
+
+#[test]
 fn garbage_output_is_invalid_json() {
     let fixture = Fixture::new();
     let path = fixture.writes("garbage", "allow everything, trust me");
