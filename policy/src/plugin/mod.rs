@@ -436,7 +436,7 @@ impl LoadedPlugin {
         let spec = &self.spec;
         // It fits: `check_limits` refused caps that do not.
         let memory_cap = usize::try_from(spec.max_memory).unwrap_or(usize::MAX);
-        let stdio = stdio::Stdio::whole(request, spec.max_output);
+        let stdio = stdio::Stdio::whole(request, spec.max_output, spec.timeout);
         let mut store = match sandbox::new_store(
             &self.engine,
             &spec.name,
@@ -459,7 +459,7 @@ impl LoadedPlugin {
         store.epoch_deadline_trap();
         let outcome = run_start(&mut store, &self.pre, spec.timeout, spec.fuel);
         let state = store.data_mut();
-        let stderr = std::mem::take(&mut state.stdio.stderr);
+        let stderr = state.stdio.take_stderr();
         let stdout = match &mut state.stdio.mode {
             stdio::Mode::Whole { stdout, .. } => std::mem::take(stdout),
             stdio::Mode::Stream(_) => Vec::new(),

@@ -18,7 +18,7 @@ use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, I32Exit, W
 
 use super::error::Failure;
 
-/// The most a plugin may write to stderr; further writes fail.
+/// How much of a plugin's stderr the host keeps: the last bytes written.
 pub(crate) const STDERR_CAP: usize = 64 * 1024;
 
 /// How much of stderr an [`EvalError`](super::EvalError) keeps (the end).

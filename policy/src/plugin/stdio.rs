@@ -11,7 +11,9 @@
 //! Host memory for a plugin's output is the cap (v1) or one line (v2), plus
 //! a constant.
 
-use std::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Caller, Extern};
@@ -24,6 +26,17 @@ use super::{abi, clean_reason, PluginVerdict};
 const ERRNO_BADF: i32 = 8;
 /// WASI errno `EFAULT`: a pointer outside the plugin's memory.
 const ERRNO_FAULT: i32 = 21;
+/// WASI errno `EINVAL`: an invalid argument (here, an iovec count).
+const ERRNO_INVAL: i32 = 28;
+
+/// The most iovecs one `fd_read` or `fd_write` takes (Linux's `IOV_MAX`);
+/// a larger or negative count is `EINVAL`, so one host call is bounded
+/// whatever the plugin's memory holds.
+pub const MAX_IOVS: u32 = 1024;
+
+/// Inside one host call, the deadlines and the host's stop are checked
+/// every this many iovecs (no epoch tick reaches a host call).
+const IOVS_PER_CHECK: u32 = 64;
 
 /// The longest verdict line a v2 plugin may write, newline excluded; a
 /// reason is cut at [`super::MAX_REASON_CHARS`] anyway.
@@ -183,18 +196,23 @@ pub(crate) struct Stream {
     ended: bool,
     /// Time and fuel.
     pub(crate) budget: Budget,
+    /// Set when the host stops waiting for the plugin.
+    cancel: Arc<AtomicBool>,
 }
 
 impl Stream {
-    /// The plugin's side of a stream over these channels.
+    /// The plugin's side of a stream over these channels; `cancel` is set
+    /// when the host stops waiting.
     pub(crate) fn new(
         to_host: mpsc::Sender<ToHost>,
         from_host: mpsc::Receiver<ToGuest>,
         budget: Budget,
+        cancel: Arc<AtomicBool>,
     ) -> Stream {
         Stream {
             to_host,
             from_host,
+            cancel,
             batch: Vec::new(),
             at: 0,
             ids: Vec::new(),
@@ -207,6 +225,15 @@ impl Stream {
             ended: false,
             budget,
         }
+    }
+
+    /// Why the plugin must stop at `now`, if it must: the host stopped
+    /// waiting, or a deadline passed.
+    pub(crate) fn overrun(&self, now: Instant) -> Option<Failure> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Some(Failure::Cancelled);
+        }
+        self.budget.overrun(now)
     }
 
     /// Commands of the current batch whose line the plugin has read whole.
@@ -270,9 +297,12 @@ impl Stream {
         Ok(())
     }
 
-    /// Whether the plugin has read every byte it was sent.
-    fn exhausted(&self) -> bool {
-        self.at >= self.batch.len()
+    /// Whether a read must wait for the host's next batch: the plugin has
+    /// read every byte it was sent, and the end of input was not told yet
+    /// (after it, reads return 0 at once and start no new batch, so they
+    /// refill no batch fuel).
+    fn wants_batch(&self) -> bool {
+        !self.ended && self.at >= self.batch.len()
     }
 
     /// The plugin read the whole batch and asks for more: hands its
@@ -374,26 +404,35 @@ pub(crate) enum Mode {
 pub(crate) struct Stdio {
     /// v1 or v2.
     pub(crate) mode: Mode,
-    /// What the plugin wrote to stderr (the first [`STDERR_CAP`] bytes).
-    pub(crate) stderr: Vec<u8>,
-    /// Bytes written to stdout so far.
+    /// What the plugin wrote to stderr: the last [`STDERR_CAP`] bytes (one
+    /// instance judges a whole v2 log: its final message is the one worth
+    /// keeping).
+    pub(crate) stderr: VecDeque<u8>,
+    /// Bytes written to stdout so far (ABI v2: since the current batch
+    /// began).
     stdout_bytes: u64,
     /// The output cap.
     max_output: u64,
+    /// ABI v1: when the evaluation's deadline passes, and the deadline.
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl Stdio {
-    /// ABI v1: `request` on stdin.
-    pub(crate) fn whole(request: Vec<u8>, max_output: u64) -> Stdio {
+    /// ABI v1: `request` on stdin, for an evaluation whose deadline
+    /// (`timeout`) starts now.
+    pub(crate) fn whole(request: Vec<u8>, max_output: u64, timeout: Duration) -> Stdio {
         Stdio {
             mode: Mode::Whole {
                 request,
                 at: 0,
                 stdout: Vec::new(),
             },
-            stderr: Vec::new(),
+            stderr: VecDeque::new(),
             stdout_bytes: 0,
             max_output,
+            deadline: Instant::now()
+                .checked_add(timeout)
+                .map(|when| (when, timeout)),
         }
     }
 
@@ -401,10 +440,30 @@ impl Stdio {
     pub(crate) fn stream(stream: Stream, max_output: u64) -> Stdio {
         Stdio {
             mode: Mode::Stream(Box::new(stream)),
-            stderr: Vec::new(),
+            stderr: VecDeque::new(),
             stdout_bytes: 0,
             max_output,
+            deadline: None,
         }
+    }
+
+    /// Why the plugin must stop at `now`, if it must (checked inside host
+    /// calls, where no epoch tick reaches).
+    pub(crate) fn overrun(&self, now: Instant) -> Option<Failure> {
+        match &self.mode {
+            Mode::Stream(stream) => stream.overrun(now),
+            Mode::Whole { .. } => match self.deadline {
+                Some((when, timeout)) if now > when => Some(Failure::Deadline { timeout }),
+                _ => None,
+            },
+        }
+    }
+
+    /// ABI v2: the plugin got a new batch (or the end of input): the output
+    /// cap counts from here, so it bounds what one batch's verdicts may
+    /// take, not the whole log's.
+    fn new_batch(&mut self) {
+        self.stdout_bytes = 0;
     }
 
     /// The v2 stream, if this is one.
@@ -440,12 +499,19 @@ impl Stdio {
         }
     }
 
-    /// Takes `bytes` written to stderr: kept up to [`STDERR_CAP`], the rest
-    /// dropped.
+    /// Takes `bytes` written to stderr: the last [`STDERR_CAP`] bytes
+    /// written are kept, older ones dropped (work bounded by the cap, not
+    /// by the write).
     fn stderr(&mut self, bytes: &[u8]) {
-        let room = STDERR_CAP.saturating_sub(self.stderr.len());
-        self.stderr
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        let bytes = &bytes[bytes.len().saturating_sub(STDERR_CAP)..];
+        let excess = (self.stderr.len() + bytes.len()).saturating_sub(STDERR_CAP);
+        self.stderr.drain(..excess);
+        self.stderr.extend(bytes);
+    }
+
+    /// Takes what the plugin wrote to stderr (its end).
+    pub(crate) fn take_stderr(&mut self) -> Vec<u8> {
+        Vec::from(std::mem::take(&mut self.stderr))
     }
 }
 
@@ -471,6 +537,27 @@ fn store_u32(memory: &mut [u8], ptr: i32, value: u32) -> bool {
     true
 }
 
+/// The number of iovecs `iovs_len` stands for, if it is one the host
+/// takes: 0 to [`MAX_IOVS`].
+fn iov_count(iovs_len: i32) -> Option<u32> {
+    u32::try_from(iovs_len).ok().filter(|n| *n <= MAX_IOVS)
+}
+
+/// Whether the host call must stop before iovec `i`: checked every
+/// [`IOVS_PER_CHECK`] iovecs; records why in `state`.
+fn must_stop(state: &mut State, i: u32) -> bool {
+    if i == 0 || i % IOVS_PER_CHECK != 0 {
+        return false;
+    }
+    match state.stdio.overrun(Instant::now()) {
+        Some(failure) => {
+            state.limiter.record(failure);
+            true
+        }
+        None => false,
+    }
+}
+
 /// The `i`-th iovec of the array at `iovs`.
 fn iovec(memory: &[u8], iovs: i32, i: u32) -> Option<(u32, u32)> {
     let at = (iovs as u32 as usize).checked_add(usize::try_from(i).ok()?.checked_mul(8)?)?;
@@ -492,7 +579,7 @@ fn stop(caller: &mut Caller<'_, State>, failure: Failure) -> wasmtime::Error {
 }
 
 /// WASI `fd_write`: stdout to [`Stdio`], stderr kept (capped), any other
-/// descriptor `EBADF`.
+/// descriptor `EBADF`, more than [`MAX_IOVS`] iovecs `EINVAL`.
 pub(crate) fn fd_write(
     mut caller: Caller<'_, State>,
     fd: i32,
@@ -503,11 +590,17 @@ pub(crate) fn fd_write(
     if fd != 1 && fd != 2 {
         return Ok(ERRNO_BADF);
     }
+    let Some(count) = iov_count(iovs_len) else {
+        return Ok(ERRNO_INVAL);
+    };
     let memory = memory(&mut caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
     let mut total: u32 = 0;
     let mut failed = None;
-    for i in 0..iovs_len as u32 {
+    for i in 0..count {
+        if must_stop(state, i) {
+            return Err(LimitHit.into());
+        }
         let Some((ptr, len)) = iovec(data, iovs, i) else {
             return Ok(ERRNO_FAULT);
         };
@@ -536,7 +629,7 @@ pub(crate) fn fd_write(
 
 /// WASI `fd_read`: stdin from [`Stdio`] (in v2, waiting for the host's
 /// next batch when the plugin has read the last), any other descriptor
-/// `EBADF`.
+/// `EBADF`, more than [`MAX_IOVS`] iovecs `EINVAL`.
 pub(crate) fn fd_read(
     mut caller: Caller<'_, State>,
     fd: i32,
@@ -547,11 +640,14 @@ pub(crate) fn fd_read(
     if fd != 0 {
         return Ok(ERRNO_BADF);
     }
+    let Some(count) = iov_count(iovs_len) else {
+        return Ok(ERRNO_INVAL);
+    };
     let wants_batch = caller
         .data_mut()
         .stdio
         .as_stream()
-        .is_some_and(|stream| stream.exhausted());
+        .is_some_and(|stream| stream.wants_batch());
     if wants_batch {
         let refilled = caller
             .data_mut()
@@ -561,6 +657,7 @@ pub(crate) fn fd_read(
         if let Err(failure) = refilled {
             return Err(stop(&mut caller, failure));
         }
+        caller.data_mut().stdio.new_batch();
         // A new stretch: the batch's fuel, bounded by what is left of the
         // log's.
         let in_store = caller.get_fuel()?;
@@ -573,7 +670,10 @@ pub(crate) fn fd_read(
     let memory = memory(&mut caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
     let mut total: u32 = 0;
-    for i in 0..iovs_len as u32 {
+    for i in 0..count {
+        if must_stop(state, i) {
+            return Err(LimitHit.into());
+        }
         let Some((ptr, len)) = iovec(data, iovs, i) else {
             return Ok(ERRNO_FAULT);
         };
@@ -608,7 +708,7 @@ mod tests {
     #[test]
     fn whole_output_stays_within_the_cap_and_stops_past_it() {
         let cap = 1024 * 1024;
-        let mut stdio = Stdio::whole(Vec::new(), cap);
+        let mut stdio = Stdio::whole(Vec::new(), cap, Duration::MAX);
         let chunk = vec![b'x'; 64 * 1024];
         let mut writes = 0;
         let failure = loop {
@@ -628,12 +728,45 @@ mod tests {
     }
 
     #[test]
+    fn iovec_counts_over_iov_max_or_negative_are_refused() {
+        assert_eq!(iov_count(0), Some(0));
+        assert_eq!(iov_count(1024), Some(1024));
+        assert_eq!(iov_count(1025), None);
+        assert_eq!(iov_count(-1), None);
+        assert_eq!(iov_count(i32::MIN), None);
+    }
+
+    #[test]
+    fn a_past_v1_deadline_is_seen_inside_host_calls() {
+        let stdio = Stdio::whole(Vec::new(), 1, Duration::from_millis(1));
+        let later = Instant::now() + Duration::from_millis(5);
+        assert!(matches!(
+            stdio.overrun(later),
+            Some(Failure::Deadline { .. })
+        ));
+        assert!(stdio
+            .overrun(Instant::now() - Duration::from_secs(1))
+            .is_none());
+    }
+
+    #[test]
     fn stderr_is_capped() {
-        let mut stdio = Stdio::whole(Vec::new(), 1);
+        let mut stdio = Stdio::whole(Vec::new(), 1, Duration::MAX);
         for _ in 0..10 {
             stdio.stderr(&[b'e'; STDERR_CAP / 4]);
         }
         assert_eq!(stdio.stderr.len(), STDERR_CAP);
+    }
+
+    #[test]
+    fn stderr_keeps_the_tail() {
+        let mut stdio = Stdio::whole(Vec::new(), 1, Duration::MAX);
+        stdio.stderr(b"first");
+        stdio.stderr(&vec![b'e'; STDERR_CAP * 3]);
+        stdio.stderr(b"panicked at the end");
+        let kept = stdio.take_stderr();
+        assert_eq!(kept.len(), STDERR_CAP);
+        assert!(kept.ends_with(b"eeepanicked at the end"));
     }
 
     #[test]

@@ -95,17 +95,16 @@ impl Session {
         let (to_host, from_guest) = mpsc::channel::<ToHost>();
         let cancel = Arc::new(AtomicBool::new(false));
         let budget = Budget::new(spec.timeout, spec.batch_timeout, spec.fuel, spec.batch_fuel);
-        let stream = Stream::new(to_host.clone(), from_host, budget);
+        let stream = Stream::new(to_host.clone(), from_host, budget, Arc::clone(&cancel));
         let pre = plugin.pre.clone();
         let engine = plugin.engine.clone();
         let ticker = Arc::clone(&plugin._ticker);
-        let guest_cancel = Arc::clone(&cancel);
         let guest_spec = spec.clone();
         let thread = thread::Builder::new()
             .name(format!("replay-plugin-{}", spec.name))
             .spawn(move || {
                 let _ticker = ticker;
-                run_guest(&engine, &pre, &guest_spec, stream, guest_cancel, &to_host);
+                run_guest(&engine, &pre, &guest_spec, stream, &to_host);
             })
             .map_err(|source| fail(Failure::Thread { source }))?;
         Ok(Session {
@@ -308,7 +307,6 @@ fn run_guest(
     pre: &wasmtime::InstancePre<sandbox::State>,
     spec: &super::PluginSpec,
     mut stream: Stream,
-    cancel: Arc<AtomicBool>,
     to_host: &mpsc::Sender<ToHost>,
 ) {
     let memory_cap = usize::try_from(spec.max_memory).unwrap_or(usize::MAX);
@@ -330,15 +328,7 @@ fn run_guest(
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut context| {
         let state = context.data_mut();
-        let overrun = if cancel.load(Ordering::SeqCst) {
-            Some(Failure::Cancelled)
-        } else {
-            state
-                .stdio
-                .as_stream()
-                .and_then(|stream| stream.budget.overrun(Instant::now()))
-        };
-        match overrun {
+        match state.stdio.overrun(Instant::now()) {
             Some(failure) => {
                 state.limiter.record(failure);
                 Ok(UpdateDeadline::Interrupt)
@@ -348,7 +338,7 @@ fn run_guest(
     });
     let outcome = super::run_start(&mut store, pre, spec.timeout, spec.fuel);
     let state = store.data_mut();
-    let stderr = std::mem::take(&mut state.stdio.stderr);
+    let stderr = state.stdio.take_stderr();
     let Some(stream) = state.stdio.as_stream() else {
         return;
     };

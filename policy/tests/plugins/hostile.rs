@@ -7,7 +7,7 @@ use std::time::Duration;
 use policy::plugin::Failure;
 use wasmtime::Trap;
 
-use super::support::{denies, failure, host, spec, Fixture};
+use super::support::{denies, failure, host, iovec_flood, spec, Fixture, IOVEC_FLOOD_MEMORY};
 
 #[test]
 fn infinite_loop_hits_the_deadline() {
@@ -133,6 +133,36 @@ fn non_zero_exit_denies_and_keeps_stderr() {
         "{error}"
     );
     assert_eq!(error.stderr, message);
+}
+
+#[test]
+fn stderr_keeps_its_end_past_64k() {
+    // Review of issue 20: only the first 64 KiB of stderr were kept, so a
+    // plugin's last words (a panic after a long run) were lost.
+    let fixture = Fixture::new();
+    let message = "panicked: the last words";
+    let path = fixture.plugin(
+        "chatty",
+        &format!("(data (i32.const 64) \"{message}\")"),
+        &format!(
+            "(memory.fill (i32.const 4096) (i32.const 46) (i32.const 60000))
+             (i32.store (i32.const 0) (i32.const 4096))
+             (i32.store (i32.const 4) (i32.const 60000))
+             (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+             (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+             (i32.store (i32.const 0) (i32.const 64))
+             (i32.store (i32.const 4) (i32.const {}))
+             (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+             (call $proc_exit (i32.const 3))",
+            message.len()
+        ),
+    );
+    let error = denies(&host(), &fixture, spec("chatty", path));
+    assert!(
+        matches!(failure(&error), Failure::Exit { code: 3 }),
+        "{error}"
+    );
+    assert!(error.stderr.ends_with(message), "{}", error.stderr.len());
 }
 
 #[test]
@@ -427,4 +457,22 @@ fn flood_of_64k_writes_is_stopped_at_the_write_that_crosses_the_cap() {
         "{}",
         error.stderr.len()
     );
+}
+
+#[test]
+fn iovec_floods_are_refused_and_stopped_at_the_deadline() {
+    for call in ["fd_write", "fd_read"] {
+        let fixture = Fixture::new();
+        let path = fixture.plugin(call, "", &iovec_flood(call));
+        let mut spec = spec(call, path);
+        spec.max_memory = IOVEC_FLOOD_MEMORY;
+        spec.timeout = Duration::from_millis(500);
+        // Within `BOUND`, and by the deadline, not by a trap: the plugin
+        // got `EINVAL` for 1,025 iovecs.
+        let error = denies(&host(), &fixture, spec);
+        assert!(
+            matches!(failure(&error), Failure::Deadline { timeout } if *timeout == Duration::from_millis(500)),
+            "{call}: {error}"
+        );
+    }
 }

@@ -193,3 +193,25 @@ pub fn assert_healthy(host: &PluginHost, fixture: &Fixture) {
 pub fn failure(error: &EvalError) -> &Failure {
     &error.failure
 }
+
+/// A `_start` body that grows memory to 1 GiB of zeros (every iovec there
+/// is a valid `(0, 0)`), checks that `call` (`fd_read` on fd 0 or
+/// `fd_write` on fd 1) refuses 1,025 iovecs with `EINVAL` (28), then calls
+/// it with an iovec count of -1 forever. Regression (review of issue 20):
+/// the host looped over 4 billion iovecs inside one host call, where no
+/// deadline reached it, for 38 s (`fd_write`) or 64 s (`fd_read`).
+pub fn iovec_flood(call: &str) -> String {
+    let fd = if call == "fd_read" { 0 } else { 1 };
+    format!(
+        "(drop (memory.grow (i32.const 16383)))
+         (if (i32.ne (call ${call} (i32.const {fd}) (i32.const 0) (i32.const 1025) (i32.const 16))
+                     (i32.const 28))
+           (then unreachable))
+         (loop $more
+           (drop (call ${call} (i32.const {fd}) (i32.const 0) (i32.const -1) (i32.const 16)))
+           (br $more))"
+    )
+}
+
+/// The memory [`iovec_flood`] needs.
+pub const IOVEC_FLOOD_MEMORY: u64 = 1 << 30;
