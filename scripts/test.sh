@@ -15,8 +15,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo build (binaries for the end-to-end tests)"
-cargo build --workspace --bins --locked
+echo "== cargo build (binaries for the end-to-end tests, and the tests)"
+# All targets at once: the tests' dev-dependencies (jsonschema) unify
+# features of crates the binaries share (hashbrown, serde_json), so
+# building the binaries alone would build wasmtime's stack twice.
+cargo build --workspace --all-targets --locked
 echo "== cargo test"
 cargo test --workspace --locked
 

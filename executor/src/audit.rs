@@ -136,7 +136,11 @@ pub fn audit(
     tally.refused += end.recount.allowed + end.recount.unverified;
     if let Some(plugins) = plugins {
         for found in &plugins.finish(&mut tally) {
-            shown.finding(found.tool.as_ref(), &found.finding, place_of(&places, found.finding.id));
+            shown.finding(
+                found.tool.as_ref(),
+                &found.finding,
+                place_of(&places, found.finding.id),
+            );
         }
     }
     if let Some(error) = shown.error.take() {
@@ -155,7 +159,10 @@ pub fn audit(
 const PLACES_KEPT: usize = 65_536;
 
 /// Where the command `id` begins, if it is among the places kept.
-fn place_of(places: &std::collections::VecDeque<(u64, Position)>, id: Option<u64>) -> Option<Position> {
+fn place_of(
+    places: &std::collections::VecDeque<(u64, Position)>,
+    id: Option<u64>,
+) -> Option<Position> {
     let id = id?;
     // Ids strictly increase, so the places are sorted by id.
     let (front, back) = places.as_slices();
@@ -198,7 +205,8 @@ impl Visit for Judge<'_, '_, '_> {
             match combine::PluginJudge::start(self.specs, &header.platform, &mut self.tally) {
                 Ok((plugins, found)) => {
                     for found in &found {
-                        self.shown.finding(found.tool.as_ref(), &found.finding, None);
+                        self.shown
+                            .finding(found.tool.as_ref(), &found.finding, None);
                     }
                     self.plugins = Some(plugins);
                 }
