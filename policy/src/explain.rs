@@ -451,6 +451,63 @@ pub const RULES: &[Explanation] = &[
         allow: "fix the plugin, or raise its limits in its `[[plugin]]` entry (`timeout`, `fuel`, `max_memory`)",
         keys: &["[[plugin]]"],
     },
+    // Built-in file operations and replay's own directories.
+    Explanation {
+        rule: "builtin.malformed",
+        refuses: "a built-in file operation (`symlink`, `copy`, `rename`, `remove`) whose arguments are not its fixed form, or whose inputs and outputs are not exactly the paths it names",
+        why: "replay performs these itself; an operation that touches a path its command does not declare would escape the checks every path gets",
+        allow: "write `symlink TARGET LINK`, `copy FROM TO`, `rename FROM TO` or `remove PATH...` with the named paths as its inputs and outputs",
+        keys: &["[policy] builtins"],
+    },
+    Explanation {
+        rule: "builtin.symlink-target",
+        refuses: "a `symlink` whose relative target climbs with `..` after a name (`sub/../../x`)",
+        why: "the kernel follows `sub` (perhaps itself a link) before climbing, so the target cannot be judged from its text",
+        allow: "write the target with its `..` first (`../lib/x.so`), or as a plain name beside the link",
+        keys: &["[policy] builtins"],
+    },
+    Explanation {
+        rule: "builtin.name-too-long",
+        refuses: "a built-in operation naming a path component over 255 bytes",
+        why: "no file system here holds it, and an operation over several paths would fail half done",
+        allow: "shorten the name",
+        keys: &[],
+    },
+    Explanation {
+        rule: "builtin.rename-link",
+        refuses: "a `rename` whose source is a symbolic link (on disk, or made earlier in the log)",
+        why: "a relative link's target is read from the link's directory: moved elsewhere it can name a file outside the work root that no rule judged",
+        allow: "make the link where it belongs with `symlink TARGET LINK` (and `remove` the old one)",
+        keys: &["[policy] builtins"],
+    },
+    Explanation {
+        rule: "builtin.env",
+        refuses: "a built-in operation whose command asks for environment variables",
+        why: "it runs no program; an environment there is a sign of a log that is not what it seems",
+        allow: "give built-in operations an empty `env`",
+        keys: &[],
+    },
+    Explanation {
+        rule: "paths.reserved",
+        refuses: "any input or output under `.replay-stage`, replay's own staging directory",
+        why: "other commands' outputs wait there before they are committed; reading or writing there would reach another command's files past its checks",
+        allow: "nothing there can be allowed; name a path outside `.replay-stage`",
+        keys: &[],
+    },
+    Explanation {
+        rule: "args.split-dwarf",
+        refuses: "`-gsplit-dwarf` on a command without `-c` and `-o FILE`",
+        why: "clang then names the `.dwo` file after something the log does not declare, a write no rule judged",
+        allow: "compile with `-c -o FILE.o` and declare `FILE.dwo` as an output",
+        keys: &["[args.clang]"],
+    },
+    Explanation {
+        rule: "log.spill-failed",
+        refuses: "a whole log, when the whole-log rules' temporary file (used past 65,536 paths) could not be written",
+        why: "without it one writer per output and read-before-write cannot be judged; the log is refused rather than passed unjudged",
+        allow: "free space in the temporary directory (`TMPDIR`), then check again",
+        keys: &[],
+    },
 ];
 
 #[cfg(test)]
@@ -462,7 +519,7 @@ mod tests {
     fn emitted() -> std::collections::BTreeSet<String> {
         let families = [
             "platform", "tool", "binary", "args", "paths", "inputs", "outputs", "env", "log",
-            "plugin",
+            "plugin", "builtin",
         ];
         let mut ids = std::collections::BTreeSet::new();
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
