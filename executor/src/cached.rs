@@ -268,7 +268,7 @@ impl RunCache {
                 let said = match &lookup {
                     Ok(Lookup::Hit(_)) => said,
                     Ok(Lookup::Miss(reason)) => Some(format!("refused: {reason}")),
-                    Err(e) => Some(format!("refused: {}", crate::report::one_line(e))),
+                    Err(e) => Some(format!("refused: {}", policy::report::one_line(e))),
                 };
                 return Looked {
                     lookup,
@@ -352,7 +352,7 @@ impl RunCache {
         let entry = self
             .store
             .put(&key.action, &record)
-            .map_err(|e| crate::report::one_line(&e))?;
+            .map_err(|e| policy::report::one_line(&e))?;
         #[cfg(feature = "remote-cache")]
         if let Some(remote) = &self.remote {
             return Ok(remote.upload(&self.store, key, &entry));

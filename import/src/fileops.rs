@@ -9,7 +9,7 @@
 use cmdlog::path::{is_absolute, normalize_under};
 use cmdlog::ToolKind;
 
-use crate::convert::Converted;
+use crate::converted::Converted;
 use crate::paths::parent;
 
 /// A path of a file operation: as the importer writes it (relative to the

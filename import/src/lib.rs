@@ -13,6 +13,7 @@
 //! producer of every input comes first.
 
 mod convert;
+mod converted;
 mod entry;
 mod fileops;
 mod order;
@@ -145,7 +146,7 @@ pub fn import(json: &[u8], base: &Path, options: &Options) -> Result<Import, Imp
     for (at, e) in entries.iter().enumerate() {
         last.insert(e.key(base), at);
     }
-    let mut converted: Vec<convert::Converted> = Vec::new();
+    let mut converted: Vec<converted::Converted> = Vec::new();
     for (at, e) in entries.iter().enumerate() {
         let kept = last.get(&e.key(base)).copied();
         if kept != Some(at) {

@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::convert::Converted;
+use crate::converted::Converted;
 use crate::Remark;
 
 /// `commands` reordered so producers come first (stable otherwise);
