@@ -26,10 +26,16 @@ pub const MAX_WARMED: usize = 20_000;
 /// A background thread that hashes the files it is given into a memo.
 #[derive(Debug)]
 pub struct Warmer {
-    queue: Mutex<Option<Sender<PathBuf>>>,
-    queued: Mutex<HashSet<PathBuf>>,
+    queue: Mutex<Queue>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The way to the thread (`None` once stopping) and what went down it.
+#[derive(Debug)]
+struct Queue {
+    tx: Option<Sender<PathBuf>>,
+    queued: HashSet<PathBuf>,
 }
 
 impl Warmer {
@@ -54,8 +60,10 @@ impl Warmer {
                 }
             })?;
         Ok(Warmer {
-            queue: Mutex::new(Some(tx)),
-            queued: Mutex::new(HashSet::new()),
+            queue: Mutex::new(Queue {
+                tx: Some(tx),
+                queued: HashSet::new(),
+            }),
             stop,
             thread: Some(thread),
         })
@@ -64,22 +72,19 @@ impl Warmer {
     /// Queues `path` to be hashed, once per warmer; returns whether it was
     /// queued now.
     pub fn warm(&self, path: &Path) -> bool {
-        let Ok(mut queued) = self.queued.lock() else {
+        let Ok(mut queue) = self.queue.lock() else {
             return false;
         };
-        if queued.len() >= MAX_WARMED || queued.contains(path) {
+        if queue.queued.len() >= MAX_WARMED || queue.queued.contains(path) {
             return false;
         }
-        let Ok(queue) = self.queue.lock() else {
-            return false;
-        };
-        let Some(tx) = queue.as_ref() else {
+        let Some(tx) = queue.tx.as_ref() else {
             return false;
         };
         if tx.send(path.to_owned()).is_err() {
             return false;
         }
-        queued.insert(path.to_owned());
+        queue.queued.insert(path.to_owned());
         true
     }
 }
@@ -90,7 +95,7 @@ impl Drop for Warmer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Ok(mut queue) = self.queue.lock() {
-            queue.take();
+            queue.tx.take();
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
