@@ -1,7 +1,17 @@
 //! The journal: an append-only record, next to the log, of each command that
 //! finished, with the hashes of its outputs. Each entry is one JSON line,
-//! written and `fsync`ed before the next command starts, so after a crash
-//! or a SIGKILL the journal says exactly which commands completed.
+//! written (`write(2)`, no user-space buffer) before the next command
+//! starts, so after a SIGKILL of `replay` the journal says exactly which
+//! commands completed: what is written is in the kernel, whatever happens
+//! to the process.
+//!
+//! Durability against a crash of the machine (power, kernel) is a group
+//! commit: a syncer thread `fdatasync`s the journal whenever entries were
+//! written since its last sync, off the commands' path, so one sync covers
+//! every entry written while the previous one was in flight. Such a crash
+//! can lose the entries of the last sync's window (a few milliseconds of
+//! commands): `--resume` then runs them again. It never skips a command it
+//! should not, because it trusts no entry blindly: see below.
 //!
 //! `replay --resume` skips a command only if its entry matches the command
 //! as it is now (a hash of the whole command) and every output still has
@@ -12,6 +22,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use cmdlog::Command;
 use sha2::{Digest, Sha256};
@@ -126,10 +137,147 @@ impl JournalError {
     }
 }
 
-/// An open journal, appending.
+/// An open journal, appending; its entries are made durable by a syncer
+/// thread ([`Journal::finish`] waits for the last sync).
 pub struct Journal {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
+    syncer: Option<Syncer>,
+}
+
+/// The group commit: what was written, what is durable, and the thread
+/// that syncs the one up to the other.
+struct Syncer {
+    shared: Arc<SyncShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The state the syncer thread and the writer share.
+#[derive(Default)]
+struct SyncShared {
+    progress: Mutex<Progress>,
+    changed: Condvar,
+}
+
+/// How far writing and syncing have come.
+#[derive(Default)]
+struct Progress {
+    /// Writes made (each a whole line).
+    written: u64,
+    /// Writes known durable.
+    synced: u64,
+    /// The first failed sync, kept for the next write or [`Journal::finish`].
+    failed: Option<(io::ErrorKind, String)>,
+    /// No more writes come: sync what there is, then stop.
+    closing: bool,
+}
+
+/// Set in `replay`'s environment by a test, the syncer never syncs: a
+/// SIGKILL then always falls between entries and their sync (what
+/// `--resume` must handle exactly). It weakens durability against a
+/// machine crash only, never what a run does.
+const HOLD_SYNC_VAR: &str = "REPLAY_TEST_HOLD_JOURNAL_SYNC";
+
+impl Syncer {
+    fn start(file: Arc<File>) -> io::Result<Syncer> {
+        let shared = Arc::new(SyncShared::default());
+        let hold = std::env::var_os(HOLD_SYNC_VAR).is_some();
+        let thread = std::thread::Builder::new()
+            .name("journal-sync".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || sync_loop(&file, &shared, hold)
+            })?;
+        Ok(Syncer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Counts one more write; the error of an earlier failed sync, if any.
+    fn wrote(&self) -> io::Result<()> {
+        let mut progress = self
+            .shared
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((kind, message)) = &progress.failed {
+            return Err(io::Error::new(*kind, message.clone()));
+        }
+        progress.written += 1;
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+
+    /// Waits until every write is synced, stops the thread, and returns
+    /// the first failed sync's error, if any.
+    fn close(&mut self) -> io::Result<()> {
+        {
+            let mut progress = self
+                .shared
+                .progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            progress.closing = true;
+            self.shared.changed.notify_all();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let progress = self
+            .shared
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match &progress.failed {
+            Some((kind, message)) => Err(io::Error::new(*kind, message.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The syncer thread: syncs whenever writes are ahead of the last sync,
+/// until closed with nothing left to sync (or a sync failed).
+fn sync_loop(file: &File, shared: &SyncShared, hold: bool) {
+    let mut progress = shared.progress.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        while progress.written == progress.synced && !progress.closing {
+            progress = shared
+                .changed
+                .wait(progress)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        if progress.written == progress.synced || progress.failed.is_some() {
+            return;
+        }
+        if hold {
+            if progress.closing {
+                return;
+            }
+            progress = shared
+                .changed
+                .wait(progress)
+                .unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
+        let target = progress.written;
+        drop(progress);
+        let synced = file.sync_data();
+        progress = shared.progress.lock().unwrap_or_else(|p| p.into_inner());
+        match synced {
+            Ok(()) => progress.synced = target,
+            Err(error) => progress.failed = Some((error.kind(), error.to_string())),
+        }
+        shared.changed.notify_all();
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if let Some(mut syncer) = self.syncer.take() {
+            let _ = syncer.close();
+        }
+    }
 }
 
 /// What `--resume` found in a journal.
@@ -164,9 +312,20 @@ impl Journal {
     /// the name is unlinked, never written through ([`ownfile::create_fresh`]).
     pub fn create(path: &Path) -> Result<Journal, JournalError> {
         let file = ownfile::create_fresh(path).map_err(JournalError::Open)?;
+        Journal::with_syncer(file, path)
+    }
+
+    /// The journal on `file`, with its syncer thread started.
+    fn with_syncer(file: File, path: &Path) -> Result<Journal, JournalError> {
+        let file = Arc::new(file);
+        let syncer = Syncer::start(Arc::clone(&file)).map_err(|source| JournalError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Journal {
             file,
             path: path.to_owned(),
+            syncer: Some(syncer),
         })
     }
 
@@ -188,10 +347,7 @@ impl Journal {
             })?;
         // A torn last line would glue itself to the next entry: start on a
         // fresh line.
-        let mut journal = Journal {
-            file,
-            path: path.to_owned(),
-        };
+        let mut journal = Journal::with_syncer(file, path)?;
         journal.write_all(b"\n")?;
         Ok(Resumed {
             journal,
@@ -200,7 +356,8 @@ impl Journal {
         })
     }
 
-    /// Appends `entry` and makes it durable before returning.
+    /// Appends `entry`: written when this returns (a SIGKILL of `replay`
+    /// cannot lose it), durable soon after (the syncer's next sync).
     pub fn record(&mut self, entry: &Entry) -> Result<(), JournalError> {
         let mut line = serde_json::to_vec(entry).map_err(|e| JournalError::Write {
             path: self.path.clone(),
@@ -210,14 +367,31 @@ impl Journal {
         self.write_all(&line)
     }
 
+    /// Writes `bytes` in one go and counts them for the syncer.
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
-        self.file
+        (&*self.file)
             .write_all(bytes)
-            .and_then(|()| self.file.sync_data())
+            .and_then(|()| match &self.syncer {
+                Some(syncer) => syncer.wrote(),
+                None => self.file.sync_data(),
+            })
             .map_err(|source| JournalError::Write {
                 path: self.path.clone(),
                 source,
             })
+    }
+
+    /// Waits until every entry written is durable, and stops the syncer:
+    /// the end of a run. Later entries, if any, are synced as they are
+    /// written.
+    pub fn finish(&mut self) -> Result<(), JournalError> {
+        match self.syncer.take() {
+            Some(mut syncer) => syncer.close().map_err(|source| JournalError::Write {
+                path: self.path.clone(),
+                source,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -469,6 +643,42 @@ mod tests {
             Some(2),
             "the new entry parses"
         );
+    }
+
+    #[test]
+    fn closing_the_syncer_waits_until_every_write_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(File::create(dir.path().join("j")).unwrap());
+        let mut syncer = Syncer::start(Arc::clone(&file)).unwrap();
+        for _ in 0..100 {
+            (&*file).write_all(b"{}\n").unwrap();
+            syncer.wrote().unwrap();
+        }
+        syncer.close().unwrap();
+        let progress = syncer.shared.progress.lock().unwrap();
+        assert_eq!((progress.written, progress.synced), (100, 100));
+    }
+
+    #[test]
+    fn a_failed_sync_fails_the_next_write_and_the_close() {
+        // `fdatasync` of a pipe fails (EINVAL), as a failing disk would.
+        let (_read, write) = nix::unistd::pipe().unwrap();
+        let file = Arc::new(File::from(write));
+        let mut syncer = Syncer::start(file).unwrap();
+        syncer.wrote().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let refused = loop {
+            if let Err(error) = syncer.wrote() {
+                break error;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the failure never showed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        assert!(syncer.close().is_err());
     }
 
     #[test]

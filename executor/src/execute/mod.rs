@@ -240,9 +240,12 @@ pub fn execute(
         cache.save_memo();
         cache.save_remote_counts();
     }
+    // Every entry durable before the run says it is done.
+    let synced = runner.journal.finish();
     if let Some(error) = runner.error.take() {
         return Err(error);
     }
+    synced?;
     runner.totals.wall_ms = started.elapsed().as_millis() as u64;
     runner.totals.replay_peak_rss = crate::run::trace::own_peak_rss();
     let totals = runner.totals.clone();

@@ -214,18 +214,14 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     .map_err(RunError::Thread)?;
 
     // The tracer (this thread) must answer the launcher's ptrace stops
-    // while the launcher is set up, so the pipe talk runs beside it.
+    // while the launcher is set up.
     let launched = match &mut tracer {
-        Some(tracer) => std::thread::scope(|scope| {
-            let starting = scope.spawn(|| launch.start());
-            while !starting.is_finished() {
-                tracer.release_stops();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            starting
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        }),
+        Some(tracer) => {
+            let tracer = std::cell::RefCell::new(tracer);
+            launch.start_traced(&mut || tracer.borrow_mut().release_stops(), &mut || {
+                tracer.borrow().await_event()
+            })
+        }
         None => launch.start(),
     };
     let layers = match launched {

@@ -389,6 +389,30 @@ impl Tracer {
         }
     }
 
+    /// Blocks until the main process is in a stop or has exited, consuming
+    /// nothing ([`Tracer::release_stops`] answers the stop; the exit is
+    /// reaped by [`Tracer::wait`]).
+    pub fn await_event(&self) {
+        loop {
+            // SAFETY: `siginfo_t` is plain data the kernel fills in; zeroed
+            // is a valid initial value.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid pointer to `info`, live for the call;
+            // `WNOWAIT` leaves the stop or the exit to be waited for again.
+            let waited = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    self.main as libc::id_t,
+                    &mut info,
+                    libc::WSTOPPED | libc::WEXITED | libc::WNOWAIT | libc::__WALL,
+                )
+            };
+            if waited == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return;
+            }
+        }
+    }
+
     /// Handles ptrace stops and exits until the main process and every
     /// process it started are gone; returns how the main process ended and
     /// the peak of each process that ran (by thread-group id).

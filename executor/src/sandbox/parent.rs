@@ -15,6 +15,10 @@ use super::protocol::{read_line, to_line, ExecFailure, Report, MAX_LINE};
 use super::spec::{AppliedLayers, Layer, SandboxSpec};
 use super::{CHILD_ARG, CONTROL_FD, GO, GO_OBSERVED, REPORT_FD};
 
+/// How long [`Launch::start_traced`] waits for the child's report before it
+/// checks the child for a stop (only a signal stops it then).
+const SETUP_POLL_MS: i32 = 10;
+
 /// The lowest descriptor the pipes' child ends are moved to before the
 /// fork, so the `dup2`s onto 3 and 4 can never clobber one another.
 const HIGH_FD: i32 = 10;
@@ -268,12 +272,22 @@ impl Launch {
     /// Sends the spec and reads the report: the layers are in place when
     /// this returns `Ok`, and the child waits for [`Launch::go`].
     pub fn prepare(&mut self) -> Result<AppliedLayers, SandboxError> {
+        self.send_spec()?;
+        self.receive_report()
+    }
+
+    /// The first half of [`Launch::prepare`]: the spec goes to the child.
+    fn send_spec(&mut self) -> Result<(), SandboxError> {
         let spec_line = self.spec_line.clone();
         let control = self.step("prepare", Phase::Spawned)?;
         control
             .write_all(&spec_line)
             .and_then(|()| control.flush())
-            .map_err(|source| SandboxError::SendSpec { source })?;
+            .map_err(|source| SandboxError::SendSpec { source })
+    }
+
+    /// The second half of [`Launch::prepare`]: the child's report.
+    fn receive_report(&mut self) -> Result<AppliedLayers, SandboxError> {
         let line = read_line(&mut self.report, MAX_LINE)
             .map_err(|source| SandboxError::ReadReport { source })?
             .ok_or_else(|| SandboxError::NoReport {
@@ -309,6 +323,12 @@ impl Launch {
     /// causes (it also comes if the child is killed before its exec; the
     /// wait status then tells).
     pub fn go(&mut self) -> Result<(), SandboxError> {
+        self.send_go()?;
+        self.receive_exec()
+    }
+
+    /// The first half of [`Launch::go`]: `go` goes to the child.
+    fn send_go(&mut self) -> Result<(), SandboxError> {
         let go = if self.observe { GO_OBSERVED } else { GO };
         let control = self.step("go", Phase::Prepared)?;
         control
@@ -317,6 +337,60 @@ impl Launch {
             .and_then(|()| control.flush())
             .map_err(|source| SandboxError::SendGo { source })?;
         self.control = None;
+        Ok(())
+    }
+
+    /// [`Launch::start`] for a child this thread traces, which must answer
+    /// the child's ptrace stops while it waits for the child's words:
+    /// `release` lets the child out of any stop it is in, without
+    /// blocking; `await_event` blocks until the child stops or exits.
+    ///
+    /// While the child sets up, nothing but a signal stops it, so the
+    /// report is waited for (woken the moment it comes) with `release`
+    /// every [`SETUP_POLL_MS`]. After `go`, every outcome stops the child
+    /// or ends it (the `execve` call the filter reports, the exec event,
+    /// its exit), so this blocks in `await_event` and answers each stop at
+    /// once: no poll interval is added to any command's start.
+    pub fn start_traced(
+        &mut self,
+        release: &mut dyn FnMut(),
+        await_event: &mut dyn FnMut(),
+    ) -> Result<AppliedLayers, SandboxError> {
+        self.send_spec()?;
+        while !self.report_ready(SETUP_POLL_MS) {
+            release();
+        }
+        let layers = self.receive_report()?;
+        self.send_go()?;
+        while !self.report_ready(0) {
+            await_event();
+            release();
+        }
+        self.receive_exec()?;
+        Ok(layers)
+    }
+
+    /// Whether the report pipe has a line or its end to read, waiting at
+    /// most `timeout_ms`.
+    fn report_ready(&self, timeout_ms: i32) -> bool {
+        if !self.report.buffer().is_empty() {
+            return true;
+        }
+        let mut fd = libc::pollfd {
+            fd: self.report.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid `pollfd`, live for the call, on a descriptor
+        // this `Launch` owns and keeps open.
+        let ready = unsafe { libc::poll(&mut fd, 1, timeout_ms) };
+        // An error (EINTR) counts as not ready: the caller asks again. Any
+        // event (data, hang-up, error) means a read will not block.
+        ready > 0
+    }
+
+    /// The second half of [`Launch::go`]: the exec's result.
+    fn receive_exec(&mut self) -> Result<(), SandboxError> {
         let line = read_line(&mut self.report, MAX_LINE)
             .map_err(|source| SandboxError::ReadReport { source })?;
         let Some(line) = line else {

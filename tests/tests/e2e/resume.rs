@@ -103,6 +103,73 @@ fn sigkill_then_resume_ends_like_an_uninterrupted_run() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// The journal is synced by a group commit, after entries are written:
+/// a SIGKILL that falls after two commands' entries and before any sync
+/// (the test holds every sync back) must still resume exactly, skipping
+/// both.
+#[test]
+fn sigkill_between_entries_and_their_sync_still_resumes_exactly() {
+    let clean = tempfile::tempdir().unwrap();
+    let clean = clean.path().canonicalize().unwrap();
+    log(&clean);
+    let output = run(
+        &bin("replay"),
+        &["--policy", "memtouch.toml", "log.json"],
+        &clean,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    log(&root);
+    let mut child = crate::support::replay_command()
+        .args(["--policy", "memtouch.toml", "log.json"])
+        .env("REPLAY_TEST_HOLD_JOURNAL_SYNC", "1")
+        .current_dir(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start replay");
+    let journal = root.join("log.json.journal");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&journal).map_or(0, |j| j.lines().count()) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the first two commands never finished"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = outputs(&root);
+    assert!(partial[3].is_none(), "the run was cut short");
+
+    let resumed = run(
+        &bin("replay"),
+        &[
+            "--policy",
+            "memtouch.toml",
+            "--resume",
+            "--report",
+            "r.json",
+            "log.json",
+        ],
+        &root,
+    );
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    assert_eq!(outputs(&root), outputs(&clean));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("r.json")).unwrap()).unwrap();
+    for i in 0..2 {
+        assert_eq!(
+            report["commands"][i]["status"],
+            "resumed",
+            "command {}: {report:#}",
+            i + 1
+        );
+    }
+}
+
 #[test]
 fn resume_reruns_a_command_whose_input_was_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
