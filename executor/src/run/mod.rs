@@ -18,10 +18,12 @@
 //! being the subreaper ([`reap_orphans`]).
 
 pub mod capture;
+pub mod netns;
 mod observe;
 pub mod trace;
 pub mod watch;
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::AtomicBool;
@@ -150,8 +152,19 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     let _running = Running::enter();
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
-    let mut launch = sandbox::launch(&options.launcher, spec, Stdio::piped(), Stdio::piped())
-        .map_err(RunError::Sandbox)?;
+    // A kept network namespace, only for a traced tool: the tracer is what
+    // proves every process of the tool dead before the next one enters.
+    let mut network = (options.trace && spec.network != sandbox::Want::Off)
+        .then(|| netns::POOL.take())
+        .flatten();
+    let mut launch = sandbox::launch_joining(
+        &options.launcher,
+        spec,
+        network.as_ref().map(AsFd::as_fd),
+        Stdio::piped(),
+        Stdio::piped(),
+    )
+    .map_err(RunError::Sandbox)?;
     let pid = launch.pid() as i32;
     // What an untraced tool leaves behind started no earlier than this.
     let launched_at = start_time(pid);
@@ -163,6 +176,11 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         .then(|| Tracer::seize(pid, tree.clone(), options.may_exec.clone()).ok())
         .flatten()
         .map(|tracer| tracer.on_read(options.on_read.clone()));
+    if tracer.is_none() {
+        // Untraced, nothing proves the tool's processes gone: the
+        // namespace is never handed to another tool.
+        network = None;
+    }
     if tracer.is_some() {
         launch.observe_calls();
     } else {
@@ -259,6 +277,10 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
             // all there is nothing to look for in `/proc`.
             if has_children() {
                 reap_alone(launched_at.unwrap_or(u64::MAX));
+            }
+            // Every process of the tool is dead: its namespace is empty.
+            if let Some(network) = network.take() {
+                netns::POOL.give_back(network);
             }
             (
                 main.status,

@@ -21,7 +21,9 @@ use super::kernel::LinuxKernel;
 use super::layers::apply_layers;
 use super::protocol::{read_line, to_line, ExecFailure, Report, SetupFailure, MAX_LINE};
 use super::spec::SandboxSpec;
-use super::{CHILD_ARG, CONTROL_FD, EXIT_EXEC_FAILED, EXIT_REFUSED, GO, GO_OBSERVED, REPORT_FD};
+use super::{
+    CHILD_ARG, CONTROL_FD, EXIT_EXEC_FAILED, EXIT_REFUSED, GO, GO_OBSERVED, NETNS_FD, REPORT_FD,
+};
 
 /// The tool, ready for `execve`.
 struct Prepared {
@@ -44,6 +46,9 @@ pub fn child_main() -> ExitCode {
         );
         return ExitCode::from(EXIT_REFUSED);
     };
+    // A network namespace to enter, if the parent passed one; used only if
+    // the spec asks, and closed before the tool runs either way.
+    let network = take_network_fd();
     // Descriptors leaked into `replay` by whoever started it must not reach
     // the tool: Landlock checks opens, not descriptors already open.
     close_inherited_fds();
@@ -52,7 +57,7 @@ pub fn child_main() -> ExitCode {
         .nth(2)
         .and_then(|arg| arg.to_str().and_then(|s| s.parse::<u32>().ok()));
 
-    let tool = match prepare(&mut control, expected_parent) {
+    let tool = match prepare(&mut control, expected_parent, network) {
         Ok((tool, applied)) => {
             if send(&mut report, &Report::Applied(applied)).is_err() {
                 // The parent is gone; it will never say `go`.
@@ -117,9 +122,25 @@ fn take_protocol_fds() -> Option<(File, File)> {
     Some((control, report))
 }
 
-/// Closes every descriptor above the protocol pipes.
+/// Takes the descriptor at [`NETNS_FD`], if one is open there, marked
+/// close-on-exec so it can never reach the tool.
+fn take_network_fd() -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; an fd that is not
+    // open makes it fail with EBADF, nothing else.
+    if unsafe { libc::fcntl(NETNS_FD, libc::F_GETFD) } == -1 {
+        return None;
+    }
+    // SAFETY: `NETNS_FD` is open (checked above) and nothing in this process
+    // owns it: `child_main` runs first in `main`, before any code could open
+    // or claim a descriptor, and it takes this one once.
+    let fd = unsafe { OwnedFd::from_raw_fd(NETNS_FD) };
+    fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    Some(fd)
+}
+
+/// Closes every descriptor above the protocol pipes and [`NETNS_FD`].
 fn close_inherited_fds() {
-    let first = REPORT_FD as u32 + 1;
+    let first = NETNS_FD as u32 + 1;
     // SAFETY: close_range touches no memory. It closes descriptors no Rust
     // value in this process owns: `child_main` runs first in `main`, and
     // the only descriptors it has taken are 3 and 4, below `first`.
@@ -133,7 +154,7 @@ fn close_inherited_fds() {
     };
     let fds: Vec<i32> = dir
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > REPORT_FD)
+        .filter(|fd| *fd > NETNS_FD)
         .collect();
     for fd in fds {
         // SAFETY: as above; the directory's own descriptor is already closed
@@ -147,6 +168,7 @@ fn close_inherited_fds() {
 fn prepare(
     control: &mut BufReader<File>,
     expected_parent: Option<u32>,
+    network: Option<OwnedFd>,
 ) -> Result<(Prepared, super::spec::AppliedLayers), Report> {
     let line = read_line(control, MAX_LINE)
         .map_err(|e| setup("read the spec", &e))?
@@ -157,8 +179,12 @@ fn prepare(
     // and is reported as such rather than as an exec failure.
     let tool = Prepared::from_spec(&spec)?;
     let expected_parent = expected_parent.filter(|_| spec.parent_death_signal);
-    let applied =
-        apply_layers(&spec, &mut LinuxKernel, expected_parent).map_err(Report::Refused)?;
+    let mut kernel = LinuxKernel {
+        network: network.filter(|_| spec.join_network),
+    };
+    let applied = apply_layers(&spec, &mut kernel, expected_parent).map_err(Report::Refused)?;
+    // The namespace's descriptor is closed here: the tool never holds it.
+    drop(kernel);
     std::env::set_current_dir(&spec.cwd).map_err(|e| {
         setup(
             &format!("enter the working directory `{}`", spec.cwd.display()),

@@ -28,7 +28,10 @@ pub(crate) const TCP_ABI: u32 = 4;
 
 /// Linux, for real.
 #[derive(Debug, Default)]
-pub(crate) struct LinuxKernel;
+pub(crate) struct LinuxKernel {
+    /// A network namespace to enter instead of making one.
+    pub(crate) network: Option<std::os::fd::OwnedFd>,
+}
 
 impl Kernel for LinuxKernel {
     fn set_parent_death_signal(&mut self) -> io::Result<()> {
@@ -37,6 +40,11 @@ impl Kernel for LinuxKernel {
 
     fn parent_pid(&self) -> u32 {
         u32::try_from(nix::unistd::getppid().as_raw()).unwrap_or(0)
+    }
+
+    fn join_network(&mut self) -> Option<io::Result<()>> {
+        let network = self.network.take()?;
+        Some(nix::sched::setns(&network, CloneFlags::CLONE_NEWNET).map_err(io::Error::from))
     }
 
     fn unshare_network(&mut self) -> io::Result<()> {

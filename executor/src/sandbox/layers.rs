@@ -58,6 +58,9 @@ pub(crate) trait Kernel {
     fn set_parent_death_signal(&mut self) -> io::Result<()>;
     /// `getppid()`.
     fn parent_pid(&self) -> u32;
+    /// `setns` into the network namespace the parent passed, if it passed
+    /// one (`None`: nothing to join); needs `CAP_SYS_ADMIN`.
+    fn join_network(&mut self) -> Option<io::Result<()>>;
     /// `unshare(CLONE_NEWNET)`: needs `CAP_SYS_ADMIN`.
     fn unshare_network(&mut self) -> io::Result<()>;
     /// `unshare(CLONE_NEWUSER | CLONE_NEWNET)`, then map the caller's own
@@ -107,7 +110,14 @@ pub(crate) fn apply_layers(
 
     // Namespaces before Landlock: the user-namespace path writes
     // /proc/self/uid_map, which Landlock would then forbid.
-    if spec.network != Want::Off {
+    // A namespace the parent made (and keeps for its next tools, each
+    // alone in it) is entered if it can be; else one is made here.
+    let joined = spec.network != Want::Off
+        && spec.join_network
+        && matches!(kernel.join_network(), Some(Ok(())));
+    if joined {
+        applied.network_namespace = true;
+    } else if spec.network != Want::Off {
         let outcome = match kernel.unshare_network() {
             Ok(()) => Ok(false),
             Err(direct) => match kernel.unshare_user_and_network() {
@@ -220,6 +230,8 @@ pub(crate) mod tests {
     pub(crate) struct FakeKernel {
         pub(crate) pdeathsig: Result<(), i32>,
         pub(crate) parent: u32,
+        /// What joining the parent's namespace does (`None`: none passed).
+        pub(crate) join: Option<Result<(), i32>>,
         pub(crate) netns: Result<(), i32>,
         pub(crate) userns: Result<(), i32>,
         pub(crate) userns_map: Result<(), i32>,
@@ -234,6 +246,7 @@ pub(crate) mod tests {
             FakeKernel {
                 pdeathsig: Ok(()),
                 parent: 42,
+                join: None,
                 netns: Ok(()),
                 userns: Ok(()),
                 userns_map: Ok(()),
@@ -269,6 +282,10 @@ pub(crate) mod tests {
         }
         fn parent_pid(&self) -> u32 {
             self.parent
+        }
+        fn join_network(&mut self) -> Option<io::Result<()>> {
+            self.calls.push("setns".into());
+            self.join.map(result)
         }
         fn unshare_network(&mut self) -> io::Result<()> {
             self.calls.push("netns".into());
@@ -472,5 +489,64 @@ pub(crate) mod tests {
         let refusal =
             apply_layers(&spec(Want::Off, Want::Off), &mut kernel, None).expect_err("refuses");
         assert_eq!(refusal.layer, Layer::NoNewPrivs);
+    }
+
+    #[test]
+    fn a_passed_network_namespace_is_joined_instead_of_made() {
+        let mut kernel = FakeKernel {
+            join: Some(Ok(())),
+            ..FakeKernel::capable()
+        };
+        let joining = SandboxSpec {
+            join_network: true,
+            ..spec(Want::Required, Want::Required)
+        };
+        let applied = apply_layers(&joining, &mut kernel, Some(42)).expect("applies");
+        assert!(applied.network_namespace && !applied.user_namespace);
+        assert!(kernel.calls.contains(&"setns".to_owned()));
+        assert!(
+            !kernel.calls.contains(&"netns".to_owned()),
+            "{:?}",
+            kernel.calls
+        );
+    }
+
+    #[test]
+    fn a_namespace_that_cannot_be_joined_is_made_instead_and_none_is_joined_unasked() {
+        let mut kernel = FakeKernel {
+            join: Some(Err(libc::EINVAL)),
+            ..FakeKernel::capable()
+        };
+        let joining = SandboxSpec {
+            join_network: true,
+            ..spec(Want::Required, Want::Required)
+        };
+        let applied = apply_layers(&joining, &mut kernel, Some(42)).expect("applies");
+        assert!(applied.network_namespace);
+        assert!(
+            kernel.calls.contains(&"netns".to_owned()),
+            "{:?}",
+            kernel.calls
+        );
+
+        // Not asked (or the network not cut off): nothing is joined.
+        for spec in [
+            spec(Want::Required, Want::Required),
+            SandboxSpec {
+                join_network: true,
+                ..spec(Want::Required, Want::Off)
+            },
+        ] {
+            let mut kernel = FakeKernel {
+                join: Some(Ok(())),
+                ..FakeKernel::capable()
+            };
+            apply_layers(&spec, &mut kernel, Some(42)).expect("applies");
+            assert!(
+                !kernel.calls.contains(&"setns".to_owned()),
+                "{:?}",
+                kernel.calls
+            );
+        }
     }
 }

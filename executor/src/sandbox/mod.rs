@@ -28,6 +28,10 @@
 //! and `go` the parent may attach to the child with `PTRACE_SEIZE`: the child
 //! keeps itself dumpable and installs no seccomp filter, so ptrace works.
 //!
+//! - fd 5 ([`NETNS_FD`], only when the spec says
+//!   [`SandboxSpec::join_network`]): a network namespace to enter with
+//!   `setns` instead of making a new one (see `run::netns`).
+//!
 //! # Layers
 //!
 //! In the order the child applies them: the parent-death signal (SIGKILL),
@@ -49,7 +53,7 @@ mod seccomp;
 mod spec;
 
 pub use child::child_main;
-pub use parent::{launch, Launch, SandboxError};
+pub use parent::{launch, launch_joining, Launch, SandboxError};
 pub use probe::probe;
 pub use spec::{
     AppliedLayers, Enforcement, LandlockLayer, Layer, Rlimits, SandboxSpec, Skipped, Want,
@@ -64,6 +68,10 @@ pub const CONTROL_FD: i32 = 3;
 
 /// The descriptor the child writes its report (and any exec error) to.
 pub const REPORT_FD: i32 = 4;
+
+/// The descriptor of a network namespace the child enters (when its spec
+/// says [`SandboxSpec::join_network`]) instead of making one.
+pub const NETNS_FD: i32 = 5;
 
 /// The line the parent sends to let the child exec the tool.
 pub const GO: &str = "go";

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +13,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use super::protocol::{read_line, to_line, ExecFailure, Report, MAX_LINE};
 use super::spec::{AppliedLayers, Layer, SandboxSpec};
-use super::{CHILD_ARG, CONTROL_FD, GO, GO_OBSERVED, REPORT_FD};
+use super::{CHILD_ARG, CONTROL_FD, GO, GO_OBSERVED, NETNS_FD, REPORT_FD};
 
 /// How long [`Launch::start_traced`] waits for the child's report before it
 /// checks the child for a stop (only a signal stops it then).
@@ -188,7 +188,29 @@ pub fn launch(
     stdout: Stdio,
     stderr: Stdio,
 ) -> Result<Launch, SandboxError> {
-    let spec_line = to_line(spec).map_err(|source| SandboxError::EncodeSpec {
+    launch_joining(exe, spec, None, stdout, stderr)
+}
+
+/// [`launch`], with a network namespace for the child to enter (at
+/// [`NETNS_FD`]) instead of making its own, when `network` is given and
+/// the spec wants the network cut off.
+pub fn launch_joining(
+    exe: &Path,
+    spec: &SandboxSpec,
+    network: Option<BorrowedFd<'_>>,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<Launch, SandboxError> {
+    let network = network.filter(|_| spec.network != super::spec::Want::Off);
+    let encoded = if network.is_some() {
+        to_line(&SandboxSpec {
+            join_network: true,
+            ..spec.clone()
+        })
+    } else {
+        to_line(spec)
+    };
+    let spec_line = encoded.map_err(|source| SandboxError::EncodeSpec {
         program: spec.program.clone(),
         source,
     })?;
@@ -199,8 +221,10 @@ pub fn launch(
     // vanish in the child at exec, once dup2'd onto 3 and 4.
     let control_child = high_fd(&control_read).map_err(pipe_error)?;
     let report_child = high_fd(&report_write).map_err(pipe_error)?;
+    let network_child = network.map(high_fd).transpose().map_err(pipe_error)?;
     drop((control_read, report_write));
     let (control_raw, report_raw) = (control_child.as_raw_fd(), report_child.as_raw_fd());
+    let network_raw = network_child.as_ref().map(AsRawFd::as_raw_fd);
 
     let mut command = Command::new(exe);
     command
@@ -212,16 +236,21 @@ pub fn launch(
         .stderr(stderr)
         .process_group(0);
     // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe calls are allowed: it makes two dup2 calls and
-    // reads errno, and allocates nothing. Both sources are >= HIGH_FD, so
-    // neither dup2 overwrites the other's source, and dup2 onto a different
+    // async-signal-safe calls are allowed: it makes two or three dup2 calls
+    // and reads errno, and allocates nothing. Every source is >= HIGH_FD,
+    // so no dup2 overwrites another's source, and dup2 onto a different
     // descriptor always clears close-on-exec on the copy. std has already
-    // placed stdio on 0..2, which 3 and 4 do not touch.
+    // placed stdio on 0..2, which 3, 4 and 5 do not touch.
     unsafe {
         command.pre_exec(move || {
             if libc::dup2(control_raw, CONTROL_FD) == -1 || libc::dup2(report_raw, REPORT_FD) == -1
             {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(network_raw) = network_raw {
+                if libc::dup2(network_raw, NETNS_FD) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -231,7 +260,7 @@ pub fn launch(
         source,
     })?;
     // Only the child may hold these, so its exit (or exec) is our EOF.
-    drop((control_child, report_child));
+    drop((control_child, report_child, network_child));
 
     Ok(Launch {
         child,
@@ -246,7 +275,7 @@ pub fn launch(
 }
 
 /// Duplicates `fd` to the lowest free descriptor >= [`HIGH_FD`], close-on-exec.
-fn high_fd(fd: &OwnedFd) -> Result<OwnedFd, nix::errno::Errno> {
+fn high_fd(fd: impl AsFd) -> Result<OwnedFd, nix::errno::Errno> {
     let raw = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD))?;
     // SAFETY: F_DUPFD_CLOEXEC just returned `raw` as a new descriptor that
     // nothing else owns.

@@ -112,6 +112,11 @@ pub struct SandboxSpec {
     pub rlimits: Rlimits,
     /// Kill the tool with SIGKILL when the thread that launched it exits.
     pub parent_death_signal: bool,
+    /// Enter the network namespace the parent passes at
+    /// [`super::NETNS_FD`] instead of making a new one (set by
+    /// [`super::launch_joining`], never by a caller).
+    #[serde(default)]
+    pub join_network: bool,
 }
 
 impl SandboxSpec {
@@ -141,6 +146,7 @@ impl SandboxSpec {
             seccomp: true,
             rlimits: Rlimits::default(),
             parent_death_signal: true,
+            join_network: false,
         }
     }
 }

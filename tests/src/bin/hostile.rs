@@ -2,7 +2,7 @@
 //! sandbox apart from any flag grammar: `hostile [--out=FILE]
 //! [--beside=NAME] [--write=PATH]... [--read=PATH]... [--exec=PATH]...
 //! [--chmod=PATH]... [--untraced] [--vm-write] [--connect=SOCKET]...
-//! [--prlimit=PID]...`.
+//! [--prlimit=PID]... [--netns] [--sleep-ms=N]`.
 //!
 //! It writes each `--out` FILE (a declared output), then a file NAME in
 //! the same directory as the last `--out` (an undeclared side file, as a
@@ -14,7 +14,9 @@
 //! through `process_vm_writev`, as a process rewriting another's `argv[0]`
 //! would), `connect` (connects to the Unix socket SOCKET) and `prlimit`
 //! (sets the CPU limit of process PID to what it is, as it may of any
-//! process of its user). It exits 1 if any action was denied, 0 otherwise.
+//! process of its user), `netns` (prints `netns NAMESPACE MICROS`, the
+//! network namespace it is in and the time since the epoch) and `sleep-ms` (sleeps N ms). It exits 1 if any
+//! action was denied, 0 otherwise.
 
 use std::io::Write;
 use std::path::Path;
@@ -70,6 +72,20 @@ fn main() -> ExitCode {
             report("connect", path, result);
         } else if let Some(pid) = arg.strip_prefix("--prlimit=") {
             report("prlimit", pid, set_cpu_limit(pid.parse().unwrap_or(0)));
+        } else if arg == "--netns" {
+            match std::fs::read_link("/proc/self/ns/net") {
+                Ok(namespace) => println!(
+                    "netns {} {}",
+                    namespace.display(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_micros())
+                        .unwrap_or(0)
+                ),
+                Err(error) => report("netns", "/proc/self/ns/net", Err(error)),
+            }
+        } else if let Some(ms) = arg.strip_prefix("--sleep-ms=") {
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
         } else if arg == "--vm-write" {
             report("vm-write", "self", vm_write());
         } else if let Some(path) = arg.strip_prefix("--exec=") {

@@ -47,6 +47,8 @@ flags = [
   {{ name = "--vm-write", form = "switch" }},
   {{ name = "--connect=", form = "joined", pattern = ".+" }},
   {{ name = "--prlimit=", form = "joined", pattern = "[0-9]+" }},
+  {{ name = "--netns", form = "switch" }},
+  {{ name = "--sleep-ms=", form = "joined", pattern = "[0-9]+" }},
 ]
 "#,
         dir = bin_dir().display()
@@ -542,4 +544,98 @@ fn host_sockets_and_other_processes_limits_are_out_of_reach() {
         "{output}"
     );
     assert!(listener.accept().is_err(), "nothing connected under replay");
+}
+
+/// Network namespaces are kept and entered again (making one per command
+/// cost a tenth of a run's CPU), but a tool is alone in its namespace:
+/// tools that run at once never share one, and none is `replay`'s own.
+#[test]
+fn tools_running_at_once_never_share_a_network_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    hostile_policy(&root, false);
+    let command = |id: u64, sleep: &str| {
+        serde_json::json!({
+            "id": id, "tool": "hostile", "program": "hostile",
+            "args": ["--netns", format!("--sleep-ms={sleep}"), "--netns"], "cwd": ".", "env": {},
+            "inputs": [], "outputs": [],
+        })
+    };
+    // The scheduler runs a tool it has never measured alone first (1);
+    // then 2 and 3 start together, and 4 when 3 is done, while 2 runs.
+    crate::support::write_log(
+        &root,
+        vec![
+            command(1, "0"),
+            command(2, "900"),
+            command(3, "300"),
+            command(4, "0"),
+        ],
+    );
+    let output = run(
+        &bin("replay"),
+        &[
+            "--policy",
+            "hostile.toml",
+            "-j",
+            "2",
+            "--report",
+            "r.json",
+            "log.json",
+        ],
+        &root,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report = report(&root.join("r.json"));
+    // Each tool prints its namespace and the time, first and last: while
+    // it printed, it was alive.
+    let seen = |i: usize| -> (String, u128, u128) {
+        let tail = report["commands"][i]["outcome"]["stdout_tail"]
+            .as_str()
+            .unwrap_or_default();
+        let lines: Vec<(&str, u128)> = tail
+            .lines()
+            .filter_map(|line| {
+                let (space, at) = line.strip_prefix("netns ")?.split_once(' ')?;
+                Some((space, at.parse().ok()?))
+            })
+            .collect();
+        match lines[..] {
+            [(space, from), (_, to)] => (space.to_owned(), from, to),
+            _ => panic!("command {} printed no namespace: {report:#}", i + 1),
+        }
+    };
+    let own = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .display()
+        .to_string();
+    let seen: Vec<(String, u128, u128)> = (0..4).map(seen).collect();
+    let spaces: Vec<String> = seen.iter().map(|s| s.0.clone()).collect();
+    let span = |i: usize| (seen[i].1, seen[i].2);
+    assert!(spaces.iter().all(|s| *s != own), "{spaces:?} vs {own}");
+    let mut overlaps = 0;
+    for a in 0..4 {
+        for b in a + 1..4 {
+            let ((a0, a1), (b0, b1)) = (span(a), span(b));
+            if a0 < b1 && b0 < a1 {
+                overlaps += 1;
+                assert_ne!(
+                    spaces[a],
+                    spaces[b],
+                    "commands {} and {} ran at once in one namespace",
+                    a + 1,
+                    b + 1
+                );
+            }
+        }
+    }
+    assert!(overlaps >= 2, "the tools did not run at once: {report:#}");
+    let user_namespaces = report["commands"][0]["outcome"]["layers"]["user_namespace"] == true;
+    if !user_namespaces {
+        // Privileged: namespaces are kept, and later tools reuse them.
+        let mut distinct = spaces.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() < 4, "no namespace was reused: {spaces:?}");
+    }
 }
