@@ -2,7 +2,7 @@
 //! enforces its limits.
 //!
 //! Every interval it sums the resident set of the tree's live processes
-//! (with `sysinfo`) and keeps the peak of that sum: the memory the machine
+//! (`/proc/PID/statm`) and keeps the peak of that sum: the memory the machine
 //! had to hold for the tool at once. It kills the whole tree as soon as the
 //! sum crosses the memory limit, and on timeout sends SIGTERM to the group,
 //! then SIGKILL after a grace period (as nextest does). A request to stop
@@ -14,7 +14,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::trace::Tree;
 
@@ -257,8 +256,6 @@ fn watch(
     stopper: Stopper,
     gauge: Option<Arc<Gauge>>,
 ) -> Watched {
-    let mut system = System::new();
-    let refresh = ProcessRefreshKind::nothing().with_memory();
     let mut watched = Watched::default();
     while !done.load(Ordering::SeqCst) {
         let live = tree.pids();
@@ -266,16 +263,10 @@ fn watch(
         // parent's address space: its RSS is the parent's pages, counted
         // once. Asked before the sample: a child only goes from sharing to
         // not (at its exec), so asking after could keep the parent's pages.
-        let pids: Vec<Pid> = live
+        let sum: u64 = live
             .iter()
             .filter(|pid| !shares_parents_memory(**pid, &live))
-            .map(|pid| Pid::from_u32(*pid as u32))
-            .collect();
-        system.refresh_processes_specifics(ProcessesToUpdate::Some(&pids), true, refresh);
-        let sum: u64 = pids
-            .iter()
-            .filter_map(|pid| system.process(*pid))
-            .map(|process| process.memory())
+            .filter_map(|pid| resident_bytes(*pid))
             .sum();
         watched.samples += 1;
         watched.peak_tree_rss = watched.peak_tree_rss.max(sum);
@@ -319,6 +310,25 @@ fn watch(
     }
     watched.stop = stopper.stopped();
     watched
+}
+
+/// The resident set of process `pid` in bytes, from `/proc/PID/statm` (its
+/// second field, in pages): one small read a process a sample. `None` if
+/// it is gone.
+fn resident_bytes(pid: i32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(page_size()))
+}
+
+/// The page size, asked once.
+fn page_size() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        // SAFETY: sysconf reads a constant of the system; no memory of ours.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+    })
 }
 
 /// Whether `pid` runs in the address space of its parent, itself one of
