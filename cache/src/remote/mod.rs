@@ -25,7 +25,7 @@ pub mod proto;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -658,7 +658,11 @@ impl Remote {
         key: &Digest,
         expected: &[String],
     ) -> Result<Fetched, RemoteError> {
-        let fetched = self.bounded(self.fetch_async(store, key, expected));
+        // Checking the read set hashes files here, which blocks the
+        // runtime (its timer cannot fire meanwhile): it watches the same
+        // deadline itself.
+        let deadline = Instant::now() + self.config.timeout;
+        let fetched = self.bounded(self.fetch_async(store, key, expected, deadline));
         match &fetched {
             Ok(Fetched::Stored { bytes }) => self.count(|c| {
                 c.remote_hits += 1;
@@ -674,6 +678,7 @@ impl Remote {
         store: &Store,
         key: &Digest,
         expected: &[String],
+        deadline: Instant,
     ) -> Result<Fetched, RemoteError> {
         let Some(result) = self.get_result(key).await? else {
             return Ok(Fetched::NotFound);
@@ -682,7 +687,10 @@ impl Remote {
             Ok(parts) => parts,
             Err(why) => return Ok(Fetched::Refused(why)),
         };
-        if let Some(path) = store.read_set_changed(&entry.read_set) {
+        let changed = store
+            .remote_read_set_changed(&entry.read_set, &|| Instant::now() >= deadline)
+            .map_err(|_| RemoteError::Timeout(self.config.timeout))?;
+        if let Some(path) = changed {
             return Ok(Fetched::Refused(format!(
                 "`{}`, which the tool read where the result was made, is not the same here",
                 path.display()
@@ -706,7 +714,10 @@ impl Remote {
         wanted.dedup();
         // What the entry claims decides how much is fetched: never more
         // than the local cache may hold.
-        let claimed: u64 = wanted.iter().map(Digest::size).sum();
+        // Saturating: sizes near `i64::MAX` must not wrap to a small sum.
+        let claimed = wanted
+            .iter()
+            .fold(0u64, |sum, d| sum.saturating_add(d.size()));
         if claimed > store.max_size() {
             return Ok(Fetched::Refused(format!(
                 "its blobs ({claimed} bytes) are larger than the local cache's cap ({} bytes)",
@@ -843,6 +854,9 @@ fn to_entry(
                 file.path
             ));
         }
+        if outputs.iter().any(|o: &OutputEntry| o.path == file.path) {
+            return Err(format!("it names the output `{}` twice", file.path));
+        }
         let digest = well_formed(file.digest.as_ref(), &file.path)?;
         if !file.contents.is_empty() {
             inline.push((digest.clone(), file.contents.clone()));
@@ -900,6 +914,12 @@ fn to_entry(
         if !path.is_absolute() {
             return Err(format!("its read set names `{}`, not absolute", read.path));
         }
+        if let Some(why) = not_a_read(&read.path) {
+            return Err(format!(
+                "its read set names `{}`, {why}",
+                read.path.escape_debug()
+            ));
+        }
         let digest = match read.digest {
             Some(d) => Some(well_formed(Some(&d), &read.path)?),
             None => None,
@@ -927,6 +947,34 @@ fn to_entry(
         },
         inline,
     ))
+}
+
+/// Pseudo-file systems: a read set made by `replay` never names a file
+/// there, and what is there is no file content (`/proc/self/pagemap`
+/// never ends, `/dev/zero` neither, a FIFO blocks).
+const PSEUDO: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// Why a remote read set's absolute `path` is not one `replay` would have
+/// recorded (the tracer gives canonical paths): a `.`, `..` or empty
+/// segment, a NUL, or a pseudo-file system.
+fn not_a_read(path: &str) -> Option<&'static str> {
+    if path.contains('\0') {
+        return Some("which holds a NUL byte");
+    }
+    let segments = path.strip_prefix('/')?.split('/');
+    if segments
+        .clone()
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Some("which is not a plain path (an empty, `.` or `..` segment)");
+    }
+    if PSEUDO
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    {
+        return Some("a pseudo-file (`/proc`, `/sys` or `/dev`) no read set records");
+    }
+    None
 }
 
 fn well_formed(digest: Option<&Digest>, what: &str) -> Result<Digest, String> {
@@ -1107,6 +1155,42 @@ mod tests {
             },
             &expected(),
             "not absolute",
+        );
+        // Regression: a read set could name any file, which was then
+        // opened and hashed: `/proc/self/pagemap` (about 256 GiB, hashed
+        // past `--remote-timeout`), a path through `..`.
+        for (path, why) in [
+            ("/proc/self/pagemap", "pseudo-file"),
+            ("/dev/zero", "pseudo-file"),
+            ("/sys", "pseudo-file"),
+            ("/usr/../proc/kcore", "not a plain path"),
+            ("/usr//include/stdio.h", "not a plain path"),
+            ("/usr/include/./stdio.h", "not a plain path"),
+            ("/usr/include/std\0io.h", "NUL"),
+        ] {
+            refused(
+                &|r| {
+                    let metadata = r.execution_metadata.as_mut().unwrap();
+                    let mut m =
+                        ReplayMetadata::decode(metadata.auxiliary_metadata[0].value.as_slice())
+                            .unwrap();
+                    m.read_set[0].path = path.into();
+                    metadata.auxiliary_metadata[0].value = m.encode_to_vec();
+                },
+                &expected(),
+                why,
+            );
+        }
+        // Regression: a declared output named twice (two digests) was
+        // downloaded twice before the store refused the entry.
+        refused(
+            &|r| {
+                let mut again = r.output_files[0].clone();
+                again.digest = Some(Digest::of(b"other"));
+                r.output_files.push(again);
+            },
+            &expected(),
+            "`a.o` twice",
         );
     }
 
