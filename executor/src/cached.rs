@@ -251,14 +251,16 @@ impl RunCache {
     /// them (committed from there exactly as a run's are).
     /// A local miss asks the remote cache, if any; a usable remote result
     /// becomes a local entry and is restored by the same local lookup.
-    pub fn lookup(&self, key: &ActionKey, staging: &Staging) -> Looked {
+    /// `readable`: what the command's sandbox lets its tool read (the
+    /// files a remote read set may name).
+    pub fn lookup(&self, key: &ActionKey, staging: &Staging, readable: &[PathBuf]) -> Looked {
         let expected: Vec<String> = staging.staged_files().map(|(p, _)| p.to_owned()).collect();
         let lookup = self
             .store
             .lookup(&key.action, &staging.out_dir(), &expected);
         #[cfg(feature = "remote-cache")]
         if let (Ok(Lookup::Miss(_)), Some(remote)) = (&lookup, &self.remote) {
-            let said = remote.fetch(&self.store, &key.action, &expected);
+            let said = remote.fetch(&self.store, &key.action, &expected, readable);
             if said.as_deref() == Some("hit") {
                 let lookup = self
                     .store

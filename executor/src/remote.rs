@@ -94,6 +94,7 @@ pub use client::RunRemote;
 
 #[cfg(feature = "remote-cache")]
 mod client {
+    use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
     use replay_cache::remote::{Fetched, Mode, Remote, RemoteConfig, RemoteError};
@@ -146,12 +147,21 @@ mod client {
         }
 
         /// Asks the remote for `key`; on a usable hit, `store` has the
-        /// entry (look it up again). Returns what the report says.
-        pub fn fetch(&self, store: &Store, key: &Digest, expected: &[String]) -> Option<String> {
+        /// entry (look it up again). `readable`: what the command's
+        /// sandbox lets its tool read (a read set naming another file is
+        /// refused unopened). Returns what the report says.
+        pub fn fetch(
+            &self,
+            store: &Store,
+            key: &Digest,
+            expected: &[String],
+            readable: &[PathBuf],
+        ) -> Option<String> {
             if self.remote.is_down() {
                 return None;
             }
-            match self.remote.fetch(store, key, expected) {
+            let may_read = |path: &Path| readable.iter().any(|r| path.starts_with(r));
+            match self.remote.fetch(store, key, expected, &may_read) {
                 Ok(Fetched::Stored { .. }) => Some("hit".into()),
                 Ok(Fetched::NotFound) => Some("miss".into()),
                 Ok(Fetched::Refused(why)) => Some(format!("refused: {why}")),

@@ -53,6 +53,10 @@ const CHUNK: usize = 1 << 20;
 const MAX_MESSAGE: usize = 8 << 20;
 /// Files a remote read set may name at most.
 const MAX_READ_SET: usize = 50_000;
+/// The largest stdout or stderr a remote result may claim: what a local
+/// lookup reads of one (a run that printed more than 1 MiB is not even
+/// stored).
+const MAX_STREAM: u64 = 16 << 20;
 
 /// Whether this process may write the remote cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -649,20 +653,23 @@ impl Remote {
     }
 
     /// Looks `key` up remotely and, on a usable hit, makes it an entry of
-    /// `store` (`expected`: the command's declared outputs). A failure of
-    /// the remote is an `Err` (take it down); a result not to use is
-    /// [`Fetched::Refused`].
+    /// `store` (`expected`: the command's declared outputs; `may_read`:
+    /// whether the command's sandbox lets its tool read a file, so a read
+    /// set naming another file is refused before anything is opened). A
+    /// failure of the remote is an `Err` (take it down); a result not to
+    /// use is [`Fetched::Refused`].
     pub fn fetch(
         &self,
         store: &Store,
         key: &Digest,
         expected: &[String],
+        may_read: &dyn Fn(&std::path::Path) -> bool,
     ) -> Result<Fetched, RemoteError> {
         // Checking the read set hashes files here, which blocks the
         // runtime (its timer cannot fire meanwhile): it watches the same
         // deadline itself.
         let deadline = Instant::now() + self.config.timeout;
-        let fetched = self.bounded(self.fetch_async(store, key, expected, deadline));
+        let fetched = self.bounded(self.fetch_async(store, key, expected, may_read, deadline));
         match &fetched {
             Ok(Fetched::Stored { bytes }) => self.count(|c| {
                 c.remote_hits += 1;
@@ -678,6 +685,7 @@ impl Remote {
         store: &Store,
         key: &Digest,
         expected: &[String],
+        may_read: &dyn Fn(&std::path::Path) -> bool,
         deadline: Instant,
     ) -> Result<Fetched, RemoteError> {
         let Some(result) = self.get_result(key).await? else {
@@ -687,6 +695,20 @@ impl Remote {
             Ok(parts) => parts,
             Err(why) => return Ok(Fetched::Refused(why)),
         };
+        // A file the tool could not have read here is none of this
+        // command's business: not opened, so a server learns nothing of
+        // it (whether a guess of its content is right, by what is asked
+        // next). A file expected absent is only looked for.
+        if let Some(read) = entry
+            .read_set
+            .iter()
+            .find(|r| (r.digest.is_some() || r.listing) && !may_read(&r.path))
+        {
+            return Ok(Fetched::Refused(format!(
+                "its read set names `{}`, which this command's sandbox would not let its tool read",
+                read.path.display()
+            )));
+        }
         let changed = store
             .remote_read_set_changed(&entry.read_set, &|| Instant::now() >= deadline)
             .map_err(|_| RemoteError::Timeout(self.config.timeout))?;
@@ -712,17 +734,8 @@ impl Remote {
             .collect();
         wanted.sort();
         wanted.dedup();
-        // What the entry claims decides how much is fetched: never more
-        // than the local cache may hold.
-        // Saturating: sizes near `i64::MAX` must not wrap to a small sum.
-        let claimed = wanted
-            .iter()
-            .fold(0u64, |sum, d| sum.saturating_add(d.size()));
-        if claimed > store.max_size() {
-            return Ok(Fetched::Refused(format!(
-                "its blobs ({claimed} bytes) are larger than the local cache's cap ({} bytes)",
-                store.max_size()
-            )));
+        if let Err(why) = fits(&wanted, store.max_size()) {
+            return Ok(Fetched::Refused(why));
         }
         // The empty blob needs no call.
         wanted.retain(|d| d.size_bytes != 0 || keep(store, d, b"").is_err());
@@ -814,6 +827,22 @@ fn upload_id() -> String {
     )
 }
 
+/// Whether blobs of the sizes `wanted` claim fit in a local cache of
+/// `cap` bytes: what an entry claims decides how much is fetched, never
+/// more than the local cache may hold. The sum saturates: sizes near
+/// `i64::MAX` must not wrap to a small one.
+fn fits(wanted: &[Digest], cap: u64) -> Result<(), String> {
+    let claimed = wanted
+        .iter()
+        .fold(0u64, |sum, d| sum.saturating_add(d.size()));
+    if claimed > cap {
+        return Err(format!(
+            "its blobs ({claimed} bytes) are larger than the local cache's cap ({cap} bytes)"
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `data` into `store` as `digest`, refusing it unless it is.
 fn keep(store: &Store, digest: &Digest, data: &[u8]) -> Result<(), String> {
     let mut sink = store.blob_sink(digest).map_err(|e| e.to_string())?;
@@ -885,6 +914,14 @@ fn to_entry(
     };
     let stdout = stream(&result.stdout_raw, result.stdout_digest.as_ref(), "stdout")?;
     let stderr = stream(&result.stderr_raw, result.stderr_digest.as_ref(), "stderr")?;
+    for (digest, what) in [(&stdout, "stdout"), (&stderr, "stderr")] {
+        if digest.size() > MAX_STREAM {
+            return Err(format!(
+                "its {what} claims {} bytes, more than the {MAX_STREAM} a hit may print",
+                digest.size()
+            ));
+        }
+    }
     for (raw, digest) in [(&result.stdout_raw, &stdout), (&result.stderr_raw, &stderr)] {
         if !raw.is_empty() {
             inline.push((digest.clone(), raw.clone()));
@@ -1181,6 +1218,18 @@ mod tests {
                 why,
             );
         }
+        // Regression: a stdout claimed at 4 GiB was downloaded (within the
+        // cache's cap) though a lookup reads at most 16 MiB of one.
+        refused(
+            &|r| {
+                r.stdout_digest = Some(Digest {
+                    hash: Digest::of(b"").hash,
+                    size_bytes: 4 << 30,
+                })
+            },
+            &expected(),
+            "its stdout claims 4294967296 bytes",
+        );
         // Regression: a declared output named twice (two digests) was
         // downloaded twice before the store refused the entry.
         refused(
@@ -1192,6 +1241,22 @@ mod tests {
             &expected(),
             "`a.o` twice",
         );
+    }
+
+    /// Regression: the claimed sizes were summed with `+`: three digests
+    /// of sizes near `i64::MAX` panicked a debug build and, in a release
+    /// build, wrapped to a sum under the cap, so the blobs were fetched.
+    #[test]
+    fn claimed_sizes_that_would_wrap_do_not_fit() {
+        let sized = |n: i64| Digest {
+            hash: Digest::of(b"x").hash,
+            size_bytes: n,
+        };
+        let wrapping = [sized(i64::MAX), sized(i64::MAX), sized(3)];
+        let why = fits(&wrapping, 5 << 30).unwrap_err();
+        assert!(why.contains(&u64::MAX.to_string()), "{why}");
+        assert!(fits(&[sized(1 << 20), sized(1 << 20)], 2 << 20).is_ok());
+        assert!(fits(&[sized(1 << 20), sized(1 << 20)], (2 << 20) - 1).is_err());
     }
 
     #[test]
@@ -1232,7 +1297,7 @@ mod tests {
             mode: Mode::ReadWrite,
         })
         .unwrap();
-        let fetched = remote.fetch(&store, &key(), &expected());
+        let fetched = remote.fetch(&store, &key(), &expected(), &|_| true);
         assert!(fetched.is_err(), "{fetched:?}");
         assert_eq!(remote.counts().remote_misses, 1);
         assert!(remote.take_down());

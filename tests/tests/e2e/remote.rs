@@ -738,3 +738,179 @@ fn a_remote_that_answers_garbage_is_warned_about_once_and_the_build_finishes() {
     assert!(notes[0].starts_with("failed:"), "{notes:?}");
     assert_eq!(notes[1], "", "not asked again: {notes:?}");
 }
+
+/// `remote_run`, killed (and the test failed) if it is still running
+/// after `limit`: a hang guard, far above the 5 s `--remote-timeout`.
+fn remote_run_within(
+    root: &Path,
+    cache: &Path,
+    url: &str,
+    policy: &Path,
+    extra: &[&str],
+    limit: Duration,
+) -> Output {
+    let mut child = std::process::Command::new(bin("replay"))
+        .env_remove("REPLAY_NO_CACHE")
+        .arg("--cache")
+        .arg(cache)
+        .args(["--remote-cache", url])
+        .args(extra)
+        .arg("--policy")
+        .arg(policy)
+        .args(["--report", "report.json", "log.json"])
+        .current_dir(root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run replay");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("replay still ran after {limit:?}: it hashed what the server named");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Regression: a server's read set named files of its choosing, and
+/// `replay` opened and hashed each: `/proc/self/pagemap` (8 bytes per page
+/// of its own address space, about 256 GiB) kept it hashing for minutes,
+/// past `--remote-timeout` (the hash blocked the runtime whose timer
+/// should have ended the lookup). Now such a path is refused unread.
+#[test]
+fn a_read_set_naming_a_pseudo_file_is_refused_unread() {
+    use prost::Message as _;
+    use replay_cache::remote::proto::{ReadEntry, ReplayMetadata, METADATA_TYPE};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = BuildGrid::start(&dir.path().join("server"));
+    let policy = trusting_policy(dir.path(), &server.url());
+    let root = dir.path().join("checkout");
+    one_compile(&root);
+    let a = remote_run(
+        &root,
+        &dir.path().join("cache-a"),
+        &server.url(),
+        &policy,
+        &[],
+    );
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let [action] = &local_actions(&dir.path().join("cache-a"))[..] else {
+        panic!("one entry")
+    };
+    let remote = client(&server);
+    for path in ["/proc/self/pagemap", "/usr/../proc/self/pagemap"] {
+        let mut result = remote.get_action_result(action).unwrap().expect("uploaded");
+        let any = result
+            .execution_metadata
+            .as_mut()
+            .unwrap()
+            .auxiliary_metadata
+            .iter_mut()
+            .find(|a| a.type_url == METADATA_TYPE)
+            .unwrap();
+        let mut metadata = ReplayMetadata::decode(any.value.as_slice()).unwrap();
+        metadata.read_set.retain(|r| !r.path.contains("pagemap"));
+        metadata.read_set.insert(
+            0,
+            ReadEntry {
+                path: path.into(),
+                digest: Some(Digest::of(b"")),
+                listing: false,
+            },
+        );
+        any.value = metadata.encode_to_vec();
+        remote.update_action_result(action, result).unwrap();
+
+        std::fs::remove_file(root.join("main.o")).unwrap();
+        let cache_b = dir.path().join("cache-b");
+        let _ = std::fs::remove_dir_all(&cache_b);
+        let b = remote_run_within(
+            &root,
+            &cache_b,
+            &server.url(),
+            &policy,
+            &["--remote-cache-mode", "read"],
+            Duration::from_secs(120),
+        );
+        assert!(b.status.success(), "{}", text(&b.stderr));
+        let doc = report(&root.join("report.json"));
+        assert_eq!(statuses(&doc), ["ok"], "it ran: {doc:#}");
+        let note = &remote_notes(&doc)[0];
+        assert!(
+            note.starts_with("refused:") && note.contains(path),
+            "{path}: {note}"
+        );
+    }
+}
+
+/// Regression: a server could name in a read set any file of the machine
+/// with a guessed digest, and `replay` hashed it and, if the guess was
+/// right, went on to download the result: whether a file outside what the
+/// command may read holds what the server guessed leaked by what was
+/// asked next (and the hit was used). Now a file the command's sandbox
+/// would not let its tool read is refused unopened.
+#[test]
+fn a_read_set_naming_a_file_the_command_may_not_read_is_refused_unread() {
+    use prost::Message as _;
+    use replay_cache::remote::proto::{ReadEntry, ReplayMetadata, METADATA_TYPE};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = BuildGrid::start(&dir.path().join("server"));
+    let policy = trusting_policy(dir.path(), &server.url());
+    let root = dir.path().join("checkout");
+    one_compile(&root);
+    let a = remote_run(
+        &root,
+        &dir.path().join("cache-a"),
+        &server.url(),
+        &policy,
+        &[],
+    );
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let [action] = &local_actions(&dir.path().join("cache-a"))[..] else {
+        panic!("one entry")
+    };
+    // A "secret" outside the work root and the system directories, and
+    // the server's right guess of it.
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, b"hunter2\n").unwrap();
+    let remote = client(&server);
+    let mut result = remote.get_action_result(action).unwrap().expect("uploaded");
+    let any = result
+        .execution_metadata
+        .as_mut()
+        .unwrap()
+        .auxiliary_metadata
+        .iter_mut()
+        .find(|a| a.type_url == METADATA_TYPE)
+        .unwrap();
+    let mut metadata = ReplayMetadata::decode(any.value.as_slice()).unwrap();
+    metadata.read_set.push(ReadEntry {
+        path: secret.to_str().unwrap().into(),
+        digest: Some(Digest::of(b"hunter2\n")),
+        listing: false,
+    });
+    any.value = metadata.encode_to_vec();
+    remote.update_action_result(action, result).unwrap();
+
+    std::fs::remove_file(root.join("main.o")).unwrap();
+    let b = remote_run(
+        &root,
+        &dir.path().join("cache-b"),
+        &server.url(),
+        &policy,
+        &["--remote-cache-mode", "read"],
+    );
+    assert!(b.status.success(), "{}", text(&b.stderr));
+    let doc = report(&root.join("report.json"));
+    assert_eq!(statuses(&doc), ["ok"], "it ran, no hit: {doc:#}");
+    let note = &remote_notes(&doc)[0];
+    assert!(
+        note.starts_with("refused:") && note.contains("secret.txt") && note.contains("sandbox"),
+        "{note}"
+    );
+}
