@@ -528,6 +528,15 @@ fn reads(
             continue;
         }
         match digest(path) {
+            // The digest must be of the file whose stamp was checked: one
+            // replaced or rewritten between that check and the hash (a
+            // path swapped under it) would key content the tool never
+            // read.
+            Ok(_) if !std::fs::metadata(path).is_ok_and(|m| Stamp::of(&m) == now) => {
+                problem.get_or_insert_with(|| {
+                    format!("`{shown}`, which it read, changed while it ran")
+                });
+            }
             Ok(d) => read_set.push(ReadFile {
                 path: path.to_owned(),
                 digest: Some(d),
@@ -634,6 +643,38 @@ mod tests {
             ]
         );
         assert_eq!(got.undeclared, ["include/x.h"]);
+    }
+
+    /// Regression: the file's stamp was checked, then the file hashed by
+    /// path; one rewritten in between was keyed with the new content,
+    /// which the tool never read.
+    #[test]
+    fn a_file_rewritten_between_its_check_and_its_hash_is_no_read_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let stage = root.join(".replay-stage/1-1");
+        std::fs::create_dir_all(&stage).unwrap();
+        let system = dir.path().join("system.h");
+        std::fs::write(&system, "old").unwrap();
+        let accessed = Accessed {
+            files: vec![read(&system, true)],
+            complete: true,
+        };
+        let started = SystemTime::now() + std::time::Duration::from_secs(1);
+        let got = reads(
+            Some(&accessed),
+            &resolved(&root),
+            &root,
+            &stage,
+            started,
+            |p| {
+                // Someone swaps the file just before it is hashed.
+                std::fs::write(p, "newer").unwrap();
+                Ok(replay_cache::Digest::of(&std::fs::read(p).unwrap()))
+            },
+        );
+        let why = got.read_set.unwrap_err();
+        assert!(why.contains("changed while it ran"), "{why}");
     }
 
     #[test]
