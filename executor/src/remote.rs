@@ -19,8 +19,9 @@ pub enum RemoteMode {
     ReadWrite,
 }
 
-/// The remote cache the command line names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The remote cache the command line names. Its `Debug` shows the
+/// headers' names, never their values (a bearer token).
+#[derive(Clone, PartialEq, Eq)]
 pub struct RemoteOptions {
     /// `grpc://HOST:PORT` or `grpcs://HOST:PORT`.
     pub url: String,
@@ -35,6 +36,24 @@ pub struct RemoteOptions {
     /// The mode asked for; `None`: read-write if the policy trusts the
     /// remote, else read. After [`RemoteOptions::judge`], always set.
     pub mode: Option<RemoteMode>,
+}
+
+impl std::fmt::Debug for RemoteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{name}=<redacted>"))
+            .collect();
+        f.debug_struct("RemoteOptions")
+            .field("url", &self.url)
+            .field("instance", &self.instance)
+            .field("headers", &headers)
+            .field("ca", &self.ca)
+            .field("timeout", &self.timeout)
+            .field("mode", &self.mode)
+            .finish()
+    }
 }
 
 /// Why the policy does not let a run use the remote as asked.
@@ -191,5 +210,27 @@ mod client {
         pub fn save_counts(&self, store: &Store) {
             store.count_remote(&self.remote.counts());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the derived `Debug` of the options printed
+    /// `--remote-header` values (a bearer token) for whatever logged them.
+    #[test]
+    fn debug_output_names_headers_but_never_their_values() {
+        let options = RemoteOptions {
+            url: "grpcs://cache.example:443".into(),
+            instance: String::new(),
+            headers: vec![("authorization".into(), "Bearer s3cret-token".into())],
+            ca: None,
+            timeout: Duration::from_secs(5),
+            mode: None,
+        };
+        let shown = format!("{options:?}");
+        assert!(shown.contains("authorization=<redacted>"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

@@ -67,8 +67,9 @@ pub enum Mode {
     ReadWrite,
 }
 
-/// Where the remote cache is and how to talk to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the remote cache is and how to talk to it. Its `Debug` shows the
+/// headers' names, never their values (a bearer token).
+#[derive(Clone, PartialEq, Eq)]
 pub struct RemoteConfig {
     /// `grpc://host:port` (plain HTTP/2) or `grpcs://host:port` (TLS).
     pub url: String,
@@ -82,6 +83,27 @@ pub struct RemoteConfig {
     pub timeout: Duration,
     /// Read, or read and write.
     pub mode: Mode,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("url", &self.url)
+            .field("instance", &self.instance)
+            .field("headers", &redacted(&self.headers))
+            .field("ca", &self.ca)
+            .field("timeout", &self.timeout)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// Headers as `name=<redacted>`, for what may be printed.
+pub fn redacted(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .map(|(name, _)| format!("{name}=<redacted>"))
+        .collect()
 }
 
 /// Why a remote cache could not be set up or used.
@@ -1257,6 +1279,23 @@ mod tests {
         assert!(why.contains(&u64::MAX.to_string()), "{why}");
         assert!(fits(&[sized(1 << 20), sized(1 << 20)], 2 << 20).is_ok());
         assert!(fits(&[sized(1 << 20), sized(1 << 20)], (2 << 20) - 1).is_err());
+    }
+
+    /// Regression: `RemoteConfig`'s derived `Debug` printed header values
+    /// (`authorization=Bearer ...`) for whatever logged it.
+    #[test]
+    fn debug_output_names_headers_but_never_their_values() {
+        let config = RemoteConfig {
+            url: "grpc://127.0.0.1:1".into(),
+            instance: String::new(),
+            headers: vec![("authorization".into(), "Bearer s3cret-token".into())],
+            ca: None,
+            timeout: Duration::from_secs(1),
+            mode: Mode::Read,
+        };
+        let shown = format!("{config:?}");
+        assert!(shown.contains("authorization=<redacted>"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]
