@@ -1000,7 +1000,11 @@ fn to_entry(
             cost: Cost {
                 wall_ms: metadata.wall_ms,
                 cpu_ms: metadata.cpu_ms,
-                peak_rss_bytes: metadata.peak_rss_bytes,
+                // Not the server's word: `-j` admits a command by the peak
+                // its entry records, and a peak claimed tiny would let a
+                // memory-hungry tool start beside others (one that runs
+                // after this entry stops matching). 0 is "not measured".
+                peak_rss_bytes: 0,
             },
             read_set,
         },
@@ -1146,7 +1150,9 @@ mod tests {
         let result = to_result(&entry());
         let decoded = ActionResult::decode(result.encode_to_vec().as_slice()).unwrap();
         let (back, inline) = to_entry(&key(), &decoded, &expected()).unwrap();
-        assert_eq!(back, entry());
+        let mut local = entry();
+        local.cost.peak_rss_bytes = 0;
+        assert_eq!(back, local);
         assert!(inline.is_empty());
     }
 
@@ -1263,6 +1269,22 @@ mod tests {
             &expected(),
             "`a.o` twice",
         );
+    }
+
+    /// Regression: a remote result's claimed peak RSS became the entry's,
+    /// which `-j` admits a command by: a server claiming 1 byte for a
+    /// memory-hungry tool let it start beside others.
+    #[test]
+    fn a_remote_peak_is_never_a_prediction() {
+        let mut result = to_result(&entry());
+        let metadata = result.execution_metadata.as_mut().unwrap();
+        let mut m =
+            ReplayMetadata::decode(metadata.auxiliary_metadata[0].value.as_slice()).unwrap();
+        m.peak_rss_bytes = 1;
+        metadata.auxiliary_metadata[0].value = m.encode_to_vec();
+        let (back, _) = to_entry(&key(), &result, &expected()).unwrap();
+        assert_eq!(back.cost.peak_rss_bytes, 0);
+        assert_eq!(back.cost.wall_ms, 12, "the rest of the cost is kept");
     }
 
     /// Regression: the claimed sizes were summed with `+`: three digests
