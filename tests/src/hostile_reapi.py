@@ -2,16 +2,21 @@
 GetActionResult with the ActionResult bytes in the file ARGV[1], every
 ByteStream.Read with a stream of 64 KiB chunks that never ends (more than
 any digest's size, forever), and every BatchReadBlobs with status OK and
-wrong data for each blob asked for, each twice, plus one not asked for. It prints its loopback port, then serves
+wrong data for each blob asked for, each twice, plus one not asked for.
+With ARGV[2] `slow`, ByteStream.Read drips one byte every half second
+instead (never more than the size, never done). It prints its loopback port, then serves
 until killed. Run with the BuildGrid venv's python (it has grpcio)."""
 
 import sys
 from concurrent import futures
 
+import time
+
 import grpc
 from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re
 
 RESULT = open(sys.argv[1], "rb").read()
+SLOW = sys.argv[2:] == ["slow"]
 CHUNK = b"\x52" + bytes([0x80, 0x80, 0x04]) + b"\x00" * 65536  # ReadResponse{data}
 
 
@@ -30,7 +35,11 @@ def batch_read_blobs(request, context):
 
 def read(request, context):
     while context.is_active():
-        yield CHUNK
+        if SLOW:
+            time.sleep(0.5)
+            yield b"\x52\x01\x00"
+        else:
+            yield CHUNK
 
 
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

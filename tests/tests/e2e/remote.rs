@@ -5,7 +5,10 @@
 //! the command does not declare are refused and the command runs; a
 //! server killed mid-run or one that stops answering leaves the build
 //! finished locally, the remote asked no more; `read` mode and a remote
-//! the policy does not trust upload nothing.
+//! the policy does not trust upload nothing. A read set naming a
+//! pseudo-file or a file the command may not read is refused unread; a
+//! hostile server (`tests/src/hostile_reapi.py`) whose blobs are wrong,
+//! endless or dripping is refused within the timeout, leaving nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -925,7 +928,11 @@ struct Hostile {
 }
 
 impl Hostile {
-    fn start(dir: &Path, result: &replay_cache::remote::proto::ActionResult) -> Hostile {
+    fn start(
+        dir: &Path,
+        result: &replay_cache::remote::proto::ActionResult,
+        mode: &str,
+    ) -> Hostile {
         use prost::Message as _;
         use std::io::BufRead as _;
         let file = dir.join("result.bin");
@@ -936,6 +943,7 @@ impl Hostile {
         let mut child = std::process::Command::new(&python)
             .arg(&script)
             .arg(&file)
+            .arg(mode)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start `{}`: {e}", python.display()));
@@ -967,11 +975,24 @@ impl Drop for Hostile {
 /// the size and checks the digest); kept as the guard.
 #[test]
 fn blobs_a_hostile_server_sends_wrong_are_refused_and_leave_nothing() {
-    hostile_blob(2 << 20, "longer than its size");
-    hostile_blob(1000, "hashes to");
+    hostile_blob(
+        2 << 20,
+        "fast",
+        Duration::from_secs(30),
+        "longer than its size",
+    );
+    hostile_blob(1000, "fast", Duration::from_secs(30), "hashes to");
+    // A ByteStream that drips a byte every half second is cut by
+    // `--remote-timeout` as a whole, not per message.
+    hostile_blob(
+        2 << 20,
+        "slow",
+        Duration::from_secs(2),
+        "no answer within 2s",
+    );
 }
 
-fn hostile_blob(size: usize, why_expected: &str) {
+fn hostile_blob(size: usize, mode: &str, timeout: Duration, why_expected: &str) {
     use replay_cache::{Cost, Entry, OutputEntry, Store, FORMAT_VERSION};
 
     let dir = tempfile::tempdir().unwrap();
@@ -996,14 +1017,14 @@ fn hostile_blob(size: usize, why_expected: &str) {
         },
         read_set: Vec::new(),
     };
-    let server = Hostile::start(dir.path(), &replay_cache::remote::to_result(&entry));
+    let server = Hostile::start(dir.path(), &replay_cache::remote::to_result(&entry), mode);
     let store = Store::open(&dir.path().join("cache"), 1 << 30).unwrap();
     let remote = Remote::new(RemoteConfig {
         url: format!("grpc://127.0.0.1:{}", server.port),
         instance: String::new(),
         headers: Vec::new(),
         ca: None,
-        timeout: Duration::from_secs(30),
+        timeout,
         mode: Mode::Read,
     })
     .unwrap();
@@ -1012,6 +1033,7 @@ fn hostile_blob(size: usize, why_expected: &str) {
         Ok(replay_cache::remote::Fetched::Refused(why)) => {
             assert!(why.contains(why_expected), "{why}")
         }
+        Err(e) if e.to_string().contains(why_expected) => {}
         other => panic!("not refused: {other:?}"),
     }
     let kept: u64 = crate::support::walk(&dir.path().join("cache/cas"))
