@@ -252,15 +252,23 @@ impl RunCache {
     /// A local miss asks the remote cache, if any; a usable remote result
     /// becomes a local entry and is restored by the same local lookup.
     /// `readable`: what the command's sandbox lets its tool read (the
-    /// files a remote read set may name).
-    pub fn lookup(&self, key: &ActionKey, staging: &Staging, readable: &[PathBuf]) -> Looked {
+    /// files a remote read set may name, besides absent ones in `root`).
+    pub fn lookup(
+        &self,
+        key: &ActionKey,
+        staging: &Staging,
+        readable: &[PathBuf],
+        root: &Path,
+    ) -> Looked {
+        #[cfg(not(feature = "remote-cache"))]
+        let _ = (readable, root);
         let expected: Vec<String> = staging.staged_files().map(|(p, _)| p.to_owned()).collect();
         let lookup = self
             .store
             .lookup(&key.action, &staging.out_dir(), &expected);
         #[cfg(feature = "remote-cache")]
         if let (Ok(Lookup::Miss(_)), Some(remote)) = (&lookup, &self.remote) {
-            let said = remote.fetch(&self.store, &key.action, &expected, readable);
+            let said = remote.fetch(&self.store, &key.action, &expected, readable, root);
             if said.as_deref() == Some("hit") {
                 let lookup = self
                     .store

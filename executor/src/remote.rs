@@ -167,19 +167,31 @@ mod client {
 
         /// Asks the remote for `key`; on a usable hit, `store` has the
         /// entry (look it up again). `readable`: what the command's
-        /// sandbox lets its tool read (a read set naming another file is
-        /// refused unopened). Returns what the report says.
+        /// sandbox lets its tool read. A file expected absent may also be
+        /// in the work root `root` (a header search) or beside a
+        /// directory on the way to something readable (the loader's
+        /// `/etc/ld.so.preload`), not elsewhere (`~/.ssh/id_ed25519`). A
+        /// read set naming another file is refused unopened. Returns what
+        /// the report says.
         pub fn fetch(
             &self,
             store: &Store,
             key: &Digest,
             expected: &[String],
             readable: &[PathBuf],
+            root: &Path,
         ) -> Option<String> {
             if self.remote.is_down() {
                 return None;
             }
-            let may_read = |path: &Path| readable.iter().any(|r| path.starts_with(r));
+            let may_read = |path: &Path, content: bool| {
+                let under = |p: &Path| readable.iter().any(|r| p.starts_with(r));
+                let beside = || {
+                    path.parent()
+                        .is_some_and(|dir| readable.iter().any(|r| r.starts_with(dir)))
+                };
+                under(path) || (!content && (path.starts_with(root) || beside()))
+            };
             match self.remote.fetch(store, key, expected, &may_read) {
                 Ok(Fetched::Stored { .. }) => Some("hit".into()),
                 Ok(Fetched::NotFound) => Some("miss".into()),

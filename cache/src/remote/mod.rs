@@ -676,8 +676,9 @@ impl Remote {
 
     /// Looks `key` up remotely and, on a usable hit, makes it an entry of
     /// `store` (`expected`: the command's declared outputs; `may_read`:
-    /// whether the command's sandbox lets its tool read a file, so a read
-    /// set naming another file is refused before anything is opened). A
+    /// whether the command's sandbox lets its tool read a file (`true`),
+    /// or look for one (`false`: a file expected absent), so a read set
+    /// naming another file is refused before anything is opened). A
     /// failure of the remote is an `Err` (take it down); a result not to
     /// use is [`Fetched::Refused`].
     pub fn fetch(
@@ -685,7 +686,7 @@ impl Remote {
         store: &Store,
         key: &Digest,
         expected: &[String],
-        may_read: &dyn Fn(&std::path::Path) -> bool,
+        may_read: &dyn Fn(&std::path::Path, bool) -> bool,
     ) -> Result<Fetched, RemoteError> {
         // Checking the read set hashes files here, which blocks the
         // runtime (its timer cannot fire meanwhile): it watches the same
@@ -707,7 +708,7 @@ impl Remote {
         store: &Store,
         key: &Digest,
         expected: &[String],
-        may_read: &dyn Fn(&std::path::Path) -> bool,
+        may_read: &dyn Fn(&std::path::Path, bool) -> bool,
         deadline: Instant,
     ) -> Result<Fetched, RemoteError> {
         let Some(result) = self.get_result(key).await? else {
@@ -718,16 +719,16 @@ impl Remote {
             Err(why) => return Ok(Fetched::Refused(why)),
         };
         // A file the tool could not have read here is none of this
-        // command's business: not opened, so a server learns nothing of
-        // it (whether a guess of its content is right, by what is asked
-        // next). A file expected absent is only looked for.
+        // command's business: not opened, not even looked for, so a
+        // server learns nothing of it (whether it exists, whether a guess
+        // of its content is right) by what is asked next.
         if let Some(read) = entry
             .read_set
             .iter()
-            .find(|r| (r.digest.is_some() || r.listing) && !may_read(&r.path))
+            .find(|r| !may_read(&r.path, r.digest.is_some() || r.listing))
         {
             return Ok(Fetched::Refused(format!(
-                "its read set names `{}`, which this command's sandbox would not let its tool read",
+                "its read set names `{}`, which this command's sandbox would not let its tool read or look for",
                 read.path.display()
             )));
         }
@@ -1358,7 +1359,7 @@ mod tests {
             mode: Mode::ReadWrite,
         })
         .unwrap();
-        let fetched = remote.fetch(&store, &key(), &expected(), &|_| true);
+        let fetched = remote.fetch(&store, &key(), &expected(), &|_, _| true);
         assert!(fetched.is_err(), "{fetched:?}");
         assert_eq!(remote.counts().remote_misses, 1);
         assert!(remote.take_down());

@@ -717,7 +717,7 @@ impl Runner<'_, '_> {
             key: Some(key.action.hash.clone()),
             ..CacheRecord::default()
         };
-        let looked = cache.lookup(&key, staging, readable);
+        let looked = cache.lookup(&key, staging, readable, &self.job.root);
         record.remote = looked.remote;
         match looked.lookup {
             Ok(replay_cache::Lookup::Hit(hit)) => {

@@ -878,44 +878,56 @@ fn a_read_set_naming_a_file_the_command_may_not_read_is_refused_unread() {
         panic!("one entry")
     };
     // A "secret" outside the work root and the system directories, and
-    // the server's right guess of it.
+    // the server's right guess of it; then a file it guesses is absent
+    // there (a private key's usual name, say): both were "as they were",
+    // so the result was used, and the server learned the guess was right.
     let secret = dir.path().join("secret.txt");
     std::fs::write(&secret, b"hunter2\n").unwrap();
     let remote = client(&server);
-    let mut result = remote.get_action_result(action).unwrap().expect("uploaded");
-    let any = result
-        .execution_metadata
-        .as_mut()
-        .unwrap()
-        .auxiliary_metadata
-        .iter_mut()
-        .find(|a| a.type_url == METADATA_TYPE)
-        .unwrap();
-    let mut metadata = ReplayMetadata::decode(any.value.as_slice()).unwrap();
-    metadata.read_set.push(ReadEntry {
-        path: secret.to_str().unwrap().into(),
-        digest: Some(Digest::of(b"hunter2\n")),
-        listing: false,
-    });
-    any.value = metadata.encode_to_vec();
-    remote.update_action_result(action, result).unwrap();
+    let original = remote.get_action_result(action).unwrap().expect("uploaded");
+    let planted = [
+        (secret.clone(), Some(Digest::of(b"hunter2\n"))),
+        (dir.path().join("home/.ssh/id_ed25519"), None),
+    ];
+    for (path, digest) in planted {
+        let mut result = original.clone();
+        let any = result
+            .execution_metadata
+            .as_mut()
+            .unwrap()
+            .auxiliary_metadata
+            .iter_mut()
+            .find(|a| a.type_url == METADATA_TYPE)
+            .unwrap();
+        let mut metadata = ReplayMetadata::decode(any.value.as_slice()).unwrap();
+        metadata.read_set.push(ReadEntry {
+            path: path.to_str().unwrap().into(),
+            digest,
+            listing: false,
+        });
+        any.value = metadata.encode_to_vec();
+        remote.update_action_result(action, result).unwrap();
 
-    std::fs::remove_file(root.join("main.o")).unwrap();
-    let b = remote_run(
-        &root,
-        &dir.path().join("cache-b"),
-        &server.url(),
-        &policy,
-        &["--remote-cache-mode", "read"],
-    );
-    assert!(b.status.success(), "{}", text(&b.stderr));
-    let doc = report(&root.join("report.json"));
-    assert_eq!(statuses(&doc), ["ok"], "it ran, no hit: {doc:#}");
-    let note = &remote_notes(&doc)[0];
-    assert!(
-        note.starts_with("refused:") && note.contains("secret.txt") && note.contains("sandbox"),
-        "{note}"
-    );
+        std::fs::remove_file(root.join("main.o")).unwrap();
+        let cache_b = dir.path().join("cache-b");
+        let _ = std::fs::remove_dir_all(&cache_b);
+        let b = remote_run(
+            &root,
+            &cache_b,
+            &server.url(),
+            &policy,
+            &["--remote-cache-mode", "read"],
+        );
+        assert!(b.status.success(), "{}", text(&b.stderr));
+        let doc = report(&root.join("report.json"));
+        assert_eq!(statuses(&doc), ["ok"], "it ran, no hit: {doc:#}");
+        let note = &remote_notes(&doc)[0];
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(
+            note.starts_with("refused:") && note.contains(name) && note.contains("sandbox"),
+            "{note}"
+        );
+    }
 }
 
 /// A hostile REAPI server (`tests/src/hostile_reapi.py`, on the BuildGrid
@@ -1028,7 +1040,7 @@ fn hostile_blob(size: usize, mode: &str, timeout: Duration, why_expected: &str) 
         mode: Mode::Read,
     })
     .unwrap();
-    let fetched = remote.fetch(&store, &action, &["main.o".into()], &|_| true);
+    let fetched = remote.fetch(&store, &action, &["main.o".into()], &|_, _| true);
     match fetched {
         Ok(replay_cache::remote::Fetched::Refused(why)) => {
             assert!(why.contains(why_expected), "{why}")
