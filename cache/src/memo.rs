@@ -76,10 +76,22 @@ impl Drop for Hashing<'_> {
 
 /// Hashes an open reader to its end.
 pub(crate) fn digest_reader(reader: &mut impl Read) -> io::Result<Digest> {
+    digest_reader_until(reader, &|| false)
+}
+
+/// Hashes an open reader to its end, or until `stop` says so between two
+/// reads (then an error of kind `TimedOut`: the caller gave up).
+fn digest_reader_until(reader: &mut impl Read, stop: &dyn Fn() -> bool) -> io::Result<Digest> {
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        if stop() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "hashing was stopped before the file's end",
+            ));
+        }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -115,8 +127,18 @@ impl DigestMemo {
     }
 
     /// The content digest of the file at `path` (symbolic links followed),
-    /// from the memo while its stamp is unchanged.
+    /// from the memo while its stamp is unchanged. A file is read no
+    /// further than the size `fstat` gave when it was opened: one that
+    /// turns out longer (growing, or a pseudo-file that says 0 and never
+    /// ends, as `/proc/PID/pagemap`) or whose stamp changed while it was
+    /// hashed is an error, never a digest of bytes no stamp describes.
     pub fn digest(&self, path: &Path) -> io::Result<Digest> {
+        self.digest_until(path, &|| false)
+    }
+
+    /// As [`DigestMemo::digest`], giving up (an error of kind `TimedOut`)
+    /// as soon as `stop` says so: it is asked between two 64 KiB reads.
+    pub fn digest_until(&self, path: &Path, stop: &dyn Fn() -> bool) -> io::Result<Digest> {
         // Non-blocking: a FIFO planted where a file was must not hang us.
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -157,20 +179,33 @@ impl DigestMemo {
             hashing.insert(id);
             Hashing { memo: self, id }
         };
-        let digest = digest_reader(&mut file)?;
+        // One byte more than `fstat` said tells a file that is longer.
+        let mut bounded = Read::by_ref(&mut file).take(stamp.size.saturating_add(1));
+        let digest = digest_reader_until(&mut bounded, stop)?;
         self.bytes_hashed.fetch_add(
             u64::try_from(digest.size_bytes).unwrap_or(0),
             Ordering::Relaxed,
         );
         let after = file.metadata()?;
+        let same = digest.size() == stamp.size
+            && after.size() == stamp.size
+            && (after.mtime(), after.mtime_nsec()) == stamp.mtime
+            && (after.ctime(), after.ctime_nsec()) == stamp.ctime;
+        if !same {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "`{}` changed while it was hashed (or is longer than its size says)",
+                    path.display()
+                ),
+            ));
+        }
         let changed = UNIX_EPOCH
             + Duration::from_secs(u64::try_from(stamp.ctime.0).unwrap_or(0))
             + Duration::from_nanos(u64::try_from(stamp.ctime.1).unwrap_or(0));
         let settled = SystemTime::now()
             .duration_since(changed)
-            .is_ok_and(|age| age > self.settle)
-            && (after.ctime(), after.ctime_nsec()) == stamp.ctime
-            && after.size() == stamp.size;
+            .is_ok_and(|age| age > self.settle);
         if settled {
             if let Ok(mut known) = self.known.lock() {
                 known.insert((stamp.dev, stamp.ino), (stamp, digest.clone()));
@@ -328,6 +363,57 @@ mod tests {
             (input.digest, input.executable),
             (Digest::of(b"two"), false)
         );
+    }
+
+    /// Regression: a file was read to its end whatever `fstat` said, so
+    /// a pseudo-file of size 0 that never ends (`/proc/self/pagemap`
+    /// yields 8 bytes per page of the address space: about 256 GiB) was
+    /// hashed for minutes, wherever its name came from (a remote's read
+    /// set, a tool's open).
+    #[test]
+    fn a_file_longer_than_its_size_is_refused_after_one_byte() {
+        let memo = DigestMemo::settled_after(Duration::ZERO);
+        let got = memo.digest(Path::new("/proc/self/pagemap"));
+        assert!(got.is_err(), "{got:?}");
+        assert!(memo.is_empty());
+        assert_eq!(memo.bytes_hashed(), 0, "nothing is counted as hashed");
+    }
+
+    /// Regression: a file rewritten while it was hashed gave the digest
+    /// of whatever mix was read, returned as if it were the file's.
+    #[test]
+    fn a_file_changed_while_hashed_is_an_error_not_a_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big");
+        fs::write(&path, vec![1u8; 256 << 20]).expect("write");
+        let memo = DigestMemo::settled_after(Duration::ZERO);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let got = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                use std::io::{Seek, SeekFrom, Write};
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .expect("open");
+                let mut byte = 0u8;
+                while !stop.load(Ordering::Relaxed) {
+                    byte = byte.wrapping_add(1);
+                    file.seek(SeekFrom::Start(0)).expect("seek");
+                    file.write_all(&[byte]).expect("write");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            let got = memo.digest(&path);
+            stop.store(true, Ordering::Relaxed);
+            got
+        });
+        let err = got.expect_err("a file rewritten all along has no digest");
+        assert!(
+            err.to_string().contains("changed while it was hashed"),
+            "{err}"
+        );
+        assert!(memo.is_empty());
     }
 
     #[test]

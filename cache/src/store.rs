@@ -1037,6 +1037,51 @@ impl Store {
         None
     }
 
+    /// As [`Store::read_set_changed`], for a read set a remote cache sent
+    /// (so naming whatever its server chose): a file whose size is not
+    /// the one its digest names, or that is no regular file, is changed
+    /// without being read; one expected absent is not opened; a file is
+    /// read no further than its size; and hashing gives up as soon as
+    /// `stop` says so (an error of kind `TimedOut`: the time is up).
+    pub fn remote_read_set_changed(
+        &self,
+        read_set: &[ReadFile],
+        stop: &dyn Fn() -> bool,
+    ) -> io::Result<Option<PathBuf>> {
+        for read in read_set {
+            if stop() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the read set was not checked in time",
+                ));
+            }
+            let now = match (&read.digest, read.listing) {
+                (_, true) => listing_digest(&read.path),
+                (None, false) => match fs::symlink_metadata(&read.path) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    _ => return Ok(Some(read.path.clone())),
+                },
+                (Some(digest), false) => match fs::metadata(&read.path) {
+                    Ok(meta) if meta.is_file() && meta.len() == digest.size() => {
+                        self.memo.digest_until(&read.path, stop)
+                    }
+                    Ok(_) => return Ok(Some(read.path.clone())),
+                    Err(e) => Err(e),
+                },
+            };
+            let now = match now {
+                Ok(digest) => Some(digest),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(e),
+                Err(_) => return Ok(Some(read.path.clone())),
+            };
+            if now != read.digest {
+                return Ok(Some(read.path.clone()));
+            }
+        }
+        Ok(None)
+    }
+
     /// Adds what a remote cache did to the persisted counters.
     pub fn count_remote(&self, counts: &RemoteCounts) {
         let _ = self.count(|c| c.remote.add(counts));

@@ -810,3 +810,50 @@ fn the_memo_outlives_the_store_and_a_changed_file_is_hashed_again() {
     assert_ne!(changed, first, "a new stamp is hashed again");
     assert_eq!(changed, Digest::of(b"two"));
 }
+
+/// Regression (a remote's read set names what its server chose): a file
+/// whose size is not the one claimed, a FIFO, or a file expected absent
+/// was opened and hashed (a big file in full), and nothing bounded the
+/// hashing but the file's end.
+#[test]
+fn a_remote_read_set_is_checked_without_reading_what_cannot_match() {
+    let f = fixture();
+    let store = Store::open(&f.cache, 1 << 30).expect("open");
+    let big = f.work.join("big");
+    fs::write(&big, vec![3u8; 8 << 20]).expect("write");
+    let fifo = f.work.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let read = |path: &Path, digest: Option<Digest>| ReadFile {
+        path: path.to_owned(),
+        digest,
+        listing: false,
+    };
+    let never = || false;
+    // The claimed size is not the file's: changed, not one byte read.
+    let lying = Digest {
+        hash: Digest::of(b"x").hash,
+        size_bytes: 1,
+    };
+    let changed = store
+        .remote_read_set_changed(&[read(&big, Some(lying))], &never)
+        .expect("in time");
+    assert_eq!(changed.as_deref(), Some(big.as_path()));
+    for what in [read(&fifo, Some(Digest::of(b""))), read(&big, None)] {
+        let changed = store
+            .remote_read_set_changed(std::slice::from_ref(&what), &never)
+            .expect("in time");
+        assert_eq!(changed, Some(what.path.clone()));
+    }
+    assert_eq!(store.memo().bytes_hashed(), 0, "nothing was hashed");
+    // A file that is as claimed is the same; a stop gives up.
+    let same = read(&big, Some(Digest::of(&vec![3u8; 8 << 20])));
+    let absent = read(&f.work.join("absent"), None);
+    let checked = store.remote_read_set_changed(&[same.clone(), absent], &never);
+    assert_eq!(checked.expect("in time"), None);
+    let fresh = Store::open(&f.cache.join("other"), 1 << 30).expect("open");
+    let stopped = fresh.remote_read_set_changed(&[same], &|| true);
+    assert_eq!(
+        stopped.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::TimedOut)
+    );
+}

@@ -54,8 +54,10 @@ impl Warmer {
                     // Only a regular file is opened: opening a device or a
                     // FIFO can do something. (The memo checks again on the
                     // file it opened.)
+                    // Dropping the warmer stops a hash under way: a huge
+                    // file never holds the run (or its Ctrl-C) open.
                     if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-                        let _ = memo.digest(&path);
+                        let _ = memo.digest_until(&path, &|| stopped.load(Ordering::Relaxed));
                     }
                 }
             })?;
@@ -90,8 +92,8 @@ impl Warmer {
 }
 
 impl Drop for Warmer {
-    /// Stops after the file being hashed, if any; what is still queued is
-    /// dropped.
+    /// Stops the hash under way, if any (within one 64 KiB read); what is
+    /// still queued is dropped.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Ok(mut queue) = self.queue.lock() {
@@ -147,6 +149,35 @@ mod tests {
         // Dropping joins the thread: it must not hang on the FIFO.
         drop(warmer);
         assert!(memo.is_empty());
+    }
+
+    /// Regression: dropping a warmer joined its thread only after the file
+    /// it was hashing was done, so a huge file a tool opened (here 64 GiB,
+    /// sparse) held the run, and its Ctrl-C, open for minutes.
+    #[test]
+    fn dropping_the_warmer_stops_a_huge_hash_under_way() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("huge");
+        let huge: u64 = 64 << 30;
+        std::fs::File::create(&path)
+            .and_then(|f| f.set_len(huge))
+            .expect("make a sparse file");
+        let memo = settled_memo();
+        let warmer = Warmer::start(Arc::clone(&memo)).expect("start");
+        assert!(warmer.warm(&path));
+        // Let it start reading (a hash stopped before its first read is
+        // as good; the drop must return either way).
+        std::thread::sleep(Duration::from_millis(50));
+        drop(warmer);
+        assert!(memo.is_empty(), "a stopped hash is not remembered");
+        // The hash under way was stopped, not finished after the drop.
+        let again = DigestMemo::settled_after(Duration::ZERO);
+        let stopped = again.digest_until(&path, &|| true);
+        assert_eq!(
+            stopped.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::TimedOut)
+        );
+        assert!(memo.bytes_hashed() < huge, "{}", memo.bytes_hashed());
     }
 
     #[test]

@@ -251,14 +251,24 @@ impl RunCache {
     /// them (committed from there exactly as a run's are).
     /// A local miss asks the remote cache, if any; a usable remote result
     /// becomes a local entry and is restored by the same local lookup.
-    pub fn lookup(&self, key: &ActionKey, staging: &Staging) -> Looked {
+    /// `readable`: what the command's sandbox lets its tool read (the
+    /// files a remote read set may name, besides absent ones in `root`).
+    pub fn lookup(
+        &self,
+        key: &ActionKey,
+        staging: &Staging,
+        readable: &[PathBuf],
+        root: &Path,
+    ) -> Looked {
+        #[cfg(not(feature = "remote-cache"))]
+        let _ = (readable, root);
         let expected: Vec<String> = staging.staged_files().map(|(p, _)| p.to_owned()).collect();
         let lookup = self
             .store
             .lookup(&key.action, &staging.out_dir(), &expected);
         #[cfg(feature = "remote-cache")]
         if let (Ok(Lookup::Miss(_)), Some(remote)) = (&lookup, &self.remote) {
-            let said = remote.fetch(&self.store, &key.action, &expected);
+            let said = remote.fetch(&self.store, &key.action, &expected, readable, root);
             if said.as_deref() == Some("hit") {
                 let lookup = self
                     .store
@@ -526,6 +536,15 @@ fn reads(
             continue;
         }
         match digest(path) {
+            // The digest must be of the file whose stamp was checked: one
+            // replaced or rewritten between that check and the hash (a
+            // path swapped under it) would key content the tool never
+            // read.
+            Ok(_) if !std::fs::metadata(path).is_ok_and(|m| Stamp::of(&m) == now) => {
+                problem.get_or_insert_with(|| {
+                    format!("`{shown}`, which it read, changed while it ran")
+                });
+            }
             Ok(d) => read_set.push(ReadFile {
                 path: path.to_owned(),
                 digest: Some(d),
@@ -632,6 +651,38 @@ mod tests {
             ]
         );
         assert_eq!(got.undeclared, ["include/x.h"]);
+    }
+
+    /// Regression: the file's stamp was checked, then the file hashed by
+    /// path; one rewritten in between was keyed with the new content,
+    /// which the tool never read.
+    #[test]
+    fn a_file_rewritten_between_its_check_and_its_hash_is_no_read_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let stage = root.join(".replay-stage/1-1");
+        std::fs::create_dir_all(&stage).unwrap();
+        let system = dir.path().join("system.h");
+        std::fs::write(&system, "old").unwrap();
+        let accessed = Accessed {
+            files: vec![read(&system, true)],
+            complete: true,
+        };
+        let started = SystemTime::now() + std::time::Duration::from_secs(1);
+        let got = reads(
+            Some(&accessed),
+            &resolved(&root),
+            &root,
+            &stage,
+            started,
+            |p| {
+                // Someone swaps the file just before it is hashed.
+                std::fs::write(p, "newer").unwrap();
+                Ok(replay_cache::Digest::of(&std::fs::read(p).unwrap()))
+            },
+        );
+        let why = got.read_set.unwrap_err();
+        assert!(why.contains("changed while it ran"), "{why}");
     }
 
     #[test]

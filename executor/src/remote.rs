@@ -19,8 +19,9 @@ pub enum RemoteMode {
     ReadWrite,
 }
 
-/// The remote cache the command line names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The remote cache the command line names. Its `Debug` shows the
+/// headers' names, never their values (a bearer token).
+#[derive(Clone, PartialEq, Eq)]
 pub struct RemoteOptions {
     /// `grpc://HOST:PORT` or `grpcs://HOST:PORT`.
     pub url: String,
@@ -35,6 +36,24 @@ pub struct RemoteOptions {
     /// The mode asked for; `None`: read-write if the policy trusts the
     /// remote, else read. After [`RemoteOptions::judge`], always set.
     pub mode: Option<RemoteMode>,
+}
+
+impl std::fmt::Debug for RemoteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{name}=<redacted>"))
+            .collect();
+        f.debug_struct("RemoteOptions")
+            .field("url", &self.url)
+            .field("instance", &self.instance)
+            .field("headers", &headers)
+            .field("ca", &self.ca)
+            .field("timeout", &self.timeout)
+            .field("mode", &self.mode)
+            .finish()
+    }
 }
 
 /// Why the policy does not let a run use the remote as asked.
@@ -94,6 +113,7 @@ pub use client::RunRemote;
 
 #[cfg(feature = "remote-cache")]
 mod client {
+    use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
     use replay_cache::remote::{Fetched, Mode, Remote, RemoteConfig, RemoteError};
@@ -146,12 +166,33 @@ mod client {
         }
 
         /// Asks the remote for `key`; on a usable hit, `store` has the
-        /// entry (look it up again). Returns what the report says.
-        pub fn fetch(&self, store: &Store, key: &Digest, expected: &[String]) -> Option<String> {
+        /// entry (look it up again). `readable`: what the command's
+        /// sandbox lets its tool read. A file expected absent may also be
+        /// in the work root `root` (a header search) or beside a
+        /// directory on the way to something readable (the loader's
+        /// `/etc/ld.so.preload`), not elsewhere (`~/.ssh/id_ed25519`). A
+        /// read set naming another file is refused unopened. Returns what
+        /// the report says.
+        pub fn fetch(
+            &self,
+            store: &Store,
+            key: &Digest,
+            expected: &[String],
+            readable: &[PathBuf],
+            root: &Path,
+        ) -> Option<String> {
             if self.remote.is_down() {
                 return None;
             }
-            match self.remote.fetch(store, key, expected) {
+            let may_read = |path: &Path, content: bool| {
+                let under = |p: &Path| readable.iter().any(|r| p.starts_with(r));
+                let beside = || {
+                    path.parent()
+                        .is_some_and(|dir| readable.iter().any(|r| r.starts_with(dir)))
+                };
+                under(path) || (!content && (path.starts_with(root) || beside()))
+            };
+            match self.remote.fetch(store, key, expected, &may_read) {
                 Ok(Fetched::Stored { .. }) => Some("hit".into()),
                 Ok(Fetched::NotFound) => Some("miss".into()),
                 Ok(Fetched::Refused(why)) => Some(format!("refused: {why}")),
@@ -181,5 +222,27 @@ mod client {
         pub fn save_counts(&self, store: &Store) {
             store.count_remote(&self.remote.counts());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the derived `Debug` of the options printed
+    /// `--remote-header` values (a bearer token) for whatever logged them.
+    #[test]
+    fn debug_output_names_headers_but_never_their_values() {
+        let options = RemoteOptions {
+            url: "grpcs://cache.example:443".into(),
+            instance: String::new(),
+            headers: vec![("authorization".into(), "Bearer s3cret-token".into())],
+            ca: None,
+            timeout: Duration::from_secs(5),
+            mode: None,
+        };
+        let shown = format!("{options:?}");
+        assert!(shown.contains("authorization=<redacted>"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

@@ -25,7 +25,7 @@ pub mod proto;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -53,6 +53,10 @@ const CHUNK: usize = 1 << 20;
 const MAX_MESSAGE: usize = 8 << 20;
 /// Files a remote read set may name at most.
 const MAX_READ_SET: usize = 50_000;
+/// The largest stdout or stderr a remote result may claim: what a local
+/// lookup reads of one (a run that printed more than 1 MiB is not even
+/// stored).
+const MAX_STREAM: u64 = 16 << 20;
 
 /// Whether this process may write the remote cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +67,9 @@ pub enum Mode {
     ReadWrite,
 }
 
-/// Where the remote cache is and how to talk to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the remote cache is and how to talk to it. Its `Debug` shows the
+/// headers' names, never their values (a bearer token).
+#[derive(Clone, PartialEq, Eq)]
 pub struct RemoteConfig {
     /// `grpc://host:port` (plain HTTP/2) or `grpcs://host:port` (TLS).
     pub url: String,
@@ -78,6 +83,27 @@ pub struct RemoteConfig {
     pub timeout: Duration,
     /// Read, or read and write.
     pub mode: Mode,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("url", &self.url)
+            .field("instance", &self.instance)
+            .field("headers", &redacted(&self.headers))
+            .field("ca", &self.ca)
+            .field("timeout", &self.timeout)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// Headers as `name=<redacted>`, for what may be printed.
+pub fn redacted(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .map(|(name, _)| format!("{name}=<redacted>"))
+        .collect()
 }
 
 /// Why a remote cache could not be set up or used.
@@ -649,16 +675,24 @@ impl Remote {
     }
 
     /// Looks `key` up remotely and, on a usable hit, makes it an entry of
-    /// `store` (`expected`: the command's declared outputs). A failure of
-    /// the remote is an `Err` (take it down); a result not to use is
-    /// [`Fetched::Refused`].
+    /// `store` (`expected`: the command's declared outputs; `may_read`:
+    /// whether the command's sandbox lets its tool read a file (`true`),
+    /// or look for one (`false`: a file expected absent), so a read set
+    /// naming another file is refused before anything is opened). A
+    /// failure of the remote is an `Err` (take it down); a result not to
+    /// use is [`Fetched::Refused`].
     pub fn fetch(
         &self,
         store: &Store,
         key: &Digest,
         expected: &[String],
+        may_read: &dyn Fn(&std::path::Path, bool) -> bool,
     ) -> Result<Fetched, RemoteError> {
-        let fetched = self.bounded(self.fetch_async(store, key, expected));
+        // Checking the read set hashes files here, which blocks the
+        // runtime (its timer cannot fire meanwhile): it watches the same
+        // deadline itself.
+        let deadline = Instant::now() + self.config.timeout;
+        let fetched = self.bounded(self.fetch_async(store, key, expected, may_read, deadline));
         match &fetched {
             Ok(Fetched::Stored { bytes }) => self.count(|c| {
                 c.remote_hits += 1;
@@ -674,6 +708,8 @@ impl Remote {
         store: &Store,
         key: &Digest,
         expected: &[String],
+        may_read: &dyn Fn(&std::path::Path, bool) -> bool,
+        deadline: Instant,
     ) -> Result<Fetched, RemoteError> {
         let Some(result) = self.get_result(key).await? else {
             return Ok(Fetched::NotFound);
@@ -682,7 +718,24 @@ impl Remote {
             Ok(parts) => parts,
             Err(why) => return Ok(Fetched::Refused(why)),
         };
-        if let Some(path) = store.read_set_changed(&entry.read_set) {
+        // A file the tool could not have read here is none of this
+        // command's business: not opened, not even looked for, so a
+        // server learns nothing of it (whether it exists, whether a guess
+        // of its content is right) by what is asked next.
+        if let Some(read) = entry
+            .read_set
+            .iter()
+            .find(|r| !may_read(&r.path, r.digest.is_some() || r.listing))
+        {
+            return Ok(Fetched::Refused(format!(
+                "its read set names `{}`, which this command's sandbox would not let its tool read or look for",
+                read.path.display()
+            )));
+        }
+        let changed = store
+            .remote_read_set_changed(&entry.read_set, &|| Instant::now() >= deadline)
+            .map_err(|_| RemoteError::Timeout(self.config.timeout))?;
+        if let Some(path) = changed {
             return Ok(Fetched::Refused(format!(
                 "`{}`, which the tool read where the result was made, is not the same here",
                 path.display()
@@ -704,14 +757,8 @@ impl Remote {
             .collect();
         wanted.sort();
         wanted.dedup();
-        // What the entry claims decides how much is fetched: never more
-        // than the local cache may hold.
-        let claimed: u64 = wanted.iter().map(Digest::size).sum();
-        if claimed > store.max_size() {
-            return Ok(Fetched::Refused(format!(
-                "its blobs ({claimed} bytes) are larger than the local cache's cap ({} bytes)",
-                store.max_size()
-            )));
+        if let Err(why) = fits(&wanted, store.max_size()) {
+            return Ok(Fetched::Refused(why));
         }
         // The empty blob needs no call.
         wanted.retain(|d| d.size_bytes != 0 || keep(store, d, b"").is_err());
@@ -803,6 +850,22 @@ fn upload_id() -> String {
     )
 }
 
+/// Whether blobs of the sizes `wanted` claim fit in a local cache of
+/// `cap` bytes: what an entry claims decides how much is fetched, never
+/// more than the local cache may hold. The sum saturates: sizes near
+/// `i64::MAX` must not wrap to a small one.
+fn fits(wanted: &[Digest], cap: u64) -> Result<(), String> {
+    let claimed = wanted
+        .iter()
+        .fold(0u64, |sum, d| sum.saturating_add(d.size()));
+    if claimed > cap {
+        return Err(format!(
+            "its blobs ({claimed} bytes) are larger than the local cache's cap ({cap} bytes)"
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `data` into `store` as `digest`, refusing it unless it is.
 fn keep(store: &Store, digest: &Digest, data: &[u8]) -> Result<(), String> {
     let mut sink = store.blob_sink(digest).map_err(|e| e.to_string())?;
@@ -843,6 +906,9 @@ fn to_entry(
                 file.path
             ));
         }
+        if outputs.iter().any(|o: &OutputEntry| o.path == file.path) {
+            return Err(format!("it names the output `{}` twice", file.path));
+        }
         let digest = well_formed(file.digest.as_ref(), &file.path)?;
         if !file.contents.is_empty() {
             inline.push((digest.clone(), file.contents.clone()));
@@ -871,6 +937,14 @@ fn to_entry(
     };
     let stdout = stream(&result.stdout_raw, result.stdout_digest.as_ref(), "stdout")?;
     let stderr = stream(&result.stderr_raw, result.stderr_digest.as_ref(), "stderr")?;
+    for (digest, what) in [(&stdout, "stdout"), (&stderr, "stderr")] {
+        if digest.size() > MAX_STREAM {
+            return Err(format!(
+                "its {what} claims {} bytes, more than the {MAX_STREAM} a hit may print",
+                digest.size()
+            ));
+        }
+    }
     for (raw, digest) in [(&result.stdout_raw, &stdout), (&result.stderr_raw, &stderr)] {
         if !raw.is_empty() {
             inline.push((digest.clone(), raw.clone()));
@@ -900,6 +974,12 @@ fn to_entry(
         if !path.is_absolute() {
             return Err(format!("its read set names `{}`, not absolute", read.path));
         }
+        if let Some(why) = not_a_read(&read.path) {
+            return Err(format!(
+                "its read set names `{}`, {why}",
+                read.path.escape_debug()
+            ));
+        }
         let digest = match read.digest {
             Some(d) => Some(well_formed(Some(&d), &read.path)?),
             None => None,
@@ -921,12 +1001,44 @@ fn to_entry(
             cost: Cost {
                 wall_ms: metadata.wall_ms,
                 cpu_ms: metadata.cpu_ms,
-                peak_rss_bytes: metadata.peak_rss_bytes,
+                // Not the server's word: `-j` admits a command by the peak
+                // its entry records, and a peak claimed tiny would let a
+                // memory-hungry tool start beside others (one that runs
+                // after this entry stops matching). 0 is "not measured".
+                peak_rss_bytes: 0,
             },
             read_set,
         },
         inline,
     ))
+}
+
+/// Pseudo-file systems: a read set made by `replay` never names a file
+/// there, and what is there is no file content (`/proc/self/pagemap`
+/// never ends, `/dev/zero` neither, a FIFO blocks).
+const PSEUDO: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// Why a remote read set's absolute `path` is not one `replay` would have
+/// recorded (the tracer gives canonical paths): a `.`, `..` or empty
+/// segment, a NUL, or a pseudo-file system.
+fn not_a_read(path: &str) -> Option<&'static str> {
+    if path.contains('\0') {
+        return Some("which holds a NUL byte");
+    }
+    let segments = path.strip_prefix('/')?.split('/');
+    if segments
+        .clone()
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Some("which is not a plain path (an empty, `.` or `..` segment)");
+    }
+    if PSEUDO
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    {
+        return Some("a pseudo-file (`/proc`, `/sys` or `/dev`) no read set records");
+    }
+    None
 }
 
 fn well_formed(digest: Option<&Digest>, what: &str) -> Result<Digest, String> {
@@ -1039,7 +1151,9 @@ mod tests {
         let result = to_result(&entry());
         let decoded = ActionResult::decode(result.encode_to_vec().as_slice()).unwrap();
         let (back, inline) = to_entry(&key(), &decoded, &expected()).unwrap();
-        assert_eq!(back, entry());
+        let mut local = entry();
+        local.cost.peak_rss_bytes = 0;
+        assert_eq!(back, local);
         assert!(inline.is_empty());
     }
 
@@ -1108,6 +1222,103 @@ mod tests {
             &expected(),
             "not absolute",
         );
+        // Regression: a read set could name any file, which was then
+        // opened and hashed: `/proc/self/pagemap` (about 256 GiB, hashed
+        // past `--remote-timeout`), a path through `..`.
+        for (path, why) in [
+            ("/proc/self/pagemap", "pseudo-file"),
+            ("/dev/zero", "pseudo-file"),
+            ("/sys", "pseudo-file"),
+            ("/usr/../proc/kcore", "not a plain path"),
+            ("/usr//include/stdio.h", "not a plain path"),
+            ("/usr/include/./stdio.h", "not a plain path"),
+            ("/usr/include/std\0io.h", "NUL"),
+        ] {
+            refused(
+                &|r| {
+                    let metadata = r.execution_metadata.as_mut().unwrap();
+                    let mut m =
+                        ReplayMetadata::decode(metadata.auxiliary_metadata[0].value.as_slice())
+                            .unwrap();
+                    m.read_set[0].path = path.into();
+                    metadata.auxiliary_metadata[0].value = m.encode_to_vec();
+                },
+                &expected(),
+                why,
+            );
+        }
+        // Regression: a stdout claimed at 4 GiB was downloaded (within the
+        // cache's cap) though a lookup reads at most 16 MiB of one.
+        refused(
+            &|r| {
+                r.stdout_digest = Some(Digest {
+                    hash: Digest::of(b"").hash,
+                    size_bytes: 4 << 30,
+                })
+            },
+            &expected(),
+            "its stdout claims 4294967296 bytes",
+        );
+        // Regression: a declared output named twice (two digests) was
+        // downloaded twice before the store refused the entry.
+        refused(
+            &|r| {
+                let mut again = r.output_files[0].clone();
+                again.digest = Some(Digest::of(b"other"));
+                r.output_files.push(again);
+            },
+            &expected(),
+            "`a.o` twice",
+        );
+    }
+
+    /// Regression: a remote result's claimed peak RSS became the entry's,
+    /// which `-j` admits a command by: a server claiming 1 byte for a
+    /// memory-hungry tool let it start beside others.
+    #[test]
+    fn a_remote_peak_is_never_a_prediction() {
+        let mut result = to_result(&entry());
+        let metadata = result.execution_metadata.as_mut().unwrap();
+        let mut m =
+            ReplayMetadata::decode(metadata.auxiliary_metadata[0].value.as_slice()).unwrap();
+        m.peak_rss_bytes = 1;
+        metadata.auxiliary_metadata[0].value = m.encode_to_vec();
+        let (back, _) = to_entry(&key(), &result, &expected()).unwrap();
+        assert_eq!(back.cost.peak_rss_bytes, 0);
+        assert_eq!(back.cost.wall_ms, 12, "the rest of the cost is kept");
+    }
+
+    /// Regression: the claimed sizes were summed with `+`: three digests
+    /// of sizes near `i64::MAX` panicked a debug build and, in a release
+    /// build, wrapped to a sum under the cap, so the blobs were fetched.
+    #[test]
+    fn claimed_sizes_that_would_wrap_do_not_fit() {
+        let sized = |n: i64| Digest {
+            hash: Digest::of(b"x").hash,
+            size_bytes: n,
+        };
+        let wrapping = [sized(i64::MAX), sized(i64::MAX), sized(3)];
+        let why = fits(&wrapping, 5 << 30).unwrap_err();
+        assert!(why.contains(&u64::MAX.to_string()), "{why}");
+        assert!(fits(&[sized(1 << 20), sized(1 << 20)], 2 << 20).is_ok());
+        assert!(fits(&[sized(1 << 20), sized(1 << 20)], (2 << 20) - 1).is_err());
+    }
+
+    /// Regression: `RemoteConfig`'s derived `Debug` printed header values
+    /// (`authorization=Bearer ...`) for whatever logged it.
+    #[test]
+    fn debug_output_names_headers_but_never_their_values() {
+        let config = RemoteConfig {
+            url: "grpc://127.0.0.1:1".into(),
+            instance: String::new(),
+            headers: vec![("authorization".into(), "Bearer s3cret-token".into())],
+            ca: None,
+            timeout: Duration::from_secs(1),
+            mode: Mode::Read,
+        };
+        let shown = format!("{config:?}");
+        assert!(shown.contains("authorization=<redacted>"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]
@@ -1148,7 +1359,7 @@ mod tests {
             mode: Mode::ReadWrite,
         })
         .unwrap();
-        let fetched = remote.fetch(&store, &key(), &expected());
+        let fetched = remote.fetch(&store, &key(), &expected(), &|_, _| true);
         assert!(fetched.is_err(), "{fetched:?}");
         assert_eq!(remote.counts().remote_misses, 1);
         assert!(remote.take_down());

@@ -529,7 +529,7 @@ impl Runner<'_, '_> {
         // What the tool read is what the journal must record: hashed
         // before it starts, compared after it exits (see `commit`).
         let inputs_before = journal::input_hashes(command, root);
-        let (key, cache_record) = self.look_up(command, &resolved, &staging);
+        let (key, cache_record) = self.look_up(command, &resolved, &staging, &spec.readable);
         if cache_record.as_ref().is_some_and(|c| c.hit) {
             return Next::Done(Box::new(self.restored(
                 command,
@@ -692,12 +692,14 @@ impl Runner<'_, '_> {
     }
 
     /// The command's key and, if the cache had it, its outputs restored
-    /// into `staging` (`hit`); `(None, None)` without a cache.
+    /// into `staging` (`hit`); `(None, None)` without a cache. `readable`:
+    /// what the command's sandbox lets its tool read.
     fn look_up(
         &mut self,
         command: &Command,
         resolved: &policy::Resolved,
         staging: &Staging,
+        readable: &[std::path::PathBuf],
     ) -> (Option<replay_cache::ActionKey>, Option<CacheRecord>) {
         let Some(cache) = &self.cache else {
             return (None, None);
@@ -718,7 +720,7 @@ impl Runner<'_, '_> {
             key: Some(key.action.hash.clone()),
             ..CacheRecord::default()
         };
-        let looked = cache.lookup(&key, staging);
+        let looked = cache.lookup(&key, staging, readable, &self.job.root);
         record.remote = looked.remote;
         match looked.lookup {
             Ok(replay_cache::Lookup::Hit(hit)) => {

@@ -5,7 +5,10 @@
 //! the command does not declare are refused and the command runs; a
 //! server killed mid-run or one that stops answering leaves the build
 //! finished locally, the remote asked no more; `read` mode and a remote
-//! the policy does not trust upload nothing.
+//! the policy does not trust upload nothing. A read set naming a
+//! pseudo-file or a file the command may not read is refused unread; a
+//! hostile server (`tests/src/hostile_reapi.py`) whose blobs are wrong,
+//! endless or dripping is refused within the timeout, leaving nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -737,4 +740,318 @@ fn a_remote_that_answers_garbage_is_warned_about_once_and_the_build_finishes() {
     let notes = remote_notes(&doc);
     assert!(notes[0].starts_with("failed:"), "{notes:?}");
     assert_eq!(notes[1], "", "not asked again: {notes:?}");
+}
+
+/// `remote_run`, killed (and the test failed) if it is still running
+/// after `limit`: a hang guard, far above the 5 s `--remote-timeout`.
+fn remote_run_within(
+    root: &Path,
+    cache: &Path,
+    url: &str,
+    policy: &Path,
+    extra: &[&str],
+    limit: Duration,
+) -> Output {
+    let mut child = std::process::Command::new(bin("replay"))
+        .env_remove("REPLAY_NO_CACHE")
+        .arg("--cache")
+        .arg(cache)
+        .args(["--remote-cache", url])
+        .args(extra)
+        .arg("--policy")
+        .arg(policy)
+        .args(["--report", "report.json", "log.json"])
+        .current_dir(root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run replay");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("replay still ran after {limit:?}: it hashed what the server named");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Regression: a server's read set named files of its choosing, and
+/// `replay` opened and hashed each: `/proc/self/pagemap` (8 bytes per page
+/// of its own address space, about 256 GiB) kept it hashing for minutes,
+/// past `--remote-timeout` (the hash blocked the runtime whose timer
+/// should have ended the lookup). Now such a path is refused unread.
+#[test]
+fn a_read_set_naming_a_pseudo_file_is_refused_unread() {
+    use prost::Message as _;
+    use replay_cache::remote::proto::{ReadEntry, ReplayMetadata, METADATA_TYPE};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = BuildGrid::start(&dir.path().join("server"));
+    let policy = trusting_policy(dir.path(), &server.url());
+    let root = dir.path().join("checkout");
+    one_compile(&root);
+    let a = remote_run(
+        &root,
+        &dir.path().join("cache-a"),
+        &server.url(),
+        &policy,
+        &[],
+    );
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let [action] = &local_actions(&dir.path().join("cache-a"))[..] else {
+        panic!("one entry")
+    };
+    let remote = client(&server);
+    for path in ["/proc/self/pagemap", "/usr/../proc/self/pagemap"] {
+        let mut result = remote.get_action_result(action).unwrap().expect("uploaded");
+        let any = result
+            .execution_metadata
+            .as_mut()
+            .unwrap()
+            .auxiliary_metadata
+            .iter_mut()
+            .find(|a| a.type_url == METADATA_TYPE)
+            .unwrap();
+        let mut metadata = ReplayMetadata::decode(any.value.as_slice()).unwrap();
+        metadata.read_set.retain(|r| !r.path.contains("pagemap"));
+        metadata.read_set.insert(
+            0,
+            ReadEntry {
+                path: path.into(),
+                digest: Some(Digest::of(b"")),
+                listing: false,
+            },
+        );
+        any.value = metadata.encode_to_vec();
+        remote.update_action_result(action, result).unwrap();
+
+        std::fs::remove_file(root.join("main.o")).unwrap();
+        let cache_b = dir.path().join("cache-b");
+        let _ = std::fs::remove_dir_all(&cache_b);
+        let b = remote_run_within(
+            &root,
+            &cache_b,
+            &server.url(),
+            &policy,
+            &["--remote-cache-mode", "read"],
+            Duration::from_secs(120),
+        );
+        assert!(b.status.success(), "{}", text(&b.stderr));
+        let doc = report(&root.join("report.json"));
+        assert_eq!(statuses(&doc), ["ok"], "it ran: {doc:#}");
+        let note = &remote_notes(&doc)[0];
+        assert!(
+            note.starts_with("refused:") && note.contains(path),
+            "{path}: {note}"
+        );
+    }
+}
+
+/// Regression: a server could name in a read set any file of the machine
+/// with a guessed digest, and `replay` hashed it and, if the guess was
+/// right, went on to download the result: whether a file outside what the
+/// command may read holds what the server guessed leaked by what was
+/// asked next (and the hit was used). Now a file the command's sandbox
+/// would not let its tool read is refused unopened.
+#[test]
+fn a_read_set_naming_a_file_the_command_may_not_read_is_refused_unread() {
+    use prost::Message as _;
+    use replay_cache::remote::proto::{ReadEntry, ReplayMetadata, METADATA_TYPE};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = BuildGrid::start(&dir.path().join("server"));
+    let policy = trusting_policy(dir.path(), &server.url());
+    let root = dir.path().join("checkout");
+    one_compile(&root);
+    let a = remote_run(
+        &root,
+        &dir.path().join("cache-a"),
+        &server.url(),
+        &policy,
+        &[],
+    );
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let [action] = &local_actions(&dir.path().join("cache-a"))[..] else {
+        panic!("one entry")
+    };
+    // A "secret" outside the work root and the system directories, and
+    // the server's right guess of it; then a file it guesses is absent
+    // there (a private key's usual name, say): both were "as they were",
+    // so the result was used, and the server learned the guess was right.
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, b"hunter2\n").unwrap();
+    let remote = client(&server);
+    let original = remote.get_action_result(action).unwrap().expect("uploaded");
+    let planted = [
+        (secret.clone(), Some(Digest::of(b"hunter2\n"))),
+        (dir.path().join("home/.ssh/id_ed25519"), None),
+    ];
+    for (path, digest) in planted {
+        let mut result = original.clone();
+        let any = result
+            .execution_metadata
+            .as_mut()
+            .unwrap()
+            .auxiliary_metadata
+            .iter_mut()
+            .find(|a| a.type_url == METADATA_TYPE)
+            .unwrap();
+        let mut metadata = ReplayMetadata::decode(any.value.as_slice()).unwrap();
+        metadata.read_set.push(ReadEntry {
+            path: path.to_str().unwrap().into(),
+            digest,
+            listing: false,
+        });
+        any.value = metadata.encode_to_vec();
+        remote.update_action_result(action, result).unwrap();
+
+        std::fs::remove_file(root.join("main.o")).unwrap();
+        let cache_b = dir.path().join("cache-b");
+        let _ = std::fs::remove_dir_all(&cache_b);
+        let b = remote_run(
+            &root,
+            &cache_b,
+            &server.url(),
+            &policy,
+            &["--remote-cache-mode", "read"],
+        );
+        assert!(b.status.success(), "{}", text(&b.stderr));
+        let doc = report(&root.join("report.json"));
+        assert_eq!(statuses(&doc), ["ok"], "it ran, no hit: {doc:#}");
+        let note = &remote_notes(&doc)[0];
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(
+            note.starts_with("refused:") && note.contains(name) && note.contains("sandbox"),
+            "{note}"
+        );
+    }
+}
+
+/// A hostile REAPI server (`tests/src/hostile_reapi.py`, on the BuildGrid
+/// venv's python and its grpcio): every `GetActionResult` is answered with
+/// the bytes of `result`, every `ByteStream.Read` with chunks that never
+/// end. Killed and reaped on drop.
+struct Hostile {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Hostile {
+    fn start(
+        dir: &Path,
+        result: &replay_cache::remote::proto::ActionResult,
+        mode: &str,
+    ) -> Hostile {
+        use prost::Message as _;
+        use std::io::BufRead as _;
+        let file = dir.join("result.bin");
+        std::fs::write(&file, result.encode_to_vec()).unwrap();
+        let bgd = replay_e2e::buildgrid::bgd();
+        let python = bgd.with_file_name("python");
+        let script = crate::support::repo().join("tests/src/hostile_reapi.py");
+        let mut child = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&file)
+            .arg(mode)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start `{}`: {e}", python.display()));
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("the hostile server printed `{line}`, not its port")
+        });
+        Hostile { child, port }
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a hostile server can do through the CAS: a 2 MiB output whose
+/// ByteStream never ends (more bytes than its digest's size, forever), or
+/// a small one that BatchReadBlobs answers with status OK and wrong data
+/// (twice, beside a blob not asked for), is refused, and nothing of it is
+/// left in the local cache. Tried, found sound (`BlobSink` refuses past
+/// the size and checks the digest); kept as the guard.
+#[test]
+fn blobs_a_hostile_server_sends_wrong_are_refused_and_leave_nothing() {
+    hostile_blob(
+        2 << 20,
+        "fast",
+        Duration::from_secs(30),
+        "longer than its size",
+    );
+    hostile_blob(1000, "fast", Duration::from_secs(30), "hashes to");
+    // A ByteStream that drips a byte every half second is cut by
+    // `--remote-timeout` as a whole, not per message.
+    hostile_blob(
+        2 << 20,
+        "slow",
+        Duration::from_secs(2),
+        "no answer within 2s",
+    );
+}
+
+fn hostile_blob(size: usize, mode: &str, timeout: Duration, why_expected: &str) {
+    use replay_cache::{Cost, Entry, OutputEntry, Store, FORMAT_VERSION};
+
+    let dir = tempfile::tempdir().unwrap();
+    let big = vec![0u8; size];
+    let action = Digest::of(b"any action: the server answers every key");
+    let entry = Entry {
+        format: FORMAT_VERSION,
+        action: action.clone(),
+        outputs: vec![OutputEntry {
+            path: "main.o".into(),
+            digest: Digest::of(&big),
+            executable: false,
+            size: big.len() as u64,
+        }],
+        stdout: Digest::of(b""),
+        stderr: Digest::of(b""),
+        exit_code: 0,
+        cost: Cost {
+            wall_ms: 1,
+            cpu_ms: 1,
+            peak_rss_bytes: 1,
+        },
+        read_set: Vec::new(),
+    };
+    let server = Hostile::start(dir.path(), &replay_cache::remote::to_result(&entry), mode);
+    let store = Store::open(&dir.path().join("cache"), 1 << 30).unwrap();
+    let remote = Remote::new(RemoteConfig {
+        url: format!("grpc://127.0.0.1:{}", server.port),
+        instance: String::new(),
+        headers: Vec::new(),
+        ca: None,
+        timeout,
+        mode: Mode::Read,
+    })
+    .unwrap();
+    let fetched = remote.fetch(&store, &action, &["main.o".into()], &|_, _| true);
+    match fetched {
+        Ok(replay_cache::remote::Fetched::Refused(why)) => {
+            assert!(why.contains(why_expected), "{why}")
+        }
+        Err(e) if e.to_string().contains(why_expected) => {}
+        other => panic!("not refused: {other:?}"),
+    }
+    let kept: u64 = crate::support::walk(&dir.path().join("cache/cas"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    assert_eq!(kept, 0, "nothing of the stream is kept");
+    assert!(!store.has_blob(&Digest::of(&big)));
 }
