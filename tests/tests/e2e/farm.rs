@@ -77,3 +77,165 @@ fn a_farm_serves_execution_and_stops_everything_on_drop() {
     let still: Vec<u32> = pids.into_iter().filter(|&pid| alive(pid)).collect();
     assert!(still.is_empty(), "still running after drop: {still:?}");
 }
+
+/// A `bgd execute` client killed and reaped when dropped.
+struct Client(std::process::Child);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A bot registered through `replay`'s Bots calls is handed the lease of
+/// an action a client queued with `replay`'s platform keys, reads its
+/// `Action` and `Command` from the CAS (verified), and completing the lease
+/// with an `ActionResult` finishes the client's execution.
+#[test]
+fn a_bot_session_takes_a_lease_and_completes_it() {
+    use prost::Message as _;
+    use replay_cache::reapi::{Action, Command as ReapiCommand};
+    use replay_cache::remote::bots::{
+        BotSession, Device, KeyValue, Lease, Worker, ACTION_RESULT_TYPE, ACTION_TYPE,
+        BOT_STATUS_OK, CAPACITY_KEY, DIGEST_TYPE, LEASE_ACTIVE, LEASE_COMPLETED, LEASE_PENDING,
+    };
+    use replay_cache::remote::proto::{ActionResult, Any, Status};
+    use replay_cache::remote::{Mode, Remote, RemoteConfig};
+    use replay_cache::{Digest, Store};
+    use std::time::{Duration, Instant};
+
+    let farm = Farm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let platform = [
+        ("OSFamily", std::env::consts::OS),
+        ("ISA", std::env::consts::ARCH),
+        ("replay", "test"),
+        ("cpu", "c0ffee"),
+        ("root", "/somewhere/else"),
+    ];
+    let mut execute = Command::new(bgd());
+    execute.args([
+        "execute",
+        "--remote",
+        &farm.url().replace("grpc://", "http://"),
+        "command",
+    ]);
+    for (key, value) in platform {
+        execute.args(["-p", key, value]);
+    }
+    let client = Client(
+        execute
+            .arg(dir.path().join("in"))
+            .args(["echo", "leased"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+
+    let remote = Remote::new(RemoteConfig {
+        url: farm.url(),
+        instance: String::new(),
+        headers: Vec::new(),
+        ca: None,
+        timeout: Duration::from_secs(30),
+        mode: Mode::ReadWrite,
+    })
+    .unwrap();
+    let store = Store::open(&dir.path().join("store"), 1 << 30).unwrap();
+    let pair = |(key, value): (&str, &str)| KeyValue {
+        key: key.into(),
+        value: value.into(),
+    };
+    let mut session = remote
+        .create_bot_session(BotSession {
+            bot_id: "replay-e2e-bot".into(),
+            status: BOT_STATUS_OK,
+            worker: Some(Worker {
+                devices: vec![Device {
+                    handle: "replay-e2e-bot".into(),
+                    properties: platform[..4].iter().copied().map(pair).collect(),
+                }],
+                configs: vec![pair((CAPACITY_KEY, "1"))],
+                ..Worker::default()
+            }),
+            ..BotSession::default()
+        })
+        .unwrap();
+    assert!(!session.name.is_empty(), "the server names the session");
+    let started = Instant::now();
+    let lease: Lease = loop {
+        if let Some(lease) = session
+            .leases
+            .iter()
+            .find(|l| l.state == LEASE_ACTIVE || l.state == LEASE_PENDING)
+        {
+            break lease.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no lease within 60 s: {session:?}\n{}",
+            farm.log()
+        );
+        session = remote.update_bot_session(session).unwrap();
+    };
+
+    let payload = lease.payload.clone().expect("a lease carries its action");
+    let action = match payload.type_url.as_str() {
+        ACTION_TYPE => Action::decode(payload.value.as_slice()).unwrap(),
+        DIGEST_TYPE => {
+            let digest = Digest::decode(payload.value.as_slice()).unwrap();
+            assert_eq!(
+                remote
+                    .fetch_blobs(&store, std::slice::from_ref(&digest))
+                    .unwrap(),
+                Ok(digest.size())
+            );
+            Action::decode(store.blob_bytes(&digest).unwrap().as_slice()).unwrap()
+        }
+        other => panic!("a payload of type `{other}`"),
+    };
+    let command_digest = action.command_digest.unwrap();
+    remote
+        .fetch_blobs(&store, std::slice::from_ref(&command_digest))
+        .unwrap()
+        .unwrap();
+    let command =
+        ReapiCommand::decode(store.blob_bytes(&command_digest).unwrap().as_slice()).unwrap();
+    assert_eq!(command.arguments, ["echo", "leased"]);
+
+    let mut done = lease;
+    done.state = LEASE_COMPLETED;
+    done.status = Some(Status::default());
+    done.result = Some(Any {
+        type_url: ACTION_RESULT_TYPE.into(),
+        value: ActionResult {
+            exit_code: 0,
+            ..ActionResult::default()
+        }
+        .encode_to_vec(),
+    });
+    session.leases = vec![done];
+    let mut client = client;
+    session = remote.update_bot_session(session).unwrap();
+    let status = loop {
+        if let Some(status) = client.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the client did not finish after the lease completed\n{}",
+            farm.log()
+        );
+        session = remote.update_bot_session(session).unwrap();
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = client.0.stderr.take() {
+        use std::io::Read as _;
+        pipe.read_to_string(&mut stderr).unwrap();
+    }
+    assert!(status.success(), "{status}: {stderr}");
+}
