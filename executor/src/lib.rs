@@ -35,5 +35,6 @@ pub mod session;
 #[cfg(target_os = "linux")]
 pub mod space;
 pub mod staging;
+pub mod worker;
 
 pub use cmdlog::exit_codes::ReplayExitCode;
