@@ -5,9 +5,11 @@
 //! ([`lease_log`]) that the worker's own policy judges, and runs it on the
 //! executor's run path.
 //!
-//! What is here so far: the tree checks and the log a lease becomes. The
+//! What is here so far: the tree checks, the log a lease becomes, and the
+//! inputs written into a fresh lease root with the host checked. The
 //! session loop that holds leases is not written yet (see the README's
 //! "Remote execution" section for what is missing).
 
 pub mod lease_log;
+pub mod materialize;
 pub mod tree;
