@@ -10,6 +10,8 @@
 //! session loop that holds leases is not written yet (see the README's
 //! "Remote execution" section for what is missing).
 
+#[cfg(feature = "remote-cache")]
+pub mod lease;
 pub mod lease_log;
 pub mod materialize;
 pub mod tree;
