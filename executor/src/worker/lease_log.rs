@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use cmdlog::{Command, ToolKind};
+use cmdlog::{Command, Document, Os, Platform, Producer, ToolKind};
 use replay_cache::reapi::Command as ReapiCommand;
 
 use super::tree::InputTree;
@@ -18,6 +18,25 @@ use super::tree::InputTree;
 pub const TOOL_KEY: &str = "tool";
 /// The platform property naming the client's canonical program path.
 pub const PROGRAM_KEY: &str = "program";
+
+/// The v1 log document of one lease's `command`, recorded for this
+/// machine (a worker runs only what its own platform's policy judges).
+pub fn document(command: Command) -> Option<Document> {
+    Some(Document {
+        format: cmdlog::FORMAT.to_owned(),
+        version: cmdlog::VERSION,
+        producer: Producer {
+            name: "replay worker".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            llvm: None,
+        },
+        platform: Platform {
+            os: Os::host()?,
+            arch: std::env::consts::ARCH.to_owned(),
+        },
+        commands: vec![command],
+    })
+}
 
 /// Why a lease's `Command` cannot be a log command.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -174,6 +193,22 @@ mod tests {
         assert_eq!(log.inputs, ["sub/a.c", "/usr/include/stdio.h"]);
         let told = command(&["x"], "", &["o"], &[("tool", "opt")]);
         assert_eq!(to_command(&told, &tree()).unwrap().tool, ToolKind::Opt);
+    }
+
+    /// The log a lease becomes is one the strict reader accepts (unknown
+    /// fields, bad paths and truncation are errors there), unchanged.
+    #[test]
+    fn a_lease_log_reads_back_through_the_log_reader() {
+        let c = command(
+            &["opt-14", "-O2", "p0.bc", "-o", "p0.opt.bc"],
+            "",
+            &["p0.opt.bc"],
+            &[("tool", "opt"), ("program", "/usr/lib/llvm-14/bin/opt")],
+        );
+        let log = document(to_command(&c, &tree()).unwrap()).unwrap();
+        let bytes = serde_json::to_vec(&log).unwrap();
+        let read = cmdlog::read_document(bytes.as_slice(), cmdlog::Limits::default()).unwrap();
+        assert_eq!(read, log);
     }
 
     #[test]
