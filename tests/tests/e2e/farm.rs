@@ -239,3 +239,10 @@ fn a_bot_session_takes_a_lease_and_completes_it() {
     }
     assert!(status.success(), "{status}: {stderr}");
 }
+
+/// The farm's scheduler matches on exactly the keys a `replay` worker
+/// advertises: a key matched but not advertised would place no action.
+#[test]
+fn the_farm_matches_on_the_keys_a_worker_advertises() {
+    assert_eq!(MATCH_KEYS, replay::worker::MATCH_KEYS);
+}
