@@ -5,15 +5,17 @@
 //! ([`lease_log`]) that the worker's own policy judges, and runs it on the
 //! executor's run path.
 //!
-//! What is here so far: the tree checks, the log a lease becomes, and the
-//! inputs written into a fresh lease root with the host checked. The
-//! session loop that holds leases is not written yet (see the README's
+//! The session loop and the per-lease run are in [`serve`] (the binary
+//! calls it for `replay worker`). Not yet: one lease at a time only, and
+//! the tool runs at the lease root, not the client's (see the README's
 //! "Remote execution" section for what is missing).
 
 #[cfg(feature = "remote-cache")]
 pub mod lease;
 pub mod lease_log;
 pub mod materialize;
+#[cfg(feature = "remote-cache")]
+pub mod serve;
 pub mod tree;
 
 /// The platform keys a farm matches an action to a worker on: a worker

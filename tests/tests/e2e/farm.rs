@@ -246,3 +246,171 @@ fn a_bot_session_takes_a_lease_and_completes_it() {
 fn the_farm_matches_on_the_keys_a_worker_advertises() {
     assert_eq!(MATCH_KEYS, replay::worker::MATCH_KEYS);
 }
+
+/// An action as a `replay` client makes one, queued with `bgd execute`:
+/// the input root holds `files` and `.replay-program` (a copy of
+/// `program`, so its digest is the binary's), and the platform carries
+/// the keys a worker matches on plus `root`, `program` and `tool`.
+/// Returns the client's exit status, stdout and stderr.
+fn execute(
+    farm: &Farm,
+    dir: &std::path::Path,
+    tool: &str,
+    program: &str,
+    argv: &[&str],
+    files: &[(&str, &str)],
+    output: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(program, input.join(".replay-program")).unwrap();
+    for (name, text) in files {
+        std::fs::write(input.join(name), text).unwrap();
+    }
+    let mut command = Command::new(bgd());
+    command.args([
+        "execute",
+        "--remote",
+        &farm.url().replace("grpc://", "http://"),
+        "command",
+    ]);
+    for (key, value) in replay::worker::advertised() {
+        command.args(["-p", &key, &value]);
+    }
+    command.args([
+        "-p",
+        "root",
+        "/client/root",
+        "-p",
+        "program",
+        program,
+        "-p",
+        "tool",
+        tool,
+    ]);
+    command.args(["--output-file", output, "--output-directory"]);
+    command.arg(dir.join("out"));
+    let out = command
+        .arg("--")
+        .arg(&input)
+        .args(argv)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `replay worker --server URL --policy linux.toml --root DIR` on `farm`.
+fn worker(farm: &Farm, dir: &std::path::Path, name: &str) -> replay_e2e::farm::Worker {
+    let mut command = Command::new(crate::support::bin("replay"));
+    command
+        .args([
+            "worker",
+            "--server",
+            &farm.url(),
+            "--bot-id",
+            name,
+            "--policy",
+        ])
+        .arg(crate::support::shipped_policy("linux.toml"))
+        .arg("--root")
+        .arg(dir.join(name));
+    farm.worker(command, name)
+}
+
+const MODULE: &str = "define i32 @f(i32 %x) {\n  %y = add i32 %x, 0\n  ret i32 %y\n}\n";
+
+/// A worker runs a leased `opt` in its sandbox, and the client gets the
+/// output byte for byte as `opt` makes it here.
+#[test]
+fn a_worker_runs_a_leased_command_and_the_client_gets_its_output() {
+    let farm = Farm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let _worker = worker(&farm, dir.path(), "w-run");
+    let (status, stdout, stderr) = execute(
+        &farm,
+        dir.path(),
+        "opt",
+        "/usr/lib/llvm-14/bin/opt",
+        &["opt-14", "-O2", "m.ll", "-o", "m.bc"],
+        &[("m.ll", MODULE)],
+        "m.bc",
+    );
+    assert!(
+        status.success(),
+        "{status}\n{stdout}\n{stderr}\n{}",
+        _worker.log()
+    );
+    std::fs::write(dir.path().join("m.ll"), MODULE).unwrap();
+    let local = Command::new("/usr/lib/llvm-14/bin/opt")
+        .args(["-O2", "m.ll", "-o", "local.bc"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(local.success());
+    let remote = std::fs::read(dir.path().join("out/m.bc")).unwrap();
+    assert_eq!(remote, std::fs::read(dir.path().join("local.bc")).unwrap());
+}
+
+/// A command the worker's policy refuses (a Windows target makes clang
+/// run tools the policy never judged) fails with the worker's finding,
+/// and nothing runs: the lease root holds no output.
+#[test]
+fn a_worker_refuses_what_its_own_policy_refuses_and_runs_nothing() {
+    let farm = Farm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = worker(&farm, dir.path(), "w-refuse");
+    let (status, stdout, stderr) = execute(
+        &farm,
+        dir.path(),
+        "cc",
+        "/usr/lib/llvm-14/bin/clang",
+        &[
+            "clang-14",
+            "--target=x86_64-pc-windows-msvc",
+            "-c",
+            "a.c",
+            "-o",
+            "a.o",
+        ],
+        &[("a.c", "int f(void) { return 0; }\n")],
+        "a.o",
+    );
+    let said = format!("{status}\n{stdout}\n{stderr}");
+    // `bgd` exits 0 whatever the action's status; it prints the status:
+    // FAILED_PRECONDITION (9) with the worker's finding.
+    assert!(
+        said.contains("Response status code: code: 9"),
+        "{said}\n{}",
+        worker.log()
+    );
+    assert!(
+        said.contains("the worker\\'s policy refused the command: args.bad-value"),
+        "the finding is not reported: {said}\n{}",
+        worker.log()
+    );
+    let made: Vec<_> = walk(&dir.path().join("w-refuse"))
+        .into_iter()
+        .filter(|p| p.ends_with("a.o"))
+        .collect();
+    assert!(made.is_empty(), "an output was made: {made:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
