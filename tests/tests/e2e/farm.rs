@@ -414,3 +414,103 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// A module `opt -O3` takes a while on: calls in a ring to inline.
+fn slow_module() -> String {
+    (0..1500)
+        .map(|i| {
+            format!(
+                "define i32 @f{i}(i32 %x) {{\n  %a = mul i32 %x, {}\n  %b = add i32 %a, %x\n  %c = call i32 @f{}(i32 %b)\n  ret i32 %c\n}}\n",
+                i + 3,
+                (i + 1) % 1500
+            )
+        })
+        .collect()
+}
+
+/// The pids of processes whose working directory lies under `dir`.
+fn running_under(dir: &std::path::Path) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            (cwd.starts_with(dir) && alive(pid)).then_some(pid)
+        })
+        .collect()
+}
+
+/// A worker SIGKILLed while its tool runs loses nothing: the farm hands
+/// the lease to another worker once the dead one's keepalive passes, the
+/// client's action finishes there, and the killed worker's tool does not
+/// outlive it. (Its own farm: another test's worker must not take the
+/// lease.)
+#[test]
+fn a_worker_killed_mid_lease_loses_nothing_and_leaves_no_tool_running() {
+    use std::time::{Duration, Instant};
+    let farm = std::sync::Arc::new(Farm::start());
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let mut first = worker(&farm, &base, "w-kill-1");
+    let client = {
+        let (farm, base) = (std::sync::Arc::clone(&farm), base.clone());
+        std::thread::spawn(move || {
+            let module = slow_module();
+            execute(
+                &farm,
+                &base,
+                "opt",
+                "/usr/lib/llvm-14/bin/opt",
+                &["opt-14", "-O3", "slow.ll", "-o", "slow.bc"],
+                &[("slow.ll", module.as_str())],
+                "slow.bc",
+            )
+        })
+    };
+    // Kill the first worker once its tool runs.
+    let leases = base.join("w-kill-1");
+    let started = Instant::now();
+    let tool = loop {
+        let pids = running_under(&leases);
+        if !pids.is_empty() {
+            break pids;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the first worker ran nothing within 120 s:\n{}\n{}",
+            first.log(),
+            farm.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    first.kill();
+    // `opt` alone runs for seconds here: gone at once, it was killed.
+    let killed = Instant::now();
+    while tool.iter().any(|&pid| alive(pid)) {
+        assert!(
+            killed.elapsed() < Duration::from_millis(1500),
+            "the killed worker's tool outlived it: {tool:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _second = worker(&farm, &base, "w-kill-2");
+    let (status, stdout, stderr) = client.join().unwrap();
+    assert!(
+        status.success(),
+        "{status}\n{stdout}\n{stderr}\n{}",
+        _second.log()
+    );
+    let output = std::fs::read(base.join("out/slow.bc")).unwrap();
+    assert!(
+        output.starts_with(b"BC"),
+        "not bitcode: {} bytes",
+        output.len()
+    );
+    assert!(
+        running_under(&leases).is_empty(),
+        "the killed worker's tool outlived it: {tool:?} -> {:?}",
+        running_under(&leases)
+    );
+}
