@@ -288,7 +288,8 @@ fn execute(
         "tool",
         tool,
     ]);
-    command.args(["--output-file", output, "--output-directory"]);
+    // `-c`: the action may be cached (the farm stores the worker's result).
+    command.args(["-c", "--output-file", output, "--output-directory"]);
     command.arg(dir.join("out"));
     let out = command
         .arg("--")
@@ -355,6 +356,58 @@ fn a_worker_runs_a_leased_command_and_the_client_gets_its_output() {
     assert!(local.success());
     let remote = std::fs::read(dir.path().join("out/m.bc")).unwrap();
     assert_eq!(remote, std::fs::read(dir.path().join("local.bc")).unwrap());
+
+    // The farm's action cache holds the worker's result: it names the
+    // worker and carries the peak RSS it measured.
+    use prost::Message as _;
+    use replay_cache::remote::proto::{ReplayMetadata, METADATA_TYPE};
+    let action = sent_action(&stdout);
+    let client = replay_cache::remote::Remote::new(replay_cache::remote::RemoteConfig {
+        url: farm.url(),
+        instance: String::new(),
+        headers: Vec::new(),
+        ca: None,
+        timeout: std::time::Duration::from_secs(30),
+        mode: replay_cache::remote::Mode::Read,
+    })
+    .unwrap();
+    let result = client
+        .get_action_result(&action)
+        .unwrap()
+        .expect("a cached result");
+    let metadata = result.execution_metadata.unwrap();
+    assert_eq!(metadata.worker, "replay worker w-run");
+    let ours = metadata
+        .auxiliary_metadata
+        .iter()
+        .find(|any| any.type_url == METADATA_TYPE)
+        .expect("replay's metadata");
+    let ours = ReplayMetadata::decode(ours.value.as_slice()).unwrap();
+    assert!(
+        (1 << 20..8 << 30).contains(&ours.peak_rss_bytes),
+        "opt's measured peak: {} bytes",
+        ours.peak_rss_bytes
+    );
+}
+
+/// The action digest `bgd execute` printed (`Sent action=[hash: "H"
+/// size_bytes: N]`).
+fn sent_action(stdout: &str) -> replay_cache::Digest {
+    let rest = stdout
+        .split("Sent action=[hash: \"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no action in: {stdout}"));
+    let hash = rest[..64].to_owned();
+    let size = rest
+        .split("size_bytes: ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no size in: {stdout}"));
+    replay_cache::Digest {
+        hash,
+        size_bytes: size,
+    }
 }
 
 /// A command the worker's policy refuses (a Windows target makes clang
