@@ -199,8 +199,46 @@ pub fn serve(settings: &WorkerSettings, stop: &AtomicBool) -> Result<(), WorkerE
     Ok(())
 }
 
-/// A shared buffer a [`Console`] writes a tool's output into.
-type Buffer = Arc<Mutex<Vec<u8>>>;
+/// The most of a tool's stdout (and of its stderr) a worker keeps in
+/// memory and uploads; the rest is dropped and the upload says so.
+pub const MAX_STREAM_BYTES: usize = 64 << 20;
+
+/// A [`Console`] stream kept in memory, up to [`MAX_STREAM_BYTES`].
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = MAX_STREAM_BYTES.saturating_sub(self.bytes.len());
+        let kept = buf.len().min(room);
+        self.bytes.extend_from_slice(&buf[..kept]);
+        self.dropped += (buf.len() - kept) as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capped {
+    /// What was kept, with a last line saying how much was dropped.
+    fn contents(&self) -> Vec<u8> {
+        let mut bytes = self.bytes.clone();
+        if self.dropped > 0 {
+            bytes.extend_from_slice(
+                format!("\n[replay worker: {} more bytes dropped]\n", self.dropped).as_bytes(),
+            );
+        }
+        bytes
+    }
+}
+
+/// A shared [`Capped`] stream.
+type Buffer = Arc<Mutex<Capped>>;
 
 /// Runs one lease in `dir`; `Err` is the finding that refuses it.
 fn run_lease(
@@ -259,8 +297,8 @@ fn run_lease(
 
     let (stdout, stderr): (Buffer, Buffer) = Default::default();
     let console = Console {
-        stdout: stdout.clone(),
-        stderr: stderr.clone(),
+        stdout: stdout.clone() as crate::run::capture::Sink,
+        stderr: stderr.clone() as crate::run::capture::Sink,
         bar: None,
     };
     let report_path = dir.join("report.json");
@@ -319,13 +357,23 @@ fn run_lease(
     if exit_code == 0 && record["status"] == "ok" {
         for (path, reapi_path) in outputs.iter().zip(&command.output_paths) {
             let file = work.join(path);
-            let Ok(bytes) = std::fs::read(&file) else {
+            // Only a regular file is an output: a symlink the tool made is
+            // never followed (it could name any file of this machine).
+            let Ok(meta) = std::fs::symlink_metadata(&file) else {
                 continue;
             };
-            use std::os::unix::fs::PermissionsExt as _;
-            let executable = std::fs::metadata(&file)
-                .map(|m| m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false);
+            if !meta.is_file() {
+                return Err(format!("the output `{path}` is not a regular file"));
+            }
+            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+            let mut bytes = Vec::new();
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&file)
+                .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+                .map_err(|e| format!("cannot read the output `{path}`: {e}"))?;
+            let executable = meta.permissions().mode() & 0o111 != 0;
             output_files.push(OutputFile {
                 path: reapi_path.clone(),
                 digest: Some(keep(&bytes)?),
@@ -334,8 +382,8 @@ fn run_lease(
             });
         }
     }
-    let out = stdout.lock().map(|b| b.clone()).unwrap_or_default();
-    let err = stderr.lock().map(|b| b.clone()).unwrap_or_default();
+    let out = stdout.lock().map(|b| b.contents()).unwrap_or_default();
+    let err = stderr.lock().map(|b| b.contents()).unwrap_or_default();
     let stdout_digest = keep(&out)?;
     let stderr_digest = keep(&err)?;
     remote
@@ -400,4 +448,27 @@ fn chain(error: &dyn std::error::Error) -> String {
         cause = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// A tool that prints without end cannot fill the worker's memory.
+    #[test]
+    fn a_stream_past_the_cap_is_kept_up_to_it_and_says_what_was_dropped() {
+        let mut stream = Capped::default();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..(MAX_STREAM_BYTES >> 20) + 3 {
+            stream.write_all(&chunk).unwrap();
+        }
+        assert_eq!(stream.bytes.len(), MAX_STREAM_BYTES);
+        let contents = stream.contents();
+        let tail = String::from_utf8_lossy(&contents[MAX_STREAM_BYTES..]).into_owned();
+        assert_eq!(
+            tail,
+            format!("\n[replay worker: {} more bytes dropped]\n", 3 << 20)
+        );
+    }
 }
