@@ -88,10 +88,11 @@ fn run(cli: Cli) -> Result<(), SessionError> {
         }
         Some(Command::Man) => cli::man(&mut std::io::stdout()).map_err(SessionError::Report),
         #[cfg(feature = "remote-cache")]
-        Some(Command::Worker(args)) => {
-            static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-            replay::worker::serve::serve(&args.settings(), &STOP).map_err(SessionError::from)
-        }
+        Some(Command::Worker(args)) => replay::worker::serve::serve(
+            &args.settings(),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+        .map_err(SessionError::from),
         None => {
             let args = cli.run;
             let log = args

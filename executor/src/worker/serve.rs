@@ -59,6 +59,9 @@ pub enum WorkerError {
         #[source]
         source: RemoteError,
     },
+    /// SIGINT and SIGTERM could not be handled.
+    #[error("cannot handle SIGINT and SIGTERM")]
+    Signals(#[source] std::io::Error),
     /// The worker's root is not usable.
     #[error("cannot use the worker root `{}`", path.display())]
     Root {
@@ -93,8 +96,18 @@ const MAX_FAILURES: u32 = 20;
 /// The worker's blob store cap.
 const STORE_BYTES: u64 = 16 << 30;
 
-/// Serves leases until `stop` is set or the farm is lost.
-pub fn serve(settings: &WorkerSettings, stop: &AtomicBool) -> Result<(), WorkerError> {
+/// Serves leases until `stop` is set (also by SIGINT or SIGTERM) or the
+/// farm is lost; a stopped worker tells the farm it is terminating.
+///
+/// Each lease's run registers its own handlers for those signals (to stop
+/// its tool cleanly), which replace the default action of killing the
+/// process: so the worker registers `stop` for them first, and a SIGTERM
+/// ends the loop whether or not a lease ran. (Handlers a run registers
+/// stay registered: a few words per lease.)
+pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), WorkerError> {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(WorkerError::Signals)?;
+    }
     let url = settings.remote.url.clone();
     std::fs::create_dir_all(&settings.root).map_err(|source| WorkerError::Root {
         path: settings.root.clone(),

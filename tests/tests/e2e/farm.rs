@@ -567,3 +567,40 @@ fn a_worker_killed_mid_lease_loses_nothing_and_leaves_no_tool_running() {
         running_under(&leases)
     );
 }
+
+/// SIGTERM stops a worker (it tells the farm it is terminating) even
+/// though each lease's run handles SIGTERM itself.
+#[test]
+fn a_worker_stops_on_sigterm_after_serving_a_lease() {
+    use std::time::{Duration, Instant};
+    let farm = Farm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let worker = worker(&farm, &base, "w-term");
+    let (status, stdout, stderr) = execute(
+        &farm,
+        &base,
+        "opt",
+        "/usr/lib/llvm-14/bin/opt",
+        &["opt-14", "-O1", "m.ll", "-o", "m.bc"],
+        &[("m.ll", MODULE)],
+        "m.bc",
+    );
+    assert!(
+        status.success(),
+        "{status}\n{stdout}\n{stderr}\n{}",
+        worker.log()
+    );
+    let pid = i32::try_from(worker.pid().unwrap()).unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let sent = Instant::now();
+    while alive(u32::try_from(pid).unwrap()) {
+        assert!(
+            sent.elapsed() < Duration::from_secs(30),
+            "the worker ignored SIGTERM:\n{}",
+            worker.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
