@@ -18,6 +18,7 @@ packages=(
   cmake ninja-build                 # real C projects imported by `replay import`
   libxml2-utils                     # xmllint: the tests validate JUnit reports with the XSD
   openssl                           # certificates of the TLS remote-cache test
+  postgresql                        # the database BuildGrid's scheduler needs (remote-execution tests)
 )
 
 if [[ ${1:-} == --bench ]]; then
@@ -76,3 +77,18 @@ if ! "$buildgrid_venv/bin/bgd" --help >/dev/null 2>&1; then
   "$buildgrid_venv/bin/pip" install -q "buildgrid==$buildgrid_version"
   "$buildgrid_venv/bin/bgd" --help >/dev/null
 fi
+
+# BuildGrid's SQL scheduler (the remote-execution tests, issue 22) talks to
+# PostgreSQL through psycopg; pinned like BuildGrid itself.
+psycopg_version=3.3.9
+psycopg2_version=2.9.13
+if ! "$buildgrid_venv/bin/python" -c "
+import importlib.metadata as m, sys
+sys.exit(m.version('psycopg') != '$psycopg_version' or m.version('psycopg-binary') != '$psycopg_version' or m.version('psycopg2-binary') != '$psycopg2_version')
+" 2>/dev/null; then
+  echo "install-deps: installing psycopg $psycopg_version and psycopg2-binary $psycopg2_version into $buildgrid_venv"
+  "$buildgrid_venv/bin/pip" install -q "psycopg[binary]==$psycopg_version" "psycopg2-binary==$psycopg2_version"
+fi
+for tool in initdb pg_ctl createdb; do
+  [[ -x /usr/lib/postgresql/15/bin/$tool ]] || { echo "install-deps: PostgreSQL's $tool is missing after installation" >&2; exit 1; }
+done

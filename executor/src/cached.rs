@@ -398,7 +398,7 @@ pub fn undeclared(
 /// it: `DW_AT_comp_dir`; and read sets name files under it), the binary's
 /// canonical path (clang finds its resource directory and sibling tools
 /// from it) and the CPU (`-march=native`, `/proc/cpuinfo`).
-fn platform(root: &Path, program: &Path) -> Vec<(String, String)> {
+pub(crate) fn platform(root: &Path, program: &Path) -> Vec<(String, String)> {
     let mut platform = replay_cache::host_platform();
     platform.push(("replay".into(), env!("CARGO_PKG_VERSION").into()));
     platform.push(("root".into(), root.display().to_string()));

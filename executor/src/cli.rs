@@ -66,6 +66,77 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page, in roff (`replay man > replay.1`).
     Man,
+    /// Serve a build farm's leases (the Bots API): each checked against
+    /// this worker's own policy, then run sandboxed and measured.
+    #[cfg(feature = "remote-cache")]
+    Worker(WorkerArgs),
+}
+
+/// `replay worker`.
+#[cfg(feature = "remote-cache")]
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// The farm's endpoint (Bots, CAS, ByteStream): grpc://HOST:PORT or
+    /// grpcs://HOST:PORT.
+    #[arg(long, value_name = "URL", value_parser = parse_remote_url)]
+    pub(crate) server: String,
+
+    /// The worker's own policy: every lease is judged by it, whatever the
+    /// client's policy allowed.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: PathBuf,
+
+    /// Where lease roots and the worker's blob store are kept.
+    #[arg(long, value_name = "DIR", default_value = "replay-worker")]
+    pub(crate) root: PathBuf,
+
+    /// The bot id the farm knows this worker by [default: worker-PID].
+    #[arg(long, value_name = "ID")]
+    pub(crate) bot_id: Option<String>,
+
+    /// The farm's instance name [default: none].
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub(crate) remote_instance: String,
+
+    /// gRPC metadata sent with every call; repeat for more.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_header)]
+    pub(crate) remote_header: Vec<(String, String)>,
+
+    /// PEM roots a grpcs:// farm's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) remote_ca: Option<PathBuf>,
+
+    /// The longest one call to the farm may take (seconds).
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds_arg)]
+    pub(crate) remote_timeout: Duration,
+}
+
+#[cfg(feature = "remote-cache")]
+impl WorkerArgs {
+    /// The library's settings for these arguments.
+    pub(crate) fn settings(&self) -> replay::worker::serve::WorkerSettings {
+        replay::worker::serve::WorkerSettings {
+            remote: replay_cache::remote::RemoteConfig {
+                url: self.server.clone(),
+                instance: self.remote_instance.clone(),
+                headers: self.remote_header.clone(),
+                ca: self.remote_ca.clone(),
+                timeout: self.remote_timeout,
+                mode: replay_cache::remote::Mode::ReadWrite,
+            },
+            policy: self.policy.clone(),
+            root: self.root.clone(),
+            bot_id: self
+                .bot_id
+                .clone()
+                .unwrap_or_else(|| format!("worker-{}", std::process::id())),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

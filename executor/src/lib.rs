@@ -35,5 +35,7 @@ pub mod session;
 #[cfg(target_os = "linux")]
 pub mod space;
 pub mod staging;
+#[cfg(target_os = "linux")]
+pub mod worker;
 
 pub use cmdlog::exit_codes::ReplayExitCode;

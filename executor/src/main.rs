@@ -87,6 +87,12 @@ fn run(cli: Cli) -> Result<(), SessionError> {
             Ok(())
         }
         Some(Command::Man) => cli::man(&mut std::io::stdout()).map_err(SessionError::Report),
+        #[cfg(feature = "remote-cache")]
+        Some(Command::Worker(args)) => replay::worker::serve::serve(
+            &args.settings(),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+        .map_err(SessionError::from),
         None => {
             let args = cli.run;
             let log = args

@@ -192,6 +192,10 @@ pub enum SessionError {
     /// The `--report` file could not be made.
     #[error("cannot write the report")]
     ReportFile(#[source] OwnFileError),
+    /// `replay worker` stopped.
+    #[cfg(feature = "remote-cache")]
+    #[error(transparent)]
+    Worker(#[from] crate::worker::serve::WorkerError),
     /// A reporter could not write.
     #[error("cannot write the report")]
     Report(#[source] io::Error),
@@ -293,6 +297,8 @@ impl SessionError {
             SessionError::InputsMissing(_) => "run the commands or the build step that make them, or fix their paths in the log",
             SessionError::LayerMissing { .. } => "run where the layer is available (e.g. where unprivileged user namespaces are allowed), or drop it from `require_sandbox`",
             SessionError::Lock(error) => return Some(error.hint()),
+            #[cfg(feature = "remote-cache")]
+            SessionError::Worker(_) => "check the `--server` URL and that the farm serves the Bots API (`!execution` in BuildGrid), and that `--root` is a directory you can write to",
             SessionError::ReportFile(_) => "pass `--report` a path in a directory you can write to",
             SessionError::Execute(ExecuteError::Journal(error)) => return Some(error.hint()),
             SessionError::Execute(ExecuteError::Lock(error)) => return Some(error.hint()),

@@ -38,7 +38,7 @@ pub struct BuildGrid {
 }
 
 /// A loopback port nothing listens on now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.local_addr().expect("local address").port()
 }
@@ -132,26 +132,9 @@ impl BuildGrid {
     }
 
     fn wait_ready(&mut self, limit: Duration) {
-        let started = Instant::now();
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "BuildGrid exited ({status}) before serving:\n{}",
-                        self.log()
-                    );
-                }
-            }
-            assert!(
-                started.elapsed() < limit,
-                "BuildGrid did not listen on port {} within {limit:?}:\n{}",
-                self.port,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        let log = self.dir.join("bgd.log");
+        if let Some(child) = self.child.as_mut() {
+            wait_listening(child, self.port, &log, limit);
         }
     }
 
@@ -186,6 +169,27 @@ impl BuildGrid {
     /// The server's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+}
+
+/// Waits until something accepts connections on loopback `port`; panics
+/// with the server's log (`log`) if `child` exits first or `limit` passes.
+pub(crate) fn wait_listening(child: &mut Child, port: u16, log: &Path, limit: Duration) {
+    let started = Instant::now();
+    let text = || std::fs::read_to_string(log).unwrap_or_default();
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("BuildGrid exited ({status}) before serving:\n{}", text());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "BuildGrid did not listen on port {port} within {limit:?}:\n{}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -20,6 +20,7 @@
 //! (down, slow, garbage) the remote is not asked again in this process,
 //! so it costs a build at most one timeout.
 
+pub mod bots;
 pub mod proto;
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use crate::reapi::Digest;
 use crate::store::{Entry, OutputEntry, ReadFile, RemoteCounts, Store};
 use crate::{ActionKey, Cost, FORMAT_VERSION};
+use bots::{BotSession, CreateBotSessionRequest, UpdateBotSessionRequest};
 use proto::{
     ActionResult, Any, BatchReadBlobsRequest, BatchReadBlobsResponse, BatchUpdateBlobsRequest,
     BatchUpdateBlobsResponse, ExecutedActionMetadata, FindMissingBlobsRequest,
@@ -808,6 +810,77 @@ impl Remote {
             c.remote_bytes_up += sent;
         });
         Ok(())
+    }
+}
+
+/// The Bots service and the CAS as a worker of a build farm uses them.
+impl Remote {
+    /// Registers a bot session (`CreateBotSession` under the instance);
+    /// the server names it and may hand it leases at once.
+    pub fn create_bot_session(&self, session: BotSession) -> Result<BotSession, RemoteError> {
+        let request = CreateBotSessionRequest {
+            parent: self.config.instance.clone(),
+            bot_session: Some(session),
+        };
+        self.bounded(async {
+            self.unary("CreateBotSession", bots::CREATE_BOT_SESSION, request)
+                .await
+                .map_err(call_error("CreateBotSession"))
+        })
+    }
+
+    /// Reports a session's leases (`UpdateBotSession`); the server answers
+    /// with the leases it now holds for the bot, after waiting a while for
+    /// new work when the bot has room and nothing changed.
+    pub fn update_bot_session(&self, session: BotSession) -> Result<BotSession, RemoteError> {
+        let request = UpdateBotSessionRequest {
+            name: session.name.clone(),
+            bot_session: Some(session),
+        };
+        self.bounded(async {
+            self.unary("UpdateBotSession", bots::UPDATE_BOT_SESSION, request)
+                .await
+                .map_err(call_error("UpdateBotSession"))
+        })
+    }
+
+    /// Downloads `digests` the store lacks into `store`'s CAS, each
+    /// verified against its digest; `Ok(Err(why))` names a blob that is
+    /// missing or not what its digest says.
+    pub fn fetch_blobs(
+        &self,
+        store: &Store,
+        digests: &[Digest],
+    ) -> Result<Result<u64, String>, RemoteError> {
+        let mut wanted: Vec<Digest> = digests
+            .iter()
+            .filter(|d| !store.has_blob(d))
+            .cloned()
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        wanted.retain(|d| d.size_bytes != 0 || keep(store, d, b"").is_err());
+        self.bounded(self.download(store, &wanted))
+    }
+
+    /// Uploads what of `digests` (blobs of `store`'s CAS) and `messages`
+    /// (encoded in memory) the remote lacks; returns the bytes sent.
+    pub fn put_blobs_from(
+        &self,
+        store: &Store,
+        digests: &[Digest],
+        messages: &[(Digest, Vec<u8>)],
+    ) -> Result<u64, RemoteError> {
+        let mut blobs: Vec<(Digest, Source)> = messages
+            .iter()
+            .map(|(d, bytes)| (d.clone(), Source::Bytes(bytes.clone())))
+            .collect();
+        for digest in digests {
+            if !blobs.iter().any(|(d, _)| d == digest) {
+                blobs.push((digest.clone(), Source::Stored));
+            }
+        }
+        self.bounded(self.put_blobs(store, &blobs))
     }
 }
 

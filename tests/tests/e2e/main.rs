@@ -7,6 +7,7 @@
 mod cache;
 mod cli;
 mod confinement;
+mod farm;
 mod fileops;
 mod flags;
 mod footprint;

@@ -1,0 +1,487 @@
+//! The worker's session with the farm: register a bot advertising
+//! [`super::advertised`], then keep `UpdateBotSession` going (BuildGrid
+//! takes a bot that stays silent past its keepalive for dead, and queues
+//! its leases again) while one lease at a time runs on another thread.
+//! Each lease: the action read from the CAS, verified ([`super::tree`]),
+//! the host checked and the inputs written into a fresh lease root
+//! ([`super::materialize`]), the one-command log ([`super::lease_log`])
+//! judged by the worker's own policy and run on the executor's run path
+//! ([`crate::session::run`]: the same checks, sandbox, limits and
+//! measurement as a local run), the outputs, stdout and stderr uploaded,
+//! and the lease completed ([`super::lease`]). Anything refused completes
+//! the lease with the finding, and nothing runs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use replay_cache::reapi::{Action, Command as ReapiCommand};
+use replay_cache::remote::bots::{
+    BotSession, Device, KeyValue, Lease, Worker, BOT_STATUS_OK, BOT_STATUS_TERMINATING,
+    CAPACITY_KEY, LEASE_ACTIVE, LEASE_PENDING,
+};
+use replay_cache::remote::proto::OutputFile;
+use replay_cache::remote::{Remote, RemoteConfig, RemoteError};
+use replay_cache::{Cost, Digest, Store};
+
+use super::lease::{action_of, completed, refused, Payload, RunResult};
+use super::lease_log::{document, to_command};
+use super::materialize::{check_host, materialize};
+use super::tree::read_tree;
+use crate::report::{Format, Verbosity};
+use crate::session::{Console, RunSettings, Target};
+
+/// What `replay worker` was asked to do.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// The farm's Bots, CAS and ByteStream endpoint.
+    pub remote: RemoteConfig,
+    /// The worker's own policy: every lease is judged by it.
+    pub policy: PathBuf,
+    /// Where lease roots and the worker's blob store live.
+    pub root: PathBuf,
+    /// The bot id the farm knows this worker by.
+    pub bot_id: String,
+}
+
+/// Why the worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The connection could not be set up.
+    #[error("cannot set up the connection to the farm `{url}`")]
+    Connect {
+        /// The farm.
+        url: String,
+        /// Why.
+        #[source]
+        source: RemoteError,
+    },
+    /// SIGINT and SIGTERM could not be handled.
+    #[error("cannot handle SIGINT and SIGTERM")]
+    Signals(#[source] std::io::Error),
+    /// The worker's root is not usable.
+    #[error("cannot use the worker root `{}`", path.display())]
+    Root {
+        /// The root.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The worker's blob store cannot be opened.
+    #[error("cannot open the worker's blob store in `{}`", path.display())]
+    Store {
+        /// The store's directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: replay_cache::OpenError,
+    },
+    /// The farm refused or stopped answering the bot session.
+    #[error("the farm `{url}` did not keep the bot session")]
+    Session {
+        /// The farm.
+        url: String,
+        /// Why.
+        #[source]
+        source: RemoteError,
+    },
+}
+
+/// Calls to the farm that may fail in a row before the worker gives up.
+const MAX_FAILURES: u32 = 20;
+/// The worker's blob store cap.
+const STORE_BYTES: u64 = 16 << 30;
+
+/// Serves leases until `stop` is set (also by SIGINT or SIGTERM) or the
+/// farm is lost; a stopped worker tells the farm it is terminating.
+///
+/// Each lease's run registers its own handlers for those signals (to stop
+/// its tool cleanly), which replace the default action of killing the
+/// process: so the worker registers `stop` for them first, and a SIGTERM
+/// ends the loop whether or not a lease ran. (Handlers a run registers
+/// stay registered: a few words per lease.)
+pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), WorkerError> {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(WorkerError::Signals)?;
+    }
+    let url = settings.remote.url.clone();
+    std::fs::create_dir_all(&settings.root).map_err(|source| WorkerError::Root {
+        path: settings.root.clone(),
+        source,
+    })?;
+    let root = settings
+        .root
+        .canonicalize()
+        .map_err(|source| WorkerError::Root {
+            path: settings.root.clone(),
+            source,
+        })?;
+    let store_dir = root.join("store");
+    let store =
+        Arc::new(
+            Store::open(&store_dir, STORE_BYTES).map_err(|source| WorkerError::Store {
+                path: store_dir,
+                source,
+            })?,
+        );
+    let remote = Remote::new(settings.remote.clone()).map_err(|source| WorkerError::Connect {
+        url: url.clone(),
+        source,
+    })?;
+    let pair = |(key, value): (String, String)| KeyValue { key, value };
+    let mut session = remote
+        .create_bot_session(BotSession {
+            bot_id: settings.bot_id.clone(),
+            status: BOT_STATUS_OK,
+            worker: Some(Worker {
+                devices: vec![Device {
+                    handle: settings.bot_id.clone(),
+                    properties: super::advertised().into_iter().map(pair).collect(),
+                }],
+                configs: vec![pair((CAPACITY_KEY.into(), "1".into()))],
+                ..Worker::default()
+            }),
+            ..BotSession::default()
+        })
+        .map_err(|source| WorkerError::Session {
+            url: url.clone(),
+            source,
+        })?;
+    let (tx, rx) = mpsc::channel::<Lease>();
+    let mut busy: Option<String> = None;
+    let mut finished: HashMap<String, Lease> = HashMap::new();
+    let mut failures = 0u32;
+    let mut count = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(done) = rx.try_recv() {
+            busy = None;
+            finished.insert(done.id.clone(), done);
+        }
+        for lease in &mut session.leases {
+            if let Some(done) = finished.get(&lease.id) {
+                *lease = done.clone();
+            }
+        }
+        if busy.is_none() {
+            if let Some(lease) = session.leases.iter_mut().find(|l| {
+                (l.state == LEASE_PENDING || l.state == LEASE_ACTIVE)
+                    && !finished.contains_key(&l.id)
+            }) {
+                lease.state = LEASE_ACTIVE;
+                busy = Some(lease.id.clone());
+                count += 1;
+                let (lease, tx, store) = (lease.clone(), tx.clone(), Arc::clone(&store));
+                let (settings, dir) = (
+                    settings.clone(),
+                    root.join(format!("lease-{count}-{}", std::process::id())),
+                );
+                std::thread::spawn(move || {
+                    let done = match run_lease(&settings, &store, &dir, &lease) {
+                        Ok(done) => done,
+                        Err(finding) => refused(&lease, &finding),
+                    };
+                    let _ = tx.send(done);
+                });
+            }
+        }
+        match remote.update_bot_session(session.clone()) {
+            Ok(next) => {
+                failures = 0;
+                finished.retain(|id, _| next.leases.iter().any(|l| &l.id == id));
+                session = next;
+            }
+            Err(source) => {
+                failures += 1;
+                if failures > MAX_FAILURES {
+                    return Err(WorkerError::Session { url, source });
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        if busy.is_some() {
+            // At capacity the server answers at once: do not spin.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    session.status = BOT_STATUS_TERMINATING;
+    let _ = remote.update_bot_session(session);
+    Ok(())
+}
+
+/// The most of a tool's stdout (and of its stderr) a worker keeps in
+/// memory and uploads; the rest is dropped and the upload says so.
+pub const MAX_STREAM_BYTES: usize = 64 << 20;
+
+/// A [`Console`] stream kept in memory, up to [`MAX_STREAM_BYTES`].
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = MAX_STREAM_BYTES.saturating_sub(self.bytes.len());
+        let kept = buf.len().min(room);
+        self.bytes.extend_from_slice(&buf[..kept]);
+        self.dropped += (buf.len() - kept) as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capped {
+    /// What was kept, with a last line saying how much was dropped.
+    fn contents(&self) -> Vec<u8> {
+        let mut bytes = self.bytes.clone();
+        if self.dropped > 0 {
+            bytes.extend_from_slice(
+                format!("\n[replay worker: {} more bytes dropped]\n", self.dropped).as_bytes(),
+            );
+        }
+        bytes
+    }
+}
+
+/// A shared [`Capped`] stream.
+type Buffer = Arc<Mutex<Capped>>;
+
+/// Runs one lease in `dir`; `Err` is the finding that refuses it.
+fn run_lease(
+    settings: &WorkerSettings,
+    store: &Store,
+    dir: &Path,
+    lease: &Lease,
+) -> Result<Lease, String> {
+    let remote = Remote::new(settings.remote.clone()).map_err(|e| e.to_string())?;
+    let fetch = |digest: &Digest| -> Option<Vec<u8>> {
+        remote
+            .fetch_blobs(store, std::slice::from_ref(digest))
+            .ok()?
+            .ok()?;
+        store.blob_bytes(digest)
+    };
+    let action = match action_of(lease).map_err(|e| e.to_string())? {
+        Payload::Action(action, _) => action,
+        Payload::Digest(digest) => {
+            let bytes = fetch(&digest).ok_or(format!("the action {digest} is not in the CAS"))?;
+            Action::decode(bytes.as_slice())
+                .map_err(|_| format!("the action {digest} is not a REAPI Action"))?
+        }
+    };
+    let command_digest = action.command_digest.ok_or("the action names no command")?;
+    let command = fetch(&command_digest)
+        .and_then(|bytes| ReapiCommand::decode(bytes.as_slice()).ok())
+        .ok_or(format!(
+            "the command {command_digest} is not a REAPI Command in the CAS"
+        ))?;
+    let input_root = action
+        .input_root_digest
+        .ok_or("the action names no input root")?;
+    let tree = read_tree(&input_root, &fetch).map_err(|e| e.to_string())?;
+    let log_command = to_command(&command, &tree).map_err(|e| e.to_string())?;
+    let program = resolve(&log_command.program)?;
+    check_host(&tree, &program, &|p| {
+        std::fs::read(p).map(|bytes| Digest::of(&bytes))
+    })
+    .map_err(|e| e.to_string())?;
+    let digests: Vec<Digest> = tree.files.iter().map(|f| f.digest.clone()).collect();
+    match remote.fetch_blobs(store, &digests) {
+        Ok(Ok(_)) => {}
+        Ok(Err(why)) => return Err(format!("an input is not what its digest names: {why}")),
+        Err(e) => return Err(format!("cannot fetch the inputs: {e}")),
+    }
+    let work = dir.join("root");
+    std::fs::create_dir_all(&work)
+        .map_err(|e| format!("cannot make the lease root `{}`: {e}", work.display()))?;
+    materialize(&tree, store, &work).map_err(|e| e.to_string())?;
+    let outputs = log_command.outputs.clone();
+    let log = dir.join("log.json");
+    let doc = document(log_command).ok_or("this machine's OS is not one a log can name")?;
+    let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+    std::fs::write(&log, bytes).map_err(|e| format!("cannot write `{}`: {e}", log.display()))?;
+
+    let (stdout, stderr): (Buffer, Buffer) = Default::default();
+    let console = Console {
+        stdout: stdout.clone() as crate::run::capture::Sink,
+        stderr: stderr.clone() as crate::run::capture::Sink,
+        bar: None,
+    };
+    let report_path = dir.join("report.json");
+    let run_settings = RunSettings {
+        report: vec![(report_path.clone(), Format::Json)],
+        verbosity: Verbosity::Quiet,
+        ..RunSettings::default()
+    };
+    let target = Target {
+        policy: settings.policy.clone(),
+        root: Some(work.clone()),
+    };
+    let ran = crate::session::run(&target, &log, &run_settings, &console);
+    let report: serde_json::Value = std::fs::read(&report_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    if report["check"]["status"] == "refused" {
+        return Err(format!(
+            "the worker's policy refused the command: {}",
+            findings(&report)
+        ));
+    }
+    let record = &report["commands"][0];
+    let outcome = &record["outcome"];
+    if outcome.is_null() {
+        let why = match &ran {
+            Err(e) => chain(e),
+            Ok(()) => "the run reported no outcome".to_owned(),
+        };
+        return Err(format!("the command did not run: {why}"));
+    }
+    let exit_code = outcome["exit"]["code"]
+        .as_i64()
+        .or_else(|| outcome["exit"]["signal"].as_i64().map(|s| 128 + s))
+        .and_then(|c| i32::try_from(c).ok())
+        .unwrap_or(-1);
+    let m = &outcome["measurements"];
+    let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let cost = Cost {
+        wall_ms: number(&m["wall_ms"]),
+        cpu_ms: number(&m["user_ms"]) + number(&m["system_ms"]),
+        peak_rss_bytes: number(&m["peak_process"]["bytes"])
+            .max(number(&m["peak_tree_rss_sampled"])),
+    };
+    let mut uploads = Vec::new();
+    let mut keep = |bytes: &[u8]| -> Result<Digest, String> {
+        let digest = Digest::of(bytes);
+        let mut sink = store.blob_sink(&digest).map_err(|e| e.to_string())?;
+        sink.write(bytes).map_err(|e| e.to_string())?;
+        sink.finish().map_err(|e| e.to_string())?;
+        uploads.push(digest.clone());
+        Ok(digest)
+    };
+    let mut output_files = Vec::new();
+    if exit_code == 0 && record["status"] == "ok" {
+        for (path, reapi_path) in outputs.iter().zip(&command.output_paths) {
+            let file = work.join(path);
+            // Only a regular file is an output: a symlink the tool made is
+            // never followed (it could name any file of this machine).
+            let Ok(meta) = std::fs::symlink_metadata(&file) else {
+                continue;
+            };
+            if !meta.is_file() {
+                return Err(format!("the output `{path}` is not a regular file"));
+            }
+            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+            let mut bytes = Vec::new();
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&file)
+                .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+                .map_err(|e| format!("cannot read the output `{path}`: {e}"))?;
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            output_files.push(OutputFile {
+                path: reapi_path.clone(),
+                digest: Some(keep(&bytes)?),
+                is_executable: executable,
+                contents: Vec::new(),
+            });
+        }
+    }
+    let out = stdout.lock().map(|b| b.contents()).unwrap_or_default();
+    let err = stderr.lock().map(|b| b.contents()).unwrap_or_default();
+    let stdout_digest = keep(&out)?;
+    let stderr_digest = keep(&err)?;
+    remote
+        .put_blobs_from(store, &uploads, &[])
+        .map_err(|e| format!("cannot upload the results: {e}"))?;
+    Ok(completed(
+        lease,
+        &RunResult {
+            outputs: output_files,
+            exit_code,
+            stdout: stdout_digest,
+            stderr: stderr_digest,
+            cost,
+            read_set: Vec::new(),
+            worker: format!("replay worker {}", settings.bot_id),
+        },
+    ))
+}
+
+/// The binary a log's `program` names here: an absolute path as it
+/// resolves, a bare name as `PATH` finds it.
+fn resolve(program: &str) -> Result<PathBuf, String> {
+    let found = if program.contains('/') {
+        Some(PathBuf::from(program))
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    found
+        .and_then(|p| p.canonicalize().ok())
+        .ok_or(format!("the program `{program}` is not on this worker"))
+}
+
+/// The report's findings as `RULE: MESSAGE` lines.
+fn findings(report: &serde_json::Value) -> String {
+    let list: Vec<String> = report["check"]["findings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f["rule"].as_str().unwrap_or("?"),
+                f["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    list.join("; ")
+}
+
+/// An error and its causes on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// A tool that prints without end cannot fill the worker's memory.
+    #[test]
+    fn a_stream_past_the_cap_is_kept_up_to_it_and_says_what_was_dropped() {
+        let mut stream = Capped::default();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..(MAX_STREAM_BYTES >> 20) + 3 {
+            stream.write_all(&chunk).unwrap();
+        }
+        assert_eq!(stream.bytes.len(), MAX_STREAM_BYTES);
+        let contents = stream.contents();
+        let tail = String::from_utf8_lossy(&contents[MAX_STREAM_BYTES..]).into_owned();
+        assert_eq!(
+            tail,
+            format!("\n[replay worker: {} more bytes dropped]\n", 3 << 20)
+        );
+    }
+}

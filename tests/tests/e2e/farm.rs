@@ -1,0 +1,606 @@
+//! Remote execution on a real build farm (issue 22): PostgreSQL, BuildGrid
+//! with its SQL scheduler and Bots service. This file starts with the
+//! harness itself: the farm serves execution with the property set
+//! `replay`'s keys need, and leaves nothing running once dropped.
+
+use std::process::Command;
+
+use replay_e2e::buildgrid::bgd;
+use replay_e2e::farm::{Farm, MATCH_KEYS, WILDCARD_KEYS};
+
+/// Whether process `pid` still exists (and is not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// The farm answers with execution enabled, its scheduler knows exactly
+/// the platform keys `replay` sends (and refuses others before queueing),
+/// and dropping the guard stops BuildGrid and PostgreSQL.
+#[test]
+fn a_farm_serves_execution_and_stops_everything_on_drop() {
+    let farm = Farm::start();
+    let url = farm.url().replace("grpc://", "http://");
+    let capabilities = Command::new(bgd())
+        .args(["capabilities", "--remote", &url])
+        .output()
+        .unwrap();
+    assert!(
+        capabilities.status.success(),
+        "{capabilities:?}\n{}",
+        farm.log()
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&capabilities.stdout).unwrap();
+    assert_eq!(doc["executionCapabilities"]["execEnabled"], true, "{doc}");
+
+    // An action with a key the property set lacks is refused at once, and
+    // the refusal lists the keys the farm was configured with.
+    let inputs = tempfile::tempdir().unwrap();
+    let refused = Command::new(bgd())
+        .args(["execute", "--remote", &url, "command"])
+        .args([
+            "-p",
+            "OSFamily",
+            std::env::consts::OS,
+            "-p",
+            "colour",
+            "blue",
+        ])
+        .arg(inputs.path())
+        .arg("true")
+        .current_dir(inputs.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Unregistered platform property [colour="),
+        "{stderr}"
+    );
+    for key in MATCH_KEYS.iter().chain(WILDCARD_KEYS) {
+        assert!(
+            stderr.contains(&format!("'{key}'")),
+            "`{key}` is not configured: {stderr}"
+        );
+    }
+
+    let pids = farm.pids();
+    assert_eq!(pids.len(), 2, "server and postmaster: {pids:?}");
+    assert!(pids.iter().all(|&pid| alive(pid)), "{pids:?}");
+    drop(farm);
+    let still: Vec<u32> = pids.into_iter().filter(|&pid| alive(pid)).collect();
+    assert!(still.is_empty(), "still running after drop: {still:?}");
+}
+
+/// A `bgd execute` client killed and reaped when dropped.
+struct Client(std::process::Child);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A bot registered through `replay`'s Bots calls is handed the lease of
+/// an action a client queued with `replay`'s platform keys, reads its
+/// `Action` and `Command` from the CAS (verified), and completing the lease
+/// with an `ActionResult` finishes the client's execution.
+#[test]
+fn a_bot_session_takes_a_lease_and_completes_it() {
+    use prost::Message as _;
+    use replay_cache::reapi::{Action, Command as ReapiCommand};
+    use replay_cache::remote::bots::{
+        BotSession, Device, KeyValue, Lease, Worker, ACTION_RESULT_TYPE, ACTION_TYPE,
+        BOT_STATUS_OK, CAPACITY_KEY, DIGEST_TYPE, LEASE_ACTIVE, LEASE_COMPLETED, LEASE_PENDING,
+    };
+    use replay_cache::remote::proto::{ActionResult, Any, Status};
+    use replay_cache::remote::{Mode, Remote, RemoteConfig};
+    use replay_cache::{Digest, Store};
+    use std::time::{Duration, Instant};
+
+    let farm = Farm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let platform = [
+        ("OSFamily", std::env::consts::OS),
+        ("ISA", std::env::consts::ARCH),
+        ("replay", "test"),
+        ("cpu", "c0ffee"),
+        ("root", "/somewhere/else"),
+    ];
+    let mut execute = Command::new(bgd());
+    execute.args([
+        "execute",
+        "--remote",
+        &farm.url().replace("grpc://", "http://"),
+        "command",
+    ]);
+    for (key, value) in platform {
+        execute.args(["-p", key, value]);
+    }
+    let client = Client(
+        execute
+            .arg(dir.path().join("in"))
+            .args(["echo", "leased"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+
+    let remote = Remote::new(RemoteConfig {
+        url: farm.url(),
+        instance: String::new(),
+        headers: Vec::new(),
+        ca: None,
+        timeout: Duration::from_secs(30),
+        mode: Mode::ReadWrite,
+    })
+    .unwrap();
+    let store = Store::open(&dir.path().join("store"), 1 << 30).unwrap();
+    let pair = |(key, value): (&str, &str)| KeyValue {
+        key: key.into(),
+        value: value.into(),
+    };
+    let mut session = remote
+        .create_bot_session(BotSession {
+            bot_id: "replay-e2e-bot".into(),
+            status: BOT_STATUS_OK,
+            worker: Some(Worker {
+                devices: vec![Device {
+                    handle: "replay-e2e-bot".into(),
+                    properties: platform[..4].iter().copied().map(pair).collect(),
+                }],
+                configs: vec![pair((CAPACITY_KEY, "1"))],
+                ..Worker::default()
+            }),
+            ..BotSession::default()
+        })
+        .unwrap();
+    assert!(!session.name.is_empty(), "the server names the session");
+    let started = Instant::now();
+    let lease: Lease = loop {
+        if let Some(lease) = session
+            .leases
+            .iter()
+            .find(|l| l.state == LEASE_ACTIVE || l.state == LEASE_PENDING)
+        {
+            break lease.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no lease within 60 s: {session:?}\n{}",
+            farm.log()
+        );
+        session = remote.update_bot_session(session).unwrap();
+    };
+
+    let payload = lease.payload.clone().expect("a lease carries its action");
+    let action = match payload.type_url.as_str() {
+        ACTION_TYPE => Action::decode(payload.value.as_slice()).unwrap(),
+        DIGEST_TYPE => {
+            let digest = Digest::decode(payload.value.as_slice()).unwrap();
+            assert_eq!(
+                remote
+                    .fetch_blobs(&store, std::slice::from_ref(&digest))
+                    .unwrap(),
+                Ok(digest.size())
+            );
+            Action::decode(store.blob_bytes(&digest).unwrap().as_slice()).unwrap()
+        }
+        other => panic!("a payload of type `{other}`"),
+    };
+    let command_digest = action.command_digest.unwrap();
+    remote
+        .fetch_blobs(&store, std::slice::from_ref(&command_digest))
+        .unwrap()
+        .unwrap();
+    let command =
+        ReapiCommand::decode(store.blob_bytes(&command_digest).unwrap().as_slice()).unwrap();
+    assert_eq!(command.arguments, ["echo", "leased"]);
+
+    let mut done = lease;
+    done.state = LEASE_COMPLETED;
+    done.status = Some(Status::default());
+    done.result = Some(Any {
+        type_url: ACTION_RESULT_TYPE.into(),
+        value: ActionResult {
+            exit_code: 0,
+            ..ActionResult::default()
+        }
+        .encode_to_vec(),
+    });
+    session.leases = vec![done];
+    let mut client = client;
+    session = remote.update_bot_session(session).unwrap();
+    let status = loop {
+        if let Some(status) = client.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the client did not finish after the lease completed\n{}",
+            farm.log()
+        );
+        session = remote.update_bot_session(session).unwrap();
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = client.0.stderr.take() {
+        use std::io::Read as _;
+        pipe.read_to_string(&mut stderr).unwrap();
+    }
+    assert!(status.success(), "{status}: {stderr}");
+}
+
+/// The farm's scheduler matches on exactly the keys a `replay` worker
+/// advertises: a key matched but not advertised would place no action.
+#[test]
+fn the_farm_matches_on_the_keys_a_worker_advertises() {
+    assert_eq!(MATCH_KEYS, replay::worker::MATCH_KEYS);
+}
+
+/// An action as a `replay` client makes one, queued with `bgd execute`:
+/// the input root holds `files` and `.replay-program` (a copy of
+/// `program`, so its digest is the binary's), and the platform carries
+/// the keys a worker matches on plus `root`, `program` and `tool`.
+/// Returns the client's exit status, stdout and stderr.
+fn execute(
+    farm: &Farm,
+    dir: &std::path::Path,
+    tool: &str,
+    program: &str,
+    argv: &[&str],
+    files: &[(&str, &str)],
+    output: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(program, input.join(".replay-program")).unwrap();
+    for (name, text) in files {
+        std::fs::write(input.join(name), text).unwrap();
+    }
+    let mut command = Command::new(bgd());
+    command.args([
+        "execute",
+        "--remote",
+        &farm.url().replace("grpc://", "http://"),
+        "command",
+    ]);
+    for (key, value) in replay::worker::advertised() {
+        command.args(["-p", &key, &value]);
+    }
+    command.args([
+        "-p",
+        "root",
+        "/client/root",
+        "-p",
+        "program",
+        program,
+        "-p",
+        "tool",
+        tool,
+    ]);
+    // `-c`: the action may be cached (the farm stores the worker's result).
+    command.args(["-c", "--output-file", output, "--output-directory"]);
+    command.arg(dir.join("out"));
+    let out = command
+        .arg("--")
+        .arg(&input)
+        .args(argv)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `replay worker --server URL --policy linux.toml --root DIR` on `farm`.
+fn worker(farm: &Farm, dir: &std::path::Path, name: &str) -> replay_e2e::farm::Worker {
+    let mut command = Command::new(crate::support::bin("replay"));
+    command
+        .args([
+            "worker",
+            "--server",
+            &farm.url(),
+            "--bot-id",
+            name,
+            "--policy",
+        ])
+        .arg(crate::support::shipped_policy("linux.toml"))
+        .arg("--root")
+        .arg(dir.join(name));
+    farm.worker(command, name)
+}
+
+const MODULE: &str = "define i32 @f(i32 %x) {\n  %y = add i32 %x, 0\n  ret i32 %y\n}\n";
+
+/// A worker runs a leased `opt` in its sandbox, and the client gets the
+/// output byte for byte as `opt` makes it here.
+#[test]
+fn a_worker_runs_a_leased_command_and_the_client_gets_its_output() {
+    let farm = Farm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let _worker = worker(&farm, dir.path(), "w-run");
+    let (status, stdout, stderr) = execute(
+        &farm,
+        dir.path(),
+        "opt",
+        "/usr/lib/llvm-14/bin/opt",
+        &["opt-14", "-O2", "m.ll", "-o", "m.bc"],
+        &[("m.ll", MODULE)],
+        "m.bc",
+    );
+    assert!(
+        status.success(),
+        "{status}\n{stdout}\n{stderr}\n{}",
+        _worker.log()
+    );
+    std::fs::write(dir.path().join("m.ll"), MODULE).unwrap();
+    let local = Command::new("/usr/lib/llvm-14/bin/opt")
+        .args(["-O2", "m.ll", "-o", "local.bc"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(local.success());
+    let remote = std::fs::read(dir.path().join("out/m.bc")).unwrap();
+    assert_eq!(remote, std::fs::read(dir.path().join("local.bc")).unwrap());
+
+    // The farm's action cache holds the worker's result: it names the
+    // worker and carries the peak RSS it measured.
+    use prost::Message as _;
+    use replay_cache::remote::proto::{ReplayMetadata, METADATA_TYPE};
+    let action = sent_action(&stdout);
+    let client = replay_cache::remote::Remote::new(replay_cache::remote::RemoteConfig {
+        url: farm.url(),
+        instance: String::new(),
+        headers: Vec::new(),
+        ca: None,
+        timeout: std::time::Duration::from_secs(30),
+        mode: replay_cache::remote::Mode::Read,
+    })
+    .unwrap();
+    let result = client
+        .get_action_result(&action)
+        .unwrap()
+        .expect("a cached result");
+    let metadata = result.execution_metadata.unwrap();
+    assert_eq!(metadata.worker, "replay worker w-run");
+    let ours = metadata
+        .auxiliary_metadata
+        .iter()
+        .find(|any| any.type_url == METADATA_TYPE)
+        .expect("replay's metadata");
+    let ours = ReplayMetadata::decode(ours.value.as_slice()).unwrap();
+    assert!(
+        (1 << 20..8 << 30).contains(&ours.peak_rss_bytes),
+        "opt's measured peak: {} bytes",
+        ours.peak_rss_bytes
+    );
+}
+
+/// The action digest `bgd execute` printed (`Sent action=[hash: "H"
+/// size_bytes: N]`).
+fn sent_action(stdout: &str) -> replay_cache::Digest {
+    let rest = stdout
+        .split("Sent action=[hash: \"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no action in: {stdout}"));
+    let hash = rest[..64].to_owned();
+    let size = rest
+        .split("size_bytes: ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no size in: {stdout}"));
+    replay_cache::Digest {
+        hash,
+        size_bytes: size,
+    }
+}
+
+/// A command the worker's policy refuses (a Windows target makes clang
+/// run tools the policy never judged) fails with the worker's finding,
+/// and nothing runs: the lease root holds no output.
+#[test]
+fn a_worker_refuses_what_its_own_policy_refuses_and_runs_nothing() {
+    let farm = Farm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = worker(&farm, dir.path(), "w-refuse");
+    let (status, stdout, stderr) = execute(
+        &farm,
+        dir.path(),
+        "cc",
+        "/usr/lib/llvm-14/bin/clang",
+        &[
+            "clang-14",
+            "--target=x86_64-pc-windows-msvc",
+            "-c",
+            "a.c",
+            "-o",
+            "a.o",
+        ],
+        &[("a.c", "int f(void) { return 0; }\n")],
+        "a.o",
+    );
+    let said = format!("{status}\n{stdout}\n{stderr}");
+    // `bgd` exits 0 whatever the action's status; it prints the status:
+    // FAILED_PRECONDITION (9) with the worker's finding.
+    assert!(
+        said.contains("Response status code: code: 9"),
+        "{said}\n{}",
+        worker.log()
+    );
+    assert!(
+        said.contains("the worker\\'s policy refused the command: args.bad-value"),
+        "the finding is not reported: {said}\n{}",
+        worker.log()
+    );
+    let made: Vec<_> = walk(&dir.path().join("w-refuse"))
+        .into_iter()
+        .filter(|p| p.ends_with("a.o"))
+        .collect();
+    assert!(made.is_empty(), "an output was made: {made:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A module `opt -O3` takes a while on: calls in a ring to inline.
+fn slow_module() -> String {
+    (0..1500)
+        .map(|i| {
+            format!(
+                "define i32 @f{i}(i32 %x) {{\n  %a = mul i32 %x, {}\n  %b = add i32 %a, %x\n  %c = call i32 @f{}(i32 %b)\n  ret i32 %c\n}}\n",
+                i + 3,
+                (i + 1) % 1500
+            )
+        })
+        .collect()
+}
+
+/// The pids of processes whose working directory lies under `dir`.
+fn running_under(dir: &std::path::Path) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            (cwd.starts_with(dir) && alive(pid)).then_some(pid)
+        })
+        .collect()
+}
+
+/// A worker SIGKILLed while its tool runs loses nothing: the farm hands
+/// the lease to another worker once the dead one's keepalive passes, the
+/// client's action finishes there, and the killed worker's tool does not
+/// outlive it. (Its own farm: another test's worker must not take the
+/// lease.)
+#[test]
+fn a_worker_killed_mid_lease_loses_nothing_and_leaves_no_tool_running() {
+    use std::time::{Duration, Instant};
+    let farm = std::sync::Arc::new(Farm::start());
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let mut first = worker(&farm, &base, "w-kill-1");
+    let client = {
+        let (farm, base) = (std::sync::Arc::clone(&farm), base.clone());
+        std::thread::spawn(move || {
+            let module = slow_module();
+            execute(
+                &farm,
+                &base,
+                "opt",
+                "/usr/lib/llvm-14/bin/opt",
+                &["opt-14", "-O3", "slow.ll", "-o", "slow.bc"],
+                &[("slow.ll", module.as_str())],
+                "slow.bc",
+            )
+        })
+    };
+    // Kill the first worker once its tool runs.
+    let leases = base.join("w-kill-1");
+    let started = Instant::now();
+    let tool = loop {
+        let pids = running_under(&leases);
+        if !pids.is_empty() {
+            break pids;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the first worker ran nothing within 120 s:\n{}\n{}",
+            first.log(),
+            farm.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    first.kill();
+    // `opt` alone runs for seconds here: gone at once, it was killed.
+    let killed = Instant::now();
+    while tool.iter().any(|&pid| alive(pid)) {
+        assert!(
+            killed.elapsed() < Duration::from_millis(1500),
+            "the killed worker's tool outlived it: {tool:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _second = worker(&farm, &base, "w-kill-2");
+    let (status, stdout, stderr) = client.join().unwrap();
+    assert!(
+        status.success(),
+        "{status}\n{stdout}\n{stderr}\n{}",
+        _second.log()
+    );
+    let output = std::fs::read(base.join("out/slow.bc")).unwrap();
+    assert!(
+        output.starts_with(b"BC"),
+        "not bitcode: {} bytes",
+        output.len()
+    );
+    assert!(
+        running_under(&leases).is_empty(),
+        "the killed worker's tool outlived it: {tool:?} -> {:?}",
+        running_under(&leases)
+    );
+}
+
+/// SIGTERM stops a worker (it tells the farm it is terminating) even
+/// though each lease's run handles SIGTERM itself.
+#[test]
+fn a_worker_stops_on_sigterm_after_serving_a_lease() {
+    use std::time::{Duration, Instant};
+    let farm = Farm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let worker = worker(&farm, &base, "w-term");
+    let (status, stdout, stderr) = execute(
+        &farm,
+        &base,
+        "opt",
+        "/usr/lib/llvm-14/bin/opt",
+        &["opt-14", "-O1", "m.ll", "-o", "m.bc"],
+        &[("m.ll", MODULE)],
+        "m.bc",
+    );
+    assert!(
+        status.success(),
+        "{status}\n{stdout}\n{stderr}\n{}",
+        worker.log()
+    );
+    let pid = i32::try_from(worker.pid().unwrap()).unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let sent = Instant::now();
+    while alive(u32::try_from(pid).unwrap()) {
+        assert!(
+            sent.elapsed() < Duration::from_secs(30),
+            "the worker ignored SIGTERM:\n{}",
+            worker.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
