@@ -4,6 +4,7 @@
   genlog.py N opt       opt -O2 gen.aotc/pK.bc -o gen.aotc/pK.opt.bc (linux.toml allows them)
   genlog.py N memtouch  memtouch --mib=0 (a trivial tool, for the run overhead)
   genlog.py N memtouch-out  the same, each writing one declared output o/K.txt
+  genlog.py N opt-O0    opt -O0 one.ll -o o/K.bc (a one-function module; linux.toml allows them)
 """
 import json
 import sys
@@ -17,6 +18,10 @@ for i in range(1, n + 1):
         src, dst = f"gen.aotc/p{i}.bc", f"gen.aotc/p{i}.opt.bc"
         cmd = {"id": i, "tool": "opt", "program": "opt", "args": ["-O2", src, "-o", dst],
                "cwd": ".", "env": {}, "inputs": [src], "outputs": [dst]}
+    elif kind == "opt-O0":
+        dst = f"o/{i}.bc"
+        cmd = {"id": i, "tool": "opt", "program": "opt", "args": ["-O0", "one.ll", "-o", dst],
+               "cwd": ".", "env": {}, "inputs": ["one.ll"], "outputs": [dst]}
     elif kind == "memtouch-out":
         out_file = f"o/{i}.txt"
         cmd = {"id": i, "tool": "memtouch", "program": "memtouch", "args": ["--mib=0", f"--out={out_file}"],

@@ -377,18 +377,32 @@ def fig_footprint(sizes: list, out: Path) -> dict:
     return {"rows": rows}
 
 
-def fig_overhead_small(n: int, runs: int, out: Path) -> dict:
+ONE_FUNCTION_LL = """define i32 @f(i32 %x) {
+  %y = add i32 %x, 1
+  ret i32 %y
+}
+"""
+
+
+def fig_overhead_small(n: int, runs: int, out: Path, kind: str = "memtouch") -> dict:
     """Figure 3 (many small commands): n trivial commands (`memtouch
-    --mib=0`) through replay and through sh -e; also replay's own peak."""
+    --mib=0`, or with kind "opt-O0" `opt -O0` on a one-function module,
+    each writing its own output) through replay and through sh -e; also
+    replay's own peak."""
     fresh(out)
-    policy = out / "policy.toml"
-    policy.write_text(MEMTOUCH_POLICY.format(bin=BIN))
+    if kind == "opt-O0":
+        policy = REPO / "policies" / "linux.toml"
+        (out / "one.ll").write_text(ONE_FUNCTION_LL)
+        (out / "o").mkdir()
+    else:
+        policy = out / "policy.toml"
+        policy.write_text(MEMTOUCH_POLICY.format(bin=BIN))
     with open(out / "log.json", "w") as f:
-        subprocess.run([sys.executable, BENCH / "genlog.py", str(n), "memtouch"], stdout=f, check=True)
+        subprocess.run([sys.executable, BENCH / "genlog.py", str(n), kind], stdout=f, check=True)
     write_sh_script(out / "log.json", out, out / "plain.sh")
     raw: dict = {"replay": [], "sh": [], "replay_own_peak": []}
     for i in range(runs):
-        log(f"overhead: {n} small commands, run {i + 1}/{runs}")
+        log(f"overhead: {n} small commands ({kind}), run {i + 1}/{runs}")
         report = out / f"replay.{i}.report.json"
         m = measured([BIN / "replay", "--no-cache", "--policy", policy, "--report", report, out / "log.json"],
                      out / f"replay.{i}", sample=False)
@@ -396,12 +410,15 @@ def fig_overhead_small(n: int, runs: int, out: Path) -> dict:
         raw["replay_own_peak"].append(json.loads(report.read_text())["totals"]["replay_peak_rss"])
         (out / "log.json.journal").unlink(missing_ok=True)
         raw["sh"].append(measured(["sh", "-e", out / "plain.sh"], out / f"sh.{i}", sample=False)["time"]["wall_s"])
-    return {
+    result = {
         "commands": n, "raw": raw,
         "replay_wall_s": summary(raw["replay"]), "sh_wall_s": summary(raw["sh"]),
         "ratio": summary([r / s for r, s in zip(raw["replay"], raw["sh"])]),
         "replay_own_peak": summary(raw["replay_own_peak"]),
     }
+    if kind == "opt-O0":
+        result["workload"] = "`opt -O0` on a one-function module"
+    return result
 
 
 def fig_check(sizes: list, runs: int, out: Path, rules_only: list = ()) -> dict:
@@ -1240,18 +1257,19 @@ def render(results: dict, args: argparse.Namespace) -> str:
             "| log | commands | replay | sh -e | replay / sh | replay's own peak RSS |",
             "|---|---|---|---|---|---|",
         ]
-        for key in ("real", "small"):
+        for key in ("real", "small", "small_opt"):
             r = o.get(key)
             if r:
                 name = r.get("workload", "trivial tool (`memtouch --mib=0`)")
                 lines.append(f"| {name} | {r['commands']} | {cell(r['replay_wall_s'], 's', 1, 2)} | "
                              f"{cell(r['sh_wall_s'], 's', 1, 2)} | **{r['ratio']['median']:.2f}** "
                              f"({r['ratio']['min']:.2f}–{r['ratio']['max']:.2f}) | {cell(r['replay_own_peak'], 'MiB', MIB)} |")
-        small = o.get("small")
-        if small:
-            per = (small["replay_wall_s"]["median"] - small["sh_wall_s"]["median"]) / small["commands"] * 1000
-            lines += ["", f"Per command, replay adds about {per:.1f} ms (spawning the sandbox launcher, ptrace, "
-                          "the journal's fsync)."]
+        for key, what in (("small", "a trivial command"), ("small_opt", "an `opt -O0` command")):
+            small = o.get(key)
+            if small:
+                per = (small["replay_wall_s"]["median"] - small["sh_wall_s"]["median"]) / small["commands"] * 1000
+                lines += ["", f"Per {what}, replay adds about {per:.1f} ms (the sandbox launcher, ptrace on "
+                              "every file-system call, staging, the journal; see `bench/PROFILE.md`)."]
         lines.append("")
     c = results.get("check")
     if c:
@@ -1695,6 +1713,7 @@ def main() -> None:
         results["overhead"] = {
             "real": fig_overhead_log(sqlite, args.runs, fresh(out / "overhead-real")),
             "small": fig_overhead_small(1000, args.runs, out / "overhead-small"),
+            "small_opt": fig_overhead_small(1000, args.runs, out / "overhead-small-opt", "opt-O0"),
         }
     if "check" in only:
         sizes = [1000, 10_000, 100_000] + ([] if args.quick else [1_000_000])
