@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
@@ -108,10 +108,7 @@ impl<R: Read> LogReader<R> {
     /// caller that acts on commands must read the log through once first.
     pub fn read(self, visit: &mut impl Visit) -> Result<Summary, ReadError> {
         let meter = Rc::new(Meter::new(&self.limits));
-        let input = Metered {
-            inner: BufReader::with_capacity(64 << 10, self.input),
-            meter: Rc::clone(&meter),
-        };
+        let input = Metered::new(self.input, Rc::clone(&meter));
         let mut de = serde_json::Deserializer::from_reader(input);
         let mut state = State {
             visit,
@@ -211,6 +208,7 @@ impl Meter {
     }
 
     /// Counts lines and code points in `bytes`, just read.
+    #[inline]
     fn advance(&self, bytes: &[u8]) {
         let (mut line, mut column) = (self.line.get(), self.column.get());
         for &b in bytes {
@@ -254,17 +252,48 @@ impl Meter {
     }
 }
 
-/// A reader that counts into a [`Meter`] and fails once a limit is passed.
+/// How many bytes [`Metered`] reads from its input at once.
+const READ_BUFFER: usize = 64 << 10;
+
+/// A buffered reader that counts into a [`Meter`] and fails once a limit
+/// is passed. serde_json reads a byte at a time through `io::Bytes`, so
+/// this is its hot path: it holds its own buffer (rather than wrapping a
+/// `BufReader`, a second call and copy per byte) and is inlined.
 struct Metered<R> {
     inner: R,
+    buf: Box<[u8]>,
+    /// The next byte of `buf` to hand out.
+    pos: usize,
+    /// The end of what `buf` holds.
+    end: usize,
     meter: Rc<Meter>,
 }
 
+impl<R> Metered<R> {
+    fn new(inner: R, meter: Rc<Meter>) -> Self {
+        Metered {
+            inner,
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            meter,
+        }
+    }
+}
+
 impl<R: Read> Read for Metered<R> {
+    #[inline]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.end {
+            self.end = self.inner.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.end - self.pos);
+        let bytes = &self.buf[self.pos..self.pos + n];
+        buf[..n].copy_from_slice(bytes);
+        self.pos += n;
         let m = &self.meter;
-        let n = self.inner.read(buf)?;
-        m.advance(&buf[..n]);
+        m.advance(bytes);
         let consumed = m.consumed.get() + n as u64;
         m.consumed.set(consumed);
         let limit = if consumed > m.max_total {
