@@ -67,8 +67,9 @@ pub(crate) struct RootFs {
     /// Physical location of directories already walked, by raw prefix.
     dirs: HashMap<String, Result<(PathBuf, usize), String>>,
     /// Lookups of the current command: a path is often named twice (as a
-    /// declared input and as an argument).
-    memo: Vec<(String, Lookup)>,
+    /// declared input and as an argument), and both looked up and asked
+    /// for its physical place.
+    memo: Vec<Memo>,
     /// The names in each directory walked, read once: most paths a log
     /// names do not exist yet, and a negative `lstat` costs more than a
     /// hash lookup.
@@ -76,6 +77,19 @@ pub(crate) struct RootFs {
     /// Whether every command looks at the disk anew ([`RootFs::uncached`]).
     uncached: bool,
 }
+
+/// One path looked up for the current command.
+struct Memo {
+    /// The root-relative path as asked for.
+    path: String,
+    /// What [`RootFs::resolve`] said of it.
+    resolved: Result<(PathBuf, Kind), String>,
+    /// Its physical place, once [`RootFs::physical`] asked for it.
+    physical: Option<Option<String>>,
+}
+
+/// How many paths of one command [`RootFs`] remembers.
+const MEMO_MAX: usize = 64;
 
 /// Directory listings, as the identities of the names in them.
 #[derive(Default)]
@@ -131,14 +145,32 @@ impl RootFs {
     /// Where the root-relative `path` leads (only `/` separates
     /// components, as the kernel reads it).
     pub(crate) fn lookup(&mut self, path: &str) -> Lookup {
-        if let Some((_, hit)) = self.memo.iter().find(|(p, _)| p == path) {
-            return hit.clone();
+        let at = self.memo(path);
+        match &self.memo[at].resolved {
+            Ok((_, kind)) => Lookup::Inside { kind: *kind },
+            Err(via) => Lookup::Escapes { via: via.clone() },
         }
-        let found = self.lookup_uncached(path);
-        if self.memo.len() < 64 {
-            self.memo.push((path.to_owned(), found.clone()));
+    }
+
+    /// Where the current command's entry for `path` is in the memo,
+    /// resolved on first need. A command naming more than [`MEMO_MAX`]
+    /// paths drops its oldest.
+    fn memo(&mut self, path: &str) -> usize {
+        match self.memo.iter().position(|m| m.path == path) {
+            Some(at) => at,
+            None => {
+                let resolved = self.resolve(path);
+                if self.memo.len() >= MEMO_MAX {
+                    self.memo.remove(0);
+                }
+                self.memo.push(Memo {
+                    path: path.to_owned(),
+                    resolved,
+                    physical: None,
+                });
+                self.memo.len() - 1
+            }
         }
-        found
     }
 
     /// Where the root-relative `path` physically is, relative to the root
@@ -146,20 +178,15 @@ impl RootFs {
     /// Differs from the path as written when the path goes through a
     /// symlink, so two spellings of one file can be told apart.
     pub(crate) fn physical(&mut self, path: &str) -> Option<String> {
-        let (at, _) = self.resolve(path).ok()?;
-        let inside = at.strip_prefix(&self.root).ok()?;
-        let parts: Option<Vec<&str>> = inside
-            .components()
-            .map(|c| c.as_os_str().to_str())
-            .collect();
-        Some(parts?.join("/"))
-    }
-
-    fn lookup_uncached(&mut self, path: &str) -> Lookup {
-        match self.resolve(path) {
-            Ok((_, kind)) => Lookup::Inside { kind },
-            Err(via) => Lookup::Escapes { via },
+        let at = self.memo(path);
+        let memo = &mut self.memo[at];
+        if memo.physical.is_none() {
+            memo.physical = Some(match &memo.resolved {
+                Ok((at, _)) => relative_to(&self.root, at),
+                Err(_) => None,
+            });
         }
+        memo.physical.clone().flatten()
     }
 
     /// The physical location of `path` and what is there, or the prefix
@@ -389,6 +416,16 @@ fn links(_: &std::fs::Metadata) -> u64 {
 enum Walk {
     Inside(PathBuf, Kind, usize),
     Escapes(String),
+}
+
+/// `at` relative to `root`, `/`-separated; `None` outside it or not UTF-8.
+fn relative_to(root: &Path, at: &Path) -> Option<String> {
+    let inside = at.strip_prefix(root).ok()?;
+    let parts: Option<Vec<&str>> = inside
+        .components()
+        .map(|c| c.as_os_str().to_str())
+        .collect();
+    Some(parts?.join("/"))
 }
 
 fn join_shown(shown: &str, c: &str) -> String {
