@@ -7,6 +7,7 @@
 //! the root when `sub` is a symlink to `/etc/x`, nor that `out.o` is a
 //! symlink to `/home/u/.bashrc`; [`RootFs::lookup`] can.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
@@ -229,22 +230,24 @@ impl RootFs {
         } else {
             Kind::Dir
         };
-        // Components still to follow, last first.
-        let mut pending: Vec<String> = path.rsplit('/').map(str::to_owned).collect();
+        // Components still to follow, last first (a symlink's target
+        // adds owned ones).
+        let mut pending: Vec<Cow<'_, str>> = path.rsplit('/').map(Cow::Borrowed).collect();
         let mut hops = 0u32;
         // Components below the last existing directory: a tool (or the
         // executor) creates them as plain directories, so `..` out of them
         // lands back in a directory that exists and is followed again.
         let mut missing = missing;
         while let Some(c) = pending.pop() {
-            match c.as_str() {
+            match c.as_ref() {
                 "" | "." => continue,
                 ".." => {
                     if cur == self.root {
-                        return Walk::Escapes(join_shown(&shown, ".."));
+                        push_shown(&mut shown, "..");
+                        return Walk::Escapes(shown);
                     }
                     cur.pop();
-                    shown = join_shown(&shown, "..");
+                    push_shown(&mut shown, "..");
                     missing = missing.saturating_sub(1);
                     kind = if missing > 0 {
                         Kind::Missing
@@ -255,8 +258,8 @@ impl RootFs {
                 }
                 _ => {}
             }
-            shown = join_shown(&shown, &c);
-            let next = cur.join(&c);
+            push_shown(&mut shown, &c);
+            let next = cur.join(&*c);
             if missing > 0 {
                 missing += 1;
                 cur = next;
@@ -295,7 +298,7 @@ impl RootFs {
                         components(&target)
                     };
                     match rest {
-                        Some(rest) => pending.extend(rest.into_iter().rev()),
+                        Some(rest) => pending.extend(rest.into_iter().rev().map(Cow::Owned)),
                         None => return Walk::Escapes(shown),
                     }
                 }
@@ -428,12 +431,12 @@ fn relative_to(root: &Path, at: &Path) -> Option<String> {
     Some(parts?.join("/"))
 }
 
-fn join_shown(shown: &str, c: &str) -> String {
-    if shown.is_empty() {
-        c.to_owned()
-    } else {
-        format!("{shown}/{c}")
+/// Appends the component `c` to the path `shown`.
+fn push_shown(shown: &mut String, c: &str) {
+    if !shown.is_empty() {
+        shown.push('/');
     }
+    shown.push_str(c);
 }
 
 /// The components of a symlink target as strings; `None` if it has one
