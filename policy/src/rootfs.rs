@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use cap_std::fs::Dir;
@@ -423,6 +424,34 @@ enum Walk {
 
 /// `at` relative to `root`, `/`-separated; `None` outside it or not UTF-8.
 fn relative_to(root: &Path, at: &Path) -> Option<String> {
+    // A walk makes `at` by joining plain components to `root`: then the
+    // bytes after `root/` are the answer, without comparing and collecting
+    // components (5% of `replay check`). Anything else goes the long way.
+    let (r, a) = (root.as_os_str().as_bytes(), at.as_os_str().as_bytes());
+    if let Some(rest) = a.strip_prefix(r) {
+        let rest = match rest.strip_prefix(b"/") {
+            _ if rest.is_empty() => Some(rest),
+            _ if r.ends_with(b"/") => Some(rest),
+            stripped => stripped,
+        };
+        if let Some(rest) = rest.filter(|rest| plain_components(rest)) {
+            return std::str::from_utf8(rest).ok().map(str::to_owned);
+        }
+    }
+    relative_by_components(root, at)
+}
+
+/// Whether `rest` is empty or `/`-separated components, none empty or `.`
+/// (as `Path::components` would give them back).
+fn plain_components(rest: &[u8]) -> bool {
+    rest.is_empty()
+        || rest
+            .split(|b| *b == b'/')
+            .all(|c| !c.is_empty() && c != b".")
+}
+
+/// [`relative_to`] by comparing and collecting components.
+fn relative_by_components(root: &Path, at: &Path) -> Option<String> {
     let inside = at.strip_prefix(root).ok()?;
     let parts: Option<Vec<&str>> = inside
         .components()
@@ -517,6 +546,23 @@ mod tests {
         std::fs::create_dir(tmp.path().join("root")).expect("mkdir");
         let fs = RootFs::open(&tmp.path().join("root")).expect("open root");
         (tmp, fs)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn relative_places_agree_with_comparing_components(
+            root in "/[ab./]{0,8}",
+            rest in "[ab./]{0,10}",
+        ) {
+            for at in [format!("{root}{rest}"), format!("{root}/{rest}"), rest.clone()] {
+                let (root, at) = (Path::new(&root), Path::new(&at));
+                proptest::prop_assert_eq!(
+                    relative_to(root, at),
+                    relative_by_components(root, at),
+                    "{:?} {:?}", root, at
+                );
+            }
+        }
     }
 
     #[test]
