@@ -608,9 +608,8 @@ impl<'de, V: Visit> Visitor<'de> for CommandSeed<'_, '_, V> {
                 }
                 FieldKey::Tool => {
                     once(state, tool.is_some(), "tool")?;
-                    let value: String = map.next_value()?;
-                    validate::name(&value).map_err(|p| state.fail(p))?;
-                    tool = Some(ToolKind::from_name(&value));
+                    let value = map.next_value_seed(ToolSeed)?;
+                    tool = Some(value.map_err(|p| state.fail(p))?);
                 }
                 FieldKey::Program => {
                     once(state, program.is_some(), "program")?;
@@ -756,6 +755,31 @@ impl Visitor<'_> for KeySeed {
             "cache_key" => FieldKey::Cache,
             other => FieldKey::Unknown(other.to_owned()),
         })
+    }
+}
+
+/// `tool`: a name, checked and made a [`ToolKind`] without a copy of it
+/// (a known kind holds no string).
+struct ToolSeed;
+
+impl<'de> DeserializeSeed<'de> for ToolSeed {
+    type Value = Result<ToolKind, Problem>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for ToolSeed {
+    type Value = Result<ToolKind, Problem>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        // What a `String` expects: the same message as the other fields.
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(validate::name(v).map(|()| ToolKind::from_name(v)))
     }
 }
 
