@@ -59,21 +59,31 @@ pub fn check_input(path: &str) -> Result<(), PathProblem> {
 /// root-relative path with `.` and `..` resolved and `/` as the separator,
 /// or `None` if the result leaves the root. `"."` is the root itself.
 pub fn normalize_under(base: &str, path: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
+    // Built in place (every command's paths come through here): a
+    // component holds no separator, so the last `/` written ends the
+    // component before the last one, which `..` drops.
+    let mut out = String::with_capacity(base.len() + path.len() + 1);
     for component in base.split(['/', '\\']).chain(path.split(['/', '\\'])) {
         match component {
             "" | "." => {}
             ".." => {
-                parts.pop()?;
+                if out.is_empty() {
+                    return None;
+                }
+                out.truncate(out.rfind('/').unwrap_or(0));
             }
-            other => parts.push(other),
+            other => {
+                if !out.is_empty() {
+                    out.push('/');
+                }
+                out.push_str(other);
+            }
         }
     }
-    if parts.is_empty() {
-        Some(".".to_owned())
-    } else {
-        Some(parts.join("/"))
+    if out.is_empty() {
+        out.push('.');
     }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -122,5 +132,34 @@ mod tests {
         assert_eq!(normalize_under("sub", "../x").as_deref(), Some("x"));
         assert_eq!(normalize_under("sub", "../../x"), None);
         assert_eq!(normalize_under(".", ".").as_deref(), Some("."));
+    }
+
+    /// The list-of-components form `normalize_under` had, as a reference.
+    fn normalize_by_parts(base: &str, path: &str) -> Option<String> {
+        let mut parts: Vec<&str> = Vec::new();
+        for component in base.split(['/', '\\']).chain(path.split(['/', '\\'])) {
+            match component {
+                "" | "." => {}
+                ".." => {
+                    parts.pop()?;
+                }
+                other => parts.push(other),
+            }
+        }
+        if parts.is_empty() {
+            Some(".".to_owned())
+        } else {
+            Some(parts.join("/"))
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normalize_agrees_with_the_list_of_components(
+            base in "[a./\\\\é]{0,12}",
+            path in "[ab./\\\\é]{0,16}",
+        ) {
+            proptest::prop_assert_eq!(normalize_under(&base, &path), normalize_by_parts(&base, &path));
+        }
     }
 }

@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
@@ -108,10 +108,7 @@ impl<R: Read> LogReader<R> {
     /// caller that acts on commands must read the log through once first.
     pub fn read(self, visit: &mut impl Visit) -> Result<Summary, ReadError> {
         let meter = Rc::new(Meter::new(&self.limits));
-        let input = Metered {
-            inner: BufReader::with_capacity(64 << 10, self.input),
-            meter: Rc::clone(&meter),
-        };
+        let input = Metered::new(self.input, Rc::clone(&meter));
         let mut de = serde_json::Deserializer::from_reader(input);
         let mut state = State {
             visit,
@@ -211,6 +208,7 @@ impl Meter {
     }
 
     /// Counts lines and code points in `bytes`, just read.
+    #[inline]
     fn advance(&self, bytes: &[u8]) {
         let (mut line, mut column) = (self.line.get(), self.column.get());
         for &b in bytes {
@@ -254,17 +252,53 @@ impl Meter {
     }
 }
 
-/// A reader that counts into a [`Meter`] and fails once a limit is passed.
+/// How many bytes [`Metered`] reads from its input at once.
+const READ_BUFFER: usize = 64 << 10;
+
+/// A buffered reader that counts into a [`Meter`] and fails once a limit
+/// is passed. serde_json reads a byte at a time through `io::Bytes`, so
+/// this is its hot path: it holds its own buffer (rather than wrapping a
+/// `BufReader`, a second call and copy per byte) and is inlined.
 struct Metered<R> {
     inner: R,
+    buf: Box<[u8]>,
+    /// The next byte of `buf` to hand out.
+    pos: usize,
+    /// The end of what `buf` holds.
+    end: usize,
     meter: Rc<Meter>,
 }
 
+impl<R> Metered<R> {
+    fn new(inner: R, meter: Rc<Meter>) -> Self {
+        Metered {
+            inner,
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            meter,
+        }
+    }
+}
+
 impl<R: Read> Read for Metered<R> {
+    #[inline]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.end {
+            self.end = self.inner.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.end - self.pos);
+        let bytes = &self.buf[self.pos..self.pos + n];
+        if let ([to], [from]) = (&mut *buf, bytes) {
+            // `io::Bytes` asks for one byte: no call to `memcpy` for it.
+            *to = *from;
+        } else {
+            buf[..n].copy_from_slice(bytes);
+        }
+        self.pos += n;
         let m = &self.meter;
-        let n = self.inner.read(buf)?;
-        m.advance(&buf[..n]);
+        m.advance(bytes);
         let consumed = m.consumed.get() + n as u64;
         m.consumed.set(consumed);
         let limit = if consumed > m.max_total {
@@ -574,9 +608,8 @@ impl<'de, V: Visit> Visitor<'de> for CommandSeed<'_, '_, V> {
                 }
                 FieldKey::Tool => {
                     once(state, tool.is_some(), "tool")?;
-                    let value: String = map.next_value()?;
-                    validate::name(&value).map_err(|p| state.fail(p))?;
-                    tool = Some(ToolKind::from_name(&value));
+                    let value = map.next_value_seed(ToolSeed)?;
+                    tool = Some(value.map_err(|p| state.fail(p))?);
                 }
                 FieldKey::Program => {
                     once(state, program.is_some(), "program")?;
@@ -722,6 +755,31 @@ impl Visitor<'_> for KeySeed {
             "cache_key" => FieldKey::Cache,
             other => FieldKey::Unknown(other.to_owned()),
         })
+    }
+}
+
+/// `tool`: a name, checked and made a [`ToolKind`] without a copy of it
+/// (a known kind holds no string).
+struct ToolSeed;
+
+impl<'de> DeserializeSeed<'de> for ToolSeed {
+    type Value = Result<ToolKind, Problem>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for ToolSeed {
+    type Value = Result<ToolKind, Problem>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        // What a `String` expects: the same message as the other fields.
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(validate::name(v).map(|()| ToolKind::from_name(v)))
     }
 }
 

@@ -58,6 +58,9 @@ pub struct Checker<'p> {
     /// Whether the whole-log rules are judged (all but a run's second
     /// pass: see [`Checker::whole_log_judged`]).
     judge_whole_log: bool,
+    /// Whether verdicts say how to run their command (all but a pass
+    /// that only judges: see [`Checker::judge_only`]).
+    resolve: bool,
     /// Binary checks by tool kind, then program.
     binaries: HashMap<ToolKind, HashMap<String, Rc<BinaryCheck>>>,
     /// How many binary checks are cached.
@@ -131,6 +134,7 @@ impl<'p> Checker<'p> {
             read_early: PathIdMap::default(),
             ids: PathIds::new(),
             judge_whole_log: true,
+            resolve: true,
             binaries: HashMap::new(),
             binaries_cached: 0,
             kind_binaries: HashMap::new(),
@@ -173,6 +177,14 @@ impl<'p> Checker<'p> {
     pub fn whole_log_judged(mut self) -> Self {
         self.judge_whole_log = false;
         self.fs = self.fs.uncached();
+        self
+    }
+
+    /// For a pass that only judges (`replay check`, a run's first pass):
+    /// verdicts carry no [`Resolved`], which such a pass would drop; their
+    /// status and findings are the same.
+    pub fn judge_only(mut self) -> Self {
+        self.resolve = false;
         self
     }
 
@@ -400,7 +412,7 @@ impl<'p> Checker<'p> {
             }
         }
         let resolved = match (resolved_program, status) {
-            (Some(program), Status::Allowed | Status::Unverified) => {
+            (Some(program), Status::Allowed | Status::Unverified) if self.resolve => {
                 let may_exec = self.may_exec(&command.tool, &program, &argv0);
                 Some(Resolved {
                     program,

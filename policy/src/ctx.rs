@@ -138,7 +138,7 @@ impl Ctx<'_> {
     /// Where the root-relative `raw` physically is, if that is not where
     /// it says (it goes through a symlink inside the root).
     pub(crate) fn symlinked_as(&mut self, raw: &str) -> Option<String> {
-        let native = self.native(raw).into_owned();
+        let native = self.native(raw);
         let physical = self.fs.physical(&native)?;
         let written = normalize_under(".", &native).filter(|w| w != ".");
         (Some(&physical) != written.as_ref()).then_some(physical)
@@ -148,7 +148,7 @@ impl Ctx<'_> {
     /// `Some(physical)` when it is reached through a symlink. The last
     /// component itself may be a link (a built-in replaces it).
     pub(crate) fn symlinked_parent(&mut self, raw: &str) -> Option<String> {
-        let native = self.native(raw).into_owned();
+        let native = self.native(raw);
         let written = normalize_under(".", &native).filter(|w| w != ".")?;
         let (parent, _) = written.rsplit_once('/')?;
         let physical = self.fs.physical(parent)?;

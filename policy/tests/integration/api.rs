@@ -69,6 +69,40 @@ fn refused_commands_carry_no_resolution() {
 }
 
 #[test]
+fn a_judging_pass_gives_the_same_verdicts_without_resolutions() {
+    let policy = shipped("linux");
+    let root = Root::new();
+    std::fs::write(root.path().join("a.bc"), b"BC").expect("input");
+    let commands = [
+        json!({"id": 1, "tool": "opt", "program": "opt", "args": ["-O2", "a.bc", "-o", "b.bc"], "inputs": ["a.bc"], "outputs": ["b.bc"]}),
+        json!({"id": 2, "tool": "opt", "program": "opt", "args": ["-load", "x.so"]}),
+        json!({"id": 3, "tool": "llc", "program": "llc", "args": ["b.bc", "-o", "b.s"], "inputs": ["b.bc"], "outputs": ["b.s"]}),
+        json!({"id": 4, "tool": "llc", "program": "llc", "args": ["b.bc", "-o", "b.s"], "inputs": ["b.bc"], "outputs": ["b.s"]}),
+    ];
+    let text = log("linux", &commands);
+    let mut full = Checker::new(&policy, root.path(), audit()).expect("checker");
+    let mut judging = Checker::new(&policy, root.path(), audit())
+        .expect("checker")
+        .judge_only();
+    let mut both = Vec::new();
+    cmdlog::LogReader::new(text.as_bytes())
+        .read(&mut |command: cmdlog::Command| {
+            both.push((full.command(&command), judging.command(&command)));
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("a valid log");
+    assert_eq!(both.len(), commands.len());
+    assert!(both[0].0.resolved.is_some(), "{:?}", both[0].0);
+    for (full, judged) in both {
+        assert!(judged.resolved.is_none(), "{judged:?}");
+        assert_eq!(
+            (full.id, full.status, full.findings),
+            (judged.id, judged.status, judged.findings)
+        );
+    }
+}
+
+#[test]
 fn ids_must_increase_even_without_the_reader() {
     // The reader refuses duplicate ids; a checker fed directly must too.
     let policy = shipped("linux");
