@@ -189,6 +189,21 @@ impl ToolKind {
         ToolKind::Remove,
     ];
 
+    /// The file name of a program as run (`/usr/bin/clang-14`), without
+    /// its directory and its version suffixes: `clang`. What importers and
+    /// the farm worker guess a tool's kind from.
+    pub fn program_stem(program: &str) -> &str {
+        let mut name = program.rsplit('/').next().unwrap_or(program);
+        while let Some((head, tail)) = name.rsplit_once('-') {
+            if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                name = head;
+            } else {
+                break;
+            }
+        }
+        name
+    }
+
     /// The kind a log names; unknown names become [`ToolKind::Other`].
     pub fn from_name(name: &str) -> ToolKind {
         match name {

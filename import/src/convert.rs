@@ -39,15 +39,8 @@ fn program(word: &str) -> Program {
     if crate::fileops::is_file_program(base) {
         return Program::File;
     }
-    // Strip a version suffix: `clang-14`, `gcc-12`, `llvm-ar-14`.
-    let mut name = base;
-    while let Some((head, tail)) = name.rsplit_once('-') {
-        if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            name = head;
-        } else {
-            break;
-        }
-    }
+    // Without a version suffix: `clang-14`, `gcc-12`, `llvm-ar-14`.
+    let name = cmdlog::ToolKind::program_stem(base);
     let exact = |n: &str| match n {
         "clang" | "gcc" | "cc" => Some(Program::Cc),
         "clang++" | "g++" | "c++" => Some(Program::Cxx),

@@ -337,23 +337,13 @@ impl Tracer {
     /// thread, which was blocked reading the launcher's pipe: a deadlock.
     pub fn release_stops(&mut self) {
         loop {
-            // SAFETY: `siginfo_t` is plain data the kernel fills in; zeroed
-            // is a valid initial value (and `si_pid` stays 0 if nothing is
-            // reported).
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: a valid pointer to `info`, live for the call. Only
-            // stops are asked for (no WEXITED), so nothing is reaped.
-            let waited = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    self.main as libc::id_t,
-                    &mut info,
-                    libc::WSTOPPED | libc::WNOHANG | libc::__WALL,
-                )
+            // Only stops are asked for (no WEXITED), so nothing is reaped.
+            let Some(info) = self.waitid_main(libc::WSTOPPED | libc::WNOHANG) else {
+                return;
             };
             // SAFETY: `waitid` returned 0, so `info` is a filled-in
             // SIGCHLD record (or zeroed if no child changed state).
-            if waited != 0 || unsafe { info.si_pid() } == 0 {
+            if unsafe { info.si_pid() } == 0 {
                 return;
             }
             // SAFETY: as above; `si_status` is the stopping signal, with
@@ -393,22 +383,33 @@ impl Tracer {
     /// nothing ([`Tracer::release_stops`] answers the stop; the exit is
     /// reaped by [`Tracer::wait`]).
     pub fn await_event(&self) {
+        // `WNOWAIT` leaves the stop or the exit to be waited for again.
+        let _ = self.waitid_main(libc::WSTOPPED | libc::WEXITED | libc::WNOWAIT);
+    }
+
+    /// `waitid` on the main process with `flags` (and `__WALL`), retried
+    /// on EINTR: its record, or `None` on an error. (With `WNOHANG` and
+    /// nothing to report, the record's `si_pid` is 0.)
+    fn waitid_main(&self, flags: libc::c_int) -> Option<libc::siginfo_t> {
         loop {
             // SAFETY: `siginfo_t` is plain data the kernel fills in; zeroed
-            // is a valid initial value.
+            // is a valid initial value (and `si_pid` stays 0 if nothing is
+            // reported).
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: a valid pointer to `info`, live for the call;
-            // `WNOWAIT` leaves the stop or the exit to be waited for again.
+            // SAFETY: a valid pointer to `info`, live for the call.
             let waited = unsafe {
                 libc::waitid(
                     libc::P_PID,
                     self.main as libc::id_t,
                     &mut info,
-                    libc::WSTOPPED | libc::WEXITED | libc::WNOWAIT | libc::__WALL,
+                    flags | libc::__WALL,
                 )
             };
-            if waited == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return;
+            if waited == 0 {
+                return Some(info);
+            }
+            if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return None;
             }
         }
     }

@@ -59,16 +59,7 @@ pub enum LeaseLogError {
 /// `opt-14` is `opt`, `ld.lld` is `ld`; anything else keeps its name (and
 /// a policy refuses a kind it does not know).
 pub fn kind_of_program(program: &str) -> ToolKind {
-    let base = program.rsplit('/').next().unwrap_or(program);
-    let mut name = base;
-    while let Some((head, tail)) = name.rsplit_once('-') {
-        if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            name = head;
-        } else {
-            break;
-        }
-    }
-    match name {
+    match ToolKind::program_stem(program) {
         "clang" | "gcc" => ToolKind::Cc,
         "clang++" | "g++" => ToolKind::Cxx,
         "ld.lld" | "ld.bfd" | "ld.gold" | "lld" => ToolKind::Ld,

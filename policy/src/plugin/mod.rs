@@ -166,7 +166,12 @@ impl PluginHost {
         config
             .epoch_interruption(true)
             .consume_fuel(true)
-            .max_wasm_stack(MAX_WASM_STACK);
+            .max_wasm_stack(MAX_WASM_STACK)
+            // One function compiled at a time: a cold compile (once per
+            // module and engine; the result is cached) then holds one
+            // function's compiler state, not one per core, in the memory a
+            // check is measured by.
+            .parallel_compilation(false);
         // Wasm threads are not compiled into this wasmtime (its `threads`
         // feature is off), and only core modules are loaded, never
         // components.

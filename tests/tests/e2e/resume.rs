@@ -42,10 +42,11 @@ fn outputs(root: &Path) -> Vec<Option<Vec<u8>>> {
         .collect()
 }
 
-#[test]
-fn sigkill_then_resume_ends_like_an_uninterrupted_run() {
-    let clean = tempfile::tempdir().unwrap();
-    let clean = clean.path().canonicalize().unwrap();
+/// The log run to its end without interruption: what a resumed run must
+/// end with.
+fn uninterrupted() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().canonicalize().unwrap();
     log(&clean);
     let output = run(
         &bin("replay"),
@@ -53,6 +54,32 @@ fn sigkill_then_resume_ends_like_an_uninterrupted_run() {
         &clean,
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
+    (dir, clean)
+}
+
+/// `--resume` in `root`: it succeeds and ends with `clean`'s outputs;
+/// its report.
+fn resume_like(root: &Path, clean: &Path) -> serde_json::Value {
+    let resumed = run(
+        &bin("replay"),
+        &[
+            "--policy",
+            "memtouch.toml",
+            "--resume",
+            "--report",
+            "r.json",
+            "log.json",
+        ],
+        root,
+    );
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    assert_eq!(outputs(root), outputs(clean));
+    serde_json::from_slice(&std::fs::read(root.join("r.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn sigkill_then_resume_ends_like_an_uninterrupted_run() {
+    let (_clean_dir, clean) = uninterrupted();
 
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
@@ -76,22 +103,7 @@ fn sigkill_then_resume_ends_like_an_uninterrupted_run() {
     assert!(partial[0].is_some(), "the first output is in place");
     assert!(partial[3].is_none(), "the run was cut short");
 
-    let resumed = run(
-        &bin("replay"),
-        &[
-            "--policy",
-            "memtouch.toml",
-            "--resume",
-            "--report",
-            "r.json",
-            "log.json",
-        ],
-        &root,
-    );
-    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
-    assert_eq!(outputs(&root), outputs(&clean));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("r.json")).unwrap()).unwrap();
+    let report = resume_like(&root, &clean);
     assert_eq!(report["commands"][0]["status"], "resumed", "{report:#}");
     // The killed run's temporaries were cleaned up by the resumed one.
     let leftovers: Vec<_> = std::fs::read_dir(&root)
@@ -109,15 +121,7 @@ fn sigkill_then_resume_ends_like_an_uninterrupted_run() {
 /// both.
 #[test]
 fn sigkill_between_entries_and_their_sync_still_resumes_exactly() {
-    let clean = tempfile::tempdir().unwrap();
-    let clean = clean.path().canonicalize().unwrap();
-    log(&clean);
-    let output = run(
-        &bin("replay"),
-        &["--policy", "memtouch.toml", "log.json"],
-        &clean,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    let (_clean_dir, clean) = uninterrupted();
 
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
@@ -144,22 +148,7 @@ fn sigkill_between_entries_and_their_sync_still_resumes_exactly() {
     let partial = outputs(&root);
     assert!(partial[3].is_none(), "the run was cut short");
 
-    let resumed = run(
-        &bin("replay"),
-        &[
-            "--policy",
-            "memtouch.toml",
-            "--resume",
-            "--report",
-            "r.json",
-            "log.json",
-        ],
-        &root,
-    );
-    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
-    assert_eq!(outputs(&root), outputs(&clean));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("r.json")).unwrap()).unwrap();
+    let report = resume_like(&root, &clean);
     for i in 0..2 {
         assert_eq!(
             report["commands"][i]["status"],
