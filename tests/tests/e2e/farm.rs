@@ -604,3 +604,148 @@ fn a_worker_stops_on_sigterm_after_serving_a_lease() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `opt -O2 m.ll -o m.bc` (or clang with `argv`) as a `replay` client
+/// keys it: the key, and the input files to upload with it.
+fn client_action(
+    program: &str,
+    tool: &str,
+    argv: &[&str],
+    files: &[(&str, &str)],
+    output: &str,
+    dir: &std::path::Path,
+) -> (
+    replay_cache::ActionKey,
+    Vec<(replay_cache::Digest, std::path::PathBuf)>,
+) {
+    use replay_cache::{ActionSpec, Digest, InputFile};
+    let mut uploads = vec![(
+        Digest::of(&std::fs::read(program).unwrap()),
+        std::path::PathBuf::from(program),
+    )];
+    let mut inputs = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let digest = Digest::of(text.as_bytes());
+        inputs.push(InputFile {
+            path: (*name).to_owned(),
+            digest: digest.clone(),
+            executable: false,
+        });
+        uploads.push((digest, path));
+    }
+    let mut platform = replay::worker::advertised();
+    platform.extend([
+        ("root".to_owned(), "/client/root".to_owned()),
+        ("program".to_owned(), program.to_owned()),
+        ("tool".to_owned(), tool.to_owned()),
+    ]);
+    let spec = ActionSpec {
+        program_digest: uploads[0].0.clone(),
+        argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+        env: Default::default(),
+        cwd: ".".into(),
+        platform,
+        inputs,
+        outputs: vec![output.to_owned()],
+    };
+    (spec.key().unwrap(), uploads)
+}
+
+/// `replay`'s own Execute client: the inputs are uploaded, the operation
+/// followed to its end, and the worker's `ActionResult` comes back with
+/// the output as `opt` makes it here; the same action again is served
+/// from the farm's action cache. A command the worker's policy refuses
+/// comes back as `FAILED_PRECONDITION` with the worker's finding.
+#[test]
+fn the_execute_client_gets_a_workers_result_and_its_refusal() {
+    use replay_cache::remote::execution::ExecuteError;
+    use replay_cache::remote::{Mode, Remote, RemoteConfig};
+    use std::time::Duration;
+
+    let farm = Farm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = worker(&farm, dir.path(), "w-exec");
+    let remote = Remote::new(RemoteConfig {
+        url: farm.url(),
+        instance: String::new(),
+        headers: Vec::new(),
+        ca: None,
+        timeout: Duration::from_secs(30),
+        mode: Mode::ReadWrite,
+    })
+    .unwrap();
+    let store = replay_cache::Store::open(&dir.path().join("store"), 1 << 30).unwrap();
+    let (key, files) = client_action(
+        "/usr/lib/llvm-14/bin/opt",
+        "opt",
+        &["opt-14", "-O2", "m.ll", "-o", "m.bc"],
+        &[("m.ll", MODULE)],
+        "m.bc",
+        dir.path(),
+    );
+    let executed = remote
+        .execute(&store, &key, &files, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}\n{}", worker.log()));
+    assert!(!executed.cached);
+    let result = &executed.result;
+    assert_eq!(result.exit_code, 0, "{result:?}");
+    let metadata = result.execution_metadata.as_ref().unwrap();
+    assert_eq!(metadata.worker, "replay worker w-exec");
+    let [output] = result.output_files.as_slice() else {
+        panic!("one output: {result:?}");
+    };
+    assert_eq!(output.path, "m.bc");
+    let got = remote
+        .fetch_blobs(&store, &[output.digest.clone().unwrap()])
+        .unwrap()
+        .unwrap();
+    assert!(got > 0);
+    let local = Command::new("/usr/lib/llvm-14/bin/opt")
+        .args(["-O2", "m.ll", "-o", "local.bc"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(local.success());
+    assert_eq!(
+        store.blob_bytes(output.digest.as_ref().unwrap()).unwrap(),
+        std::fs::read(dir.path().join("local.bc")).unwrap()
+    );
+
+    let again = remote
+        .execute(&store, &key, &files, Duration::from_secs(120))
+        .unwrap();
+    assert!(
+        again.cached,
+        "the second execution was not served from the cache"
+    );
+    assert_eq!(again.result.output_files, result.output_files);
+
+    let (refused, files) = client_action(
+        "/usr/lib/llvm-14/bin/clang",
+        "cc",
+        &[
+            "clang-14",
+            "--target=x86_64-pc-windows-msvc",
+            "-c",
+            "a.c",
+            "-o",
+            "a.o",
+        ],
+        &[("a.c", "int f(void) { return 0; }\n")],
+        "a.o",
+        dir.path(),
+    );
+    match remote.execute(&store, &refused, &files, Duration::from_secs(120)) {
+        Err(error @ ExecuteError::Refused { code: 9, .. }) => {
+            let said = error.to_string();
+            assert!(
+                said.contains("FAILED_PRECONDITION")
+                    && said.contains("the worker's policy refused the command: args.bad-value"),
+                "{said}"
+            );
+        }
+        other => panic!("{other:?}\n{}", worker.log()),
+    }
+}
