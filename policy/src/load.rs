@@ -239,6 +239,7 @@ struct Layer {
     required_layers: Vec<String>,
     refuse_undeclared_reads: bool,
     remote_cache_forbidden: bool,
+    remote_execution_forbidden: bool,
     remote_cache_writers: Option<Vec<String>>,
     builtins: Option<Vec<ToolKind>>,
     env_set: BTreeMap<String, String>,
@@ -782,6 +783,7 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
         }
         layer.refuse_undeclared_reads = header.refuse_undeclared_reads.unwrap_or(false);
         layer.remote_cache_forbidden = header.remote_cache == Some(false);
+        layer.remote_execution_forbidden = header.remote_execution == Some(false);
         layer.remote_cache_writers = header.remote_cache_writers.clone();
         for name in &header.require_sandbox {
             if !crate::model::SANDBOX_LAYERS.contains(&name.get_ref().as_str()) {
@@ -900,6 +902,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         // Requirements only add up: a derived policy cannot drop one.
         merged.refuse_undeclared_reads |= layer.refuse_undeclared_reads;
         merged.remote_cache_forbidden |= layer.remote_cache_forbidden;
+        merged.remote_execution_forbidden |= layer.remote_execution_forbidden;
         merged.remote_cache_writers = layer.remote_cache_writers.or(merged.remote_cache_writers);
         for layer_name in layer.required_layers {
             if !merged.required_layers.contains(&layer_name) {
@@ -1073,6 +1076,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         required_layers: merged.required_layers,
         refuse_undeclared_reads: merged.refuse_undeclared_reads,
         remote_cache_forbidden: merged.remote_cache_forbidden,
+        remote_execution_forbidden: merged.remote_execution_forbidden,
         remote_cache_writers: merged.remote_cache_writers.unwrap_or_default(),
         builtins: merged.builtins.unwrap_or_default(),
         builtin_limits: ToolLimits {

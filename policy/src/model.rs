@@ -39,6 +39,10 @@ pub struct Policy {
     /// `[policy] remote_cache = false`: no remote action cache for this
     /// platform (a derived policy cannot allow it again).
     pub(crate) remote_cache_forbidden: bool,
+    /// `[policy] remote_execution = false`: every command of this platform
+    /// runs here, never on a build farm (a derived policy cannot allow it
+    /// again).
+    pub(crate) remote_execution_forbidden: bool,
     /// `[policy] remote_cache_writers`: the remote caches (URLs) trusted
     /// with results made here; any other is only read.
     pub(crate) remote_cache_writers: Vec<String>,
@@ -278,6 +282,12 @@ impl Policy {
     /// remote_cache = false`).
     pub fn forbids_remote_cache(&self) -> bool {
         self.remote_cache_forbidden
+    }
+
+    /// Whether the policy keeps every command on this machine (`[policy]
+    /// remote_execution = false`).
+    pub fn forbids_remote_execution(&self) -> bool {
+        self.remote_execution_forbidden
     }
 
     /// Whether the policy trusts the remote cache at `url` with results

@@ -47,6 +47,8 @@ pub(crate) struct HeaderWire {
     #[serde(default)]
     pub remote_cache: Option<bool>,
     #[serde(default)]
+    pub remote_execution: Option<bool>,
+    #[serde(default)]
     pub remote_cache_writers: Option<Vec<String>>,
     /// Built-in file operations (`symlink`, `copy`, `rename`, `remove`)
     /// logs may name; in a derived policy, the whole list (`[]`: none).

@@ -403,3 +403,30 @@ fn remote_cache_trust_and_prohibition_load_and_an_extension_cannot_lift_a_prohib
         .expect("loads")
         .trusts_remote_writer("grpcs://cache.example:443"));
 }
+
+/// `[policy] remote_execution = false` keeps a platform's commands on this
+/// machine, and a policy that extends it cannot send them out again.
+#[test]
+fn remote_execution_false_holds_and_a_derived_policy_cannot_lift_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = write(tmp.path(), "base.toml", MINIMAL);
+    assert!(!Policy::load(&base)
+        .expect("loads")
+        .forbids_remote_execution());
+    let forbidding = write(
+        tmp.path(),
+        "forbid.toml",
+        "[policy]\nextends = [\"base.toml\"]\nremote_execution = false\n",
+    );
+    assert!(Policy::load(&forbidding)
+        .expect("loads")
+        .forbids_remote_execution());
+    let lifting = write(
+        tmp.path(),
+        "lift.toml",
+        "[policy]\nextends = [\"forbid.toml\"]\nremote_execution = true\n",
+    );
+    assert!(Policy::load(&lifting)
+        .expect("loads")
+        .forbids_remote_execution());
+}
