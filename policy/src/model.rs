@@ -284,6 +284,12 @@ impl Policy {
         self.remote_cache_forbidden
     }
 
+    /// The variables the policy itself sets (`[env] set`), after
+    /// `extends`.
+    pub fn env_set(&self) -> &BTreeMap<String, String> {
+        &self.env.set
+    }
+
     /// Whether the policy keeps every command on this machine (`[policy]
     /// remote_execution = false`).
     pub fn forbids_remote_execution(&self) -> bool {

@@ -749,3 +749,136 @@ fn the_execute_client_gets_a_workers_result_and_its_refusal() {
         other => panic!("{other:?}\n{}", worker.log()),
     }
 }
+
+/// `replay --cache CACHE --remote-executor URL --policy POLICY --report
+/// report.json log.json` in `root` (or without the farm when `url` is
+/// `None`, and without a cache).
+fn farm_run(
+    root: &std::path::Path,
+    cache: &std::path::Path,
+    url: Option<&str>,
+    policy: &std::path::Path,
+) -> std::process::Output {
+    let mut command = Command::new(crate::support::bin("replay"));
+    command.env_remove("REPLAY_NO_CACHE");
+    match url {
+        Some(url) => {
+            command
+                .arg("--cache")
+                .arg(cache)
+                .args(["--remote-executor", url]);
+        }
+        None => {
+            command.arg("--no-cache");
+        }
+    }
+    command
+        .arg("--policy")
+        .arg(policy)
+        .args(["--report", "report.json", "log.json"])
+        .current_dir(root)
+        .output()
+        .unwrap()
+}
+
+/// Each command's `cache.FIELD` as text ("" if none).
+fn cache_field(doc: &serde_json::Value, field: &str) -> Vec<String> {
+    doc["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| match &c["cache"][field] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// A partitioned C program built with `--remote-executor` through the
+/// farm and two `replay worker`s: every command ran on a worker, which
+/// measured its peak, and the outputs are byte for byte a local build's.
+/// The same build again in a fresh checkout with an empty local cache is
+/// served from the farm's action cache: nothing runs again.
+#[test]
+fn a_program_built_on_the_farm_is_a_local_builds_byte_for_byte() {
+    let farm = Farm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let one = worker(&farm, dir.path(), "w-build-1");
+    let two = worker(&farm, dir.path(), "w-build-2");
+    let policy = crate::support::shipped_policy("linux.toml");
+    let root = dir.path().join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    let url = farm.url();
+    let built = farm_run(&root, &dir.path().join("cache-a"), Some(&url), &policy);
+    let said = format!(
+        "{}\n{}\n{}",
+        crate::support::text(&built.stderr),
+        one.log(),
+        two.log()
+    );
+    assert!(built.status.success(), "{said}");
+    let first = crate::support::report(&root.join("report.json"));
+    let n = crate::cache::statuses(&first).len();
+    assert!(n >= 4, "at least two partitions and a link: {first:#}");
+    let ran_on = cache_field(&first, "ran_on");
+    assert!(
+        ran_on
+            .iter()
+            .all(|w| w.starts_with("replay worker w-build-")),
+        "{first:#}\n{said}"
+    );
+    for peak in cache_field(&first, "worker_peak_rss_bytes") {
+        let peak: u64 = peak.parse().unwrap_or(0);
+        assert!((1 << 20..8 << 30).contains(&peak), "{first:#}");
+    }
+    // The program and every partition's object and bitcode.
+    let mut made = walk(&root.join("prog.aotc"));
+    made.push(root.join("prog"));
+    let remote: Vec<(std::path::PathBuf, Vec<u8>)> = made
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    assert!(remote.len() >= n, "{first:#}\n{remote:?}");
+    let prog = crate::support::run(&root.join("prog"), &[], &root);
+    assert_eq!(prog.stdout, b"6\n");
+
+    // The same checkout built here, at the same path, without the farm.
+    std::fs::rename(&root, dir.path().join("farm-built")).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    let local = farm_run(&root, &dir.path().join("unused"), None, &policy);
+    assert!(
+        local.status.success(),
+        "{}",
+        crate::support::text(&local.stderr)
+    );
+    for (path, bytes) in &remote {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{}", path.display());
+    }
+
+    // A fresh checkout and an empty local cache: the farm's action cache
+    // serves every command, none runs again.
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    let again = farm_run(&root, &dir.path().join("cache-b"), Some(&url), &policy);
+    assert!(
+        again.status.success(),
+        "{}",
+        crate::support::text(&again.stderr)
+    );
+    let second = crate::support::report(&root.join("report.json"));
+    assert_eq!(
+        cache_field(&second, "remote_execution"),
+        vec!["served from the farm's action cache, not run again"; n],
+        "{second:#}"
+    );
+    for (path, bytes) in &remote {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{}", path.display());
+    }
+}
