@@ -465,6 +465,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             found.push(path);
         }
     }
+    found.sort();
     found
 }
 
@@ -881,4 +882,48 @@ fn a_program_built_on_the_farm_is_a_local_builds_byte_for_byte() {
     for (path, bytes) in &remote {
         assert_eq!(&std::fs::read(path).unwrap(), bytes, "{}", path.display());
     }
+}
+
+/// A log that passes a lax client policy (it sets a variable the worker's
+/// policy does not allow) but not the worker's: sent with
+/// `--remote-executor`, its first command fails with the worker's
+/// finding, is not run here instead, and nothing is built.
+#[test]
+fn a_command_the_workers_policy_refuses_fails_with_its_finding() {
+    let farm = Farm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = worker(&farm, dir.path(), "w-strict");
+    let lax = dir.path().join("lax.toml");
+    std::fs::write(
+        &lax,
+        format!(
+            "[policy]\nextends = [\"{}\"]\n\n[env]\nset = {{ REPLAY_CLIENT_ONLY = \"1\" }}\n",
+            crate::support::shipped_policy("linux.toml").display()
+        ),
+    )
+    .unwrap();
+    let root = dir.path().join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    // What aotc wrote (the partitions' inputs); the log's outputs are not
+    // there yet.
+    let before = walk(&root.join("prog.aotc"));
+    let out = farm_run(&root, &dir.path().join("cache"), Some(&farm.url()), &lax);
+    let stderr = crate::support::text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}\n{}", worker.log());
+    let doc = crate::support::report(&root.join("report.json"));
+    let first = &doc["commands"][0];
+    assert_eq!(first["status"], "error", "{doc:#}");
+    let message = first["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the build farm refused it")
+            && message.contains("FAILED_PRECONDITION")
+            && message.contains("the worker's policy refused the command: env.not-allowed")
+            && message.contains("REPLAY_CLIENT_ONLY"),
+        "{doc:#}\n{}",
+        worker.log()
+    );
+    assert_ne!(cache_field(&doc, "ran_on")[0], "local", "{doc:#}");
+    assert!(!root.join("prog").exists());
+    assert_eq!(walk(&root.join("prog.aotc")), before, "{doc:#}");
 }
