@@ -210,6 +210,7 @@ struct ToolLayer {
     require_sha256: Option<bool>,
     runs: Option<Vec<(String, Place)>>,
     disabled: bool,
+    local_only: bool,
     place: Place,
 }
 
@@ -755,6 +756,7 @@ fn tool(
         require_sha256: wire.require_sha256,
         runs,
         disabled: wire.disabled.unwrap_or(false),
+        local_only: wire.local_only.unwrap_or(false),
         place: source.place(spanned.span(), key),
     })
 }
@@ -928,6 +930,8 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                     require_sha256: t.require_sha256.or(base.require_sha256),
                     runs: t.runs.or(base.runs),
                     disabled: false,
+                    // A derived policy cannot send out what its base keeps.
+                    local_only: t.local_only || base.local_only,
                     place: t.place,
                 },
                 _ => t,
@@ -1047,6 +1051,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                 },
                 sha256: t.sha256.unwrap_or_default(),
                 require_sha256: t.require_sha256.unwrap_or(false),
+                local_only: t.local_only,
                 runs: {
                     let mut runs: Vec<ToolKind> = Vec::new();
                     for (kind, _) in t.runs.iter().flatten() {

@@ -103,6 +103,8 @@ pub struct ToolRules {
     /// Other tool kinds whose allowed binaries the tool's process tree may
     /// execute (`[tool.cc] runs = ["ld"]`): see [`crate::ExecAllowed`].
     pub(crate) runs: Vec<ToolKind>,
+    /// `local_only = true`: never sent to a build farm.
+    pub(crate) local_only: bool,
 }
 
 /// A program name allowed for a tool kind and the grammar of its arguments.
@@ -349,6 +351,13 @@ impl Policy {
     /// The tool kinds this policy allows.
     pub fn tools(&self) -> impl Iterator<Item = &ToolKind> {
         self.tools.keys()
+    }
+
+    /// Whether a command of `tool` must run on this machine: the whole
+    /// platform is (`remote_execution = false`), or the tool is
+    /// (`[tool.KIND] local_only = true`).
+    pub fn keeps_local(&self, tool: &ToolKind) -> bool {
+        self.remote_execution_forbidden || self.tools.get(tool).is_some_and(|t| t.local_only)
     }
 
     /// The limits for a tool kind, if the policy allows it.

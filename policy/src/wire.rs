@@ -122,6 +122,9 @@ pub(crate) struct ToolWire {
     /// Removes the tool an included policy allowed.
     #[serde(default)]
     pub disabled: Option<bool>,
+    /// The tool never runs on a build farm (`--remote-executor`).
+    #[serde(default)]
+    pub local_only: Option<bool>,
 }
 
 /// A program: a bare name (the tool's grammar) or a name with its own.

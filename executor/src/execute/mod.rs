@@ -197,6 +197,11 @@ pub fn execute(
         hit: None,
         parallel,
         refuse_undeclared: policy.refuses_undeclared_reads(),
+        local_only: policy
+            .tools()
+            .filter(|tool| policy.keeps_local(tool))
+            .cloned()
+            .collect(),
         builtin_limits: policy.builtin_limits(),
         run_started: started,
         reporter,
@@ -319,6 +324,8 @@ struct Runner<'a, 'p> {
     hit: Option<replay_cache::Hit>,
     /// The policy's `refuse_undeclared_reads`.
     refuse_undeclared: bool,
+    /// The tools the policy keeps off a build farm (`local_only`).
+    local_only: Vec<cmdlog::ToolKind>,
     /// The policy's `[limits]`, for built-in operations.
     builtin_limits: policy::ToolLimits,
     /// When the run started.
@@ -784,6 +791,14 @@ impl Runner<'_, '_> {
             return (None, None);
         };
         if record.hit || !cache.has_executor() || self.hit.is_some() {
+            return (Some(record), None);
+        }
+        if self.local_only.contains(&command.tool) {
+            record.ran_on = Some("local".into());
+            record.remote_execution = Some(format!(
+                "the policy keeps `{}` on this machine (`local_only`)",
+                command.tool
+            ));
             return (Some(record), None);
         }
         // The farm's worker enforces the policy's time limit itself; this

@@ -430,3 +430,38 @@ fn remote_execution_false_holds_and_a_derived_policy_cannot_lift_it() {
         .expect("loads")
         .forbids_remote_execution());
 }
+
+/// `[tool.KIND] local_only = true` keeps that tool off a build farm, the
+/// rest may go; `remote_execution = false` keeps every tool; a derived
+/// policy cannot send out what its base keeps.
+#[test]
+fn local_only_keeps_a_tool_here_and_a_derived_policy_cannot_lift_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = write(tmp.path(), "base.toml", MINIMAL);
+    assert!(!Policy::load(&base)
+        .expect("loads")
+        .keeps_local(&ToolKind::Opt));
+    let kept = write(
+        tmp.path(),
+        "kept.toml",
+        "[policy]\nextends = [\"base.toml\"]\n[tool.opt]\nlocal_only = true\n",
+    );
+    let policy = Policy::load(&kept).expect("loads");
+    assert!(policy.keeps_local(&ToolKind::Opt));
+    assert!(!policy.keeps_local(&ToolKind::Cc));
+    let lifting = write(
+        tmp.path(),
+        "lift.toml",
+        "[policy]\nextends = [\"kept.toml\"]\n[tool.opt]\nlocal_only = false\n",
+    );
+    assert!(Policy::load(&lifting)
+        .expect("loads")
+        .keeps_local(&ToolKind::Opt));
+    let platform = write(
+        tmp.path(),
+        "platform.toml",
+        "[policy]\nextends = [\"base.toml\"]\nremote_execution = false\n",
+    );
+    let policy = Policy::load(&platform).expect("loads");
+    assert!(policy.keeps_local(&ToolKind::Opt) && policy.keeps_local(&ToolKind::Cc));
+}

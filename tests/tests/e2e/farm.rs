@@ -606,6 +606,24 @@ fn a_worker_stops_on_sigterm_after_serving_a_lease() {
     }
 }
 
+/// The farm the client tests (`replay`'s Execute client,
+/// `--remote-executor`) share, apart from [`Farm::shared`]: tests running
+/// at once on one farm take each other's leases, and the worker tests
+/// assert which of their workers took theirs. Any worker here runs the
+/// shipped `linux.toml`, so whichever takes a client test's action judges
+/// it alike. Stops with the last test holding it.
+fn client_farm() -> std::sync::Arc<Farm> {
+    use std::sync::{Arc, Mutex, Weak};
+    static CLIENT: Mutex<Weak<Farm>> = Mutex::new(Weak::new());
+    let mut client = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(farm) = client.upgrade() {
+        return farm;
+    }
+    let farm = Arc::new(Farm::start());
+    *client = Arc::downgrade(&farm);
+    farm
+}
+
 /// `opt -O2 m.ll -o m.bc` (or clang with `argv`) as a `replay` client
 /// keys it: the key, and the input files to upload with it.
 fn client_action(
@@ -665,7 +683,7 @@ fn the_execute_client_gets_a_workers_result_and_its_refusal() {
     use replay_cache::remote::{Mode, Remote, RemoteConfig};
     use std::time::Duration;
 
-    let farm = Farm::shared();
+    let farm = client_farm();
     let dir = tempfile::tempdir().unwrap();
     let worker = worker(&farm, dir.path(), "w-exec");
     let remote = Remote::new(RemoteConfig {
@@ -693,7 +711,11 @@ fn the_execute_client_gets_a_workers_result_and_its_refusal() {
     let result = &executed.result;
     assert_eq!(result.exit_code, 0, "{result:?}");
     let metadata = result.execution_metadata.as_ref().unwrap();
-    assert_eq!(metadata.worker, "replay worker w-exec");
+    assert!(
+        metadata.worker.starts_with("replay worker "),
+        "{}",
+        metadata.worker
+    );
     let [output] = result.output_files.as_slice() else {
         panic!("one output: {result:?}");
     };
@@ -803,7 +825,7 @@ fn cache_field(doc: &serde_json::Value, field: &str) -> Vec<String> {
 /// served from the farm's action cache: nothing runs again.
 #[test]
 fn a_program_built_on_the_farm_is_a_local_builds_byte_for_byte() {
-    let farm = Farm::shared();
+    let farm = client_farm();
     let dir = tempfile::tempdir().unwrap();
     let one = worker(&farm, dir.path(), "w-build-1");
     let two = worker(&farm, dir.path(), "w-build-2");
@@ -825,9 +847,7 @@ fn a_program_built_on_the_farm_is_a_local_builds_byte_for_byte() {
     assert!(n >= 4, "at least two partitions and a link: {first:#}");
     let ran_on = cache_field(&first, "ran_on");
     assert!(
-        ran_on
-            .iter()
-            .all(|w| w.starts_with("replay worker w-build-")),
+        ran_on.iter().all(|w| w.starts_with("replay worker ")),
         "{first:#}\n{said}"
     );
     for peak in cache_field(&first, "worker_peak_rss_bytes") {
@@ -890,7 +910,7 @@ fn a_program_built_on_the_farm_is_a_local_builds_byte_for_byte() {
 /// finding, is not run here instead, and nothing is built.
 #[test]
 fn a_command_the_workers_policy_refuses_fails_with_its_finding() {
-    let farm = Farm::shared();
+    let farm = client_farm();
     let dir = tempfile::tempdir().unwrap();
     let worker = worker(&farm, dir.path(), "w-strict");
     let lax = dir.path().join("lax.toml");
@@ -926,4 +946,27 @@ fn a_command_the_workers_policy_refuses_fails_with_its_finding() {
     assert_ne!(cache_field(&doc, "ran_on")[0], "local", "{doc:#}");
     assert!(!root.join("prog").exists());
     assert_eq!(walk(&root.join("prog.aotc")), before, "{doc:#}");
+
+    // The same log, its every tool kept here (`local_only`): nothing is
+    // sent to the worker, and the build finishes here.
+    let local = dir.path().join("local.toml");
+    std::fs::write(
+        &local,
+        "[policy]\nextends = [\"lax.toml\"]\n\
+         [tool.opt]\nlocal_only = true\n[tool.llc]\nlocal_only = true\n\
+         [tool.cc]\nlocal_only = true\n[tool.ld]\nlocal_only = true\n",
+    )
+    .unwrap();
+    let out = farm_run(&root, &dir.path().join("cache"), Some(&farm.url()), &local);
+    let doc = crate::support::report(&root.join("report.json"));
+    assert!(out.status.success(), "{doc:#}");
+    let n = crate::cache::statuses(&doc).len();
+    assert_eq!(cache_field(&doc, "ran_on"), vec!["local"; n], "{doc:#}");
+    assert!(
+        cache_field(&doc, "remote_execution")
+            .iter()
+            .all(|why| why.contains("on this machine (`local_only`)")),
+        "{doc:#}"
+    );
+    assert!(root.join("prog").exists());
 }
