@@ -362,6 +362,113 @@ impl Remote {
 mod tests {
     use super::*;
 
+    fn digest(text: &str) -> Digest {
+        Digest::of(text.as_bytes())
+    }
+
+    /// A done operation for `action` carrying `response`.
+    fn done(action: &Digest, response: ExecuteResponse) -> Operation {
+        Operation {
+            name: "operations/1".into(),
+            metadata: Some(Any {
+                type_url: EXECUTE_METADATA_TYPE.into(),
+                value: ExecuteOperationMetadata {
+                    stage: STAGE_COMPLETED,
+                    action_digest: Some(action.clone()),
+                }
+                .encode_to_vec(),
+            }),
+            done: true,
+            error: None,
+            response: Some(Any {
+                type_url: EXECUTE_RESPONSE_TYPE.into(),
+                value: response.encode_to_vec(),
+            }),
+        }
+    }
+
+    /// What a done operation means: a result, a refusal with the
+    /// worker's finding, an operation error, or garbage (the farm failed).
+    #[test]
+    fn a_done_operation_is_a_result_a_refusal_an_error_or_garbage() {
+        let action = digest("action");
+        let result = ActionResult {
+            exit_code: 0,
+            ..ActionResult::default()
+        };
+        let ok = finish(
+            &action,
+            done(
+                &action,
+                ExecuteResponse {
+                    result: Some(result.clone()),
+                    cached_result: true,
+                    ..ExecuteResponse::default()
+                },
+            ),
+        )
+        .expect("a result");
+        assert_eq!((ok.result, ok.cached), (result, true));
+
+        let refused = finish(
+            &action,
+            done(
+                &action,
+                ExecuteResponse {
+                    status: Some(Status {
+                        code: 9,
+                        message: "the worker's policy refused the command: args.bad-value".into(),
+                    }),
+                    ..ExecuteResponse::default()
+                },
+            ),
+        )
+        .expect_err("refused");
+        assert!(matches!(refused, ExecuteError::Refused { code: 9, .. }));
+        let said = refused.to_string();
+        assert!(
+            said.contains("FAILED_PRECONDITION") && said.contains("args.bad-value"),
+            "{said}"
+        );
+
+        let mut failed = done(&action, ExecuteResponse::default());
+        failed.response = None;
+        failed.error = Some(Status {
+            code: 13,
+            message: "scheduler lost the job".into(),
+        });
+        assert!(matches!(
+            finish(&action, failed),
+            Err(ExecuteError::Operation { code: 13, .. })
+        ));
+
+        // OK without a result, no response, another action's metadata, an
+        // answer of another type: the farm failed, nothing to commit.
+        let mut garbage = vec![done(&action, ExecuteResponse::default())];
+        let mut bare = done(&action, ExecuteResponse::default());
+        bare.response = None;
+        garbage.push(bare);
+        garbage.push(done(
+            &digest("another"),
+            ExecuteResponse {
+                result: Some(ActionResult::default()),
+                ..ExecuteResponse::default()
+            },
+        ));
+        let mut other = done(&action, ExecuteResponse::default());
+        if let Some(any) = other.response.as_mut() {
+            any.type_url = "type.googleapis.com/google.protobuf.Empty".into();
+        }
+        garbage.push(other);
+        for operation in garbage {
+            let answer = finish(&action, operation.clone());
+            assert!(
+                matches!(answer, Err(ExecuteError::Farm(RemoteError::Garbage(_)))),
+                "{operation:?}: {answer:?}"
+            );
+        }
+    }
+
     /// Bytes written by hand from the field numbers: a renumbered field
     /// fails here, not against a server.
     #[test]

@@ -970,3 +970,40 @@ fn a_command_the_workers_policy_refuses_fails_with_its_finding() {
     );
     assert!(root.join("prog").exists());
 }
+
+/// A farm that cannot be reached is warned about once, and the build
+/// finishes here, each command's record saying it ran locally.
+#[test]
+fn an_unreachable_farm_is_warned_about_once_and_the_build_runs_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("grpc://127.0.0.1:{port}");
+    let out = farm_run(
+        &root,
+        &dir.path().join("cache"),
+        Some(&url),
+        &crate::support::shipped_policy("linux.toml"),
+    );
+    let stderr = crate::support::text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("the build farm `").count(),
+        1,
+        "one warning: {stderr}"
+    );
+    assert!(stderr.contains("drop `--remote-executor`"), "{stderr}");
+    let doc = crate::support::report(&root.join("report.json"));
+    let n = crate::cache::statuses(&doc).len();
+    assert_eq!(crate::cache::statuses(&doc), vec!["ok"; n], "{doc:#}");
+    assert_eq!(cache_field(&doc, "ran_on"), vec!["local"; n], "{doc:#}");
+    let prog = crate::support::run(&root.join("prog"), &[], &root);
+    assert_eq!(prog.stdout, b"6\n");
+}
