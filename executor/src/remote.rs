@@ -236,8 +236,11 @@ mod client {
                     self.failed(&error);
                     return Remotely::Local(Some(format!("failed: {error}")));
                 }
-                Err(error @ ExecuteError::Timeout { .. }) => {
-                    return Remotely::Local(Some(format!("failed: {error}")))
+                Err(error @ ExecuteError::Timeout { wait, .. }) => {
+                    // A farm that does not finish (no worker takes the
+                    // action) costs the run one wait, not one per command.
+                    self.failed(&RemoteError::Timeout(wait));
+                    return Remotely::Local(Some(format!("failed: {error}")));
                 }
             };
             match self
