@@ -454,7 +454,13 @@ fn local_only_keeps_a_tool_here_and_a_derived_policy_cannot_lift_it() {
         "lift.toml",
         "[policy]\nextends = [\"kept.toml\"]\n[tool.opt]\nlocal_only = false\n",
     );
-    assert!(Policy::load(&lifting)
+    let lifted = Policy::load(&lifting).expect("loads");
+    assert!(lifted.keeps_local(&ToolKind::Opt));
+    // `policy show` says so, and what it prints loads back the same.
+    let shown = lifted.to_toml();
+    assert!(shown.contains("local_only = true"), "{shown}");
+    let again = write(tmp.path(), "shown.toml", &shown);
+    assert!(Policy::load(&again)
         .expect("loads")
         .keeps_local(&ToolKind::Opt));
     let platform = write(
@@ -464,4 +470,6 @@ fn local_only_keeps_a_tool_here_and_a_derived_policy_cannot_lift_it() {
     );
     let policy = Policy::load(&platform).expect("loads");
     assert!(policy.keeps_local(&ToolKind::Opt) && policy.keeps_local(&ToolKind::Cc));
+    let shown = policy.to_toml();
+    assert!(shown.contains("remote_execution = false"), "{shown}");
 }
