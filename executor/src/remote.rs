@@ -229,8 +229,15 @@ mod client {
             }
             let executed = match self.remote.execute(store, key, files, wait) {
                 Ok(executed) => executed,
+                Err(error) if error.is_refusal() => return Remotely::Refused(error.to_string()),
                 Err(error @ (ExecuteError::Refused { .. } | ExecuteError::Operation { .. })) => {
-                    return Remotely::Refused(error.to_string())
+                    // Not a judgement of the action (a worker that went
+                    // away, a scheduler error): the farm failing.
+                    self.failed(&RemoteError::Call {
+                        call: "Execute",
+                        status: error.to_string(),
+                    });
+                    return Remotely::Local(Some(format!("failed: {error}")));
                 }
                 Err(ExecuteError::Farm(error)) => {
                     self.failed(&error);

@@ -160,6 +160,22 @@ pub enum ExecuteError {
     },
 }
 
+impl ExecuteError {
+    /// Whether the farm judged the action and refused it (a worker's
+    /// policy, a malformed action: `FAILED_PRECONDITION`,
+    /// `INVALID_ARGUMENT`, `PERMISSION_DENIED`), so it must not run
+    /// elsewhere either; anything else is the farm failing.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ExecuteError::Refused {
+                code: 3 | 7 | 9,
+                ..
+            }
+        )
+    }
+}
+
 /// A finished remote execution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Executed {
@@ -425,6 +441,14 @@ mod tests {
         )
         .expect_err("refused");
         assert!(matches!(refused, ExecuteError::Refused { code: 9, .. }));
+        assert!(refused.is_refusal());
+        let unavailable = ExecuteError::Refused {
+            action: action.clone(),
+            code: 14,
+            code_name: code_name(14),
+            message: "the worker went away".into(),
+        };
+        assert!(!unavailable.is_refusal());
         let said = refused.to_string();
         assert!(
             said.contains("FAILED_PRECONDITION") && said.contains("args.bad-value"),
@@ -437,10 +461,12 @@ mod tests {
             code: 13,
             message: "scheduler lost the job".into(),
         });
+        let failed = finish(&action, failed);
         assert!(matches!(
-            finish(&action, failed),
+            failed,
             Err(ExecuteError::Operation { code: 13, .. })
         ));
+        assert!(!failed.is_err_and(|e| e.is_refusal()));
 
         // OK without a result, no response, another action's metadata, an
         // answer of another type: the farm failed, nothing to commit.
