@@ -50,6 +50,9 @@ pub struct CacheOptions {
     pub max_size: u64,
     /// A remote cache in front of it (`--remote-cache`), if any.
     pub remote: Option<crate::remote::RemoteOptions>,
+    /// A build farm that runs what misses every cache
+    /// (`--remote-executor`), if any.
+    pub executor: Option<crate::remote::RemoteOptions>,
 }
 
 /// What the report says of one command and the cache.
@@ -75,6 +78,17 @@ pub struct CacheRecord {
     /// `uploaded`, `failed: WHY`, `upload failed: WHY`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// With `--remote-executor`, where the command ran: `local`, or the
+    /// worker's name from its result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ran_on: Option<String>,
+    /// The peak RSS the worker measured, in bytes, for a command that ran
+    /// on the build farm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_peak_rss_bytes: Option<u64>,
+    /// Why a command meant for the build farm ran here instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_execution: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -100,6 +114,8 @@ pub struct RunCache {
     warmer: std::sync::OnceLock<Option<Arc<replay_cache::Warmer>>>,
     #[cfg(feature = "remote-cache")]
     remote: Option<crate::remote::RunRemote>,
+    #[cfg(feature = "remote-cache")]
+    executor: Option<crate::remote::RunRemote>,
 }
 
 /// What a lookup found, locally or remotely.
@@ -137,7 +153,83 @@ impl RunCache {
                 .as_ref()
                 .map(crate::remote::RunRemote::new)
                 .transpose()?,
+            #[cfg(feature = "remote-cache")]
+            executor: options
+                .executor
+                .as_ref()
+                .map(crate::remote::RunRemote::farm)
+                .transpose()?,
         })
+    }
+
+    /// Whether a build farm takes this run's misses.
+    pub fn has_executor(&self) -> bool {
+        #[cfg(feature = "remote-cache")]
+        return self.executor.is_some();
+        #[cfg(not(feature = "remote-cache"))]
+        false
+    }
+
+    /// Runs `key`'s command (a miss of every cache, `resolved` by the
+    /// policy, under `root`) on the build farm, waiting at most `wait`; a
+    /// result it commits into the store is restored into `staging` by the
+    /// same lookup as a remote cache hit. `None` without a farm.
+    pub fn execute_remotely(
+        &self,
+        key: &ActionKey,
+        resolved: &Resolved,
+        staging: &Staging,
+        readable: &[PathBuf],
+        root: &Path,
+        wait: std::time::Duration,
+    ) -> Option<(crate::remote::Remotely, Option<Result<Lookup, LookupError>>)> {
+        #[cfg(not(feature = "remote-cache"))]
+        {
+            let _ = (key, resolved, staging, readable, root, wait);
+            None
+        }
+        #[cfg(feature = "remote-cache")]
+        {
+            use crate::remote::Remotely;
+            let executor = self.executor.as_ref()?;
+            let memo = self.store.memo();
+            let mut files = Vec::with_capacity(resolved.input_files.len() + 1);
+            for file in std::iter::once(&resolved.program).chain(&resolved.input_files) {
+                if file.is_dir() {
+                    continue;
+                }
+                match memo.digest(file) {
+                    Ok(digest) => files.push((digest, file.clone())),
+                    Err(e) => {
+                        return Some((
+                            Remotely::Local(Some(format!(
+                                "cannot hash `{}` to send it: {e}",
+                                file.display()
+                            ))),
+                            None,
+                        ))
+                    }
+                }
+            }
+            let expected: Vec<String> = staging.staged_files().map(|(p, _)| p.to_owned()).collect();
+            let remotely =
+                executor.execute(&self.store, key, &files, wait, &expected, readable, root);
+            let lookup = matches!(remotely, Remotely::Stored { .. }).then(|| {
+                self.store
+                    .lookup(&key.action, &staging.out_dir(), &expected)
+            });
+            Some((remotely, lookup))
+        }
+    }
+
+    /// The build farm's failure, the first time it fails: the run warns
+    /// once and runs the rest here.
+    pub fn take_executor_warning(&self) -> Option<String> {
+        #[cfg(feature = "remote-cache")]
+        if let Some(executor) = &self.executor {
+            return executor.take_warning();
+        }
+        None
     }
 
     /// The remote cache's failure, the first time it fails: the run

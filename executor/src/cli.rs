@@ -429,13 +429,21 @@ pub(crate) struct Running {
 }
 
 /// The remote action cache (REAPI v2): asked on a local miss, given what
-/// ran here when the policy trusts it.
+/// ran here when the policy trusts it; and the build farm that runs what
+/// misses every cache.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("remote_url").multiple(true))]
 pub(crate) struct RemoteArgs {
     /// A REAPI v2 remote action cache: grpc://HOST:PORT or grpcs://HOST:PORT
     /// (BuildGrid, Buildbarn, NativeLink, bazel-remote...).
-    #[arg(long, value_name = "URL", value_parser = parse_remote_url, conflicts_with = "no_cache")]
+    #[arg(long, value_name = "URL", value_parser = parse_remote_url, conflicts_with = "no_cache", group = "remote_url")]
     pub(crate) remote_cache: Option<String>,
+
+    /// A REAPI v2 build farm (BuildGrid...): grpc://HOST:PORT or
+    /// grpcs://HOST:PORT. A command the policy allowed that misses every
+    /// cache runs there, unless the policy keeps it here.
+    #[arg(long, value_name = "URL", value_parser = parse_remote_url, conflicts_with = "no_cache", group = "remote_url")]
+    pub(crate) remote_executor: Option<String>,
 
     /// The remote's instance name [default: none].
     #[arg(
@@ -443,18 +451,18 @@ pub(crate) struct RemoteArgs {
         value_name = "NAME",
         default_value = "",
         hide_default_value = true,
-        requires = "remote_cache"
+        requires = "remote_url"
     )]
     pub(crate) remote_instance: String,
 
     /// gRPC metadata sent with every remote call, e.g.
     /// `authorization=Bearer TOKEN`; repeat for more.
-    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_header, requires = "remote_cache")]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_header, requires = "remote_url")]
     pub(crate) remote_header: Vec<(String, String)>,
 
     /// PEM file of the roots a grpcs:// remote's certificate must chain
     /// to [default: the system's roots].
-    #[arg(long, value_name = "FILE", requires = "remote_cache")]
+    #[arg(long, value_name = "FILE", requires = "remote_url")]
     pub(crate) remote_ca: Option<PathBuf>,
 
     /// `read` looks up only; `read-write` also uploads what ran here,
@@ -465,7 +473,7 @@ pub(crate) struct RemoteArgs {
 
     /// The longest a remote lookup or upload may take (seconds); a remote
     /// that fails or overruns is not asked again in the run.
-    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = seconds_arg, requires = "remote_cache")]
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = seconds_arg, requires = "remote_url")]
     pub(crate) remote_timeout: Duration,
 }
 
@@ -510,6 +518,19 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 }
 
 impl RemoteArgs {
+    /// The build farm's options: the same instance, headers, CA and
+    /// timeout (each call's bound) as the remote cache's.
+    fn executor_options(&self) -> Option<replay::remote::RemoteOptions> {
+        Some(replay::remote::RemoteOptions {
+            url: self.remote_executor.clone()?,
+            instance: self.remote_instance.clone(),
+            headers: self.remote_header.clone(),
+            ca: self.remote_ca.clone(),
+            timeout: self.remote_timeout,
+            mode: None,
+        })
+    }
+
     fn options(&self) -> Option<replay::remote::RemoteOptions> {
         let url = self.remote_cache.clone()?;
         Some(replay::remote::RemoteOptions {
@@ -672,6 +693,7 @@ impl Running {
             } else {
                 let mut options = self.cache.options()?;
                 options.remote = self.remote.options();
+                options.executor = self.remote.executor_options();
                 Some(options)
             },
         })
@@ -697,6 +719,7 @@ impl CacheDir {
             dir,
             max_size: self.cache_max_size,
             remote: None,
+            executor: None,
         })
     }
 }

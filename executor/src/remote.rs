@@ -108,6 +108,48 @@ impl RemoteOptions {
     }
 }
 
+impl RemoteOptions {
+    /// The build farm's options as `policy` allows them: `None` when the
+    /// policy keeps every command here (`[policy] remote_execution =
+    /// false`), so each runs locally.
+    pub fn judge_executor(
+        &self,
+        policy: &policy::Policy,
+    ) -> Result<Option<RemoteOptions>, RemoteRefused> {
+        if !cfg!(feature = "remote-cache") {
+            return Err(RemoteRefused::NotBuilt);
+        }
+        if policy.forbids_remote_execution() {
+            return Ok(None);
+        }
+        Ok(Some(RemoteOptions {
+            mode: Some(RemoteMode::Read),
+            ..self.clone()
+        }))
+    }
+}
+
+/// What became of a command sent to the build farm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remotely {
+    /// Its result is an entry of the local store now (look it up): it ran
+    /// on `worker` (or the farm's cache had it), which measured `peak`.
+    Stored {
+        /// The worker's name, from the result's metadata.
+        worker: String,
+        /// The peak RSS the worker measured, in bytes.
+        peak: Option<u64>,
+        /// Whether the farm's action cache had it (no new execution).
+        cached: bool,
+    },
+    /// The farm refused it (a worker's policy, a bad action): the command
+    /// fails with this, and does not run here either.
+    Refused(String),
+    /// It runs here: the farm is down, or its result was not one to use
+    /// (why).
+    Local(Option<String>),
+}
+
 #[cfg(feature = "remote-cache")]
 pub use client::RunRemote;
 
@@ -116,17 +158,22 @@ mod client {
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
+    use replay_cache::remote::execution::ExecuteError;
     use replay_cache::remote::{Fetched, Mode, Remote, RemoteConfig, RemoteError};
     use replay_cache::{ActionKey, Digest, Entry, Store};
 
-    use super::{RemoteMode, RemoteOptions};
+    use super::{RemoteMode, RemoteOptions, Remotely};
 
-    /// A run's connection to the remote cache, and the one warning it
-    /// gives when the remote fails.
+    /// A run's connection to the remote cache (or the build farm), and the
+    /// one warning it gives when the remote fails.
     #[derive(Debug)]
     pub struct RunRemote {
         remote: Remote,
         warning: Mutex<Option<String>>,
+        /// `the remote cache` or `the build farm`, for the warning.
+        what: &'static str,
+        /// The flag to drop, for the warning.
+        flag: &'static str,
     }
 
     impl RunRemote {
@@ -146,7 +193,93 @@ mod client {
             Ok(RunRemote {
                 remote,
                 warning: Mutex::new(None),
+                what: "the remote cache",
+                flag: "--remote-cache",
             })
+        }
+
+        /// Sets up the client of the build farm (`--remote-executor`).
+        pub fn farm(options: &RemoteOptions) -> Result<RunRemote, RemoteError> {
+            let mut farm = RunRemote::new(&RemoteOptions {
+                mode: Some(RemoteMode::Read),
+                ..options.clone()
+            })?;
+            farm.what = "the build farm";
+            farm.flag = "--remote-executor";
+            Ok(farm)
+        }
+
+        /// Runs `key`'s action on the farm (uploading `files`, each input's
+        /// digest and path here), waiting at most `wait`; a result is
+        /// committed into `store` through the same checked path as a
+        /// remote cache hit ([`RunRemote::fetch`]).
+        #[allow(clippy::too_many_arguments)]
+        pub fn execute(
+            &self,
+            store: &Store,
+            key: &ActionKey,
+            files: &[(Digest, PathBuf)],
+            wait: std::time::Duration,
+            expected: &[String],
+            readable: &[PathBuf],
+            root: &Path,
+        ) -> Remotely {
+            if self.remote.is_down() {
+                return Remotely::Local(None);
+            }
+            let executed = match self.remote.execute(store, key, files, wait) {
+                Ok(executed) => executed,
+                Err(error) if error.is_refusal() => return Remotely::Refused(error.to_string()),
+                Err(error @ (ExecuteError::Refused { .. } | ExecuteError::Operation { .. })) => {
+                    // Not a judgement of the action (a worker that went
+                    // away, a scheduler error): the farm failing.
+                    self.failed(&RemoteError::Call {
+                        call: "Execute",
+                        status: error.to_string(),
+                    });
+                    return Remotely::Local(Some(format!("failed: {error}")));
+                }
+                Err(ExecuteError::Farm(error)) => {
+                    self.failed(&error);
+                    return Remotely::Local(Some(format!("failed: {error}")));
+                }
+                Err(error @ ExecuteError::Timeout { wait, .. }) => {
+                    // A farm that does not finish (no worker takes the
+                    // action) costs the run one wait, not one per command.
+                    self.failed(&RemoteError::Timeout(wait));
+                    return Remotely::Local(Some(format!("failed: {error}")));
+                }
+            };
+            match self
+                .fetch(store, &key.action, expected, readable, root)
+                .as_deref()
+            {
+                Some("hit") => {}
+                said => {
+                    return Remotely::Local(Some(format!(
+                        "its result was not used ({})",
+                        said.unwrap_or("the farm is down")
+                    )))
+                }
+            }
+            let metadata = executed.result.execution_metadata.as_ref();
+            let peak = metadata.and_then(|m| {
+                m.auxiliary_metadata
+                    .iter()
+                    .find(|a| a.type_url == replay_cache::remote::proto::METADATA_TYPE)
+                    .and_then(|a| {
+                        <replay_cache::remote::proto::ReplayMetadata as prost::Message>::decode(
+                            a.value.as_slice(),
+                        )
+                        .ok()
+                    })
+                    .map(|r| r.peak_rss_bytes)
+            });
+            Remotely::Stored {
+                worker: metadata.map(|m| m.worker.clone()).unwrap_or_default(),
+                peak,
+                cached: executed.cached,
+            }
         }
 
         /// The remote's failure, once: the first time it fails.
@@ -158,8 +291,10 @@ mod client {
             if self.remote.take_down() {
                 if let Ok(mut warning) = self.warning.lock() {
                     *warning = Some(format!(
-                        "the remote cache `{}` failed ({error}); this run goes on without it (check the server, `--remote-timeout`, or drop `--remote-cache`)",
-                        self.remote.config().url
+                        "{} `{}` failed ({error}); this run goes on without it (check the server, `--remote-timeout`, or drop `{}`)",
+                        self.what,
+                        self.remote.config().url,
+                        self.flag
                     ));
                 }
             }

@@ -870,6 +870,11 @@ fn execute_options(
                     .map_err(|e| SessionError::Usage(e.to_string()))?,
             );
         }
+        if let Some(executor) = &options.executor {
+            options.executor = executor
+                .judge_executor(policy)
+                .map_err(|e| SessionError::Usage(e.to_string()))?;
+        }
     }
     let launcher = match &settings.launcher {
         Some(launcher) => launcher.clone(),

@@ -210,6 +210,7 @@ struct ToolLayer {
     require_sha256: Option<bool>,
     runs: Option<Vec<(String, Place)>>,
     disabled: bool,
+    local_only: bool,
     place: Place,
 }
 
@@ -239,6 +240,7 @@ struct Layer {
     required_layers: Vec<String>,
     refuse_undeclared_reads: bool,
     remote_cache_forbidden: bool,
+    remote_execution_forbidden: bool,
     remote_cache_writers: Option<Vec<String>>,
     builtins: Option<Vec<ToolKind>>,
     env_set: BTreeMap<String, String>,
@@ -754,6 +756,7 @@ fn tool(
         require_sha256: wire.require_sha256,
         runs,
         disabled: wire.disabled.unwrap_or(false),
+        local_only: wire.local_only.unwrap_or(false),
         place: source.place(spanned.span(), key),
     })
 }
@@ -782,6 +785,7 @@ fn convert(wire: FileWire, source: &Source) -> Result<Layer, PolicyError> {
         }
         layer.refuse_undeclared_reads = header.refuse_undeclared_reads.unwrap_or(false);
         layer.remote_cache_forbidden = header.remote_cache == Some(false);
+        layer.remote_execution_forbidden = header.remote_execution == Some(false);
         layer.remote_cache_writers = header.remote_cache_writers.clone();
         for name in &header.require_sandbox {
             if !crate::model::SANDBOX_LAYERS.contains(&name.get_ref().as_str()) {
@@ -900,6 +904,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         // Requirements only add up: a derived policy cannot drop one.
         merged.refuse_undeclared_reads |= layer.refuse_undeclared_reads;
         merged.remote_cache_forbidden |= layer.remote_cache_forbidden;
+        merged.remote_execution_forbidden |= layer.remote_execution_forbidden;
         merged.remote_cache_writers = layer.remote_cache_writers.or(merged.remote_cache_writers);
         for layer_name in layer.required_layers {
             if !merged.required_layers.contains(&layer_name) {
@@ -925,6 +930,8 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                     require_sha256: t.require_sha256.or(base.require_sha256),
                     runs: t.runs.or(base.runs),
                     disabled: false,
+                    // A derived policy cannot send out what its base keeps.
+                    local_only: t.local_only || base.local_only,
                     place: t.place,
                 },
                 _ => t,
@@ -1044,6 +1051,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
                 },
                 sha256: t.sha256.unwrap_or_default(),
                 require_sha256: t.require_sha256.unwrap_or(false),
+                local_only: t.local_only,
                 runs: {
                     let mut runs: Vec<ToolKind> = Vec::new();
                     for (kind, _) in t.runs.iter().flatten() {
@@ -1073,6 +1081,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
         required_layers: merged.required_layers,
         refuse_undeclared_reads: merged.refuse_undeclared_reads,
         remote_cache_forbidden: merged.remote_cache_forbidden,
+        remote_execution_forbidden: merged.remote_execution_forbidden,
         remote_cache_writers: merged.remote_cache_writers.unwrap_or_default(),
         builtins: merged.builtins.unwrap_or_default(),
         builtin_limits: ToolLimits {

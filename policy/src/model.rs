@@ -39,6 +39,10 @@ pub struct Policy {
     /// `[policy] remote_cache = false`: no remote action cache for this
     /// platform (a derived policy cannot allow it again).
     pub(crate) remote_cache_forbidden: bool,
+    /// `[policy] remote_execution = false`: every command of this platform
+    /// runs here, never on a build farm (a derived policy cannot allow it
+    /// again).
+    pub(crate) remote_execution_forbidden: bool,
     /// `[policy] remote_cache_writers`: the remote caches (URLs) trusted
     /// with results made here; any other is only read.
     pub(crate) remote_cache_writers: Vec<String>,
@@ -99,6 +103,8 @@ pub struct ToolRules {
     /// Other tool kinds whose allowed binaries the tool's process tree may
     /// execute (`[tool.cc] runs = ["ld"]`): see [`crate::ExecAllowed`].
     pub(crate) runs: Vec<ToolKind>,
+    /// `local_only = true`: never sent to a build farm.
+    pub(crate) local_only: bool,
 }
 
 /// A program name allowed for a tool kind and the grammar of its arguments.
@@ -280,6 +286,18 @@ impl Policy {
         self.remote_cache_forbidden
     }
 
+    /// The variables the policy itself sets (`[env] set`), after
+    /// `extends`.
+    pub fn env_set(&self) -> &BTreeMap<String, String> {
+        &self.env.set
+    }
+
+    /// Whether the policy keeps every command on this machine (`[policy]
+    /// remote_execution = false`).
+    pub fn forbids_remote_execution(&self) -> bool {
+        self.remote_execution_forbidden
+    }
+
     /// Whether the policy trusts the remote cache at `url` with results
     /// made here (`[policy] remote_cache_writers`).
     pub fn trusts_remote_writer(&self, url: &str) -> bool {
@@ -333,6 +351,13 @@ impl Policy {
     /// The tool kinds this policy allows.
     pub fn tools(&self) -> impl Iterator<Item = &ToolKind> {
         self.tools.keys()
+    }
+
+    /// Whether a command of `tool` must run on this machine: the whole
+    /// platform is (`remote_execution = false`), or the tool is
+    /// (`[tool.KIND] local_only = true`).
+    pub fn keeps_local(&self, tool: &ToolKind) -> bool {
+        self.remote_execution_forbidden || self.tools.get(tool).is_some_and(|t| t.local_only)
     }
 
     /// The limits for a tool kind, if the policy allows it.

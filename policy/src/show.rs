@@ -25,6 +25,9 @@ impl Policy {
         if self.refuse_undeclared_reads {
             header.insert("refuse_undeclared_reads".into(), true.into());
         }
+        if self.remote_execution_forbidden {
+            header.insert("remote_execution".into(), false.into());
+        }
         doc.insert("policy".into(), header.into());
 
         let mut env = Table::new();
@@ -73,6 +76,9 @@ impl Policy {
             }
             if rules.require_sha256 {
                 tool.insert("require_sha256".into(), true.into());
+            }
+            if rules.local_only {
+                tool.insert("local_only".into(), true.into());
             }
             let runs: Vec<String> = rules
                 .runs

@@ -47,6 +47,8 @@ pub(crate) struct HeaderWire {
     #[serde(default)]
     pub remote_cache: Option<bool>,
     #[serde(default)]
+    pub remote_execution: Option<bool>,
+    #[serde(default)]
     pub remote_cache_writers: Option<Vec<String>>,
     /// Built-in file operations (`symlink`, `copy`, `rename`, `remove`)
     /// logs may name; in a derived policy, the whole list (`[]`: none).
@@ -120,6 +122,9 @@ pub(crate) struct ToolWire {
     /// Removes the tool an included policy allowed.
     #[serde(default)]
     pub disabled: Option<bool>,
+    /// The tool never runs on a build farm (`--remote-executor`).
+    #[serde(default)]
+    pub local_only: Option<bool>,
 }
 
 /// A program: a bare name (the tool's grammar) or a name with its own.

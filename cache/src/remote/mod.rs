@@ -21,6 +21,7 @@
 //! so it costs a build at most one timeout.
 
 pub mod bots;
+pub mod execution;
 pub mod proto;
 
 use std::path::PathBuf;
@@ -433,6 +434,9 @@ impl Remote {
                 let reader: Box<dyn std::io::Read + Send> = match source {
                     Source::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
                     Source::Stored => Box::new(store.open_blob(digest).ok_or_else(missing_blob)?),
+                    Source::File(path) => Box::new(std::fs::File::open(path).map_err(|e| {
+                        RemoteError::Local(format!("cannot read `{}`: {e}", path.display()))
+                    })?),
                 };
                 self.write_stream(digest, reader).await?;
                 continue;
@@ -440,6 +444,9 @@ impl Remote {
             let bytes = match source {
                 Source::Bytes(bytes) => bytes.clone(),
                 Source::Stored => store.blob_bytes(digest).ok_or_else(missing_blob)?,
+                Source::File(path) => std::fs::read(path).map_err(|e| {
+                    RemoteError::Local(format!("cannot read `{}`: {e}", path.display()))
+                })?,
             };
             if batch_bytes + digest.size() > BATCH_BYTES_MAX {
                 self.batch_update(std::mem::take(&mut batch)).await?;
@@ -890,6 +897,9 @@ enum Source {
     Bytes(Vec<u8>),
     /// The local store's CAS, read when sent.
     Stored,
+    /// A file on disk (an input of a command to execute), read when sent;
+    /// the server checks it against its digest.
+    File(PathBuf),
 }
 
 /// `INSTANCE/`, or nothing for the empty instance.

@@ -197,6 +197,11 @@ pub fn execute(
         hit: None,
         parallel,
         refuse_undeclared: policy.refuses_undeclared_reads(),
+        local_only: policy
+            .tools()
+            .filter(|tool| policy.keeps_local(tool))
+            .cloned()
+            .collect(),
         builtin_limits: policy.builtin_limits(),
         run_started: started,
         reporter,
@@ -319,6 +324,8 @@ struct Runner<'a, 'p> {
     hit: Option<replay_cache::Hit>,
     /// The policy's `refuse_undeclared_reads`.
     refuse_undeclared: bool,
+    /// The tools the policy keeps off a build farm (`local_only`).
+    local_only: Vec<cmdlog::ToolKind>,
     /// The policy's `[limits]`, for built-in operations.
     builtin_limits: policy::ToolLimits,
     /// When the run started.
@@ -530,6 +537,19 @@ impl Runner<'_, '_> {
         // before it starts, compared after it exits (see `commit`).
         let inputs_before = journal::input_hashes(command, root);
         let (key, cache_record) = self.look_up(command, &resolved, &staging, &spec.readable);
+        let (cache_record, refused) = self.run_remotely(
+            command,
+            &resolved,
+            &staging,
+            &spec.readable,
+            key.as_ref(),
+            cache_record,
+        );
+        if let Some(message) = refused {
+            let mut failed = record(Status::Error { message });
+            failed.cache = cache_record;
+            return Next::Done(Box::new(failed));
+        }
         if cache_record.as_ref().is_some_and(|c| c.hit) {
             return Next::Done(Box::new(self.restored(
                 command,
@@ -752,6 +772,95 @@ impl Runner<'_, '_> {
         }
         self.warn_remote();
         (Some(key), Some(record))
+    }
+
+    /// A command that missed every cache, sent to the build farm if the
+    /// run has one: its result restored into `staging` as a hit's (the
+    /// record says where it ran and the worker's peak), or the farm's
+    /// refusal (the command fails with it), or nothing (it runs here).
+    fn run_remotely(
+        &mut self,
+        command: &Command,
+        resolved: &policy::Resolved,
+        staging: &Staging,
+        readable: &[std::path::PathBuf],
+        key: Option<&replay_cache::ActionKey>,
+        record: Option<CacheRecord>,
+    ) -> (Option<CacheRecord>, Option<String>) {
+        let (Some(cache), Some(key), Some(mut record)) = (&self.cache, key, record) else {
+            return (None, None);
+        };
+        if record.hit || !cache.has_executor() || self.hit.is_some() {
+            return (Some(record), None);
+        }
+        if self.local_only.contains(&command.tool) {
+            record.ran_on = Some("local".into());
+            record.remote_execution = Some(format!(
+                "the policy keeps `{}` on this machine (`local_only`)",
+                command.tool
+            ));
+            return (Some(record), None);
+        }
+        // The farm's worker enforces the policy's time limit itself; this
+        // bounds the wait for its answer (queueing included).
+        let wait = resolved
+            .limits
+            .timeout
+            .unwrap_or(std::time::Duration::from_secs(3600))
+            .saturating_add(std::time::Duration::from_secs(300));
+        let Some((remotely, lookup)) =
+            cache.execute_remotely(key, resolved, staging, readable, &self.job.root, wait)
+        else {
+            return (Some(record), None);
+        };
+        let warning = cache.take_executor_warning();
+        if let Some(warning) = warning {
+            self.warn(&warning);
+        }
+        let mut refused = None;
+        match remotely {
+            crate::remote::Remotely::Stored {
+                worker,
+                peak,
+                cached,
+            } => match lookup {
+                Some(Ok(replay_cache::Lookup::Hit(hit))) => {
+                    record.hit = true;
+                    record.miss = None;
+                    record.ran_on = Some(worker);
+                    record.worker_peak_rss_bytes = peak;
+                    if cached {
+                        record.remote_execution =
+                            Some("served from the farm's action cache, not run again".into());
+                    }
+                    self.hit = Some(hit);
+                }
+                Some(Ok(replay_cache::Lookup::Miss(reason))) => {
+                    record.ran_on = Some("local".into());
+                    record.remote_execution = Some(format!("its result was not used: {reason}"));
+                }
+                Some(Err(error)) => {
+                    record.ran_on = Some("local".into());
+                    record.remote_execution = Some(format!(
+                        "its result was not used: {}",
+                        crate::report::one_line(&error)
+                    ));
+                }
+                None => record.ran_on = Some("local".into()),
+            },
+            crate::remote::Remotely::Refused(finding) => {
+                record.remote_execution = Some(finding.clone());
+                refused = Some(format!(
+                    "command {}: the build farm refused it: {finding}",
+                    command.id
+                ));
+            }
+            crate::remote::Remotely::Local(why) => {
+                record.ran_on = Some("local".into());
+                record.remote_execution = why;
+            }
+        }
+        (Some(record), refused)
     }
 
     /// A hit: the tool's output replayed, its restored outputs committed

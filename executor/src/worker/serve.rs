@@ -286,7 +286,20 @@ fn run_lease(
         .input_root_digest
         .ok_or("the action names no input root")?;
     let tree = read_tree(&input_root, &fetch).map_err(|e| e.to_string())?;
-    let log_command = to_command(&command, &tree).map_err(|e| e.to_string())?;
+    let mut log_command = to_command(&command, &tree).map_err(|e| e.to_string())?;
+    // A client sends the whole environment its policy resolved (it is
+    // part of the key): what the worker's own policy sets to the same
+    // value is its own, not the log's; anything else stays the log's, to
+    // be judged (a value the policy sets differently is refused).
+    let own = policy::Policy::load(&settings.policy).map_err(|e| {
+        format!(
+            "cannot load the worker's policy: {}",
+            crate::report::one_line(&e)
+        )
+    })?;
+    log_command
+        .env
+        .retain(|name, value| own.env_set().get(name) != Some(value));
     let program = resolve(&log_command.program)?;
     check_host(&tree, &program, &|p| {
         std::fs::read(p).map(|bytes| Digest::of(&bytes))

@@ -403,3 +403,73 @@ fn remote_cache_trust_and_prohibition_load_and_an_extension_cannot_lift_a_prohib
         .expect("loads")
         .trusts_remote_writer("grpcs://cache.example:443"));
 }
+
+/// `[policy] remote_execution = false` keeps a platform's commands on this
+/// machine, and a policy that extends it cannot send them out again.
+#[test]
+fn remote_execution_false_holds_and_a_derived_policy_cannot_lift_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = write(tmp.path(), "base.toml", MINIMAL);
+    assert!(!Policy::load(&base)
+        .expect("loads")
+        .forbids_remote_execution());
+    let forbidding = write(
+        tmp.path(),
+        "forbid.toml",
+        "[policy]\nextends = [\"base.toml\"]\nremote_execution = false\n",
+    );
+    assert!(Policy::load(&forbidding)
+        .expect("loads")
+        .forbids_remote_execution());
+    let lifting = write(
+        tmp.path(),
+        "lift.toml",
+        "[policy]\nextends = [\"forbid.toml\"]\nremote_execution = true\n",
+    );
+    assert!(Policy::load(&lifting)
+        .expect("loads")
+        .forbids_remote_execution());
+}
+
+/// `[tool.KIND] local_only = true` keeps that tool off a build farm, the
+/// rest may go; `remote_execution = false` keeps every tool; a derived
+/// policy cannot send out what its base keeps.
+#[test]
+fn local_only_keeps_a_tool_here_and_a_derived_policy_cannot_lift_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = write(tmp.path(), "base.toml", MINIMAL);
+    assert!(!Policy::load(&base)
+        .expect("loads")
+        .keeps_local(&ToolKind::Opt));
+    let kept = write(
+        tmp.path(),
+        "kept.toml",
+        "[policy]\nextends = [\"base.toml\"]\n[tool.opt]\nlocal_only = true\n",
+    );
+    let policy = Policy::load(&kept).expect("loads");
+    assert!(policy.keeps_local(&ToolKind::Opt));
+    assert!(!policy.keeps_local(&ToolKind::Cc));
+    let lifting = write(
+        tmp.path(),
+        "lift.toml",
+        "[policy]\nextends = [\"kept.toml\"]\n[tool.opt]\nlocal_only = false\n",
+    );
+    let lifted = Policy::load(&lifting).expect("loads");
+    assert!(lifted.keeps_local(&ToolKind::Opt));
+    // `policy show` says so, and what it prints loads back the same.
+    let shown = lifted.to_toml();
+    assert!(shown.contains("local_only = true"), "{shown}");
+    let again = write(tmp.path(), "shown.toml", &shown);
+    assert!(Policy::load(&again)
+        .expect("loads")
+        .keeps_local(&ToolKind::Opt));
+    let platform = write(
+        tmp.path(),
+        "platform.toml",
+        "[policy]\nextends = [\"base.toml\"]\nremote_execution = false\n",
+    );
+    let policy = Policy::load(&platform).expect("loads");
+    assert!(policy.keeps_local(&ToolKind::Opt) && policy.keeps_local(&ToolKind::Cc));
+    let shown = policy.to_toml();
+    assert!(shown.contains("remote_execution = false"), "{shown}");
+}

@@ -465,6 +465,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             found.push(path);
         }
     }
+    found.sort();
     found
 }
 
@@ -603,4 +604,406 @@ fn a_worker_stops_on_sigterm_after_serving_a_lease() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The farm the client tests (`replay`'s Execute client,
+/// `--remote-executor`) share, apart from [`Farm::shared`]: tests running
+/// at once on one farm take each other's leases, and the worker tests
+/// assert which of their workers took theirs. Any worker here runs the
+/// shipped `linux.toml`, so whichever takes a client test's action judges
+/// it alike. Stops with the last test holding it.
+fn client_farm() -> std::sync::Arc<Farm> {
+    use std::sync::{Arc, Mutex, Weak};
+    static CLIENT: Mutex<Weak<Farm>> = Mutex::new(Weak::new());
+    let mut client = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(farm) = client.upgrade() {
+        return farm;
+    }
+    let farm = Arc::new(Farm::start());
+    *client = Arc::downgrade(&farm);
+    farm
+}
+
+/// `opt -O2 m.ll -o m.bc` (or clang with `argv`) as a `replay` client
+/// keys it: the key, and the input files to upload with it.
+fn client_action(
+    program: &str,
+    tool: &str,
+    argv: &[&str],
+    files: &[(&str, &str)],
+    output: &str,
+    dir: &std::path::Path,
+) -> (
+    replay_cache::ActionKey,
+    Vec<(replay_cache::Digest, std::path::PathBuf)>,
+) {
+    use replay_cache::{ActionSpec, Digest, InputFile};
+    let mut uploads = vec![(
+        Digest::of(&std::fs::read(program).unwrap()),
+        std::path::PathBuf::from(program),
+    )];
+    let mut inputs = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let digest = Digest::of(text.as_bytes());
+        inputs.push(InputFile {
+            path: (*name).to_owned(),
+            digest: digest.clone(),
+            executable: false,
+        });
+        uploads.push((digest, path));
+    }
+    let mut platform = replay::worker::advertised();
+    platform.extend([
+        ("root".to_owned(), "/client/root".to_owned()),
+        ("program".to_owned(), program.to_owned()),
+        ("tool".to_owned(), tool.to_owned()),
+    ]);
+    let spec = ActionSpec {
+        program_digest: uploads[0].0.clone(),
+        argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+        env: Default::default(),
+        cwd: ".".into(),
+        platform,
+        inputs,
+        outputs: vec![output.to_owned()],
+    };
+    (spec.key().unwrap(), uploads)
+}
+
+/// `replay`'s own Execute client: the inputs are uploaded, the operation
+/// followed to its end, and the worker's `ActionResult` comes back with
+/// the output as `opt` makes it here; the same action again is served
+/// from the farm's action cache. A command the worker's policy refuses
+/// comes back as `FAILED_PRECONDITION` with the worker's finding.
+#[test]
+fn the_execute_client_gets_a_workers_result_and_its_refusal() {
+    use replay_cache::remote::execution::ExecuteError;
+    use replay_cache::remote::{Mode, Remote, RemoteConfig};
+    use std::time::Duration;
+
+    let farm = client_farm();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = worker(&farm, dir.path(), "w-exec");
+    let remote = Remote::new(RemoteConfig {
+        url: farm.url(),
+        instance: String::new(),
+        headers: Vec::new(),
+        ca: None,
+        timeout: Duration::from_secs(30),
+        mode: Mode::ReadWrite,
+    })
+    .unwrap();
+    let store = replay_cache::Store::open(&dir.path().join("store"), 1 << 30).unwrap();
+    let (key, files) = client_action(
+        "/usr/lib/llvm-14/bin/opt",
+        "opt",
+        &["opt-14", "-O2", "m.ll", "-o", "m.bc"],
+        &[("m.ll", MODULE)],
+        "m.bc",
+        dir.path(),
+    );
+    let executed = remote
+        .execute(&store, &key, &files, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}\n{}", worker.log()));
+    assert!(!executed.cached);
+    let result = &executed.result;
+    assert_eq!(result.exit_code, 0, "{result:?}");
+    let metadata = result.execution_metadata.as_ref().unwrap();
+    assert!(
+        metadata.worker.starts_with("replay worker "),
+        "{}",
+        metadata.worker
+    );
+    let [output] = result.output_files.as_slice() else {
+        panic!("one output: {result:?}");
+    };
+    assert_eq!(output.path, "m.bc");
+    let got = remote
+        .fetch_blobs(&store, &[output.digest.clone().unwrap()])
+        .unwrap()
+        .unwrap();
+    assert!(got > 0);
+    let local = Command::new("/usr/lib/llvm-14/bin/opt")
+        .args(["-O2", "m.ll", "-o", "local.bc"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(local.success());
+    assert_eq!(
+        store.blob_bytes(output.digest.as_ref().unwrap()).unwrap(),
+        std::fs::read(dir.path().join("local.bc")).unwrap()
+    );
+
+    let again = remote
+        .execute(&store, &key, &files, Duration::from_secs(120))
+        .unwrap();
+    assert!(
+        again.cached,
+        "the second execution was not served from the cache"
+    );
+    assert_eq!(again.result.output_files, result.output_files);
+
+    let (refused, files) = client_action(
+        "/usr/lib/llvm-14/bin/clang",
+        "cc",
+        &[
+            "clang-14",
+            "--target=x86_64-pc-windows-msvc",
+            "-c",
+            "a.c",
+            "-o",
+            "a.o",
+        ],
+        &[("a.c", "int f(void) { return 0; }\n")],
+        "a.o",
+        dir.path(),
+    );
+    match remote.execute(&store, &refused, &files, Duration::from_secs(120)) {
+        Err(error @ ExecuteError::Refused { code: 9, .. }) => {
+            let said = error.to_string();
+            assert!(
+                said.contains("FAILED_PRECONDITION")
+                    && said.contains("the worker's policy refused the command: args.bad-value"),
+                "{said}"
+            );
+        }
+        other => panic!("{other:?}\n{}", worker.log()),
+    }
+}
+
+/// `replay --cache CACHE --remote-executor URL --policy POLICY --report
+/// report.json log.json` in `root` (or without the farm when `url` is
+/// `None`, and without a cache).
+fn farm_run(
+    root: &std::path::Path,
+    cache: &std::path::Path,
+    url: Option<&str>,
+    policy: &std::path::Path,
+) -> std::process::Output {
+    let mut command = Command::new(crate::support::bin("replay"));
+    command.env_remove("REPLAY_NO_CACHE");
+    match url {
+        Some(url) => {
+            command
+                .arg("--cache")
+                .arg(cache)
+                .args(["--remote-executor", url]);
+        }
+        None => {
+            command.arg("--no-cache");
+        }
+    }
+    command
+        .arg("--policy")
+        .arg(policy)
+        .args(["--report", "report.json", "log.json"])
+        .current_dir(root)
+        .output()
+        .unwrap()
+}
+
+/// Each command's `cache.FIELD` as text ("" if none).
+fn cache_field(doc: &serde_json::Value, field: &str) -> Vec<String> {
+    doc["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| match &c["cache"][field] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// A partitioned C program built with `--remote-executor` through the
+/// farm and two `replay worker`s: every command ran on a worker, which
+/// measured its peak, and the outputs are byte for byte a local build's.
+/// The same build again in a fresh checkout with an empty local cache is
+/// served from the farm's action cache: nothing runs again.
+#[test]
+fn a_program_built_on_the_farm_is_a_local_builds_byte_for_byte() {
+    let farm = client_farm();
+    let dir = tempfile::tempdir().unwrap();
+    let one = worker(&farm, dir.path(), "w-build-1");
+    let two = worker(&farm, dir.path(), "w-build-2");
+    let policy = crate::support::shipped_policy("linux.toml");
+    let root = dir.path().join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    let url = farm.url();
+    let built = farm_run(&root, &dir.path().join("cache-a"), Some(&url), &policy);
+    let said = format!(
+        "{}\n{}\n{}",
+        crate::support::text(&built.stderr),
+        one.log(),
+        two.log()
+    );
+    assert!(built.status.success(), "{said}");
+    let first = crate::support::report(&root.join("report.json"));
+    let n = crate::cache::statuses(&first).len();
+    assert!(n >= 4, "at least two partitions and a link: {first:#}");
+    let ran_on = cache_field(&first, "ran_on");
+    assert!(
+        ran_on.iter().all(|w| w.starts_with("replay worker ")),
+        "{first:#}\n{said}"
+    );
+    for peak in cache_field(&first, "worker_peak_rss_bytes") {
+        let peak: u64 = peak.parse().unwrap_or(0);
+        assert!((1 << 20..8 << 30).contains(&peak), "{first:#}");
+    }
+    // The program and every partition's object and bitcode.
+    let mut made = walk(&root.join("prog.aotc"));
+    made.push(root.join("prog"));
+    let remote: Vec<(std::path::PathBuf, Vec<u8>)> = made
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    assert!(remote.len() >= n, "{first:#}\n{remote:?}");
+    let prog = crate::support::run(&root.join("prog"), &[], &root);
+    assert_eq!(prog.stdout, b"6\n");
+
+    // The same checkout built here, at the same path, without the farm.
+    std::fs::rename(&root, dir.path().join("farm-built")).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    let local = farm_run(&root, &dir.path().join("unused"), None, &policy);
+    assert!(
+        local.status.success(),
+        "{}",
+        crate::support::text(&local.stderr)
+    );
+    for (path, bytes) in &remote {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{}", path.display());
+    }
+
+    // A fresh checkout and an empty local cache: the farm's action cache
+    // serves every command, none runs again.
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    let again = farm_run(&root, &dir.path().join("cache-b"), Some(&url), &policy);
+    assert!(
+        again.status.success(),
+        "{}",
+        crate::support::text(&again.stderr)
+    );
+    let second = crate::support::report(&root.join("report.json"));
+    assert_eq!(
+        cache_field(&second, "remote_execution"),
+        vec!["served from the farm's action cache, not run again"; n],
+        "{second:#}"
+    );
+    for (path, bytes) in &remote {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{}", path.display());
+    }
+}
+
+/// A log that passes a lax client policy (it sets a variable the worker's
+/// policy does not allow) but not the worker's: sent with
+/// `--remote-executor`, its first command fails with the worker's
+/// finding, is not run here instead, and nothing is built.
+#[test]
+fn a_command_the_workers_policy_refuses_fails_with_its_finding() {
+    let farm = client_farm();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = worker(&farm, dir.path(), "w-strict");
+    let lax = dir.path().join("lax.toml");
+    std::fs::write(
+        &lax,
+        format!(
+            "[policy]\nextends = [\"{}\"]\n\n[env]\nset = {{ REPLAY_CLIENT_ONLY = \"1\" }}\n",
+            crate::support::shipped_policy("linux.toml").display()
+        ),
+    )
+    .unwrap();
+    let root = dir.path().join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    // What aotc wrote (the partitions' inputs); the log's outputs are not
+    // there yet.
+    let before = walk(&root.join("prog.aotc"));
+    let out = farm_run(&root, &dir.path().join("cache"), Some(&farm.url()), &lax);
+    let stderr = crate::support::text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}\n{}", worker.log());
+    let doc = crate::support::report(&root.join("report.json"));
+    let first = &doc["commands"][0];
+    assert_eq!(first["status"], "error", "{doc:#}");
+    let message = first["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the build farm refused it")
+            && message.contains("FAILED_PRECONDITION")
+            && message.contains("the worker's policy refused the command: env.not-allowed")
+            && message.contains("REPLAY_CLIENT_ONLY"),
+        "{doc:#}\n{}",
+        worker.log()
+    );
+    assert_ne!(cache_field(&doc, "ran_on")[0], "local", "{doc:#}");
+    assert!(!root.join("prog").exists());
+    assert_eq!(walk(&root.join("prog.aotc")), before, "{doc:#}");
+
+    // The same log, its every tool kept here (`local_only`): nothing is
+    // sent to the worker, and the build finishes here.
+    let local = dir.path().join("local.toml");
+    std::fs::write(
+        &local,
+        "[policy]\nextends = [\"lax.toml\"]\n\
+         [tool.opt]\nlocal_only = true\n[tool.llc]\nlocal_only = true\n\
+         [tool.cc]\nlocal_only = true\n[tool.ld]\nlocal_only = true\n",
+    )
+    .unwrap();
+    let out = farm_run(&root, &dir.path().join("cache"), Some(&farm.url()), &local);
+    let doc = crate::support::report(&root.join("report.json"));
+    assert!(out.status.success(), "{doc:#}");
+    let n = crate::cache::statuses(&doc).len();
+    assert_eq!(cache_field(&doc, "ran_on"), vec!["local"; n], "{doc:#}");
+    assert!(
+        cache_field(&doc, "remote_execution")
+            .iter()
+            .all(|why| why.contains("on this machine (`local_only`)")),
+        "{doc:#}"
+    );
+    assert!(root.join("prog").exists());
+}
+
+/// A farm that cannot be reached is warned about once, and the build
+/// finishes here, each command's record saying it ran locally.
+#[test]
+fn an_unreachable_farm_is_warned_about_once_and_the_build_runs_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    crate::cache::c_program(&root, 2);
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("grpc://127.0.0.1:{port}");
+    let out = farm_run(
+        &root,
+        &dir.path().join("cache"),
+        Some(&url),
+        &crate::support::shipped_policy("linux.toml"),
+    );
+    let stderr = crate::support::text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("the build farm `").count(),
+        1,
+        "one warning: {stderr}"
+    );
+    assert!(stderr.contains("drop `--remote-executor`"), "{stderr}");
+    let doc = crate::support::report(&root.join("report.json"));
+    let n = crate::cache::statuses(&doc).len();
+    assert_eq!(crate::cache::statuses(&doc), vec!["ok"; n], "{doc:#}");
+    assert_eq!(cache_field(&doc, "ran_on"), vec!["local"; n], "{doc:#}");
+    let prog = crate::support::run(&root.join("prog"), &[], &root);
+    assert_eq!(prog.stdout, b"6\n");
 }
