@@ -105,7 +105,9 @@ fn a_bot_session_takes_a_lease_and_completes_it() {
     use replay_cache::{Digest, Store};
     use std::time::{Duration, Instant};
 
-    let farm = Farm::shared();
+    // A farm of its own: tests running at once on one farm take each
+    // other's leases, and this one asserts which worker took its own.
+    let farm = Farm::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("in")).unwrap();
     let platform = [
@@ -330,7 +332,9 @@ const MODULE: &str = "define i32 @f(i32 %x) {\n  %y = add i32 %x, 0\n  ret i32 %
 /// output byte for byte as `opt` makes it here.
 #[test]
 fn a_worker_runs_a_leased_command_and_the_client_gets_its_output() {
-    let farm = Farm::shared();
+    // A farm of its own: tests running at once on one farm take each
+    // other's leases, and this one asserts which worker took its own.
+    let farm = Farm::start();
     let dir = tempfile::tempdir().unwrap();
     let _worker = worker(&farm, dir.path(), "w-run");
     let (status, stdout, stderr) = execute(
@@ -415,7 +419,9 @@ fn sent_action(stdout: &str) -> replay_cache::Digest {
 /// and nothing runs: the lease root holds no output.
 #[test]
 fn a_worker_refuses_what_its_own_policy_refuses_and_runs_nothing() {
-    let farm = Farm::shared();
+    // A farm of its own: tests running at once on one farm take each
+    // other's leases, and this one asserts which worker took its own.
+    let farm = Farm::start();
     let dir = tempfile::tempdir().unwrap();
     let worker = worker(&farm, dir.path(), "w-refuse");
     let (status, stdout, stderr) = execute(
@@ -607,21 +613,12 @@ fn a_worker_stops_on_sigterm_after_serving_a_lease() {
 }
 
 /// The farm the client tests (`replay`'s Execute client,
-/// `--remote-executor`) share, apart from [`Farm::shared`]: tests running
-/// at once on one farm take each other's leases, and the worker tests
-/// assert which of their workers took theirs. Any worker here runs the
-/// shipped `linux.toml`, so whichever takes a client test's action judges
-/// it alike. Stops with the last test holding it.
+/// `--remote-executor`) share ([`Farm::shared`]); the worker tests have
+/// farms of their own, as they assert which of their workers took their
+/// leases. Any worker here runs the shipped `linux.toml`, so whichever
+/// takes a client test's action judges it alike.
 fn client_farm() -> std::sync::Arc<Farm> {
-    use std::sync::{Arc, Mutex, Weak};
-    static CLIENT: Mutex<Weak<Farm>> = Mutex::new(Weak::new());
-    let mut client = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(farm) = client.upgrade() {
-        return farm;
-    }
-    let farm = Arc::new(Farm::start());
-    *client = Arc::downgrade(&farm);
-    farm
+    Farm::shared()
 }
 
 /// `opt -O2 m.ll -o m.bc` (or clang with `argv`) as a `replay` client
