@@ -92,7 +92,7 @@ fn run(cli: Cli) -> Result<(), SessionError> {
             &args.settings(),
             std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
         )
-        .map_err(SessionError::from),
+        .map_err(|error| SessionError::Worker(Box::new(error))),
         None => {
             let args = cli.run;
             let log = args

@@ -192,10 +192,11 @@ pub enum SessionError {
     /// The `--report` file could not be made.
     #[error("cannot write the report")]
     ReportFile(#[source] OwnFileError),
-    /// `replay worker` stopped.
+    /// `replay worker` stopped (its `worker::serve::WorkerError`, boxed:
+    /// the worker runs its leases through this module, not the reverse).
     #[cfg(feature = "remote-cache")]
     #[error(transparent)]
-    Worker(#[from] crate::worker::serve::WorkerError),
+    Worker(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A reporter could not write.
     #[error("cannot write the report")]
     Report(#[source] io::Error),
