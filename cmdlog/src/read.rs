@@ -15,7 +15,7 @@
 //! before `commands`, so that a reader knows the header before the first
 //! command; [`crate::LogWriter`] writes them in that order.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read};
@@ -149,7 +149,7 @@ impl<R: Read> LogReader<R> {
                 Ok(Summary {
                     header,
                     commands: state.commands,
-                    bytes: meter.consumed.get(),
+                    bytes: meter.consumed(),
                     stopped: state.stopped,
                 })
             }
@@ -179,8 +179,25 @@ pub fn read_document(input: impl Read, limits: Limits) -> Result<Document, ReadE
 
 /// Counts the bytes read and enforces the byte limits: the whole log, and a
 /// window that restarts at each command.
+///
+/// The byte-at-a-time path of [`Metered`] only compares and copies: the
+/// chunk being handed out is shared here, lines and columns are counted in
+/// bulk when a position is asked for (or the chunk is replaced), and the
+/// limits are folded into one index, [`Meter::stop`], past which the next
+/// byte takes the slow path.
 struct Meter {
-    consumed: Cell<u64>,
+    /// The chunk of input being handed out (`None` while it is refilled).
+    chunk: RefCell<Option<Rc<[u8]>>>,
+    /// Bytes handed out before the chunk began.
+    base: Cell<u64>,
+    /// The next byte of the chunk to hand out.
+    pos: Cell<usize>,
+    /// The end of what the chunk holds.
+    end: Cell<usize>,
+    /// Where the fast path stops: `end`, or the byte that passes a limit.
+    stop: Cell<usize>,
+    /// How much of the chunk is counted into `line` and `column`.
+    scanned: Cell<usize>,
     max_total: u64,
     window_start: Cell<u64>,
     window_max: Cell<u64>,
@@ -196,7 +213,12 @@ struct Meter {
 impl Meter {
     fn new(limits: &Limits) -> Meter {
         Meter {
-            consumed: Cell::new(0),
+            chunk: RefCell::new(None),
+            base: Cell::new(0),
+            pos: Cell::new(0),
+            end: Cell::new(0),
+            stop: Cell::new(0),
+            scanned: Cell::new(0),
             max_total: limits.max_log_bytes,
             window_start: Cell::new(0),
             window_max: Cell::new(MAX_HEADER_BYTES),
@@ -207,27 +229,46 @@ impl Meter {
         }
     }
 
-    /// Counts lines and code points in `bytes`, just read.
-    #[inline]
-    fn advance(&self, bytes: &[u8]) {
-        let (mut line, mut column) = (self.line.get(), self.column.get());
-        for &b in bytes {
-            if b == b'\n' {
-                line += 1;
-                column = 0;
-            } else if b & 0xC0 != 0x80 {
-                // Not a UTF-8 continuation byte: a code point begins.
-                column += 1;
+    /// Bytes handed out so far.
+    fn consumed(&self) -> u64 {
+        self.base.get() + self.pos.get() as u64
+    }
+
+    /// Counts lines and code points in the chunk up to what was handed out.
+    fn scan(&self) {
+        let (from, to) = (self.scanned.get(), self.pos.get());
+        if from >= to {
+            return;
+        }
+        if let Some(chunk) = &*self.chunk.borrow() {
+            if let Some(bytes) = chunk.get(from..to) {
+                self.advance(bytes);
             }
         }
-        self.line.set(line);
-        self.column.set(column);
+        self.scanned.set(to);
+    }
+
+    /// Counts lines and code points in `bytes`, just handed out.
+    fn advance(&self, bytes: &[u8]) {
+        // A code point begins at each byte that is not a UTF-8
+        // continuation byte; both counts are plain loops the compiler
+        // vectorizes.
+        let starts = |b: &[u8]| b.iter().filter(|&&b| b & 0xC0 != 0x80).count() as u64;
+        match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                let newlines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+                self.line.set(self.line.get() + newlines);
+                self.column.set(starts(&bytes[last + 1..]));
+            }
+            None => self.column.set(self.column.get() + starts(bytes)),
+        }
     }
 
     /// The position of the last byte read. serde_json reads one byte at a
     /// time and peeks one ahead, so where a value has just been peeked
     /// (a command's `{`), this is where it begins.
     fn position(&self) -> Position {
+        self.scan();
         Position {
             line: self.line.get(),
             column: self.column.get().max(1),
@@ -236,9 +277,43 @@ impl Meter {
 
     /// Starts a new window of `max` bytes, enforcing `limit`.
     fn restart_window(&self, max: u64, limit: Limit) {
-        self.window_start.set(self.consumed.get());
+        self.window_start.set(self.consumed());
         self.window_max.set(max);
         self.window_limit.set(limit);
+        self.update_stop();
+    }
+
+    /// Recomputes [`Meter::stop`]: the chunk's end, or the index of the
+    /// first byte that would pass a limit, whichever comes first.
+    fn update_stop(&self) {
+        let limit = self.max_total.min(
+            self.window_start
+                .get()
+                .saturating_add(self.window_max.get()),
+        );
+        let room = limit.saturating_sub(self.base.get());
+        let end = self.end.get();
+        self.stop
+            .set(usize::try_from(room).map_or(end, |room| room.min(end)));
+    }
+
+    /// Counts what is left of the chunk and gives it back for a refill.
+    fn retire_chunk(&self) {
+        let end = self.end.get();
+        self.pos.set(end);
+        self.scan();
+        *self.chunk.borrow_mut() = None;
+        self.base.set(self.base.get() + end as u64);
+        for cell in [&self.pos, &self.end, &self.stop, &self.scanned] {
+            cell.set(0);
+        }
+    }
+
+    /// Hands out `chunk`, of which the first `end` bytes were read.
+    fn install(&self, chunk: Rc<[u8]>, end: usize) {
+        *self.chunk.borrow_mut() = Some(chunk);
+        self.end.set(end);
+        self.update_stop();
     }
 
     /// Where the reader is; serde_json gives no line for I/O errors (which
@@ -247,7 +322,7 @@ impl Meter {
         Location {
             line,
             column,
-            offset: self.consumed.get(),
+            offset: self.consumed(),
         }
     }
 }
@@ -258,14 +333,12 @@ const READ_BUFFER: usize = 64 << 10;
 /// A buffered reader that counts into a [`Meter`] and fails once a limit
 /// is passed. serde_json reads a byte at a time through `io::Bytes`, so
 /// this is its hot path: it holds its own buffer (rather than wrapping a
-/// `BufReader`, a second call and copy per byte) and is inlined.
+/// `BufReader`, a second call and copy per byte), is inlined, and per byte
+/// only compares an index with [`Meter::stop`] and copies.
 struct Metered<R> {
     inner: R,
-    buf: Box<[u8]>,
-    /// The next byte of `buf` to hand out.
-    pos: usize,
-    /// The end of what `buf` holds.
-    end: usize,
+    /// The chunk, shared with the meter so that it can count positions.
+    buf: Rc<[u8]>,
     meter: Rc<Meter>,
 }
 
@@ -273,46 +346,74 @@ impl<R> Metered<R> {
     fn new(inner: R, meter: Rc<Meter>) -> Self {
         Metered {
             inner,
-            buf: vec![0; READ_BUFFER].into_boxed_slice(),
-            pos: 0,
-            end: 0,
+            buf: zeroed_chunk(),
             meter,
         }
+    }
+}
+
+/// A chunk of [`READ_BUFFER`] zero bytes, allocated once (a `Vec` turned
+/// into an `Rc` would be copied, two buffers live at once).
+fn zeroed_chunk() -> Rc<[u8]> {
+    std::iter::repeat_n(0, READ_BUFFER).collect()
+}
+
+impl<R: Read> Metered<R> {
+    /// Refills the chunk once the last byte was handed out; `Ok(false)` at
+    /// the end of the input.
+    #[inline(never)]
+    fn refill(&mut self) -> io::Result<bool> {
+        self.meter.retire_chunk();
+        if Rc::get_mut(&mut self.buf).is_none() {
+            self.buf = zeroed_chunk();
+        }
+        let Some(buf) = Rc::get_mut(&mut self.buf) else {
+            return Err(io::Error::other("the log reader's buffer is shared"));
+        };
+        let n = self.inner.read(buf)?;
+        self.meter.install(Rc::clone(&self.buf), n);
+        Ok(n > 0)
+    }
+
+    /// Hands out the byte that passes a limit, and fails.
+    #[cold]
+    fn exceed(&self) -> io::Error {
+        let m = &self.meter;
+        m.pos.set(m.pos.get() + 1);
+        let limit = if m.consumed() > m.max_total {
+            Limit::LogBytes
+        } else {
+            m.window_limit.get()
+        };
+        m.exceeded.set(Some(limit));
+        io::Error::other(format!("too many {limit}"))
     }
 }
 
 impl<R: Read> Read for Metered<R> {
     #[inline]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.end {
-            self.end = self.inner.read(&mut self.buf)?;
-            self.pos = 0;
+        loop {
+            let m = &*self.meter;
+            let (pos, stop) = (m.pos.get(), m.stop.get());
+            if pos < stop {
+                let n = buf.len().min(stop - pos);
+                match (&mut *buf, self.buf.get(pos..pos + n)) {
+                    // `io::Bytes` asks for one byte: no call to `memcpy`.
+                    ([to], Some([from])) => *to = *from,
+                    (to, Some(from)) => to[..n].copy_from_slice(from),
+                    (_, None) => return Err(io::Error::other("the log reader lost its place")),
+                }
+                m.pos.set(pos + n);
+                return Ok(n);
+            }
+            if pos < m.end.get() || m.exceeded.get().is_some() {
+                return Err(self.exceed());
+            }
+            if !self.refill()? {
+                return Ok(0);
+            }
         }
-        let n = buf.len().min(self.end - self.pos);
-        let bytes = &self.buf[self.pos..self.pos + n];
-        if let ([to], [from]) = (&mut *buf, bytes) {
-            // `io::Bytes` asks for one byte: no call to `memcpy` for it.
-            *to = *from;
-        } else {
-            buf[..n].copy_from_slice(bytes);
-        }
-        self.pos += n;
-        let m = &self.meter;
-        m.advance(bytes);
-        let consumed = m.consumed.get() + n as u64;
-        m.consumed.set(consumed);
-        let limit = if consumed > m.max_total {
-            Some(Limit::LogBytes)
-        } else if consumed - m.window_start.get() > m.window_max.get() {
-            Some(m.window_limit.get())
-        } else {
-            None
-        };
-        if let Some(limit) = limit {
-            m.exceeded.set(Some(limit));
-            return Err(io::Error::other(format!("too many {limit}")));
-        }
-        Ok(n)
     }
 }
 
