@@ -20,11 +20,14 @@ use std::os::unix::fs::FileExt;
 pub const DEFAULT_SPILL_AFTER: usize = 65_536;
 
 /// Records sorted in memory before they are written as one run.
-pub const DEFAULT_RUN_RECORDS: usize = 65_536;
+pub const DEFAULT_RUN_RECORDS: usize = 131_072;
 
 /// Runs merged at once; more are merged in rounds first, so read buffers
-/// stay bounded however many runs a log makes.
-const MERGE_WIDTH: usize = 128;
+/// (4 MiB at this width) and descriptors stay bounded however many runs a
+/// log makes. 10,000,000 commands make about 160 runs of
+/// [`DEFAULT_RUN_RECORDS`], so they merge in one pass: every extra round
+/// rewrites every record once more.
+const MERGE_WIDTH: usize = 256;
 
 /// The read buffer of each run in a merge.
 const RUN_BUFFER: usize = 16 * 1024;
@@ -248,8 +251,8 @@ mod tests {
 
     #[test]
     fn many_runs_merge_into_one_order() {
-        // 1,000 records, 7 to a run: 143 runs, over the merge width.
-        let mut sorter = Sorter::new(7);
+        // 1,000 records, 3 to a run: 334 runs, over the merge width.
+        let mut sorter = Sorter::new(3);
         let mut expected = Vec::new();
         for i in 0..1000u64 {
             let key = (i * 7919) % 1000;
