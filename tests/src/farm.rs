@@ -26,9 +26,9 @@ use crate::buildgrid::{bgd, free_port, wait_listening};
 pub const MATCH_KEYS: &[&str] = &["OSFamily", "ISA", "replay", "cpu"];
 
 /// Platform keys actions may carry that do not take part in matching:
-/// the client's work root and program path (a worker runs in its own
-/// root and checks the program by digest), the tool kind and the memory
-/// request.
+/// the client's work root and program path (a worker presents its
+/// lease at that root and checks the program by digest), the tool kind
+/// and the memory request.
 pub const WILDCARD_KEYS: &[&str] = &["root", "program", "tool", "memory_kb"];
 
 /// Seconds BuildGrid waits for a bot's update before it takes the bot for

@@ -18,6 +18,19 @@ use super::tree::InputTree;
 pub const TOOL_KEY: &str = "tool";
 /// The platform property naming the client's canonical program path.
 pub const PROGRAM_KEY: &str = "program";
+/// The platform property naming the client's absolute work root.
+pub const ROOT_KEY: &str = "root";
+
+/// The client's work root a `Command` names (its first `root` property;
+/// [`to_command`] refuses one named twice with different values).
+pub fn client_root(command: &ReapiCommand) -> Option<&str> {
+    command
+        .platform
+        .iter()
+        .flat_map(|p| &p.properties)
+        .find(|p| p.name == ROOT_KEY)
+        .map(|p| p.value.as_str())
+}
 
 /// The v1 log document of one lease's `command`, recorded for this
 /// machine (a worker runs only what its own platform's policy judges).

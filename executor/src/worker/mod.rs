@@ -6,14 +6,14 @@
 //! executor's run path.
 //!
 //! The session loop and the per-lease run are in [`serve`] (the binary
-//! calls it for `replay worker`). Not yet: one lease at a time only, and
-//! the tool runs at the lease root, not the client's (see the README's
-//! "Remote execution" section for what is missing).
+//! calls it for `replay worker`); each lease runs at the client's work
+//! root, presented by a private mount namespace ([`present`]).
 
 #[cfg(feature = "remote-cache")]
 pub mod lease;
 pub mod lease_log;
 pub mod materialize;
+pub mod present;
 #[cfg(feature = "remote-cache")]
 pub mod serve;
 pub mod tree;

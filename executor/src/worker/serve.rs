@@ -28,7 +28,7 @@ use replay_cache::remote::{Remote, RemoteConfig, RemoteError};
 use replay_cache::{Cost, Digest, Store};
 
 use super::lease::{action_of, completed, refused, Payload, RunResult};
-use super::lease_log::{document, to_command};
+use super::lease_log::{client_root, document, to_command};
 use super::materialize::{check_host, materialize};
 use super::tree::read_tree;
 use crate::report::{Format, Verbosity};
@@ -287,6 +287,9 @@ fn run_lease(
         .ok_or("the action names no input root")?;
     let tree = read_tree(&input_root, &fetch).map_err(|e| e.to_string())?;
     let mut log_command = to_command(&command, &tree).map_err(|e| e.to_string())?;
+    let worker_root = dir.parent().unwrap_or(dir);
+    let presented =
+        super::present::target(client_root(&command), worker_root).map_err(|e| e.to_string())?;
     // A client sends the whole environment its policy resolved (it is
     // part of the key): what the worker's own policy sets to the same
     // value is its own, not the log's; anything else stays the log's, to
@@ -333,9 +336,14 @@ fn run_lease(
         verbosity: Verbosity::Quiet,
         ..RunSettings::default()
     };
+    // The run sees the lease at the client's root (the key names it, and
+    // outputs can embed it); this thread ends with the lease.
+    if let Some(at) = &presented {
+        super::present::enter(&work, at).map_err(|e| e.to_string())?;
+    }
     let target = Target {
         policy: settings.policy.clone(),
-        root: Some(work.clone()),
+        root: Some(presented.unwrap_or_else(|| work.clone())),
     };
     let ran = crate::session::run(&target, &log, &run_settings, &console);
     let report: serde_json::Value = std::fs::read(&report_path)

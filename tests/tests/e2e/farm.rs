@@ -279,10 +279,11 @@ fn execute(
     for (key, value) in replay::worker::advertised() {
         command.args(["-p", &key, &value]);
     }
+    let client_root = dir.join("client-root").display().to_string();
     command.args([
         "-p",
         "root",
-        "/client/root",
+        &client_root,
         "-p",
         "program",
         program,
@@ -529,11 +530,12 @@ fn a_worker_killed_mid_lease_loses_nothing_and_leaves_no_tool_running() {
             )
         })
     };
-    // Kill the first worker once its tool runs.
-    let leases = base.join("w-kill-1");
+    // Kill the first worker once its tool runs: at the client's root,
+    // where the worker presents its lease.
+    let presented = base.join("client-root");
     let started = Instant::now();
     let tool = loop {
-        let pids = running_under(&leases);
+        let pids = running_under(&presented);
         if !pids.is_empty() {
             break pids;
         }
@@ -569,9 +571,8 @@ fn a_worker_killed_mid_lease_loses_nothing_and_leaves_no_tool_running() {
         output.len()
     );
     assert!(
-        running_under(&leases).is_empty(),
-        "the killed worker's tool outlived it: {tool:?} -> {:?}",
-        running_under(&leases)
+        !tool.iter().any(|&pid| alive(pid)),
+        "the killed worker's tool outlived it: {tool:?}"
     );
 }
 
@@ -653,7 +654,10 @@ fn client_action(
     }
     let mut platform = replay::worker::advertised();
     platform.extend([
-        ("root".to_owned(), "/client/root".to_owned()),
+        (
+            "root".to_owned(),
+            dir.join("client-root").display().to_string(),
+        ),
         ("program".to_owned(), program.to_owned()),
         ("tool".to_owned(), tool.to_owned()),
     ]);
@@ -899,6 +903,60 @@ fn a_program_built_on_the_farm_is_a_local_builds_byte_for_byte() {
     for (path, bytes) in &remote {
         assert_eq!(&std::fs::read(path).unwrap(), bytes, "{}", path.display());
     }
+}
+
+/// A command whose output embeds its working directory (`clang -g`
+/// writes it as `DW_AT_comp_dir`) is made on the farm as a local build
+/// makes it, byte for byte: the worker ran it at the client's root (its
+/// lease directory presented there in a mount namespace of its own), not
+/// at the lease directory, and the host never saw that mount.
+#[test]
+fn a_worker_runs_a_command_at_the_clients_root() {
+    let farm = client_farm();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = worker(&farm, dir.path(), "w-root");
+    let policy = crate::support::shipped_policy("linux.toml");
+    let root = dir.path().join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.c"), "int answer(void) { return 42; }\n").unwrap();
+    crate::support::write_log(
+        &root,
+        vec![serde_json::json!({
+            "id": 1, "tool": "cc", "program": "clang-14",
+            "args": ["-g", "-c", "a.c", "-o", "a.o"],
+            "cwd": ".", "env": {}, "inputs": ["a.c"], "outputs": ["a.o"],
+        })],
+    );
+    let built = farm_run(&root, &dir.path().join("cache"), Some(&farm.url()), &policy);
+    let doc = crate::support::report(&root.join("report.json"));
+    assert!(
+        built.status.success(),
+        "{doc:#}\n{}\n{}",
+        crate::support::text(&built.stderr),
+        worker.log()
+    );
+    assert!(
+        cache_field(&doc, "ran_on")[0].starts_with("replay worker "),
+        "{doc:#}"
+    );
+    let remote = std::fs::read(root.join("a.o")).unwrap();
+    let has = |needle: &str| remote.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        has(&root.display().to_string()),
+        "DW_AT_comp_dir names the client's root"
+    );
+    assert!(!has("lease-"), "nothing names the worker's lease directory");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&root.display().to_string()), "{mounts}");
+
+    std::fs::remove_file(root.join("a.o")).unwrap();
+    let local = farm_run(&root, &dir.path().join("unused"), None, &policy);
+    assert!(
+        local.status.success(),
+        "{}",
+        crate::support::text(&local.stderr)
+    );
+    assert_eq!(std::fs::read(root.join("a.o")).unwrap(), remote);
 }
 
 /// A log that passes a lax client policy (it sets a variable the worker's
