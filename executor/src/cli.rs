@@ -488,6 +488,17 @@ pub(crate) enum RemoteModeArg {
 
 /// A remote URL: grpc:// or grpcs://, with a host.
 fn parse_remote_url(text: &str) -> Result<String, String> {
+    // Credentials in the URL would be repeated in every warning, report
+    // and `Debug` that names the remote: refused, without echoing them.
+    let authority = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(
+            "a remote URL cannot hold credentials (`USER:PASSWORD@`): they would be printed \
+             in warnings and reports; pass them as `--remote-header authorization=...`"
+                .to_owned(),
+        );
+    }
     let rest = text
         .strip_prefix("grpc://")
         .or_else(|| text.strip_prefix("grpcs://"))
@@ -756,5 +767,29 @@ mod tests {
         assert_eq!(seconds_arg("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(seconds_arg("2"), Ok(Duration::from_secs(2)));
         assert!(seconds_arg("5 minutes").is_err());
+    }
+
+    #[test]
+    fn a_remote_url_with_credentials_is_refused_without_repeating_them() {
+        assert_eq!(
+            parse_remote_url("grpcs://farm.example:443"),
+            Ok("grpcs://farm.example:443".to_owned())
+        );
+        for url in [
+            "grpc://alice:s3cret@farm.example:50051",
+            "grpcs://token@farm.example:443/x",
+            "http://alice:s3cret@farm.example",
+        ] {
+            let said = parse_remote_url(url).unwrap_err();
+            assert!(said.contains("cannot hold credentials"), "{said}");
+            assert!(
+                !said.contains("s3cret") && !said.contains("token"),
+                "{said}"
+            );
+        }
+        assert!(
+            parse_remote_url("grpc://host:1/a@b").is_ok(),
+            "an @ in the path"
+        );
     }
 }
