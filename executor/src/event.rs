@@ -167,6 +167,9 @@ pub struct Totals {
     pub remote_hits: u64,
     /// Results uploaded to the remote cache.
     pub remote_uploads: u64,
+    /// Commands a build farm's worker ran (`--remote-executor`): they
+    /// ran, so they are not counted as cache hits.
+    pub farm_ran: u64,
     /// Tools run at once at most (`-j`).
     pub jobs: usize,
     /// The memory budget of a parallel run, in bytes.
@@ -195,7 +198,11 @@ impl Totals {
             self.succeeded += 1;
         }
         if let Some(cache) = &record.cache {
-            if cache.hit {
+            let on_farm = cache.ran_on.as_deref().is_some_and(|w| w != "local")
+                && cache.remote_execution.as_deref() != Some(SERVED_BY_FARM_CACHE);
+            if cache.hit && on_farm {
+                self.farm_ran += 1;
+            } else if cache.hit {
                 self.cache_hits += 1;
                 self.cache_saved_ms += cache.saved_ms;
             } else if cache.miss.is_some() {
@@ -209,6 +216,10 @@ impl Totals {
         }
     }
 }
+
+/// What a command's `remote_execution` says when the farm's action cache
+/// had its result: a hit, not a run.
+pub const SERVED_BY_FARM_CACHE: &str = "served from the farm's action cache, not run again";
 
 /// Findings of one rule the check pass shows; the rest are counted in
 /// [`Checked::not_shown`] ("and N more").

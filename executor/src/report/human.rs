@@ -312,6 +312,13 @@ impl<W: Write> Reporter for HumanReporter<W> {
                         .unwrap_or_default(),
                     bytes(totals.replay_peak_rss)
                 )?;
+                if totals.farm_ran > 0 {
+                    writeln!(
+                        self.out,
+                        "build farm: {} commands ran on its workers",
+                        totals.farm_ran
+                    )?;
+                }
                 if totals.cache_hits + totals.cache_misses > 0 {
                     writeln!(
                         self.out,

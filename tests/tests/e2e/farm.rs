@@ -851,6 +851,8 @@ fn a_program_built_on_the_farm_is_a_local_builds_byte_for_byte() {
         ran_on.iter().all(|w| w.starts_with("replay worker ")),
         "{first:#}\n{said}"
     );
+    assert_eq!(first["totals"]["farm_ran"], n, "{first:#}");
+    assert_eq!(first["totals"]["cache_hits"], 0, "ran, not hits: {first:#}");
     for peak in cache_field(&first, "worker_peak_rss_bytes") {
         let peak: u64 = peak.parse().unwrap_or(0);
         assert!((1 << 20..8 << 30).contains(&peak), "{first:#}");
@@ -900,6 +902,8 @@ fn a_program_built_on_the_farm_is_a_local_builds_byte_for_byte() {
         vec!["served from the farm's action cache, not run again"; n],
         "{second:#}"
     );
+    assert_eq!(second["totals"]["farm_ran"], 0, "{second:#}");
+    assert_eq!(second["totals"]["cache_hits"], n, "{second:#}");
     for (path, bytes) in &remote {
         assert_eq!(&std::fs::read(path).unwrap(), bytes, "{}", path.display());
     }
