@@ -190,8 +190,8 @@ type Done = (u64, Ended);
 
 /// How a slot's work ended.
 pub(super) enum Ended {
-    /// Its tool ran here.
-    Tool(Result<ToolOutcome, RunError>),
+    /// Its tool ran here (boxed: an outcome is large, and travels once).
+    Tool(Box<Result<ToolOutcome, RunError>>),
     /// The build farm answered (its result, if any, is in the store).
     Farm(crate::remote::Remotely),
 }
@@ -513,7 +513,7 @@ impl Runner<'_, '_> {
                         "the thread running the tool panicked",
                     )))
                 });
-                let _ = sender.send((number, Ended::Tool(result)));
+                let _ = sender.send((number, Ended::Tool(Box::new(result))));
             });
         if let Err(error) = spawned {
             let result = Err(RunError::Thread(error));
@@ -717,7 +717,7 @@ impl Runner<'_, '_> {
         let slot = parallel.running.remove(at);
         parallel.dirty = true;
         let result = match ended {
-            Ended::Tool(result) => result,
+            Ended::Tool(result) => *result,
             Ended::Farm(remotely) => return self.back_from_farm(slot, remotely),
         };
         let budgeted = matches!(
