@@ -43,7 +43,8 @@ LINUX_POLICY = REPO / "policies" / "linux.toml"
 CC_POLICY = REPO / "policies" / "linux-cc.toml"
 NAMING_POLICY = REPO / "policies" / "linux-naming.toml"
 MIB = 1024 * 1024
-FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale", "footprint", "cache", "parallel", "realbuild", "remote"]
+FIGURES = ["pipeline", "overhead", "check", "accuracy", "scale", "footprint", "cache", "parallel", "realbuild", "remote",
+           "remote_exec"]
 # The compiler's own process name and the tools' (as /proc/PID/comm shows them).
 COMPILER_COMM = "aotc"
 TOOL_COMMS = ("opt", "llc", "clang", "clang-14", "ld", "ld.bfd", "collect2", "cc1")
@@ -868,6 +869,168 @@ def render_remote(re_: dict) -> list:
     return lines
 
 
+def start_farm(dir: Path):
+    """The end-to-end tests' build farm (PostgreSQL and BuildGrid with its
+    SQL scheduler and Bots service, tests/src/farm.rs) through its
+    `test-farm` helper, and two `replay worker`s on it (linux.toml, each
+    its own root under dir); returns (farm, workers, url)."""
+    helper = BIN / "test-farm"
+    if not helper.exists():
+        sys.exit(f"bench: remote execution figure: no {helper}; build it with "
+                 "`cargo build --release -p replay-e2e --bin test-farm`")
+    dir.mkdir(parents=True, exist_ok=True)
+    farm = subprocess.Popen([helper], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=open(dir / "farm.log", "w"))
+    url = farm.stdout.readline().decode(errors="replace").strip()
+    if not url.startswith("grpc://"):
+        farm.kill()
+        farm.wait()
+        sys.exit(f"bench: the farm did not start; see {dir / 'farm.log'}")
+    workers = []
+    for name in ("bench-w1", "bench-w2"):
+        workers.append(subprocess.Popen(
+            [BIN / "replay", "worker", "--server", url, "--bot-id", name, "--policy", LINUX_POLICY,
+             "--root", dir / name],
+            stdin=subprocess.DEVNULL, stdout=open(dir / f"{name}.log", "w"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+    return farm, workers, url
+
+
+def stop_farm(farm, workers) -> None:
+    """Stops the workers (SIGTERM, then their groups killed) and the farm
+    (its stdin closed: it stops PostgreSQL and BuildGrid itself)."""
+    import signal
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        worker.wait()
+    farm.stdin.close()
+    try:
+        farm.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        farm.kill()
+        farm.wait()
+
+
+def fig_remote_exec(w: Workload, runs: int, out: Path) -> dict:
+    """Figure 13: remote execution on w's log (`aotc --partitions auto`),
+    every command really run. A first `-j 1` run (not counted) measures
+    each tool kind's peak, given to `-j 2` as `--predict` (as in figure
+    10). Then, rotated, each from aotc's bitcode alone: (a) `-j 1` here;
+    (b) `-j 2` here; (c) `--remote-executor` to a fresh farm (PostgreSQL
+    and BuildGrid, the tests' own) with two `replay worker`s on this
+    machine, an empty local cache and no `-j` (8 on the farm at once). The
+    farm is started, and stopped, outside the clock. Every program is
+    verified."""
+    load_before = os.getloadavg()
+    root = fresh(out / "root")
+    run([BIN / "aotc", "--log", root / "log.json", *w.aotc_args(root, "auto")])
+    pristine = out / "pristine"
+    shutil.rmtree(pristine, ignore_errors=True)
+    shutil.copytree(root, pristine)
+    commands = len(json.loads((pristine / "log.json").read_text())["commands"])
+
+    def replay_run(side: str, i, flags: list) -> dict:
+        shutil.rmtree(root)
+        shutil.copytree(pristine, root)
+        report = out / f"{side}.{i}.report.json"
+        m = measured([BIN / "replay", *flags, "--policy", LINUX_POLICY, "--report", report, root / "log.json"],
+                     out / f"{side}.{i}", sample=False)
+        w.verify(root)
+        doc = json.loads(report.read_text())
+        ran_on: dict = {}
+        for c in doc["commands"]:
+            where = (c.get("cache") or {}).get("ran_on") or "local"
+            ran_on[where] = ran_on.get(where, 0) + 1
+        return {"wall_s": m["time"]["wall_s"], "cpu_s": m["time"]["user_s"] + m["time"]["system_s"],
+                "ran_on": ran_on, "statuses": sorted({c["status"] for c in doc["commands"]}),
+                "prog_sha256": hashlib.sha256((root / "prog").read_bytes()).hexdigest(), "doc": doc}
+
+    log(f"remote_exec {w.name}: calibrating (-j 1, not counted)")
+    calib = replay_run("calibrate", 0, ["--no-cache", "-j", "1"])
+    per_kind: dict = {}
+    for c in calib.pop("doc")["commands"]:
+        m = c["outcome"]["measurements"]
+        peak = max((m.get("peak_process") or {}).get("bytes", 0), m["peak_tree_rss_sampled"])
+        per_kind[c["tool"]] = max(per_kind.get(c["tool"], 0), peak)
+    predict = [a for kind, peak in sorted(per_kind.items()) for a in ("--predict", f"{kind}={mib_up(peak)}")]
+    sides = ["j1", "j2", "remote"]
+    raw: dict = {side: [] for side in sides}
+    for i in range(runs):
+        for side in sides[i % len(sides):] + sides[:i % len(sides)]:
+            log(f"remote_exec {w.name}: {side}, run {i + 1}/{runs}")
+            if side == "j1":
+                entry = replay_run(side, i, ["--no-cache", "-j", "1"])
+            elif side == "j2":
+                entry = replay_run(side, i, ["--no-cache", "-j", "2", *predict])
+            else:
+                farm_dir = fresh(out / "farm")
+                farm, workers, url = start_farm(farm_dir)
+                try:
+                    entry = replay_run(side, i, ["--cache", fresh(out / "cache"), "--remote-executor", url])
+                finally:
+                    stop_farm(farm, workers)
+            entry.pop("doc")
+            raw[side].append(entry)
+    s = {side: {f: summary([r[f] for r in raw[side]]) for f in ("wall_s", "cpu_s")} for side in sides}
+    ratio = lambda a, b: summary([x["wall_s"] / y["wall_s"] for x, y in zip(raw[a], raw[b])])
+    return {
+        "workload": w.name, "commands": commands, "raw": raw, "summary": s, "calibration": calib,
+        "predict": [p for p in predict if p != "--predict"],
+        "ratios": {"remote_over_j1": ratio("remote", "j1"), "remote_over_j2": ratio("remote", "j2"),
+                   "j2_over_j1": ratio("j2", "j1")},
+        "on_workers": summary([sum(n for where, n in r["ran_on"].items() if where.startswith("replay worker "))
+                               for r in raw["remote"]]),
+        "workers_used": summary([sum(1 for where in r["ran_on"] if where.startswith("replay worker "))
+                                 for r in raw["remote"]]),
+        "same_program": len({r["prog_sha256"] for side in sides for r in raw[side]}) == 1,
+        # This machine may be shared: the 1-minute load around the figure.
+        "loadavg_1m": [load_before[0], os.getloadavg()[0]], "cores": os.cpu_count(),
+        "bin": str(BIN),
+    }
+
+
+def render_remote_exec(rx: dict) -> list:
+    """Figure 13's section."""
+    s, r = rx["summary"], rx["ratios"]
+    rows = [("a. `-j 1` here", "j1"), ("b. `-j 2` here (`--predict` from a `-j 1` run)", "j2"),
+            ("c. `--remote-executor`, two `replay worker`s on this machine (8 at once)", "remote")]
+    lines = [
+        f"## 13. Remote execution ({rx['workload']}, `--partitions auto`, a local BuildGrid 0.4.4 farm)",
+        "",
+        f"The log ({rx['commands']} commands), every command run, from aotc's bitcode alone each time: "
+        "(a) and (b) here without a cache; (c) through a fresh farm (PostgreSQL and BuildGrid with its SQL "
+        "scheduler, as the end-to-end tests start it; started and stopped outside the clock) with two "
+        "`replay worker`s on this same machine and an empty local cache. Binaries: "
+        f"`{rx['bin']}`.",
+        "",
+        "| run | wall | CPU (client) |",
+        "|---|---|---|",
+    ]
+    for label, side in rows:
+        lines.append(f"| {label} | {cell(s[side]['wall_s'], 's', 1, 2)} | {cell(s[side]['cpu_s'], 's', 1, 2)} |")
+    lines += [
+        "",
+        f"- c / a (per run): **{r['remote_over_j1']['median']:.3f}**; c / b: **{r['remote_over_j2']['median']:.3f}**; "
+        f"b / a: {r['j2_over_j1']['median']:.3f}.",
+        f"- Commands that ran on a worker in c: {rx['on_workers']['median']:.0f} of {rx['commands']} "
+        f"(median); workers used: {rx['workers_used']['median']:.0f}.",
+        f"- Programs of a, b and c byte-identical: {'yes' if rx['same_program'] else '**no**'}.",
+        f"- 1-minute load average before and after: {rx['loadavg_1m'][0]:.1f}, {rx['loadavg_1m'][1]:.1f} "
+        f"({rx['cores']} cores; the workers share them with the client).",
+        "",
+    ]
+    return lines
+
+
 def timing_overlap(commands: list) -> dict:
     """From the report's per-command timing: how many commands ran while
     another did, the most running at once, the time two or more ran, and
@@ -1382,6 +1545,9 @@ def render(results: dict, args: argparse.Namespace) -> str:
     rm = results.get("remote")
     if rm:
         lines += render_remote(rm)
+    rx = results.get("remote_exec")
+    if rx:
+        lines += render_remote_exec(rx)
     commits = results.get("commits", {})
     if len(set(commits.values())) > 1:
         lines += ["## Commits", "", "Figures rerun with `--merge` were measured at different commits:", ""]
@@ -1698,14 +1864,15 @@ def main() -> None:
     previous = BENCH / "results.json"
     if args.merge and previous.exists():
         kept = json.loads(previous.read_text())
-        for figure in ("pipeline", "overhead", "check", "scale", "footprint", "cache", "parallel", "realbuild", "remote"):
+        for figure in ("pipeline", "overhead", "check", "scale", "footprint", "cache", "parallel", "realbuild", "remote",
+                       "remote_exec"):
             if figure in kept and figure not in only:
                 results[figure] = kept[figure]
                 results["commits"][figure] = kept.get("commits", {}).get(figure, kept["machine"]["commit"])
     for figure in only:
         results["commits"][figure] = results["machine"]["commit"]
     out = WORK / "runs"
-    if {"pipeline", "overhead", "accuracy", "cache", "parallel", "remote"} & set(only):
+    if {"pipeline", "overhead", "accuracy", "cache", "parallel", "remote", "remote_exec"} & set(only):
         sqlite = sqlite_workload()
     if "pipeline" in only:
         results["pipeline"] = fig_pipeline(sqlite, args.runs, fresh(out / "pipeline"))
@@ -1733,6 +1900,8 @@ def main() -> None:
         results["realbuild"] = fig_realbuild(args.runs, fresh(out / "realbuild"))
     if "remote" in only:
         results["remote"] = fig_remote(sqlite, args.runs, fresh(out / "remote"))
+    if "remote_exec" in only:
+        results["remote_exec"] = fig_remote_exec(sqlite, args.runs, fresh(out / "remote_exec"))
     (BENCH / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     args.out.write_text(render(results, args))
     log(f"wrote {args.out} and {BENCH / 'results.json'}")

@@ -66,6 +66,54 @@ pub struct ActionKey {
     pub blobs: Vec<(Digest, Vec<u8>)>,
 }
 
+impl ActionKey {
+    /// The same action with the platform property `name` = `value` added
+    /// to its `Action`'s and its `Command`'s platform (sorted, replacing
+    /// a property of that name): a scheduling hint for a build farm
+    /// (`memory_kb`), which makes another digest. `None` if this key's own
+    /// messages are not among its blobs or do not decode.
+    pub fn with_property(&self, name: &str, value: &str) -> Option<ActionKey> {
+        use prost::Message as _;
+        let blob = |digest: &Digest| {
+            self.blobs
+                .iter()
+                .find(|(d, _)| d == digest)
+                .map(|(_, bytes)| bytes.as_slice())
+        };
+        let mut action = Action::decode(blob(&self.action)?).ok()?;
+        let command_digest = action.command_digest.clone()?;
+        let mut command = Command::decode(blob(&command_digest)?).ok()?;
+        let add = |platform: &mut Option<Platform>| {
+            let platform = platform.get_or_insert_with(Platform::default);
+            platform.properties.retain(|p| p.name != name);
+            platform.properties.push(Property {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            });
+            platform
+                .properties
+                .sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
+        };
+        add(&mut command.platform);
+        add(&mut action.platform);
+        let (new_command, command_bytes) = Digest::of_message(&command);
+        action.command_digest = Some(new_command.clone());
+        let (new_action, action_bytes) = Digest::of_message(&action);
+        let mut blobs: Vec<(Digest, Vec<u8>)> = self
+            .blobs
+            .iter()
+            .filter(|(d, _)| *d != self.action && *d != command_digest)
+            .cloned()
+            .collect();
+        blobs.push((new_command, command_bytes));
+        blobs.push((new_action.clone(), action_bytes));
+        Some(ActionKey {
+            action: new_action,
+            blobs,
+        })
+    }
+}
+
 /// Why no key could be made for a spec.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -350,6 +398,45 @@ mod tests {
 
     fn key(spec: &ActionSpec) -> Digest {
         spec.key().expect("key").action
+    }
+
+    #[test]
+    fn a_property_added_for_the_farm_is_in_both_platforms_and_makes_another_key() {
+        use prost::Message as _;
+        let base = spec().key().expect("key");
+        let hinted = base.with_property("memory_kb", "2048").expect("hinted");
+        assert_ne!(hinted.action, base.action);
+        let blob = |key: &ActionKey, digest: &Digest| {
+            key.blobs
+                .iter()
+                .find(|(d, _)| d == digest)
+                .map(|(_, b)| b.clone())
+                .expect("blob")
+        };
+        let action = Action::decode(blob(&hinted, &hinted.action).as_slice()).expect("action");
+        let command_digest = action.command_digest.clone().expect("command digest");
+        let command = Command::decode(blob(&hinted, &command_digest).as_slice()).expect("command");
+        for platform in [action.platform.as_ref(), command.platform.as_ref()] {
+            let properties = &platform.expect("platform").properties;
+            let memory: Vec<&str> = properties
+                .iter()
+                .filter(|p| p.name == "memory_kb")
+                .map(|p| p.value.as_str())
+                .collect();
+            assert_eq!(memory, ["2048"]);
+            let mut sorted = properties.clone();
+            sorted.sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
+            assert_eq!(&sorted, properties);
+        }
+        // The rest of the action is the same: the old key's platform
+        // plus the hint, the same input root; no stale message is kept.
+        let old = Action::decode(blob(&base, &base.action).as_slice()).expect("old action");
+        assert_eq!(old.input_root_digest, action.input_root_digest);
+        assert!(!hinted.blobs.iter().any(|(d, _)| *d == base.action));
+        assert_eq!(hinted.blobs.len(), base.blobs.len());
+        // Given again, the property replaces its old value.
+        let again = hinted.with_property("memory_kb", "2048").expect("again");
+        assert_eq!(again.action, hinted.action);
     }
 
     #[test]

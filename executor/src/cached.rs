@@ -107,15 +107,127 @@ pub struct Reads {
     pub undeclared: Vec<String>,
 }
 
+/// A command on its way to the build farm, owning all it needs on a
+/// thread of its own: [`RemoteJob::run`] uploads, executes, and commits
+/// a usable result into the store (nothing of the work root is touched).
+pub struct RemoteJob {
+    #[cfg(feature = "remote-cache")]
+    store: Arc<Store>,
+    #[cfg(feature = "remote-cache")]
+    executor: Arc<crate::remote::RunRemote>,
+    /// The action the farm is asked to run (the key, with `memory_kb`).
+    #[cfg(feature = "remote-cache")]
+    sent: ActionKey,
+    /// The key its result is stored under.
+    #[cfg(feature = "remote-cache")]
+    stored_as: replay_cache::Digest,
+    /// The binary and the declared inputs, here.
+    #[cfg(feature = "remote-cache")]
+    files: Vec<PathBuf>,
+    #[cfg(feature = "remote-cache")]
+    expected: Vec<String>,
+    #[cfg(feature = "remote-cache")]
+    readable: Vec<PathBuf>,
+    #[cfg(feature = "remote-cache")]
+    root: PathBuf,
+    #[cfg(feature = "remote-cache")]
+    wait: std::time::Duration,
+}
+
+impl RemoteJob {
+    /// Sends the command to the farm and waits for it (at most the wait
+    /// it was given); a usable result is in the store when it returns
+    /// [`crate::remote::Remotely::Stored`].
+    pub fn run(self) -> crate::remote::Remotely {
+        #[cfg(not(feature = "remote-cache"))]
+        {
+            crate::remote::Remotely::Local(None)
+        }
+        #[cfg(feature = "remote-cache")]
+        {
+            use crate::remote::Remotely;
+            let memo = self.store.memo();
+            let mut files = Vec::with_capacity(self.files.len());
+            for file in &self.files {
+                if file.is_dir() {
+                    continue;
+                }
+                match memo.digest(file) {
+                    Ok(digest) => files.push((digest, file.clone())),
+                    Err(e) => {
+                        return Remotely::Local(Some(format!(
+                            "cannot hash `{}` to send it: {e}",
+                            file.display()
+                        )))
+                    }
+                }
+            }
+            self.executor.execute(
+                &self.store,
+                &self.sent,
+                &self.stored_as,
+                &files,
+                self.wait,
+                &self.expected,
+                &self.readable,
+                &self.root,
+            )
+        }
+    }
+
+    /// The `memory_kb` the farm is asked for, if any.
+    pub fn memory_kb(&self) -> Option<u64> {
+        #[cfg(feature = "remote-cache")]
+        {
+            memory_property(&self.sent)
+        }
+        #[cfg(not(feature = "remote-cache"))]
+        None
+    }
+}
+
+/// The platform property a farm's action carries for the memory it
+/// needs (README "Platform properties").
+pub const MEMORY_KB: &str = "memory_kb";
+
+/// What the build farm is asked to run for `key`: `key` itself, or, when
+/// the cache measured a `peak` (bytes) for it, `key` with `memory_kb`
+/// (KiB, rounded up) in its platform, for a scheduler to place it by.
+pub fn farm_key(key: &ActionKey, peak: Option<u64>) -> ActionKey {
+    match peak.filter(|p| *p > 0) {
+        Some(peak) => key
+            .with_property(MEMORY_KB, &peak.div_ceil(1024).to_string())
+            .unwrap_or_else(|| key.clone()),
+        None => key.clone(),
+    }
+}
+
+/// The `memory_kb` property of `key`'s `Action`, if it has one.
+pub fn memory_property(key: &ActionKey) -> Option<u64> {
+    use prost::Message as _;
+    let bytes = key
+        .blobs
+        .iter()
+        .find(|(d, _)| *d == key.action)
+        .map(|(_, b)| b.as_slice())?;
+    let action = replay_cache::reapi::Action::decode(bytes).ok()?;
+    action
+        .platform?
+        .properties
+        .into_iter()
+        .find(|p| p.name == MEMORY_KB)
+        .and_then(|p| p.value.parse().ok())
+}
+
 /// A run's handle on the cache.
 pub struct RunCache {
-    store: Store,
+    store: Arc<Store>,
     /// Hashes what tools read while they run; started at the first miss.
     warmer: std::sync::OnceLock<Option<Arc<replay_cache::Warmer>>>,
     #[cfg(feature = "remote-cache")]
     remote: Option<crate::remote::RunRemote>,
     #[cfg(feature = "remote-cache")]
-    executor: Option<crate::remote::RunRemote>,
+    executor: Option<Arc<crate::remote::RunRemote>>,
 }
 
 /// What a lookup found, locally or remotely.
@@ -145,7 +257,7 @@ impl RunCache {
     /// configured (no call is made yet).
     pub fn open(options: &CacheOptions) -> Result<RunCache, RunCacheError> {
         Ok(RunCache {
-            store: Store::open(&options.dir, options.max_size)?,
+            store: Arc::new(Store::open(&options.dir, options.max_size)?),
             warmer: std::sync::OnceLock::new(),
             #[cfg(feature = "remote-cache")]
             remote: options
@@ -158,7 +270,8 @@ impl RunCache {
                 .executor
                 .as_ref()
                 .map(crate::remote::RunRemote::farm)
-                .transpose()?,
+                .transpose()?
+                .map(Arc::new),
         })
     }
 
@@ -183,6 +296,26 @@ impl RunCache {
         root: &Path,
         wait: std::time::Duration,
     ) -> Option<(crate::remote::Remotely, Option<Result<Lookup, LookupError>>)> {
+        let job = self.remote_job(key, resolved, staging, readable, root, wait)?;
+        let remotely = job.run();
+        let lookup = self.remote_lookup(&remotely, key, staging);
+        Some((remotely, lookup))
+    }
+
+    /// What [`RunCache::execute_remotely`] sends to the farm, to run on a
+    /// thread of its own ([`RemoteJob::run`]); its result is restored
+    /// into `staging` afterwards by [`RunCache::remote_lookup`]. The
+    /// action carries the peak this cache measured for `key`, if any, as
+    /// `memory_kb`. `None` without a farm.
+    pub fn remote_job(
+        &self,
+        key: &ActionKey,
+        resolved: &Resolved,
+        staging: &Staging,
+        readable: &[PathBuf],
+        root: &Path,
+        wait: std::time::Duration,
+    ) -> Option<RemoteJob> {
         #[cfg(not(feature = "remote-cache"))]
         {
             let _ = (key, resolved, staging, readable, root, wait);
@@ -190,36 +323,38 @@ impl RunCache {
         }
         #[cfg(feature = "remote-cache")]
         {
-            use crate::remote::Remotely;
-            let executor = self.executor.as_ref()?;
-            let memo = self.store.memo();
-            let mut files = Vec::with_capacity(resolved.input_files.len() + 1);
-            for file in std::iter::once(&resolved.program).chain(&resolved.input_files) {
-                if file.is_dir() {
-                    continue;
-                }
-                match memo.digest(file) {
-                    Ok(digest) => files.push((digest, file.clone())),
-                    Err(e) => {
-                        return Some((
-                            Remotely::Local(Some(format!(
-                                "cannot hash `{}` to send it: {e}",
-                                file.display()
-                            ))),
-                            None,
-                        ))
-                    }
-                }
-            }
-            let expected: Vec<String> = staging.staged_files().map(|(p, _)| p.to_owned()).collect();
-            let remotely =
-                executor.execute(&self.store, key, &files, wait, &expected, readable, root);
-            let lookup = matches!(remotely, Remotely::Stored { .. }).then(|| {
-                self.store
-                    .lookup(&key.action, &staging.out_dir(), &expected)
-            });
-            Some((remotely, lookup))
+            let executor = Arc::clone(self.executor.as_ref()?);
+            let files = std::iter::once(&resolved.program)
+                .chain(&resolved.input_files)
+                .cloned()
+                .collect();
+            Some(RemoteJob {
+                store: Arc::clone(&self.store),
+                executor,
+                sent: farm_key(key, self.peak(key)),
+                stored_as: key.action.clone(),
+                files,
+                expected: staging.staged_files().map(|(p, _)| p.to_owned()).collect(),
+                readable: readable.to_vec(),
+                root: root.to_owned(),
+                wait,
+            })
         }
+    }
+
+    /// The lookup that restores into `staging` what a [`RemoteJob`] that
+    /// ended `remotely` stored under `key`; `None` if it stored nothing.
+    pub fn remote_lookup(
+        &self,
+        remotely: &crate::remote::Remotely,
+        key: &ActionKey,
+        staging: &Staging,
+    ) -> Option<Result<Lookup, LookupError>> {
+        matches!(remotely, crate::remote::Remotely::Stored { .. }).then(|| {
+            let expected: Vec<String> = staging.staged_files().map(|(p, _)| p.to_owned()).collect();
+            self.store
+                .lookup(&key.action, &staging.out_dir(), &expected)
+        })
     }
 
     /// The build farm's failure, the first time it fails: the run warns
@@ -665,6 +800,41 @@ fn reads(
 mod tests {
     use super::*;
     use crate::run::Access;
+
+    fn a_key() -> ActionKey {
+        ActionSpec {
+            program_digest: replay_cache::Digest::of(b"opt"),
+            argv: vec!["opt".into(), "a.bc".into()],
+            env: Default::default(),
+            cwd: ".".into(),
+            platform: platform(Path::new("/work"), Path::new("/usr/bin/opt")),
+            inputs: Vec::new(),
+            outputs: vec!["a.opt.bc".into()],
+        }
+        .key()
+        .expect("a key")
+    }
+
+    /// The farm is asked for `memory_kb` exactly when the cache measured
+    /// a peak for the command, in KiB rounded up; without one the action
+    /// sent is the cache's key itself.
+    #[test]
+    fn the_memory_request_is_sent_iff_a_peak_is_known() {
+        let key = a_key();
+        let plain = farm_key(&key, None);
+        assert_eq!(plain, key);
+        assert_eq!(memory_property(&plain), None);
+        assert_eq!(memory_property(&farm_key(&key, Some(0))), None);
+        let hinted = farm_key(&key, Some(1_000_000));
+        assert_ne!(hinted.action, key.action);
+        assert_eq!(
+            memory_property(&hinted),
+            Some(977),
+            "1,000,000 B is 977 KiB up"
+        );
+        assert_eq!(memory_property(&farm_key(&key, Some(2048))), Some(2));
+        assert_eq!(memory_property(&farm_key(&key, Some(1))), Some(1));
+    }
 
     fn resolved(root: &Path) -> Resolved {
         Resolved {

@@ -391,10 +391,12 @@ pub(crate) struct Running {
     pub(crate) sample_interval: u64,
 
     /// Run up to N tools at once, each when the commands that make its
-    /// inputs are done (0: one per CPU; 1: one at a time, in log order).
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1,
+    /// inputs are done (0: one per CPU; 1: one at a time, in log order)
+    /// [default: 1; 8 with `--remote-executor`, whose commands take a
+    /// slot each but no local memory].
+    #[arg(short = 'j', long = "jobs", value_name = "N",
           value_parser = clap::value_parser!(u16).range(0..=1024))]
-    pub(crate) jobs: u16,
+    pub(crate) jobs: Option<u16>,
 
     /// With -j: the memory the tools running at once may hold together
     /// (bytes, or with K, M, G, T or KiB, MiB, GiB, TiB: `512MiB`) [default: 80% of MemAvailable].
@@ -684,8 +686,10 @@ impl Running {
             sample_interval: Duration::from_millis(self.sample_interval),
             launcher: None,
             jobs: match self.jobs {
-                0 => std::thread::available_parallelism().map_or(1, usize::from),
-                n => usize::from(n),
+                Some(0) => std::thread::available_parallelism().map_or(1, usize::from),
+                Some(n) => usize::from(n),
+                None if self.remote.remote_executor.is_some() => REMOTE_JOBS,
+                None => 1,
             },
             memory_budget: self.memory_budget,
             predict: self.predict.iter().cloned().collect(),
@@ -710,6 +714,10 @@ impl Running {
         })
     }
 }
+
+/// `-j` when `--remote-executor` is given without one: executions the
+/// farm runs at once for this client (each holds a slot, no memory here).
+const REMOTE_JOBS: usize = 8;
 
 /// Whether the environment turns the action cache off (`REPLAY_NO_CACHE=1`).
 fn no_cache_env() -> bool {

@@ -211,13 +211,16 @@ mod client {
 
         /// Runs `key`'s action on the farm (uploading `files`, each input's
         /// digest and path here), waiting at most `wait`; a result is
-        /// committed into `store` through the same checked path as a
-        /// remote cache hit ([`RunRemote::fetch`]).
+        /// committed into `store`, under `stored_as` (the cache's key of
+        /// which `key` may be the farm's hinted form,
+        /// [`replay_cache::ActionKey::with_property`]), through the same
+        /// checked path as a remote cache hit ([`RunRemote::fetch`]).
         #[allow(clippy::too_many_arguments)]
         pub fn execute(
             &self,
             store: &Store,
             key: &ActionKey,
+            stored_as: &Digest,
             files: &[(Digest, PathBuf)],
             wait: std::time::Duration,
             expected: &[String],
@@ -251,7 +254,7 @@ mod client {
                 }
             };
             match self
-                .fetch(store, &key.action, expected, readable, root)
+                .fetch_as(store, &key.action, stored_as, expected, readable, root)
                 .as_deref()
             {
                 Some("hit") => {}
@@ -316,6 +319,19 @@ mod client {
             readable: &[PathBuf],
             root: &Path,
         ) -> Option<String> {
+            self.fetch_as(store, key, key, expected, readable, root)
+        }
+
+        /// [`RunRemote::fetch`] of `key`'s result, kept under `stored_as`.
+        fn fetch_as(
+            &self,
+            store: &Store,
+            key: &Digest,
+            stored_as: &Digest,
+            expected: &[String],
+            readable: &[PathBuf],
+            root: &Path,
+        ) -> Option<String> {
             if self.remote.is_down() {
                 return None;
             }
@@ -327,7 +343,10 @@ mod client {
                 };
                 under(path) || (!content && (path.starts_with(root) || beside()))
             };
-            match self.remote.fetch(store, key, expected, &may_read) {
+            match self
+                .remote
+                .fetch_as(store, key, stored_as, expected, &may_read)
+            {
                 Ok(Fetched::Stored { .. }) => Some("hit".into()),
                 Ok(Fetched::NotFound) => Some("miss".into()),
                 Ok(Fetched::Refused(why)) => Some(format!("refused: {why}")),

@@ -31,6 +31,12 @@ pub const MATCH_KEYS: &[&str] = &["OSFamily", "ISA", "replay", "cpu"];
 /// and the memory request.
 pub const WILDCARD_KEYS: &[&str] = &["root", "program", "tool", "memory_kb"];
 
+/// BuildGrid's gRPC threads, which bound the calls it serves at once (its
+/// default, 5 per CPU, is 10 on 2 cores: a client's 8 `Execute` streams
+/// at `-j 8` and two workers' long polls pass it, and the rest are
+/// refused with `RESOURCE_EXHAUSTED`).
+pub const THREAD_POOL_SIZE: u32 = 64;
+
 /// Seconds BuildGrid waits for a bot's update before it takes the bot for
 /// dead and queues its leases again.
 pub const BOT_KEEPALIVE_SECS: u32 = 4;
@@ -376,6 +382,7 @@ fn config_text(port: u16, sql: &str) -> String {
   - !channel
     address: \"127.0.0.1:{port}\"
     insecure-mode: true
+thread-pool-size: {THREAD_POOL_SIZE}
 authorization:
   method: none
 connections:

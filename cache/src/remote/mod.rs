@@ -697,11 +697,27 @@ impl Remote {
         expected: &[String],
         may_read: &dyn Fn(&std::path::Path, bool) -> bool,
     ) -> Result<Fetched, RemoteError> {
+        self.fetch_as(store, key, key, expected, may_read)
+    }
+
+    /// [`Remote::fetch`] of the result the remote holds for `key`, kept
+    /// in `store` under `stored_as`: an action that differs from it only
+    /// by a scheduling hint of a build farm (a `memory_kb` property,
+    /// [`crate::ActionKey::with_property`]) that no worker runs by.
+    pub fn fetch_as(
+        &self,
+        store: &Store,
+        key: &Digest,
+        stored_as: &Digest,
+        expected: &[String],
+        may_read: &dyn Fn(&std::path::Path, bool) -> bool,
+    ) -> Result<Fetched, RemoteError> {
         // Checking the read set hashes files here, which blocks the
         // runtime (its timer cannot fire meanwhile): it watches the same
         // deadline itself.
         let deadline = Instant::now() + self.config.timeout;
-        let fetched = self.bounded(self.fetch_async(store, key, expected, may_read, deadline));
+        let fetched =
+            self.bounded(self.fetch_async(store, key, stored_as, expected, may_read, deadline));
         match &fetched {
             Ok(Fetched::Stored { bytes }) => self.count(|c| {
                 c.remote_hits += 1;
@@ -716,6 +732,7 @@ impl Remote {
         &self,
         store: &Store,
         key: &Digest,
+        stored_as: &Digest,
         expected: &[String],
         may_read: &dyn Fn(&std::path::Path, bool) -> bool,
         deadline: Instant,
@@ -723,7 +740,7 @@ impl Remote {
         let Some(result) = self.get_result(key).await? else {
             return Ok(Fetched::NotFound);
         };
-        let (mut entry, inline) = match to_entry(key, &result, expected) {
+        let (mut entry, inline) = match to_entry(stored_as, &result, expected) {
             Ok(parts) => parts,
             Err(why) => return Ok(Fetched::Refused(why)),
         };

@@ -295,6 +295,9 @@ struct Prepared {
     inputs_before: Vec<(String, String)>,
     key: Option<replay_cache::ActionKey>,
     cache_record: Option<CacheRecord>,
+    /// In a parallel run, a miss bound for the build farm: the scheduler
+    /// sends it on a thread of its own, holding a slot but no memory.
+    remote: Option<crate::cached::RemoteJob>,
 }
 
 /// The second pass's visitor.
@@ -536,15 +539,33 @@ impl Runner<'_, '_> {
         // What the tool read is what the journal must record: hashed
         // before it starts, compared after it exits (see `commit`).
         let inputs_before = journal::input_hashes(command, root);
-        let (key, cache_record) = self.look_up(command, &resolved, &staging, &spec.readable);
-        let (cache_record, refused) = self.run_remotely(
-            command,
-            &resolved,
-            &staging,
-            &spec.readable,
-            key.as_ref(),
-            cache_record,
-        );
+        let (key, mut cache_record) = self.look_up(command, &resolved, &staging, &spec.readable);
+        let farm = self.for_the_farm(command, key.as_ref(), &mut cache_record);
+        // A parallel run sends it from the scheduler (up to `-j N` at
+        // once); one at a time, it goes now and this waits for it.
+        let remote = match (farm, &self.parallel, &self.cache, &key) {
+            (true, Some(_), Some(cache), Some(key)) => cache.remote_job(
+                key,
+                &resolved,
+                &staging,
+                &spec.readable,
+                &self.job.root,
+                farm_wait(&resolved),
+            ),
+            _ => None,
+        };
+        let (cache_record, refused) = if farm && remote.is_none() {
+            self.run_remotely(
+                command,
+                &resolved,
+                &staging,
+                &spec.readable,
+                key.as_ref(),
+                cache_record,
+            )
+        } else {
+            (cache_record, None)
+        };
         if let Some(message) = refused {
             let mut failed = record(Status::Error { message });
             failed.cache = cache_record;
@@ -571,6 +592,7 @@ impl Runner<'_, '_> {
             inputs_before,
             key,
             cache_record,
+            remote,
         }))
     }
 
@@ -590,6 +612,7 @@ impl Runner<'_, '_> {
             inputs_before,
             key,
             mut cache_record,
+            remote: _,
         } = prepared;
         let command = &command;
         let root = &self.job.root;
@@ -774,10 +797,37 @@ impl Runner<'_, '_> {
         (Some(key), Some(record))
     }
 
-    /// A command that missed every cache, sent to the build farm if the
-    /// run has one: its result restored into `staging` as a hit's (the
-    /// record says where it ran and the worker's peak), or the farm's
-    /// refusal (the command fails with it), or nothing (it runs here).
+    /// Whether `command`, with `key` and its cache `record` (a miss of
+    /// every cache), goes to the build farm: the run has one, and the
+    /// policy does not keep its tool here (then the record says so).
+    fn for_the_farm(
+        &self,
+        command: &Command,
+        key: Option<&replay_cache::ActionKey>,
+        record: &mut Option<CacheRecord>,
+    ) -> bool {
+        let (Some(cache), Some(_), Some(record)) = (&self.cache, key, record.as_mut()) else {
+            return false;
+        };
+        if record.hit || !cache.has_executor() || self.hit.is_some() {
+            return false;
+        }
+        if self.local_only.contains(&command.tool) {
+            record.ran_on = Some("local".into());
+            record.remote_execution = Some(format!(
+                "the policy keeps `{}` on this machine (`local_only`)",
+                command.tool
+            ));
+            return false;
+        }
+        true
+    }
+
+    /// A command that missed every cache, sent to the build farm (see
+    /// [`Runner::for_the_farm`]) and waited for: its result restored into
+    /// `staging` as a hit's (the record says where it ran and the
+    /// worker's peak), or the farm's refusal (the command fails with it),
+    /// or nothing (it runs here).
     fn run_remotely(
         &mut self,
         command: &Command,
@@ -787,33 +837,40 @@ impl Runner<'_, '_> {
         key: Option<&replay_cache::ActionKey>,
         record: Option<CacheRecord>,
     ) -> (Option<CacheRecord>, Option<String>) {
-        let (Some(cache), Some(key), Some(mut record)) = (&self.cache, key, record) else {
+        let (Some(cache), Some(key)) = (&self.cache, key) else {
+            return (record, None);
+        };
+        let Some((remotely, lookup)) = cache.execute_remotely(
+            key,
+            resolved,
+            staging,
+            readable,
+            &self.job.root,
+            farm_wait(resolved),
+        ) else {
+            return (record, None);
+        };
+        self.remote_outcome(command, remotely, lookup, record)
+    }
+
+    /// What became of a command the farm was sent (`remotely`, and the
+    /// `lookup` that restored its stored result): its cache `record`
+    /// completed (a hit to restore, `ran_on`), and the farm's refusal if
+    /// it refused it.
+    fn remote_outcome(
+        &mut self,
+        command: &Command,
+        remotely: crate::remote::Remotely,
+        lookup: Option<Result<replay_cache::Lookup, replay_cache::LookupError>>,
+        record: Option<CacheRecord>,
+    ) -> (Option<CacheRecord>, Option<String>) {
+        let Some(mut record) = record else {
             return (None, None);
         };
-        if record.hit || !cache.has_executor() || self.hit.is_some() {
-            return (Some(record), None);
-        }
-        if self.local_only.contains(&command.tool) {
-            record.ran_on = Some("local".into());
-            record.remote_execution = Some(format!(
-                "the policy keeps `{}` on this machine (`local_only`)",
-                command.tool
-            ));
-            return (Some(record), None);
-        }
-        // The farm's worker enforces the policy's time limit itself; this
-        // bounds the wait for its answer (queueing included).
-        let wait = resolved
-            .limits
-            .timeout
-            .unwrap_or(std::time::Duration::from_secs(3600))
-            .saturating_add(std::time::Duration::from_secs(300));
-        let Some((remotely, lookup)) =
-            cache.execute_remotely(key, resolved, staging, readable, &self.job.root, wait)
-        else {
-            return (Some(record), None);
-        };
-        let warning = cache.take_executor_warning();
+        let warning = self
+            .cache
+            .as_ref()
+            .and_then(RunCache::take_executor_warning);
         if let Some(warning) = warning {
             self.warn(&warning);
         }
@@ -830,8 +887,7 @@ impl Runner<'_, '_> {
                     record.ran_on = Some(worker);
                     record.worker_peak_rss_bytes = peak;
                     if cached {
-                        record.remote_execution =
-                            Some("served from the farm's action cache, not run again".into());
+                        record.remote_execution = Some(crate::event::SERVED_BY_FARM_CACHE.into());
                     }
                     self.hit = Some(hit);
                 }
@@ -1092,6 +1148,17 @@ impl Visit for Runner<'_, '_> {
         }
         self.finish(record)
     }
+}
+
+/// How long a command sent to the farm is waited for: its worker enforces
+/// the policy's time limit itself, this bounds the wait for its answer
+/// (queueing included).
+fn farm_wait(resolved: &policy::Resolved) -> Duration {
+    resolved
+        .limits
+        .timeout
+        .unwrap_or(Duration::from_secs(3600))
+        .saturating_add(Duration::from_secs(300))
 }
 
 /// 80% of `MemAvailable` now, or 1 GiB if `/proc/meminfo` cannot say.

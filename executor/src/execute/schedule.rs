@@ -12,6 +12,15 @@
 //! command is read (a symlinked input is its target), and the window is
 //! scanned again only when something changed.
 //!
+//! With `--remote-executor`, a command that misses every cache is sent to
+//! the build farm from a thread of its own: it holds one of the N slots
+//! but none of the memory budget (it neither counts in the sums below nor
+//! waits for memory, and a command that runs alone here runs alone among
+//! local tools only); what later commands read of its outputs waits for
+//! it as for a local tool's. Its result is restored and committed on
+//! this thread as a cache hit's; if the farm fails, the command waits at
+//! its place to run here.
+//!
 //! Judging, staging, the cache, committing and journaling stay on this
 //! thread, in log order of readiness; each tool runs on a thread of its
 //! own, which is its tracer (waits are per thread, `__WNOTHREAD`). Every
@@ -159,6 +168,8 @@ struct Slot {
     started: Instant,
     alone: bool,
     evicted: bool,
+    /// Sent to the build farm: no local tool, no memory here.
+    remote: bool,
 }
 
 impl Slot {
@@ -174,8 +185,16 @@ impl Slot {
     }
 }
 
-/// What a tool's thread sends back.
-type Done = (u64, Result<ToolOutcome, RunError>);
+/// What a slot's thread sends back.
+type Done = (u64, Ended);
+
+/// How a slot's work ended.
+pub(super) enum Ended {
+    /// Its tool ran here (boxed: an outcome is large, and travels once).
+    Tool(Box<Result<ToolOutcome, RunError>>),
+    /// The build farm answered (its result, if any, is in the store).
+    Farm(crate::remote::Remotely),
+}
 
 /// The state of a parallel run.
 pub(super) struct Parallel {
@@ -250,6 +269,7 @@ impl Runner<'_, '_> {
             if self.options.interrupted.load(Ordering::SeqCst) {
                 self.status = worst(self.status, RunStatus::Interrupted);
                 self.stop();
+                self.abandon_remote();
             }
             // What ended while the log was read.
             while let Some((slot, result)) = self
@@ -361,6 +381,11 @@ impl Runner<'_, '_> {
                             }
                             continue;
                         }
+                        Next::Run(prepared) if prepared.remote.is_some() => {
+                            footprint.claim(&mut reads, &mut writes);
+                            self.send_to_farm(position, prepared, footprint);
+                            continue;
+                        }
                         Next::Run(prepared) => {
                             let predicted = self.predict(&prepared);
                             (position, prepared, footprint, predicted, alone)
@@ -374,8 +399,10 @@ impl Runner<'_, '_> {
             // Nothing known, or more than the budget: it runs alone.
             let alone =
                 alone || prediction.basis == Basis::Unknown || prediction.bytes > parallel.budget;
-            let admitted: u64 = parallel.running.iter().map(|s| s.prediction.bytes).sum();
-            let fits = parallel.running.is_empty()
+            // Commands on the farm hold no memory here.
+            let local = || parallel.running.iter().filter(|s| !s.remote);
+            let admitted: u64 = local().map(|s| s.prediction.bytes).sum();
+            let fits = local().next().is_none()
                 || (!alone && admitted.saturating_add(prediction.bytes) <= parallel.budget);
             if !fits {
                 // It waits, prepared, at its place; nothing later overtakes
@@ -486,7 +513,7 @@ impl Runner<'_, '_> {
                         "the thread running the tool panicked",
                     )))
                 });
-                let _ = sender.send((number, result));
+                let _ = sender.send((number, Ended::Tool(Box::new(result))));
             });
         if let Err(error) = spawned {
             let result = Err(RunError::Thread(error));
@@ -509,12 +536,178 @@ impl Runner<'_, '_> {
             started: Instant::now(),
             alone,
             evicted: false,
+            remote: false,
         });
+    }
+
+    /// Sends `prepared` (a miss bound for the farm) from a thread of its
+    /// own; if no thread can start, it runs here instead.
+    fn send_to_farm(&mut self, position: u64, mut prepared: Box<Prepared>, footprint: Footprint) {
+        let Some(job) = prepared.remote.take() else {
+            return;
+        };
+        let Some(parallel) = &mut self.parallel else {
+            return;
+        };
+        let number = parallel.next_slot;
+        parallel.next_slot += 1;
+        let sender = parallel.sender.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("replay-farm-{}", prepared.command.id))
+            .spawn(move || {
+                let remotely = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
+                    .unwrap_or_else(|_| {
+                        crate::remote::Remotely::Local(Some(
+                            "the thread waiting for the build farm panicked".into(),
+                        ))
+                    });
+                let _ = sender.send((number, Ended::Farm(remotely)));
+            });
+        let unknown = Prediction {
+            bytes: 0,
+            basis: Basis::Unknown,
+        };
+        let slot = Slot {
+            number,
+            position,
+            prepared,
+            footprint,
+            prediction: unknown,
+            profile: Profile::default(),
+            gauge: Arc::new(Gauge::default()),
+            started: Instant::now(),
+            alone: false,
+            evicted: false,
+            remote: true,
+        };
+        match spawned {
+            Ok(_) => parallel.running.push(slot),
+            Err(error) => self.back_from_farm(
+                slot,
+                crate::remote::Remotely::Local(Some(format!(
+                    "no thread could wait for the build farm: {error}"
+                ))),
+            ),
+        }
+    }
+
+    /// The farm answered for `slot`: its result restored and committed as
+    /// a hit's, its refusal its failure, or, when the farm gave nothing
+    /// to use, the command waits at its place to run here.
+    fn back_from_farm(&mut self, slot: Slot, remotely: crate::remote::Remotely) {
+        let began = slot.started.duration_since(self.run_started);
+        let Slot {
+            position,
+            prepared,
+            footprint,
+            ..
+        } = slot;
+        let mut prepared = *prepared;
+        let lookup = match (&self.cache, &prepared.key) {
+            (Some(cache), Some(key)) => cache.remote_lookup(&remotely, key, &prepared.staging),
+            _ => None,
+        };
+        let record = prepared.cache_record.take();
+        let (record, refused) = self.remote_outcome(&prepared.command, remotely, lookup, record);
+        let finished = if let Some(message) = refused {
+            let Prepared {
+                command, staging, ..
+            } = prepared;
+            staging.abort();
+            self.settle(&command, false);
+            CommandRecord {
+                id: command.id,
+                tool: command.tool.name().to_owned(),
+                status: crate::event::Status::Error { message },
+                outcome: None,
+                discarded: Vec::new(),
+                undeclared_reads: Vec::new(),
+                cache: record,
+                timing: None,
+            }
+        } else if record.as_ref().is_some_and(|r| r.hit) {
+            let Prepared {
+                command,
+                staging,
+                inputs_before,
+                run_options,
+                ..
+            } = prepared;
+            self.restored(&command, staging, inputs_before, &run_options, record)
+        } else {
+            // It runs here, when its turn and its memory come.
+            prepared.cache_record = record;
+            let (prediction, profile) = self.predict(&prepared);
+            if let Some(parallel) = &mut self.parallel {
+                let place = parallel
+                    .waiting
+                    .iter()
+                    .position(|w| w.position() > position)
+                    .unwrap_or(parallel.waiting.len());
+                parallel.waiting.insert(
+                    place,
+                    Waiting::Ready {
+                        position,
+                        prepared: Box::new(prepared),
+                        footprint,
+                        prediction,
+                        profile,
+                        alone: false,
+                    },
+                );
+                parallel.dirty = true;
+            }
+            return;
+        };
+        let mut finished = finished;
+        finished.timing = Some(Timing::between(began, self.run_started.elapsed(), None));
+        if self.finish(finished).is_break() {
+            self.stop();
+        }
+    }
+
+    /// Interrupted: the commands on the farm are not waited for (a farm
+    /// answers within the policy's timeout, not at once); each is
+    /// recorded as stopped, nothing of it committed.
+    fn abandon_remote(&mut self) {
+        loop {
+            let Some(parallel) = &mut self.parallel else {
+                return;
+            };
+            let Some(at) = parallel.running.iter().position(|s| s.remote) else {
+                return;
+            };
+            let slot = parallel.running.remove(at);
+            parallel.dirty = true;
+            let after_ms = slot.started.elapsed().as_millis() as u64;
+            let began = slot.started.duration_since(self.run_started);
+            let Prepared {
+                command,
+                staging,
+                cache_record,
+                ..
+            } = *slot.prepared;
+            staging.abort();
+            self.settle(&command, false);
+            let record = CommandRecord {
+                id: command.id,
+                tool: command.tool.name().to_owned(),
+                status: crate::event::Status::Stopped {
+                    stop: Stop::Interrupted { after_ms },
+                },
+                outcome: None,
+                discarded: Vec::new(),
+                undeclared_reads: Vec::new(),
+                cache: cache_record,
+                timing: Some(Timing::between(began, self.run_started.elapsed(), None)),
+            };
+            let _ = self.finish(record);
+        }
     }
 
     /// A tool ended: its command is completed and reported, or, stopped
     /// for the budget, queued again to run alone.
-    fn ended(&mut self, number: u64, result: Result<ToolOutcome, RunError>) {
+    fn ended(&mut self, number: u64, ended: Ended) {
         let Some(parallel) = &mut self.parallel else {
             return;
         };
@@ -523,6 +716,10 @@ impl Runner<'_, '_> {
         };
         let slot = parallel.running.remove(at);
         parallel.dirty = true;
+        let result = match ended {
+            Ended::Tool(result) => *result,
+            Ended::Farm(remotely) => return self.back_from_farm(slot, remotely),
+        };
         let budgeted = matches!(
             &result,
             Ok(outcome) if matches!(outcome.stop, Some(Stop::Budget { .. }))
@@ -595,7 +792,7 @@ impl Runner<'_, '_> {
         let Some(parallel) = &mut self.parallel else {
             return;
         };
-        let live = || parallel.running.iter().filter(|s| !s.evicted);
+        let live = || parallel.running.iter().filter(|s| !s.evicted && !s.remote);
         let sum: u64 = live().map(|s| s.gauge.rss()).sum();
         parallel.peak_sum = parallel.peak_sum.max(sum);
         let stopping_one = parallel.running.iter().any(|s| s.evicted);
@@ -605,7 +802,7 @@ impl Runner<'_, '_> {
         if let Some(last) = parallel
             .running
             .iter_mut()
-            .filter(|s| !s.evicted)
+            .filter(|s| !s.evicted && !s.remote)
             .max_by_key(|s| s.started)
         {
             last.evicted = true;

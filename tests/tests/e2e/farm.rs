@@ -1066,3 +1066,174 @@ fn an_unreachable_farm_is_warned_about_once_and_the_build_runs_here() {
     let prog = crate::support::run(&root.join("prog"), &[], &root);
     assert_eq!(prog.stdout, b"6\n");
 }
+
+/// `count` independent `opt -O3 sK.ll -o sK.bc` commands (each module a
+/// [`slow_module`] of its own), written as `root/log.json`.
+fn slow_log(root: &std::path::Path, count: usize) {
+    let module = slow_module();
+    let commands = (1..=count)
+        .map(|k| {
+            // Each module differs (its name and a constant), so no two
+            // actions are one to the farm.
+            std::fs::write(
+                root.join(format!("s{k}.ll")),
+                format!("@k = global i32 {k}\n{module}"),
+            )
+            .unwrap();
+            serde_json::json!({
+                "id": k, "tool": "opt", "program": "opt-14",
+                "args": ["-O3", format!("s{k}.ll"), "-o", format!("s{k}.bc")],
+                "cwd": ".", "env": {},
+                "inputs": [format!("s{k}.ll")], "outputs": [format!("s{k}.bc")],
+            })
+        })
+        .collect();
+    crate::support::write_log(root, commands);
+}
+
+/// How many of `roots` (workers' `--root`s) have a tool running right now.
+fn busy(roots: &[std::path::PathBuf]) -> usize {
+    roots
+        .iter()
+        .filter(|root| !running_under(root).is_empty())
+        .count()
+}
+
+/// Without `-j`, `--remote-executor` sends up to 8 commands at once: with
+/// two workers and four independent slow commands, both workers run a
+/// tool at the same time (sent one at a time, at most one ever would),
+/// every command ran on one of them, and each output is `opt`'s.
+#[test]
+fn remote_commands_run_at_once_on_two_workers() {
+    use std::time::{Duration, Instant};
+    // A farm of its own: another test's worker must not take these.
+    let farm = Farm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let one = worker(&farm, &base, "w-par-1");
+    let two = worker(&farm, &base, "w-par-2");
+    let roots = [base.join("w-par-1"), base.join("w-par-2")];
+    let root = base.join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    slow_log(&root, 4);
+    let client = {
+        let (root, cache, url) = (root.clone(), base.join("cache"), farm.url());
+        std::thread::spawn(move || {
+            farm_run(
+                &root,
+                &cache,
+                Some(&url),
+                &crate::support::shipped_policy("linux.toml"),
+            )
+        })
+    };
+    let started = Instant::now();
+    let mut most = 0;
+    while !client.is_finished() && started.elapsed() < Duration::from_secs(300) {
+        most = most.max(busy(&roots));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = client.join().unwrap();
+    let said = format!(
+        "{}\n{}\n{}",
+        crate::support::text(&out.stderr),
+        one.log(),
+        two.log()
+    );
+    assert!(out.status.success(), "{said}");
+    let doc = crate::support::report(&root.join("report.json"));
+    // A result from the farm is restored as a cache hit is.
+    assert_eq!(crate::cache::statuses(&doc), vec!["cached"; 4], "{doc:#}");
+    let mut ran_on = cache_field(&doc, "ran_on");
+    ran_on.sort();
+    ran_on.dedup();
+    assert_eq!(
+        ran_on,
+        ["replay worker w-par-1", "replay worker w-par-2"],
+        "{doc:#}\n{said}"
+    );
+    assert_eq!(
+        most, 2,
+        "the two workers never ran at once\n{doc:#}\n{said}"
+    );
+    for k in 1..=4 {
+        let made = std::fs::read(root.join(format!("s{k}.bc"))).unwrap();
+        assert!(made.starts_with(b"BC"), "s{k}.bc is not bitcode");
+    }
+}
+
+/// A worker SIGKILLed while it runs a command of a `--remote-executor`
+/// build loses nothing: the farm hands the lease to the other worker once
+/// the dead one's keepalive passes, the build finishes, and its output is
+/// a local build's byte for byte.
+#[test]
+fn a_build_survives_its_worker_killed_mid_lease() {
+    use std::time::{Duration, Instant};
+    let farm = Farm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let mut workers = [
+        worker(&farm, &base, "w-die-1"),
+        worker(&farm, &base, "w-die-2"),
+    ];
+    let roots = [base.join("w-die-1"), base.join("w-die-2")];
+    let policy = crate::support::shipped_policy("linux.toml");
+    let root = base.join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    slow_log(&root, 1);
+    let client = {
+        let (root, cache, url, policy) =
+            (root.clone(), base.join("cache"), farm.url(), policy.clone());
+        std::thread::spawn(move || farm_run(&root, &cache, Some(&url), &policy))
+    };
+    let started = Instant::now();
+    let (victim, tool) = loop {
+        if let Some(found) = roots.iter().enumerate().find_map(|(i, root)| {
+            let pids = running_under(root);
+            (!pids.is_empty()).then_some((i, pids))
+        }) {
+            break found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120) && !client.is_finished(),
+            "no worker ran the command:\n{}\n{}\n{}",
+            workers[0].log(),
+            workers[1].log(),
+            farm.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    workers[victim].kill();
+    let killed = Instant::now();
+    while tool.iter().any(|&pid| alive(pid)) {
+        assert!(
+            killed.elapsed() < Duration::from_millis(1500),
+            "the killed worker's tool outlived it: {tool:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = client.join().unwrap();
+    let survivor = &workers[1 - victim];
+    let said = format!("{}\n{}", crate::support::text(&out.stderr), survivor.log());
+    assert!(out.status.success(), "{said}");
+    let doc = crate::support::report(&root.join("report.json"));
+    assert_eq!(crate::cache::statuses(&doc), vec!["cached"], "{doc:#}");
+    assert_eq!(
+        cache_field(&doc, "ran_on"),
+        [format!("replay worker w-die-{}", 2 - victim)],
+        "{doc:#}\n{said}"
+    );
+    let farmed = std::fs::read(root.join("s1.bc")).unwrap();
+
+    // The same log built here, at the same path, without the farm.
+    std::fs::rename(&root, base.join("farm-built")).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    slow_log(&root, 1);
+    let local = farm_run(&root, &base.join("unused"), None, &policy);
+    assert!(
+        local.status.success(),
+        "{}",
+        crate::support::text(&local.stderr)
+    );
+    assert_eq!(std::fs::read(root.join("s1.bc")).unwrap(), farmed);
+}
