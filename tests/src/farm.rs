@@ -37,6 +37,13 @@ pub const WILDCARD_KEYS: &[&str] = &["root", "program", "tool", "memory_kb"];
 /// refused with `RESOURCE_EXHAUSTED`).
 pub const THREAD_POOL_SIZE: u32 = 64;
 
+/// Seconds between the operation updates an `Execute` stream gets when
+/// nothing is pushed. Here the SQL scheduler pushes no completion to the
+/// stream (seen with BuildGrid 0.4.4: every remote command of SQLite's
+/// log ended on a 10 s tick, 8 at a time), so this is how late a client
+/// learns that its action is done.
+pub const OPERATION_KEEPALIVE_SECS: u32 = 1;
+
 /// Seconds BuildGrid waits for a bot's update before it takes the bot for
 /// dead and queues its leases again.
 pub const BOT_KEEPALIVE_SECS: u32 = 4;
@@ -416,7 +423,7 @@ instances:
     services:
       - !execution
         scheduler: *scheduler
-        operation-stream-keepalive-timeout: 10
+        operation-stream-keepalive-timeout: {OPERATION_KEEPALIVE_SECS}
       - !action-cache
         cache: *ac
       - !cas

@@ -489,18 +489,38 @@ fn slow_module() -> String {
         .collect()
 }
 
-/// The pids of processes whose working directory lies under `dir`.
-fn running_under(dir: &std::path::Path) -> Vec<u32> {
-    std::fs::read_dir("/proc")
+/// The live processes `pid` started, at any depth: a worker's are the
+/// sandbox launcher and the tool of its lease (which runs at the client's
+/// root, so its working directory does not tell whose it is).
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
-            (cwd.starts_with(dir) && alive(pid)).then_some(pid)
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `PID (COMM) STATE PPID ...`: COMM may hold spaces.
+            let after = &stat[stat.rfind(')')? + 2..];
+            let parent: u32 = after.split(' ').nth(1)?.parse().ok()?;
+            Some((child, parent))
         })
-        .collect()
+        .collect();
+    let mut found = vec![pid];
+    let mut at = 0;
+    while at < found.len() {
+        let parent = found[at];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        at += 1;
+    }
+    found.remove(0);
+    found.retain(|&p| alive(p));
+    found
 }
 
 /// A worker SIGKILLed while its tool runs loses nothing: the farm hands
@@ -530,12 +550,11 @@ fn a_worker_killed_mid_lease_loses_nothing_and_leaves_no_tool_running() {
             )
         })
     };
-    // Kill the first worker once its tool runs: at the client's root,
-    // where the worker presents its lease.
-    let presented = base.join("client-root");
+    // Kill the first worker once its tool runs.
+    let first_pid = first.pid().unwrap();
     let started = Instant::now();
     let tool = loop {
-        let pids = running_under(&presented);
+        let pids = descendants(first_pid);
         if !pids.is_empty() {
             break pids;
         }
@@ -1091,11 +1110,11 @@ fn slow_log(root: &std::path::Path, count: usize) {
     crate::support::write_log(root, commands);
 }
 
-/// How many of `roots` (workers' `--root`s) have a tool running right now.
-fn busy(roots: &[std::path::PathBuf]) -> usize {
-    roots
+/// How many of `workers` (their pids) have a tool running right now.
+fn busy(workers: &[u32]) -> usize {
+    workers
         .iter()
-        .filter(|root| !running_under(root).is_empty())
+        .filter(|&&pid| !descendants(pid).is_empty())
         .count()
 }
 
@@ -1112,7 +1131,7 @@ fn remote_commands_run_at_once_on_two_workers() {
     let base = dir.path().canonicalize().unwrap();
     let one = worker(&farm, &base, "w-par-1");
     let two = worker(&farm, &base, "w-par-2");
-    let roots = [base.join("w-par-1"), base.join("w-par-2")];
+    let pids = [one.pid().unwrap(), two.pid().unwrap()];
     let root = base.join("checkout");
     std::fs::create_dir(&root).unwrap();
     slow_log(&root, 4);
@@ -1130,7 +1149,7 @@ fn remote_commands_run_at_once_on_two_workers() {
     let started = Instant::now();
     let mut most = 0;
     while !client.is_finished() && started.elapsed() < Duration::from_secs(300) {
-        most = most.max(busy(&roots));
+        most = most.max(busy(&pids));
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = client.join().unwrap();
@@ -1176,7 +1195,7 @@ fn a_build_survives_its_worker_killed_mid_lease() {
         worker(&farm, &base, "w-die-1"),
         worker(&farm, &base, "w-die-2"),
     ];
-    let roots = [base.join("w-die-1"), base.join("w-die-2")];
+    let pids = [workers[0].pid().unwrap(), workers[1].pid().unwrap()];
     let policy = crate::support::shipped_policy("linux.toml");
     let root = base.join("checkout");
     std::fs::create_dir(&root).unwrap();
@@ -1188,9 +1207,9 @@ fn a_build_survives_its_worker_killed_mid_lease() {
     };
     let started = Instant::now();
     let (victim, tool) = loop {
-        if let Some(found) = roots.iter().enumerate().find_map(|(i, root)| {
-            let pids = running_under(root);
-            (!pids.is_empty()).then_some((i, pids))
+        if let Some(found) = pids.iter().enumerate().find_map(|(i, &pid)| {
+            let tools = descendants(pid);
+            (!tools.is_empty()).then_some((i, tools))
         }) {
             break found;
         }
