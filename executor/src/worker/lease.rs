@@ -1,8 +1,9 @@
 //! A lease's two ends: the action it carries ([`action_of`]: BuildGrid
 //! 0.4.4 sends the `Action` itself or its `Digest`), and the lease sent
-//! back ([`refused`], [`completed`]): a refusal is `COMPLETED` with
-//! status `FAILED_PRECONDITION` and the finding as its message, and
-//! nothing ran; a run is `COMPLETED` with status OK and an `ActionResult`
+//! back ([`refused`], [`failed`], [`completed`]): a refusal is
+//! `COMPLETED` with status `FAILED_PRECONDITION` and the finding as its
+//! message, and nothing ran; the worker's own failure is `UNAVAILABLE`
+//! (the scheduler may retry it elsewhere); a run is `COMPLETED` with status OK and an `ActionResult`
 //! whose metadata names the worker and carries what it measured, in
 //! `replay`'s own [`ReplayMetadata`].
 
@@ -19,6 +20,8 @@ use replay_cache::{Cost, Digest, FORMAT_VERSION};
 
 /// `google.rpc.Code.FAILED_PRECONDITION`: the action may not run here.
 pub const FAILED_PRECONDITION: i32 = 9;
+/// `google.rpc.Code.UNAVAILABLE`: the worker failed, not the action.
+pub const UNAVAILABLE: i32 = 14;
 
 /// What a lease asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +89,21 @@ pub fn refused(lease: &Lease, finding: &str) -> Lease {
         status: Some(Status {
             code: FAILED_PRECONDITION,
             message: finding.to_owned(),
+        }),
+        result: None,
+        ..lease.clone()
+    }
+}
+
+/// `lease` completed as failed by the worker itself (`why`: the farm's
+/// CAS, this machine), not by the action: `UNAVAILABLE`, which a client
+/// takes for the farm failing, so it runs the command itself.
+pub fn failed(lease: &Lease, why: &str) -> Lease {
+    Lease {
+        state: LEASE_COMPLETED,
+        status: Some(Status {
+            code: UNAVAILABLE,
+            message: format!("the worker failed: {why}"),
         }),
         result: None,
         ..lease.clone()
@@ -212,6 +230,24 @@ mod tests {
         let status = done.status.unwrap();
         assert_eq!(status.code, FAILED_PRECONDITION);
         assert_eq!(status.message, "args.unknown-flag: `-fplugin=x`");
+        assert!(done.result.is_none());
+    }
+
+    /// The worker's own failure is not a judgement of the action: a code
+    /// the scheduler retries and a client does not take for a refusal.
+    #[test]
+    fn a_workers_own_failure_is_unavailable() {
+        let done = failed(
+            &lease(ACTION_TYPE, Vec::new()),
+            "cannot upload the results: x",
+        );
+        assert_eq!(done.state, LEASE_COMPLETED);
+        let status = done.status.unwrap();
+        assert_eq!(status.code, UNAVAILABLE);
+        assert_eq!(
+            status.message,
+            "the worker failed: cannot upload the results: x"
+        );
         assert!(done.result.is_none());
     }
 

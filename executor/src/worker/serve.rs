@@ -27,7 +27,7 @@ use replay_cache::remote::proto::OutputFile;
 use replay_cache::remote::{Remote, RemoteConfig, RemoteError};
 use replay_cache::{Cost, Digest, Store};
 
-use super::lease::{action_of, completed, refused, Payload, RunResult};
+use super::lease::{action_of, completed, failed, refused, Payload, RunResult};
 use super::lease_log::{client_root, document, to_command};
 use super::materialize::{check_host, materialize};
 use super::tree::read_tree;
@@ -182,7 +182,8 @@ pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), Wor
                 std::thread::spawn(move || {
                     let done = match run_lease(&settings, &store, &dir, &lease) {
                         Ok(done) => done,
-                        Err(finding) => refused(&lease, &finding),
+                        Err(NotRun::Refused(finding)) => refused(&lease, &finding),
+                        Err(NotRun::Failed(why)) => failed(&lease, &why),
                     };
                     let _ = tx.send(done);
                 });
@@ -253,14 +254,42 @@ impl Capped {
 /// A shared [`Capped`] stream.
 type Buffer = Arc<Mutex<Capped>>;
 
-/// Runs one lease in `dir`; `Err` is the finding that refuses it.
+/// Why a lease did not run.
+#[derive(Debug)]
+enum NotRun {
+    /// The action may not run here (its tree, its host, the worker's
+    /// policy): `FAILED_PRECONDITION`, and it must not run elsewhere.
+    Refused(String),
+    /// The worker itself failed (the farm's CAS, this machine):
+    /// `UNAVAILABLE`, so the client runs the command itself.
+    Failed(String),
+}
+
+impl From<String> for NotRun {
+    fn from(finding: String) -> NotRun {
+        NotRun::Refused(finding)
+    }
+}
+
+impl From<&str> for NotRun {
+    fn from(finding: &str) -> NotRun {
+        NotRun::Refused(finding.to_owned())
+    }
+}
+
+/// The worker's own failure, said as `what: error`.
+fn own<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> NotRun {
+    move |error| NotRun::Failed(format!("{what}: {error}"))
+}
+
+/// Runs one lease in `dir`.
 fn run_lease(
     settings: &WorkerSettings,
     store: &Store,
     dir: &Path,
     lease: &Lease,
-) -> Result<Lease, String> {
-    let remote = Remote::new(settings.remote.clone()).map_err(|e| e.to_string())?;
+) -> Result<Lease, NotRun> {
+    let remote = Remote::new(settings.remote.clone()).map_err(own("cannot reach the farm"))?;
     let fetch = |digest: &Digest| -> Option<Vec<u8>> {
         remote
             .fetch_blobs(store, std::slice::from_ref(digest))
@@ -294,15 +323,15 @@ fn run_lease(
     // part of the key): what the worker's own policy sets to the same
     // value is its own, not the log's; anything else stays the log's, to
     // be judged (a value the policy sets differently is refused).
-    let own = policy::Policy::load(&settings.policy).map_err(|e| {
-        format!(
+    let own_policy = policy::Policy::load(&settings.policy).map_err(|e| {
+        NotRun::Failed(format!(
             "cannot load the worker's policy: {}",
             crate::report::one_line(&e)
-        )
+        ))
     })?;
     log_command
         .env
-        .retain(|name, value| own.env_set().get(name) != Some(value));
+        .retain(|name, value| own_policy.env_set().get(name) != Some(value));
     let program = resolve(&log_command.program)?;
     check_host(&tree, &program, &|p| {
         std::fs::read(p).map(|bytes| Digest::of(&bytes))
@@ -311,18 +340,20 @@ fn run_lease(
     let digests: Vec<Digest> = tree.files.iter().map(|f| f.digest.clone()).collect();
     match remote.fetch_blobs(store, &digests) {
         Ok(Ok(_)) => {}
-        Ok(Err(why)) => return Err(format!("an input is not what its digest names: {why}")),
-        Err(e) => return Err(format!("cannot fetch the inputs: {e}")),
+        Ok(Err(why)) => return Err(format!("an input is not what its digest names: {why}").into()),
+        Err(e) => return Err(own("cannot fetch the inputs")(e)),
     }
     let work = dir.join("root");
-    std::fs::create_dir_all(&work)
-        .map_err(|e| format!("cannot make the lease root `{}`: {e}", work.display()))?;
+    std::fs::create_dir_all(&work).map_err(own(format!(
+        "cannot make the lease root `{}`",
+        work.display()
+    )))?;
     materialize(&tree, store, &work).map_err(|e| e.to_string())?;
     let outputs = log_command.outputs.clone();
     let log = dir.join("log.json");
     let doc = document(log_command).ok_or("this machine's OS is not one a log can name")?;
-    let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
-    std::fs::write(&log, bytes).map_err(|e| format!("cannot write `{}`: {e}", log.display()))?;
+    let bytes = serde_json::to_vec(&doc).map_err(own("cannot write the lease's log"))?;
+    std::fs::write(&log, bytes).map_err(own(format!("cannot write `{}`", log.display())))?;
 
     let (stdout, stderr): (Buffer, Buffer) = Default::default();
     let console = Console {
@@ -354,7 +385,8 @@ fn run_lease(
         return Err(format!(
             "the worker's policy refused the command: {}",
             findings(&report)
-        ));
+        )
+        .into());
     }
     let record = &report["commands"][0];
     let outcome = &record["outcome"];
@@ -363,7 +395,7 @@ fn run_lease(
             Err(e) => chain(e),
             Ok(()) => "the run reported no outcome".to_owned(),
         };
-        return Err(format!("the command did not run: {why}"));
+        return Err(NotRun::Failed(format!("the command did not run: {why}")));
     }
     let exit_code = outcome["exit"]["code"]
         .as_i64()
@@ -379,11 +411,13 @@ fn run_lease(
             .max(number(&m["peak_tree_rss_sampled"])),
     };
     let mut uploads = Vec::new();
-    let mut keep = |bytes: &[u8]| -> Result<Digest, String> {
+    let mut keep = |bytes: &[u8]| -> Result<Digest, NotRun> {
         let digest = Digest::of(bytes);
-        let mut sink = store.blob_sink(&digest).map_err(|e| e.to_string())?;
-        sink.write(bytes).map_err(|e| e.to_string())?;
-        sink.finish().map_err(|e| e.to_string())?;
+        let mut sink = store
+            .blob_sink(&digest)
+            .map_err(own("cannot keep a result"))?;
+        sink.write(bytes).map_err(own("cannot keep a result"))?;
+        sink.finish().map_err(own("cannot keep a result"))?;
         uploads.push(digest.clone());
         Ok(digest)
     };
@@ -397,7 +431,7 @@ fn run_lease(
                 continue;
             };
             if !meta.is_file() {
-                return Err(format!("the output `{path}` is not a regular file"));
+                return Err(format!("the output `{path}` is not a regular file").into());
             }
             use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
             let mut bytes = Vec::new();
@@ -406,7 +440,7 @@ fn run_lease(
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&file)
                 .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
-                .map_err(|e| format!("cannot read the output `{path}`: {e}"))?;
+                .map_err(own(format!("cannot read the output `{path}`")))?;
             let executable = meta.permissions().mode() & 0o111 != 0;
             output_files.push(OutputFile {
                 path: reapi_path.clone(),
@@ -422,7 +456,7 @@ fn run_lease(
     let stderr_digest = keep(&err)?;
     remote
         .put_blobs_from(store, &uploads, &[])
-        .map_err(|e| format!("cannot upload the results: {e}"))?;
+        .map_err(own("cannot upload the results"))?;
     Ok(completed(
         lease,
         &RunResult {

@@ -1256,3 +1256,42 @@ fn a_build_survives_its_worker_killed_mid_lease() {
     );
     assert_eq!(std::fs::read(root.join("s1.bc")).unwrap(), farmed);
 }
+
+/// A worker that fails by itself (here its lease directory cannot be
+/// made: a file stands where it goes) completes the lease as
+/// `UNAVAILABLE`, not as a refusal: BuildGrid hands such a lease out
+/// again (5 tries in all), and when every try failed the client takes it
+/// for the farm failing, warns once and builds the command here. (Its own
+/// farm: no other worker may take the lease.)
+#[test]
+fn a_workers_own_failure_is_retried_then_built_by_the_client() {
+    let farm = Farm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let failing = worker(&farm, &base, "w-fail");
+    let leases = base.join("w-fail");
+    std::fs::create_dir_all(&leases).unwrap();
+    let pid = failing.pid().unwrap();
+    for n in 1..=5 {
+        std::fs::write(leases.join(format!("lease-{n}-{pid}")), "not a directory").unwrap();
+    }
+    let root = base.join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    slow_log(&root, 1);
+    let policy = crate::support::shipped_policy("linux.toml");
+    let out = farm_run(&root, &base.join("cache"), Some(&farm.url()), &policy);
+    let stderr = crate::support::text(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", failing.log());
+    let doc = crate::support::report(&root.join("report.json"));
+    assert_eq!(cache_field(&doc, "ran_on"), ["local"], "{doc:#}");
+    let why = &cache_field(&doc, "remote_execution")[0];
+    assert!(
+        why.contains("UNAVAILABLE")
+            && why.contains("the worker failed: cannot make the lease root"),
+        "{doc:#}"
+    );
+    assert_eq!(stderr.matches("the build farm `").count(), 1, "{stderr}");
+    assert!(std::fs::read(root.join("s1.bc"))
+        .unwrap()
+        .starts_with(b"BC"));
+}
