@@ -94,6 +94,12 @@ pub(crate) struct WorkerArgs {
     #[arg(long, value_name = "ID")]
     pub(crate) bot_id: Option<String>,
 
+    /// Leases run at once, each in its own root and mount namespace (the
+    /// capacity the worker tells the farm).
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value = "1",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) jobs: u16,
+
     /// The farm's instance name [default: none].
     #[arg(
         long,
@@ -135,6 +141,7 @@ impl WorkerArgs {
                 .bot_id
                 .clone()
                 .unwrap_or_else(|| format!("worker-{}", std::process::id())),
+            jobs: usize::from(self.jobs),
         }
     }
 }

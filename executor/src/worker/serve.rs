@@ -1,7 +1,8 @@
 //! The worker's session with the farm: register a bot advertising
 //! [`super::advertised`], then keep `UpdateBotSession` going (BuildGrid
 //! takes a bot that stays silent past its keepalive for dead, and queues
-//! its leases again) while one lease at a time runs on another thread.
+//! its leases again) while up to `-j N` leases run, each on a thread of
+//! its own (and in a mount namespace of its own: [`super::present`]).
 //! Each lease: the action read from the CAS, verified ([`super::tree`]),
 //! the host checked and the inputs written into a fresh lease root
 //! ([`super::materialize`]), the one-command log ([`super::lease_log`])
@@ -11,7 +12,7 @@
 //! and the lease completed ([`super::lease`]). Anything refused completes
 //! the lease with the finding, and nothing runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -45,6 +46,8 @@ pub struct WorkerSettings {
     pub root: PathBuf,
     /// The bot id the farm knows this worker by.
     pub bot_id: String,
+    /// Leases run at once (the capacity the farm is told), at least 1.
+    pub jobs: usize,
 }
 
 /// Why the worker stopped.
@@ -109,6 +112,7 @@ pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), Wor
         signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(WorkerError::Signals)?;
     }
     let url = settings.remote.url.clone();
+    let jobs = settings.jobs.max(1);
     std::fs::create_dir_all(&settings.root).map_err(|source| WorkerError::Root {
         path: settings.root.clone(),
         source,
@@ -142,7 +146,7 @@ pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), Wor
                     handle: settings.bot_id.clone(),
                     properties: super::advertised().into_iter().map(pair).collect(),
                 }],
-                configs: vec![pair((CAPACITY_KEY.into(), "1".into()))],
+                configs: vec![pair((CAPACITY_KEY.into(), jobs.to_string()))],
                 ..Worker::default()
             }),
             ..BotSession::default()
@@ -152,13 +156,14 @@ pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), Wor
             source,
         })?;
     let (tx, rx) = mpsc::channel::<Lease>();
-    let mut busy: Option<String> = None;
+    // The leases running now, each on a thread of its own.
+    let mut busy: HashSet<String> = HashSet::new();
     let mut finished: HashMap<String, Lease> = HashMap::new();
     let mut failures = 0u32;
     let mut count = 0u64;
     while !stop.load(Ordering::Relaxed) {
         while let Ok(done) = rx.try_recv() {
-            busy = None;
+            busy.remove(&done.id);
             finished.insert(done.id.clone(), done);
         }
         for lease in &mut session.leases {
@@ -166,28 +171,30 @@ pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), Wor
                 *lease = done.clone();
             }
         }
-        if busy.is_none() {
-            if let Some(lease) = session.leases.iter_mut().find(|l| {
+        while busy.len() < jobs {
+            let Some(lease) = session.leases.iter_mut().find(|l| {
                 (l.state == LEASE_PENDING || l.state == LEASE_ACTIVE)
                     && !finished.contains_key(&l.id)
-            }) {
-                lease.state = LEASE_ACTIVE;
-                busy = Some(lease.id.clone());
-                count += 1;
-                let (lease, tx, store) = (lease.clone(), tx.clone(), Arc::clone(&store));
-                let (settings, dir) = (
-                    settings.clone(),
-                    root.join(format!("lease-{count}-{}", std::process::id())),
-                );
-                std::thread::spawn(move || {
-                    let done = match run_lease(&settings, &store, &dir, &lease) {
-                        Ok(done) => done,
-                        Err(NotRun::Refused(finding)) => refused(&lease, &finding),
-                        Err(NotRun::Failed(why)) => failed(&lease, &why),
-                    };
-                    let _ = tx.send(done);
-                });
-            }
+                    && !busy.contains(&l.id)
+            }) else {
+                break;
+            };
+            lease.state = LEASE_ACTIVE;
+            busy.insert(lease.id.clone());
+            count += 1;
+            let (lease, tx, store) = (lease.clone(), tx.clone(), Arc::clone(&store));
+            let (settings, dir) = (
+                settings.clone(),
+                root.join(format!("lease-{count}-{}", std::process::id())),
+            );
+            std::thread::spawn(move || {
+                let done = match run_lease(&settings, &store, &dir, &lease) {
+                    Ok(done) => done,
+                    Err(NotRun::Refused(finding)) => refused(&lease, &finding),
+                    Err(NotRun::Failed(why)) => failed(&lease, &why),
+                };
+                let _ = tx.send(done);
+            });
         }
         match remote.update_bot_session(session.clone()) {
             Ok(next) => {
@@ -203,7 +210,7 @@ pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), Wor
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
-        if busy.is_some() {
+        if busy.len() >= jobs {
             // At capacity the server answers at once: do not spin.
             std::thread::sleep(Duration::from_millis(200));
         }

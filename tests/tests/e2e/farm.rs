@@ -311,6 +311,16 @@ fn execute(
 
 /// `replay worker --server URL --policy linux.toml --root DIR` on `farm`.
 fn worker(farm: &Farm, dir: &std::path::Path, name: &str) -> replay_e2e::farm::Worker {
+    worker_with(farm, dir, name, &[])
+}
+
+/// [`worker`] with `more` arguments.
+fn worker_with(
+    farm: &Farm,
+    dir: &std::path::Path,
+    name: &str,
+    more: &[&str],
+) -> replay_e2e::farm::Worker {
     let mut command = Command::new(crate::support::bin("replay"));
     command
         .args([
@@ -323,7 +333,8 @@ fn worker(farm: &Farm, dir: &std::path::Path, name: &str) -> replay_e2e::farm::W
         ])
         .arg(crate::support::shipped_policy("linux.toml"))
         .arg("--root")
-        .arg(dir.join(name));
+        .arg(dir.join(name))
+        .args(more);
     farm.worker(command, name)
 }
 
@@ -1294,4 +1305,61 @@ fn a_workers_own_failure_is_retried_then_built_by_the_client() {
     assert!(std::fs::read(root.join("s1.bc"))
         .unwrap()
         .starts_with(b"BC"));
+}
+
+/// `replay worker -j 2` tells the farm it takes two leases and runs them
+/// at once, each at the client's root in a namespace of its own: with one
+/// worker and two slow independent commands, two of its tools run at the
+/// same time, and both outputs are `opt`'s.
+#[test]
+fn a_worker_with_two_jobs_runs_two_leases_at_once() {
+    use std::time::{Duration, Instant};
+    let farm = Farm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let both = worker_with(&farm, &base, "w-two", &["-j", "2"]);
+    let pid = both.pid().unwrap();
+    let root = base.join("checkout");
+    std::fs::create_dir(&root).unwrap();
+    slow_log(&root, 2);
+    let client = {
+        let (root, cache, url) = (root.clone(), base.join("cache"), farm.url());
+        std::thread::spawn(move || {
+            farm_run(
+                &root,
+                &cache,
+                Some(&url),
+                &crate::support::shipped_policy("linux.toml"),
+            )
+        })
+    };
+    let started = Instant::now();
+    let mut most = 0;
+    while !client.is_finished() && started.elapsed() < Duration::from_secs(300) {
+        let tools = descendants(pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "opt")
+            })
+            .count();
+        most = most.max(tools);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = client.join().unwrap();
+    let said = format!("{}\n{}", crate::support::text(&out.stderr), both.log());
+    assert!(out.status.success(), "{said}");
+    let doc = crate::support::report(&root.join("report.json"));
+    assert_eq!(
+        cache_field(&doc, "ran_on"),
+        vec!["replay worker w-two"; 2],
+        "{doc:#}"
+    );
+    assert_eq!(
+        most, 2,
+        "the worker never ran two leases at once\n{doc:#}\n{said}"
+    );
+    for k in 1..=2 {
+        let made = std::fs::read(root.join(format!("s{k}.bc"))).unwrap();
+        assert!(made.starts_with(b"BC"), "s{k}.bc is not bitcode");
+    }
 }
