@@ -188,10 +188,15 @@ pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), Wor
                 root.join(format!("lease-{count}-{}", std::process::id())),
             );
             std::thread::spawn(move || {
-                let done = match run_lease(&settings, &store, &dir, &lease) {
-                    Ok(done) => done,
-                    Err(NotRun::Refused(finding)) => refused(&lease, &finding),
-                    Err(NotRun::Failed(why)) => failed(&lease, &why),
+                // A panic fails the lease rather than keep its slot.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_lease(&settings, &store, &dir, &lease)
+                }));
+                let done = match ran {
+                    Ok(Ok(done)) => done,
+                    Ok(Err(NotRun::Refused(finding))) => refused(&lease, &finding),
+                    Ok(Err(NotRun::Failed(why))) => failed(&lease, &why),
+                    Err(_) => failed(&lease, "the lease's thread panicked"),
                 };
                 let _ = tx.send(done);
             });
@@ -323,9 +328,8 @@ fn run_lease(
         .ok_or("the action names no input root")?;
     let tree = read_tree(&input_root, &fetch).map_err(|e| e.to_string())?;
     let mut log_command = to_command(&command, &tree).map_err(|e| e.to_string())?;
-    let worker_root = dir.parent().unwrap_or(dir);
-    let presented =
-        super::present::target(client_root(&command), worker_root).map_err(|e| e.to_string())?;
+    let presented = super::present::target(client_root(&command), &own_dirs(settings, dir))
+        .map_err(|e| e.to_string())?;
     // A client sends the whole environment its policy resolved (it is
     // part of the key): what the worker's own policy sets to the same
     // value is its own, not the log's; anything else stays the log's, to
@@ -476,6 +480,29 @@ fn run_lease(
             worker: format!("replay worker {}", settings.bot_id),
         },
     ))
+}
+
+/// The worker's own directories a client's root may not overlap: its
+/// `--root` (the parent of lease directory `dir`), its binary's directory
+/// (the sandbox launcher sits beside it), its policy's, and its home (the
+/// plugin cache).
+fn own_dirs(settings: &WorkerSettings, dir: &Path) -> Vec<PathBuf> {
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    let mut own = vec![canonical(dir.parent().unwrap_or(dir))];
+    if let Some(exe) = std::env::current_exe()
+        .ok()
+        .as_deref()
+        .and_then(Path::parent)
+    {
+        own.push(canonical(exe));
+    }
+    if let Some(policy) = canonical(&settings.policy).parent() {
+        own.push(policy.to_owned());
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        own.push(canonical(Path::new(&home)));
+    }
+    own
 }
 
 /// The binary a log's `program` names here: an absolute path as it

@@ -279,6 +279,9 @@ fn execute(
     for (key, value) in replay::worker::advertised() {
         command.args(["-p", &key, &value]);
     }
+    // The client's root: a worker presents the lease there, and makes
+    // nothing on its host, so it exists (as on a CI runner's farm).
+    std::fs::create_dir_all(dir.join("client-root")).unwrap();
     let client_root = dir.join("client-root").display().to_string();
     command.args([
         "-p",
@@ -682,6 +685,7 @@ fn client_action(
         });
         uploads.push((digest, path));
     }
+    std::fs::create_dir_all(dir.join("client-root")).unwrap();
     let mut platform = replay::worker::advertised();
     platform.extend([
         (
