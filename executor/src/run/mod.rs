@@ -353,11 +353,15 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
 /// tool began, which is right only while no other tool runs.
 static RUNNING_TOOLS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
-/// One tool counted in [`RUNNING_TOOLS`] while it lives.
-struct Running;
+/// One tool counted in [`RUNNING_TOOLS`] while it lives (or another
+/// child the reaper must leave alone: the sandbox probe's, which another
+/// session of the same process, a worker's other lease, may fork while
+/// this one's tool ends).
+pub(crate) struct Running;
 
 impl Running {
-    fn enter() -> Running {
+    /// Counts one more child until the guard drops.
+    pub(crate) fn enter() -> Running {
         if let Ok(mut n) = RUNNING_TOOLS.lock() {
             *n += 1;
         }

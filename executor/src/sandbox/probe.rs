@@ -107,6 +107,9 @@ fn network_namespace() -> Result<bool, String> {
         (&gid_map, gid_line.as_bytes()),
     ];
 
+    // Counted as a running tool while it lives, so another session's
+    // orphan reaper (a worker runs several) neither kills nor reaps it.
+    let _counted = crate::run::Running::enter();
     // SAFETY: fork duplicates only the calling thread. The child makes
     // async-signal-safe system calls only (unshare, open, write, close,
     // _exit) on memory prepared above, never returns into Rust code, and
