@@ -99,16 +99,22 @@ const MAX_FAILURES: u32 = 20;
 /// The worker's blob store cap.
 const STORE_BYTES: u64 = 16 << 30;
 
-/// Serves leases until `stop` is set (also by SIGINT or SIGTERM) or the
-/// farm is lost; a stopped worker tells the farm it is terminating.
+/// Serves leases until `stop` is set (also by SIGINT, SIGTERM, SIGHUP or
+/// SIGQUIT) or the farm is lost; a stopped worker tells the farm it is
+/// terminating.
 ///
-/// Each lease's run registers its own handlers for those signals (to stop
-/// its tool cleanly), which replace the default action of killing the
-/// process: so the worker registers `stop` for them first, and a SIGTERM
-/// ends the loop whether or not a lease ran. (Handlers a run registers
-/// stay registered: a few words per lease.)
+/// Each lease's run registers its own handlers for those four signals (to
+/// stop its tool cleanly), which replace the default action of killing
+/// the process: so the worker registers `stop` for all four first, and
+/// each ends the loop whether or not a lease ran. (Handlers a run
+/// registers stay registered: a few words per lease.)
 pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), WorkerError> {
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGQUIT,
+    ] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(WorkerError::Signals)?;
     }
     let url = settings.remote.url.clone();

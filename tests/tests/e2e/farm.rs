@@ -609,10 +609,11 @@ fn a_worker_killed_mid_lease_loses_nothing_and_leaves_no_tool_running() {
     );
 }
 
-/// SIGTERM stops a worker (it tells the farm it is terminating) even
-/// though each lease's run handles SIGTERM itself.
+/// SIGHUP stops a worker (it tells the farm it is terminating) even
+/// though each lease's run handles SIGHUP itself (so do SIGINT, SIGTERM
+/// and SIGQUIT: the worker registers all four alike).
 #[test]
-fn a_worker_stops_on_sigterm_after_serving_a_lease() {
+fn a_worker_stops_on_sighup_after_serving_a_lease() {
     use std::time::{Duration, Instant};
     let farm = Farm::start();
     let dir = tempfile::tempdir().unwrap();
@@ -634,12 +635,12 @@ fn a_worker_stops_on_sigterm_after_serving_a_lease() {
     );
     let pid = i32::try_from(worker.pid().unwrap()).unwrap();
     // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     let sent = Instant::now();
     while alive(u32::try_from(pid).unwrap()) {
         assert!(
             sent.elapsed() < Duration::from_secs(30),
-            "the worker ignored SIGTERM:\n{}",
+            "the worker ignored SIGHUP:\n{}",
             worker.log()
         );
         std::thread::sleep(Duration::from_millis(100));
