@@ -217,6 +217,19 @@ pub(super) struct Parallel {
 }
 
 impl Parallel {
+    /// Queues `waiting` at its place in log order (nothing later
+    /// overtakes it), for the window to scan again.
+    fn wait_in_order(&mut self, waiting: Waiting) {
+        let position = waiting.position();
+        let place = self
+            .waiting
+            .iter()
+            .position(|w| w.position() > position)
+            .unwrap_or(self.waiting.len());
+        self.waiting.insert(place, waiting);
+        self.dirty = true;
+    }
+
     /// A parallel run of up to `jobs` tools within `budget` bytes.
     pub(super) fn new(jobs: usize, budget: u64, predictor: Predictor) -> Parallel {
         let (sender, receiver) = channel();
@@ -639,23 +652,14 @@ impl Runner<'_, '_> {
             prepared.cache_record = record;
             let (prediction, profile) = self.predict(&prepared);
             if let Some(parallel) = &mut self.parallel {
-                let place = parallel
-                    .waiting
-                    .iter()
-                    .position(|w| w.position() > position)
-                    .unwrap_or(parallel.waiting.len());
-                parallel.waiting.insert(
-                    place,
-                    Waiting::Ready {
-                        position,
-                        prepared: Box::new(prepared),
-                        footprint,
-                        prediction,
-                        profile,
-                        alone: false,
-                    },
-                );
-                parallel.dirty = true;
+                parallel.wait_in_order(Waiting::Ready {
+                    position,
+                    prepared: Box::new(prepared),
+                    footprint,
+                    prediction,
+                    profile,
+                    alone: false,
+                });
             }
             return;
         };
@@ -747,20 +751,12 @@ impl Runner<'_, '_> {
                 command.tool.name(),
                 crate::report::bytes(parallel.budget)
             );
-            let place = parallel
-                .waiting
-                .iter()
-                .position(|w| w.position() > position)
-                .unwrap_or(parallel.waiting.len());
-            parallel.waiting.insert(
-                place,
-                Waiting::Read {
-                    position,
-                    command,
-                    footprint,
-                    alone: true,
-                },
-            );
+            parallel.wait_in_order(Waiting::Read {
+                position,
+                command,
+                footprint,
+                alone: true,
+            });
             self.warn(&message);
             return;
         }

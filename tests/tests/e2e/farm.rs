@@ -1126,6 +1126,37 @@ fn slow_log(root: &std::path::Path, count: usize) {
     crate::support::write_log(root, commands);
 }
 
+/// [`farm_run`] of `root`'s log through `farm` with the shipped
+/// `linux.toml` (its cache in `base`), on a thread of its own, taking
+/// `sample` every 20 ms while it runs (5 minutes at most): the run's
+/// output and the largest sample.
+fn run_while_sampling(
+    farm: &Farm,
+    base: &std::path::Path,
+    root: &std::path::Path,
+    sample: impl Fn() -> usize,
+) -> (std::process::Output, usize) {
+    use std::time::{Duration, Instant};
+    let client = {
+        let (root, cache, url) = (root.to_owned(), base.join("cache"), farm.url());
+        std::thread::spawn(move || {
+            farm_run(
+                &root,
+                &cache,
+                Some(&url),
+                &crate::support::shipped_policy("linux.toml"),
+            )
+        })
+    };
+    let started = Instant::now();
+    let mut most = 0;
+    while !client.is_finished() && started.elapsed() < Duration::from_secs(300) {
+        most = most.max(sample());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (client.join().unwrap(), most)
+}
+
 /// How many of `workers` (their pids) have a tool running right now.
 fn busy(workers: &[u32]) -> usize {
     workers
@@ -1140,7 +1171,6 @@ fn busy(workers: &[u32]) -> usize {
 /// every command ran on one of them, and each output is `opt`'s.
 #[test]
 fn remote_commands_run_at_once_on_two_workers() {
-    use std::time::{Duration, Instant};
     // A farm of its own: another test's worker must not take these.
     let farm = Farm::start();
     let dir = tempfile::tempdir().unwrap();
@@ -1151,24 +1181,7 @@ fn remote_commands_run_at_once_on_two_workers() {
     let root = base.join("checkout");
     std::fs::create_dir(&root).unwrap();
     slow_log(&root, 4);
-    let client = {
-        let (root, cache, url) = (root.clone(), base.join("cache"), farm.url());
-        std::thread::spawn(move || {
-            farm_run(
-                &root,
-                &cache,
-                Some(&url),
-                &crate::support::shipped_policy("linux.toml"),
-            )
-        })
-    };
-    let started = Instant::now();
-    let mut most = 0;
-    while !client.is_finished() && started.elapsed() < Duration::from_secs(300) {
-        most = most.max(busy(&pids));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = client.join().unwrap();
+    let (out, most) = run_while_sampling(&farm, &base, &root, || busy(&pids));
     let said = format!(
         "{}\n{}\n{}",
         crate::support::text(&out.stderr),
@@ -1318,7 +1331,6 @@ fn a_workers_own_failure_is_retried_then_built_by_the_client() {
 /// same time, and both outputs are `opt`'s.
 #[test]
 fn a_worker_with_two_jobs_runs_two_leases_at_once() {
-    use std::time::{Duration, Instant};
     let farm = Farm::start();
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().canonicalize().unwrap();
@@ -1327,30 +1339,15 @@ fn a_worker_with_two_jobs_runs_two_leases_at_once() {
     let root = base.join("checkout");
     std::fs::create_dir(&root).unwrap();
     slow_log(&root, 2);
-    let client = {
-        let (root, cache, url) = (root.clone(), base.join("cache"), farm.url());
-        std::thread::spawn(move || {
-            farm_run(
-                &root,
-                &cache,
-                Some(&url),
-                &crate::support::shipped_policy("linux.toml"),
-            )
-        })
-    };
-    let started = Instant::now();
-    let mut most = 0;
-    while !client.is_finished() && started.elapsed() < Duration::from_secs(300) {
-        let tools = descendants(pid)
+    let opt_tools = || {
+        descendants(pid)
             .into_iter()
             .filter(|p| {
                 std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "opt")
             })
-            .count();
-        most = most.max(tools);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = client.join().unwrap();
+            .count()
+    };
+    let (out, most) = run_while_sampling(&farm, &base, &root, opt_tools);
     let said = format!("{}\n{}", crate::support::text(&out.stderr), both.log());
     assert!(out.status.success(), "{said}");
     let doc = crate::support::report(&root.join("report.json"));
