@@ -140,6 +140,17 @@ def fresh(path: Path) -> Path:
     return path
 
 
+def pristine_log(w: Workload, out: Path) -> tuple[Path, Path]:
+    """aotc's `--partitions auto` log for w in out/root, and a copy of that
+    root as aotc left it (out/pristine), to restore before each run."""
+    root = fresh(out / "root")
+    run([BIN / "aotc", "--log", root / "log.json", *w.aotc_args(root, "auto")])
+    pristine = out / "pristine"
+    shutil.rmtree(pristine, ignore_errors=True)
+    shutil.copytree(root, pristine)
+    return root, pristine
+
+
 def largest_tool(by_comm: dict) -> tuple[str, int]:
     tools = {k: v for k, v in by_comm.items() if k in TOOL_COMMS}
     if not tools:
@@ -288,11 +299,7 @@ def fig_pipeline(w: Workload, runs: int, out: Path) -> dict:
 def fig_overhead_log(w: Workload, runs: int, out: Path) -> dict:
     """Figure 3 (real) and 6: `replay --policy` against `sh -e` on the log
     aotc writes for w, and replay's per-command peaks against time -v's."""
-    root = fresh(out / "root")
-    run([BIN / "aotc", "--log", root / "log.json", *w.aotc_args(root, "auto")])
-    keep = out / "pristine"
-    shutil.rmtree(keep, ignore_errors=True)
-    shutil.copytree(root, keep)
+    root, keep = pristine_log(w, out)
     n = write_sh_script(root / "log.json", root, out / "plain.sh")
     write_sh_script(root / "log.json", root, out / "timed.sh", timed_dir=out / "timed")
     raw: dict = {"replay": [], "sh": [], "timed": []}
@@ -931,11 +938,7 @@ def fig_remote_exec(w: Workload, runs: int, out: Path) -> dict:
     farm is started, and stopped, outside the clock. Every program is
     verified."""
     load_before = os.getloadavg()
-    root = fresh(out / "root")
-    run([BIN / "aotc", "--log", root / "log.json", *w.aotc_args(root, "auto")])
-    pristine = out / "pristine"
-    shutil.rmtree(pristine, ignore_errors=True)
-    shutil.copytree(root, pristine)
+    root, pristine = pristine_log(w, out)
     commands = len(json.loads((pristine / "log.json").read_text())["commands"])
 
     def replay_run(side: str, i, flags: list) -> dict:
@@ -1071,11 +1074,7 @@ def fig_parallel(w: Workload, runs: int, out: Path) -> dict:
     pipeline peak (every process at one instant) `treepeak` measures, as in
     figure 1. Every program is verified."""
     load_before = os.getloadavg()
-    root = fresh(out / "root")
-    run([BIN / "aotc", "--log", root / "log.json", *w.aotc_args(root, "auto")])
-    pristine = out / "pristine"
-    shutil.rmtree(pristine, ignore_errors=True)
-    shutil.copytree(root, pristine)
+    root, pristine = pristine_log(w, out)
     commands = len(json.loads((pristine / "log.json").read_text())["commands"])
 
     def replay_run(side: str, i, flags: list) -> dict:
