@@ -84,27 +84,21 @@ pub fn action_of(lease: &Lease) -> Result<Payload, PayloadError> {
 
 /// `lease` completed as refused: `finding` says why; no result.
 pub fn refused(lease: &Lease, finding: &str) -> Lease {
-    Lease {
-        state: LEASE_COMPLETED,
-        status: Some(Status {
-            code: FAILED_PRECONDITION,
-            message: finding.to_owned(),
-        }),
-        result: None,
-        ..lease.clone()
-    }
+    completed_without_result(lease, FAILED_PRECONDITION, finding.to_owned())
 }
 
 /// `lease` completed as failed by the worker itself (`why`: the farm's
 /// CAS, this machine), not by the action: `UNAVAILABLE`, which a client
 /// takes for the farm failing, so it runs the command itself.
 pub fn failed(lease: &Lease, why: &str) -> Lease {
+    completed_without_result(lease, UNAVAILABLE, format!("the worker failed: {why}"))
+}
+
+/// `lease` completed with status `code` and `message`, and no result.
+fn completed_without_result(lease: &Lease, code: i32, message: String) -> Lease {
     Lease {
         state: LEASE_COMPLETED,
-        status: Some(Status {
-            code: UNAVAILABLE,
-            message: format!("the worker failed: {why}"),
-        }),
+        status: Some(Status { code, message }),
         result: None,
         ..lease.clone()
     }
