@@ -65,6 +65,15 @@ pub fn check_options(job: &Job, policy: &Policy, mode: Mode, strict: bool) -> Ch
     }
 }
 
+/// How much memory a pass may spend on the whole-log rules for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Footprint {
+    /// `replay check`: the tables grow to a few MiB before they spill.
+    Fast,
+    /// A run's first pass, beside the tools it starts: they spill early.
+    Lean,
+}
+
 /// Judges every command of `job`'s log against `policy`, telling
 /// `reporter` each finding worth showing ([`Event::Finding`], at most
 /// [`SHOWN_PER_RULE`] a rule). The caller ends the pass: it tells
@@ -74,12 +83,16 @@ pub fn audit(
     policy: &Policy,
     mode: Mode,
     strict: bool,
+    footprint: Footprint,
     reporter: &mut dyn Reporter,
 ) -> Result<Checked, AuditError> {
     // Nothing here runs a command: its verdicts need not say how.
-    let checker = Checker::new(policy, &job.root, check_options(job, policy, mode, strict))
+    let mut checker = Checker::new(policy, &job.root, check_options(job, policy, mode, strict))
         .map_err(AuditError::Checker)?
         .judge_only();
+    if footprint == Footprint::Lean {
+        checker = checker.spill_after(policy::LEAN_SPILL_AFTER, policy::LEAN_RUN_RECORDS);
+    }
     let mut shown = Shown {
         reporter,
         error: None,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use cmdlog::Problem;
 use policy::{Mode, Policy, PolicyError, Status};
 
-use crate::audit::{self, AuditError};
+use crate::audit::{self, AuditError, Footprint};
 use crate::cached::CacheOptions;
 use crate::drive::DriveError;
 use crate::event::{Checked, Event, Reporter, Reporters};
@@ -387,7 +387,8 @@ pub struct CheckSettings {
     /// Refuse what cannot be verified on this machine.
     pub strict: bool,
     /// Judge as a run here would (`--here`): binaries resolve on this
-    /// machine, every input exists or is made by an earlier command.
+    /// machine, every input exists or is made by an earlier command, and
+    /// the whole-log rules spill as early as a run's.
     pub here: bool,
     /// How the verdicts are printed.
     pub format: Format,
@@ -417,11 +418,12 @@ pub fn check(
         missing: 0,
         other: 0,
     };
-    let (mode, strict) = match settings.here {
-        true => (Mode::Run, true),
-        false => (Mode::Audit, settings.strict),
+    // `--here` judges as a run's first pass would, in as little memory.
+    let (mode, strict, footprint) = match settings.here {
+        true => (Mode::Run, true, Footprint::Lean),
+        false => (Mode::Audit, settings.strict, Footprint::Fast),
     };
-    let checked = check_pass(&job, &policy, mode, strict, &mut counted)?;
+    let checked = check_pass(&job, &policy, mode, strict, footprint, &mut counted)?;
     if checked.status() == Status::Refused {
         if settings.here && counted.missing > 0 && counted.other == 0 {
             return Err(SessionError::InputsMissing(counted.missing));
@@ -673,7 +675,14 @@ pub fn import(settings: &ImportSettings, console: &Console) -> Result<(), Sessio
             .collect(),
         named: std::collections::HashSet::new(),
     };
-    let checked = check_pass(&job, &policy, Mode::Audit, false, &mut named)?;
+    let checked = check_pass(
+        &job,
+        &policy,
+        Mode::Audit,
+        false,
+        Footprint::Fast,
+        &mut named,
+    )?;
     if checked.status() == Status::Refused {
         return Err(SessionError::CheckRefused);
     }
@@ -778,9 +787,10 @@ fn check_pass(
     policy: &Policy,
     mode: Mode,
     strict: bool,
+    footprint: Footprint,
     reporter: &mut dyn Reporter,
 ) -> Result<Checked, SessionError> {
-    let mut checked = audit::audit(job, policy, mode, strict, reporter)?;
+    let mut checked = audit::audit(job, policy, mode, strict, footprint, reporter)?;
     checked.replay_peak_rss = crate::run::trace::own_peak_rss();
     reporter
         .event(&Event::Checked(&checked))
@@ -799,7 +809,7 @@ fn run_job(
     let policy = Policy::load(&job.policy)?;
     // Both passes read a private copy: a tool may write in the root.
     let (job, _snapshot) = job.snapshot()?;
-    let checked = check_pass(&job, &policy, Mode::Run, true, reporters)?;
+    let checked = check_pass(&job, &policy, Mode::Run, true, Footprint::Lean, reporters)?;
     if checked.status() != Status::Allowed {
         return Err(SessionError::Refused);
     }

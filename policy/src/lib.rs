@@ -39,7 +39,7 @@ pub use load::{never_from_log, MAX_INCLUDE_DEPTH};
 pub use model::{parse_duration, parse_size, PluginTable, Policy, ToolLimits};
 pub use rules::derived::split_dwarf_file;
 pub use rules::late::Recount;
-pub use spill::{DEFAULT_RUN_RECORDS, DEFAULT_SPILL_AFTER};
+pub use spill::{DEFAULT_RUN_RECORDS, DEFAULT_SPILL_AFTER, LEAN_RUN_RECORDS, LEAN_SPILL_AFTER};
 pub use verdict::{
     CheckOptions, ExecAllowed, Finding, LinkerReads, Mode, Resolved, Status, Verdict,
 };
