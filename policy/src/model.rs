@@ -337,6 +337,40 @@ impl Policy {
         files
     }
 
+    /// The host directories whose contents this policy vouches for: each
+    /// tool's `dirs` and the directory each allowed binary there resolves
+    /// into, the system input directories, and the directories of
+    /// [`Policy::own_files`]. Canonical where they exist. Whoever may
+    /// replace what is in them chooses what the policy allows.
+    pub fn host_dirs(&self) -> Vec<PathBuf> {
+        let canonical = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for rules in self.tools.values() {
+            for dir in &rules.dirs {
+                let dir = std::path::Path::new(dir);
+                dirs.push(canonical(dir));
+                for program in &rules.programs {
+                    if let Ok(binary) = dir.join(&program.name).canonicalize() {
+                        dirs.extend(binary.parent().map(std::path::Path::to_path_buf));
+                    }
+                }
+            }
+        }
+        dirs.extend(
+            self.system_inputs
+                .iter()
+                .map(|d| canonical(std::path::Path::new(d))),
+        );
+        dirs.extend(
+            self.own_files()
+                .iter()
+                .filter_map(|f| canonical(f).parent().map(std::path::Path::to_path_buf)),
+        );
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
     /// Whether logs may name the built-in file operation `kind`.
     pub fn allows_builtin(&self, kind: &ToolKind) -> bool {
         self.builtins.contains(kind)

@@ -334,18 +334,18 @@ fn run_lease(
         .ok_or("the action names no input root")?;
     let tree = read_tree(&input_root, &fetch).map_err(|e| e.to_string())?;
     let mut log_command = to_command(&command, &tree).map_err(|e| e.to_string())?;
-    let presented = super::present::target(client_root(&command), &own_dirs(settings, dir))
-        .map_err(|e| e.to_string())?;
-    // A client sends the whole environment its policy resolved (it is
-    // part of the key): what the worker's own policy sets to the same
-    // value is its own, not the log's; anything else stays the log's, to
-    // be judged (a value the policy sets differently is refused).
     let own_policy = policy::Policy::load(&settings.policy).map_err(|e| {
         NotRun::Failed(format!(
             "cannot load the worker's policy: {}",
             crate::report::one_line(&e)
         ))
     })?;
+    let presented = super::present::target(client_root(&command), &own_dirs(&own_policy, dir))
+        .map_err(|e| e.to_string())?;
+    // A client sends the whole environment its policy resolved (it is
+    // part of the key): what the worker's own policy sets to the same
+    // value is its own, not the log's; anything else stays the log's, to
+    // be judged (a value the policy sets differently is refused).
     log_command
         .env
         .retain(|name, value| own_policy.env_set().get(name) != Some(value));
@@ -490,9 +490,13 @@ fn run_lease(
 
 /// The worker's own directories a client's root may not overlap: its
 /// `--root` (the parent of lease directory `dir`), its binary's directory
-/// (the sandbox launcher sits beside it), its policy's, and its home (the
-/// plugin cache).
-fn own_dirs(settings: &WorkerSettings, dir: &Path) -> Vec<PathBuf> {
+/// (the sandbox launcher sits beside it), its home (the plugin cache), and
+/// every directory its policy vouches for ([`policy::Policy::host_dirs`]:
+/// the tools' directories, the system inputs, the policy's own files,
+/// what it extends and its plugins' modules). A lease presented over one
+/// would let the client choose the tools, headers or rules that judge and
+/// build its own command, and so what is stored under its key.
+fn own_dirs(policy: &policy::Policy, dir: &Path) -> Vec<PathBuf> {
     let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
     let mut own = vec![canonical(dir.parent().unwrap_or(dir))];
     if let Some(exe) = std::env::current_exe()
@@ -502,9 +506,7 @@ fn own_dirs(settings: &WorkerSettings, dir: &Path) -> Vec<PathBuf> {
     {
         own.push(canonical(exe));
     }
-    if let Some(policy) = canonical(&settings.policy).parent() {
-        own.push(policy.to_owned());
-    }
+    own.extend(policy.host_dirs());
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         own.push(canonical(Path::new(&home)));
     }
@@ -562,6 +564,62 @@ fn chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use std::io::Write as _;
+
+    /// A client's root may not cover what the worker's policy vouches for,
+    /// wherever it lies: a file it extends, a tool's directory, the
+    /// directory a tool's link resolves into, a system input directory.
+    #[test]
+    fn a_client_root_may_not_cover_what_the_policy_vouches_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().canonicalize().unwrap();
+        for dir in [
+            "conf",
+            "base",
+            "tools/bin",
+            "llvm/bin",
+            "sdk/include",
+            "leases/1",
+        ] {
+            std::fs::create_dir_all(top.join(dir)).unwrap();
+        }
+        std::fs::write(top.join("llvm/bin/opt-14"), "").unwrap();
+        std::os::unix::fs::symlink("../../llvm/bin/opt-14", top.join("tools/bin/opt")).unwrap();
+        std::fs::write(
+            top.join("base/base.toml"),
+            "[policy]\nname = \"base\"\nos = \"linux\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            top.join("conf/policy.toml"),
+            format!(
+                "[policy]\nextends = [\"../base/base.toml\"]\nsystem_inputs = [\"{sdk}\"]\n\
+                 [tool.opt]\nprograms = [\"opt\"]\ndirs = [\"{tools}\"]\nargs = \"g\"\n\
+                 [args.g]\npositional = \"refuse\"\n",
+                sdk = top.join("sdk/include").display(),
+                tools = top.join("tools/bin").display(),
+            ),
+        )
+        .unwrap();
+        let policy = policy::Policy::load(&top.join("conf/policy.toml")).unwrap();
+        let own = own_dirs(&policy, &top.join("leases/1"));
+        for covered in ["base", "tools", "llvm", "llvm/bin", "sdk", "conf"] {
+            let root = top.join(covered);
+            let refused = super::super::present::target(root.to_str(), &own);
+            assert!(
+                matches!(
+                    refused,
+                    Err(super::super::present::PresentError::Worker(..))
+                ),
+                "a client root at {covered} was {refused:?}"
+            );
+        }
+        std::fs::create_dir(top.join("elsewhere")).unwrap();
+        let root = top.join("elsewhere");
+        assert_eq!(
+            super::super::present::target(root.to_str(), &own).unwrap(),
+            Some(root)
+        );
+    }
 
     /// A tool that prints without end cannot fill the worker's memory.
     #[test]
