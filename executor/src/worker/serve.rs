@@ -300,6 +300,40 @@ fn own<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> 
     move |error| NotRun::Failed(format!("{what}: {error}"))
 }
 
+/// The blobs of one lease, fetched by `fetch` (`Ok(None)`: the farm lacks
+/// or garbles it; `Err`: the farm could not be reached). A missing blob
+/// refuses the lease, but a transport error is the worker's own failure
+/// (retried elsewhere), so the first one is kept and wins over a refusal.
+struct Blobs<F> {
+    fetch: F,
+    unreachable: std::cell::RefCell<Option<String>>,
+}
+
+impl<F: Fn(&Digest) -> Result<Option<Vec<u8>>, String>> Blobs<F> {
+    fn new(fetch: F) -> Self {
+        Blobs {
+            fetch,
+            unreachable: Default::default(),
+        }
+    }
+
+    /// The blob, or `None` (why is kept if the farm was unreachable).
+    fn get(&self, digest: &Digest) -> Option<Vec<u8>> {
+        (self.fetch)(digest).unwrap_or_else(|failure| {
+            self.unreachable.borrow_mut().get_or_insert(failure);
+            None
+        })
+    }
+
+    /// `refusal`, unless a fetch failed on the transport: then that.
+    fn or_unreachable(&self, refusal: NotRun) -> NotRun {
+        match self.unreachable.borrow_mut().take() {
+            Some(failure) => NotRun::Failed(failure),
+            None => refusal,
+        }
+    }
+}
+
 /// Runs one lease in `dir`.
 fn run_lease(
     settings: &WorkerSettings,
@@ -308,17 +342,21 @@ fn run_lease(
     lease: &Lease,
 ) -> Result<Lease, NotRun> {
     let remote = Remote::new(settings.remote.clone()).map_err(own("cannot reach the farm"))?;
-    let fetch = |digest: &Digest| -> Option<Vec<u8>> {
-        remote
-            .fetch_blobs(store, std::slice::from_ref(digest))
-            .ok()?
-            .ok()?;
-        store.blob_bytes(digest)
-    };
+    let blobs = Blobs::new(|digest: &Digest| {
+        match remote.fetch_blobs(store, std::slice::from_ref(digest)) {
+            Ok(Ok(_)) => Ok(store.blob_bytes(digest)),
+            Ok(Err(_)) => Ok(None),
+            Err(error) => Err(format!("cannot fetch {digest} from the CAS: {error}")),
+        }
+    });
+    let fetch = |digest: &Digest| blobs.get(digest);
+    let transport_first = |refusal: NotRun| blobs.or_unreachable(refusal);
     let action = match action_of(lease).map_err(|e| e.to_string())? {
         Payload::Action(action, _) => action,
         Payload::Digest(digest) => {
-            let bytes = fetch(&digest).ok_or(format!("the action {digest} is not in the CAS"))?;
+            let bytes = fetch(&digest)
+                .ok_or_else(|| format!("the action {digest} is not in the CAS").into())
+                .map_err(transport_first)?;
             Action::decode(bytes.as_slice())
                 .map_err(|_| format!("the action {digest} is not a REAPI Action"))?
         }
@@ -326,13 +364,16 @@ fn run_lease(
     let command_digest = action.command_digest.ok_or("the action names no command")?;
     let command = fetch(&command_digest)
         .and_then(|bytes| ReapiCommand::decode(bytes.as_slice()).ok())
-        .ok_or(format!(
-            "the command {command_digest} is not a REAPI Command in the CAS"
-        ))?;
+        .ok_or_else(|| {
+            format!("the command {command_digest} is not a REAPI Command in the CAS").into()
+        })
+        .map_err(transport_first)?;
     let input_root = action
         .input_root_digest
         .ok_or("the action names no input root")?;
-    let tree = read_tree(&input_root, &fetch).map_err(|e| e.to_string())?;
+    let tree = read_tree(&input_root, &fetch)
+        .map_err(|e| e.to_string().into())
+        .map_err(transport_first)?;
     let mut log_command = to_command(&command, &tree).map_err(|e| e.to_string())?;
     let own_policy = policy::Policy::load(&settings.policy).map_err(|e| {
         NotRun::Failed(format!(
@@ -619,6 +660,25 @@ mod tests {
             super::super::present::target(root.to_str(), &own).unwrap(),
             Some(root)
         );
+    }
+
+    /// A tree the farm could not be asked for is the worker's failure (the
+    /// farm retries it elsewhere); a tree the farm lacks is a refusal.
+    #[test]
+    fn a_transport_error_fetching_the_tree_fails_the_lease_rather_than_refusing_it() {
+        let root = Digest::of(b"no such directory");
+        let unreachable = Blobs::new(|_: &Digest| Err("connection refused".to_owned()));
+        let why = read_tree(&root, &|d| unreachable.get(d)).unwrap_err();
+        assert!(matches!(
+            unreachable.or_unreachable(why.to_string().into()),
+            NotRun::Failed(message) if message.contains("connection refused")
+        ));
+        let lacking = Blobs::new(|_: &Digest| Ok(None));
+        let why = read_tree(&root, &|d| lacking.get(d)).unwrap_err();
+        assert!(matches!(
+            lacking.or_unreachable(why.to_string().into()),
+            NotRun::Refused(_)
+        ));
     }
 
     /// A tool that prints without end cannot fill the worker's memory.
