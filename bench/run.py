@@ -1547,10 +1547,12 @@ def render(results: dict, args: argparse.Namespace) -> str:
     rx = results.get("remote_exec")
     if rx:
         lines += render_remote_exec(rx)
-    commits = results.get("commits", {})
-    if len(set(commits.values())) > 1:
-        lines += ["## Commits", "", "Figures rerun with `--merge` were measured at different commits:", ""]
-        lines += [f"- {figure}: `{commit}`" for figure, commit in sorted(commits.items())] + [""]
+    commits, cpus = results.get("commits", {}), results.get("cpus", {})
+    if len(set(commits.values())) > 1 or len(set(cpus.values())) > 1:
+        lines += ["## Commits", "", "Figures rerun with `--merge` were measured at different commits (and, where the",
+                  "machine's CPU changed between runs, on different CPUs: compare times only within one figure):", ""]
+        lines += [f"- {figure}: `{commit}`" + (f" ({cpus[figure]})" if figure in cpus else "")
+                  for figure, commit in sorted(commits.items())] + [""]
     return "\n".join(lines) + "\n"
 
 
@@ -1859,7 +1861,7 @@ def main() -> None:
         args.out.write_text(render(results, args))
         log(f"wrote {args.out} from {BENCH / 'results.json'}")
         return
-    results: dict = {"machine": machine(), "runs": args.runs, "commits": {}, "argv": sys.argv[1:]}
+    results: dict = {"machine": machine(), "runs": args.runs, "commits": {}, "cpus": {}, "argv": sys.argv[1:]}
     previous = BENCH / "results.json"
     if args.merge and previous.exists():
         kept = json.loads(previous.read_text())
@@ -1868,8 +1870,10 @@ def main() -> None:
             if figure in kept and figure not in only:
                 results[figure] = kept[figure]
                 results["commits"][figure] = kept.get("commits", {}).get(figure, kept["machine"]["commit"])
+                results["cpus"][figure] = kept.get("cpus", {}).get(figure, kept["machine"]["cpu"])
     for figure in only:
         results["commits"][figure] = results["machine"]["commit"]
+        results["cpus"][figure] = results["machine"]["cpu"]
     out = WORK / "runs"
     if {"pipeline", "overhead", "accuracy", "cache", "parallel", "remote", "remote_exec"} & set(only):
         sqlite = sqlite_workload()
