@@ -813,7 +813,10 @@ fn run_job(
     if checked.status() != Status::Allowed {
         return Err(SessionError::Refused);
     }
-    let options = execute_options(&policy, settings, console, root_lock)?;
+    // Held until the run ends: a worker runs one session per lease, and
+    // handlers left behind would pile up with every lease.
+    let stops = StopSignals::register().map_err(SessionError::Signals)?;
+    let options = execute_options(&policy, settings, console, root_lock, stops.flag())?;
     let (status, _) = execute(&job, &policy, &options, reporters, checked.commands)
         .map_err(SessionError::Execute)?;
     match status {
@@ -824,14 +827,58 @@ fn run_job(
     }
 }
 
+/// The signals that stop a run, handled for as long as this lives: each
+/// sets [`StopSignals::flag`]. SIGHUP (a closed terminal) and SIGQUIT too:
+/// by default they would kill replay with a tool's temporaries and
+/// backups still in place.
+struct StopSignals {
+    flag: Arc<AtomicBool>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl StopSignals {
+    /// Starts handling SIGINT, SIGTERM, SIGHUP and SIGQUIT.
+    fn register() -> Result<StopSignals, io::Error> {
+        let mut stops = StopSignals {
+            flag: Arc::new(AtomicBool::new(false)),
+            ids: Vec::new(),
+        };
+        for signal in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+            signal_hook::consts::SIGQUIT,
+        ] {
+            // Pushed as registered: a failure drops those made so far.
+            let id = signal_hook::flag::register(signal, Arc::clone(&stops.flag))?;
+            stops.ids.push(id);
+        }
+        Ok(stops)
+    }
+
+    /// Set once one of the signals arrived.
+    fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.flag)
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
 /// The run's decisions before its first tool: the sandbox layers the
-/// policy requires (refused if this machine lacks one), the signals that
-/// stop it, the subreaper, the launcher.
+/// policy requires (refused if this machine lacks one), the subreaper, the
+/// launcher; `interrupted` is the flag the stop signals set.
 fn execute_options(
     policy: &Policy,
     settings: &RunSettings,
     console: &Console,
     root_lock: Arc<RootLock>,
+    interrupted: Arc<AtomicBool>,
 ) -> Result<ExecuteOptions, SessionError> {
     // A layer the policy requires but this machine cannot apply: refuse
     // before anything runs, rather than run weaker. (Probed first: the
@@ -857,18 +904,6 @@ fn execute_options(
             Want::IfAvailable
         }
     };
-    let interrupted = Arc::new(AtomicBool::new(false));
-    // SIGHUP (a closed terminal) and SIGQUIT too: by default they would
-    // kill replay with a tool's temporaries and backups still in place.
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGQUIT,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&interrupted))
-            .map_err(SessionError::Signals)?;
-    }
     // Orphaned grandchildren of a tool come back to replay to be reaped.
     let _ = crate::run::become_subreaper();
     // The remote cache as the policy allows it (a log names none).
@@ -1018,6 +1053,26 @@ impl Drop for SinkWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run's stop signals are handled while it lasts and no longer: a
+    /// worker runs a session per lease, and would otherwise keep every
+    /// lease's handlers.
+    #[test]
+    fn stop_signals_are_handled_only_while_the_run_lasts() {
+        // SIGQUIT: no other test here handles it. The live registration
+        // keeps signal_hook's handler installed across the raise, so the
+        // signal cannot take its default action on the test process.
+        let live = StopSignals::register().unwrap();
+        let ended = StopSignals::register().unwrap();
+        let stale = ended.flag();
+        drop(ended);
+        signal_hook::low_level::raise(signal_hook::consts::SIGQUIT).unwrap();
+        assert!(live.flag().load(std::sync::atomic::Ordering::SeqCst));
+        assert!(
+            !stale.load(std::sync::atomic::Ordering::SeqCst),
+            "an ended run's handler still ran"
+        );
+    }
 
     /// Records each write as it reaches the terminal.
     #[derive(Clone, Default)]

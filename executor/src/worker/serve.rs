@@ -172,11 +172,7 @@ pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), Wor
             busy.remove(&done.id);
             finished.insert(done.id.clone(), done);
         }
-        for lease in &mut session.leases {
-            if let Some(done) = finished.get(&lease.id) {
-                *lease = done.clone();
-            }
-        }
+        report_finished(&mut session.leases, &mut finished);
         while busy.len() < jobs {
             let Some(lease) = session.leases.iter_mut().find(|l| {
                 (l.state == LEASE_PENDING || l.state == LEASE_ACTIVE)
@@ -229,6 +225,21 @@ pub fn serve(settings: &WorkerSettings, stop: Arc<AtomicBool>) -> Result<(), Wor
     session.status = BOT_STATUS_TERMINATING;
     let _ = remote.update_bot_session(session);
     Ok(())
+}
+
+/// Puts each lease that ended here in place of the farm's copy, until the
+/// farm drops it. A lease the farm hands out again as pending is a new try
+/// of a job it retried (a retry keeps the job's id): the old ending is
+/// forgotten so the try runs, instead of being answered with the last
+/// try's result.
+fn report_finished(leases: &mut [Lease], finished: &mut HashMap<String, Lease>) {
+    for lease in leases {
+        if lease.state == LEASE_PENDING {
+            finished.remove(&lease.id);
+        } else if let Some(done) = finished.get(&lease.id) {
+            *lease = done.clone();
+        }
+    }
 }
 
 /// The most of a tool's stdout (and of its stderr) a worker keeps in
@@ -679,6 +690,28 @@ mod tests {
             lacking.or_unreachable(why.to_string().into()),
             NotRun::Refused(_)
         ));
+    }
+
+    /// A job the farm retries on this worker keeps its lease id: the new
+    /// try runs, rather than being answered with the last try's ending.
+    #[test]
+    fn a_retried_lease_is_run_again_not_answered_with_its_last_ending() {
+        let lease = |state| Lease {
+            id: "job-1".to_owned(),
+            state,
+            ..Lease::default()
+        };
+        use replay_cache::remote::bots::LEASE_COMPLETED;
+        let mut finished = HashMap::from([("job-1".to_owned(), lease(LEASE_COMPLETED))]);
+        // The farm still holds the ended try as active: it is reported.
+        let mut leases = vec![lease(LEASE_ACTIVE)];
+        report_finished(&mut leases, &mut finished);
+        assert_eq!(leases[0].state, LEASE_COMPLETED);
+        // The farm hands the job out again: it is pending, and runs.
+        let mut leases = vec![lease(LEASE_PENDING)];
+        report_finished(&mut leases, &mut finished);
+        assert_eq!(leases[0].state, LEASE_PENDING);
+        assert!(finished.is_empty());
     }
 
     /// A tool that prints without end cannot fill the worker's memory.
