@@ -83,6 +83,9 @@ pub struct Summary {
 pub struct LogReader<R> {
     input: R,
     limits: Limits,
+    /// Whether commands are captured and parsed from memory (always but in
+    /// the test that holds the two ways to the same results).
+    capture: bool,
 }
 
 impl<R: Read> LogReader<R> {
@@ -92,6 +95,7 @@ impl<R: Read> LogReader<R> {
         LogReader {
             input,
             limits: Limits::default(),
+            capture: true,
         }
     }
 
@@ -113,6 +117,7 @@ impl<R: Read> LogReader<R> {
         let mut state = State {
             visit,
             limits: self.limits,
+            capture: self.capture,
             meter: Rc::clone(&meter),
             header: None,
             commands: 0,
@@ -121,6 +126,7 @@ impl<R: Read> LogReader<R> {
             command_at: Position::default(),
             field: None,
             problem: None,
+            inner: None,
             stopped: false,
         };
         let parsed = DocumentSeed { state: &mut state }.deserialize(&mut de);
@@ -208,6 +214,32 @@ struct Meter {
     line: Cell<u64>,
     /// Code points read on the current line.
     column: Cell<u64>,
+    /// Bytes read on the current line (serde_json's column).
+    byte_column: Cell<u64>,
+    /// serde_json's line and column just after the last captured
+    /// command's `{}`, and the document's there (after its `}`): serde_json
+    /// counts over what it was handed, so its places after a capture are
+    /// moved by this (see [`Meter::original`]).
+    shift: Cell<Option<[u64; 4]>>,
+    /// Set by the reader before serde_json asks for the byte after a
+    /// command's `{`: the next read captures the object (see
+    /// [`Metered::capture`]).
+    capture: Cell<bool>,
+    /// The object captured last, from its `{`.
+    captured: RefCell<Vec<u8>>,
+    /// How that capture ended.
+    capture_end: Cell<CaptureEnd>,
+}
+
+/// How a captured object ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CaptureEnd {
+    /// At the `}` that closes it.
+    Closed,
+    /// The input ended first.
+    Eof,
+    /// A limit was passed first (the meter says which).
+    Limit,
 }
 
 impl Meter {
@@ -226,6 +258,11 @@ impl Meter {
             exceeded: Cell::new(None),
             line: Cell::new(1),
             column: Cell::new(0),
+            byte_column: Cell::new(0),
+            shift: Cell::new(None),
+            capture: Cell::new(false),
+            captured: RefCell::new(Vec::new()),
+            capture_end: Cell::new(CaptureEnd::Closed),
         }
     }
 
@@ -259,9 +296,53 @@ impl Meter {
                 let newlines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
                 self.line.set(self.line.get() + newlines);
                 self.column.set(starts(&bytes[last + 1..]));
+                self.byte_column.set((bytes.len() - last - 1) as u64);
             }
-            None => self.column.set(self.column.get() + starts(bytes)),
+            None => {
+                self.column.set(self.column.get() + starts(bytes));
+                self.byte_column
+                    .set(self.byte_column.get() + bytes.len() as u64);
+            }
         }
+    }
+
+    /// The line and the column in bytes after the last byte read: where
+    /// serde_json's own reader would place an error there (its columns
+    /// count bytes).
+    fn byte_position(&self) -> (u64, u64) {
+        self.scan();
+        (self.line.get(), self.byte_column.get())
+    }
+
+    /// The document's line and column for serde_json's `line` and
+    /// `column` (which count what it was handed: `{}` for each captured
+    /// command). Only places after the last capture are asked for.
+    fn original(&self, line: u64, column: u64) -> (u64, u64) {
+        match self.shift.get() {
+            None => (line, column),
+            Some([t_line, t_column, o_line, o_column]) if line == t_line => {
+                (o_line, (o_column + column).saturating_sub(t_column))
+            }
+            Some([t_line, _, o_line, _]) => (o_line + line.saturating_sub(t_line), column),
+        }
+    }
+
+    /// The inverse of [`Meter::original`]: serde_json's place for the
+    /// document's `line` and `column`, after the last capture.
+    fn handed(&self, line: u64, column: u64) -> (u64, u64) {
+        match self.shift.get() {
+            None => (line, column),
+            Some([t_line, t_column, o_line, o_column]) if line == o_line => {
+                (t_line, (t_column + column).saturating_sub(o_column))
+            }
+            Some([t_line, _, o_line, _]) => (t_line + line.saturating_sub(o_line), column),
+        }
+    }
+
+    /// The last byte handed out, if it is in the chunk at hand.
+    fn last_byte(&self) -> Option<u8> {
+        let at = self.pos.get().checked_sub(1)?;
+        self.chunk.borrow().as_ref()?.get(at).copied()
     }
 
     /// The position of the last byte read. serde_json reads one byte at a
@@ -393,6 +474,19 @@ impl<R: Read> Metered<R> {
 impl<R: Read> Read for Metered<R> {
     #[inline]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.meter.capture.get() && !buf.is_empty() {
+            // serde_json is handed the object's end at once: it sees `{}`
+            // and the reader parses the captured bytes itself.
+            self.meter.capture.set(false);
+            let mut out = self.meter.captured.take();
+            out.clear();
+            out.push(b'{');
+            let end = self.capture(&mut out)?;
+            *self.meter.captured.borrow_mut() = out;
+            self.meter.capture_end.set(end);
+            buf[0] = b'}';
+            return Ok(1);
+        }
         loop {
             let m = &*self.meter;
             let (pos, stop) = (m.pos.get(), m.stop.get());
@@ -417,10 +511,120 @@ impl<R: Read> Read for Metered<R> {
     }
 }
 
+impl<R: Read> Metered<R> {
+    /// Reads the rest of an object whose `{` was just handed out into
+    /// `out`, through the `}` that closes it: strings (and their escapes)
+    /// are skipped whole, brackets of either kind counted. Stops early at
+    /// the end of the input or at a limit, as a byte-at-a-time read would.
+    #[inline(never)]
+    fn capture(&mut self, out: &mut Vec<u8>) -> io::Result<CaptureEnd> {
+        let (mut depth, mut in_string, mut escaped) = (1u64, false, false);
+        loop {
+            let m = &*self.meter;
+            let (pos, stop) = (m.pos.get(), m.stop.get());
+            if pos < stop {
+                let Some(bytes) = self.buf.get(pos..stop) else {
+                    return Err(io::Error::other("the log reader lost its place"));
+                };
+                let (mut at, mut taken) = (0, bytes.len());
+                while at < bytes.len() {
+                    if escaped {
+                        escaped = false;
+                        at += 1;
+                        continue;
+                    }
+                    if in_string {
+                        // To the string's next quote or backslash at once.
+                        match memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+                            Some(k) => {
+                                at += k;
+                                if bytes[at] == b'"' {
+                                    in_string = false;
+                                } else {
+                                    escaped = true;
+                                }
+                                at += 1;
+                            }
+                            None => at = bytes.len(),
+                        }
+                        continue;
+                    }
+                    let byte = bytes[at];
+                    at += 1;
+                    match byte {
+                        b'"' => in_string = true,
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                taken = at;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                out.extend_from_slice(&bytes[..taken]);
+                m.pos.set(pos + taken);
+                if depth == 0 {
+                    return Ok(CaptureEnd::Closed);
+                }
+                continue;
+            }
+            if pos < m.end.get() || m.exceeded.get().is_some() {
+                drop(self.exceed());
+                return Ok(CaptureEnd::Limit);
+            }
+            if !self.refill()? {
+                return Ok(CaptureEnd::Eof);
+            }
+        }
+    }
+}
+
+/// The captured object again, handed out a byte at a time the way the
+/// stream was, ending as the capture did: used only to report an error in
+/// it exactly where, and as, a byte-at-a-time read would have.
+struct Replayed<'a> {
+    bytes: &'a [u8],
+    end: CaptureEnd,
+    /// Bytes handed out (and the one that passed a limit).
+    pulled: Rc<Cell<u64>>,
+}
+
+impl Read for Replayed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let at = self.pulled.get() as usize;
+        match (self.bytes.get(at), buf.first_mut()) {
+            (_, None) => Ok(0),
+            (Some(&byte), Some(to)) => {
+                *to = byte;
+                self.pulled.set(self.pulled.get() + 1);
+                Ok(1)
+            }
+            (None, Some(_)) if self.end == CaptureEnd::Limit => {
+                self.pulled.set(self.pulled.get() + 1);
+                Err(io::Error::other("a limit was passed"))
+            }
+            (None, Some(_)) => Ok(0),
+        }
+    }
+}
+
+/// Where an error found in a captured command is, and the error.
+struct Inner {
+    error: serde_json::Error,
+    location: Location,
+    /// The limit the capture passed, if that is the error.
+    exceeded: Option<Limit>,
+}
+
 /// Everything the seeds share while a document is parsed.
 struct State<'v, V> {
     visit: &'v mut V,
     limits: Limits,
+    /// See [`LogReader::capture`].
+    capture: bool,
     meter: Rc<Meter>,
     header: Option<Header>,
     commands: u64,
@@ -433,6 +637,8 @@ struct State<'v, V> {
     field: Option<Field>,
     /// The typed problem behind the last error raised by a seed.
     problem: Option<Problem>,
+    /// An error found in a captured command (it carries its own place).
+    inner: Option<Inner>,
     stopped: bool,
 }
 
@@ -450,7 +656,28 @@ impl<V> State<'_, V> {
 
     fn into_error(mut self, error: serde_json::Error) -> ReadError {
         use serde_json::error::Category;
-        let problem = match (self.problem.take(), self.meter.exceeded.get()) {
+        let (error, location, exceeded) = match self.inner.take() {
+            Some(inner) => (inner.error, inner.location, inner.exceeded),
+            None => {
+                // serde_json counts lines and columns over what it was
+                // handed, in which each captured command is `{}`: the
+                // meter has them for the document itself.
+                let (line, column) = match error.line() {
+                    0 => (0, 0),
+                    line => self.meter.original(line as u64, error.column() as u64),
+                };
+                (
+                    error,
+                    Location {
+                        line: line as usize,
+                        column: column as usize,
+                        offset: self.meter.consumed(),
+                    },
+                    self.meter.exceeded.get(),
+                )
+            }
+        };
+        let problem = match (self.problem.take(), exceeded) {
             (_, Some(limit)) => Problem::TooLarge {
                 limit,
                 max: limit.value(&self.limits),
@@ -465,7 +692,7 @@ impl<V> State<'_, V> {
         };
         ReadError {
             problem,
-            location: self.meter.location(error.line(), error.column()),
+            location,
             command: self.command,
             field: self.field,
         }
@@ -674,7 +901,114 @@ impl<'de, V: Visit> DeserializeSeed<'de> for CommandSeed<'_, '_, V> {
         state
             .meter
             .restart_window(state.limits.max_command_bytes, Limit::CommandBytes);
+        if state.capture && state.meter.last_byte() == Some(b'{') {
+            // An object: captured whole and parsed from memory (serde_json
+            // reads a stream a byte at a time, a slice much faster).
+            let (line, column) = state.meter.byte_position();
+            let from = state.meter.consumed() - 1;
+            state.meter.capture.set(true);
+            return d.deserialize_map(Captured {
+                state,
+                line,
+                column,
+                from,
+            });
+        }
         d.deserialize_map(CommandSeed { state })
+    }
+}
+
+/// A command whose object the reader captured: serde_json sees `{}`.
+struct Captured<'s, 'v, V> {
+    state: &'s mut State<'v, V>,
+    /// The line and byte column of its `{`.
+    line: u64,
+    column: u64,
+    /// Bytes of the document before its `{`.
+    from: u64,
+}
+
+impl<'de, V: Visit> Visitor<'de> for Captured<'_, '_, V> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a command (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Captured {
+            state,
+            line,
+            column,
+            from,
+        } = self;
+        // The capture happens as serde_json reads the object's end.
+        let handed = state.meter.handed(line, column);
+        if map.next_key::<de::IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("the log reader lost its place"));
+        }
+        let (o_line, o_column) = state.meter.byte_position();
+        state
+            .meter
+            .shift
+            .set(Some([handed.0, handed.1 + 1, o_line, o_column]));
+        let mut bytes = state.meter.captured.take();
+        let end = state.meter.capture_end.get();
+        let before = (state.command, state.field.take());
+        let parsed = de::Deserializer::deserialize_map(
+            &mut serde_json::Deserializer::from_slice(&bytes),
+            CommandSeed { state: &mut *state },
+        );
+        let result = match parsed {
+            Ok(()) => Ok(()),
+            Err(_) if state.stopped => Err(de::Error::custom("stopped by the visitor")),
+            Err(_) => {
+                // Read again as the stream would have been, so that the
+                // error is the one, and where, a byte-at-a-time read
+                // finds (serde_json's slice reader places some a byte
+                // apart).
+                (state.command, state.field) = before;
+                state.problem = None;
+                let pulled = Rc::new(Cell::new(0));
+                let replayed = Replayed {
+                    bytes: &bytes,
+                    end,
+                    pulled: Rc::clone(&pulled),
+                };
+                let error = match de::Deserializer::deserialize_map(
+                    &mut serde_json::Deserializer::from_reader(replayed),
+                    CommandSeed { state: &mut *state },
+                ) {
+                    Err(error) => error,
+                    Ok(()) => de::Error::custom("the command was read twice"),
+                };
+                // An error found before the capture passed a limit: the
+                // stream would have stopped there.
+                let exceeded = state.meter.exceeded.get().filter(|_| error.is_io());
+                let (l, c) = (error.line() as u64, error.column() as u64);
+                let (line, column) = match l {
+                    0 => (0, 0),
+                    1 => (line, (column + c).saturating_sub(1)),
+                    _ => (line + l - 1, c),
+                };
+                state.inner = Some(Inner {
+                    error,
+                    location: Location {
+                        line: line as usize,
+                        column: column as usize,
+                        offset: from + pulled.get(),
+                    },
+                    exceeded,
+                });
+                Err(de::Error::custom("the command is not valid"))
+            }
+        };
+        // Kept for the next command, unless one huge command grew it.
+        bytes.clear();
+        if bytes.capacity() <= READ_BUFFER {
+            *state.meter.captured.borrow_mut() = bytes;
+        }
+        result
     }
 }
 
@@ -977,6 +1311,76 @@ impl<'de, V> Visitor<'de> for EnvSeed<'_, '_, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What a read gave, comparable: the commands' ids, or the error with
+    /// all it says but its offset (given apart).
+    fn outcome(
+        text: &[u8],
+        limits: Limits,
+        capture: bool,
+    ) -> Result<Vec<(u64, Position)>, (String, u64)> {
+        let mut places = Places(Vec::new());
+        let mut reader = LogReader::new(text).with_limits(limits);
+        reader.capture = capture;
+        match reader.read(&mut places) {
+            Ok(summary) => Ok([(summary.commands, Position::default())]
+                .into_iter()
+                .chain(places.0)
+                .collect()),
+            Err(e) => Err((
+                format!(
+                    "{e} | {:?} | {}:{} | {:?} | {:?}",
+                    e.problem, e.location.line, e.location.column, e.command, e.field
+                ),
+                e.location.offset,
+            )),
+        }
+    }
+
+    proptest! {
+        /// Capturing each command and parsing it from memory reads every
+        /// log, valid or broken anywhere (a byte cut, a byte added, tight
+        /// limits), exactly as serde_json's byte-at-a-time reader does:
+        /// the same commands, or the same error at the same place.
+        #[test]
+        fn captured_commands_read_as_a_stream_does(
+            cut in 0usize..2000,
+            cut_len in 0usize..4,
+            at in 0usize..2000,
+            insert in proptest::sample::select(vec!["", "{", "}", "[", "]", "\"", ",", ":", "\\", " ", "\n", "é", "1", "a", "\"x\"", "\u{0}"]),
+            command_bytes in proptest::sample::select(vec![u64::MAX, 150, 200, 260]),
+            log_bytes in proptest::sample::select(vec![u64::MAX, 600, 900]),
+        ) {
+            let (one, two, three) = (command(1), command(2), command(3));
+            let text = format!(
+                "{{\"format\": \"replay-log\", \"version\": 1,\n\
+                 \"producer\": {{\"name\": \"t\", \"version\": \"1\"}},\n\
+                 \"platform\": {{\"os\": \"linux\", \"arch\": \"x86_64\"}},\n\
+                 \"commands\": [{one}, {two},\n  \n    {three}]}}\n"
+            );
+            let mut bytes = text.into_bytes();
+            let cut = cut % bytes.len();
+            bytes.drain(cut..(cut + cut_len).min(bytes.len()));
+            let at = at % (bytes.len() + 1);
+            bytes.splice(at..at, insert.bytes());
+            let limits = Limits {
+                max_command_bytes: command_bytes,
+                max_log_bytes: log_bytes,
+                ..Limits::default()
+            };
+            match (outcome(&bytes, limits, true), outcome(&bytes, limits, false)) {
+                // The offset counts what the parser read, and it reads on
+                // a little past an error: past the captured bytes a read
+                // of them stops sooner.
+                (Err((captured, at)), Err((streamed, stream_at))) => {
+                    prop_assert_eq!(captured, streamed);
+                    prop_assert!(at <= stream_at && stream_at - at <= 16, "offset {} against {}", at, stream_at);
+                }
+                (captured, streamed) => prop_assert_eq!(captured, streamed),
+            }
+        }
+    }
 
     struct Places(Vec<(u64, Position)>);
 
@@ -993,7 +1397,7 @@ mod tests {
 
     fn command(id: u64) -> String {
         format!(
-            r#"{{"id": {id}, "tool": "opt", "program": "opt", "args": ["é"], "cwd": ".", "env": {{}}, "inputs": [], "outputs": []}}"#
+            r#"{{"id": {id}, "tool": "opt", "program": "opt", "args": ["é", "a\"{{b\\"], "cwd": ".", "env": {{}}, "inputs": [], "outputs": []}}"#
         )
     }
 
