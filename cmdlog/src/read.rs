@@ -11,6 +11,12 @@
 //! only state kept across commands is the previous id, which is why ids must
 //! strictly increase (that also detects duplicates without a set of ids).
 //!
+//! Each command's object is captured whole as it streams past (within the
+//! same byte limits) and parsed from memory with serde_json's slice
+//! reader, several times faster than its byte-at-a-time stream reader; an
+//! error in a command is found again by replaying its bytes through the
+//! stream reader, so errors and their places are the same either way.
+//!
 //! A document must list `format`, `version`, `producer` and `platform`
 //! before `commands`, so that a reader knows the header before the first
 //! command; [`crate::LogWriter`] writes them in that order.
