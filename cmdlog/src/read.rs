@@ -326,10 +326,9 @@ impl Meter {
     fn original(&self, line: u64, column: u64) -> (u64, u64) {
         match self.shift.get() {
             None => (line, column),
-            Some([t_line, t_column, o_line, o_column]) if line == t_line => {
-                (o_line, (o_column + column).saturating_sub(t_column))
+            Some([t_line, t_column, o_line, o_column]) => {
+                moved((line, column), (t_line, t_column), (o_line, o_column))
             }
-            Some([t_line, _, o_line, _]) => (o_line + line.saturating_sub(t_line), column),
         }
     }
 
@@ -338,10 +337,9 @@ impl Meter {
     fn handed(&self, line: u64, column: u64) -> (u64, u64) {
         match self.shift.get() {
             None => (line, column),
-            Some([t_line, t_column, o_line, o_column]) if line == o_line => {
-                (t_line, (t_column + column).saturating_sub(o_column))
+            Some([t_line, t_column, o_line, o_column]) => {
+                moved((line, column), (o_line, o_column), (t_line, t_column))
             }
-            Some([t_line, _, o_line, _]) => (t_line + line.saturating_sub(o_line), column),
         }
     }
 
@@ -411,6 +409,17 @@ impl Meter {
             column,
             offset: self.consumed(),
         }
+    }
+}
+
+/// `place` (a line and a column) at or after `from`, moved so that `from`
+/// falls on `to`: columns shift only on `from`'s own line.
+fn moved(place: (u64, u64), from: (u64, u64), to: (u64, u64)) -> (u64, u64) {
+    let (line, column) = place;
+    if line == from.0 {
+        (to.0, (to.1 + column).saturating_sub(from.1))
+    } else {
+        (to.0 + line.saturating_sub(from.0), column)
     }
 }
 
