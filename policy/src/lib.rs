@@ -19,6 +19,7 @@ pub mod plugin;
 mod checker;
 mod ctx;
 mod error;
+mod host;
 mod kind;
 mod lint;
 mod load;
@@ -33,6 +34,7 @@ mod wire;
 
 pub use checker::{Checker, End};
 pub use error::{CheckerError, Invalid, PolicyError};
+pub use host::HostDirs;
 pub use kind::{check_input_kind, InputKindError};
 pub use lint::Lint;
 pub use load::{never_from_log, MAX_INCLUDE_DEPTH};

@@ -260,7 +260,7 @@ impl Policy {
         let mut files = Vec::new();
         load_layers(path, &mut stack, &mut layers, &mut files)?;
         let mut policy = finish(path, layers)?;
-        policy.files = files;
+        (policy.files, policy.sources) = files.into_iter().unzip();
         Ok(policy)
     }
 }
@@ -269,7 +269,7 @@ fn load_layers(
     path: &Path,
     stack: &mut Vec<PathBuf>,
     out: &mut Vec<Layer>,
-    files: &mut Vec<PathBuf>,
+    files: &mut Vec<(PathBuf, PathBuf)>,
 ) -> Result<(), PolicyError> {
     let read_err = |source| PolicyError::Read {
         path: path.to_owned(),
@@ -312,8 +312,8 @@ fn load_layers(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    if !files.contains(&canonical) {
-        files.push(canonical.clone());
+    if !files.iter().any(|(file, _)| *file == canonical) {
+        files.push((canonical.clone(), path.to_owned()));
     }
     stack.push(canonical);
     if let Some(header) = &wire.policy {
@@ -1090,6 +1090,7 @@ fn finish(path: &Path, layers: Vec<Layer>) -> Result<Policy, PolicyError> {
             max_output: merged.limits.max_output,
         },
         files: Vec::new(),
+        sources: Vec::new(),
     })
 }
 

@@ -54,6 +54,8 @@ pub struct Policy {
     /// Every file the policy was read from (canonical): its own, then each
     /// one it extends.
     pub(crate) files: Vec<PathBuf>,
+    /// The same files, by the paths they were opened at (links and all).
+    pub(crate) sources: Vec<PathBuf>,
 }
 
 /// The sandbox layers a policy may require, as `replay` names them.
@@ -337,37 +339,48 @@ impl Policy {
         files
     }
 
-    /// The host directories whose contents this policy vouches for: each
-    /// tool's `dirs` and the directory each allowed binary there resolves
-    /// into, the system input directories, and the directories of
-    /// [`Policy::own_files`]. Canonical where they exist. Whoever may
-    /// replace what is in them chooses what the policy allows.
-    pub fn host_dirs(&self) -> Vec<PathBuf> {
-        let canonical = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
-        let mut dirs: Vec<PathBuf> = Vec::new();
+    /// The host directories this policy depends on
+    /// ([`crate::HostDirs`]): the contents of each tool's `dirs`, of the
+    /// directory each allowed binary there resolves into and of its
+    /// install prefix (the directory above: its libraries and headers),
+    /// of the system input directories, of the directories named by the
+    /// absolute paths of `[env] set`, and of the directories of
+    /// [`Policy::own_files`] as they were opened; and every directory the
+    /// lookup of each passes through, links followed. Whoever may replace
+    /// what is in them, or reroute a link on the way, chooses what the
+    /// policy allows.
+    pub fn host_dirs(&self) -> crate::HostDirs {
+        let mut dirs = crate::HostDirs::default();
         for rules in self.tools.values() {
             for dir in &rules.dirs {
                 let dir = std::path::Path::new(dir);
-                dirs.push(canonical(dir));
+                dirs.add_dir(dir);
                 for program in &rules.programs {
-                    if let Ok(binary) = dir.join(&program.name).canonicalize() {
-                        dirs.extend(binary.parent().map(std::path::Path::to_path_buf));
+                    let binary = dirs.add_file(&dir.join(&program.name));
+                    let prefix = binary.parent().and_then(std::path::Path::parent);
+                    if let Some(prefix) = prefix.filter(|p| p.parent().is_some()) {
+                        dirs.add_dir(prefix);
                     }
                 }
             }
         }
-        dirs.extend(
-            self.system_inputs
-                .iter()
-                .map(|d| canonical(std::path::Path::new(d))),
-        );
-        dirs.extend(
-            self.own_files()
-                .iter()
-                .filter_map(|f| canonical(f).parent().map(std::path::Path::to_path_buf)),
-        );
-        dirs.sort();
-        dirs.dedup();
+        for dir in &self.system_inputs {
+            dirs.add_dir(std::path::Path::new(dir));
+        }
+        for value in self.env.set.values() {
+            // `/` itself would cover every root: the system directories'
+            // own check stands for it.
+            for part in value
+                .split(':')
+                .filter(|p| p.starts_with('/') && p.len() > 1)
+            {
+                dirs.add_dir(std::path::Path::new(part));
+            }
+        }
+        for file in self.sources.iter().chain(&self.own_files()) {
+            dirs.add_file(file);
+        }
+        dirs.tidy();
         dirs
     }
 

@@ -77,7 +77,7 @@ pub enum PresentError {
 /// its binary's directory, its policy's, its home) are `own` may present
 /// a lease there: the root may neither hold nor lie inside a system or
 /// trusted directory, or one of `own`.
-pub fn target(root: Option<&str>, own: &[PathBuf]) -> Result<Option<PathBuf>, PresentError> {
+pub fn target(root: Option<&str>, own: &policy::HostDirs) -> Result<Option<PathBuf>, PresentError> {
     let Some(root) = root else { return Ok(None) };
     let normal = root == "/"
         || root.strip_prefix('/').is_some_and(|rest| {
@@ -107,7 +107,7 @@ pub fn target(root: Option<&str>, own: &[PathBuf]) -> Result<Option<PathBuf>, Pr
     {
         return Err(PresentError::System(root.to_owned(), (*top).to_owned()));
     }
-    if let Some(mine) = own.iter().find(|dir| overlaps(dir)) {
+    if let Some(mine) = own.overlapping(&at) {
         return Err(PresentError::Worker(
             root.to_owned(),
             mine.display().to_string(),
@@ -229,10 +229,9 @@ mod tests {
 
     #[test]
     fn a_lease_is_presented_only_at_a_normal_directory_of_its_own() {
-        let own = [
-            PathBuf::from("/srv/replay-worker"),
-            PathBuf::from("/opt2/bin"),
-        ];
+        let mut own = policy::HostDirs::default();
+        own.add_dir(Path::new("/srv/replay-worker"));
+        own.add_dir(Path::new("/opt2/bin"));
         let said = |root: Option<&str>| match target(root, &own) {
             Ok(at) => format!("{at:?}"),
             Err(e) => e.to_string(),

@@ -542,25 +542,29 @@ fn run_lease(
 
 /// The worker's own directories a client's root may not overlap: its
 /// `--root` (the parent of lease directory `dir`), its binary's directory
-/// (the sandbox launcher sits beside it), its home (the plugin cache), and
-/// every directory its policy vouches for ([`policy::Policy::host_dirs`]:
-/// the tools' directories, the system inputs, the policy's own files,
-/// what it extends and its plugins' modules). A lease presented over one
-/// would let the client choose the tools, headers or rules that judge and
+/// (the sandbox launcher sits beside it), its home and its plugin cache
+/// (compiled modules it loads as native code), and every directory its
+/// policy depends on ([`policy::Policy::host_dirs`]: the tools' directories
+/// and install prefixes, the system inputs, the policy's own files, what
+/// it extends and its plugins' modules), with every directory their
+/// lookups pass through, links followed. A lease presented over one would
+/// let the client choose the tools, headers, rules or code that judge and
 /// build its own command, and so what is stored under its key.
-fn own_dirs(policy: &policy::Policy, dir: &Path) -> Vec<PathBuf> {
-    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
-    let mut own = vec![canonical(dir.parent().unwrap_or(dir))];
+fn own_dirs(policy: &policy::Policy, dir: &Path) -> policy::HostDirs {
+    let mut own = policy.host_dirs();
+    own.add_dir(dir.parent().unwrap_or(dir));
     if let Some(exe) = std::env::current_exe()
         .ok()
         .as_deref()
         .and_then(Path::parent)
     {
-        own.push(canonical(exe));
+        own.add_dir(exe);
     }
-    own.extend(policy.host_dirs());
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        own.push(canonical(Path::new(&home)));
+        own.add_dir(Path::new(&home));
+    }
+    if let Some(cache) = policy::plugin::PluginHost::default_cache_dir() {
+        own.add_dir(&cache);
     }
     own
 }
@@ -666,6 +670,76 @@ mod tests {
             );
         }
         std::fs::create_dir(top.join("elsewhere")).unwrap();
+        let root = top.join("elsewhere");
+        assert_eq!(
+            super::super::present::target(root.to_str(), &own).unwrap(),
+            Some(root)
+        );
+    }
+
+    /// Regression (review): only where the policy's paths ended was
+    /// refused, so a root over the directory that holds a link on the way
+    /// (the `--policy` file, an `extends`, a tool directory) replaced
+    /// what the link leads to once the lease was presented; and a root
+    /// beside the tool's binaries (its libraries and headers) or over the
+    /// plugin cache (compiled modules, native code) was accepted.
+    #[test]
+    fn a_root_over_a_link_to_the_policy_or_its_tools_or_over_their_prefix_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().canonicalize().unwrap();
+        for dir in [
+            "real/conf",
+            "srv/ci",
+            "data/llvm-14/bin",
+            "data/llvm-14/lib",
+            "srv/tools",
+            "links",
+            "base",
+            "leases/1",
+            "elsewhere",
+        ] {
+            std::fs::create_dir_all(top.join(dir)).unwrap();
+        }
+        std::fs::write(top.join("data/llvm-14/bin/opt"), "").unwrap();
+        std::os::unix::fs::symlink(top.join("data/llvm-14"), top.join("srv/tools/llvm")).unwrap();
+        std::fs::write(
+            top.join("base/base.toml"),
+            "[policy]\nname = \"base\"\nos = \"linux\"\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(top.join("base/base.toml"), top.join("links/base.toml"))
+            .unwrap();
+        std::fs::write(
+            top.join("real/conf/policy.toml"),
+            format!(
+                "[policy]\nextends = [\"../../links/base.toml\"]\n\
+                 [tool.opt]\nprograms = [\"opt\"]\ndirs = [\"{tools}\"]\nargs = \"g\"\n\
+                 [args.g]\npositional = \"refuse\"\n",
+                tools = top.join("srv/tools/llvm/bin").display(),
+            ),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            top.join("real/conf/policy.toml"),
+            top.join("srv/ci/policy.toml"),
+        )
+        .unwrap();
+        let policy = policy::Policy::load(&top.join("srv/ci/policy.toml")).unwrap();
+        let own = own_dirs(&policy, &top.join("leases/1"));
+        for covered in ["srv/ci", "links", "srv/tools", "data/llvm-14/lib", "data"] {
+            let root = top.join(covered);
+            let refused = super::super::present::target(root.to_str(), &own);
+            assert!(
+                matches!(
+                    refused,
+                    Err(super::super::present::PresentError::Worker(..))
+                ),
+                "a client root at {covered} was {refused:?}"
+            );
+        }
+        if let Some(cache) = policy::plugin::PluginHost::default_cache_dir() {
+            assert!(own.overlapping(&cache).is_some(), "{}", cache.display());
+        }
         let root = top.join("elsewhere");
         assert_eq!(
             super::super::present::target(root.to_str(), &own).unwrap(),
