@@ -353,15 +353,14 @@ impl Policy {
         let mut dirs = crate::HostDirs::default();
         for rules in self.tools.values() {
             for dir in &rules.dirs {
-                let dir = std::path::Path::new(dir);
-                dirs.add_dir(dir);
-                for program in &rules.programs {
-                    let binary = dirs.add_file(&dir.join(&program.name));
-                    let prefix = binary.parent().and_then(std::path::Path::parent);
-                    if let Some(prefix) = prefix.filter(|p| p.parent().is_some()) {
-                        dirs.add_dir(prefix);
-                    }
-                }
+                dirs.add_dir(std::path::Path::new(dir));
+            }
+        }
+        for binary in self.binaries() {
+            let binary = dirs.add_file(&binary);
+            let prefix = binary.parent().and_then(std::path::Path::parent);
+            if let Some(prefix) = prefix.filter(|p| p.parent().is_some()) {
+                dirs.add_dir(prefix);
             }
         }
         for dir in &self.system_inputs {
@@ -382,6 +381,26 @@ impl Policy {
         }
         dirs.tidy();
         dirs
+    }
+
+    /// Every binary the policy lets a tool be: each program name in each
+    /// of its tool's `dirs`, as written there (whether it exists or not).
+    pub fn binaries(&self) -> Vec<PathBuf> {
+        let mut binaries: Vec<PathBuf> = self
+            .tools
+            .values()
+            .flat_map(|rules| {
+                rules.dirs.iter().flat_map(|dir| {
+                    rules
+                        .programs
+                        .iter()
+                        .map(move |program| std::path::Path::new(dir).join(&program.name))
+                })
+            })
+            .collect();
+        binaries.sort();
+        binaries.dedup();
+        binaries
     }
 
     /// Whether logs may name the built-in file operation `kind`.

@@ -12,6 +12,8 @@
 #[cfg(feature = "remote-cache")]
 pub mod lease;
 pub mod lease_log;
+#[cfg(feature = "remote-cache")]
+mod loaded;
 pub mod materialize;
 pub mod present;
 #[cfg(feature = "remote-cache")]

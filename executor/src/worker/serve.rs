@@ -546,12 +546,18 @@ fn run_lease(
 /// (compiled modules it loads as native code), and every directory its
 /// policy depends on ([`policy::Policy::host_dirs`]: the tools' directories
 /// and install prefixes, the system inputs, the policy's own files, what
-/// it extends and its plugins' modules), with every directory their
+/// it extends and its plugins' modules; and the directories of the shared
+/// libraries each tool loads, [`super::loaded`]), with every directory their
 /// lookups pass through, links followed. A lease presented over one would
 /// let the client choose the tools, headers, rules or code that judge and
 /// build its own command, and so what is stored under its key.
 fn own_dirs(policy: &policy::Policy, dir: &Path) -> policy::HostDirs {
     let mut own = policy.host_dirs();
+    for binary in policy.binaries() {
+        for library in super::loaded::libraries(&binary) {
+            own.add_file(&library);
+        }
+    }
     own.add_dir(dir.parent().unwrap_or(dir));
     if let Some(exe) = std::env::current_exe()
         .ok()
@@ -744,6 +750,60 @@ mod tests {
         assert_eq!(
             super::super::present::target(root.to_str(), &own).unwrap(),
             Some(root)
+        );
+    }
+
+    /// Regression (review): a tool outside the system directories loads
+    /// libraries through its `RUNPATH` from directories the policy names
+    /// nowhere (a `/nix/store` toolchain): a root over one replaced the
+    /// tool's code. The loader's own list is refused too.
+    #[test]
+    fn a_root_over_a_library_the_tool_loads_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().canonicalize().unwrap();
+        for dir in ["libs", "tools/bin", "conf", "leases/1"] {
+            std::fs::create_dir_all(top.join(dir)).unwrap();
+        }
+        std::fs::write(top.join("x.c"), "int x(void) { return 7; }\n").unwrap();
+        std::fs::write(
+            top.join("main.c"),
+            "int x(void);\nint main(void) { return x() - 7; }\n",
+        )
+        .unwrap();
+        let clang = "/usr/lib/llvm-14/bin/clang";
+        let built = std::process::Command::new(clang)
+            .current_dir(&top)
+            .args(["-shared", "-fPIC", "x.c", "-o", "libs/libx.so"])
+            .status()
+            .unwrap();
+        assert!(built.success());
+        let libs = top.join("libs");
+        let built = std::process::Command::new(clang)
+            .current_dir(&top)
+            .args(["main.c", "-Llibs", "-lx", "-o", "tools/bin/opt"])
+            .arg(format!("-Wl,-rpath,{}", libs.display()))
+            .status()
+            .unwrap();
+        assert!(built.success());
+        std::fs::write(
+            top.join("conf/policy.toml"),
+            format!(
+                "[policy]\nname = \"t\"\nos = \"linux\"\n\
+                 [tool.opt]\nprograms = [\"opt\"]\ndirs = [\"{tools}\"]\nargs = \"g\"\n\
+                 [args.g]\npositional = \"refuse\"\n",
+                tools = top.join("tools/bin").display(),
+            ),
+        )
+        .unwrap();
+        let policy = policy::Policy::load(&top.join("conf/policy.toml")).unwrap();
+        let own = own_dirs(&policy, &top.join("leases/1"));
+        let refused = super::super::present::target(libs.to_str(), &own);
+        assert!(
+            matches!(
+                refused,
+                Err(super::super::present::PresentError::Worker(..))
+            ),
+            "a client root over the tool's library directory was {refused:?}"
         );
     }
 
