@@ -440,7 +440,6 @@ impl Launch {
         })
     }
 
-    /// [`Launch::prepare`] then [`Launch::go`], for callers that attach nothing.
     /// Makes [`Launch::go`] ask the child to stop each file-system call
     /// the sandbox may refuse at its tracer (`PTRACE_EVENT_SECCOMP`), for
     /// the tracer to report refused ones. Only for a tracer that set
@@ -449,6 +448,7 @@ impl Launch {
         self.observe = true;
     }
 
+    /// [`Launch::prepare`] then [`Launch::go`], for callers that attach nothing.
     pub fn start(&mut self) -> Result<AppliedLayers, SandboxError> {
         let layers = self.prepare()?;
         self.go()?;

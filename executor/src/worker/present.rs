@@ -74,9 +74,10 @@ pub enum PresentError {
 /// Where the lease of a `Command` whose `root` property is `root` runs:
 /// `None` without the property (a client whose key names no root), else
 /// the client's root, if a worker whose own directories (its `--root`,
-/// its binary's directory, its policy's, its home) are `own` may present
-/// a lease there: the root may neither hold nor lie inside a system or
-/// trusted directory, or one of `own`.
+/// its binary's directory, its home, and all its policy depends on) are
+/// `own` may present a lease there: the root may neither hold nor lie
+/// inside a system or trusted directory, nor overlap `own`
+/// ([`policy::HostDirs::overlapping`]).
 pub fn target(root: Option<&str>, own: &policy::HostDirs) -> Result<Option<PathBuf>, PresentError> {
     let Some(root) = root else { return Ok(None) };
     let normal = root == "/"
