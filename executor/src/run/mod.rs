@@ -17,6 +17,7 @@
 //! leaves running outside its process group is found through `replay`
 //! being the subreaper ([`reap_orphans`]).
 
+mod affinity;
 pub mod capture;
 pub mod netns;
 mod observe;
@@ -231,6 +232,16 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     .collect::<Result<Vec<_>, _>>()
     .map_err(RunError::Thread)?;
 
+    // Alone, a traced tool starts on its tracer's CPU (see `affinity`;
+    // the threads started above keep theirs); with other tools running,
+    // each keeps the scheduler's choice.
+    let shared = tracer
+        .is_some()
+        .then(running_alone)
+        .filter(|alone| *alone)
+        .and_then(|_| affinity::Shared::begin(pid));
+    let _restore = shared.as_ref().map(|s| RestoreOnDrop(s.original));
+    tracer = tracer.map(|t| t.share_cpu_until(shared.as_ref().map(|s| (s.until, s.original))));
     // The tracer (this thread) must answer the launcher's ptrace stops
     // while the launcher is set up.
     let launched = match &mut tracer {
@@ -346,6 +357,20 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         stderr: stderr.whole,
         started_at,
     })
+}
+
+/// Gives the calling thread its CPUs back when dropped.
+struct RestoreOnDrop(affinity::Mask);
+
+impl Drop for RestoreOnDrop {
+    fn drop(&mut self) {
+        affinity::restore(0, &self.0);
+    }
+}
+
+/// Whether the calling thread's tool is the only one running.
+fn running_alone() -> bool {
+    RUNNING_TOOLS.lock().is_ok_and(|n| *n <= 1)
 }
 
 /// How many tools this process is running now (a parallel run has

@@ -108,6 +108,14 @@ impl Tree {
             .unwrap_or_default()
     }
 
+    /// Every live task: processes and their threads.
+    pub(crate) fn tasks(&self) -> Vec<i32> {
+        self.live
+            .lock()
+            .map(|live| live.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Adds a task; a thread of another process is noted as such.
     pub(crate) fn insert(&self, tid: i32) {
         if let Ok(mut live) = self.live.lock() {
@@ -207,6 +215,9 @@ pub struct Tracer {
     accessed: Accessed,
     seen: HashSet<Access>,
     on_read: Option<ReadHook>,
+    /// Until when the tree shares the tracer's CPU, and the CPUs to give
+    /// back then ([`super::affinity`]).
+    shared: Option<(std::time::Instant, super::affinity::Mask)>,
 }
 
 /// The options every tracee gets, and its children inherit.
@@ -250,6 +261,7 @@ impl Tracer {
             },
             seen: HashSet::new(),
             on_read: None,
+            shared: None,
         })
     }
 
@@ -258,6 +270,32 @@ impl Tracer {
     pub fn on_read(mut self, hook: Option<ReadHook>) -> Tracer {
         self.on_read = hook;
         self
+    }
+
+    /// Gives the tree and this thread the CPUs of `mask` at `until`.
+    pub(crate) fn share_cpu_until(
+        mut self,
+        shared: Option<(std::time::Instant, super::affinity::Mask)>,
+    ) -> Tracer {
+        self.shared = shared;
+        self
+    }
+
+    /// Once the time to share a CPU is over: every task of the tree, and
+    /// this thread, get their CPUs back (a task that starts later
+    /// inherits them from its parent).
+    fn end_sharing(&mut self) {
+        let Some((until, mask)) = self.shared else {
+            return;
+        };
+        if std::time::Instant::now() < until {
+            return;
+        }
+        self.shared = None;
+        for tid in self.tree.tasks() {
+            super::affinity::restore(tid, &mask);
+        }
+        super::affinity::restore(0, &mask);
     }
 
     fn access(&mut self, access: Access) {
@@ -536,6 +574,8 @@ impl Tracer {
                 }
                 WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
             }
+            // After the event: a task it added (a clone) is in the tree.
+            self.end_sharing();
         }
         let main_exit = main_exit.ok_or_else(|| {
             io::Error::other("the tool's process vanished without an exit status")
