@@ -1340,15 +1340,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// What a read gave, comparable: the commands' ids, or the error with
-    /// all it says but its offset (given apart).
+    /// What a read of `input` gave, comparable: the commands' ids, or the
+    /// error with all it says but its offset (given apart).
     fn outcome(
-        text: &[u8],
+        input: impl Read,
         limits: Limits,
         capture: bool,
     ) -> Result<Vec<(u64, Position)>, (String, u64)> {
         let mut places = Places(Vec::new());
-        let mut reader = LogReader::new(text).with_limits(limits);
+        let mut reader = LogReader::new(input).with_limits(limits);
         reader.capture = capture;
         match reader.read(&mut places) {
             Ok(summary) => Ok([(summary.commands, Position::default())]
@@ -1396,7 +1396,7 @@ mod tests {
                 max_log_bytes: log_bytes,
                 ..Limits::default()
             };
-            match (outcome(&bytes, limits, true), outcome(&bytes, limits, false)) {
+            match (outcome(&bytes[..], limits, true), outcome(&bytes[..], limits, false)) {
                 // The offset counts what the parser read, and it reads on
                 // a little past an error: past the captured bytes a read
                 // of them stops sooner.
@@ -1441,29 +1441,6 @@ mod tests {
         }
     }
 
-    fn outcome_of(
-        input: impl Read,
-        limits: Limits,
-        capture: bool,
-    ) -> Result<Vec<(u64, Position)>, (String, u64)> {
-        let mut places = Places(Vec::new());
-        let mut reader = LogReader::new(input).with_limits(limits);
-        reader.capture = capture;
-        match reader.read(&mut places) {
-            Ok(summary) => Ok([(summary.commands, Position::default())]
-                .into_iter()
-                .chain(places.0)
-                .collect()),
-            Err(e) => Err((
-                format!(
-                    "{e} | {:?} | {}:{} | {:?} | {:?}",
-                    e.problem, e.location.line, e.location.column, e.command, e.field
-                ),
-                e.location.offset,
-            )),
-        }
-    }
-
     /// A log whose second command has arguments `args` and variable `A`
     /// set to `raw`, as written between its quotes.
     fn log_with(args: &[String], raw: &str) -> Vec<u8> {
@@ -1504,8 +1481,8 @@ mod tests {
             bytes.splice(at..at, insert.bytes());
             let limits = Limits { max_command_bytes: command_bytes, ..Limits::default() };
             let chunked = Chunked { bytes: &bytes, at: 0, sizes: sizes.clone(), turn: 0, interrupt_at: None };
-            let captured = outcome_of(chunked, limits, true);
-            let streamed = outcome_of(&bytes[..], limits, false);
+            let captured = outcome(chunked, limits, true);
+            let streamed = outcome(&bytes[..], limits, false);
             match (captured, streamed) {
                 (Err((c, a)), Err((s, sa))) => {
                     prop_assert_eq!(c, s);
@@ -1532,7 +1509,7 @@ mod tests {
                 max_command_bytes: max,
                 ..Limits::default()
             };
-            let whole = |capture| outcome_of(&bytes[..], limits, capture);
+            let whole = |capture| outcome(&bytes[..], limits, capture);
             let chunked = |capture| {
                 let chunks = Chunked {
                     bytes: &bytes,
@@ -1541,7 +1518,7 @@ mod tests {
                     turn: 0,
                     interrupt_at: None,
                 };
-                outcome_of(chunks, limits, capture)
+                outcome(chunks, limits, capture)
             };
             let streamed = whole(false);
             let streamed_text = streamed.map_err(|(text, _)| text);
@@ -1569,7 +1546,7 @@ mod tests {
         let mut failures = Vec::new();
         for i in start + 1..start + 60 {
             let reader = |capture| {
-                outcome_of(
+                outcome(
                     Chunked {
                         bytes: &bytes,
                         at: 0,

@@ -8,15 +8,9 @@
 #![allow(clippy::unwrap_used)]
 #![cfg(target_os = "linux")]
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod common;
 
-use replay::run::watch::ToolLimits;
-use replay::run::{run_tool, RunOptions};
-use replay::sandbox::{SandboxSpec, Want};
+use replay::run::run_tool;
 
 /// `Cpus_allowed_list` of a `/proc/PID/status` text.
 fn cpus(status: &str) -> String {
@@ -33,35 +27,8 @@ fn a_traced_tool_gets_every_cpu_back_after_its_start() {
     let dir = tempfile::tempdir().expect("work root");
     let root = dir.path().canonicalize().expect("canonical root");
     let script = "sleep 0.3; cat /proc/self/status > late.txt";
-    let mut spec = SandboxSpec::new(
-        PathBuf::from("/bin/sh"),
-        "sh",
-        vec!["-c".into(), script.into()],
-        [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
-        root.clone(),
-        &root,
-    );
-    spec.landlock = Want::Off;
-    spec.network = Want::Off;
-    let sink: Arc<Mutex<dyn Write + Send>> = Arc::new(Mutex::new(std::io::sink()));
-    let options = RunOptions {
-        launcher: PathBuf::from(env!("CARGO_BIN_EXE_replay")),
-        limits: ToolLimits {
-            timeout: Some(Duration::from_secs(60)),
-            grace: Duration::from_secs(1),
-            max_rss: None,
-            max_output: None,
-        },
-        sample_interval: Duration::from_millis(5),
-        prefix: String::new(),
-        stdout: Arc::clone(&sink),
-        stderr: sink,
-        interrupted: Arc::new(AtomicBool::new(false)),
-        trace: true,
-        may_exec: None,
-        gauge: None,
-        on_read: None,
-    };
+    let spec = common::sh(&root, script);
+    let options = common::options(true);
     let mine = cpus(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
     let outcome = run_tool(&spec, &options).expect("runs");
     assert!(outcome.success(), "{outcome:?}");

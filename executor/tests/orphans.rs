@@ -8,15 +8,9 @@
 #![allow(clippy::unwrap_used)]
 #![cfg(target_os = "linux")]
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod common;
 
-use replay::run::watch::ToolLimits;
-use replay::run::{become_subreaper, run_tool, RunOptions};
-use replay::sandbox::{SandboxSpec, Want};
+use replay::run::{become_subreaper, run_tool};
 
 fn alive(pid: i32) -> bool {
     // A zombie counts as gone: it holds no memory and runs nothing. Read
@@ -43,35 +37,8 @@ fn an_untraced_tool_leaves_no_process_that_left_its_group() {
     let script = "setsid sh -c 'sleep 300 & echo $! > great; echo $$ > grandchild; wait' \
                   </dev/null >/dev/null 2>&1 & \
                   while [ ! -s grandchild ] || [ ! -s great ]; do sleep 0.01; done";
-    let mut spec = SandboxSpec::new(
-        PathBuf::from("/bin/sh"),
-        "sh",
-        vec!["-c".into(), script.into()],
-        [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
-        root.clone(),
-        &root,
-    );
-    spec.landlock = Want::Off;
-    spec.network = Want::Off;
-    let sink: Arc<Mutex<dyn Write + Send>> = Arc::new(Mutex::new(std::io::sink()));
-    let options = RunOptions {
-        launcher: PathBuf::from(env!("CARGO_BIN_EXE_replay")),
-        limits: ToolLimits {
-            timeout: Some(Duration::from_secs(60)),
-            grace: Duration::from_secs(1),
-            max_rss: None,
-            max_output: None,
-        },
-        sample_interval: Duration::from_millis(5),
-        prefix: String::new(),
-        stdout: Arc::clone(&sink),
-        stderr: sink,
-        interrupted: Arc::new(AtomicBool::new(false)),
-        trace: false,
-        may_exec: None,
-        gauge: None,
-        on_read: None,
-    };
+    let spec = common::sh(&root, script);
+    let options = common::options(false);
     let outcome = run_tool(&spec, &options).expect("runs");
     assert!(outcome.success(), "{outcome:?}");
     assert!(
