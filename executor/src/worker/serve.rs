@@ -553,10 +553,14 @@ fn run_lease(
 /// build its own command, and so what is stored under its key.
 fn own_dirs(policy: &policy::Policy, dir: &Path) -> policy::HostDirs {
     let mut own = policy.host_dirs();
-    for binary in policy.binaries() {
-        for library in super::loaded::libraries(&binary) {
-            own.add_file(&library);
-        }
+    // Tools share most of their libraries: each is walked once.
+    let libraries: std::collections::BTreeSet<PathBuf> = policy
+        .binaries()
+        .iter()
+        .flat_map(|binary| super::loaded::libraries(binary))
+        .collect();
+    for library in &libraries {
+        own.add_file(library);
     }
     own.add_dir(dir.parent().unwrap_or(dir));
     if let Some(exe) = std::env::current_exe()
@@ -653,20 +657,43 @@ mod tests {
         .unwrap();
         std::fs::write(
             top.join("conf/policy.toml"),
-            format!(
-                "[policy]\nextends = [\"../base/base.toml\"]\nsystem_inputs = [\"{sdk}\"]\n\
-                 [tool.opt]\nprograms = [\"opt\"]\ndirs = [\"{tools}\"]\nargs = \"g\"\n\
-                 [args.g]\npositional = \"refuse\"\n",
-                sdk = top.join("sdk/include").display(),
-                tools = top.join("tools/bin").display(),
+            opt_policy(
+                &format!(
+                    "extends = [\"../base/base.toml\"]\nsystem_inputs = [\"{}\"]",
+                    top.join("sdk/include").display()
+                ),
+                &top.join("tools/bin"),
             ),
         )
         .unwrap();
         let policy = policy::Policy::load(&top.join("conf/policy.toml")).unwrap();
         let own = own_dirs(&policy, &top.join("leases/1"));
-        for covered in ["base", "tools", "llvm", "llvm/bin", "sdk", "conf"] {
+        refused_as_the_workers(
+            &own,
+            &top,
+            &["base", "tools", "llvm", "llvm/bin", "sdk", "conf"],
+        );
+        std::fs::create_dir(top.join("elsewhere")).unwrap();
+        accepted(&own, &top.join("elsewhere"));
+    }
+
+    /// A policy whose `[policy]` table holds `header` and whose one tool,
+    /// `opt`, is found in `tools`.
+    fn opt_policy(header: &str, tools: &Path) -> String {
+        format!(
+            "[policy]\n{header}\n\
+             [tool.opt]\nprograms = [\"opt\"]\ndirs = [\"{}\"]\nargs = \"g\"\n\
+             [args.g]\npositional = \"refuse\"\n",
+            tools.display()
+        )
+    }
+
+    /// Asserts that a client root at each of `roots` (under `top`) is
+    /// refused as one of the worker's own directories.
+    fn refused_as_the_workers(own: &policy::HostDirs, top: &Path, roots: &[&str]) {
+        for covered in roots {
             let root = top.join(covered);
-            let refused = super::super::present::target(root.to_str(), &own);
+            let refused = super::super::present::target(root.to_str(), own);
             assert!(
                 matches!(
                     refused,
@@ -675,11 +702,13 @@ mod tests {
                 "a client root at {covered} was {refused:?}"
             );
         }
-        std::fs::create_dir(top.join("elsewhere")).unwrap();
-        let root = top.join("elsewhere");
+    }
+
+    /// Asserts that a lease may be presented at `root`.
+    fn accepted(own: &policy::HostDirs, root: &Path) {
         assert_eq!(
-            super::super::present::target(root.to_str(), &own).unwrap(),
-            Some(root)
+            super::super::present::target(root.to_str(), own).unwrap(),
+            Some(root.to_owned())
         );
     }
 
@@ -717,11 +746,9 @@ mod tests {
             .unwrap();
         std::fs::write(
             top.join("real/conf/policy.toml"),
-            format!(
-                "[policy]\nextends = [\"../../links/base.toml\"]\n\
-                 [tool.opt]\nprograms = [\"opt\"]\ndirs = [\"{tools}\"]\nargs = \"g\"\n\
-                 [args.g]\npositional = \"refuse\"\n",
-                tools = top.join("srv/tools/llvm/bin").display(),
+            opt_policy(
+                "extends = [\"../../links/base.toml\"]",
+                &top.join("srv/tools/llvm/bin"),
             ),
         )
         .unwrap();
@@ -732,25 +759,15 @@ mod tests {
         .unwrap();
         let policy = policy::Policy::load(&top.join("srv/ci/policy.toml")).unwrap();
         let own = own_dirs(&policy, &top.join("leases/1"));
-        for covered in ["srv/ci", "links", "srv/tools", "data/llvm-14/lib", "data"] {
-            let root = top.join(covered);
-            let refused = super::super::present::target(root.to_str(), &own);
-            assert!(
-                matches!(
-                    refused,
-                    Err(super::super::present::PresentError::Worker(..))
-                ),
-                "a client root at {covered} was {refused:?}"
-            );
-        }
+        refused_as_the_workers(
+            &own,
+            &top,
+            &["srv/ci", "links", "srv/tools", "data/llvm-14/lib", "data"],
+        );
         if let Some(cache) = policy::plugin::PluginHost::default_cache_dir() {
             assert!(own.overlapping(&cache).is_some(), "{}", cache.display());
         }
-        let root = top.join("elsewhere");
-        assert_eq!(
-            super::super::present::target(root.to_str(), &own).unwrap(),
-            Some(root)
-        );
+        accepted(&own, &top.join("elsewhere"));
     }
 
     /// Regression (review): a tool outside the system directories loads
@@ -787,24 +804,12 @@ mod tests {
         assert!(built.success());
         std::fs::write(
             top.join("conf/policy.toml"),
-            format!(
-                "[policy]\nname = \"t\"\nos = \"linux\"\n\
-                 [tool.opt]\nprograms = [\"opt\"]\ndirs = [\"{tools}\"]\nargs = \"g\"\n\
-                 [args.g]\npositional = \"refuse\"\n",
-                tools = top.join("tools/bin").display(),
-            ),
+            opt_policy("name = \"t\"\nos = \"linux\"", &top.join("tools/bin")),
         )
         .unwrap();
         let policy = policy::Policy::load(&top.join("conf/policy.toml")).unwrap();
         let own = own_dirs(&policy, &top.join("leases/1"));
-        let refused = super::super::present::target(libs.to_str(), &own);
-        assert!(
-            matches!(
-                refused,
-                Err(super::super::present::PresentError::Worker(..))
-            ),
-            "a client root over the tool's library directory was {refused:?}"
-        );
+        refused_as_the_workers(&own, &top, &["libs"]);
     }
 
     /// A tree the farm could not be asked for is the worker's failure (the
