@@ -21,6 +21,7 @@ mod affinity;
 pub mod capture;
 pub mod netns;
 mod observe;
+pub mod spare;
 pub mod trace;
 pub mod watch;
 
@@ -155,17 +156,28 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     let started_at = std::time::SystemTime::now();
     // A kept network namespace, only for a traced tool: the tracer is what
     // proves every process of the tool dead before the next one enters.
-    let mut network = (options.trace && spec.network != sandbox::Want::Off)
-        .then(|| netns::POOL.take())
-        .flatten();
-    let mut launch = sandbox::launch_joining(
-        &options.launcher,
-        spec,
-        network.as_ref().map(AsFd::as_fd),
-        Stdio::piped(),
-        Stdio::piped(),
-    )
-    .map_err(RunError::Sandbox)?;
+    // Traced, the launcher may be a spare started while the last tool ran.
+    let (mut launch, mut network) = match options
+        .trace
+        .then(|| spare::take(&options.launcher))
+        .flatten()
+    {
+        Some((spare, network)) => (spare.launch(spec).map_err(RunError::Sandbox)?, network),
+        None => {
+            let network = (options.trace && spec.network != sandbox::Want::Off)
+                .then(|| netns::POOL.take())
+                .flatten();
+            let launch = sandbox::launch_joining(
+                &options.launcher,
+                spec,
+                network.as_ref().map(AsFd::as_fd),
+                Stdio::piped(),
+                Stdio::piped(),
+            )
+            .map_err(RunError::Sandbox)?;
+            (launch, network)
+        }
+    };
     let pid = launch.pid() as i32;
     // What an untraced tool leaves behind started no earlier than this.
     let launched_at = start_time(pid);
@@ -254,7 +266,13 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         None => launch.start(),
     };
     let layers = match launched {
-        Ok(layers) => layers,
+        Ok(layers) => {
+            if tracer.is_some() {
+                // The next tool's launcher starts while this one runs.
+                spare::want(&options.launcher);
+            }
+            layers
+        }
         Err(error) => {
             // The tool never started: make sure the launcher is gone.
             tree.kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -445,20 +463,27 @@ const REAP_DEADLINE: Duration = Duration::from_secs(5);
 /// process itself.)
 pub fn reap_orphans(since: u64) {
     use nix::sys::signal::{kill, Signal};
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::sys::wait::{waitpid, WaitPidFlag};
     use nix::unistd::Pid;
     let me = std::process::id() as i32;
     let deadline = Instant::now() + REAP_DEADLINE;
+    // The spares wait for their tools: not orphans (none is spawned
+    // while this runs: the caller holds `RUNNING_TOOLS`).
+    let spares = spare::waiting();
     loop {
-        let doomed = descendants(me, since, &processes());
+        let mut table = processes();
+        table.retain(|process| !spares.contains(&process.pid));
+        let doomed = descendants(me, since, &table);
         for &pid in &doomed {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        // Reap whatever has died; what has not yet comes back next round.
-        while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
-            if status == WaitStatus::StillAlive {
-                break;
-            }
+        // Reap each that has died (by pid: never a spare, whose handle
+        // reaps it); what has not yet comes back next round.
+        for &pid in &doomed {
+            let _ = waitpid(
+                Pid::from_raw(pid),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            );
         }
         if doomed.is_empty() || Instant::now() > deadline {
             return;
@@ -467,8 +492,34 @@ pub fn reap_orphans(since: u64) {
     }
 }
 
-/// Whether `replay` has any child, living or not yet reaped.
+/// Whether `replay` has a child, living or not yet reaped, other than
+/// the spares waiting for their tools.
 fn has_children() -> bool {
+    any_child()
+        && own_children().is_none_or(|children| {
+            let spares = spare::waiting();
+            children.iter().any(|child| !spares.contains(child))
+        })
+}
+
+/// The children of every thread of this process, from
+/// `/proc/self/task/TID/children`; `None` if one cannot be read (a
+/// thread that exits meanwhile hands its children to another, which may
+/// have been read already: the caller then assumes there are some).
+fn own_children() -> Option<Vec<i32>> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let list = std::fs::read_to_string(task.ok()?.path().join("children")).ok()?;
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse::<i32>().ok()),
+        );
+    }
+    Some(children)
+}
+
+/// Whether `replay` has any child at all, living or not yet reaped.
+fn any_child() -> bool {
     // SAFETY: `siginfo_t` is plain data; zeroed is a valid initial value.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: a valid pointer to `info`, live for the call; `WNOWAIT`
