@@ -89,7 +89,7 @@ pub fn with_interpreters(program: &Path) -> Vec<PathBuf> {
 }
 
 /// The interpreter the kernel loads to run `path`, if any.
-fn interpreter_of(path: &Path) -> Option<PathBuf> {
+pub(crate) fn interpreter_of(path: &Path) -> Option<PathBuf> {
     let mut file = File::open(path).ok()?;
     let mut head = [0u8; 256];
     let read = read_up_to(&mut file, &mut head)?;

@@ -392,8 +392,12 @@ fn run_lease(
             crate::report::one_line(&e)
         ))
     })?;
-    let presented = super::present::target(client_root(&command), &own_dirs(&own_policy, dir))
-        .map_err(|e| e.to_string())?;
+    let root = client_root(&command);
+    let workers = match root {
+        Some(_) => own_dirs(&own_policy, dir)?,
+        None => policy::HostDirs::default(),
+    };
+    let presented = super::present::target(root, &workers).map_err(|e| e.to_string())?;
     // A client sends the whole environment its policy resolved (it is
     // part of the key): what the worker's own policy sets to the same
     // value is its own, not the log's; anything else stays the log's, to
@@ -551,32 +555,51 @@ fn run_lease(
 /// lookups pass through, links followed. A lease presented over one would
 /// let the client choose the tools, headers, rules or code that judge and
 /// build its own command, and so what is stored under its key.
-fn own_dirs(policy: &policy::Policy, dir: &Path) -> policy::HostDirs {
+fn own_dirs(policy: &policy::Policy, dir: &Path) -> Result<policy::HostDirs, String> {
     let mut own = policy.host_dirs();
     // Tools share most of their libraries: each is walked once.
-    let libraries: std::collections::BTreeSet<PathBuf> = policy
-        .binaries()
-        .iter()
-        .flat_map(|binary| super::loaded::libraries(binary))
-        .collect();
-    for library in &libraries {
-        own.add_file(library);
+    let mut files = std::collections::BTreeSet::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for binary in policy.binaries() {
+        let loaded = super::loaded::loaded(&binary).map_err(|e| {
+            format!(
+                "cannot tell what the policy's tool `{}` loads, so no client root is taken: {}",
+                binary.display(),
+                crate::report::one_line(&e)
+            )
+        })?;
+        files.extend(loaded.files);
+        dirs.extend(loaded.dirs);
+    }
+    for file in &files {
+        own.add_file(file);
+    }
+    for searched in &dirs {
+        own.add_dir(searched);
     }
     own.add_dir(dir.parent().unwrap_or(dir));
+    // `/` (a `HOME` of `/`, as a container gives a user with no entry)
+    // would vouch for everything: the directories that matter in it are
+    // named one by one.
+    let mut vouch = |dir: &Path| {
+        if dir.parent().is_some() {
+            own.add_dir(dir);
+        }
+    };
     if let Some(exe) = std::env::current_exe()
         .ok()
         .as_deref()
         .and_then(Path::parent)
     {
-        own.add_dir(exe);
+        vouch(exe);
     }
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        own.add_dir(Path::new(&home));
+        vouch(Path::new(&home));
     }
     if let Some(cache) = policy::plugin::PluginHost::default_cache_dir() {
-        own.add_dir(&cache);
+        vouch(&cache);
     }
-    own
+    Ok(own)
 }
 
 /// The binary a log's `program` names here: an absolute path as it
@@ -667,7 +690,7 @@ mod tests {
         )
         .unwrap();
         let policy = policy::Policy::load(&top.join("conf/policy.toml")).unwrap();
-        let own = own_dirs(&policy, &top.join("leases/1"));
+        let own = own_dirs(&policy, &top.join("leases/1")).unwrap();
         refused_as_the_workers(
             &own,
             &top,
@@ -679,7 +702,7 @@ mod tests {
 
     /// A policy whose `[policy]` table holds `header` and whose one tool,
     /// `opt`, is found in `tools`.
-    fn opt_policy(header: &str, tools: &Path) -> String {
+    pub(super) fn opt_policy(header: &str, tools: &Path) -> String {
         format!(
             "[policy]\n{header}\n\
              [tool.opt]\nprograms = [\"opt\"]\ndirs = [\"{}\"]\nargs = \"g\"\n\
@@ -758,7 +781,7 @@ mod tests {
         )
         .unwrap();
         let policy = policy::Policy::load(&top.join("srv/ci/policy.toml")).unwrap();
-        let own = own_dirs(&policy, &top.join("leases/1"));
+        let own = own_dirs(&policy, &top.join("leases/1")).unwrap();
         refused_as_the_workers(
             &own,
             &top,
@@ -808,7 +831,7 @@ mod tests {
         )
         .unwrap();
         let policy = policy::Policy::load(&top.join("conf/policy.toml")).unwrap();
-        let own = own_dirs(&policy, &top.join("leases/1"));
+        let own = own_dirs(&policy, &top.join("leases/1")).unwrap();
         refused_as_the_workers(&own, &top, &["libs"]);
     }
 
@@ -867,6 +890,246 @@ mod tests {
         assert_eq!(
             tail,
             format!("\n[replay worker: {} more bytes dropped]\n", 3 << 20)
+        );
+    }
+}
+
+/// Roots over what the loader reads to start a tool (review 30: each
+/// was accepted before `worker::loaded` followed the loader's search).
+/// Each test builds a tool with the system C compiler.
+#[cfg(test)]
+mod loader_roots {
+    #![allow(clippy::unwrap_used)]
+    use super::own_dirs;
+    use crate::worker::present::{target, PresentError};
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// A layout under a fresh temporary directory: `dirs` made, `libx.so`
+    /// built into `libs` (unless `libs` is `None`).
+    fn layout(dirs: &[&str]) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().canonicalize().unwrap();
+        for dir in dirs.iter().chain(&["conf", "leases/1", "libs"]) {
+            std::fs::create_dir_all(top.join(dir)).unwrap();
+        }
+        std::fs::write(top.join("x.c"), "int x(void) { return 7; }\n").unwrap();
+        std::fs::write(
+            top.join("main.c"),
+            "int x(void);\nint main(void) { return x() - 7; }\n",
+        )
+        .unwrap();
+        cc(&top, &["-shared", "-fPIC", "x.c", "-o", "libs/libx.so"]);
+        (tmp, top)
+    }
+
+    fn cc(top: &Path, args: &[&str]) {
+        let built = Command::new("cc")
+            .current_dir(top)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(built.success(), "cc {args:?}");
+    }
+
+    /// The policy whose one tool `opt` is found in `tools`, written to
+    /// and loaded from `top/conf`.
+    fn policy_for(top: &Path, tools: &Path) -> policy::Policy {
+        let text = super::tests::opt_policy("name = \"t\"\nos = \"linux\"", tools);
+        std::fs::write(top.join("conf/policy.toml"), text).unwrap();
+        policy::Policy::load(&top.join("conf/policy.toml")).unwrap()
+    }
+
+    /// The worker's own directories for a policy whose tool `opt` is
+    /// found in `tools`.
+    fn own(top: &Path, tools: &Path) -> policy::HostDirs {
+        own_dirs(&policy_for(top, tools), &top.join("leases/1")).unwrap()
+    }
+
+    /// Asserts the tool runs on the host as built, then that a client root
+    /// at each of `roots` is refused.
+    fn refused(own: &policy::HostDirs, tool: &Path, top: &Path, roots: &[&str]) {
+        let ran = Command::new(tool).status().unwrap();
+        assert!(ran.success(), "{} runs on the host", tool.display());
+        let mut accepted = Vec::new();
+        for root in roots {
+            let at = top.join(root);
+            if !matches!(target(at.to_str(), own), Err(PresentError::Worker(..))) {
+                accepted.push(*root);
+            }
+        }
+        assert!(accepted.is_empty(), "accepted client roots: {accepted:?}");
+    }
+
+    /// The loader tries each `RUNPATH` directory in order: a root over one
+    /// that comes before the library's own (here an empty one) puts the
+    /// client's `libx.so` first.
+    #[test]
+    fn a_root_over_an_earlier_runpath_directory_is_refused() {
+        let (_tmp, top) = layout(&["empty", "tools/bin"]);
+        cc(
+            &top,
+            &[
+                "main.c",
+                "-Llibs",
+                "-lx",
+                "-o",
+                "tools/bin/opt",
+                "-Wl,--enable-new-dtags",
+                &format!("-Wl,-rpath,{}/empty:{}/libs", top.display(), top.display()),
+            ],
+        );
+        let own = own(&top, &top.join("tools/bin"));
+        refused(&own, &top.join("tools/bin/opt"), &top, &["libs", "empty"]);
+    }
+
+    /// End to end, as root: the root `empty` is accepted, presented, and
+    /// the worker's own tool then runs the client's `libx.so`.
+    #[test]
+    fn presented_at_an_earlier_runpath_directory_the_tool_runs_its_own_code() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let (_tmp, top) = layout(&["empty", "tools/bin", "lease"]);
+        cc(
+            &top,
+            &[
+                "main.c",
+                "-Llibs",
+                "-lx",
+                "-o",
+                "tools/bin/opt",
+                "-Wl,--enable-new-dtags",
+                &format!("-Wl,-rpath,{}/empty:{}/libs", top.display(), top.display()),
+            ],
+        );
+        std::fs::write(top.join("evil.c"), "int x(void) { return 8; }\n").unwrap();
+        cc(&top, &["-shared", "-fPIC", "evil.c", "-o", "lease/libx.so"]);
+        let own = own(&top, &top.join("tools/bin"));
+        let at = top.join("empty");
+        let Ok(Some(at)) = target(at.to_str(), &own) else {
+            return; // refused: fixed
+        };
+        let (lease, tool) = (top.join("lease"), top.join("tools/bin/opt"));
+        let code = std::thread::spawn(move || {
+            crate::worker::present::enter(&lease, &at).unwrap();
+            Command::new(&tool).status().unwrap().code()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(code, Some(0), "the worker's tool ran the client's x()");
+    }
+
+    /// The kernel loads the binary's own `PT_INTERP`; the system loader's
+    /// list names itself instead (`/tmp/.../ld.so => /lib64/ld-...`), so
+    /// the interpreter's directory is never refused.
+    #[test]
+    fn a_root_over_the_tools_own_interpreter_is_refused() {
+        let (_tmp, top) = layout(&["interp", "tools/bin"]);
+        std::fs::copy("/lib64/ld-linux-x86-64.so.2", top.join("interp/ld.so")).unwrap();
+        cc(
+            &top,
+            &[
+                "main.c",
+                "-Llibs",
+                "-lx",
+                "-o",
+                "tools/bin/opt",
+                &format!("-Wl,-rpath,{}/libs", top.display()),
+                &format!("-Wl,--dynamic-linker={}/interp/ld.so", top.display()),
+            ],
+        );
+        let own = own(&top, &top.join("tools/bin"));
+        refused(&own, &top.join("tools/bin/opt"), &top, &["libs", "interp"]);
+    }
+
+    /// A tool that is a `#!` script: its interpreter (and that one's
+    /// libraries) are code the tool runs, but only the script is walked.
+    #[test]
+    fn a_root_over_a_scripts_interpreter_and_its_libraries_is_refused() {
+        let (_tmp, top) = layout(&["py/bin", "tools/bin"]);
+        cc(
+            &top,
+            &[
+                "main.c",
+                "-Llibs",
+                "-lx",
+                "-o",
+                "py/bin/interp",
+                &format!("-Wl,-rpath,{}/libs", top.display()),
+            ],
+        );
+        let script = top.join("tools/bin/opt");
+        std::fs::write(&script, format!("#!{}/py/bin/interp\n", top.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let own = own(&top, &top.join("tools/bin"));
+        refused(&own, &script, &top, &["py/bin", "libs"]);
+    }
+
+    /// The tool's directory holds a link to the real binary, whose
+    /// `RUNPATH` is `$ORIGIN`-relative. The kernel runs it with `$ORIGIN`
+    /// the real binary's directory; `ld.so --list LINK` takes the link's,
+    /// finds nothing, exits 127 with an empty list, and no library
+    /// directory is refused at all.
+    #[test]
+    fn a_root_over_the_library_of_a_linked_tool_is_refused() {
+        let (_tmp, top) = layout(&["tc/bin", "shared/lib", "a/b/c/bin"]);
+        std::fs::rename(top.join("libs/libx.so"), top.join("shared/lib/libx.so")).unwrap();
+        cc(
+            &top,
+            &[
+                "main.c",
+                "-Lshared/lib",
+                "-lx",
+                "-o",
+                "tc/bin/opt",
+                "-Wl,-rpath,$ORIGIN/../../shared/lib",
+            ],
+        );
+        std::os::unix::fs::symlink(top.join("tc/bin/opt"), top.join("a/b/c/bin/opt")).unwrap();
+        let own = own(&top, &top.join("a/b/c/bin"));
+        refused(
+            &own,
+            &top.join("a/b/c/bin/opt"),
+            &top,
+            &["shared/lib", "shared"],
+        );
+    }
+
+    /// One library the system loader cannot find (it would come from a
+    /// `RUNPATH` directory the client's root can fill, `build`) makes
+    /// `ld.so --list` exit 127 with nothing on its output: every other
+    /// library directory of the tool (`libs`) is dropped too.
+    #[test]
+    fn a_tool_with_a_missing_library_takes_no_client_root() {
+        let (_tmp, top) = layout(&["tools/bin", "build", "stub"]);
+        std::fs::write(top.join("y.c"), "int y(void) { return 0; }\n").unwrap();
+        std::fs::write(
+            top.join("main2.c"),
+            "int x(void); int y(void);\nint main(void) { return x() - 7 + y(); }\n",
+        )
+        .unwrap();
+        cc(&top, &["-shared", "-fPIC", "y.c", "-o", "stub/liby.so"]);
+        cc(
+            &top,
+            &[
+                "main2.c",
+                "-Llibs",
+                "-Lstub",
+                "-lx",
+                "-ly",
+                "-o",
+                "tools/bin/opt",
+                &format!("-Wl,-rpath,{}/libs:{}/build", top.display(), top.display()),
+            ],
+        );
+        std::fs::remove_file(top.join("stub/liby.so")).unwrap();
+        let policy = policy_for(&top, &top.join("tools/bin"));
+        let refused = own_dirs(&policy, &top.join("leases/1")).unwrap_err();
+        assert!(
+            refused.contains("tools/bin/opt") && refused.contains("liby.so"),
+            "{refused}"
         );
     }
 }
