@@ -1,7 +1,8 @@
 //! A launcher started ahead of its tool (`run::spare`): the next traced
 //! tool runs in it, under that tool's own layers; the orphan reaper
-//! leaves a waiting spare alone; a spare killed from outside is not used;
-//! and none outlives `discard_all`. One test in its own binary:
+//! leaves a waiting spare alone, and what started before the tool; a
+//! spare killed from outside is not used; and none outlives
+//! `discard_all`. One test in its own binary:
 //! `reap_orphans` kills every other child of the process it runs in.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure there
@@ -84,6 +85,16 @@ fn a_spare_runs_the_next_tool_under_its_own_layers_and_nothing_else_touches_it()
     reap_orphans(start_time(std::process::id() as i32).unwrap());
     assert!(alive(waiting), "the reaper killed the spare {waiting}");
 
+    // A child of this process that started after the spare but before
+    // its tool: not the tool's, so the reaper after the tool leaves it
+    // (regression: the reaper's window began at the spare's start).
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    // Start times count in clock ticks (10 ms): the tool starts a few later.
+    std::thread::sleep(Duration::from_millis(50));
+
     // The next tool is the spare, and its layers are its own: Landlock
     // from this spec keeps it to its root.
     let mut confined = common::sh(
@@ -97,6 +108,12 @@ fn a_spare_runs_the_next_tool_under_its_own_layers_and_nothing_else_touches_it()
     let second = run_tool(&confined, &options).unwrap();
     assert!(second.success(), "{second:?}");
     assert_eq!(pid_in(&root, "second"), waiting, "the spare was not used");
+    assert!(
+        alive(bystander.id() as i32),
+        "the reaper killed a process older than the tool"
+    );
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
     if second.layers.landlock.is_some() {
         assert!(
             !outside.exists(),

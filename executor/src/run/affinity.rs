@@ -8,22 +8,31 @@
 //! Most stops come in a tool's first milliseconds (the loader opening its
 //! libraries), so the tracer's thread and the tool share the tracer's CPU
 //! for [`SHARED_FOR`], and then both get their CPUs back: a tool that
-//! uses threads loses at most that long of them.
+//! uses threads loses at most that long of them (plus one sample of the
+//! watcher, which hands them back on time even when the tool makes no
+//! call the tracer sees). A task that chose its own CPUs meanwhile
+//! (`taskset`, OpenMP's binding) keeps its choice: only a task still on
+//! exactly the shared CPU is given the others back.
 
 use std::time::{Duration, Instant};
 
 /// How long after its launch a tool shares its tracer's CPU.
 pub const SHARED_FOR: Duration = Duration::from_millis(30);
 
-/// The calling thread's CPUs, to give back.
+/// A set of CPUs.
 #[derive(Clone, Copy)]
 pub struct Mask(libc::cpu_set_t);
 
 /// The calling thread and a tool's first process on the CPU the thread
 /// is on now, until [`Shared::until`].
+#[derive(Clone, Copy)]
 pub struct Shared {
     /// The CPUs the thread had.
     pub original: Mask,
+    /// The one CPU they share.
+    pub pinned: Mask,
+    /// The pinned thread (the tracer's).
+    pub tracer: i32,
     /// When the tool and the tracer get them back.
     pub until: Instant,
 }
@@ -59,15 +68,44 @@ impl Shared {
         }
         Some(Shared {
             original: Mask(original),
+            pinned: Mask(one),
+            // SAFETY: no arguments; the calling thread's id.
+            tracer: unsafe { libc::gettid() },
             until: Instant::now() + SHARED_FOR,
         })
     }
+
+    /// Gives task `tid` the CPUs the tracer had, if it still runs on
+    /// exactly the shared one; whether it did.
+    pub fn give_back(&self, tid: i32) -> bool {
+        // SAFETY: as in `begin`, zeroed is the empty set.
+        let mut now: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to `now` and its size.
+        let read = unsafe {
+            libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut now)
+        };
+        // SAFETY: both are valid sets.
+        if read != 0 || !unsafe { libc::CPU_EQUAL(&now, &self.pinned.0) } {
+            return false;
+        }
+        restore(tid, &self.original)
+    }
 }
 
-/// Gives task `tid` (0: the calling thread) the CPUs of `mask`; whether
-/// the kernel took them.
+/// Gives task `tid` (0: the calling thread) the CPUs of `mask`, or, should
+/// the kernel refuse them (the cpuset shrank meanwhile), every CPU it
+/// allows: a task is never left on one CPU. Whether either was taken.
 pub fn restore(tid: i32, mask: &Mask) -> bool {
-    set(tid, &mask.0)
+    if set(tid, &mask.0) {
+        return true;
+    }
+    // SAFETY: as in `begin`, zeroed is the empty set.
+    let mut every: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in 0..libc::CPU_SETSIZE as usize {
+        // SAFETY: `cpu` is below CPU_SETSIZE; `every` is a valid set.
+        unsafe { libc::CPU_SET(cpu, &mut every) };
+    }
+    set(tid, &every)
 }
 
 fn set(tid: i32, mask: &libc::cpu_set_t) -> bool {

@@ -157,11 +157,14 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     // A kept network namespace, only for a traced tool: the tracer is what
     // proves every process of the tool dead before the next one enters.
     // Traced, the launcher may be a spare started while the last tool ran.
-    let (mut launch, mut network) = match options
+    let spare = options
         .trace
         .then(|| spare::take(&options.launcher))
-        .flatten()
-    {
+        .flatten();
+    // What an untraced tool leaves behind started no earlier than this: a
+    // spare started long before its tool, so the clock says when.
+    let mut launched_at = spare.as_ref().and_then(|_| boot_ticks());
+    let (mut launch, mut network) = match spare {
         Some((spare, network)) => (spare.launch(spec).map_err(RunError::Sandbox)?, network),
         None => {
             let network = (options.trace && spec.network != sandbox::Want::Off)
@@ -179,8 +182,9 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         }
     };
     let pid = launch.pid() as i32;
-    // What an untraced tool leaves behind started no earlier than this.
-    let launched_at = start_time(pid);
+    if launched_at.is_none() {
+        launched_at = start_time(pid);
+    }
     let tree = Tree::default();
     // Attach before the tool execs. If ptrace is refused the tool runs
     // untraced and only sampled figures are reported.
@@ -253,7 +257,11 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         .filter(|alone| *alone)
         .and_then(|_| affinity::Shared::begin(pid));
     let _restore = shared.as_ref().map(|s| RestoreOnDrop(s.original));
-    tracer = tracer.map(|t| t.share_cpu_until(shared.as_ref().map(|s| (s.until, s.original))));
+    tracer = tracer.map(|t| t.share_cpu_until(shared));
+    if let Some(shared) = shared {
+        // On time, even if the tool makes no call the tracer sees.
+        watcher.hand_back(shared);
+    }
     // The tracer (this thread) must answer the launcher's ptrace stops
     // while the launcher is set up.
     let launched = match &mut tracer {
@@ -542,6 +550,18 @@ pub fn start_time(pid: i32) -> Option<u64> {
     stat_of(pid).map(|stat| stat.start)
 }
 
+/// Now, in the clock ticks of [`start_time`] (`CLOCK_BOOTTIME`, rounded
+/// down as the kernel rounds a process's start): a process started from
+/// now on has a start time at least this.
+fn boot_ticks() -> Option<u64> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    // SAFETY: sysconf reads a constant of the system; no memory of ours.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    let nanos =
+        u64::try_from(now.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec()).ok()?;
+    Some(nanos / (1_000_000_000 / hz.max(1)))
+}
+
 /// What [`reap_orphans`] needs of a process.
 struct ProcStat {
     pid: i32,
@@ -653,6 +673,21 @@ mod tests {
         let mut found = descendants(10, 100, &table);
         found.sort_unstable();
         assert_eq!(found, [20, 21, 22]);
+    }
+
+    #[test]
+    fn a_process_started_after_the_clock_was_read_has_a_later_start_time() {
+        let before = boot_ticks().expect("the boot clock");
+        let mut child = std::process::Command::new("sleep")
+            .arg("1")
+            .spawn()
+            .expect("sleep");
+        let started = start_time(child.id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(started.expect("its start time") >= before);
+        let me = start_time(std::process::id() as i32).expect("own start");
+        assert!(me <= before, "this process started before now");
     }
 
     #[test]

@@ -217,7 +217,7 @@ pub struct Tracer {
     on_read: Option<ReadHook>,
     /// Until when the tree shares the tracer's CPU, and the CPUs to give
     /// back then ([`super::affinity`]).
-    shared: Option<(std::time::Instant, super::affinity::Mask)>,
+    shared: Option<super::affinity::Shared>,
 }
 
 /// The options every tracee gets, and its children inherit.
@@ -272,30 +272,29 @@ impl Tracer {
         self
     }
 
-    /// Gives the tree and this thread the CPUs of `mask` at `until`.
-    pub(crate) fn share_cpu_until(
-        mut self,
-        shared: Option<(std::time::Instant, super::affinity::Mask)>,
-    ) -> Tracer {
+    /// Gives the tree and this thread their CPUs back when `shared` ends.
+    pub(crate) fn share_cpu_until(mut self, shared: Option<super::affinity::Shared>) -> Tracer {
         self.shared = shared;
         self
     }
 
-    /// Once the time to share a CPU is over: every task of the tree, and
-    /// this thread, get their CPUs back (a task that starts later
-    /// inherits them from its parent).
+    /// Once the time to share a CPU is over: every task of the tree still
+    /// on the shared CPU, and this thread, get their CPUs back (a task
+    /// that starts later inherits them from its parent). The watcher does
+    /// the same on time; this catches a task whose start the tracer had
+    /// not yet seen then.
     fn end_sharing(&mut self) {
-        let Some((until, mask)) = self.shared else {
+        let Some(shared) = self.shared else {
             return;
         };
-        if std::time::Instant::now() < until {
+        if std::time::Instant::now() < shared.until {
             return;
         }
         self.shared = None;
         for tid in self.tree.tasks() {
-            super::affinity::restore(tid, &mask);
+            shared.give_back(tid);
         }
-        super::affinity::restore(0, &mask);
+        shared.give_back(shared.tracer);
     }
 
     fn access(&mut self, access: Access) {

@@ -183,7 +183,12 @@ pub struct Watcher {
     done: Arc<AtomicBool>,
     handle: thread::JoinHandle<Watched>,
     stopper: Stopper,
+    hand_back: HandBack,
 }
+
+/// The CPUs to hand back to the tree when its time on one CPU ends
+/// ([`super::affinity`]).
+type HandBack = Arc<std::sync::Mutex<Option<super::affinity::Shared>>>;
 
 impl Watcher {
     /// Starts watching `tree` (process group `pgid`) under `limits`,
@@ -208,6 +213,8 @@ impl Watcher {
         };
         let thread_done = Arc::clone(&done);
         let thread_stopper = stopper.clone();
+        let hand_back = HandBack::default();
+        let thread_hand_back = Arc::clone(&hand_back);
         let handle = thread::Builder::new()
             .name("replay-watch".into())
             .spawn(move || {
@@ -219,13 +226,24 @@ impl Watcher {
                     interrupted,
                     thread_stopper,
                     gauge,
+                    thread_hand_back,
                 )
             })?;
         Ok(Watcher {
             done,
             handle,
             stopper,
+            hand_back,
         })
+    }
+
+    /// Gives the tree's tasks and the tracer their CPUs back when `shared`
+    /// ends (each still on the shared CPU), at the first sample past then.
+    pub fn hand_back(&self, shared: super::affinity::Shared) {
+        if let Ok(mut slot) = self.hand_back.lock() {
+            *slot = Some(shared);
+        }
+        self.handle.thread().unpark();
     }
 
     /// A handle for other threads to stop the tool.
@@ -247,6 +265,7 @@ impl Watcher {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn watch(
     tree: Tree,
     limits: ToolLimits,
@@ -255,9 +274,20 @@ fn watch(
     interrupted: Arc<AtomicBool>,
     stopper: Stopper,
     gauge: Option<Arc<Gauge>>,
+    hand_back: HandBack,
 ) -> Watched {
     let mut watched = Watched::default();
     while !done.load(Ordering::SeqCst) {
+        let shared = hand_back.lock().ok().and_then(|slot| *slot);
+        if let Some(shared) = shared.filter(|s| Instant::now() >= s.until) {
+            for tid in tree.tasks() {
+                shared.give_back(tid);
+            }
+            shared.give_back(shared.tracer);
+            if let Ok(mut slot) = hand_back.lock() {
+                *slot = None;
+            }
+        }
         let live = tree.pids();
         // A child between vfork (clang's posix_spawn) and exec runs in its
         // parent's address space: its RSS is the parent's pages, counted
@@ -305,8 +335,14 @@ fn watch(
             stopper.stop(|after_ms| Stop::Interrupted { after_ms }, false);
         }
         stopper.escalate();
-        // `finish` unparks; a spurious wake-up only samples early.
-        thread::park_timeout(interval);
+        // `finish` unparks; a spurious wake-up only samples early. The
+        // hand-back is not kept waiting for a long interval.
+        let until_hand_back = hand_back
+            .lock()
+            .ok()
+            .and_then(|slot| *slot)
+            .map(|s| s.until.saturating_duration_since(Instant::now()));
+        thread::park_timeout(until_hand_back.map_or(interval, |left| left.min(interval)));
     }
     watched.stop = stopper.stopped();
     watched
