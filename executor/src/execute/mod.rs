@@ -241,8 +241,6 @@ pub fn execute(
             crate::run::reap_all_orphans(since);
         }
     }
-    // No launcher started ahead outlives the run.
-    crate::run::spare::discard_all();
     if let Some(cache) = &runner.cache {
         cache.save_memo();
         cache.save_remote_counts();

@@ -21,7 +21,6 @@ mod affinity;
 pub mod capture;
 pub mod netns;
 mod observe;
-pub mod spare;
 pub mod trace;
 pub mod watch;
 
@@ -156,35 +155,20 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     let started_at = std::time::SystemTime::now();
     // A kept network namespace, only for a traced tool: the tracer is what
     // proves every process of the tool dead before the next one enters.
-    // Traced, the launcher may be a spare started while the last tool ran.
-    let spare = options
-        .trace
-        .then(|| spare::take(&options.launcher))
+    let mut network = (options.trace && spec.network != sandbox::Want::Off)
+        .then(|| netns::POOL.take())
         .flatten();
-    // What an untraced tool leaves behind started no earlier than this: a
-    // spare started long before its tool, so the clock says when.
-    let mut launched_at = spare.as_ref().and_then(|_| boot_ticks());
-    let (mut launch, mut network) = match spare {
-        Some((spare, network)) => (spare.launch(spec).map_err(RunError::Sandbox)?, network),
-        None => {
-            let network = (options.trace && spec.network != sandbox::Want::Off)
-                .then(|| netns::POOL.take())
-                .flatten();
-            let launch = sandbox::launch_joining(
-                &options.launcher,
-                spec,
-                network.as_ref().map(AsFd::as_fd),
-                Stdio::piped(),
-                Stdio::piped(),
-            )
-            .map_err(RunError::Sandbox)?;
-            (launch, network)
-        }
-    };
+    let mut launch = sandbox::launch_joining(
+        &options.launcher,
+        spec,
+        network.as_ref().map(AsFd::as_fd),
+        Stdio::piped(),
+        Stdio::piped(),
+    )
+    .map_err(RunError::Sandbox)?;
     let pid = launch.pid() as i32;
-    if launched_at.is_none() {
-        launched_at = start_time(pid);
-    }
+    // What an untraced tool leaves behind started no earlier than this.
+    let launched_at = start_time(pid);
     let tree = Tree::default();
     // Attach before the tool execs. If ptrace is refused the tool runs
     // untraced and only sampled figures are reported.
@@ -274,13 +258,7 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         None => launch.start(),
     };
     let layers = match launched {
-        Ok(layers) => {
-            if tracer.is_some() {
-                // The next tool's launcher starts while this one runs.
-                spare::want(&options.launcher);
-            }
-            layers
-        }
+        Ok(layers) => layers,
         Err(error) => {
             // The tool never started: make sure the launcher is gone.
             tree.kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -471,27 +449,20 @@ const REAP_DEADLINE: Duration = Duration::from_secs(5);
 /// process itself.)
 pub fn reap_orphans(since: u64) {
     use nix::sys::signal::{kill, Signal};
-    use nix::sys::wait::{waitpid, WaitPidFlag};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use nix::unistd::Pid;
     let me = std::process::id() as i32;
     let deadline = Instant::now() + REAP_DEADLINE;
-    // The spares wait for their tools: not orphans (none is spawned
-    // while this runs: the caller holds `RUNNING_TOOLS`).
-    let spares = spare::waiting();
     loop {
-        let mut table = processes();
-        table.retain(|process| !spares.contains(&process.pid));
-        let doomed = descendants(me, since, &table);
+        let doomed = descendants(me, since, &processes());
         for &pid in &doomed {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        // Reap each that has died (by pid: never a spare, whose handle
-        // reaps it); what has not yet comes back next round.
-        for &pid in &doomed {
-            let _ = waitpid(
-                Pid::from_raw(pid),
-                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
-            );
+        // Reap whatever has died; what has not yet comes back next round.
+        while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
         }
         if doomed.is_empty() || Instant::now() > deadline {
             return;
@@ -500,34 +471,8 @@ pub fn reap_orphans(since: u64) {
     }
 }
 
-/// Whether `replay` has a child, living or not yet reaped, other than
-/// the spares waiting for their tools.
+/// Whether `replay` has any child, living or not yet reaped.
 fn has_children() -> bool {
-    any_child()
-        && own_children().is_none_or(|children| {
-            let spares = spare::waiting();
-            children.iter().any(|child| !spares.contains(child))
-        })
-}
-
-/// The children of every thread of this process, from
-/// `/proc/self/task/TID/children`; `None` if one cannot be read (a
-/// thread that exits meanwhile hands its children to another, which may
-/// have been read already: the caller then assumes there are some).
-fn own_children() -> Option<Vec<i32>> {
-    let mut children = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let list = std::fs::read_to_string(task.ok()?.path().join("children")).ok()?;
-        children.extend(
-            list.split_whitespace()
-                .filter_map(|pid| pid.parse::<i32>().ok()),
-        );
-    }
-    Some(children)
-}
-
-/// Whether `replay` has any child at all, living or not yet reaped.
-fn any_child() -> bool {
     // SAFETY: `siginfo_t` is plain data; zeroed is a valid initial value.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: a valid pointer to `info`, live for the call; `WNOWAIT`
@@ -548,18 +493,6 @@ fn any_child() -> bool {
 /// field 22), if it is there to ask.
 pub fn start_time(pid: i32) -> Option<u64> {
     stat_of(pid).map(|stat| stat.start)
-}
-
-/// Now, in the clock ticks of [`start_time`] (`CLOCK_BOOTTIME`, rounded
-/// down as the kernel rounds a process's start): a process started from
-/// now on has a start time at least this.
-fn boot_ticks() -> Option<u64> {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
-    // SAFETY: sysconf reads a constant of the system; no memory of ours.
-    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
-    let nanos =
-        u64::try_from(now.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec()).ok()?;
-    Some(nanos / (1_000_000_000 / hz.max(1)))
 }
 
 /// What [`reap_orphans`] needs of a process.
@@ -673,21 +606,6 @@ mod tests {
         let mut found = descendants(10, 100, &table);
         found.sort_unstable();
         assert_eq!(found, [20, 21, 22]);
-    }
-
-    #[test]
-    fn a_process_started_after_the_clock_was_read_has_a_later_start_time() {
-        let before = boot_ticks().expect("the boot clock");
-        let mut child = std::process::Command::new("sleep")
-            .arg("1")
-            .spawn()
-            .expect("sleep");
-        let started = start_time(child.id() as i32);
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(started.expect("its start time") >= before);
-        let me = start_time(std::process::id() as i32).expect("own start");
-        assert!(me <= before, "this process started before now");
     }
 
     #[test]

@@ -53,7 +53,7 @@ mod seccomp;
 mod spec;
 
 pub use child::child_main;
-pub use parent::{launch, launch_joining, spawn_spare, Launch, SandboxError, Spare};
+pub use parent::{launch, launch_joining, Launch, SandboxError};
 pub use probe::probe;
 pub use spec::{
     AppliedLayers, Enforcement, LandlockLayer, Layer, Rlimits, SandboxSpec, Skipped, Want,

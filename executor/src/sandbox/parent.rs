@@ -202,97 +202,7 @@ pub fn launch_joining(
     stderr: Stdio,
 ) -> Result<Launch, SandboxError> {
     let network = network.filter(|_| spec.network != super::spec::Want::Off);
-    let spec_line = encode(spec, network.is_some())?;
-    let spawned = spawn(exe, network, stdout, stderr)?;
-    Ok(Launch::new(spawned, exe, spec, spec_line))
-}
-
-/// A launcher started before its tool is known: spawned as [`launch`]
-/// does (its own process group, piped stdout and stderr, the protocol
-/// pipes), it waits for a spec. [`Spare::launch`] gives it one. Dropped
-/// unused, it is killed and reaped.
-///
-/// Nothing tool-specific happens before the spec: the child only starts
-/// up, takes its pipes and closes what it inherited. Its parent-death
-/// signal is set once the spec asks for it, so it fires when the thread
-/// that called [`spawn_spare`] exits: spawn from a thread that outlives
-/// the tool.
-#[derive(Debug)]
-pub struct Spare {
-    /// `None` once handed to a [`Launch`].
-    spawned: Option<Spawned>,
-    exe: PathBuf,
-    /// Whether a network namespace was passed at [`NETNS_FD`].
-    network: bool,
-}
-
-/// Spawns a [`Spare`] launcher from `exe`, passing `network` (a namespace
-/// it enters if its spec later wants the network cut off).
-pub fn spawn_spare(exe: &Path, network: Option<BorrowedFd<'_>>) -> Result<Spare, SandboxError> {
-    let spawned = spawn(exe, network, Stdio::piped(), Stdio::piped())?;
-    Ok(Spare {
-        spawned: Some(spawned),
-        exe: exe.to_path_buf(),
-        network: network.is_some(),
-    })
-}
-
-impl Spare {
-    /// The child's pid.
-    pub fn pid(&self) -> u32 {
-        self.spawned.as_ref().map_or(0, |s| s.child.id())
-    }
-
-    /// The launcher binary it runs.
-    pub fn exe(&self) -> &Path {
-        &self.exe
-    }
-
-    /// Whether it still waits for a spec: not exited, and not reaped
-    /// by anyone else (then its pid may no longer be its own).
-    pub fn is_waiting(&mut self) -> bool {
-        self.spawned
-            .as_mut()
-            .is_some_and(|s| matches!(s.child.try_wait(), Ok(None)))
-    }
-
-    /// Gives the spare `spec`: from here on it is a [`Launch`] that has
-    /// not been prepared, as [`launch_joining`] returns one (it enters the
-    /// namespace it was given if the spec wants the network cut off).
-    pub fn launch(mut self, spec: &SandboxSpec) -> Result<Launch, SandboxError> {
-        let join = self.network && spec.network != super::spec::Want::Off;
-        let spec_line = encode(spec, join)?;
-        let spawned = self.spawned.take().ok_or(SandboxError::OutOfOrder {
-            called: "launch",
-            state: "after the spare was used",
-        })?;
-        Ok(Launch::new(spawned, &self.exe, spec, spec_line))
-    }
-}
-
-impl Drop for Spare {
-    fn drop(&mut self) {
-        if let Some(mut spawned) = self.spawned.take() {
-            // It never ran a tool: nothing of it is worth keeping. The
-            // pid is still its own (only this handle reaps it).
-            let _ = spawned.child.kill();
-            let _ = spawned.child.wait();
-        }
-    }
-}
-
-/// A spawned launcher and the parent's ends of its pipes.
-#[derive(Debug)]
-struct Spawned {
-    child: Child,
-    control: File,
-    report: BufReader<File>,
-}
-
-/// The spec as the line the child reads, saying whether to join the
-/// namespace at [`NETNS_FD`].
-fn encode(spec: &SandboxSpec, join_network: bool) -> Result<Vec<u8>, SandboxError> {
-    let encoded = if join_network {
+    let encoded = if network.is_some() {
         to_line(&SandboxSpec {
             join_network: true,
             ..spec.clone()
@@ -300,20 +210,10 @@ fn encode(spec: &SandboxSpec, join_network: bool) -> Result<Vec<u8>, SandboxErro
     } else {
         to_line(spec)
     };
-    encoded.map_err(|source| SandboxError::EncodeSpec {
+    let spec_line = encoded.map_err(|source| SandboxError::EncodeSpec {
         program: spec.program.clone(),
         source,
-    })
-}
-
-/// Spawns `exe __sandbox-exec` with the protocol pipes (and `network` at
-/// [`NETNS_FD`]); see [`launch`].
-fn spawn(
-    exe: &Path,
-    network: Option<BorrowedFd<'_>>,
-    stdout: Stdio,
-    stderr: Stdio,
-) -> Result<Spawned, SandboxError> {
+    })?;
     let pipe_error = |e: nix::errno::Errno| SandboxError::Pipe { source: e.into() };
     let (control_read, control_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(pipe_error)?;
     let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(pipe_error)?;
@@ -362,10 +262,15 @@ fn spawn(
     // Only the child may hold these, so its exit (or exec) is our EOF.
     drop((control_child, report_child, network_child));
 
-    Ok(Spawned {
+    Ok(Launch {
         child,
-        control: File::from(control_write),
+        exe: exe.to_path_buf(),
+        program: spec.program.clone(),
+        spec_line,
+        control: Some(File::from(control_write)),
         report: BufReader::new(File::from(report_read)),
+        observe: false,
+        phase: Phase::Spawned,
     })
 }
 
@@ -378,19 +283,6 @@ fn high_fd(fd: impl AsFd) -> Result<OwnedFd, nix::errno::Errno> {
 }
 
 impl Launch {
-    fn new(spawned: Spawned, exe: &Path, spec: &SandboxSpec, spec_line: Vec<u8>) -> Launch {
-        Launch {
-            child: spawned.child,
-            exe: exe.to_path_buf(),
-            program: spec.program.clone(),
-            spec_line,
-            control: Some(spawned.control),
-            report: spawned.report,
-            observe: false,
-            phase: Phase::Spawned,
-        }
-    }
-
     /// The child's pid: the sandbox child now, the tool after `go`.
     pub fn pid(&self) -> u32 {
         self.child.id()

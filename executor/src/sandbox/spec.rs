@@ -110,13 +110,11 @@ pub struct SandboxSpec {
     pub seccomp: bool,
     /// Resource limits.
     pub rlimits: Rlimits,
-    /// Kill the tool with SIGKILL when the thread that launched it exits
-    /// (for a [`super::Spare`], the thread that spawned the spare).
+    /// Kill the tool with SIGKILL when the thread that launched it exits.
     pub parent_death_signal: bool,
     /// Enter the network namespace the parent passes at
     /// [`super::NETNS_FD`] instead of making a new one (set by
-    /// [`super::launch_joining`] and [`super::Spare::launch`], never by a
-    /// caller).
+    /// [`super::launch_joining`], never by a caller).
     #[serde(default)]
     pub join_network: bool,
 }
