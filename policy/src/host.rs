@@ -7,6 +7,10 @@
 //! tree mounted at one of those directories (or above one) would choose
 //! what the path names; mounted over or inside a directory whose contents
 //! the policy vouches for, it would replace those contents.
+//!
+//! Names are compared first, then identities (device and inode): on a
+//! case-insensitive file system (ext4 with casefold, vfat) `/srv/Tools`
+//! is `/srv/tools`, and a root there by either name is refused.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -60,7 +64,8 @@ impl HostDirs {
     }
 
     /// The vouched-for directory that a client's tree presented at `root`
-    /// (absolute, normal) would cover, replace or reroute, if any.
+    /// (absolute, normal) would cover, replace or reroute, if any: by
+    /// name, or by identity under another name.
     pub fn overlapping(&self, root: &Path) -> Option<&Path> {
         let contents = self
             .contents
@@ -68,7 +73,28 @@ impl HostDirs {
             .find(|dir| dir.starts_with(root) || root.starts_with(dir));
         contents
             .or_else(|| self.passed.iter().find(|dir| dir.starts_with(root)))
+            .or_else(|| self.same_by_identity(root))
             .map(PathBuf::as_path)
+    }
+
+    /// [`HostDirs::overlapping`] by identity: the vouched-for directory
+    /// that `root` (or a directory above it) is, or that lies under
+    /// `root`, whatever either is called. Only what exists has an
+    /// identity.
+    fn same_by_identity(&self, root: &Path) -> Option<&PathBuf> {
+        let root_id = identity(root)?;
+        let around_root: Vec<Identity> = root.ancestors().filter_map(identity).collect();
+        let inside = self
+            .contents
+            .iter()
+            .find(|dir| identity(dir).is_some_and(|id| around_root.contains(&id)));
+        inside.or_else(|| {
+            self.contents.iter().chain(&self.passed).find(|dir| {
+                dir.ancestors()
+                    .filter_map(identity)
+                    .any(|above| above == root_id)
+            })
+        })
     }
 
     /// Sorts and drops repeats.
@@ -78,6 +104,17 @@ impl HostDirs {
             list.dedup();
         }
     }
+}
+
+/// A directory's device and inode.
+type Identity = (u64, u64);
+
+/// The identity of what `path` names now, links followed.
+fn identity(path: &Path) -> Option<Identity> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// Looks `path` up as the kernel would, one component at a time, following
@@ -210,6 +247,27 @@ mod tests {
         for root in ["elsewhere", "srv/other", "data/other", "srv/tools/else"] {
             assert_eq!(dirs.overlapping(&top.join(root)), None, "{root}");
         }
+    }
+
+    /// Another name for a vouched-for directory (a case-insensitive file
+    /// system's `Tools` for `tools`; here a link, which makes one on any
+    /// file system) is refused by identity, at, above and inside it.
+    #[test]
+    fn a_root_that_is_a_vouched_directory_by_another_name_is_refused() {
+        let (_tmp, top) = tree();
+        let mut dirs = HostDirs::default();
+        dirs.add_dir(&top.join("data/llvm/bin"));
+        dirs.tidy();
+        symlink(top.join("data/llvm"), top.join("Alias")).expect("link");
+        std::fs::create_dir(top.join("data/llvm/bin/sub")).expect("mkdir");
+        for root in ["Alias", "Alias/bin", "Alias/bin/sub"] {
+            assert!(
+                dirs.overlapping(&top.join(root)).is_some(),
+                "{root} was accepted"
+            );
+        }
+        symlink(top.join("elsewhere"), top.join("Other")).expect("link");
+        assert_eq!(dirs.overlapping(&top.join("Other")), None);
     }
 
     #[test]
