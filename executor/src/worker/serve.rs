@@ -793,48 +793,6 @@ mod tests {
         accepted(&own, &top.join("elsewhere"));
     }
 
-    /// Regression (review): a tool outside the system directories loads
-    /// libraries through its `RUNPATH` from directories the policy names
-    /// nowhere (a `/nix/store` toolchain): a root over one replaced the
-    /// tool's code. The loader's own list is refused too.
-    #[test]
-    fn a_root_over_a_library_the_tool_loads_is_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let top = tmp.path().canonicalize().unwrap();
-        for dir in ["libs", "tools/bin", "conf", "leases/1"] {
-            std::fs::create_dir_all(top.join(dir)).unwrap();
-        }
-        std::fs::write(top.join("x.c"), "int x(void) { return 7; }\n").unwrap();
-        std::fs::write(
-            top.join("main.c"),
-            "int x(void);\nint main(void) { return x() - 7; }\n",
-        )
-        .unwrap();
-        let clang = "/usr/lib/llvm-14/bin/clang";
-        let built = std::process::Command::new(clang)
-            .current_dir(&top)
-            .args(["-shared", "-fPIC", "x.c", "-o", "libs/libx.so"])
-            .status()
-            .unwrap();
-        assert!(built.success());
-        let libs = top.join("libs");
-        let built = std::process::Command::new(clang)
-            .current_dir(&top)
-            .args(["main.c", "-Llibs", "-lx", "-o", "tools/bin/opt"])
-            .arg(format!("-Wl,-rpath,{}", libs.display()))
-            .status()
-            .unwrap();
-        assert!(built.success());
-        std::fs::write(
-            top.join("conf/policy.toml"),
-            opt_policy("name = \"t\"\nos = \"linux\"", &top.join("tools/bin")),
-        )
-        .unwrap();
-        let policy = policy::Policy::load(&top.join("conf/policy.toml")).unwrap();
-        let own = own_dirs(&policy, &top.join("leases/1")).unwrap();
-        refused_as_the_workers(&own, &top, &["libs"]);
-    }
-
     /// A tree the farm could not be asked for is the worker's failure (the
     /// farm retries it elsewhere); a tree the farm lacks is a refusal.
     #[test]
@@ -923,6 +881,20 @@ mod loader_roots {
         (tmp, top)
     }
 
+    /// Builds `main.c` against `libs/libx.so` into `out`, with `flags`.
+    fn build_tool(top: &Path, out: &str, flags: &[&str]) {
+        let mut args = vec!["main.c", "-Llibs", "-lx", "-o", out];
+        args.extend_from_slice(flags);
+        cc(top, &args);
+    }
+
+    /// `tools/bin/opt`, whose `RUNPATH` lists the empty `empty` before
+    /// `libs`.
+    fn tool_with_an_earlier_runpath(top: &Path) {
+        let runpath = format!("-Wl,-rpath,{}/empty:{}/libs", top.display(), top.display());
+        build_tool(top, "tools/bin/opt", &["-Wl,--enable-new-dtags", &runpath]);
+    }
+
     fn cc(top: &Path, args: &[&str]) {
         let built = Command::new("cc")
             .current_dir(top)
@@ -961,24 +933,25 @@ mod loader_roots {
         assert!(accepted.is_empty(), "accepted client roots: {accepted:?}");
     }
 
+    /// Regression (review, stop 29): a root over the directory of a
+    /// library the tool loads through its `RUNPATH` (a `/nix/store`
+    /// toolchain: no directory the policy names) replaced the tool's code.
+    #[test]
+    fn a_root_over_a_library_the_tool_loads_is_refused() {
+        let (_tmp, top) = layout(&["tools/bin"]);
+        let runpath = format!("-Wl,-rpath,{}/libs", top.display());
+        build_tool(&top, "tools/bin/opt", &[&runpath]);
+        let own = own(&top, &top.join("tools/bin"));
+        refused(&own, &top.join("tools/bin/opt"), &top, &["libs"]);
+    }
+
     /// The loader tries each `RUNPATH` directory in order: a root over one
     /// that comes before the library's own (here an empty one) puts the
     /// client's `libx.so` first.
     #[test]
     fn a_root_over_an_earlier_runpath_directory_is_refused() {
         let (_tmp, top) = layout(&["empty", "tools/bin"]);
-        cc(
-            &top,
-            &[
-                "main.c",
-                "-Llibs",
-                "-lx",
-                "-o",
-                "tools/bin/opt",
-                "-Wl,--enable-new-dtags",
-                &format!("-Wl,-rpath,{}/empty:{}/libs", top.display(), top.display()),
-            ],
-        );
+        tool_with_an_earlier_runpath(&top);
         let own = own(&top, &top.join("tools/bin"));
         refused(&own, &top.join("tools/bin/opt"), &top, &["libs", "empty"]);
     }
@@ -991,18 +964,7 @@ mod loader_roots {
             return;
         }
         let (_tmp, top) = layout(&["empty", "tools/bin", "lease"]);
-        cc(
-            &top,
-            &[
-                "main.c",
-                "-Llibs",
-                "-lx",
-                "-o",
-                "tools/bin/opt",
-                "-Wl,--enable-new-dtags",
-                &format!("-Wl,-rpath,{}/empty:{}/libs", top.display(), top.display()),
-            ],
-        );
+        tool_with_an_earlier_runpath(&top);
         std::fs::write(top.join("evil.c"), "int x(void) { return 8; }\n").unwrap();
         cc(&top, &["-shared", "-fPIC", "evil.c", "-o", "lease/libx.so"]);
         let own = own(&top, &top.join("tools/bin"));
@@ -1020,45 +982,27 @@ mod loader_roots {
         assert_eq!(code, Some(0), "the worker's tool ran the client's x()");
     }
 
-    /// The kernel loads the binary's own `PT_INTERP`; the system loader's
-    /// list names itself instead (`/tmp/.../ld.so => /lib64/ld-...`), so
-    /// the interpreter's directory is never refused.
+    /// The kernel loads the binary's own `PT_INTERP`, which the system
+    /// loader's list names only before its `=>` (`/tmp/.../ld.so =>
+    /// /lib64/ld-...`): its directory is the tool's too.
     #[test]
     fn a_root_over_the_tools_own_interpreter_is_refused() {
         let (_tmp, top) = layout(&["interp", "tools/bin"]);
         std::fs::copy("/lib64/ld-linux-x86-64.so.2", top.join("interp/ld.so")).unwrap();
-        cc(
-            &top,
-            &[
-                "main.c",
-                "-Llibs",
-                "-lx",
-                "-o",
-                "tools/bin/opt",
-                &format!("-Wl,-rpath,{}/libs", top.display()),
-                &format!("-Wl,--dynamic-linker={}/interp/ld.so", top.display()),
-            ],
-        );
+        let runpath = format!("-Wl,-rpath,{}/libs", top.display());
+        let interpreter = format!("-Wl,--dynamic-linker={}/interp/ld.so", top.display());
+        build_tool(&top, "tools/bin/opt", &[&runpath, &interpreter]);
         let own = own(&top, &top.join("tools/bin"));
         refused(&own, &top.join("tools/bin/opt"), &top, &["libs", "interp"]);
     }
 
-    /// A tool that is a `#!` script: its interpreter (and that one's
-    /// libraries) are code the tool runs, but only the script is walked.
+    /// A tool that is a `#!` script: its interpreter and that one's
+    /// libraries are code the tool runs.
     #[test]
     fn a_root_over_a_scripts_interpreter_and_its_libraries_is_refused() {
         let (_tmp, top) = layout(&["py/bin", "tools/bin"]);
-        cc(
-            &top,
-            &[
-                "main.c",
-                "-Llibs",
-                "-lx",
-                "-o",
-                "py/bin/interp",
-                &format!("-Wl,-rpath,{}/libs", top.display()),
-            ],
-        );
+        let runpath = format!("-Wl,-rpath,{}/libs", top.display());
+        build_tool(&top, "py/bin/interp", &[&runpath]);
         let script = top.join("tools/bin/opt");
         std::fs::write(&script, format!("#!{}/py/bin/interp\n", top.display())).unwrap();
         use std::os::unix::fs::PermissionsExt as _;
