@@ -16,9 +16,22 @@
 //! the one a library was found in) is vouched for too: a client's root
 //! over an earlier one would put its own library first.
 //!
+//! Each program of the chain also vouches for its install prefix (the
+//! parent of its directory): an interpreter finds its own library there
+//! (Python's `lib/python3.X`). A `#!/usr/bin/env NAME` script's `NAME` is
+//! found on the tool's `PATH`, as `env` finds it, and followed too.
+//!
 //! It fails closed: a binary whose libraries cannot all be found, whose
-//! architecture has no known loader here, or whose loader does not answer
-//! in time is an error, and the caller refuses the client's root.
+//! architecture has no known loader here, whose loader is not the
+//! system's (a private glibc reads its own configuration, which cannot
+//! be known from here), whose `env` line is more than one plain name, or
+//! whose loader does not answer in time is an error, and the caller
+//! refuses the client's root.
+//!
+//! Answers are kept for the next lease only while every file they name
+//! and every directory searched is unchanged (device, inode, size,
+//! modification and change times): a library upgraded, or one added to
+//! a directory searched earlier, makes the loader run again.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -75,6 +88,30 @@ pub(crate) enum LoadedError {
     /// The loader did not answer in time (it was killed).
     #[error("the loader took more than {}s to list `{}`", LIST_TIMEOUT.as_secs(), .0.display())]
     TimedOut(PathBuf),
+    /// The binary's loader is not the system's for its architecture.
+    #[error("`{}` is started by its own loader `{}`, whose configuration cannot be known here", binary.display(), loader.display())]
+    PrivateLoader {
+        /// The binary.
+        binary: PathBuf,
+        /// Its `PT_INTERP`.
+        loader: PathBuf,
+    },
+    /// A `#!` line through `env` that is not one plain program name.
+    #[error("`{}` starts through `env` with `{line}`: only `#!/usr/bin/env NAME` (one plain name) can be followed", .binary.display())]
+    EnvLine {
+        /// The script.
+        binary: PathBuf,
+        /// What follows `env` on its `#!` line.
+        line: String,
+    },
+    /// The program a `#!/usr/bin/env NAME` line names is not on `PATH`.
+    #[error("`{}` starts `{name}` through `env`, which is not on its `PATH`", .binary.display())]
+    EnvNotFound {
+        /// The script.
+        binary: PathBuf,
+        /// The program.
+        name: String,
+    },
     /// The loader could not resolve every library.
     #[error("the loader cannot start `{}`: {said}", binary.display())]
     Unresolved {
@@ -85,16 +122,64 @@ pub(crate) enum LoadedError {
     },
 }
 
-/// What was found for a binary, by its real path and its identity then (a
-/// binary replaced since is listed again). Only answers are kept.
-type Memo = HashMap<(PathBuf, u64, u64, i64, u64), Loaded>;
+/// What a file or directory is now: device, inode, size, modification
+/// and change times (nanoseconds); `None` if it is not there.
+type Stamp = Option<(u64, u64, u64, i128, i128)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let nanos = |secs: i64, nsec: i64| i128::from(secs) * 1_000_000_000 + i128::from(nsec);
+    Some((
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        nanos(meta.mtime(), meta.mtime_nsec()),
+        nanos(meta.ctime(), meta.ctime_nsec()),
+    ))
+}
+
+/// An answer, and the stamps of everything it depends on then.
+type Kept = (Loaded, Vec<(PathBuf, Stamp)>);
+
+/// Answers by binary (as named) and the tool's `PATH`.
+type Memo = HashMap<(PathBuf, Option<String>), Kept>;
 
 static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
 
-/// What the loader reads to start `binary` (see the module doc); empty
-/// for a binary that is not there (it cannot run).
-pub(crate) fn loaded(binary: &Path) -> Result<Loaded, LoadedError> {
-    use std::os::unix::fs::MetadataExt;
+/// What the loader reads to start `binary` (see the module doc), for a
+/// tool whose `PATH` is `path` (`None`: unset, as `env` then searches
+/// `/bin:/usr/bin`); empty for a binary that is not there (it cannot
+/// run).
+pub(crate) fn loaded(binary: &Path, path: Option<&str>) -> Result<Loaded, LoadedError> {
+    let key = (binary.to_owned(), path.map(str::to_owned));
+    let kept = MEMO
+        .lock()
+        .ok()
+        .and_then(|memo| memo.as_ref()?.get(&key).cloned());
+    if let Some((found, stamps)) = kept {
+        if stamps.iter().all(|(path, then)| stamp(path) == *then) {
+            return Ok(found);
+        }
+    }
+    let found = find(binary, path, 0)?;
+    let stamps = std::iter::once(binary.to_owned())
+        .chain(found.files.iter().cloned())
+        .chain(found.dirs.iter().cloned())
+        .map(|path| {
+            let now = stamp(&path);
+            (path, now)
+        })
+        .collect();
+    if let Ok(mut memo) = MEMO.lock() {
+        memo.get_or_insert_with(HashMap::new)
+            .insert(key, (found.clone(), stamps));
+    }
+    Ok(found)
+}
+
+/// [`loaded`] without the memo; `depth` counts `env` hops.
+fn find(binary: &Path, path: Option<&str>, depth: usize) -> Result<Loaded, LoadedError> {
     let Ok(real) = binary.canonicalize() else {
         return Ok(Loaded::default());
     };
@@ -102,31 +187,33 @@ pub(crate) fn loaded(binary: &Path) -> Result<Loaded, LoadedError> {
     if !meta.is_file() {
         return Err(LoadedError::NotAFile(real));
     }
-    let key = (
-        real.clone(),
-        meta.dev(),
-        meta.ino(),
-        meta.mtime(),
-        meta.size(),
-    );
-    if let Some(found) = MEMO
-        .lock()
-        .ok()
-        .and_then(|memo| memo.as_ref()?.get(&key).cloned())
-    {
-        return Ok(found);
-    }
     let mut found = Loaded::default();
     for file in crate::confine::with_interpreters(&real) {
+        // Its install prefix: `/srv/py` for `/srv/py/bin/python3`.
+        if let Some(prefix) = file
+            .parent()
+            .and_then(Path::parent)
+            .filter(|prefix| prefix.parent().is_some())
+        {
+            found.dirs.push(prefix.to_owned());
+        }
         if let Some(interpreter) = elf_interpreter(&file) {
-            // A loader of the binary's own (not the system's) looks in
-            // its own directory by default.
-            if let Some(dir) = interpreter.parent() {
-                found.dirs.push(dir.to_owned());
-            }
-            let listed = list(&file)?;
+            let listed = list(&file, &interpreter)?;
             found.files.extend(listed.files);
             found.dirs.extend(listed.dirs);
+        } else if let Some(name) = env_program(&file)? {
+            let program = on_path(&name, path).ok_or_else(|| LoadedError::EnvNotFound {
+                binary: file.clone(),
+                name: name.clone(),
+            })?;
+            // `env` looks in each `PATH` directory in turn: a root over
+            // an earlier one would put the client's program first.
+            found.dirs.extend(path_dirs(path));
+            if depth < 4 {
+                let more = find(&program, path, depth + 1)?;
+                found.files.extend(more.files);
+                found.dirs.extend(more.dirs);
+            }
         }
         found.files.push(file);
     }
@@ -134,11 +221,56 @@ pub(crate) fn loaded(binary: &Path) -> Result<Loaded, LoadedError> {
     found.files.dedup();
     found.dirs.sort();
     found.dirs.dedup();
-    if let Ok(mut memo) = MEMO.lock() {
-        memo.get_or_insert_with(HashMap::new)
-            .insert(key, found.clone());
-    }
     Ok(found)
+}
+
+/// The directories of `path` (unset: `env`'s default, `/bin:/usr/bin`).
+fn path_dirs(path: Option<&str>) -> Vec<PathBuf> {
+    path.unwrap_or("/bin:/usr/bin")
+        .split(':')
+        .filter(|dir| dir.starts_with('/'))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Where `env` finds program `name` on `path`.
+fn on_path(name: &str, path: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path_dirs(path)
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// If `file` is a script whose `#!` line runs `env`: the one plain
+/// program name `env` is given (an error for anything else: options,
+/// assignments such as `LD_PRELOAD=...`, or several words).
+fn env_program(file: &Path) -> Result<Option<String>, LoadedError> {
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(file)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let Some(line) = head[..read].strip_prefix(b"#!") else {
+        return Ok(None);
+    };
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let interpreter = words.next().unwrap_or_default();
+    if Path::new(interpreter).file_name() != Some("env".as_ref()) {
+        return Ok(None);
+    }
+    let rest: Vec<&str> = words.collect();
+    match rest[..] {
+        [name] if !name.starts_with('-') && !name.contains(['=', '/']) => Ok(Some(name.to_owned())),
+        _ => Err(LoadedError::EnvLine {
+            binary: file.to_owned(),
+            line: rest.join(" "),
+        }),
+    }
 }
 
 /// `PT_INTERP` of `file` if it is a dynamic ELF binary.
@@ -163,8 +295,9 @@ fn elf_machine(file: &Path) -> Option<(u8, u16)> {
 }
 
 /// Runs the system loader for `binary`'s architecture in list mode, with
-/// its search traced, and reads both.
-fn list(binary: &Path) -> Result<Loaded, LoadedError> {
+/// its search traced, and reads both; `interpreter` (its `PT_INTERP`)
+/// must be that loader.
+fn list(binary: &Path, interpreter: &Path) -> Result<Loaded, LoadedError> {
     let (class, machine) = elf_machine(binary).unwrap_or_default();
     let loader = LOADERS
         .iter()
@@ -175,6 +308,16 @@ fn list(binary: &Path) -> Result<Loaded, LoadedError> {
             class,
             machine,
         })?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same(interpreter, Path::new(loader)) {
+        return Err(LoadedError::PrivateLoader {
+            binary: binary.to_owned(),
+            loader: interpreter.to_owned(),
+        });
+    }
     let spawn_error = |source| LoadedError::Spawn {
         loader: loader.to_owned(),
         source,
@@ -329,7 +472,7 @@ mod tests {
     #[test]
     fn opt_loads_llvm() {
         let opt = Path::new("/usr/lib/llvm-14/bin/opt");
-        let found = loaded(opt).unwrap();
+        let found = loaded(opt, None).unwrap();
         assert!(
             found.files.iter().any(|lib| lib
                 .file_name()
@@ -341,9 +484,13 @@ mod tests {
             "{found:?}"
         );
         assert!(!found.dirs.is_empty(), "{found:?}");
-        assert_eq!(loaded(opt).unwrap(), found, "the memo answers the same");
         assert_eq!(
-            loaded(Path::new("/nonexistent/tool")).unwrap(),
+            loaded(opt, None).unwrap(),
+            found,
+            "the memo answers the same"
+        );
+        assert_eq!(
+            loaded(Path::new("/nonexistent/tool"), None).unwrap(),
             Loaded::default()
         );
     }

@@ -560,8 +560,9 @@ fn own_dirs(policy: &policy::Policy, dir: &Path) -> Result<policy::HostDirs, Str
     // Tools share most of their libraries: each is walked once.
     let mut files = std::collections::BTreeSet::new();
     let mut dirs = std::collections::BTreeSet::new();
+    let path = policy.env_set().get("PATH").map(String::as_str);
     for binary in policy.binaries() {
-        let loaded = super::loaded::loaded(&binary).map_err(|e| {
+        let loaded = super::loaded::loaded(&binary, path).map_err(|e| {
             format!(
                 "cannot tell what the policy's tool `{}` loads, so no client root is taken: {}",
                 binary.display(),
@@ -923,6 +924,11 @@ mod loader_roots {
     fn refused(own: &policy::HostDirs, tool: &Path, top: &Path, roots: &[&str]) {
         let ran = Command::new(tool).status().unwrap();
         assert!(ran.success(), "{} runs on the host", tool.display());
+        refused_roots(own, top, roots);
+    }
+
+    /// Asserts a client root at each of `roots` (under `top`) is refused.
+    fn refused_roots(own: &policy::HostDirs, top: &Path, roots: &[&str]) {
         let mut accepted = Vec::new();
         for root in roots {
             let at = top.join(root);
@@ -982,18 +988,24 @@ mod loader_roots {
         assert_eq!(code, Some(0), "the worker's tool ran the client's x()");
     }
 
-    /// The kernel loads the binary's own `PT_INTERP`, which the system
-    /// loader's list names only before its `=>` (`/tmp/.../ld.so =>
-    /// /lib64/ld-...`): its directory is the tool's too.
+    /// Regression (review 31): a tool started by a loader of its own (a
+    /// glibc under its own prefix) reads that loader's configuration
+    /// (`PREFIX/etc/ld.so.preload`, its cache, its default directories),
+    /// which cannot be known from here: a root over it made the tool
+    /// preload the client's library. Such a tool takes no client root.
     #[test]
-    fn a_root_over_the_tools_own_interpreter_is_refused() {
+    fn a_tool_started_by_its_own_loader_takes_no_client_root() {
         let (_tmp, top) = layout(&["interp", "tools/bin"]);
         std::fs::copy("/lib64/ld-linux-x86-64.so.2", top.join("interp/ld.so")).unwrap();
         let runpath = format!("-Wl,-rpath,{}/libs", top.display());
         let interpreter = format!("-Wl,--dynamic-linker={}/interp/ld.so", top.display());
         build_tool(&top, "tools/bin/opt", &[&runpath, &interpreter]);
-        let own = own(&top, &top.join("tools/bin"));
-        refused(&own, &top.join("tools/bin/opt"), &top, &["libs", "interp"]);
+        let policy = policy_for(&top, &top.join("tools/bin"));
+        let refused = own_dirs(&policy, &top.join("leases/1")).unwrap_err();
+        assert!(
+            refused.contains("interp/ld.so") && refused.contains("its own loader"),
+            "{refused}"
+        );
     }
 
     /// A tool that is a `#!` script: its interpreter and that one's
@@ -1075,5 +1087,100 @@ mod loader_roots {
             refused.contains("tools/bin/opt") && refused.contains("liby.so"),
             "{refused}"
         );
+    }
+
+    fn executable(path: &Path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Regression (review 31): the answer was kept by the policy's binary
+    /// alone. A library upgraded while the worker runs (the tool the
+    /// same) gains a dependency through a new `RUNPATH`: the next lease
+    /// must see its search directories.
+    #[test]
+    fn a_library_replaced_since_the_last_lease_is_walked_again() {
+        let (_tmp, top) = layout(&["tools/bin", "empty", "ylibs"]);
+        let runpath = format!("-Wl,-rpath,{}/libs", top.display());
+        build_tool(&top, "tools/bin/opt", &[&runpath]);
+        let policy = policy_for(&top, &top.join("tools/bin"));
+        own_dirs(&policy, &top.join("leases/1")).unwrap();
+        std::fs::write(top.join("y.c"), "int y(void) { return 0; }\n").unwrap();
+        cc(&top, &["-shared", "-fPIC", "y.c", "-o", "ylibs/liby.so"]);
+        std::fs::write(
+            top.join("x2.c"),
+            "int y(void);\nint x(void) { return 7 + y(); }\n",
+        )
+        .unwrap();
+        let upgraded_runpath =
+            format!("-Wl,-rpath,{}/empty:{}/ylibs", top.display(), top.display());
+        cc(
+            &top,
+            &[
+                "-shared",
+                "-fPIC",
+                "x2.c",
+                "-Lylibs",
+                "-ly",
+                "-o",
+                "libs/libx.so.new",
+                "-Wl,--enable-new-dtags",
+                &upgraded_runpath,
+            ],
+        );
+        std::fs::rename(top.join("libs/libx.so.new"), top.join("libs/libx.so")).unwrap();
+        let own = own_dirs(&policy, &top.join("leases/2")).unwrap();
+        refused(&own, &top.join("tools/bin/opt"), &top, &["ylibs", "empty"]);
+    }
+
+    /// Regression (review 31): Python finds its standard library beside
+    /// its own binary (`../lib/python3.X`); a root there made the worker's
+    /// script tool import the client's modules. The interpreter's install
+    /// prefix is vouched for.
+    #[test]
+    fn a_root_over_a_script_interpreters_own_library_is_refused() {
+        let python = Path::new("/usr/bin/python3.11");
+        if !python.is_file() {
+            return;
+        }
+        let (_tmp, top) = layout(&["py/bin", "py/lib/python3.11", "tools/bin"]);
+        std::fs::copy(python, top.join("py/bin/python3")).unwrap();
+        let script = top.join("tools/bin/opt");
+        std::fs::write(
+            &script,
+            format!("#!{}/py/bin/python3\nimport json\n", top.display()),
+        )
+        .unwrap();
+        executable(&script);
+        let own = own(&top, &top.join("tools/bin"));
+        refused(&own, &script, &top, &["py/lib/python3.11", "py/lib", "py"]);
+    }
+
+    /// Regression (review 31): `#!/usr/bin/env interp` runs `interp` as
+    /// `env` finds it on the tool's `PATH`; what it loads was never
+    /// listed, and a root over its earlier `RUNPATH` directory was
+    /// accepted. Anything but one plain name after `env` (options,
+    /// `LD_PRELOAD=...`) takes no client root.
+    #[test]
+    fn an_env_found_interpreter_is_followed_and_other_env_lines_take_no_root() {
+        let (_tmp, top) = layout(&["py/bin", "empty", "tools/bin"]);
+        let runpath = format!("-Wl,-rpath,{}/empty:{}/libs", top.display(), top.display());
+        build_tool(&top, "py/bin/interp", &["-Wl,--enable-new-dtags", &runpath]);
+        let script = top.join("tools/bin/opt");
+        std::fs::write(&script, "#!/usr/bin/env interp\n").unwrap();
+        executable(&script);
+        let path = format!("{}/py/bin:/usr/bin:/bin", top.display());
+        let text = super::tests::opt_policy("name = \"t\"\nos = \"linux\"", &top.join("tools/bin"))
+            + &format!("[env]\nset = {{ PATH = \"{path}\" }}\n");
+        std::fs::write(top.join("conf/policy.toml"), text).unwrap();
+        let policy = policy::Policy::load(&top.join("conf/policy.toml")).unwrap();
+        let own = own_dirs(&policy, &top.join("leases/1")).unwrap();
+        let ran = Command::new(&script).env("PATH", &path).status().unwrap();
+        assert!(ran.success(), "the script runs with the policy's PATH");
+        refused_roots(&own, &top, &["libs", "empty", "py"]);
+
+        std::fs::write(&script, "#!/usr/bin/env -S LD_PRELOAD=/x/evil.so interp\n").unwrap();
+        let refused = own_dirs(&policy, &top.join("leases/2")).unwrap_err();
+        assert!(refused.contains("LD_PRELOAD"), "{refused}");
     }
 }
