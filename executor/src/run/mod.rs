@@ -2,15 +2,16 @@
 //! limits, its output passed through and kept.
 //!
 //! [`run_tool`] is the whole life of one command's process tree:
-//! 1. the sandbox launcher starts `replay __sandbox-exec` in its own process
-//!    group (the double spawn; see [`crate::sandbox`]), which waits before
-//!    it execs the tool;
+//! 1. the sandbox launcher starts `replay-sandbox` in its own process
+//!    group (the double spawn; see [`crate::sandbox`]), which applies the
+//!    sandbox layers and waits before it execs the tool, while the
+//!    [`watch::Watcher`] starts sampling and [`capture`] threads pass the
+//!    output through;
 //! 2. the [`trace::Tracer`] attaches to it with ptrace, so every process of
 //!    the tool's tree is followed from its first instruction;
-//! 3. the launcher lets it apply the sandbox layers and exec the tool;
-//! 4. the [`watch::Watcher`] samples the tree's RSS and enforces the limits,
-//!    while [`capture`] threads pass the output through;
-//! 5. the tracer reads each process's `VmHWM` as it exits and reaps them.
+//! 3. the launcher is told to exec the tool; the watcher enforces the
+//!    limits;
+//! 4. the tracer reads each process's `VmHWM` as it exits and reaps them.
 //!
 //! If ptrace is not permitted (some container runtimes forbid it), the tool
 //! still runs, and the report says its exact peak is unavailable; what it
@@ -170,25 +171,9 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     // What an untraced tool leaves behind started no earlier than this.
     let launched_at = start_time(pid);
     let tree = Tree::default();
-    // Attach before the tool execs. If ptrace is refused the tool runs
-    // untraced and only sampled figures are reported.
-    let mut tracer = options
-        .trace
-        .then(|| Tracer::seize(pid, tree.clone(), options.may_exec.clone()).ok())
-        .flatten()
-        .map(|tracer| tracer.on_read(options.on_read.clone()));
-    if tracer.is_none() {
-        // Untraced, nothing proves the tool's processes gone: the
-        // namespace is never handed to another tool.
-        network = None;
-    }
-    if tracer.is_some() {
-        launch.observe_calls();
-    } else {
-        // Untraced, only the main process is known: sample and kill it
-        // (and its group) at least.
-        tree.insert(pid);
-    }
+    // The launcher is known from the start: the watcher's limits reach it
+    // while it sets up.
+    tree.insert(pid);
     let watcher = Watcher::start(
         tree.clone(),
         pid,
@@ -232,6 +217,25 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
     .collect::<Result<Vec<_>, _>>()
     .map_err(RunError::Thread)?;
 
+    // The launcher sets up untraced (nothing can stop it meanwhile), and
+    // the tracer attaches between its report and `go`, before the tool
+    // execs. If ptrace is refused the tool runs untraced and only
+    // sampled figures are reported.
+    let prepared = launch.prepare();
+    let mut tracer = prepared
+        .is_ok()
+        .then_some(options.trace)
+        .filter(|trace| *trace)
+        .and_then(|_| Tracer::seize(pid, tree.clone(), options.may_exec.clone()).ok())
+        .map(|tracer| tracer.on_read(options.on_read.clone()));
+    if tracer.is_none() {
+        // Untraced, nothing proves the tool's processes gone: the
+        // namespace is never handed to another tool.
+        network = None;
+    }
+    if tracer.is_some() {
+        launch.observe_calls();
+    }
     // Alone, a traced tool starts on its tracer's CPU (see `affinity`;
     // the threads started above keep theirs); with other tools running,
     // each keeps the scheduler's choice.
@@ -246,17 +250,20 @@ pub fn run_tool(spec: &SandboxSpec, options: &RunOptions) -> Result<ToolOutcome,
         // On time, even if the tool makes no call the tracer sees.
         watcher.hand_back(shared);
     }
-    // The tracer (this thread) must answer the launcher's ptrace stops
-    // while the launcher is set up.
-    let launched = match &mut tracer {
-        Some(tracer) => {
-            let tracer = std::cell::RefCell::new(tracer);
-            launch.start_traced(&mut || tracer.borrow_mut().release_stops(), &mut || {
-                tracer.borrow().await_event()
-            })
+    // The tracer (this thread) must answer the tool's ptrace stops while
+    // it waits for the exec.
+    let launched = prepared.and_then(|layers| {
+        match &mut tracer {
+            Some(tracer) => {
+                let tracer = std::cell::RefCell::new(tracer);
+                launch.go_traced(&mut || tracer.borrow_mut().release_stops(), &mut || {
+                    tracer.borrow().await_event()
+                })
+            }
+            None => launch.go(),
         }
-        None => launch.start(),
-    };
+        .map(|()| layers)
+    });
     let layers = match launched {
         Ok(layers) => layers,
         Err(error) => {

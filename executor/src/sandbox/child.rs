@@ -9,7 +9,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, BufReader, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
@@ -41,21 +41,25 @@ struct Prepared {
 pub fn child_main() -> ExitCode {
     let Some((control, mut report)) = take_protocol_fds() else {
         eprintln!(
-            "error: `replay {CHILD_ARG}` is internal to `replay`: it needs its control and report pipes at fds \
-             {CONTROL_FD} and {REPORT_FD}"
+            "error: `replay {CHILD_ARG}` is internal to `replay`: it needs its control socket as its stdin"
         );
         return ExitCode::from(EXIT_REFUSED);
     };
+    let number = |at: usize| {
+        std::env::args_os()
+            .nth(at)
+            .and_then(|arg| arg.to_str().and_then(|s| s.parse::<u32>().ok()))
+    };
+    let expected_parent = number(2);
     // A network namespace to enter, if the parent passed one; used only if
     // the spec asks, and closed before the tool runs either way.
-    let network = take_network_fd();
+    let network = expected_parent
+        .zip(number(3))
+        .and_then(|(parent, fd)| take_network_fd(parent, fd));
     // Descriptors leaked into `replay` by whoever started it must not reach
     // the tool: Landlock checks opens, not descriptors already open.
     close_inherited_fds();
     let mut control = BufReader::new(control);
-    let expected_parent = std::env::args_os()
-        .nth(2)
-        .and_then(|arg| arg.to_str().and_then(|s| s.parse::<u32>().ok()));
 
     let tool = match prepare(&mut control, expected_parent, network) {
         Ok((tool, applied)) => {
@@ -93,52 +97,62 @@ pub fn child_main() -> ExitCode {
     ExitCode::from(EXIT_EXEC_FAILED)
 }
 
-/// Takes ownership of the two protocol pipes, if `launch` put them there.
+/// Takes the control socket `launch` gave as stdin: moved to
+/// [`CONTROL_FD`] (to read) and [`REPORT_FD`] (to write), both
+/// close-on-exec, and stdin becomes `/dev/null` (the tool's). `None` if
+/// stdin is not a socket (not started by `replay`).
 fn take_protocol_fds() -> Option<(File, File)> {
-    let mut fds = [CONTROL_FD, REPORT_FD].into_iter().map(|raw| {
-        // SAFETY: F_GETFD only reads the descriptor's flags; an fd that is
-        // not open makes it fail with EBADF, nothing else.
-        if unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
-            return None;
-        }
-        // SAFETY: `raw` is open (checked above), and nothing else in this
-        // process owns it: `child_main` runs first in `main`, before any
-        // code could open or claim a descriptor, and `launch` dup2'd the
-        // pipe here for us alone. Taking it once per fd makes the owner unique.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let is_pipe = fstat(fd.as_fd())
-            .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO)
-            .unwrap_or(false);
-        // Not a pipe: not ours; leave it open (forget the ownership).
-        if is_pipe {
-            Some(File::from(fd))
-        } else {
-            std::mem::forget(fd);
-            None
-        }
-    });
-    let control = fds.next()??;
-    let report = fds.next()??;
-    Some((control, report))
-}
-
-/// Takes the descriptor at [`NETNS_FD`], if one is open there, marked
-/// close-on-exec so it can never reach the tool.
-fn take_network_fd() -> Option<OwnedFd> {
-    // SAFETY: F_GETFD only reads the descriptor's flags; an fd that is not
-    // open makes it fail with EBADF, nothing else.
-    if unsafe { libc::fcntl(NETNS_FD, libc::F_GETFD) } == -1 {
+    let is_socket = fstat(std::io::stdin().as_fd())
+        .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK)
+        .unwrap_or(false);
+    if !is_socket {
         return None;
     }
-    // SAFETY: `NETNS_FD` is open (checked above) and nothing in this process
-    // owns it: `child_main` runs first in `main`, before any code could open
-    // or claim a descriptor, and it takes this one once.
-    let fd = unsafe { OwnedFd::from_raw_fd(NETNS_FD) };
-    fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
-    Some(fd)
+    // SAFETY: dup3 and open make new descriptors and touch no memory of
+    // ours; `child_main` runs first in `main`, before any code could own
+    // a descriptor, so nothing else owns 0, 3 or 4, which these replace.
+    // Each new descriptor is owned exactly once below.
+    unsafe {
+        if libc::dup3(0, CONTROL_FD, libc::O_CLOEXEC) == -1
+            || libc::dup3(CONTROL_FD, REPORT_FD, libc::O_CLOEXEC) == -1
+        {
+            return None;
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null == -1 || libc::dup2(null, 0) == -1 {
+            return None;
+        }
+        libc::close(null);
+        Some((
+            File::from(OwnedFd::from_raw_fd(CONTROL_FD)),
+            File::from(OwnedFd::from_raw_fd(REPORT_FD)),
+        ))
+    }
 }
 
-/// Closes every descriptor above the protocol pipes and [`NETNS_FD`].
+/// Opens again the network namespace the parent holds at descriptor `fd`
+/// (through its `/proc` entry, if it is still our parent), placed at
+/// [`NETNS_FD`], close-on-exec so it can never reach the tool.
+fn take_network_fd(parent: u32, fd: u32) -> Option<OwnedFd> {
+    if std::os::unix::process::parent_id() != parent {
+        return None;
+    }
+    let opened = OwnedFd::from(File::open(format!("/proc/{parent}/fd/{fd}")).ok()?);
+    if opened.as_raw_fd() == NETNS_FD {
+        return Some(opened);
+    }
+    // SAFETY: dup3 makes a new descriptor at NETNS_FD, which nothing in
+    // this process owns (`child_main` runs first in `main`; only 3 and 4
+    // are taken), and touches no memory of ours.
+    unsafe {
+        if libc::dup3(opened.as_raw_fd(), NETNS_FD, libc::O_CLOEXEC) == -1 {
+            return None;
+        }
+        Some(OwnedFd::from_raw_fd(NETNS_FD))
+    }
+}
+
+/// Closes every descriptor above the protocol socket and [`NETNS_FD`].
 fn close_inherited_fds() {
     let first = NETNS_FD as u32 + 1;
     // SAFETY: close_range touches no memory. It closes descriptors no Rust

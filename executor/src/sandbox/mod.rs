@@ -11,27 +11,35 @@
 //!
 //! # Protocol
 //!
-//! Two pipes are inherited by the child at fixed descriptors:
+//! One stream socket joins the two: the child's end is its stdin, so std
+//! spawns it with `posix_spawn` (a `pre_exec` hook would make it `fork`,
+//! copying `replay`'s page tables first: `bench/tools` `spawn_cost`).
+//! The child moves it first thing to fd 3 ([`CONTROL_FD`], read) and fd 4
+//! ([`REPORT_FD`], write), both close-on-exec, and puts `/dev/null` on
+//! its stdin (the tool's).
 //!
-//! - fd 3 ([`CONTROL_FD`], the child reads): line 1 is the [`SandboxSpec`] as
-//!   one line of JSON; line 2 is `go`.
-//! - fd 4 ([`REPORT_FD`], the child writes): after applying the layers, one
-//!   line of JSON: `{"applied": AppliedLayers}`, or `{"refused": {"layer",
-//!   "reason"}}` when a [`Want::Required`] layer cannot be applied (then exit
-//!   126), or `{"setup_failed": {"step", "message", "errno"}}` when the child
-//!   cannot prepare the tool (exit 126). After `go`, both descriptors are
-//!   marked close-on-exec and the tool is `execve`d; if that fails the child
+//! - The parent writes: line 1 is the [`SandboxSpec`] as one line of
+//!   JSON; line 2 is `go`.
+//! - The child writes, after applying the layers, one line of JSON:
+//!   `{"applied": AppliedLayers}`, or `{"refused": {"layer", "reason"}}`
+//!   when a [`Want::Required`] layer cannot be applied (then exit 126), or
+//!   `{"setup_failed": {"step", "message", "errno"}}` when the child
+//!   cannot prepare the tool (exit 126). After `go`, the tool is
+//!   `execve`d, which closes the child's end; if that fails the child
 //!   writes `{"exec_error": "...", "errno": N}` and exits 127.
 //!
-//! The parent therefore sees the report line, then either EOF (the tool is
-//! running: the exec closed fd 4) or an `exec_error` line. Between the report
-//! and `go` the parent may attach to the child with `PTRACE_SEIZE`: the child
-//! keeps itself dumpable and installs no seccomp filter, so ptrace works.
+//! The parent therefore sees the report line, then either the socket's
+//! end (the tool is running) or an `exec_error` line. Between the report
+//! and `go` the parent attaches to the child with `PTRACE_SEIZE` (the
+//! child keeps itself dumpable and installs no seccomp filter until
+//! then): the child sets up untraced, so nothing stops it meanwhile.
 //!
-//! - fd 5 ([`NETNS_FD`], only when the spec says
-//!   [`SandboxSpec::join_network`]): a network namespace to enter with
-//!   `setns` instead of making a new one (see `run::netns`).
-//!
+//! - A network namespace to enter with `setns` instead of making a new
+//!   one (see `run::netns`), when the spec says
+//!   [`SandboxSpec::join_network`]: the parent holds it open and names
+//!   its descriptor as the child's third argument; the child opens it
+//!   again through `/proc/PARENT/fd/N` at fd 5 ([`NETNS_FD`]).
+
 //! # Layers
 //!
 //! In the order the child applies them: the parent-death signal (SIGKILL),
@@ -63,13 +71,14 @@ pub use spec::{
 /// The hidden subcommand that makes `replay` act as the sandbox child.
 pub const CHILD_ARG: &str = "__sandbox-exec";
 
-/// The descriptor the child reads the spec and `go` from.
+/// Where the child keeps its end of the socket to read the spec and `go`.
 pub const CONTROL_FD: i32 = 3;
 
-/// The descriptor the child writes its report (and any exec error) to.
+/// Where the child keeps its end of the socket to write its report (and
+/// any exec error).
 pub const REPORT_FD: i32 = 4;
 
-/// The descriptor of a network namespace the child enters (when its spec
+/// Where the child keeps the network namespace it enters (when its spec
 /// says [`SandboxSpec::join_network`]) instead of making one.
 pub const NETNS_FD: i32 = 5;
 

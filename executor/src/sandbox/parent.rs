@@ -1,27 +1,17 @@
 //! The `replay` side of the double spawn: [`launch`] starts `replay
-//! __sandbox-exec` with the two protocol pipes, and [`Launch`] walks it
+//! __sandbox-exec` with the protocol socket as its stdin, and [`Launch`] walks it
 //! through the protocol (spec, report, `go`, exec result).
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-
 use super::protocol::{read_line, to_line, ExecFailure, Report, MAX_LINE};
 use super::spec::{AppliedLayers, Layer, SandboxSpec};
-use super::{CHILD_ARG, CONTROL_FD, GO, GO_OBSERVED, NETNS_FD, REPORT_FD};
-
-/// How long [`Launch::start_traced`] waits for the child's report before it
-/// checks the child for a stop (only a signal stops it then).
-const SETUP_POLL_MS: i32 = 10;
-
-/// The lowest descriptor the pipes' child ends are moved to before the
-/// fork, so the `dup2`s onto 3 and 4 can never clobber one another.
-const HIGH_FD: i32 = 10;
+use super::{CHILD_ARG, GO, GO_OBSERVED};
 
 /// Why a sandboxed tool could not be started, one variant per step.
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +25,8 @@ pub enum SandboxError {
         #[source]
         source: serde_json::Error,
     },
-    /// The protocol pipes could not be created.
-    #[error("cannot create the sandbox's pipes")]
+    /// The protocol socket could not be created.
+    #[error("cannot create the sandbox's control socket")]
     Pipe {
         /// The OS error.
         #[source]
@@ -174,8 +164,8 @@ pub struct Launch {
 
 /// Spawns `exe __sandbox-exec` for `spec`, with the tool's stdout and stderr.
 ///
-/// The child gets its own process group, a null stdin, an empty
-/// environment, and the protocol pipes at fds 3 and 4; it then waits for
+/// The child gets its own process group, an empty
+/// environment, and the protocol socket as its stdin; it then waits for
 /// [`Launch::prepare`]. `exe` must be a `replay` binary (usually
 /// `std::env::current_exe()`).
 ///
@@ -192,7 +182,7 @@ pub fn launch(
 }
 
 /// [`launch`], with a network namespace for the child to enter (at
-/// [`NETNS_FD`]) instead of making its own, when `network` is given and
+/// [`super::NETNS_FD`]) instead of making its own, when `network` is given and
 /// the spec wants the network cut off.
 pub fn launch_joining(
     exe: &Path,
@@ -214,72 +204,46 @@ pub fn launch_joining(
         program: spec.program.clone(),
         source,
     })?;
-    let pipe_error = |e: nix::errno::Errno| SandboxError::Pipe { source: e.into() };
-    let (control_read, control_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(pipe_error)?;
-    let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(pipe_error)?;
-    // The child's ends, moved to HIGH_FD and up, still close-on-exec: they
-    // vanish in the child at exec, once dup2'd onto 3 and 4.
-    let control_child = high_fd(&control_read).map_err(pipe_error)?;
-    let report_child = high_fd(&report_write).map_err(pipe_error)?;
-    let network_child = network.map(high_fd).transpose().map_err(pipe_error)?;
-    drop((control_read, report_write));
-    let (control_raw, report_raw) = (control_child.as_raw_fd(), report_child.as_raw_fd());
-    let network_raw = network_child.as_ref().map(AsRawFd::as_raw_fd);
-
+    // One stream socket carries the spec and `go` to the child and its
+    // report back: the child's end is its stdin, so std spawns it with
+    // `posix_spawn` (no `pre_exec` hook: `fork` would copy `replay`'s page
+    // tables first, about 0.7 ms a command; `bench/tools` `spawn_cost`).
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|source| SandboxError::Pipe { source })?;
+    let report = ours
+        .try_clone()
+        .map_err(|source| SandboxError::Pipe { source })?;
     let mut command = Command::new(exe);
     command
         .arg(CHILD_ARG)
         .arg(std::process::id().to_string())
         .env_clear()
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
-    // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe calls are allowed: it makes two or three dup2 calls
-    // and reads errno, and allocates nothing. Every source is >= HIGH_FD,
-    // so no dup2 overwrites another's source, and dup2 onto a different
-    // descriptor always clears close-on-exec on the copy. std has already
-    // placed stdio on 0..2, which 3, 4 and 5 do not touch.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::dup2(control_raw, CONTROL_FD) == -1 || libc::dup2(report_raw, REPORT_FD) == -1
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(network_raw) = network_raw {
-                if libc::dup2(network_raw, NETNS_FD) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+    // The namespace stays open here for the tool's whole run; the child
+    // opens it again through this process's `/proc` entry.
+    if let Some(network) = network {
+        command.arg(network.as_raw_fd().to_string());
     }
     let child = command.spawn().map_err(|source| SandboxError::Spawn {
         exe: exe.to_path_buf(),
         source,
     })?;
-    // Only the child may hold these, so its exit (or exec) is our EOF.
-    drop((control_child, report_child, network_child));
+    // Only the child may hold its end, so its exit (or exec) is our EOF.
+    drop(command);
 
     Ok(Launch {
         child,
         exe: exe.to_path_buf(),
         program: spec.program.clone(),
         spec_line,
-        control: Some(File::from(control_write)),
-        report: BufReader::new(File::from(report_read)),
+        control: Some(File::from(OwnedFd::from(ours))),
+        report: BufReader::new(File::from(OwnedFd::from(report))),
         observe: false,
         phase: Phase::Spawned,
     })
-}
-
-/// Duplicates `fd` to the lowest free descriptor >= [`HIGH_FD`], close-on-exec.
-fn high_fd(fd: impl AsFd) -> Result<OwnedFd, nix::errno::Errno> {
-    let raw = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD))?;
-    // SAFETY: F_DUPFD_CLOEXEC just returned `raw` as a new descriptor that
-    // nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 impl Launch {
@@ -317,7 +281,8 @@ impl Launch {
 
     /// The second half of [`Launch::prepare`]: the child's report.
     fn receive_report(&mut self) -> Result<AppliedLayers, SandboxError> {
-        let line = read_line(&mut self.report, MAX_LINE)
+        let line = self
+            .read_report()
             .map_err(|source| SandboxError::ReadReport { source })?
             .ok_or_else(|| SandboxError::NoReport {
                 exe: self.exe.clone(),
@@ -369,37 +334,37 @@ impl Launch {
         Ok(())
     }
 
-    /// [`Launch::start`] for a child this thread traces, which must answer
-    /// the child's ptrace stops while it waits for the child's words:
-    /// `release` lets the child out of any stop it is in, without
-    /// blocking; `await_event` blocks until the child stops or exits.
-    ///
-    /// While the child sets up, nothing but a signal stops it, so the
-    /// report is waited for (woken the moment it comes) with `release`
-    /// every [`SETUP_POLL_MS`]. After `go`, every outcome stops the child
-    /// or ends it (the `execve` call the filter reports, the exec event,
-    /// its exit), so this blocks in `await_event` and answers each stop at
-    /// once: no poll interval is added to any command's start.
-    pub fn start_traced(
+    /// [`Launch::go`] for a child this thread traces (attached after
+    /// [`Launch::prepare`]): `await_event` blocks until the child stops
+    /// or exits, `release` lets it out of any stop. After `go`, every
+    /// outcome stops the child or ends it (the `execve` call the filter
+    /// reports, the exec event, its exit), so this blocks in
+    /// `await_event` and answers each stop at once: no poll interval is
+    /// added to any command's start.
+    pub fn go_traced(
         &mut self,
         release: &mut dyn FnMut(),
         await_event: &mut dyn FnMut(),
-    ) -> Result<AppliedLayers, SandboxError> {
-        self.send_spec()?;
-        while !self.report_ready(SETUP_POLL_MS) {
-            release();
-        }
-        let layers = self.receive_report()?;
+    ) -> Result<(), SandboxError> {
         self.send_go()?;
         while !self.report_ready(0) {
             await_event();
             release();
         }
-        self.receive_exec()?;
-        Ok(layers)
+        self.receive_exec()
     }
 
-    /// Whether the report pipe has a line or its end to read, waiting at
+    /// The child's next line; `None` once it closed its end (exited, or
+    /// exec'd the tool). A child that exits without reading all it was
+    /// sent resets the socket instead of closing it: the same end.
+    fn read_report(&mut self) -> io::Result<Option<String>> {
+        match read_line(&mut self.report, MAX_LINE) {
+            Err(error) if error.kind() == io::ErrorKind::ConnectionReset => Ok(None),
+            read => read,
+        }
+    }
+
+    /// Whether the report socket has a line or its end to read, waiting at
     /// most `timeout_ms`.
     fn report_ready(&self, timeout_ms: i32) -> bool {
         if !self.report.buffer().is_empty() {
@@ -420,7 +385,8 @@ impl Launch {
 
     /// The second half of [`Launch::go`]: the exec's result.
     fn receive_exec(&mut self) -> Result<(), SandboxError> {
-        let line = read_line(&mut self.report, MAX_LINE)
+        let line = self
+            .read_report()
             .map_err(|source| SandboxError::ReadReport { source })?;
         let Some(line) = line else {
             self.phase = Phase::Running;

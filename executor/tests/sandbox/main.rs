@@ -195,6 +195,23 @@ fn the_environment_is_exactly_the_specs() {
     assert_eq!(ran.stdout, "A=1\nB=two words\n");
 }
 
+/// The launcher's control socket (its stdin until the tool's exec) never
+/// reaches the tool: the tool's stdin is `/dev/null`, and it holds no
+/// descriptor but 0, 1 and 2 (the `ls` that lists them holds one more).
+#[test]
+fn the_tool_gets_dev_null_as_stdin_and_no_other_descriptor() {
+    let fx = Fixture::new();
+    let spec = support::sh(
+        &fx,
+        "readlink /proc/self/fd/0; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+    );
+    let ran = run(&spec).expect("starts");
+    assert!(ran.status.success(), "{ran:?}");
+    let mut lines = ran.stdout.lines();
+    assert_eq!(lines.next(), Some("/dev/null"), "{ran:?}");
+    assert_eq!(lines.next(), Some("0 1 2 3 "), "{ran:?}");
+}
+
 #[test]
 fn argv0_args_and_cwd_are_the_specs() {
     let fx = Fixture::new();
@@ -271,8 +288,8 @@ fn a_refused_layer_reaches_the_parent_typed() {
     let fake = fx.outside().join("fake-replay");
     std::fs::write(
         &fake,
-        "#!/bin/sh\nIFS= read -r spec <&3\n\
-         echo '{\"refused\":{\"layer\":\"network\",\"reason\":\"simulated: no user namespaces\"}}' >&4\nexit 126\n",
+        "#!/bin/sh\nIFS= read -r spec\n\
+         echo '{\"refused\":{\"layer\":\"network\",\"reason\":\"simulated: no user namespaces\"}}' >&0\nexit 126\n",
     )
     .expect("writes the stand-in");
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
