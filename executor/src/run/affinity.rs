@@ -42,16 +42,10 @@ impl Shared {
     /// CPU; `None` where the CPUs cannot be read or set (nothing changes
     /// then).
     pub fn begin(tool: i32) -> Option<Shared> {
-        // SAFETY: `cpu_set_t` is a plain bit array; zeroed is empty.
-        let mut original: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid pointer to `original` and its size; pid 0 is the
-        // calling thread.
-        let read = unsafe {
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut original)
-        };
+        let original = get(0)?;
         // SAFETY: no arguments; returns the CPU or -1.
         let cpu = unsafe { libc::sched_getcpu() };
-        if read != 0 || cpu < 0 {
+        if cpu < 0 {
             return None;
         }
         // SAFETY: as above, zeroed is the empty set.
@@ -78,17 +72,10 @@ impl Shared {
     /// Gives task `tid` the CPUs the tracer had, if it still runs on
     /// exactly the shared one; whether it did.
     pub fn give_back(&self, tid: i32) -> bool {
-        // SAFETY: as in `begin`, zeroed is the empty set.
-        let mut now: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid pointer to `now` and its size.
-        let read = unsafe {
-            libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut now)
-        };
         // SAFETY: both are valid sets.
-        if read != 0 || !unsafe { libc::CPU_EQUAL(&now, &self.pinned.0) } {
-            return false;
-        }
-        restore(tid, &self.original)
+        let still_pinned =
+            get(tid).is_some_and(|now| unsafe { libc::CPU_EQUAL(&now, &self.pinned.0) });
+        still_pinned && restore(tid, &self.original)
     }
 }
 
@@ -106,6 +93,16 @@ pub fn restore(tid: i32, mask: &Mask) -> bool {
         unsafe { libc::CPU_SET(cpu, &mut every) };
     }
     set(tid, &every)
+}
+
+/// The CPUs of task `tid` (0: the calling thread), if they can be read.
+fn get(tid: i32) -> Option<libc::cpu_set_t> {
+    // SAFETY: `cpu_set_t` is a plain bit array; zeroed is empty.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to `mask` and its size.
+    let read =
+        unsafe { libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut mask) };
+    (read == 0).then_some(mask)
 }
 
 fn set(tid: i32, mask: &libc::cpu_set_t) -> bool {
@@ -126,12 +123,7 @@ mod tests {
                 return;
             };
             let count = || {
-                // SAFETY: as in `begin`.
-                let mut now: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-                // SAFETY: as in `begin`.
-                unsafe {
-                    libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut now)
-                };
+                let now = get(0).expect("the thread's CPUs");
                 // SAFETY: `now` is a valid set.
                 unsafe { libc::CPU_COUNT(&now) }
             };
